@@ -1,0 +1,125 @@
+"""``assess``: a patient record in, an explained assessment out. Pure: no clock, no I/O;
+the same record, profile and date always give the same assessment."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import BaseModel
+
+from b12dx.engine import diet, differentials, next_steps, recovery, status, suspicion
+from b12dx.engine import treatment as treatment_rules
+from b12dx.engine import urgency as urgency_rules
+from b12dx.engine.explain import explained
+from b12dx.engine.findings import find
+from b12dx.engine.labs import interpret_labs
+from b12dx.engine.validate import check_patient, parse_patient, resolve_as_of
+from b12dx.engine.warnings import notes, raise_warnings
+from b12dx.knowledge.loader import Knowledge, load_knowledge
+from b12dx.models.assessment import Assessment, Citation, RedFlagItem, RiskFactorItem
+from b12dx.models.patient import PatientRecord
+from b12dx.version import ENGINE_VERSION, SCHEMA_VERSION
+
+DISCLAIMER = (
+    "b12dx supports and does not replace a clinician's judgement. It does not diagnose; "
+    "anyone worried about their symptoms should see a doctor."
+)
+
+
+def _cited(items: Iterable[Any]) -> Iterable[str]:
+    for item in items:
+        if item is None:
+            continue
+        if isinstance(item, list):
+            yield from _cited(item)
+        elif isinstance(item, BaseModel):
+            yield from getattr(item, "sources", [])
+
+
+def _citations(kb: Knowledge, ids: Iterable[str]) -> list[Citation]:
+    out = []
+    for sid in dict.fromkeys(ids):
+        src = kb.sources[sid]
+        url = src.url or (f"https://pubmed.ncbi.nlm.nih.gov/{src.pmid}/" if src.pmid else None)
+        out.append(Citation(id=sid, title=src.title, url=url, year=src.year))
+    return out
+
+
+def assess(
+    patient: PatientRecord | Mapping[str, Any],
+    profile: str | None = None,
+    as_of: dt.date | None = None,
+    knowledge: Knowledge | None = None,
+) -> Assessment:
+    """Assess one person for vitamin B12 deficiency with neurological involvement.
+
+    ``patient`` is a ``PatientRecord`` or the contract's JSON as a mapping; ``as_of`` (or the
+    record's own ``as_of``) is required; ``profile`` defaults to ``nice-ng239``. Raises
+    ``InputError`` (field path and what is accepted) or ``ProfileError``.
+    """
+    kb = knowledge or load_knowledge()
+    prof = kb.profile(profile)
+    record = parse_patient(patient)
+    day = resolve_as_of(record, as_of)
+    check_patient(record, kb, day)
+
+    f = find(kb, record, day)
+    labs = interpret_labs(kb, prof, record, f.first_dose)
+    s = suspicion.judge(kb, f, labs)
+    st = status.decide(kb, f, labs, s)
+    t = treatment_rules.decide(kb, prof, f, labs, st, s)
+    level, urgency_reasons = urgency_rules.decide(kb, f, s, st, t)
+    dx = differentials.weigh(kb, f, labs)
+    steps = next_steps.plan(kb, f, labs, s, st, t, dx)
+    warnings = raise_warnings(kb, prof, f, labs, s, st, t, steps)
+    extra_notes = notes(kb, f, labs, s, st)
+    milestones, outcome = recovery.milestones(
+        kb, f, labs, t.treatment.start if t.treatment else None
+    )
+    risk_items = [
+        explained(kb, RiskFactorItem, "risk.factor",
+                  text=m.factor.text + (f" ({m.qualifier})" if m.qualifier else ""),
+                  sources=m.factor.sources, id=m.factor.id, name=m.factor.name,
+                  category=m.factor.category)
+        for m in f.risk_factors
+    ]
+    red_items = [
+        explained(kb, RedFlagItem, "red_flag.match", text=r.name, sources=r.sources, id=r.id,
+                  name=r.name)
+        for r in f.red_flags
+    ]
+    path = status.pathway(kb, st)
+    advice = diet.advise(kb, record)
+    pieces: list[Any] = [s.reasons, risk_items, red_items, labs.items, st.reasons, urgency_reasons,
+                         [path], steps, warnings, extra_notes, t.treatment, milestones, outcome,
+                         dx, [advice]]
+    return Assessment(
+        schema_version=SCHEMA_VERSION,
+        engine_version=ENGINE_VERSION,
+        knowledge_version=kb.version,
+        profile=prof.id,
+        as_of=day,
+        testing_recommended=s.testing,
+        suspicion={"level": s.level, "reasons": s.reasons},  # type: ignore[arg-type]
+        risk_factors=risk_items,
+        neurological_involvement=f.neurological,
+        labs=labs.items,
+        deficiency_status=st.status,  # type: ignore[arg-type]
+        status_reasons=st.reasons,
+        urgency=level,  # type: ignore[arg-type]
+        urgency_reasons=urgency_reasons,
+        red_flags=red_items,
+        diagnostic_pathway=path,
+        next_steps=steps,
+        warnings=warnings,
+        notes=extra_notes,
+        treatment=t.treatment,
+        recovery_milestones=milestones,
+        recovery_outcome=outcome,
+        differentials=dx,
+        diet=advice,
+        citations=_citations(kb, _cited(pieces)),
+        disclaimer=DISCLAIMER,
+    )

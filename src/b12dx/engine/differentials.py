@@ -1,0 +1,29 @@
+"""The differential diagnosis with how well each alternative fits (seed comparison tables,
+clinical-reference §8)."""
+
+from __future__ import annotations
+
+from b12dx.engine.explain import explained
+from b12dx.engine.findings import Findings, differential_fit
+from b12dx.engine.labs import LabSummary
+from b12dx.knowledge.loader import Knowledge
+from b12dx.models.assessment import DifferentialItem
+
+_ORDER = {"good": 0, "partial": 1, "poor": 2}
+
+
+def weigh(kb: Knowledge, f: Findings, labs: LabSummary) -> list[DifferentialItem]:
+    bands = {test: r.item.band for test, r in labs.usable.items()}
+    out: list[DifferentialItem] = []
+    for d in kb.differentials.values():
+        fit, supports, against = differential_fit(kb, f.patient, f.symptoms, d, bands)
+        detail = f"{d.name} ({fit} fit"
+        if supports:
+            detail += f"; for: {', '.join(supports)}"
+        if against:
+            detail += f"; against: {', '.join(against)}"
+        text = f"{detail}). {d.features} {d.b12_contrast}"
+        out.append(explained(kb, DifferentialItem, "differential.fit", text=text,
+                             sources=d.sources, id=d.id, name=d.name, fit=fit,
+                             matched_features=supports, against_features=against))
+    return sorted(out, key=lambda x: _ORDER[x.fit])

@@ -1,0 +1,222 @@
+"""The clinical picture drawn once from the record: symptoms by group, neurological
+involvement, red flags, risk factors, causes and treatment history. The rule modules read
+from it; none of them looks at the raw record again for these facts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from b12dx.knowledge.loader import Knowledge
+from b12dx.models.knowledge import Differential, RedFlag, RiskFactor
+from b12dx.models.patient import PatientRecord, SymptomEntry, TreatmentDose
+
+# Adult thresholds and regimens are validated for over 16s only (nice-ng239).
+ADULT_AGE = 16
+
+
+@dataclass(frozen=True)
+class MatchedRiskFactor:
+    factor: RiskFactor
+    qualifier: str  # what the record showed, e.g. "duration not recorded"
+
+
+@dataclass(frozen=True)
+class Findings:
+    patient: PatientRecord
+    as_of: dt.date
+    symptoms: dict[str, SymptomEntry]
+    b12_symptoms: list[str]  # features of B12 deficiency that count for testing
+    neuro_symptoms: list[str]  # the B12 features that are neurological
+    neuro_groups: frozenset[str]
+    neurological: bool
+    strain_pattern: bool
+    red_flags: list[RedFlag]
+    risk_factors: list[MatchedRiskFactor]
+    short_acid_suppression: list[str]  # PPI/H2 recorded for less than the risk duration
+    conditions: frozenset[str]
+    medications: frozenset[str]
+    exposures: frozenset[str]
+    doses: list[TreatmentDose]
+
+    @property
+    def under_16(self) -> bool:
+        return self.patient.age_years < ADULT_AGE
+
+    @property
+    def nitrous_oxide(self) -> bool:
+        return "nitrous_oxide" in self.exposures
+
+    @property
+    def first_dose(self) -> dt.date | None:
+        return self.doses[0].date if self.doses else None
+
+    @property
+    def last_dose(self) -> dt.date | None:
+        return self.doses[-1].date if self.doses else None
+
+    @property
+    def risk_factor_ids(self) -> list[str]:
+        return [m.factor.id for m in self.risk_factors]
+
+    def has_cause(self, *causes: str) -> bool:
+        return any(m.factor.cause in causes for m in self.risk_factors)
+
+
+def _feature(kb: Knowledge, record: PatientRecord, symptoms: dict[str, SymptomEntry],
+             feature: str, lab_bands: dict[str, str]) -> bool:
+    kind, _, value = feature.partition(":")
+    if kind == "symptom":
+        return value in symptoms
+    if kind == "group":
+        return any(kb.symptoms[s].group == value for s in symptoms)
+    if kind == "onset":
+        return any(s.onset == value for s in symptoms.values())
+    if kind == "condition":
+        return any(c.id == value for c in record.conditions)
+    if kind == "medication":
+        return any(m.id == value for m in record.medications)
+    if kind == "exposure":
+        return any(e.id == value for e in record.exposures)
+    if kind == "age_min":
+        return record.age_years >= float(value)
+    if kind == "lab":
+        test, _, band = value.partition("=")
+        return lab_bands.get(test) == band
+    raise ValueError(f"unknown feature {feature!r}")  # the loader rejects these
+
+
+def matched_features(kb: Knowledge, record: PatientRecord, symptoms: dict[str, SymptomEntry],
+                     features: list[str], lab_bands: dict[str, str]) -> list[str]:
+    return [f for f in features if _feature(kb, record, symptoms, f, lab_bands)]
+
+
+def differential_fit(kb: Knowledge, record: PatientRecord, symptoms: dict[str, SymptomEntry],
+                     d: Differential, lab_bands: dict[str, str]) -> tuple[str, list[str], list[str]]:
+    """Rule differential.fit: good / partial / poor with the features behind it."""
+    supports = matched_features(kb, record, symptoms, d.supports, lab_bands)
+    against = matched_features(kb, record, symptoms, d.against, lab_bands)
+    required = matched_features(kb, record, symptoms, d.good_requires_any, lab_bands)
+    if (len(supports) >= d.good_min and len(supports) > len(against)
+            and (not d.good_requires_any or required)):
+        fit = "good"
+    elif supports and len(supports) >= len(against):
+        fit = "partial"
+    else:
+        fit = "poor"
+    return fit, supports, against
+
+
+def _expand(kb: Knowledge, ids: list[str]) -> set[str]:
+    out: set[str] = set()
+    for i in ids:
+        out |= kb.weakness_symptoms if i == "@weakness" else {i}
+    return out
+
+
+def _red_flag(kb: Knowledge, flag: RedFlag, symptoms: dict[str, SymptomEntry]) -> bool:
+    m = flag.match
+
+    def ok(s: SymptomEntry, onset: str | None, within: float | None) -> bool:
+        if onset is not None and s.onset != onset:
+            return False
+        return within is None or (
+            s.progressing is True and s.duration_weeks is not None and s.duration_weeks <= within
+        )
+
+    hits = [s for sid, s in symptoms.items() if sid in _expand(kb, m.any)
+            and ok(s, m.onset, m.progressing_within_weeks)]
+    if not hits:
+        return False
+    if m.with_any:
+        others = [s for sid, s in symptoms.items() if sid in _expand(kb, m.with_any)]
+        if m.with_progressing_or_sudden:
+            others = [s for s in others if s.progressing is True or s.onset == "sudden"]
+        if not others:
+            return False
+    if m.unless_any and any(sid in symptoms for sid in m.unless_any):
+        groups = {kb.symptoms[sid].group for sid in symptoms}
+        if not groups & set(m.unless_no_group):
+            return False
+    return True
+
+
+def _risk_factors(kb: Knowledge, record: PatientRecord) -> tuple[list[MatchedRiskFactor], list[str]]:
+    meds = {m.id: m for m in record.medications}
+    conditions = {c.id for c in record.conditions}
+    exposures = {e.id for e in record.exposures}
+    matched: list[MatchedRiskFactor] = []
+    short: list[str] = []
+    for rf in kb.risk_factors.values():
+        t = rf.trigger
+        qualifier = ""
+        if t.diet is not None and record.diet not in t.diet:
+            continue
+        if t.age_min is not None and record.age_years < t.age_min:
+            continue
+        if t.pregnant is not None and record.pregnant != t.pregnant:
+            continue
+        if t.breastfeeding is not None and record.breastfeeding != t.breastfeeding:
+            continue
+        if t.condition is not None and not conditions & set(t.condition):
+            continue
+        if t.exposure is not None and not exposures & set(t.exposure):
+            continue
+        if t.medication is not None:
+            present = [meds[m] for m in t.medication if m in meds]
+            if not present:
+                continue
+            if t.min_duration_months is not None:
+                known = [m.duration_months for m in present if m.duration_months is not None]
+                if known and max(known) < t.min_duration_months:
+                    short.extend(m.id for m in present)
+                    continue
+                if not known:
+                    qualifier = (f"duration not recorded; the risk is with "
+                                 f"{t.min_duration_months / 12:g} years or more")
+                else:
+                    qualifier = f"{max(known):g} months"
+            else:
+                qualifier = ", ".join(
+                    kb.medications[m.id].name.lower()
+                    + (f" for {m.duration_months:g} months" if m.duration_months is not None else "")
+                    for m in present
+                )
+        matched.append(MatchedRiskFactor(rf, qualifier))
+    return matched, short
+
+
+def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
+    symptoms = {s.id: s for s in record.symptoms}
+    b12 = [s for s in symptoms if kb.symptoms[s].role == "b12"]
+    no_labs: dict[str, str] = {}
+    strain_fit, _, _ = differential_fit(kb, record, symptoms, kb.differentials["muscle_strain"],
+                                        no_labs)
+    neuro_groups_all = {g for g, group in kb.symptom_groups.items() if group.neurological}
+    non_motor_neuro = [s for s in b12 if kb.symptoms[s].group in neuro_groups_all - {"motor"}]
+    # Rule suspicion.strain_pattern: sudden weakness with the seed's strain features and no
+    # sensory, balance, reflex, visual or cognitive sign is ordinary strain, not B12.
+    strain = strain_fit == "good" and not non_motor_neuro and not any(
+        symptoms[s].onset == "gradual" for s in b12 if kb.symptoms[s].weakness)
+    if strain:
+        b12 = [s for s in b12 if not kb.symptoms[s].weakness]
+    neuro = [s for s in b12 if kb.symptoms[s].group in neuro_groups_all]
+    red_flags = [f for f in kb.red_flags.values() if _red_flag(kb, f, symptoms)]
+    risk_factors, short = _risk_factors(kb, record)
+    return Findings(
+        patient=record,
+        as_of=as_of,
+        symptoms=symptoms,
+        b12_symptoms=b12,
+        neuro_symptoms=neuro,
+        neuro_groups=frozenset(kb.symptoms[s].group for s in neuro),
+        neurological=bool(neuro),
+        strain_pattern=strain,
+        red_flags=red_flags,
+        risk_factors=risk_factors,
+        short_acid_suppression=short,
+        conditions=frozenset(c.id for c in record.conditions),
+        medications=frozenset(m.id for m in record.medications),
+        exposures=frozenset(e.id for e in record.exposures),
+        doses=sorted(record.b12_treatment, key=lambda d: d.date),
+    )

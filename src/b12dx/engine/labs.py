@@ -1,0 +1,171 @@
+"""Interpret lab results: convert to SI, band each by the profile, and pick the results
+that decide the deficiency status (the latest per test, taken before any B12 was given)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from b12dx.engine.explain import explained
+from b12dx.engine.units import family_base, find_unit
+from b12dx.knowledge.loader import Knowledge
+from b12dx.models.assessment import LabItem
+from b12dx.models.knowledge import BandRule, LabTest, LabUnit, Profile
+from b12dx.models.patient import LabResult, PatientRecord
+
+# Tests whose level B12 treatment changes: results taken after the first dose cannot
+# diagnose (nice-ng239, bsh-2014).
+B12_RESPONSIVE = frozenset({"total_b12", "active_b12", "mma", "homocysteine"})
+
+
+@dataclass(frozen=True)
+class LabReading:
+    item: LabItem
+    si: float | None
+
+
+@dataclass(frozen=True)
+class LabSummary:
+    items: list[LabItem]
+    usable: dict[str, LabReading]  # test id -> the reading that decides status
+    taken_after_treatment: list[str]  # tests with results drawn after B12 was given
+
+    def band(self, test: str) -> str | None:
+        reading = self.usable.get(test)
+        return reading.item.band if reading else None
+
+    def si(self, test: str) -> float | None:
+        reading = self.usable.get(test)
+        return reading.si if reading else None
+
+
+def _matches(rule: BandRule, patient: PatientRecord, family: str | None) -> bool:
+    w = rule.when
+    if w.unit_family is not None and w.unit_family != family:
+        return False
+    if w.sex is not None and patient.sex not in w.sex:
+        return False
+    if w.pregnant is not None and patient.pregnant != w.pregnant:
+        return False
+    return not (w.age_min is not None and patient.age_years < w.age_min)
+
+
+def band_rule(profile: Profile, test: str, patient: PatientRecord, family: str | None) -> BandRule:
+    return next(r for r in profile.bands[test] if _matches(r, patient, family))
+
+
+def apply_cutoffs(rule: BandRule, value: float) -> str:
+    for cut in rule.cutoffs:
+        if cut.below is not None and value < cut.below:
+            return cut.band
+        if cut.upto is not None and value <= cut.upto:
+            return cut.band
+    return rule.otherwise
+
+
+def describe_band(rule: BandRule, band: str, unit: str) -> str:
+    """The range a band covers, e.g. '180-350 ng/L' or 'above 350 ng/L'."""
+    lower: str | None = None
+    for cut in rule.cutoffs:
+        bound = cut.below if cut.below is not None else cut.upto
+        if cut.band == band:
+            if lower is None:
+                return f"{'below' if cut.below is not None else 'up to'} {bound:g} {unit}"
+            return f"{lower}-{bound:g} {unit}"
+        lower = f"{bound:g}"
+    return f"above {lower} {unit}" if lower else ""
+
+
+def _reference_band(rule_bands: set[str], lab: LabResult, value: float) -> str | None:
+    low_word = "deficient" if "deficient" in rule_bands else "low"
+    high_word = "elevated" if "elevated" in rule_bands else ("high" if "high" in rule_bands
+                                                             or "low" in rule_bands else "normal")
+    if lab.reference_low is None and lab.reference_high is None:
+        return None
+    if lab.reference_low is not None and value < lab.reference_low:
+        return low_word
+    if lab.reference_high is not None and value > lab.reference_high:
+        return high_word
+    return "normal"
+
+
+def _interpret_numeric(
+    kb: Knowledge, profile: Profile, patient: PatientRecord, test: LabTest, lab: LabResult,
+    unit: LabUnit, used: bool,
+) -> LabReading:
+    assert not isinstance(lab.value, str)
+    value = float(lab.value)
+    si = value * unit.factor
+    rule = band_rule(profile, test.id, patient, unit.family)
+    if rule.when.unit_family is not None:
+        base = family_base(test, rule.when.unit_family)
+        compared, compared_unit = si / base.factor, base.unit
+    else:
+        compared, compared_unit = si, test.si_unit or unit.unit
+    band = apply_cutoffs(rule, compared)
+    names = {c.band for c in rule.cutoffs} | {rule.otherwise}
+    reference_band = _reference_band(names, lab, value)
+    rule_id = f"lab.{test.id}"
+    range_text = describe_band(rule, band, compared_unit)
+    if test.id == "mma" and lab.reference_high is not None:
+        # A laboratory's own upper limit takes precedence over the profile's default.
+        rule_id = "lab.mma_lab_limit"
+        band = "elevated" if value > lab.reference_high else "normal"
+        range_text = f"laboratory upper limit {lab.reference_high:g} {unit.unit}"
+    si_rounded = round(si, test.si_decimals)
+    shown = f"{lab.value:g} {unit.unit}"
+    if unit.unit != test.si_unit:
+        shown += f" ({si_rounded:g} {test.si_unit})"
+    text = f"{test.name} {shown}: {band}" + (f" ({range_text})" if range_text else "")
+    if reference_band is not None and reference_band != band:
+        text += f"; by the laboratory's range: {reference_band}"
+    if not used:
+        text += "; not used for the diagnosis (an older result, or taken after B12 was given)"
+    item = explained(
+        kb, LabItem, rule_id, text=text, sources=rule.sources,
+        test=test.id, value=lab.value, unit=lab.unit, value_si=si_rounded,
+        unit_si=test.si_unit, band=band, date=lab.date,
+        reference_low=lab.reference_low, reference_high=lab.reference_high,
+        reference_band=reference_band, used_for_status=used,
+    )
+    return LabReading(item, si)
+
+
+def interpret_labs(
+    kb: Knowledge, profile: Profile, patient: PatientRecord, first_dose: dt.date | None
+) -> LabSummary:
+    # The latest result per test decides; undated results count as older than dated ones.
+    def when(lab: LabResult) -> dt.date:
+        return lab.date or dt.date.min
+
+    latest: dict[str, int] = {}
+    after_treatment: list[str] = []
+    for i, lab in enumerate(patient.labs):
+        if (first_dose is not None and lab.test in B12_RESPONSIVE
+                and (lab.date is None or lab.date >= first_dose)):
+            after_treatment.append(lab.test)
+            continue
+        if lab.test not in latest or when(lab) >= when(patient.labs[latest[lab.test]]):
+            latest[lab.test] = i
+
+    items: list[LabItem] = []
+    usable: dict[str, LabReading] = {}
+    for i, lab in enumerate(patient.labs):
+        test = kb.labs[lab.test]
+        used = latest.get(lab.test) == i
+        if test.kind == "qualitative":
+            assert isinstance(lab.value, str)
+            text = f"{test.name}: {lab.value}"
+            item = explained(kb, LabItem, f"lab.{test.id}", text=f"{text}.", sources=test.sources,
+                             test=test.id, value=lab.value, unit=None, value_si=None,
+                             unit_si=None, band=lab.value, date=lab.date, used_for_status=used)
+            reading = LabReading(item, None)
+        else:
+            assert lab.unit is not None
+            unit = find_unit(kb, test, lab.unit)
+            assert unit is not None  # checked by validate
+            reading = _interpret_numeric(kb, profile, patient, test, lab, unit, used)
+        items.append(reading.item)
+        if used:
+            usable[lab.test] = reading
+    return LabSummary(items, usable, sorted(set(after_treatment)))

@@ -1,0 +1,171 @@
+"""Where the patient stands in the diagnostic algorithm (seed-leg-weakness with
+nice-ng239, clinical-reference §4) and the deficiency status it gives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from b12dx.engine.explain import explained
+from b12dx.engine.findings import Findings
+from b12dx.engine.labs import LabSummary
+from b12dx.engine.suspicion import SuspicionResult
+from b12dx.knowledge.loader import Knowledge
+from b12dx.models.assessment import DiagnosticPathway, PathwayStep, Reason
+
+_RANK = {"deficient": 2, "indeterminate": 1, "normal": 0}
+RENAL_EGFR = 60.0  # eGFR below which MMA rises from the kidneys alone (renal caveat)
+
+
+@dataclass
+class StatusResult:
+    status: str
+    reasons: list[Reason]
+    step: str
+    # what the algorithm asks for next
+    need_initial: bool = False
+    need_active_b12: bool = False
+    need_mma: bool = False
+    need_homocysteine: bool = False
+    need_cause_workup: bool = False
+    need_coeliac: bool = False
+    renal_impairment: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def deficient(self) -> bool:
+        return self.status in ("confirmed", "likely")
+
+
+def renal_impairment(f: Findings, labs: LabSummary) -> bool:
+    egfr = labs.si("egfr")
+    if egfr is not None:
+        return egfr < RENAL_EGFR
+    return any(c.id == "chronic_kidney_disease" and (c.egfr is None or c.egfr < RENAL_EGFR)
+               for c in f.patient.conditions)
+
+
+def _b12_marker(labs: LabSummary) -> str | None:
+    """The worse of total and active B12 (both count as the first-line test)."""
+    bands = [b for b in (labs.band("total_b12"), labs.band("active_b12")) if b is not None]
+    return max(bands, key=_RANK.__getitem__) if bands else None
+
+
+def decide(kb: Knowledge, f: Findings, labs: LabSummary, s: SuspicionResult) -> StatusResult:
+    r: list[Reason] = []
+
+    def reason(rule: str, text: str | None = None) -> None:
+        r.append(explained(kb, Reason, rule, text=text))
+
+    b12 = _b12_marker(labs)
+    mma = labs.band("mma")
+    hcy = labs.band("homocysteine")
+    folate_low = labs.band("serum_folate") == "low"
+    renal = renal_impairment(f, labs)
+    pregnant_total_only = (f.patient.pregnant and labs.band("total_b12") == "deficient"
+                           and labs.band("active_b12") is None)
+    out = StatusResult("not_assessed", r, "initial_test", renal_impairment=renal)
+
+    if mma == "elevated" and b12 != "deficient":
+        if renal:
+            out.status = "likely"
+            reason("status.mma_elevated_renal")
+        else:
+            out.status = "confirmed"
+            reason("status.mma_elevated")
+        out.step = "functional_test"
+    elif b12 == "deficient":
+        if pregnant_total_only:
+            out.status, out.need_active_b12 = "likely", True
+            reason("status.pregnancy_total_b12")
+        else:
+            out.status = "confirmed"
+            reason("status.b12_deficient")
+        out.step = "interpret_b12"
+        if mma == "normal":
+            out.notes.append("discordant_mma")
+    elif mma == "normal":
+        out.status, out.step = "unlikely", "functional_test"
+        reason("status.mma_normal")
+    elif b12 == "indeterminate":
+        out.step = "functional_test"
+        if hcy == "elevated" and (not folate_low or f.nitrous_oxide):
+            out.status, out.need_mma = "likely", True
+            reason("status.indeterminate_homocysteine")
+        else:
+            out.status, out.need_mma = "indeterminate", True
+            reason("status.b12_indeterminate")
+    elif b12 == "normal":
+        if f.nitrous_oxide and mma is None:
+            out.step = "functional_test"
+            if hcy == "elevated":
+                out.status = "likely"
+                reason("status.nitrous_oxide_homocysteine")
+            elif hcy == "normal":
+                out.status = "unlikely"
+                reason("status.functional_normal")
+            else:
+                out.status, out.need_homocysteine, out.need_mma = "indeterminate", True, True
+                reason("status.nitrous_oxide_normal_b12")
+        elif s.high:
+            out.step = "functional_test"
+            if hcy == "elevated" and not folate_low:
+                out.status, out.need_mma = "likely", True
+                reason("status.normal_b12_homocysteine")
+            else:
+                out.status, out.need_mma = "indeterminate", True
+                reason("status.normal_b12_high_suspicion")
+        else:
+            out.status, out.step = "unlikely", "interpret_b12"
+            reason("status.b12_normal")
+    elif hcy is not None:
+        out.step = "initial_test"
+        if hcy == "elevated" and f.nitrous_oxide:
+            out.status = "likely"
+            reason("status.nitrous_oxide_homocysteine")
+        elif hcy == "normal" and f.nitrous_oxide:
+            out.status = "unlikely"
+            reason("status.functional_normal")
+        else:
+            out.status, out.need_initial = "indeterminate", True
+            reason("status.homocysteine_only")
+    else:
+        out.need_initial = True
+        out.need_homocysteine = f.nitrous_oxide
+        reason("status.not_tested")
+
+    if out.deficient:
+        ifa = labs.band("intrinsic_factor_antibody")
+        obvious = any(m.factor.obvious_cause for m in f.risk_factors) or ifa == "positive"
+        if not obvious and ifa is None:
+            out.need_cause_workup = True
+            out.step = "find_cause"
+            reason("status.cause_unexplained")
+        elif ifa == "negative" and not obvious:
+            out.need_coeliac = "celiac_disease" not in f.conditions
+            out.step = "find_cause"
+            reason("status.ifa_negative")
+        else:
+            out.step = "treat_and_review"
+    if f.doses:
+        out.step = "treat_and_review"
+    if out.status == "not_assessed" and not s.testing and not f.doses:
+        out.step = "assess_testing"
+    return out
+
+
+def pathway(kb: Knowledge, result: StatusResult) -> DiagnosticPathway:
+    steps = sorted(kb.algorithm.values(), key=lambda a: a.order)
+    current = next(i for i, a in enumerate(steps) if a.id == result.step)
+    ended = result.status == "unlikely"
+    out: list[PathwayStep] = []
+    for i, a in enumerate(steps):
+        if i < current:
+            state = "done"
+        elif i == current:
+            state = "current"
+        else:
+            state = "not_needed" if ended else "pending"
+        out.append(PathwayStep(id=a.id, name=a.name, state=state))
+    here = steps[current]
+    return explained(kb, DiagnosticPathway, "status.pathway", text=f"{here.name}: {here.text}",
+                     sources=here.sources, current_step=here.id, steps=out)

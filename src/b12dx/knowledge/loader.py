@@ -1,0 +1,339 @@
+"""Load the knowledge base files into typed models and check that they hang together.
+
+Every file in ``data/`` holds one topic. Loading validates each entry against its model
+(``b12dx.models.knowledge``) and then the references between files: every source id is
+known, every source is cited, ids are unique, every symptom, condition, medicine and
+regimen a rule names exists. A broken knowledge base never reaches the engine.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from b12dx.errors import KnowledgeError, ProfileError
+from b12dx.models.knowledge import (
+    AlgorithmStep,
+    CodedEntry,
+    Diet,
+    Differential,
+    Fact,
+    LabTest,
+    Medication,
+    Profile,
+    Recovery,
+    RedFlag,
+    Regimen,
+    RiskFactor,
+    Rule,
+    Source,
+    Symptom,
+    SymptomGroup,
+    UrgencyDef,
+    WarningDef,
+    Worded,
+)
+
+DATA_DIR = Path(__file__).parent / "data"
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    """The whole knowledge base, indexed by id. Immutable; share it freely."""
+
+    version: str
+    sources: dict[str, Source]
+    symptom_groups: dict[str, SymptomGroup]
+    symptoms: dict[str, Symptom]
+    conditions: dict[str, CodedEntry]
+    medications: dict[str, Medication]
+    exposures: dict[str, CodedEntry]
+    risk_factors: dict[str, RiskFactor]
+    labs: dict[str, LabTest]
+    unit_spellings: dict[str, str]
+    profiles: dict[str, Profile]
+    regimens: dict[str, Regimen]
+    recovery: Recovery
+    differentials: dict[str, Differential]
+    red_flags: dict[str, RedFlag]
+    diet: Diet
+    warnings: dict[str, WarningDef]
+    next_steps: dict[str, Worded]
+    urgency: dict[str, UrgencyDef]
+    algorithm: dict[str, AlgorithmStep]
+    facts: dict[str, Fact]
+    rules: dict[str, Rule]
+    weakness_symptoms: frozenset[str] = field(default=frozenset())
+
+    @property
+    def default_profile(self) -> Profile:
+        return next(p for p in self.profiles.values() if p.default)
+
+    def profile(self, profile_id: str | None) -> Profile:
+        if profile_id is None:
+            return self.default_profile
+        try:
+            return self.profiles[profile_id]
+        except KeyError:
+            raise ProfileError(
+                f"unknown profile {profile_id!r} (accepted: {', '.join(self.profiles)})"
+            ) from None
+
+    def rule(self, rule_id: str) -> Rule:
+        return self.rules[rule_id]
+
+    def topics(self) -> dict[str, Mapping[str, BaseModel]]:
+        """Each listable topic with its entries, for ``b12dx knowledge`` and ``explain``."""
+        return {
+            "symptoms": self.symptoms,
+            "symptom_groups": self.symptom_groups,
+            "risk_factors": self.risk_factors,
+            "conditions": self.conditions,
+            "medications": self.medications,
+            "exposures": self.exposures,
+            "labs": self.labs,
+            "profiles": self.profiles,
+            "regimens": self.regimens,
+            "milestones": {m.id: m for m in self.recovery.milestones},
+            "differentials": self.differentials,
+            "red_flags": self.red_flags,
+            "foods": {f.id: f for f in self.diet.foods},
+            "warnings": self.warnings,
+            "next_steps": self.next_steps,
+            "urgency": self.urgency,
+            "algorithm": self.algorithm,
+            "facts": self.facts,
+            "rules": self.rules,
+            "sources": self.sources,
+        }
+
+
+def _read(directory: Path, name: str) -> Any:
+    path = directory / f"{name}.yaml"
+    try:
+        with path.open(encoding="utf-8") as f:
+            return yaml.load(f, Loader=_Loader)
+    except (OSError, yaml.YAMLError) as exc:
+        raise KnowledgeError(f"{path.name}: {exc}") from exc
+
+
+def _entries(directory: Path, name: str, model: type[M]) -> dict[str, M]:
+    raw = _read(directory, name)
+    try:
+        items = TypeAdapter(list[model]).validate_python(raw)  # type: ignore[valid-type]
+    except ValidationError as exc:
+        raise KnowledgeError(f"{name}.yaml: {exc}") from exc
+    out: dict[str, M] = {}
+    for item in items:
+        key = item.id  # type: ignore[attr-defined]
+        if key in out:
+            raise KnowledgeError(f"{name}.yaml: duplicate id {key!r}")
+        out[key] = item
+    return out
+
+
+def _one(directory: Path, name: str, model: type[M]) -> M:
+    try:
+        return model.model_validate(_read(directory, name))
+    except ValidationError as exc:
+        raise KnowledgeError(f"{name}.yaml: {exc}") from exc
+
+
+def _resolve_profiles(raw: dict[str, Profile]) -> dict[str, Profile]:
+    """Apply ``inherits``: a child overrides whole keys (one test's bands, a regimen map)."""
+    resolved: dict[str, Profile] = {}
+
+    def resolve(pid: str, seen: tuple[str, ...] = ()) -> Profile:
+        if pid in resolved:
+            return resolved[pid]
+        if pid in seen:
+            raise KnowledgeError(f"profiles.yaml: inheritance loop through {pid!r}")
+        profile = raw[pid]
+        if profile.inherits:
+            if profile.inherits not in raw:
+                raise KnowledgeError(f"profiles.yaml: {pid} inherits unknown {profile.inherits!r}")
+            parent = resolve(profile.inherits, (*seen, pid))
+            merged = parent.model_dump()
+            mine = profile.model_dump(exclude_unset=True)
+            merged["bands"] = {**merged["bands"], **mine.get("bands", {})}
+            for key, value in mine.items():
+                if key != "bands":
+                    merged[key] = value
+            merged["default"] = profile.default
+            merged["sources"] = list(dict.fromkeys([*profile.sources, *parent.sources]))
+            profile = Profile.model_validate(merged)
+        resolved[pid] = profile
+        return profile
+
+    for pid in raw:
+        resolve(pid)
+    return resolved
+
+
+def load_knowledge_from(directory: Path) -> Knowledge:
+    """Load and check the knowledge base in ``directory`` (a copy of ``data/`` in tests)."""
+    meta = _read(directory, "meta")
+    spellings = _read(directory, "unit_spellings")
+    symptoms = _entries(directory, "symptoms", Symptom)
+    kb = Knowledge(
+        version=str(meta["knowledge_version"]),
+        sources=_entries(directory, "sources", Source),
+        symptom_groups=_entries(directory, "symptom_groups", SymptomGroup),
+        symptoms=symptoms,
+        conditions=_entries(directory, "conditions", CodedEntry),
+        medications=_entries(directory, "medications", Medication),
+        exposures=_entries(directory, "exposures", CodedEntry),
+        risk_factors=_entries(directory, "risk_factors", RiskFactor),
+        labs=_entries(directory, "labs", LabTest),
+        unit_spellings={str(k).lower(): str(v) for k, v in spellings.items()},
+        profiles=_resolve_profiles(_entries(directory, "profiles", Profile)),
+        regimens=_entries(directory, "regimens", Regimen),
+        recovery=_one(directory, "recovery", Recovery),
+        differentials=_entries(directory, "differentials", Differential),
+        red_flags=_entries(directory, "red_flags", RedFlag),
+        diet=_one(directory, "foods", Diet),
+        warnings=_entries(directory, "warnings", WarningDef),
+        next_steps=_entries(directory, "next_steps", Worded),
+        urgency=_entries(directory, "urgency", UrgencyDef),
+        algorithm=_entries(directory, "algorithm", AlgorithmStep),
+        facts=_entries(directory, "facts", Fact),
+        rules=_entries(directory, "rules", Rule),
+        weakness_symptoms=frozenset(s.id for s in symptoms.values() if s.weakness),
+    )
+    problems = list(check(kb))
+    if problems:
+        raise KnowledgeError("knowledge base is inconsistent:\n  " + "\n  ".join(problems))
+    return kb
+
+
+@functools.lru_cache(maxsize=1)
+def load_knowledge() -> Knowledge:
+    """The shipped knowledge base, loaded once per process."""
+    return load_knowledge_from(DATA_DIR)
+
+
+# --- consistency checks -------------------------------------------------------------
+
+
+def cited_source_ids(obj: object) -> Iterator[str]:
+    """Every source id cited anywhere inside a model, list or dict."""
+    if isinstance(obj, BaseModel):
+        for name in type(obj).model_fields:
+            value = getattr(obj, name)
+            if name == "sources" and isinstance(value, list):
+                yield from value
+            elif name == "source" and isinstance(value, str):
+                yield value
+            else:
+                yield from cited_source_ids(value)
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from cited_source_ids(value)
+    elif isinstance(obj, list | tuple):
+        for value in obj:
+            yield from cited_source_ids(value)
+
+
+def _feature_problems(kb: Knowledge, where: str, feature: str) -> Iterator[str]:
+    kind, _, value = feature.partition(":")
+    known: dict[str, Mapping[str, object]] = {
+        "symptom": kb.symptoms,
+        "group": kb.symptom_groups,
+        "condition": kb.conditions,
+        "medication": kb.medications,
+        "exposure": kb.exposures,
+    }
+    if kind in known:
+        if value not in known[kind]:
+            yield f"{where}: unknown {kind} {value!r}"
+    elif kind == "onset":
+        if value not in ("sudden", "gradual"):
+            yield f"{where}: unknown onset {value!r}"
+    elif kind == "age_min":
+        try:
+            float(value)
+        except ValueError:
+            yield f"{where}: age_min needs a number, not {value!r}"
+    elif kind == "lab":
+        test, _, _band = value.partition("=")
+        if test not in kb.labs:
+            yield f"{where}: unknown lab test {test!r}"
+    else:
+        yield f"{where}: unknown feature kind {kind!r}"
+
+
+def _symptom_refs(kb: Knowledge, ids: list[str]) -> Iterator[str]:
+    for sid in ids:
+        if sid != "@weakness" and sid not in kb.symptoms:
+            yield sid
+
+
+def check(kb: Knowledge) -> Iterator[str]:
+    """Every inconsistency in the knowledge base, as readable lines (none when sound)."""
+    topics = kb.topics()
+    cited: set[str] = set()
+    for topic, entries in topics.items():
+        if topic == "sources":
+            continue
+        for key, entry in entries.items():
+            ids = list(cited_source_ids(entry))
+            cited.update(ids)
+            for sid in ids:
+                if sid not in kb.sources:
+                    yield f"{topic}.{key}: unknown source id {sid!r}"
+    for extra in (kb.recovery.outcome, kb.diet.notes, kb.diet.rda):
+        cited.update(cited_source_ids(extra))
+    for sid in kb.sources:
+        if sid not in cited:
+            yield f"sources.{sid}: cited by nothing"
+
+    for s in kb.symptoms.values():
+        if s.group not in kb.symptom_groups:
+            yield f"symptoms.{s.id}: unknown group {s.group!r}"
+    for rf in kb.risk_factors.values():
+        t = rf.trigger
+        for kind, ids, table in (
+            ("condition", t.condition, kb.conditions),
+            ("medication", t.medication, kb.medications),
+            ("exposure", t.exposure, kb.exposures),
+        ):
+            for i in ids or []:
+                if i not in table:
+                    yield f"risk_factors.{rf.id}: unknown {kind} {i!r}"
+    for rf_id, flag in kb.red_flags.items():
+        m = flag.match
+        for sid in _symptom_refs(kb, [*m.any, *m.with_any, *m.unless_any]):
+            yield f"red_flags.{rf_id}: unknown symptom {sid!r}"
+        for g in m.unless_no_group:
+            if g not in kb.symptom_groups:
+                yield f"red_flags.{rf_id}: unknown group {g!r}"
+    for d in kb.differentials.values():
+        for feature in [*d.supports, *d.against, *d.good_requires_any]:
+            yield from _feature_problems(kb, f"differentials.{d.id}", feature)
+    for p in kb.profiles.values():
+        for cause, regimen in [*p.regimen_by_cause.items(), *p.contraindication_fallback.items()]:
+            if regimen not in kb.regimens:
+                yield f"profiles.{p.id}: {cause} names unknown regimen {regimen!r}"
+        for test in p.bands:
+            if test not in kb.labs:
+                yield f"profiles.{p.id}: bands for unknown test {test!r}"
+        for required in ("review_after_months", "review_after_months_pregnancy"):
+            if getattr(p, required) is None:
+                yield f"profiles.{p.id}: {required} is missing"
+    for r in kb.regimens.values():
+        for c in r.contraindicated_conditions:
+            if c not in kb.conditions:
+                yield f"regimens.{r.id}: unknown condition {c!r}"
+    defaults = [p.id for p in kb.profiles.values() if p.default]
+    if len(defaults) != 1:
+        yield f"profiles: exactly one default profile needed, found {defaults}"

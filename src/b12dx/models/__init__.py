@@ -1,0 +1,2 @@
+"""Typed models at the boundaries: the patient record (input), the assessment (output) and
+the knowledge base."""

@@ -1,0 +1,239 @@
+"""The assessment: contract version 1 output.
+
+Every item that states something clinical carries the id of the rule that produced it
+(``rule``) and the ids of its sources (``sources``). Fields beyond the contract's are
+additions; none of the contract's is renamed or given another meaning.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SuspicionLevel = Literal["low", "moderate", "high"]
+Band = Literal[
+    "deficient", "indeterminate", "normal", "elevated", "low", "high", "positive", "negative"
+]
+DeficiencyStatus = Literal["confirmed", "likely", "indeterminate", "unlikely", "not_assessed"]
+Urgency = Literal["emergency", "urgent", "soon", "routine", "self_care"]
+NextStepId = Literal[
+    "order_total_b12",
+    "order_active_b12",
+    "order_mma",
+    "order_homocysteine",
+    "order_full_blood_count",
+    "order_folate",
+    "order_intrinsic_factor_antibodies",
+    "order_coeliac_serology",
+    "start_treatment_now",
+    "start_treatment",
+    "seek_specialist_advice",
+    "refer_neurology",
+    "emergency_assessment",
+    "stop_nitrous_oxide",
+    "review_medication",
+    "dietary_changes",
+    "schedule_review",
+    "periodic_monitoring",
+    "continue_maintenance",
+]
+WarningId = Literal[
+    "irreversible_damage_risk",
+    "folic_acid_masking",
+    "normal_b12_does_not_exclude",
+    "no_anemia_does_not_exclude",
+    "renal_mma_caveat",
+    "pregnancy_total_b12_caveat",
+    "nitrous_oxide_normal_b12",
+    "hypokalemia_monitoring",
+    "post_treatment_level_uninterpretable",
+    "ethnicity_reference_range",
+    "leber_disease_cyanocobalamin",
+    "red_flag_not_b12",
+    "maintenance_overdue",
+]
+Severity = Literal["info", "warning", "critical"]
+RegimenId = Literal[
+    "im_neurological", "im_standard", "oral_high_dose", "oral_low_dose", "us_label_cyanocobalamin"
+]
+TreatmentDuration = Literal["lifelong", "while_cause_persists", "until_replete"]
+Phase = Literal["loading", "maintenance"]
+MilestoneId = Literal[
+    "reticulocyte_response",
+    "motor_conduction_amplitude",
+    "proximal_power",
+    "hand_function",
+    "plantar_flexion",
+    "dorsiflexion",
+    "sensory_conduction",
+    "neurological_response",
+]
+Fit = Literal["good", "partial", "poor"]
+StepState = Literal["done", "current", "pending", "not_needed"]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Explained(_Out):
+    """A statement with the rule that produced it and its sources."""
+
+    rule: str
+    text: str
+    sources: list[str]
+
+
+class Reason(Explained):
+    pass
+
+
+class Suspicion(_Out):
+    level: SuspicionLevel
+    reasons: list[Reason]
+
+
+class RiskFactorItem(Explained):
+    id: str
+    name: str
+    category: str
+
+
+class RedFlagItem(Explained):
+    id: str
+    name: str
+
+
+class LabItem(Explained):
+    test: str
+    value: int | float | str
+    unit: str | None
+    value_si: float | None
+    unit_si: str | None
+    band: Band
+    date: dt.date | None = None
+    reference_low: float | None = None
+    reference_high: float | None = None
+    reference_band: Band | None = Field(
+        default=None, description="Band by the laboratory's own reference range, when given."
+    )
+    used_for_status: bool = Field(
+        description="Whether this result was used to decide the deficiency status "
+        "(false for older repeats and for levels taken after B12 was given)."
+    )
+
+
+class PathwayStep(_Out):
+    id: str
+    name: str
+    state: StepState
+
+
+class DiagnosticPathway(Explained):
+    current_step: str
+    steps: list[PathwayStep]
+
+
+class NextStep(Explained):
+    id: NextStepId
+    due: dt.date | None = None
+
+
+class WarningItem(Explained):
+    id: WarningId
+    severity: Severity
+
+
+class Note(Explained):
+    id: str
+
+
+class Dose(_Out):
+    date: dt.date
+    dose: str
+    phase: Phase
+
+
+class Treatment(Explained):
+    regimen: RegimenId
+    name: str
+    drug: str
+    route: str
+    dose: str
+    duration: TreatmentDuration
+    causes: list[str]
+    start: dt.date
+    under_way: bool
+    schedule: list[Dose]
+    review_dates: list[dt.date]
+
+
+class Milestone(Explained):
+    id: MilestoneId
+    name: str
+    expected_by: dt.date
+
+
+class DifferentialItem(Explained):
+    id: str
+    name: str
+    fit: Fit
+    matched_features: list[str]
+    against_features: list[str]
+
+
+class FoodItem(_Out):
+    id: str
+    name: str
+    serving: str
+    micrograms: float
+    micrograms_max: float | None = None
+    percent_of_rda: int
+    fortified: bool
+
+
+class DietAdvice(Explained):
+    life_stage: str
+    rda_micrograms: float
+    foods: list[FoodItem]
+    notes: list[str]
+
+
+class Citation(_Out):
+    id: str
+    title: str
+    url: str | None
+    year: int | None = None
+
+
+class Assessment(_Out):
+    """The explained assessment of one person (contract output, version 1)."""
+
+    schema_version: str
+    engine_version: str
+    knowledge_version: str
+    profile: str
+    as_of: dt.date
+    testing_recommended: bool
+    suspicion: Suspicion
+    risk_factors: list[RiskFactorItem]
+    neurological_involvement: bool
+    labs: list[LabItem]
+    deficiency_status: DeficiencyStatus
+    status_reasons: list[Reason]
+    urgency: Urgency
+    urgency_reasons: list[Reason]
+    red_flags: list[RedFlagItem]
+    diagnostic_pathway: DiagnosticPathway
+    next_steps: list[NextStep]
+    warnings: list[WarningItem]
+    notes: list[Note]
+    treatment: Treatment | None
+    recovery_milestones: list[Milestone]
+    recovery_outcome: Explained | None
+    differentials: list[DifferentialItem]
+    diet: DietAdvice
+    citations: list[Citation]
+    disclaimer: str

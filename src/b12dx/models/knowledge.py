@@ -1,0 +1,320 @@
+"""Typed models of the knowledge base files (``b12dx/knowledge/data/*.yaml``).
+
+Each file is loaded into these models and validated at load; cross-references (source
+ids, symptom ids in rules, regimen ids in profiles) are checked by
+``b12dx.knowledge.loader``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _KB(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Cited(_KB):
+    sources: list[str] = Field(min_length=1)
+
+
+class Source(_KB):
+    id: str
+    kind: Literal["seed", "guideline", "label", "study", "reference", "project"]
+    title: str
+    statement: str
+    year: int | None = None
+    url: str | None = None
+    pmid: str | None = None
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _locatable(self) -> Source:
+        if not (self.url or self.pmid or self.file or self.kind == "project"):
+            raise ValueError(f"source {self.id} needs a url, pmid or file")
+        return self
+
+
+class Code(_KB):
+    system: Literal["LOINC", "ICD-10", "ATC", "RxNorm", "SNOMED CT", "UCUM"]
+    code: str
+    display: str
+    verified: bool
+    note: str | None = None
+
+
+class SymptomGroup(Cited):
+    id: str
+    name: str
+    neurological: bool
+
+
+class Symptom(Cited):
+    id: str
+    group: str
+    name: str
+    clinical_name: str
+    role: Literal["b12", "other", "red_flag", "context"]
+    weakness: bool
+    feels_like: str
+
+
+class CodedEntry(Cited):
+    id: str
+    name: str
+    plain_name: str | None = None
+    codes: list[Code] = Field(default_factory=list)
+
+
+class Medication(CodedEntry):
+    everyday_names: list[str] = Field(min_length=1)
+
+
+class Trigger(_KB):
+    diet: list[str] | None = None
+    condition: list[str] | None = None
+    medication: list[str] | None = None
+    exposure: list[str] | None = None
+    age_min: float | None = None
+    pregnant: bool | None = None
+    breastfeeding: bool | None = None
+    min_duration_months: float | None = None
+
+
+class AgeAlternative(_KB):
+    age_min: float
+    source: str
+    note: str | None = None
+
+
+Cause = Literal[
+    "dietary",
+    "malabsorption",
+    "autoimmune",
+    "medication",
+    "exposure",
+    "age",
+    "physiological",
+    "genetic",
+]
+Duration = Literal["lifelong", "while_cause_persists", "until_replete"]
+
+
+class RiskFactor(Cited):
+    id: str
+    name: str
+    category: str
+    cause: Cause
+    trigger: Trigger
+    obvious_cause: bool
+    duration: Duration
+    injections: bool = False
+    text: str
+    threshold_choice: str | None = None
+    alternatives: list[AgeAlternative] = Field(default_factory=list)
+
+
+class LabUnit(_KB):
+    unit: str
+    factor: float = Field(gt=0)
+    family: str
+
+
+class LabTest(Cited):
+    id: str
+    name: str
+    kind: Literal["numeric", "qualitative"]
+    si_unit: str | None = None
+    si_decimals: int = 1
+    units: list[LabUnit] = Field(default_factory=list)
+    values: list[str] = Field(default_factory=list)
+    plausible_si: tuple[float, float] | None = None
+    codes: list[Code] = Field(default_factory=list)
+
+
+class BandWhen(_KB):
+    unit_family: str | None = None
+    sex: list[str] | None = None
+    pregnant: bool | None = None
+    age_min: float | None = None
+
+
+class Cutoff(_KB):
+    below: float | None = None
+    upto: float | None = None
+    band: str
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Cutoff:
+        if (self.below is None) == (self.upto is None):
+            raise ValueError("a cutoff needs exactly one of below / upto")
+        return self
+
+
+class BandRule(Cited):
+    when: BandWhen = Field(default_factory=BandWhen)
+    cutoffs: list[Cutoff]
+    otherwise: str
+
+
+class SevereAnemia(_KB):
+    default: float
+    pregnant: float
+
+
+class Profile(Cited):
+    id: str
+    name: str
+    description: str
+    default: bool = False
+    inherits: str | None = None
+    bands: dict[str, list[BandRule]] = Field(default_factory=dict)
+    severe_anemia_below_g_l: SevereAnemia | None = None
+    regimen_by_cause: dict[str, str] = Field(default_factory=dict)
+    contraindication_fallback: dict[str, str] = Field(default_factory=dict)
+    review_after_months: int | None = None
+    review_after_months_pregnancy: int | None = None
+    maintenance_grace_days: int | None = None
+
+
+class RegimenPhase(_KB):
+    phase: Literal["loading", "maintenance"]
+    every_days: int | None = Field(default=None, gt=0)
+    every_months: int | None = Field(default=None, gt=0)
+    day_offsets: list[int] | None = None
+    doses: int | None = Field(default=None, gt=0)
+    until: Literal["first_review"] | None = None
+
+
+class Regimen(Cited):
+    id: str
+    name: str
+    drug: str
+    route: str
+    dose: str
+    phases: list[RegimenPhase] = Field(min_length=1)
+    contraindicated_conditions: list[str] = Field(default_factory=list)
+    text: str
+    choice: str | None = None
+
+
+class MilestoneDef(Cited):
+    id: str
+    name: str
+    expected_by_days: int | None = None
+    expected_by_months: float | None = None
+    applies: Literal["neurological", "anaemia", "always"]
+    text: str
+    choice: str | None = None
+
+    @property
+    def days(self) -> int:
+        if self.expected_by_days is not None:
+            return self.expected_by_days
+        assert self.expected_by_months is not None
+        # Approximate "by" dates: 30 days a month (recovery.yaml).
+        return round(self.expected_by_months * 30)
+
+
+class RecoveryOutcome(Cited):
+    text: str
+
+
+class Recovery(_KB):
+    outcome: RecoveryOutcome
+    milestones: list[MilestoneDef]
+
+
+class Differential(Cited):
+    id: str
+    name: str
+    features: str
+    b12_contrast: str
+    supports: list[str]
+    against: list[str]
+    good_min: int = 2
+    good_requires_any: list[str] = Field(default_factory=list)
+
+
+class RedFlagMatch(_KB):
+    any: list[str]
+    onset: Literal["sudden", "gradual"] | None = None
+    progressing_within_weeks: float | None = None
+    with_any: list[str] = Field(default_factory=list)
+    with_progressing_or_sudden: bool = False
+    unless_any: list[str] = Field(default_factory=list)
+    unless_no_group: list[str] = Field(default_factory=list)
+
+
+class RedFlag(Cited):
+    id: str
+    name: str
+    match: RedFlagMatch
+
+
+class Food(Cited):
+    id: str
+    name: str
+    serving: str
+    ug: float
+    ug_max: float | None = None
+    suits: list[str]
+    fortified: bool = False
+
+
+class FoodNote(Cited):
+    id: str
+    text: str
+
+
+class Rda(Cited):
+    stage: str
+    name: str
+    ug: float
+    age_min: float | None = None
+    age_max: float | None = None
+    pregnant: bool | None = None
+    breastfeeding: bool | None = None
+
+
+class Diet(_KB):
+    foods: list[Food]
+    notes: list[FoodNote]
+    rda: list[Rda]
+
+
+class Worded(Cited):
+    """An entry with clinician and patient wording (warnings, next steps, urgency)."""
+
+    id: str
+    text: str
+    plain: str
+
+
+class WarningDef(Worded):
+    severity: Literal["info", "warning", "critical"]
+
+
+class UrgencyDef(Worded):
+    order: int
+
+
+class AlgorithmStep(Cited):
+    id: str
+    order: int
+    name: str
+    text: str
+
+
+class Fact(Cited):
+    id: str
+    topic: str
+    text: str
+
+
+class Rule(Cited):
+    id: str
+    topic: str
+    text: str

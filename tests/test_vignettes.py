@@ -1,0 +1,109 @@
+"""Worked patient vignettes: one JSON file each in tests/vignettes/, with the patient
+(contract input), the profile and as_of, and the facts the assessment must show.
+
+Expectation keys (each optional; only those present are checked):
+  testing_recommended, suspicion, neurological_involvement, deficiency_status, urgency,
+  pathway_step, regimen (null = no treatment), drug, route, duration, review_dates,
+  schedule_first (date of the first listed dose), schedule_min_doses,
+  schedule_phases ({"loading": n, "maintenance": n} minimum counts),
+  next_steps_include / next_steps_exclude, warnings_include / warnings_exclude,
+  notes_include, risk_factors_include / risk_factors_exclude, red_flags_include,
+  lab_bands ({test: band}), lab_si ({test: value_si}), milestones ({id: date}),
+  milestones_exclude, differential_fit ({id: fit}), diet_rda, diet_life_stage.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from b12dx.engine import assess
+from b12dx.models.assessment import Assessment
+
+VIGNETTES = sorted((Path(__file__).parent / "vignettes").glob("*.json"))
+
+
+def _check(a: Assessment, expect: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+
+    def same(name: str, got: Any, want: Any) -> None:
+        if got != want:
+            problems.append(f"{name}: expected {want!r}, got {got!r}")
+
+    simple = {
+        "testing_recommended": a.testing_recommended,
+        "suspicion": a.suspicion.level,
+        "neurological_involvement": a.neurological_involvement,
+        "deficiency_status": a.deficiency_status,
+        "urgency": a.urgency,
+        "pathway_step": a.diagnostic_pathway.current_step,
+    }
+    for key, got in simple.items():
+        if key in expect:
+            same(key, got, expect[key])
+    t = a.treatment
+    if "regimen" in expect:
+        same("regimen", t.regimen if t else None, expect["regimen"])
+    for key in ("drug", "route", "duration"):
+        if key in expect:
+            same(key, getattr(t, key) if t else None, expect[key])
+    if "review_dates" in expect:
+        same("review_dates", [str(d) for d in t.review_dates] if t else None,
+             expect["review_dates"])
+    if "schedule_first" in expect:
+        same("schedule_first", str(t.schedule[0].date) if t and t.schedule else None,
+             expect["schedule_first"])
+    if "schedule_min_doses" in expect and (not t or len(t.schedule) < expect["schedule_min_doses"]):
+        problems.append(f"schedule has {len(t.schedule) if t else 0} doses, "
+                        f"expected at least {expect['schedule_min_doses']}")
+    for phase, n in expect.get("schedule_phases", {}).items():
+        got = sum(1 for d in t.schedule if d.phase == phase) if t else 0
+        if got < n:
+            problems.append(f"schedule has {got} {phase} doses, expected at least {n}")
+
+    for key, ids in (("next_steps", [s.id for s in a.next_steps]),
+                     ("warnings", [w.id for w in a.warnings]),
+                     ("notes", [n.id for n in a.notes]),
+                     ("risk_factors", [r.id for r in a.risk_factors]),
+                     ("red_flags", [r.id for r in a.red_flags]),
+                     ("milestones", [m.id for m in a.recovery_milestones])):
+        for want in expect.get(f"{key}_include", []):
+            if want not in ids:
+                problems.append(f"{key} should include {want!r}; got {ids}")
+        for unwanted in expect.get(f"{key}_exclude", []):
+            if unwanted in ids:
+                problems.append(f"{key} should not include {unwanted!r}")
+
+    used = {lab.test: lab for lab in a.labs if lab.used_for_status}
+    for test, band in expect.get("lab_bands", {}).items():
+        same(f"lab_bands.{test}", used[test].band if test in used else None, band)
+    for test, value in expect.get("lab_si", {}).items():
+        got = used[test].value_si if test in used else None
+        if got is None or abs(got - value) > 0.05 * max(abs(value), 0.01):
+            problems.append(f"lab_si.{test}: expected about {value}, got {got}")
+    dates = {m.id: str(m.expected_by) for m in a.recovery_milestones}
+    for mid, date in expect.get("milestones", {}).items():
+        same(f"milestones.{mid}", dates.get(mid), date)
+    fits = {d.id: d.fit for d in a.differentials}
+    for did, fit in expect.get("differential_fit", {}).items():
+        same(f"differential_fit.{did}", fits.get(did), fit)
+    if "diet_rda" in expect:
+        same("diet_rda", a.diet.rda_micrograms, expect["diet_rda"])
+    if "diet_life_stage" in expect:
+        same("diet_life_stage", a.diet.life_stage, expect["diet_life_stage"])
+    return problems
+
+
+def test_there_are_at_least_forty_vignettes() -> None:
+    assert len(VIGNETTES) >= 40
+
+
+@pytest.mark.parametrize("path", VIGNETTES, ids=[p.stem for p in VIGNETTES])
+def test_vignette(path: Path) -> None:
+    case = json.loads(path.read_text())
+    a = assess(case["patient"], profile=case.get("profile"))
+    problems = _check(a, case["expect"])
+    assert not problems, f"{case['description']}\n  " + "\n  ".join(problems)
