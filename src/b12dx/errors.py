@@ -1,14 +1,14 @@
 """Errors b12dx raises to its callers.
 
-    B12dxError                 base of everything below
-    ├── InputError             a patient record that cannot be assessed (bad JSON, unknown
-    │                          id, wrong unit, impossible value, date after as_of); carries
-    │                          one FieldError per problem, each naming the field path and
-    │                          what is accepted
-    ├── ProfileError           an unknown guideline profile
-    ├── LookupError_           an unknown id asked of the knowledge base (explain, example)
-    └── KnowledgeError         the shipped knowledge base is inconsistent (a bug, caught by
-                               the tests and at load)
+B12dxError                 base of everything below
+├── InputError             a patient record that cannot be assessed (bad JSON, unknown
+│                          id, wrong unit, impossible value, date after as_of); carries
+│                          one FieldError per problem, each naming the field path and
+│                          what is accepted
+├── ProfileError           an unknown guideline profile
+├── LookupError_           an unknown id asked of the knowledge base (explain, example)
+└── KnowledgeError         the shipped knowledge base is inconsistent (a bug, caught by
+                           the tests and at load)
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class ProfileError(B12dxError):
     """An unknown guideline profile was asked for."""
 
 
-class LookupError_(B12dxError):  # noqa: N801 - trailing underscore avoids the builtin
+class LookupError_(B12dxError):
     """An id that the knowledge base does not hold."""
 
 

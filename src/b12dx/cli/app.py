@@ -1,2 +1,145 @@
-def main() -> None:
-    pass
+"""``b12dx``: the command line. Each command reads, calls the library and prints; the
+clinical decisions are all the engine's.
+
+Exit status: 0 done; 2 bad input or usage (one message on standard error naming the field
+and what is accepted); 1 an unexpected failure (a bug).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from b12dx.errors import B12dxError, InputError
+
+app = typer.Typer(
+    name="b12dx",
+    help="Decision support for vitamin B12 deficiency with neurological or muscular "
+    "involvement. It supports and does not replace a clinician's judgement.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+ProfileOption = Annotated[
+    str | None,
+    typer.Option(
+        "--profile", "-p", help="Guideline profile: nice-ng239 (default), bsh-2014, us-label."
+    ),
+]
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(f"b12dx: error: {message}\n")
+    sys.exit(2)
+
+
+@app.command()
+def assess(
+    file: Annotated[
+        str, typer.Argument(help="Patient record (JSON, contract v1); '-' reads stdin.")
+    ],
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the contract's assessment JSON only.")
+    ] = False,
+    profile: ProfileOption = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Assess as of this date (YYYY-MM-DD); default: the record's as_of, else today.",
+        ),
+    ] = None,
+) -> None:
+    """Assess one person: testing, suspicion, labs, status, urgency, plan, sources."""
+    from b12dx.cli.io import parse_date, read_record
+    from b12dx.engine.assess import assess as run
+
+    record = read_record(file)
+    when: dt.date | None = parse_date(as_of, "--as-of") if as_of else None
+    if when is None and isinstance(record, dict) and record.get("as_of") is None:
+        when = dt.date.today()  # the adapter, not the engine, reads the clock
+    result = run(record, profile=profile, as_of=when)
+    if json_out:
+        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+        return
+    from b12dx.cli.report import render
+
+    render(result)
+
+
+@app.command()
+def schema(
+    which: Annotated[str, typer.Argument(help="input or output", metavar="input|output")],
+) -> None:
+    """Print the JSON Schema of the contract's input or output."""
+    from b12dx.schema import input_schema, output_schema
+
+    if which not in ("input", "output"):
+        raise InputError.single("which", f"{which!r} is not a schema", "input, output")
+    chosen = input_schema() if which == "input" else output_schema()
+    sys.stdout.write(json.dumps(chosen, indent=2) + "\n")
+
+
+@app.command()
+def explain(
+    entry_id: Annotated[
+        str, typer.Argument(metavar="ID", help="A rule, symptom, risk factor, test, regimen... id.")
+    ],
+) -> None:
+    """Explain one knowledge-base entry with its sources."""
+    from b12dx.cli.browse import explain as show
+
+    show(entry_id)
+
+
+@app.command()
+def knowledge(
+    topic: Annotated[
+        str | None, typer.Argument(help="A topic, e.g. symptoms; omit to list topics.")
+    ] = None,
+) -> None:
+    """List the knowledge base: its topics, or the entries of one topic."""
+    from b12dx.cli.browse import listing
+
+    listing(topic)
+
+
+@app.command()
+def example(
+    name: Annotated[str | None, typer.Argument(help="Example name; omit to list them.")] = None,
+) -> None:
+    """Print a ready example patient (pipe it into `b12dx assess -`), or list them."""
+    from b12dx import examples
+
+    if name is None:
+        for key, description in examples.catalogue().items():
+            sys.stdout.write(f"{key:32} {description}\n")
+        return
+    sys.stdout.write(examples.text(name))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: usage errors exit 2 (click); b12dx errors exit 2 with one message."""
+    try:
+        app(args=argv)
+    except InputError as exc:
+        lines = [str(e) for e in exc.errors]
+        message = (
+            lines[0]
+            if len(lines) == 1
+            else (f"{len(lines)} problems in the input:\n  " + "\n  ".join(lines))
+        )
+        _fail(f"invalid input: {message}")
+    except B12dxError as exc:
+        _fail(str(exc))
+    except BrokenPipeError:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

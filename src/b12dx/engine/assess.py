@@ -79,22 +79,43 @@ def assess(
         kb, f, labs, t.treatment.start if t.treatment else None
     )
     risk_items = [
-        explained(kb, RiskFactorItem, "risk.factor",
-                  text=m.factor.text + (f" ({m.qualifier})" if m.qualifier else ""),
-                  sources=m.factor.sources, id=m.factor.id, name=m.factor.name,
-                  category=m.factor.category)
+        explained(
+            kb,
+            RiskFactorItem,
+            "risk.factor",
+            text=m.factor.text + (f" ({m.qualifier})" if m.qualifier else ""),
+            sources=m.factor.sources,
+            id=m.factor.id,
+            name=m.factor.name,
+            category=m.factor.category,
+        )
         for m in f.risk_factors
     ]
     red_items = [
-        explained(kb, RedFlagItem, "red_flag.match", text=r.name, sources=r.sources, id=r.id,
-                  name=r.name)
+        explained(
+            kb, RedFlagItem, "red_flag.match", text=r.name, sources=r.sources, id=r.id, name=r.name
+        )
         for r in f.red_flags
     ]
     path = status.pathway(kb, st)
     advice = diet.advise(kb, record)
-    pieces: list[Any] = [s.reasons, risk_items, red_items, labs.items, st.reasons, urgency_reasons,
-                         [path], steps, warnings, extra_notes, t.treatment, milestones, outcome,
-                         dx, [advice]]
+    pieces: list[Any] = [
+        s.reasons,
+        risk_items,
+        red_items,
+        labs.items,
+        st.reasons,
+        urgency_reasons,
+        [path],
+        steps,
+        warnings,
+        extra_notes,
+        t.treatment,
+        milestones,
+        outcome,
+        dx,
+        [advice],
+    ]
     return Assessment(
         schema_version=SCHEMA_VERSION,
         engine_version=ENGINE_VERSION,
@@ -102,13 +123,13 @@ def assess(
         profile=prof.id,
         as_of=day,
         testing_recommended=s.testing,
-        suspicion={"level": s.level, "reasons": s.reasons},  # type: ignore[arg-type]
+        suspicion={"level": s.level, "reasons": s.reasons},
         risk_factors=risk_items,
         neurological_involvement=f.neurological,
         labs=labs.items,
-        deficiency_status=st.status,  # type: ignore[arg-type]
+        deficiency_status=st.status,
         status_reasons=st.reasons,
-        urgency=level,  # type: ignore[arg-type]
+        urgency=level,
         urgency_reasons=urgency_reasons,
         red_flags=red_items,
         diagnostic_pathway=path,

@@ -16,16 +16,25 @@ def life_stage(kb: Knowledge, p: PatientRecord) -> Rda:
         return next(r for r in rows if r.pregnant)
     if p.breastfeeding:
         return next(r for r in rows if r.breastfeeding)
-    return next(r for r in rows if r.age_min is not None and r.age_max is not None
-                and r.age_min <= p.age_years < r.age_max)
+    return next(
+        r
+        for r in rows
+        if r.age_min is not None and r.age_max is not None and r.age_min <= p.age_years < r.age_max
+    )
 
 
 def advise(kb: Knowledge, p: PatientRecord) -> DietAdvice:
     rda = life_stage(kb, p)
     foods = [
-        FoodItem(id=f.id, name=f.name, serving=f.serving, micrograms=f.ug,
-                 micrograms_max=f.ug_max, percent_of_rda=round(100 * f.ug / rda.ug),
-                 fortified=f.fortified)
+        FoodItem(
+            id=f.id,
+            name=f.name,
+            serving=f.serving,
+            micrograms=f.ug,
+            micrograms_max=f.ug_max,
+            percent_of_rda=round(100 * f.ug / rda.ug),
+            fortified=f.fortified,
+        )
         for f in sorted(kb.diet.foods, key=lambda f: -f.ug)
         if p.diet in f.suits
     ]
@@ -41,7 +50,13 @@ def advise(kb: Knowledge, p: PatientRecord) -> DietAdvice:
     if p.diet == "vegan":
         text += " A vegan diet needs fortified foods or a supplement for life."
     return explained(
-        kb, DietAdvice, "diet.advice", text=text,
+        kb,
+        DietAdvice,
+        "diet.advice",
+        text=text,
         sources=[*rda.sources, *(s for n in chosen for s in n.sources)],
-        life_stage=rda.stage, rda_micrograms=rda.ug, foods=foods, notes=[n.text for n in chosen],
+        life_stage=rda.stage,
+        rda_micrograms=rda.ug,
+        foods=foods,
+        notes=[n.text for n in chosen],
     )

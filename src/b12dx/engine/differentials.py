@@ -23,7 +23,18 @@ def weigh(kb: Knowledge, f: Findings, labs: LabSummary) -> list[DifferentialItem
         if against:
             detail += f"; against: {', '.join(against)}"
         text = f"{detail}). {d.features} {d.b12_contrast}"
-        out.append(explained(kb, DifferentialItem, "differential.fit", text=text,
-                             sources=d.sources, id=d.id, name=d.name, fit=fit,
-                             matched_features=supports, against_features=against))
+        out.append(
+            explained(
+                kb,
+                DifferentialItem,
+                "differential.fit",
+                text=text,
+                sources=d.sources,
+                id=d.id,
+                name=d.name,
+                fit=fit,
+                matched_features=supports,
+                against_features=against,
+            )
+        )
     return sorted(out, key=lambda x: _ORDER[x.fit])

@@ -5,6 +5,7 @@ from it; none of them looks at the raw record again for these facts."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from b12dx.knowledge.loader import Knowledge
@@ -63,8 +64,13 @@ class Findings:
         return any(m.factor.cause in causes for m in self.risk_factors)
 
 
-def _feature(kb: Knowledge, record: PatientRecord, symptoms: dict[str, SymptomEntry],
-             feature: str, lab_bands: dict[str, str]) -> bool:
+def _feature(
+    kb: Knowledge,
+    record: PatientRecord,
+    symptoms: dict[str, SymptomEntry],
+    feature: str,
+    lab_bands: Mapping[str, str],
+) -> bool:
     kind, _, value = feature.partition(":")
     if kind == "symptom":
         return value in symptoms
@@ -86,19 +92,32 @@ def _feature(kb: Knowledge, record: PatientRecord, symptoms: dict[str, SymptomEn
     raise ValueError(f"unknown feature {feature!r}")  # the loader rejects these
 
 
-def matched_features(kb: Knowledge, record: PatientRecord, symptoms: dict[str, SymptomEntry],
-                     features: list[str], lab_bands: dict[str, str]) -> list[str]:
+def matched_features(
+    kb: Knowledge,
+    record: PatientRecord,
+    symptoms: dict[str, SymptomEntry],
+    features: list[str],
+    lab_bands: Mapping[str, str],
+) -> list[str]:
     return [f for f in features if _feature(kb, record, symptoms, f, lab_bands)]
 
 
-def differential_fit(kb: Knowledge, record: PatientRecord, symptoms: dict[str, SymptomEntry],
-                     d: Differential, lab_bands: dict[str, str]) -> tuple[str, list[str], list[str]]:
+def differential_fit(
+    kb: Knowledge,
+    record: PatientRecord,
+    symptoms: dict[str, SymptomEntry],
+    d: Differential,
+    lab_bands: Mapping[str, str],
+) -> tuple[str, list[str], list[str]]:
     """Rule differential.fit: good / partial / poor with the features behind it."""
     supports = matched_features(kb, record, symptoms, d.supports, lab_bands)
     against = matched_features(kb, record, symptoms, d.against, lab_bands)
     required = matched_features(kb, record, symptoms, d.good_requires_any, lab_bands)
-    if (len(supports) >= d.good_min and len(supports) > len(against)
-            and (not d.good_requires_any or required)):
+    if (
+        len(supports) >= d.good_min
+        and len(supports) > len(against)
+        and (not d.good_requires_any or required)
+    ):
         fit = "good"
     elif supports and len(supports) >= len(against):
         fit = "partial"
@@ -124,8 +143,11 @@ def _red_flag(kb: Knowledge, flag: RedFlag, symptoms: dict[str, SymptomEntry]) -
             s.progressing is True and s.duration_weeks is not None and s.duration_weeks <= within
         )
 
-    hits = [s for sid, s in symptoms.items() if sid in _expand(kb, m.any)
-            and ok(s, m.onset, m.progressing_within_weeks)]
+    hits = [
+        s
+        for sid, s in symptoms.items()
+        if sid in _expand(kb, m.any) and ok(s, m.onset, m.progressing_within_weeks)
+    ]
     if not hits:
         return False
     if m.with_any:
@@ -141,7 +163,9 @@ def _red_flag(kb: Knowledge, flag: RedFlag, symptoms: dict[str, SymptomEntry]) -
     return True
 
 
-def _risk_factors(kb: Knowledge, record: PatientRecord) -> tuple[list[MatchedRiskFactor], list[str]]:
+def _risk_factors(
+    kb: Knowledge, record: PatientRecord
+) -> tuple[list[MatchedRiskFactor], list[str]]:
     meds = {m.id: m for m in record.medications}
     conditions = {c.id for c in record.conditions}
     exposures = {e.id for e in record.exposures}
@@ -172,14 +196,20 @@ def _risk_factors(kb: Knowledge, record: PatientRecord) -> tuple[list[MatchedRis
                     short.extend(m.id for m in present)
                     continue
                 if not known:
-                    qualifier = (f"duration not recorded; the risk is with "
-                                 f"{t.min_duration_months / 12:g} years or more")
+                    qualifier = (
+                        f"duration not recorded; the risk is with "
+                        f"{t.min_duration_months / 12:g} years or more"
+                    )
                 else:
                     qualifier = f"{max(known):g} months"
             else:
                 qualifier = ", ".join(
                     kb.medications[m.id].name.lower()
-                    + (f" for {m.duration_months:g} months" if m.duration_months is not None else "")
+                    + (
+                        f" for {m.duration_months:g} months"
+                        if m.duration_months is not None
+                        else ""
+                    )
                     for m in present
                 )
         matched.append(MatchedRiskFactor(rf, qualifier))
@@ -190,14 +220,18 @@ def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
     symptoms = {s.id: s for s in record.symptoms}
     b12 = [s for s in symptoms if kb.symptoms[s].role == "b12"]
     no_labs: dict[str, str] = {}
-    strain_fit, _, _ = differential_fit(kb, record, symptoms, kb.differentials["muscle_strain"],
-                                        no_labs)
+    strain_fit, _, _ = differential_fit(
+        kb, record, symptoms, kb.differentials["muscle_strain"], no_labs
+    )
     neuro_groups_all = {g for g, group in kb.symptom_groups.items() if group.neurological}
     non_motor_neuro = [s for s in b12 if kb.symptoms[s].group in neuro_groups_all - {"motor"}]
     # Rule suspicion.strain_pattern: sudden weakness with the seed's strain features and no
     # sensory, balance, reflex, visual or cognitive sign is ordinary strain, not B12.
-    strain = strain_fit == "good" and not non_motor_neuro and not any(
-        symptoms[s].onset == "gradual" for s in b12 if kb.symptoms[s].weakness)
+    strain = (
+        strain_fit == "good"
+        and not non_motor_neuro
+        and not any(symptoms[s].onset == "gradual" for s in b12 if kb.symptoms[s].weakness)
+    )
     if strain:
         b12 = [s for s in b12 if not kb.symptoms[s].weakness]
     neuro = [s for s in b12 if kb.symptoms[s].group in neuro_groups_all]

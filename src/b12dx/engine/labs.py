@@ -78,8 +78,11 @@ def describe_band(rule: BandRule, band: str, unit: str) -> str:
 
 def _reference_band(rule_bands: set[str], lab: LabResult, value: float) -> str | None:
     low_word = "deficient" if "deficient" in rule_bands else "low"
-    high_word = "elevated" if "elevated" in rule_bands else ("high" if "high" in rule_bands
-                                                             or "low" in rule_bands else "normal")
+    high_word = (
+        "elevated"
+        if "elevated" in rule_bands
+        else ("high" if "high" in rule_bands or "low" in rule_bands else "normal")
+    )
     if lab.reference_low is None and lab.reference_high is None:
         return None
     if lab.reference_low is not None and value < lab.reference_low:
@@ -90,8 +93,13 @@ def _reference_band(rule_bands: set[str], lab: LabResult, value: float) -> str |
 
 
 def _interpret_numeric(
-    kb: Knowledge, profile: Profile, patient: PatientRecord, test: LabTest, lab: LabResult,
-    unit: LabUnit, used: bool,
+    kb: Knowledge,
+    profile: Profile,
+    patient: PatientRecord,
+    test: LabTest,
+    lab: LabResult,
+    unit: LabUnit,
+    used: bool,
 ) -> LabReading:
     assert not isinstance(lab.value, str)
     value = float(lab.value)
@@ -122,11 +130,22 @@ def _interpret_numeric(
     if not used:
         text += "; not used for the diagnosis (an older result, or taken after B12 was given)"
     item = explained(
-        kb, LabItem, rule_id, text=text, sources=rule.sources,
-        test=test.id, value=lab.value, unit=lab.unit, value_si=si_rounded,
-        unit_si=test.si_unit, band=band, date=lab.date,
-        reference_low=lab.reference_low, reference_high=lab.reference_high,
-        reference_band=reference_band, used_for_status=used,
+        kb,
+        LabItem,
+        rule_id,
+        text=text,
+        sources=rule.sources,
+        test=test.id,
+        value=lab.value,
+        unit=lab.unit,
+        value_si=si_rounded,
+        unit_si=test.si_unit,
+        band=band,
+        date=lab.date,
+        reference_low=lab.reference_low,
+        reference_high=lab.reference_high,
+        reference_band=reference_band,
+        used_for_status=used,
     )
     return LabReading(item, si)
 
@@ -141,8 +160,11 @@ def interpret_labs(
     latest: dict[str, int] = {}
     after_treatment: list[str] = []
     for i, lab in enumerate(patient.labs):
-        if (first_dose is not None and lab.test in B12_RESPONSIVE
-                and (lab.date is None or lab.date >= first_dose)):
+        if (
+            first_dose is not None
+            and lab.test in B12_RESPONSIVE
+            and (lab.date is None or lab.date >= first_dose)
+        ):
             after_treatment.append(lab.test)
             continue
         if lab.test not in latest or when(lab) >= when(patient.labs[latest[lab.test]]):
@@ -156,9 +178,21 @@ def interpret_labs(
         if test.kind == "qualitative":
             assert isinstance(lab.value, str)
             text = f"{test.name}: {lab.value}"
-            item = explained(kb, LabItem, f"lab.{test.id}", text=f"{text}.", sources=test.sources,
-                             test=test.id, value=lab.value, unit=None, value_si=None,
-                             unit_si=None, band=lab.value, date=lab.date, used_for_status=used)
+            item = explained(
+                kb,
+                LabItem,
+                f"lab.{test.id}",
+                text=f"{text}.",
+                sources=test.sources,
+                test=test.id,
+                value=lab.value,
+                unit=None,
+                value_si=None,
+                unit_si=None,
+                band=lab.value,
+                date=lab.date,
+                used_for_status=used,
+            )
             reading = LabReading(item, None)
         else:
             assert lab.unit is not None

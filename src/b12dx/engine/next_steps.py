@@ -13,12 +13,26 @@ from b12dx.knowledge.loader import Knowledge
 from b12dx.models.assessment import DifferentialItem, NextStep
 
 _ACID = ("proton_pump_inhibitor", "h2_blocker")
-_LOWERING = ("metformin", *_ACID, "colchicine", "phenobarbital", "pregabalin", "primidone",
-             "topiramate")
+_LOWERING = (
+    "metformin",
+    *_ACID,
+    "colchicine",
+    "phenobarbital",
+    "pregabalin",
+    "primidone",
+    "topiramate",
+)
 
 
-def plan(kb: Knowledge, f: Findings, labs: LabSummary, s: SuspicionResult, st: StatusResult,
-         t: TreatmentDecision, dx: list[DifferentialItem]) -> list[NextStep]:
+def plan(
+    kb: Knowledge,
+    f: Findings,
+    labs: LabSummary,
+    s: SuspicionResult,
+    st: StatusResult,
+    t: TreatmentDecision,
+    dx: list[DifferentialItem],
+) -> list[NextStep]:
     steps: list[NextStep] = []
 
     def add(step_id: str, rule: str, text: str | None = None, **extra: object) -> None:
@@ -26,8 +40,9 @@ def plan(kb: Knowledge, f: Findings, labs: LabSummary, s: SuspicionResult, st: S
             return
         entry = kb.next_steps[step_id]
         body = text if text is not None else entry.text
-        steps.append(explained(kb, NextStep, rule, text=body, sources=entry.sources, id=step_id,
-                               **extra))
+        steps.append(
+            explained(kb, NextStep, rule, text=body, sources=entry.sources, id=step_id, **extra)
+        )
 
     if f.red_flags:
         add("emergency_assessment", "next.emergency_assessment")
@@ -36,9 +51,12 @@ def plan(kb: Knowledge, f: Findings, labs: LabSummary, s: SuspicionResult, st: S
     if f.neurological and (st.deficient or t.start_now):
         add("seek_specialist_advice", "next.seek_specialist_advice")
     if f.under_16 and f.neurological and s.testing:
-        add("seek_specialist_advice", "next.paediatric_specialist",
+        add(
+            "seek_specialist_advice",
+            "next.paediatric_specialist",
             "Urgent paediatric specialist assessment: adult thresholds and regimens are not "
-            "validated under 16.")
+            "validated under 16.",
+        )
 
     testing_wanted = s.testing or s.level != "low" or st.status != "not_assessed"
     if testing_wanted and not f.doses:
@@ -69,14 +87,20 @@ def plan(kb: Knowledge, f: Findings, labs: LabSummary, s: SuspicionResult, st: S
         add("stop_nitrous_oxide", "next.stop_nitrous_oxide")
 
     lowering = [m for m in _LOWERING if m in f.medications]
-    folic_alone = "folic_acid" in f.medications and t.treatment is None \
+    folic_alone = (
+        "folic_acid" in f.medications
+        and t.treatment is None
         and "b12_supplement" not in f.medications
+    )
     if (lowering and (s.testing or st.deficient)) or folic_alone:
         names = [kb.medications[m].name.lower() for m in lowering]
         if folic_alone:
             names.append("folic acid (not without B12)")
-        add("review_medication", "next.review_medication",
-            f"Review {', '.join(names)}: these lower B12 or hide its deficiency.")
+        add(
+            "review_medication",
+            "next.review_medication",
+            f"Review {', '.join(names)}: these lower B12 or hide its deficiency.",
+        )
     if f.has_cause("dietary") or f.patient.age_years >= 50:
         add("dietary_changes", "next.dietary_changes")
     if t.treatment is not None and f.doses:

@@ -41,8 +41,11 @@ def lay_out(regimen: Regimen, start: dt.date, first_review: dt.date, until: dt.d
     for index, phase in enumerate(regimen.phases):
         repeating = index == len(regimen.phases) - 1
         if phase.day_offsets is not None:
-            dates = [start + dt.timedelta(days=d) for d in phase.day_offsets] if last is None \
+            dates = (
+                [start + dt.timedelta(days=d) for d in phase.day_offsets]
+                if last is None
                 else [last + dt.timedelta(days=d or 1) for d in phase.day_offsets]
+            )
         else:
             dates = []
             day = start if last is None else _step(last, phase)

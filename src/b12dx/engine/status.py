@@ -40,8 +40,10 @@ def renal_impairment(f: Findings, labs: LabSummary) -> bool:
     egfr = labs.si("egfr")
     if egfr is not None:
         return egfr < RENAL_EGFR
-    return any(c.id == "chronic_kidney_disease" and (c.egfr is None or c.egfr < RENAL_EGFR)
-               for c in f.patient.conditions)
+    return any(
+        c.id == "chronic_kidney_disease" and (c.egfr is None or c.egfr < RENAL_EGFR)
+        for c in f.patient.conditions
+    )
 
 
 def _b12_marker(labs: LabSummary) -> str | None:
@@ -61,8 +63,11 @@ def decide(kb: Knowledge, f: Findings, labs: LabSummary, s: SuspicionResult) -> 
     hcy = labs.band("homocysteine")
     folate_low = labs.band("serum_folate") == "low"
     renal = renal_impairment(f, labs)
-    pregnant_total_only = (f.patient.pregnant and labs.band("total_b12") == "deficient"
-                           and labs.band("active_b12") is None)
+    pregnant_total_only = (
+        f.patient.pregnant
+        and labs.band("total_b12") == "deficient"
+        and labs.band("active_b12") is None
+    )
     out = StatusResult("not_assessed", r, "initial_test", renal_impairment=renal)
 
     if mma == "elevated" and b12 != "deficient":
@@ -167,5 +172,12 @@ def pathway(kb: Knowledge, result: StatusResult) -> DiagnosticPathway:
             state = "not_needed" if ended else "pending"
         out.append(PathwayStep(id=a.id, name=a.name, state=state))
     here = steps[current]
-    return explained(kb, DiagnosticPathway, "status.pathway", text=f"{here.name}: {here.text}",
-                     sources=here.sources, current_step=here.id, steps=out)
+    return explained(
+        kb,
+        DiagnosticPathway,
+        "status.pathway",
+        text=f"{here.name}: {here.text}",
+        sources=here.sources,
+        current_step=here.id,
+        steps=out,
+    )

@@ -52,60 +52,100 @@ def judge(kb: Knowledge, f: Findings, labs: LabSummary) -> SuspicionResult:
 
     if (signs or blood_signs) and f.risk_factors:
         testing = True
-        what = _names(kb, f.b12_symptoms) if f.b12_symptoms else ", ".join(
-            ["diagnosed neuropathy" if "diabetic_neuropathy" in signs else "", *blood_signs]
-        ).strip(", ")
-        add("moderate", "testing.symptom_and_risk_factor",
+        what = (
+            _names(kb, f.b12_symptoms)
+            if f.b12_symptoms
+            else ", ".join(
+                ["diagnosed neuropathy" if "diabetic_neuropathy" in signs else "", *blood_signs]
+            ).strip(", ")
+        )
+        add(
+            "moderate",
+            "testing.symptom_and_risk_factor",
             f"Symptoms or signs ({what}) with at least one risk factor ({rf_names}): "
-            "offer a B12 test.")
+            "offer a B12 test.",
+        )
     if f.nitrous_oxide and f.neurological:
         testing = True
-        add("high", "testing.nitrous_oxide_neurological",
+        add(
+            "high",
+            "testing.nitrous_oxide_neurological",
             "Nitrous oxide use with neurological symptoms: test regardless of other risk "
-            "factors (homocysteine or MMA first).")
+            "factors (homocysteine or MMA first).",
+        )
     if len(f.neuro_groups) >= 2 and not f.risk_factors:
         testing = True
-        add("moderate", "testing.neurological_pattern",
+        add(
+            "moderate",
+            "testing.neurological_pattern",
             f"Neurological symptoms in more than one system ({_names(kb, f.neuro_symptoms)}) "
             "with no recorded risk factor: B12 deficiency (including undiagnosed pernicious "
-            "anaemia) is a treatable cause to exclude.")
+            "anaemia) is a treatable cause to exclude.",
+        )
     if macrocytosis:
         testing = True
-        add("moderate", "testing.macrocytosis",
-            "Macrocytosis (MCV above 100 fL): check B12 and folate.")
+        add(
+            "moderate",
+            "testing.macrocytosis",
+            "Macrocytosis (MCV above 100 fL): check B12 and folate.",
+        )
 
     if f.neurological and f.risk_factors:
-        add("high", "suspicion.neurological_with_risk_factor",
+        add(
+            "high",
+            "suspicion.neurological_with_risk_factor",
             f"Neurological features ({_names(kb, f.neuro_symptoms)}) with risk factors "
-            f"({rf_names}).")
+            f"({rf_names}).",
+        )
     if len(f.neuro_groups & _CORD_GROUPS) >= 1 and len(f.neuro_groups) >= 2:
-        add("high", "suspicion.characteristic_pattern",
+        add(
+            "high",
+            "suspicion.characteristic_pattern",
             "The characteristic pattern: sensory or balance loss together with other "
-            f"neurological features ({_names(kb, f.neuro_symptoms)}).")
+            f"neurological features ({_names(kb, f.neuro_symptoms)}).",
+        )
     if macrocytosis and f.neurological:
-        add("high", "suspicion.macrocytosis_with_neurological",
-            "Macrocytosis together with neurological features.")
+        add(
+            "high",
+            "suspicion.macrocytosis_with_neurological",
+            "Macrocytosis together with neurological features.",
+        )
     if f.b12_symptoms and f.risk_factors and not f.neurological:
-        add("moderate", "suspicion.symptoms_with_risk_factor",
+        add(
+            "moderate",
+            "suspicion.symptoms_with_risk_factor",
             f"Symptoms of deficiency ({_names(kb, f.b12_symptoms)}) with risk factors "
-            f"({rf_names}).")
+            f"({rf_names}).",
+        )
     if f.neurological and not f.risk_factors:
-        add("moderate", "suspicion.neurological_without_risk_factor",
+        add(
+            "moderate",
+            "suspicion.neurological_without_risk_factor",
             f"Neurological features ({_names(kb, f.neuro_symptoms)}) without a recorded risk "
-            "factor.")
+            "factor.",
+        )
     if anaemia and not macrocytosis:
         add("moderate", "suspicion.anaemia", "Anaemia on the full blood count.")
     if f.strain_pattern:
-        add("low", "suspicion.strain_pattern",
+        add(
+            "low",
+            "suspicion.strain_pattern",
             "Sudden weakness linked to exertion, with localised soreness, that improves with "
             "rest and has no sensory or balance signs: the pattern of ordinary strain or "
-            "fatigue, not of B12 deficiency.")
+            "fatigue, not of B12 deficiency.",
+        )
     if f.risk_factors and not f.b12_symptoms and not blood_signs:
-        add("low", "suspicion.risk_factor_only",
-            f"Risk factors ({rf_names}) without symptoms or signs of deficiency.")
+        add(
+            "low",
+            "suspicion.risk_factor_only",
+            f"Risk factors ({rf_names}) without symptoms or signs of deficiency.",
+        )
     if not reasons:
-        add("low", "suspicion.no_features",
-            "No symptom, sign or risk factor of B12 deficiency recorded.")
+        add(
+            "low",
+            "suspicion.no_features",
+            "No symptom, sign or risk factor of B12 deficiency recorded.",
+        )
     if not testing:
         reasons.append(("low", explained(kb, Reason, "testing.not_indicated")))
 

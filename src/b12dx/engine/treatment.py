@@ -51,8 +51,11 @@ def _cause(f: Findings, labs: LabSummary) -> tuple[str, list[str]]:
 
 
 def _duration(f: Findings, labs: LabSummary, cause: str) -> str:
-    durations = [m.factor.duration for m in f.risk_factors
-                 if m.factor.cause not in ("age", "physiological", "autoimmune")]
+    durations = [
+        m.factor.duration
+        for m in f.risk_factors
+        if m.factor.cause not in ("age", "physiological", "autoimmune")
+    ]
     if labs.band("intrinsic_factor_antibody") == "positive":
         durations.append("lifelong")
     if cause == "unknown" or not durations:
@@ -70,8 +73,14 @@ def _should_treat(f: Findings, status: StatusResult, s: SuspicionResult) -> tupl
     return (suspected and not f.red_flags), (suspected and not f.red_flags)
 
 
-def decide(kb: Knowledge, profile: Profile, f: Findings, labs: LabSummary,
-           status: StatusResult, s: SuspicionResult) -> TreatmentDecision:
+def decide(
+    kb: Knowledge,
+    profile: Profile,
+    f: Findings,
+    labs: LabSummary,
+    status: StatusResult,
+    s: SuspicionResult,
+) -> TreatmentDecision:
     treat, start_now = _should_treat(f, status, s)
     if not treat or f.under_16:
         return TreatmentDecision(None, None, None, None, False)
@@ -88,8 +97,11 @@ def decide(kb: Knowledge, profile: Profile, f: Findings, labs: LabSummary,
 
     under_way = bool(f.doses)
     start = f.first_dose if f.first_dose is not None else f.as_of
-    months = (profile.review_after_months_pregnancy
-              if f.patient.pregnant or f.patient.breastfeeding else profile.review_after_months)
+    months = (
+        profile.review_after_months_pregnancy
+        if f.patient.pregnant or f.patient.breastfeeding
+        else profile.review_after_months
+    )
     assert months is not None
     review = add_months(start, months)
     horizon = add_months(f.as_of if under_way else start, SCHEDULE_MONTHS)
@@ -119,9 +131,21 @@ def decide(kb: Knowledge, profile: Profile, f: Findings, labs: LabSummary,
     if under_way:
         text += f" Course under way since {start}."
     treatment = explained(
-        kb, Treatment, rule, text=text, sources=regimen.sources,
-        regimen=regimen.id, name=regimen.name, drug=regimen.drug, route=regimen.route,
-        dose=regimen.dose, duration=duration, causes=behind, start=start,
-        under_way=under_way, schedule=schedule, review_dates=[review],
+        kb,
+        Treatment,
+        rule,
+        text=text,
+        sources=regimen.sources,
+        regimen=regimen.id,
+        name=regimen.name,
+        drug=regimen.drug,
+        route=regimen.route,
+        dose=regimen.dose,
+        duration=duration,
+        causes=behind,
+        start=start,
+        under_way=under_way,
+        schedule=schedule,
+        review_dates=[review],
     )
     return TreatmentDecision(treatment, regimen, review, overdue_since, start_now and not under_way)

@@ -21,8 +21,9 @@ def needs_monitoring(f: Findings) -> bool:
     )
 
 
-def decide(kb: Knowledge, f: Findings, s: SuspicionResult, st: StatusResult,
-           t: TreatmentDecision) -> tuple[str, list[Reason]]:
+def decide(
+    kb: Knowledge, f: Findings, s: SuspicionResult, st: StatusResult, t: TreatmentDecision
+) -> tuple[str, list[Reason]]:
     def level(name: str, rule: str, text: str | None = None) -> tuple[str, list[Reason]]:
         meaning = kb.urgency[name].text
         body = text if text is not None else kb.rules[rule].text
@@ -30,7 +31,9 @@ def decide(kb: Knowledge, f: Findings, s: SuspicionResult, st: StatusResult,
 
     if f.red_flags:
         names = "; ".join(r.name.lower() for r in f.red_flags)
-        return level("emergency", "urgency.red_flag", f"Red flags that point away from B12: {names}.")
+        return level(
+            "emergency", "urgency.red_flag", f"Red flags that point away from B12: {names}."
+        )
     if f.neurological and st.deficient:
         return level("urgent", "urgency.neurological_deficiency")
     if f.neurological and s.high and st.status != "unlikely" and not f.doses:
@@ -38,8 +41,11 @@ def decide(kb: Knowledge, f: Findings, s: SuspicionResult, st: StatusResult,
     if f.under_16 and f.neurological and s.testing:
         return level("urgent", "urgency.child_neurological")
     if t.overdue_since is not None:
-        return level("soon", "urgency.maintenance_overdue",
-                     f"Maintenance dose was due on {t.overdue_since} and has not been recorded.")
+        return level(
+            "soon",
+            "urgency.maintenance_overdue",
+            f"Maintenance dose was due on {t.overdue_since} and has not been recorded.",
+        )
     if f.doses:
         return level("routine", "urgency.on_treatment")
     if st.deficient:

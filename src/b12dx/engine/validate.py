@@ -134,12 +134,17 @@ def check_patient(patient: PatientRecord, kb: Knowledge, as_of: dt.date) -> None
             add(FieldError(f"{where}.date", f"{lab.date} is after as_of {as_of}"))
         if test.kind == "qualitative":
             if not isinstance(lab.value, str) or lab.value not in test.values:
-                add(FieldError(f"{where}.value", f"{lab.value!r} is not a result of {test.id}",
-                               " or ".join(test.values)))
+                add(
+                    FieldError(
+                        f"{where}.value",
+                        f"{lab.value!r} is not a result of {test.id}",
+                        " or ".join(test.values),
+                    )
+                )
             if lab.unit is not None:
                 add(FieldError(f"{where}.unit", f"{test.id} has no unit; leave it out"))
             continue
-        if isinstance(lab.value, str) or isinstance(lab.value, bool):
+        if isinstance(lab.value, str | bool):
             add(FieldError(f"{where}.value", f"must be a number for {test.id}"))
             continue
         if not math.isfinite(lab.value):
@@ -150,24 +155,34 @@ def check_patient(patient: PatientRecord, kb: Knowledge, as_of: dt.date) -> None
             continue
         unit = find_unit(kb, test, lab.unit)
         if unit is None:
-            add(FieldError(f"{where}.unit", f"{lab.unit!r} is not a unit of {test.id}",
-                           accepted_units(test)))
+            add(
+                FieldError(
+                    f"{where}.unit",
+                    f"{lab.unit!r} is not a unit of {test.id}",
+                    accepted_units(test),
+                )
+            )
             continue
         assert test.plausible_si is not None
         low, high = test.plausible_si
         si = lab.value * unit.factor
         if not low <= si <= high:
-            add(FieldError(
-                f"{where}.value",
-                f"{lab.value:g} {unit.unit} is outside what is possible for {test.id}",
-                f"{low / unit.factor:g} to {high / unit.factor:g} {unit.unit}",
-            ))
+            add(
+                FieldError(
+                    f"{where}.value",
+                    f"{lab.value:g} {unit.unit} is outside what is possible for {test.id}",
+                    f"{low / unit.factor:g} to {high / unit.factor:g} {unit.unit}",
+                )
+            )
         for ref in ("reference_low", "reference_high"):
             ref_value = getattr(lab, ref)
             if ref_value is not None and (not math.isfinite(ref_value) or ref_value <= 0):
                 add(FieldError(f"{where}.{ref}", "must be a positive number in the result's unit"))
-        if (lab.reference_low is not None and lab.reference_high is not None
-                and lab.reference_low >= lab.reference_high):
+        if (
+            lab.reference_low is not None
+            and lab.reference_high is not None
+            and lab.reference_low >= lab.reference_high
+        ):
             add(FieldError(f"{where}.reference_low", "must be below reference_high"))
 
     for i, dose in enumerate(patient.b12_treatment):
@@ -182,6 +197,7 @@ def resolve_as_of(patient: PatientRecord, as_of: dt.date | None) -> dt.date:
     """The assessment date: the argument wins, else the record's; one is required."""
     chosen = as_of or patient.as_of
     if chosen is None:
-        raise InputError.single("as_of", "is required (the date the assessment is made for)",
-                                "a date as YYYY-MM-DD")
+        raise InputError.single(
+            "as_of", "is required (the date the assessment is made for)", "a date as YYYY-MM-DD"
+        )
     return chosen

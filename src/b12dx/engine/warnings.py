@@ -14,15 +14,31 @@ from b12dx.models.assessment import NextStep, Note, WarningItem
 from b12dx.models.knowledge import Profile
 
 
-def raise_warnings(kb: Knowledge, profile: Profile, f: Findings, labs: LabSummary,
-                   s: SuspicionResult, st: StatusResult, t: TreatmentDecision,
-                   steps: list[NextStep]) -> list[WarningItem]:
+def raise_warnings(
+    kb: Knowledge,
+    profile: Profile,
+    f: Findings,
+    labs: LabSummary,
+    s: SuspicionResult,
+    st: StatusResult,
+    t: TreatmentDecision,
+    steps: list[NextStep],
+) -> list[WarningItem]:
     out: list[WarningItem] = []
 
     def warn(wid: str, text: str | None = None) -> None:
         w = kb.warnings[wid]
-        out.append(explained(kb, WarningItem, f"warn.{wid}", text=text or w.text,
-                             sources=w.sources, id=wid, severity=w.severity))
+        out.append(
+            explained(
+                kb,
+                WarningItem,
+                f"warn.{wid}",
+                text=text or w.text,
+                sources=w.sources,
+                id=wid,
+                severity=w.severity,
+            )
+        )
 
     ordered = {x.id for x in steps}
     b12_band = labs.band("total_b12") or labs.band("active_b12")
@@ -30,30 +46,41 @@ def raise_warnings(kb: Knowledge, profile: Profile, f: Findings, labs: LabSummar
 
     if f.red_flags:
         warn("red_flag_not_b12")
-    if f.neurological and st.status != "unlikely" and not f.doses and (
-            st.deficient or s.testing or s.high or st.status == "indeterminate"):
+    if (
+        f.neurological
+        and st.status != "unlikely"
+        and not f.doses
+        and (st.deficient or s.testing or s.high or st.status == "indeterminate")
+    ):
         weeks = max((f.symptoms[x].duration_weeks or 0) for x in f.neuro_symptoms)
-        extra = (f" Neurological symptoms have lasted about {weeks:g} weeks already."
-                 if weeks >= 13 else "")
+        extra = (
+            f" Neurological symptoms have lasted about {weeks:g} weeks already."
+            if weeks >= 13
+            else ""
+        )
         warn("irreversible_damage_risk", kb.warnings["irreversible_damage_risk"].text + extra)
     if "folic_acid" in f.medications and not treated:
         warn("folic_acid_masking")
     elif (st.deficient or s.level != "low") and labs.band("serum_folate") == "low":
-        warn("folic_acid_masking", "Folate is low as well: replace B12 before or with folic "
-             "acid, never folic acid alone. " + kb.warnings["folic_acid_masking"].text)
+        warn(
+            "folic_acid_masking",
+            "Folate is low as well: replace B12 before or with folic "
+            "acid, never folic acid alone. " + kb.warnings["folic_acid_masking"].text,
+        )
     if f.nitrous_oxide:
         warn("nitrous_oxide_normal_b12")
-    if b12_band in ("normal", "indeterminate") and s.level != "low" and st.status != "unlikely":
-        warn("normal_b12_does_not_exclude")
-    elif b12_band is None and s.high and not f.doses:
+    if (
+        b12_band in ("normal", "indeterminate") and s.level != "low" and st.status != "unlikely"
+    ) or (b12_band is None and s.high and not f.doses):
         warn("normal_b12_does_not_exclude")
     fbc_normal = labs.band("hemoglobin") == "normal" or labs.band("mcv") == "normal"
     if fbc_normal and s.level != "low" and st.status != "unlikely":
         warn("no_anemia_does_not_exclude")
     if st.renal_impairment and (labs.band("mma") is not None or "order_mma" in ordered):
         warn("renal_mma_caveat")
-    if f.patient.pregnant and (labs.band("total_b12") is not None or s.testing
-                               or "order_active_b12" in ordered):
+    if f.patient.pregnant and (
+        labs.band("total_b12") is not None or s.testing or "order_active_b12" in ordered
+    ):
         warn("pregnancy_total_b12_caveat")
     hb = labs.si("hemoglobin")
     severe = profile.severe_anemia_below_g_l
@@ -61,21 +88,28 @@ def raise_warnings(kb: Knowledge, profile: Profile, f: Findings, labs: LabSummar
         limit = severe.pregnant if f.patient.pregnant else severe.default
         if hb < limit:
             warn("hypokalemia_monitoring")
-    if labs.taken_after_treatment or f.doses or (
-            "b12_supplement" in f.medications and labs.band("total_b12") is not None):
+    if (
+        labs.taken_after_treatment
+        or f.doses
+        or ("b12_supplement" in f.medications and labs.band("total_b12") is not None)
+    ):
         warn("post_treatment_level_uninterpretable")
     if f.patient.ethnicity == "black_african_or_caribbean" and (b12_band is not None or s.testing):
         warn("ethnicity_reference_range")
     if "leber_disease" in f.conditions:
         warn("leber_disease_cyanocobalamin")
     if t.overdue_since is not None:
-        warn("maintenance_overdue", f"Maintenance dose due {t.overdue_since} is overdue. "
-             + kb.warnings["maintenance_overdue"].text)
+        warn(
+            "maintenance_overdue",
+            f"Maintenance dose due {t.overdue_since} is overdue. "
+            + kb.warnings["maintenance_overdue"].text,
+        )
     return out
 
 
-def notes(kb: Knowledge, f: Findings, labs: LabSummary, s: SuspicionResult,
-          st: StatusResult) -> list[Note]:
+def notes(
+    kb: Knowledge, f: Findings, labs: LabSummary, s: SuspicionResult, st: StatusResult
+) -> list[Note]:
     out: list[Note] = []
 
     def note(nid: str, text: str | None = None) -> None:
@@ -95,11 +129,14 @@ def notes(kb: Knowledge, f: Findings, labs: LabSummary, s: SuspicionResult,
         if labs.band("total_b12") in ("normal", "indeterminate"):
             note("ifa_false_normal_b12")
     for med in f.short_acid_suppression:
-        note("acid_suppression_short",
-             f"{kb.medications[med].name} recorded for less than 2 years: not counted as a "
-             "risk factor (the association is with 2 years or more).")
+        note(
+            "acid_suppression_short",
+            f"{kb.medications[med].name} recorded for less than 2 years: not counted as a "
+            "risk factor (the association is with 2 years or more).",
+        )
     if "diabetic_neuropathy" in f.conditions or (
-            "metformin" in f.medications and f.neuro_groups & {"sensory"}):
+        "metformin" in f.medications and f.neuro_groups & {"sensory"}
+    ):
         note("metformin_neuropathy")
     older = kb.risk_factors["older_age"]
     if older.alternatives and 50 <= f.patient.age_years < (older.trigger.age_min or 60):

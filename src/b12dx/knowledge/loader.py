@@ -9,6 +9,10 @@ regimen a rule names exists. A broken knowledge base never reaches the engine.
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
+import pickle
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,10 +220,54 @@ def load_knowledge_from(directory: Path) -> Knowledge:
     return kb
 
 
+def _cache_dir() -> Path:
+    explicit = os.environ.get("B12DX_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "b12dx"
+
+
+def _digest(directory: Path) -> str:
+    """Changes whenever a data file, b12dx or pydantic changes."""
+    import pydantic
+
+    from b12dx.version import ENGINE_VERSION
+
+    h = hashlib.sha256(f"{ENGINE_VERSION}|{pydantic.VERSION}".encode())
+    for path in sorted(directory.glob("*.yaml")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:24]
+
+
 @functools.lru_cache(maxsize=1)
 def load_knowledge() -> Knowledge:
-    """The shipped knowledge base, loaded once per process."""
-    return load_knowledge_from(DATA_DIR)
+    """The shipped knowledge base, loaded once per process.
+
+    Parsing and validating the YAML takes about a tenth of a second, which matters for a
+    one-shot command, so the validated result is kept in the user's cache directory
+    (B12DX_CACHE_DIR, else XDG_CACHE_HOME/b12dx), keyed by a digest of the data files and
+    versions; it holds no patient data. If the cache cannot be read or written, the files
+    are simply loaded.
+    """
+    cache = _cache_dir() / f"knowledge-{_digest(DATA_DIR)}.pickle"
+    try:
+        with cache.open("rb") as f:
+            cached = pickle.load(f)
+        if isinstance(cached, Knowledge):
+            return cached
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError):
+        pass
+    kb = load_knowledge_from(DATA_DIR)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=cache.parent, delete=False) as tmp:
+            pickle.dump(kb, tmp, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp.name, cache)
+    except OSError:
+        pass
+    return kb
 
 
 # --- consistency checks -------------------------------------------------------------
@@ -302,12 +350,13 @@ def check(kb: Knowledge) -> Iterator[str]:
             yield f"symptoms.{s.id}: unknown group {s.group!r}"
     for rf in kb.risk_factors.values():
         t = rf.trigger
-        for kind, ids, table in (
+        refs: list[tuple[str, list[str] | None, Mapping[str, object]]] = [
             ("condition", t.condition, kb.conditions),
             ("medication", t.medication, kb.medications),
             ("exposure", t.exposure, kb.exposures),
-        ):
-            for i in ids or []:
+        ]
+        for kind, wanted, table in refs:
+            for i in wanted or []:
                 if i not in table:
                     yield f"risk_factors.{rf.id}: unknown {kind} {i!r}"
     for rf_id, flag in kb.red_flags.items():

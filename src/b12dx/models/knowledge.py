@@ -13,7 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _KB(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: a knowledge base read back from the cache never validates, so the
+    # validators are only built when the YAML is actually loaded.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Cited(_KB):

@@ -1,0 +1,62 @@
+"""``b12dx explain`` and ``b12dx knowledge``: read the knowledge base from the terminal."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from b12dx.errors import LookupError_
+from b12dx.knowledge.loader import cited_source_ids, load_knowledge
+
+_SKIP = {"id", "sources"}
+
+
+def listing(topic: str | None, console: Console | None = None) -> None:
+    console = console or Console()
+    kb = load_knowledge()
+    topics = kb.topics()
+    if topic is None:
+        table = Table(title=f"b12dx knowledge base {kb.version}", title_justify="left")
+        table.add_column("Topic")
+        table.add_column("Entries", justify="right")
+        for name, entries in topics.items():
+            table.add_row(name, str(len(entries)))
+        console.print(table)
+        console.print("b12dx knowledge TOPIC lists a topic; b12dx explain ID explains an entry.")
+        return
+    if topic not in topics:
+        raise LookupError_(f"unknown topic {topic!r} (accepted: {', '.join(topics)})")
+    table = Table(title=topic, title_justify="left")
+    table.add_column("id")
+    table.add_column("What it is")
+    for key, entry in topics[topic].items():
+        label = next(
+            (str(getattr(entry, f)) for f in ("name", "title", "text") if getattr(entry, f, None)),
+            "",
+        )
+        table.add_row(key, label)
+    console.print(table)
+
+
+def explain(entry_id: str, console: Console | None = None) -> None:
+    console = console or Console()
+    kb = load_knowledge()
+    found = [
+        (topic, entries[entry_id]) for topic, entries in kb.topics().items() if entry_id in entries
+    ]
+    if not found:
+        raise LookupError_(
+            f"nothing in the knowledge base is called {entry_id!r} "
+            "(accepted: any id listed by `b12dx knowledge TOPIC`)"
+        )
+    for topic, entry in found:
+        console.print(f"[bold]{entry_id}[/] [dim]({topic})[/]")
+        for name, value in entry.model_dump(exclude_none=True).items():
+            if name in _SKIP or value in ([], {}, ""):
+                continue
+            console.print(f"  [bold]{name}[/]: {value}")
+        for sid in dict.fromkeys(cited_source_ids(entry)):
+            src = kb.sources[sid]
+            where = src.url or (f"PMID {src.pmid}" if src.pmid else src.file or "")
+            console.print(f"  [dim]source[/] {sid}: {src.title}" + (f" — {where}" if where else ""))
+            console.print(f"      [italic]{src.statement}[/]")
