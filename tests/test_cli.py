@@ -1,0 +1,173 @@
+"""The command line: its JSON is exactly the engine's assessment, bad input exits 2 with
+one clear message naming the field, and the other commands print what they promise."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from b12dx import assess, examples, input_schema, output_schema
+from b12dx.cli.app import main
+
+EXAMPLES = Path(examples.__file__).parent
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = 0
+    try:
+        main(list(argv))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write(tmp_path: Path, data: Any, name: str = "patient.json") -> str:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    return str(path)
+
+
+@pytest.mark.parametrize("name", list(examples.catalogue()))
+def test_assess_json_is_exactly_the_engines_assessment(capsys, name: str) -> None:
+    code, out, err = run(capsys, "assess", str(EXAMPLES / f"{name}.json"), "--json",
+                         "--as-of", "2026-11-21")
+    assert code == 0, err
+    expected = assess(examples.load(name), as_of=dt.date(2026, 11, 21))
+    assert json.loads(out) == expected.model_dump(mode="json")
+    assert err == ""
+
+
+def test_profile_option_reaches_the_engine(capsys, tmp_path: Path) -> None:
+    patient = {"age_years": 40, "as_of": "2026-11-21",
+               "labs": [{"test": "total_b12", "value": 190, "unit": "ng/L", "date": "2026-11-01"}]}
+    path = write(tmp_path, patient)
+    _, nice, _ = run(capsys, "assess", path, "--json")
+    _, bsh, _ = run(capsys, "assess", path, "--json", "--profile", "bsh-2014")
+    assert json.loads(nice)["labs"][0]["band"] == "indeterminate"
+    assert json.loads(bsh)["labs"][0]["band"] == "deficient"
+    assert json.loads(bsh)["profile"] == "bsh-2014"
+
+
+def test_as_of_defaults_to_the_records_date_then_today(capsys, tmp_path: Path) -> None:
+    _, out, _ = run(capsys, "assess", write(tmp_path, {"age_years": 50, "as_of": "2025-01-02"}),
+                    "--json")
+    assert json.loads(out)["as_of"] == "2025-01-02"
+    _, out, _ = run(capsys, "assess", write(tmp_path, {"age_years": 50}), "--json")
+    assert json.loads(out)["as_of"] == dt.date.today().isoformat()
+
+
+def test_report_shows_urgency_schedule_and_sources(capsys) -> None:
+    code, out, _ = run(capsys, "assess", str(EXAMPLES / "metformin_neuropathy.json"),
+                       "--as-of", "2026-11-21")
+    assert code == 0
+    for expected in ("URGENT", "Next steps", "Dose schedule", "every 2 days",
+                     "every 2 months", "Expected recovery", "Sources",
+                     "Vitamin B12 deficiency in over 16s", "does not replace"):
+        assert expected in out
+
+
+def test_report_of_a_red_flag_leads_with_emergency(capsys) -> None:
+    code, out, _ = run(capsys, "assess", str(EXAMPLES / "red_flag_ascending.json"))
+    assert code == 0
+    assert "EMERGENCY" in out.split("\n", 3)[1]
+    assert "Red flags" in out
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("{not json", "not valid JSON (line 1"),
+        ("[1, 2]", "must be a JSON object"),
+        ('{"age_years": 200}', "age_years"),
+        ('{"age_years": 40, "symptoms": [{"id": "headache"}, {"id": "wobbly"}]}',
+         "symptoms[1].id: unknown id 'wobbly' (accepted: muscle_weakness"),
+        ('{"age_years": 40, "labs": [{"test": "total_b12", "value": 150, "unit": "g/dL"}]}',
+         "labs[0].unit: 'g/dL' is not a unit of total_b12 (accepted: ng/L, pg/mL, pmol/L)"),
+        ('{"age_years": 40, "labs": [{"test": "total_b12", "value": 150}]}',
+         "labs[0].unit: is required"),
+        ('{"age_years": 40, "labs": [{"test": "hemoglobin", "value": -3, "unit": "g/L"}]}',
+         "labs[0].value"),
+        ('{"age_years": 40, "labs": [{"test": "mcv", "value": 90, "unit": "fL", '
+         '"date": "2027-02-01"}]}', "labs[0].date: 2027-02-01 is after as_of 2026-11-21"),
+        ('{"age_years": 40, "colour": "blue"}', "colour: unknown field"),
+        ('{"age_years": NaN}', "NaN"),
+    ],
+)
+def test_bad_input_exits_2_with_one_message_naming_the_field(
+    capsys, tmp_path: Path, content: str, fragment: str
+) -> None:
+    code, out, err = run(capsys, "assess", write(tmp_path, content), "--json",
+                         "--as-of", "2026-11-21")
+    assert code == 2
+    assert out == ""
+    assert err.startswith("b12dx: error: ")
+    assert fragment in err
+    assert "Traceback" not in err
+
+
+def test_unknown_profile_bad_date_and_missing_file_exit_2(capsys, tmp_path: Path) -> None:
+    path = write(tmp_path, {"age_years": 40})
+    code, _, err = run(capsys, "assess", path, "--profile", "who-2099")
+    assert code == 2 and "unknown profile 'who-2099'" in err and "nice-ng239" in err
+    code, _, err = run(capsys, "assess", path, "--as-of", "21/11/2026")
+    assert code == 2 and "--as-of" in err and "YYYY-MM-DD" in err
+    code, _, err = run(capsys, "assess", str(tmp_path / "missing.json"))
+    assert code == 2 and "file not found" in err
+
+
+def test_schema_prints_the_contract_schemas(capsys) -> None:
+    code, out, _ = run(capsys, "schema", "input")
+    assert code == 0 and json.loads(out) == input_schema()
+    code, out, _ = run(capsys, "schema", "output")
+    assert code == 0 and json.loads(out) == output_schema()
+    code, _, err = run(capsys, "schema", "middle")
+    assert code == 2 and "input, output" in err
+
+
+def test_explain_shows_an_entry_with_its_sources(capsys) -> None:
+    code, out, _ = run(capsys, "explain", "im_neurological")
+    assert code == 0
+    assert "alternate days" in out and "bnf-hydroxocobalamin" in out
+    code, out, _ = run(capsys, "explain", "status.b12_deficient")
+    assert code == 0 and "deficient band" in out and "seed-leg-weakness" in out
+    code, _, err = run(capsys, "explain", "unicorn")
+    assert code == 2 and "unicorn" in err
+
+
+def test_knowledge_lists_topics_and_entries(capsys) -> None:
+    code, out, _ = run(capsys, "knowledge")
+    assert code == 0 and "symptoms" in out and "regimens" in out
+    code, out, _ = run(capsys, "knowledge", "red_flags")
+    assert code == 0 and "ascending_weakness" in out
+    code, _, err = run(capsys, "knowledge", "astrology")
+    assert code == 2 and "symptoms" in err
+
+
+def test_example_lists_and_prints_examples(capsys) -> None:
+    code, out, _ = run(capsys, "example")
+    assert code == 0 and "metformin_neuropathy" in out
+    code, out, _ = run(capsys, "example", "gym_strain")
+    assert code == 0 and json.loads(out) == examples.load("gym_strain")
+    code, _, err = run(capsys, "example", "dragon")
+    assert code == 2 and "unknown example 'dragon'" in err
+
+
+def test_installed_command_reads_stdin_in_a_real_process() -> None:
+    exe = shutil.which("b12dx", path=str(Path(sys.executable).parent))
+    assert exe is not None
+    stdin = (EXAMPLES / "nitrous_oxide.json").read_text()
+    done = subprocess.run([exe, "assess", "-", "--json", "--as-of", "2026-11-21"], input=stdin,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["urgency"] == "urgent"
+    bad = subprocess.run([exe, "assess", "-"], input="{", capture_output=True, text=True,
+                         check=False)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
