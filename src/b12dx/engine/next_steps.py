@@ -48,7 +48,7 @@ def plan(
         add("emergency_assessment", "next.emergency_assessment")
     if t.start_now:
         add("start_treatment_now", "next.start_treatment_now")
-    if f.neurological and (st.deficient or t.start_now):
+    if f.neurological and (st.deficient or t.start_now) and not f.doses:
         add("seek_specialist_advice", "next.seek_specialist_advice")
     if f.under_16 and f.neurological and s.testing:
         add(

@@ -46,9 +46,14 @@ def renal_impairment(f: Findings, labs: LabSummary) -> bool:
     )
 
 
-def _b12_marker(labs: LabSummary) -> str | None:
-    """The worse of total and active B12 (both count as the first-line test)."""
-    bands = [b for b in (labs.band("total_b12"), labs.band("active_b12")) if b is not None]
+def _b12_marker(f: Findings, labs: LabSummary) -> str | None:
+    """The worse of total and active B12 (both count as the first-line test); in
+    pregnancy, active B12 alone when it was measured, since total B12 falls in pregnancy
+    (nice-ng239)."""
+    active = labs.band("active_b12")
+    if f.patient.pregnant and active is not None:
+        return active
+    bands = [b for b in (labs.band("total_b12"), active) if b is not None]
     return max(bands, key=_RANK.__getitem__) if bands else None
 
 
@@ -58,7 +63,7 @@ def decide(kb: Knowledge, f: Findings, labs: LabSummary, s: SuspicionResult) -> 
     def reason(rule: str, text: str | None = None) -> None:
         r.append(explained(kb, Reason, rule, text=text))
 
-    b12 = _b12_marker(labs)
+    b12 = _b12_marker(f, labs)
     mma = labs.band("mma")
     hcy = labs.band("homocysteine")
     folate_low = labs.band("serum_folate") == "low"

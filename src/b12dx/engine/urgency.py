@@ -34,12 +34,6 @@ def decide(
         return level(
             "emergency", "urgency.red_flag", f"Red flags that point away from B12: {names}."
         )
-    if f.neurological and st.deficient:
-        return level("urgent", "urgency.neurological_deficiency")
-    if f.neurological and s.high and st.status != "unlikely" and not f.doses:
-        return level("urgent", "urgency.neurological_suspected")
-    if f.under_16 and f.neurological and s.testing:
-        return level("urgent", "urgency.child_neurological")
     if t.overdue_since is not None:
         return level(
             "soon",
@@ -48,6 +42,12 @@ def decide(
         )
     if f.doses:
         return level("routine", "urgency.on_treatment")
+    if f.neurological and st.deficient:
+        return level("urgent", "urgency.neurological_deficiency")
+    if f.neurological and s.high and st.status != "unlikely":
+        return level("urgent", "urgency.neurological_suspected")
+    if f.under_16 and f.neurological and s.testing:
+        return level("urgent", "urgency.child_neurological")
     if st.deficient:
         return level("soon", "urgency.deficiency_without_neurological")
     if st.status == "indeterminate":
@@ -56,6 +56,8 @@ def decide(
         return level("soon", "urgency.testing_indicated")
     if st.status == "unlikely" and f.b12_symptoms:
         return level("routine", "urgency.symptoms_other_cause")
+    if s.level != "low" and f.b12_symptoms:
+        return level("routine", "urgency.symptoms_review")
     if needs_monitoring(f):
         return level("routine", "urgency.monitoring")
     if f.strain_pattern:
