@@ -37,8 +37,9 @@ def write(tmp_path: Path, data: Any, name: str = "patient.json") -> str:
 
 @pytest.mark.parametrize("name", list(examples.catalogue()))
 def test_assess_json_is_exactly_the_engines_assessment(capsys, name: str) -> None:
-    code, out, err = run(capsys, "assess", str(EXAMPLES / f"{name}.json"), "--json",
-                         "--as-of", "2026-11-21")
+    code, out, err = run(
+        capsys, "assess", str(EXAMPLES / f"{name}.json"), "--json", "--as-of", "2026-11-21"
+    )
     assert code == 0, err
     expected = assess(examples.load(name), as_of=dt.date(2026, 11, 21))
     assert json.loads(out) == expected.model_dump(mode="json")
@@ -46,8 +47,11 @@ def test_assess_json_is_exactly_the_engines_assessment(capsys, name: str) -> Non
 
 
 def test_profile_option_reaches_the_engine(capsys, tmp_path: Path) -> None:
-    patient = {"age_years": 40, "as_of": "2026-11-21",
-               "labs": [{"test": "total_b12", "value": 190, "unit": "ng/L", "date": "2026-11-01"}]}
+    patient = {
+        "age_years": 40,
+        "as_of": "2026-11-21",
+        "labs": [{"test": "total_b12", "value": 190, "unit": "ng/L", "date": "2026-11-01"}],
+    }
     path = write(tmp_path, patient)
     _, nice, _ = run(capsys, "assess", path, "--json")
     _, bsh, _ = run(capsys, "assess", path, "--json", "--profile", "bsh-2014")
@@ -57,20 +61,30 @@ def test_profile_option_reaches_the_engine(capsys, tmp_path: Path) -> None:
 
 
 def test_as_of_defaults_to_the_records_date_then_today(capsys, tmp_path: Path) -> None:
-    _, out, _ = run(capsys, "assess", write(tmp_path, {"age_years": 50, "as_of": "2025-01-02"}),
-                    "--json")
+    _, out, _ = run(
+        capsys, "assess", write(tmp_path, {"age_years": 50, "as_of": "2025-01-02"}), "--json"
+    )
     assert json.loads(out)["as_of"] == "2025-01-02"
     _, out, _ = run(capsys, "assess", write(tmp_path, {"age_years": 50}), "--json")
     assert json.loads(out)["as_of"] == dt.date.today().isoformat()
 
 
 def test_report_shows_urgency_schedule_and_sources(capsys) -> None:
-    code, out, _ = run(capsys, "assess", str(EXAMPLES / "metformin_neuropathy.json"),
-                       "--as-of", "2026-11-21")
+    code, out, _ = run(
+        capsys, "assess", str(EXAMPLES / "metformin_neuropathy.json"), "--as-of", "2026-11-21"
+    )
     assert code == 0
-    for expected in ("URGENT", "Next steps", "Dose schedule", "every 2 days",
-                     "every 2 months", "Expected recovery", "Sources",
-                     "Vitamin B12 deficiency in over 16s", "does not replace"):
+    for expected in (
+        "URGENT",
+        "Next steps",
+        "Dose schedule",
+        "every 2 days",
+        "every 2 months",
+        "Expected recovery",
+        "Sources",
+        "Vitamin B12 deficiency in over 16s",
+        "does not replace",
+    ):
         assert expected in out
 
 
@@ -87,16 +101,27 @@ def test_report_of_a_red_flag_leads_with_emergency(capsys) -> None:
         ("{not json", "not valid JSON (line 1"),
         ("[1, 2]", "must be a JSON object"),
         ('{"age_years": 200}', "age_years"),
-        ('{"age_years": 40, "symptoms": [{"id": "headache"}, {"id": "wobbly"}]}',
-         "symptoms[1].id: unknown id 'wobbly' (accepted: muscle_weakness"),
-        ('{"age_years": 40, "labs": [{"test": "total_b12", "value": 150, "unit": "g/dL"}]}',
-         "labs[0].unit: 'g/dL' is not a unit of total_b12 (accepted: ng/L, pg/mL, pmol/L)"),
-        ('{"age_years": 40, "labs": [{"test": "total_b12", "value": 150}]}',
-         "labs[0].unit: is required"),
-        ('{"age_years": 40, "labs": [{"test": "hemoglobin", "value": -3, "unit": "g/L"}]}',
-         "labs[0].value"),
-        ('{"age_years": 40, "labs": [{"test": "mcv", "value": 90, "unit": "fL", '
-         '"date": "2027-02-01"}]}', "labs[0].date: 2027-02-01 is after as_of 2026-11-21"),
+        (
+            '{"age_years": 40, "symptoms": [{"id": "headache"}, {"id": "wobbly"}]}',
+            "symptoms[1].id: unknown id 'wobbly' (accepted: muscle_weakness",
+        ),
+        (
+            '{"age_years": 40, "labs": [{"test": "total_b12", "value": 150, "unit": "g/dL"}]}',
+            "labs[0].unit: 'g/dL' is not a unit of total_b12 (accepted: ng/L, pg/mL, pmol/L)",
+        ),
+        (
+            '{"age_years": 40, "labs": [{"test": "total_b12", "value": 150}]}',
+            "labs[0].unit: is required",
+        ),
+        (
+            '{"age_years": 40, "labs": [{"test": "hemoglobin", "value": -3, "unit": "g/L"}]}',
+            "labs[0].value",
+        ),
+        (
+            '{"age_years": 40, "labs": [{"test": "mcv", "value": 90, "unit": "fL", '
+            '"date": "2027-02-01"}]}',
+            "labs[0].date: 2027-02-01 is after as_of 2026-11-21",
+        ),
         ('{"age_years": 40, "colour": "blue"}', "colour: unknown field"),
         ('{"age_years": NaN}', "NaN"),
     ],
@@ -104,8 +129,9 @@ def test_report_of_a_red_flag_leads_with_emergency(capsys) -> None:
 def test_bad_input_exits_2_with_one_message_naming_the_field(
     capsys, tmp_path: Path, content: str, fragment: str
 ) -> None:
-    code, out, err = run(capsys, "assess", write(tmp_path, content), "--json",
-                         "--as-of", "2026-11-21")
+    code, out, err = run(
+        capsys, "assess", write(tmp_path, content), "--json", "--as-of", "2026-11-21"
+    )
     assert code == 2
     assert out == ""
     assert err.startswith("b12dx: error: ")
@@ -164,10 +190,16 @@ def test_installed_command_reads_stdin_in_a_real_process() -> None:
     exe = shutil.which("b12dx", path=str(Path(sys.executable).parent))
     assert exe is not None
     stdin = (EXAMPLES / "nitrous_oxide.json").read_text()
-    done = subprocess.run([exe, "assess", "-", "--json", "--as-of", "2026-11-21"], input=stdin,
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [exe, "assess", "-", "--json", "--as-of", "2026-11-21"],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["urgency"] == "urgent"
-    bad = subprocess.run([exe, "assess", "-"], input="{", capture_output=True, text=True,
-                         check=False)
+    bad = subprocess.run(
+        [exe, "assess", "-"], input="{", capture_output=True, text=True, check=False
+    )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr

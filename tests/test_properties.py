@@ -52,6 +52,19 @@ CLINICAL_SI: dict[str, tuple[float, float]] = {
     "egfr": (10, 130),
 }
 
+# The bands the contract allows for each test (contract.md, Fixed values, labs[].band).
+CONTRACT_BANDS_BY_TEST: dict[str, set[str]] = {
+    "total_b12": {"deficient", "indeterminate", "normal"},
+    "active_b12": {"deficient", "indeterminate", "normal"},
+    "mma": {"elevated", "normal"},
+    "homocysteine": {"elevated", "normal"},
+    "mcv": {"low", "normal", "high"},
+    "hemoglobin": {"low", "normal", "high"},
+    "serum_folate": {"low", "normal", "high"},
+    "egfr": {"low", "normal", "high"},
+    "intrinsic_factor_antibody": {"positive", "negative"},
+}
+
 # Shrink the plausible range by a hair so a value converted back to SI never lands a
 # floating-point rounding outside it.
 _EDGE = 1e-9
@@ -91,7 +104,8 @@ def numeric_values(draw: st.DrawFn, test: LabTest, unit: LabUnit) -> float | int
     ]
     if math.ceil(c_low) <= math.floor(c_high):
         options.append(st.integers(math.ceil(c_low), math.floor(c_high)))
-    return draw(st.one_of(*options))
+    value: float | int = draw(st.one_of(*options))
+    return value
 
 
 def _spellings(unit: str) -> list[str]:
@@ -145,7 +159,7 @@ def valid_records(draw: st.DrawFn) -> dict[str, Any]:
 
     max_weeks = min(5200.0, age * 52.18)
     symptom_ids = draw(st.lists(st.sampled_from(list(KB.symptoms)), unique=True, max_size=8))
-    symptoms = []
+    symptoms: list[dict[str, Any]] = []
     for sid in symptom_ids:
         entry: dict[str, Any] = {"id": sid}
         _put(entry, "onset", _optional(draw, st.sampled_from(ONSETS)))
@@ -154,7 +168,8 @@ def valid_records(draw: st.DrawFn) -> dict[str, Any]:
         _put(entry, "severity", _optional(draw, st.sampled_from(SEVERITIES)))
         _put(entry, "progressing", _optional(draw, st.booleans()))
         symptoms.append(entry)
-    if symptoms or draw(st.booleans()):
+    keep_empty: bool = draw(st.booleans())
+    if symptoms or keep_empty:
         record["symptoms"] = symptoms
 
     condition_ids = draw(st.lists(st.sampled_from(list(KB.conditions)), unique=True, max_size=4))
@@ -255,6 +270,11 @@ def test_every_valid_record_is_assessed_consistently(
 
     # (b) the output validates against the published output schema
     _OUTPUT_VALIDATOR.validate(dump)
+    # ... and every lab is banded with a band the contract allows for its test, in SI
+    assert len(result.labs) == len(record.get("labs", []))
+    for lab in result.labs:
+        assert lab.band in CONTRACT_BANDS_BY_TEST[lab.test], (lab.test, lab.band)
+        assert lab.unit_si == KB.labs[lab.test].si_unit
 
     # (c) every explained item names a known rule and only known, non-empty sources
     items = _explained_items(dump)

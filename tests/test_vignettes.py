@@ -51,25 +51,33 @@ def _check(a: Assessment, expect: dict[str, Any]) -> list[str]:
         if key in expect:
             same(key, getattr(t, key) if t else None, expect[key])
     if "review_dates" in expect:
-        same("review_dates", [str(d) for d in t.review_dates] if t else None,
-             expect["review_dates"])
+        same(
+            "review_dates", [str(d) for d in t.review_dates] if t else None, expect["review_dates"]
+        )
     if "schedule_first" in expect:
-        same("schedule_first", str(t.schedule[0].date) if t and t.schedule else None,
-             expect["schedule_first"])
+        same(
+            "schedule_first",
+            str(t.schedule[0].date) if t and t.schedule else None,
+            expect["schedule_first"],
+        )
     if "schedule_min_doses" in expect and (not t or len(t.schedule) < expect["schedule_min_doses"]):
-        problems.append(f"schedule has {len(t.schedule) if t else 0} doses, "
-                        f"expected at least {expect['schedule_min_doses']}")
+        problems.append(
+            f"schedule has {len(t.schedule) if t else 0} doses, "
+            f"expected at least {expect['schedule_min_doses']}"
+        )
     for phase, n in expect.get("schedule_phases", {}).items():
         got = sum(1 for d in t.schedule if d.phase == phase) if t else 0
         if got < n:
             problems.append(f"schedule has {got} {phase} doses, expected at least {n}")
 
-    for key, ids in (("next_steps", [s.id for s in a.next_steps]),
-                     ("warnings", [w.id for w in a.warnings]),
-                     ("notes", [n.id for n in a.notes]),
-                     ("risk_factors", [r.id for r in a.risk_factors]),
-                     ("red_flags", [r.id for r in a.red_flags]),
-                     ("milestones", [m.id for m in a.recovery_milestones])):
+    for key, ids in (
+        ("next_steps", [s.id for s in a.next_steps]),
+        ("warnings", [w.id for w in a.warnings]),
+        ("notes", [n.id for n in a.notes]),
+        ("risk_factors", [r.id for r in a.risk_factors]),
+        ("red_flags", [r.id for r in a.red_flags]),
+        ("milestones", [m.id for m in a.recovery_milestones]),
+    ):
         for want in expect.get(f"{key}_include", []):
             if want not in ids:
                 problems.append(f"{key} should include {want!r}; got {ids}")
