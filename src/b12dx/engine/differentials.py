@@ -4,7 +4,7 @@ clinical-reference §8)."""
 from __future__ import annotations
 
 from b12dx.engine.explain import explained
-from b12dx.engine.findings import Findings, differential_fit
+from b12dx.engine.findings import Findings, differential_fit, feature_facts
 from b12dx.engine.labs import LabSummary
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.assessment import DifferentialItem
@@ -14,9 +14,10 @@ _ORDER = {"good": 0, "partial": 1, "poor": 2}
 
 def weigh(kb: Knowledge, f: Findings, labs: LabSummary) -> list[DifferentialItem]:
     bands = {test: r.item.band for test, r in labs.usable.items()}
+    facts = feature_facts(kb, f.patient, f.symptoms, bands)
     out: list[DifferentialItem] = []
     for d in kb.differentials.values():
-        fit, supports, against = differential_fit(kb, f.patient, f.symptoms, d, bands)
+        fit, supports, against = differential_fit(f.patient, facts, d)
         detail = f"{d.name} ({fit} fit"
         if supports:
             detail += f"; for: {', '.join(supports)}"

@@ -64,55 +64,41 @@ class Findings:
         return any(m.factor.cause in causes for m in self.risk_factors)
 
 
-def _feature(
+def feature_facts(
     kb: Knowledge,
     record: PatientRecord,
-    symptoms: dict[str, SymptomEntry],
-    feature: str,
+    symptoms: Mapping[str, SymptomEntry],
     lab_bands: Mapping[str, str],
-) -> bool:
-    kind, _, value = feature.partition(":")
-    if kind == "symptom":
-        return value in symptoms
-    if kind == "group":
-        return any(kb.symptoms[s].group == value for s in symptoms)
-    if kind == "onset":
-        return any(s.onset == value for s in symptoms.values())
-    if kind == "condition":
-        return any(c.id == value for c in record.conditions)
-    if kind == "medication":
-        return any(m.id == value for m in record.medications)
-    if kind == "exposure":
-        return any(e.id == value for e in record.exposures)
-    if kind == "age_min":
-        return record.age_years >= float(value)
-    if kind == "lab":
-        test, _, band = value.partition("=")
-        return lab_bands.get(test) == band
-    raise ValueError(f"unknown feature {feature!r}")  # the loader rejects these
+) -> frozenset[str]:
+    """Every feature (differentials.yaml syntax) that holds for the record, except age_min,
+    which is compared as a number."""
+    facts = {f"symptom:{s}" for s in symptoms}
+    facts |= {f"group:{kb.symptoms[s].group}" for s in symptoms}
+    facts |= {f"onset:{e.onset}" for e in symptoms.values() if e.onset}
+    facts |= {f"condition:{c.id}" for c in record.conditions}
+    facts |= {f"medication:{m.id}" for m in record.medications}
+    facts |= {f"exposure:{e.id}" for e in record.exposures}
+    facts |= {f"lab:{test}={band}" for test, band in lab_bands.items()}
+    return frozenset(facts)
 
 
 def matched_features(
-    kb: Knowledge,
-    record: PatientRecord,
-    symptoms: dict[str, SymptomEntry],
-    features: list[str],
-    lab_bands: Mapping[str, str],
+    record: PatientRecord, facts: frozenset[str], features: list[str]
 ) -> list[str]:
-    return [f for f in features if _feature(kb, record, symptoms, f, lab_bands)]
+    return [
+        f
+        for f in features
+        if f in facts or (f.startswith("age_min:") and record.age_years >= float(f[8:]))
+    ]
 
 
 def differential_fit(
-    kb: Knowledge,
-    record: PatientRecord,
-    symptoms: dict[str, SymptomEntry],
-    d: Differential,
-    lab_bands: Mapping[str, str],
+    record: PatientRecord, facts: frozenset[str], d: Differential
 ) -> tuple[str, list[str], list[str]]:
     """Rule differential.fit: good / partial / poor with the features behind it."""
-    supports = matched_features(kb, record, symptoms, d.supports, lab_bands)
-    against = matched_features(kb, record, symptoms, d.against, lab_bands)
-    required = matched_features(kb, record, symptoms, d.good_requires_any, lab_bands)
+    supports = matched_features(record, facts, d.supports)
+    against = matched_features(record, facts, d.against)
+    required = matched_features(record, facts, d.good_requires_any)
     if (
         len(supports) >= d.good_min
         and len(supports) > len(against)
@@ -219,9 +205,8 @@ def _risk_factors(
 def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
     symptoms = {s.id: s for s in record.symptoms}
     b12 = [s for s in symptoms if kb.symptoms[s].role == "b12"]
-    no_labs: dict[str, str] = {}
     strain_fit, _, _ = differential_fit(
-        kb, record, symptoms, kb.differentials["muscle_strain"], no_labs
+        record, feature_facts(kb, record, symptoms, {}), kb.differentials["muscle_strain"]
     )
     neuro_groups_all = {g for g, group in kb.symptom_groups.items() if group.neurological}
     non_motor_neuro = [s for s in b12 if kb.symptoms[s].group in neuro_groups_all - {"motor"}]

@@ -33,33 +33,43 @@ class Plan:
     loading_end: dt.date  # the last loading dose, or the start when there is no loading
 
 
+def _phase_dates(
+    phase: RegimenPhase, first: dt.date, first_review: dt.date, until: dt.date, limited: bool
+) -> list[dt.date]:
+    """The dates of one interval phase starting at ``first``."""
+    end = until
+    if phase.until == "first_review":
+        end = min(end, first_review - dt.timedelta(days=1))
+    if phase.every_days is not None:
+        # Day intervals are plain arithmetic (a year of daily oral doses is 366 dates).
+        count = (end - first).days // phase.every_days + 1 if end >= first else 0
+        if phase.doses is not None and limited:
+            count = min(count, phase.doses)
+        step = dt.timedelta(days=phase.every_days)
+        return [first + step * i for i in range(count)]
+    dates: list[dt.date] = []
+    day = first
+    while day <= end and not (limited and phase.doses is not None and len(dates) >= phase.doses):
+        dates.append(day)
+        day = _step(day, phase)
+    return dates
+
+
 def lay_out(regimen: Regimen, start: dt.date, first_review: dt.date, until: dt.date) -> Plan:
-    """Every planned dose from ``start`` up to and including ``until``."""
+    """Every planned dose from ``start`` up to and including ``until``. Phases with
+    ``day_offsets`` are anchored at the start; the last phase repeats to ``until``."""
     doses: list[Dose] = []
     last: dt.date | None = None
     loading_end = start
     for index, phase in enumerate(regimen.phases):
-        repeating = index == len(regimen.phases) - 1
         if phase.day_offsets is not None:
-            dates = (
-                [start + dt.timedelta(days=d) for d in phase.day_offsets]
-                if last is None
-                else [last + dt.timedelta(days=d or 1) for d in phase.day_offsets]
-            )
+            dates = [start + dt.timedelta(days=d) for d in phase.day_offsets]
+            dates = [d for d in dates if d <= until]
         else:
-            dates = []
-            day = start if last is None else _step(last, phase)
-            count = 0
-            while day <= until:
-                if phase.until == "first_review" and day >= first_review:
-                    break
-                if phase.doses is not None and count >= phase.doses and not repeating:
-                    break
-                dates.append(day)
-                count += 1
-                day = _step(day, phase)
-        dates = [d for d in dates if d <= until]
-        doses.extend(Dose(date=d, dose=regimen.dose, phase=phase.phase) for d in dates)
+            first = start if last is None else _step(last, phase)
+            limited = index < len(regimen.phases) - 1
+            dates = _phase_dates(phase, first, first_review, until, limited)
+        doses.extend([Dose(date=d, dose=regimen.dose, phase=phase.phase) for d in dates])
         if dates:
             last = dates[-1]
             if phase.phase == "loading":
