@@ -104,10 +104,19 @@ def plan(
     if f.has_cause("dietary") or f.patient.age_years >= 50:
         add("dietary_changes", "next.dietary_changes")
     if t.treatment is not None and f.doses:
-        add("continue_maintenance", "next.continue_maintenance")
+        if t.overdue_since is not None:
+            add(
+                "continue_maintenance",
+                "next.continue_maintenance",
+                f"Give the maintenance dose that was due on {t.overdue_since} now, then "
+                "continue as scheduled; do not stop.",
+                due=f.as_of,
+            )
+        else:
+            add("continue_maintenance", "next.continue_maintenance")
     if t.review is not None and t.review >= f.as_of:
         add("schedule_review", "next.schedule_review", due=t.review)
-    if needs_monitoring(f) and not st.deficient and not f.doses:
+    if needs_monitoring(f) and not st.deficient and not f.doses and not f.red_flags:
         add("periodic_monitoring", "next.periodic_monitoring")
     if f.neurological and st.status == "unlikely":
         add("refer_neurology", "next.refer_neurology_other_cause")

@@ -146,6 +146,6 @@ def decide(
         start=start,
         under_way=under_way,
         schedule=schedule,
-        review_dates=[review],
+        review_dates=[review] if review >= f.as_of else [],
     )
     return TreatmentDecision(treatment, regimen, review, overdue_since, start_now and not under_way)
