@@ -18,9 +18,11 @@ _ID_ENUMS = {
 }
 
 
-def input_schema(kb: Knowledge | None = None) -> dict[str, Any]:
+def input_schema(
+    kb: Knowledge | None = None, ref_template: str = "#/$defs/{model}"
+) -> dict[str, Any]:
     kb = kb or load_knowledge()
-    schema = PatientRecord.model_json_schema()
+    schema = PatientRecord.model_json_schema(ref_template=ref_template)
     schema["$id"] = "https://b12dx.example/schema/v1/input.json"
     schema["title"] = "b12dx patient record (contract version 1)"
     defs = schema["$defs"]

@@ -123,6 +123,34 @@ def example(
     sys.stdout.write(examples.text(name))
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback unless told).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    access_log: Annotated[
+        bool, typer.Option("--access-log", help="Log each request (method, path, status).")
+    ] = False,
+) -> None:
+    """Start the web app (patient check, clinician view) and the JSON API."""
+    import uvicorn
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        sys.stderr.write(f"b12dx: serving on {host}: reachable beyond this machine.\n")
+    uvicorn.run(
+        "b12dx.web.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=access_log,
+        log_level="info",
+        server_header=False,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: usage errors exit 2 (click); b12dx errors exit 2 with one message."""
     try:

@@ -3,29 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from b12dx.errors import InputError
-
-
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
-def parse_json(text: str, source: str) -> Any:
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise InputError.single(
-            "",
-            f"{source} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
-            "a JSON object as described by `b12dx schema input`",
-        ) from None
-    except ValueError as exc:
-        raise InputError.single("", f"{source}: {exc}") from None
+from b12dx.jsonio import parse_json
 
 
 def read_record(path: str) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable
 
 from rich.console import Console, Group
@@ -10,9 +9,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from b12dx.engine.schedule import add_months
+from b12dx.engine.schedule import dose_runs
 from b12dx.knowledge.loader import load_knowledge
-from b12dx.models.assessment import Assessment, Dose
+from b12dx.models.assessment import Assessment
 
 URGENCY_STYLE = {
     "emergency": "bold white on red",
@@ -32,38 +31,6 @@ STEP_MARK = {
 
 def _refs(sources: Iterable[str], numbers: dict[str, int]) -> str:
     return "[dim]" + "".join(f"[{numbers[s]}]" for s in sources if s in numbers) + "[/]"
-
-
-def _step(a: dt.date, b: dt.date) -> tuple[str, int]:
-    """The interval from one dose to the next: calendar months when it is one, else days."""
-    months = (b.year - a.year) * 12 + b.month - a.month
-    if months >= 1 and add_months(a, months) == b:
-        return "months", months
-    return "days", (b - a).days
-
-
-def dose_runs(doses: list[Dose]) -> list[tuple[str, dt.date, dt.date, str, int, str]]:
-    """Consecutive doses with the same phase and interval, one row each."""
-    rows: list[tuple[str, dt.date, dt.date, str, int, str]] = []
-    i = 0
-    while i < len(doses):
-        first, j, interval = doses[i], i, "once"
-        if i + 1 < len(doses) and doses[i + 1].phase == first.phase:
-            step = _step(first.date, doses[i + 1].date)
-            while (
-                j + 1 < len(doses)
-                and doses[j + 1].phase == first.phase
-                and _step(doses[j].date, doses[j + 1].date) == step
-            ):
-                j += 1
-            unit, n = step
-            if unit == "months":
-                interval = "monthly" if n == 1 else f"every {n} months"
-            else:
-                interval = "daily" if n == 1 else f"every {n} days"
-        rows.append((first.phase, first.date, doses[j].date, interval, j - i + 1, first.dose))
-        i = j + 1
-    return rows
 
 
 def render(a: Assessment, console: Console | None = None) -> None:

@@ -83,3 +83,35 @@ def maintenance_interval(regimen: Regimen) -> RegimenPhase:
 
 def next_after(day: dt.date, phase: RegimenPhase) -> dt.date:
     return _step(day, phase)
+
+
+def _interval(a: dt.date, b: dt.date) -> tuple[str, int]:
+    """The interval from one dose to the next: calendar months when it is one, else days."""
+    months = (b.year - a.year) * 12 + b.month - a.month
+    if months >= 1 and add_months(a, months) == b:
+        return "months", months
+    return "days", (b - a).days
+
+
+def dose_runs(doses: list[Dose]) -> list[tuple[str, dt.date, dt.date, str, int, str]]:
+    """Consecutive doses with the same phase and interval, one row each."""
+    rows: list[tuple[str, dt.date, dt.date, str, int, str]] = []
+    i = 0
+    while i < len(doses):
+        first, j, interval = doses[i], i, "once"
+        if i + 1 < len(doses) and doses[i + 1].phase == first.phase:
+            step = _interval(first.date, doses[i + 1].date)
+            while (
+                j + 1 < len(doses)
+                and doses[j + 1].phase == first.phase
+                and _interval(doses[j].date, doses[j + 1].date) == step
+            ):
+                j += 1
+            unit, n = step
+            if unit == "months":
+                interval = "monthly" if n == 1 else f"every {n} months"
+            else:
+                interval = "daily" if n == 1 else f"every {n} days"
+        rows.append((first.phase, first.date, doses[j].date, interval, j - i + 1, first.dose))
+        i = j + 1
+    return rows

@@ -1,0 +1,124 @@
+"""The web app: patient check, clinician view and JSON API in one FastAPI application.
+
+It keeps no patient data: nothing is stored, and the access log holds method, path and
+status only (patient data travels in request bodies, never in URLs).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from b12dx.errors import InputError, LookupError_, ProfileError
+from b12dx.knowledge.loader import load_knowledge
+from b12dx.schema import input_schema
+from b12dx.version import ENGINE_VERSION
+from b12dx.web import api, pages
+from b12dx.web.security import BodySizeLimit, SecurityHeaders
+
+HERE = Path(__file__).parent
+log = logging.getLogger("b12dx.web")
+
+
+def _wants_html(request: Request) -> bool:
+    return not request.url.path.startswith(("/api/", "/openapi")) and "text/html" in (
+        request.headers.get("accept", "")
+    )
+
+
+def _validation_payload(exc: RequestValidationError) -> dict[str, Any]:
+    errors = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        errors.append({"path": ".".join(loc), "message": err.get("msg", ""), "accepted": None})
+    return {
+        "error": "invalid_request",
+        "message": "; ".join(
+            f"{e['path']}: {e['message']}" if e["path"] else e["message"] for e in errors
+        ),
+        "errors": errors,
+    }
+
+
+def create_app() -> FastAPI:
+    load_knowledge()  # fail at start, not on the first request, if the data is broken
+    app = FastAPI(
+        title="b12dx",
+        version=ENGINE_VERSION,
+        description="Decision support for vitamin B12 deficiency with neurological or "
+        "muscular involvement. Supports and does not replace a clinician's judgement.",
+        docs_url=None,
+        redoc_url=None,
+    )
+
+    @app.exception_handler(InputError)
+    async def input_error(request: Request, exc: InputError) -> Any:
+        if _wants_html(request):
+            return pages.error_page(request, exc, 422)
+        return JSONResponse(exc.as_dict(), status_code=422)
+
+    @app.exception_handler(ProfileError)
+    async def profile_error(request: Request, exc: ProfileError) -> Any:
+        body = {
+            "error": "unknown_profile",
+            "message": str(exc),
+            "errors": [
+                {
+                    "path": "profile",
+                    "message": str(exc),
+                    "accepted": ", ".join(load_knowledge().profiles),
+                }
+            ],
+        }
+        return JSONResponse(body, status_code=400)
+
+    @app.exception_handler(LookupError_)
+    async def lookup_error(request: Request, exc: LookupError_) -> Any:
+        return JSONResponse({"error": "not_found", "message": str(exc)}, status_code=404)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_error(request: Request, exc: RequestValidationError) -> Any:
+        return JSONResponse(_validation_payload(exc), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Any:
+        return JSONResponse(
+            {"error": "http_error", "message": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        from fastapi.openapi.utils import get_openapi
+
+        spec = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=[r for r in app.routes if getattr(r, "include_in_schema", True)],
+        )
+        record = input_schema(ref_template="#/components/schemas/{model}")
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        schemas.update(record.pop("$defs", {}))
+        record.pop("$id", None)
+        schemas["PatientRecord"] = record
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(BodySizeLimit)
+    app.add_middleware(SecurityHeaders)
+    return app

@@ -1,0 +1,231 @@
+"""Turn the HTML forms (patient check, clinician form) into a contract patient record.
+
+The forms' field names are the contract's ids, so the knowledge base drives what is asked;
+this module only reshapes fields into the record and leaves every check to the engine.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from b12dx.errors import InputError
+from b12dx.knowledge.loader import Knowledge
+
+FormData = Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class RedFlagQuestion:
+    field: str
+    text: str
+    symptom: str
+    onset: str | None = None
+
+
+# The emergency questions asked first in the patient check. Each maps to the symptom the
+# engine's red-flag rules (red_flags.yaml) look for, so the engine decides, not this list.
+RED_FLAG_QUESTIONS = [
+    RedFlagQuestion(
+        "rf_sudden",
+        "Weakness that came on suddenly, over hours or a few days",
+        "muscle_weakness",
+        "sudden",
+    ),
+    RedFlagQuestion(
+        "rf_ascending", "Weakness spreading up from your feet", "ascending_weakness", "sudden"
+    ),
+    RedFlagQuestion(
+        "rf_one_sided",
+        "Weakness of one side of the body, or one side of the face drooping",
+        "one_sided_weakness",
+        "sudden",
+    ),
+    RedFlagQuestion("rf_breathing", "Struggling to breathe", "breathing_difficulty", "sudden"),
+    RedFlagQuestion(
+        "rf_swallowing", "Sudden trouble swallowing or speaking", "swallowing_difficulty", "sudden"
+    ),
+    RedFlagQuestion("rf_bladder", "New problems controlling your bladder", "bladder_dysfunction"),
+    RedFlagQuestion("rf_bowel", "New problems controlling your bowels", "bowel_dysfunction"),
+    RedFlagQuestion(
+        "rf_saddle", "Numbness between your legs or around your bottom", "saddle_numbness"
+    ),
+    RedFlagQuestion(
+        "rf_vision", "Sudden loss of sight or sudden double vision", "vision_loss", "sudden"
+    ),
+]
+
+LAB_TESTS = (
+    "total_b12",
+    "active_b12",
+    "mma",
+    "homocysteine",
+    "hemoglobin",
+    "mcv",
+    "serum_folate",
+    "egfr",
+)
+
+
+def _float(form: FormData, field: str, path: str) -> float | None:
+    raw = form.get(field, "").strip()
+    if not raw:
+        return None
+    try:
+        return float(raw.replace(",", "."))
+    except ValueError:
+        raise InputError.single(path, f"{raw!r} is not a number") from None
+
+
+def red_flags_answered(form: FormData) -> bool:
+    return any(form.get(q.field) for q in RED_FLAG_QUESTIONS)
+
+
+def _labs(form: FormData, kb: Knowledge, detailed: bool) -> list[dict[str, Any]]:
+    labs: list[dict[str, Any]] = []
+    for test in LAB_TESTS:
+        value = _float(form, f"lab_{test}_value", f"labs.{test}.value")
+        if value is None:
+            continue
+        lab: dict[str, Any] = {
+            "test": test,
+            "value": value,
+            "unit": form.get(f"lab_{test}_unit") or None,
+        }
+        if form.get(f"lab_{test}_date"):
+            lab["date"] = form[f"lab_{test}_date"]
+        if detailed:
+            for ref in ("low", "high"):
+                ref_value = _float(form, f"lab_{test}_{ref}", f"labs.{test}.reference_{ref}")
+                if ref_value is not None:
+                    lab[f"reference_{ref}"] = ref_value
+        labs.append(lab)
+    ifa = form.get("lab_intrinsic_factor_antibody_value")
+    if ifa in ("positive", "negative"):
+        lab = {"test": "intrinsic_factor_antibody", "value": ifa}
+        if form.get("lab_intrinsic_factor_antibody_date"):
+            lab["date"] = form["lab_intrinsic_factor_antibody_date"]
+        labs.append(lab)
+    return labs
+
+
+def _common(form: FormData) -> dict[str, Any]:
+    age = _float(form, "age_years", "age_years")
+    if age is None:
+        raise InputError.single("age_years", "is required", "a number of years, 0 to 120")
+    record: dict[str, Any] = {
+        "age_years": age,
+        "sex": form.get("sex") or "unknown",
+        "pregnant": form.get("pregnant") == "yes",
+        "breastfeeding": form.get("breastfeeding") == "yes",
+        "diet": form.get("diet") or "omnivore",
+    }
+    if form.get("ethnicity"):
+        record["ethnicity"] = form["ethnicity"]
+    return record
+
+
+def patient_check_record(form: FormData, kb: Knowledge) -> dict[str, Any]:
+    """The record from the plain-language patient check."""
+    record = _common(form)
+    symptoms: dict[str, dict[str, Any]] = {}
+    for q in RED_FLAG_QUESTIONS:
+        if form.get(q.field):
+            symptoms[q.symptom] = {"id": q.symptom, **({"onset": q.onset} if q.onset else {})}
+    onset = form.get("onset") if form.get("onset") in ("gradual", "sudden") else None
+    amount = _float(form, "duration_value", "duration")
+    weeks = None
+    if amount is not None:
+        weeks = amount * (4.35 if form.get("duration_unit") == "months" else 1)
+    progressing = {"yes": True, "no": False}.get(form.get("progressing", ""))
+    for sid in kb.symptoms:
+        if form.get(f"sym_{sid}") and sid not in symptoms:
+            entry: dict[str, Any] = {"id": sid}
+            if onset:
+                entry["onset"] = onset
+            if weeks is not None:
+                entry["duration_weeks"] = weeks
+            if progressing is not None and kb.symptoms[sid].role == "b12":
+                entry["progressing"] = progressing
+            symptoms[sid] = entry
+    record["symptoms"] = list(symptoms.values())
+    record["conditions"] = [{"id": c} for c in kb.conditions if form.get(f"cond_{c}")]
+    record["medications"] = [
+        {"id": m, **({"duration_months": 24} if form.get(f"med_{m}_long") else {})}
+        for m in kb.medications
+        if form.get(f"med_{m}")
+    ]
+    record["exposures"] = [{"id": e} for e in kb.exposures if form.get(f"exp_{e}")]
+    record["labs"] = _labs(form, kb, detailed=False)
+    return record
+
+
+def clinician_record(form: FormData, kb: Knowledge) -> dict[str, Any]:
+    """The record from the clinician form, or from its JSON box when that is filled in."""
+    pasted = form.get("record_json", "").strip()
+    if pasted:
+        try:
+            data = json.loads(pasted)
+        except json.JSONDecodeError as exc:
+            raise InputError.single(
+                "record_json", f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+            ) from None
+        if not isinstance(data, dict):
+            raise InputError.single("record_json", "must be a JSON object")
+        return data
+    record = _common(form)
+    if form.get("as_of"):
+        record["as_of"] = form["as_of"]
+    symptoms = []
+    for sid in kb.symptoms:
+        if not form.get(f"sym_{sid}"):
+            continue
+        entry: dict[str, Any] = {"id": sid}
+        if form.get(f"sym_{sid}_onset") in ("gradual", "sudden"):
+            entry["onset"] = form[f"sym_{sid}_onset"]
+        weeks = _float(form, f"sym_{sid}_weeks", f"symptoms.{sid}.duration_weeks")
+        if weeks is not None:
+            entry["duration_weeks"] = weeks
+        if form.get(f"sym_{sid}_severity") in ("mild", "moderate", "severe"):
+            entry["severity"] = form[f"sym_{sid}_severity"]
+        if form.get(f"sym_{sid}_progressing"):
+            entry["progressing"] = True
+        symptoms.append(entry)
+    record["symptoms"] = symptoms
+    conditions = []
+    for cid in kb.conditions:
+        if form.get(f"cond_{cid}"):
+            entry = {"id": cid}
+            egfr = _float(form, f"cond_{cid}_egfr", f"conditions.{cid}.egfr")
+            if egfr is not None:
+                entry["egfr"] = egfr
+            conditions.append(entry)
+    record["conditions"] = conditions
+    meds = []
+    for mid in kb.medications:
+        if form.get(f"med_{mid}"):
+            entry = {"id": mid}
+            months = _float(form, f"med_{mid}_months", f"medications.{mid}.duration_months")
+            if months is not None:
+                entry["duration_months"] = months
+            meds.append(entry)
+    record["medications"] = meds
+    record["exposures"] = [{"id": e} for e in kb.exposures if form.get(f"exp_{e}")]
+    record["labs"] = _labs(form, kb, detailed=True)
+    doses = []
+    for n in range(8):
+        if not form.get(f"dose_{n}_date"):
+            continue
+        dose: dict[str, Any] = {
+            "date": form[f"dose_{n}_date"],
+            "drug": form.get(f"dose_{n}_drug") or "hydroxocobalamin",
+            "route": form.get(f"dose_{n}_route") or "im",
+        }
+        mg = _float(form, f"dose_{n}_mg", f"b12_treatment[{n}].dose_mg")
+        if mg is not None:
+            dose["dose_mg"] = mg
+        doses.append(dose)
+    record["b12_treatment"] = doses
+    return record
