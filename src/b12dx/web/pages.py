@@ -61,6 +61,10 @@ def check_form(request: Request) -> HTMLResponse:
 async def check_result(request: Request) -> HTMLResponse:
     form = await _form(request)
     kb = load_knowledge()
+    if forms.red_flags_answered(form) and not form.get("age_years", "").strip():
+        # Red-flag answers go straight to the emergency advice, before any other question.
+        ticked = [q for q in forms.RED_FLAG_QUESTIONS if form.get(q.field)]
+        return _render(request, "check_emergency.html", ticked=ticked)
     try:
         record = forms.patient_check_record(form, kb)
         a = assess(record, as_of=dt.date.today())

@@ -1,0 +1,112 @@
+"""The HTML pages in-process: forms become records, the engine decides, pages show it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from b12dx import examples
+from b12dx.web.app import create_app
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest_asyncio.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+def banner(html: str) -> str:
+    match = re.search(r'class="banner urgency-([a-z_]+)"', html)
+    assert match, "no urgency banner"
+    return match.group(1)
+
+
+async def test_landing_and_forms_render(client) -> None:
+    for path in ("/", "/check", "/clinician", "/docs"):
+        r = await client.get(path)
+        assert r.status_code == 200
+        assert r.text.count("<h1") == 1
+    check = (await client.get("/check")).text
+    assert "Pins and needles (tingling)" in check  # the seeds' words, from the knowledge base
+    assert "Glucophage" in check  # everyday medicine names
+
+
+async def test_a_red_flag_answer_goes_straight_to_emergency_advice(client) -> None:
+    r = await client.post("/check", data={"rf_ascending": "yes"})
+    assert r.status_code == 200
+    assert banner(r.text) == "emergency"
+    assert "Call emergency services" in r.text
+
+
+async def test_typical_b12_case_gets_a_same_day_visit_and_plain_advice(client) -> None:
+    form = {"sym_heavy_limbs": "yes", "sym_paresthesia": "yes", "sym_gait_ataxia": "yes",
+            "onset": "gradual", "duration_value": "6", "duration_unit": "months",
+            "progressing": "yes", "age_years": "67", "sex": "female", "diet": "omnivore",
+            "med_metformin": "yes", "med_metformin_long": "yes",
+            "lab_total_b12_value": "150", "lab_total_b12_unit": "pg/mL"}
+    r = await client.post("/check", data=form)
+    assert r.status_code == 200
+    assert banner(r.text) == "urgent"
+    assert "See a doctor today" in r.text
+    assert "Do not take folic acid on its own" in r.text
+    assert "Beef liver" in r.text and "70.7" in r.text
+    assert "Summary to take to your doctor" in r.text and "Metformin" in r.text
+
+
+async def test_a_missing_age_asks_again_without_losing_answers(client) -> None:
+    r = await client.post("/check", data={"sym_paresthesia": "yes"})
+    assert r.status_code == 422
+    assert "age_years" in r.text and "is required" in r.text
+    assert re.search(r'id="sym_paresthesia"[^>]*checked', r.text)
+
+
+async def test_clinician_result_shows_pathway_schedule_chart_and_sources(client) -> None:
+    today = dt.date.today()
+    form = {"age_years": "58", "sex": "female", "diet": "omnivore",
+            "as_of": today.isoformat(), "profile": "nice-ng239",
+            "cond_pernicious_anemia": "yes",
+            "sym_paresthesia": "yes", "sym_paresthesia_onset": "gradual",
+            "sym_paresthesia_weeks": "20", "sym_balance_problems": "yes",
+            "lab_total_b12_value": "120", "lab_total_b12_unit": "pmol/L",
+            "lab_total_b12_date": (today - dt.timedelta(days=7)).isoformat()}
+    r = await client.post("/clinician", data=form)
+    assert r.status_code == 200, r.text[:500]
+    html = r.text
+    assert banner(html) == "urgent"
+    assert html.count('class="step current"') == 1
+    assert 'class="schedule"' in html and "every 2 days" in html
+    assert html.count('class="milestone"') >= 5
+    assert 'href="https://www.nice.org.uk/guidance/ng239"' in html
+    record = re.search(r'name="record_json" value="([^"]+)"', html)
+    assert record
+    ics = await client.post("/clinician/schedule.ics",
+                            data={"record_json": record.group(1).replace("&#34;", '"'),
+                                  "profile": "nice-ng239"})
+    assert ics.status_code == 200
+    assert ics.headers["content-type"].startswith("text/calendar")
+    assert ics.text.startswith("BEGIN:VCALENDAR") and ics.text.count("BEGIN:VEVENT") > 40
+
+
+async def test_clinician_json_box_takes_a_contract_record(client) -> None:
+    record = examples.load("nitrous_oxide")
+    record["as_of"] = "2026-11-21"
+    r = await client.post("/clinician", data={"record_json": json.dumps(record)})
+    assert r.status_code == 200
+    assert "Stop nitrous oxide" in r.text
+    bad = await client.post("/clinician", data={"record_json": "{oops"})
+    assert bad.status_code == 422 and "record_json" in bad.text
+
+
+async def test_clinician_form_errors_name_the_field(client) -> None:
+    r = await client.post("/clinician", data={"age_years": "40", "lab_mma_value": "abc"})
+    assert r.status_code == 422
+    assert "labs.mma.value" in r.text and "not a number" in r.text
