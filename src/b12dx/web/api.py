@@ -77,7 +77,10 @@ async def assess_record(
     ),
 ) -> Response:
     # The body is parsed here, not by FastAPI, so that every error names its field path.
-    patient = parse_json(await request.body(), "the request body")
+    try:
+        patient = parse_json(await request.body(), "the request body")
+    except RecursionError:  # json.loads on ~1000 nested arrays/objects, well under 256 kB
+        raise InputError.single("", "the request body is nested too deeply") from None
     if not isinstance(patient, dict):
         raise InputError.single("", "the patient record must be a JSON object")
     as_of = None if patient.get("as_of") else dt.date.today()
@@ -117,7 +120,11 @@ def knowledge_topics() -> dict[str, Any]:
     }
 
 
-@router.get("/knowledge/{topic}", summary="Every entry of one topic")
+@router.get(
+    "/knowledge/{topic}",
+    summary="Every entry of one topic",
+    responses={404: {"description": "Unknown topic", **_ERROR}},
+)
 def knowledge_topic(topic: str) -> Response:
     topics = load_knowledge().topics()
     if topic not in topics:
@@ -125,7 +132,11 @@ def knowledge_topic(topic: str) -> Response:
     return _json({key: e.model_dump(mode="json") for key, e in topics[topic].items()})
 
 
-@router.get("/knowledge/{topic}/{entry_id}", summary="One entry with its sources")
+@router.get(
+    "/knowledge/{topic}/{entry_id}",
+    summary="One entry with its sources",
+    responses={404: {"description": "Unknown topic or entry", **_ERROR}},
+)
 def knowledge_entry(topic: str, entry_id: str) -> Response:
     kb = load_knowledge()
     topics = kb.topics()
