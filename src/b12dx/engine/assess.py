@@ -7,8 +7,6 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pydantic import BaseModel
-
 from b12dx.engine import diet, differentials, next_steps, recovery, status, suspicion
 from b12dx.engine import treatment as treatment_rules
 from b12dx.engine import urgency as urgency_rules
@@ -28,23 +26,24 @@ DISCLAIMER = (
 )
 
 
-def _cited(items: Iterable[Any]) -> Iterable[str]:
-    for item in items:
-        if item is None:
-            continue
-        if isinstance(item, list):
-            yield from _cited(item)
-        elif isinstance(item, BaseModel):
-            yield from getattr(item, "sources", [])
+def _cited(pieces: Iterable[Any]) -> list[str]:
+    """Every source id cited by the items, in first-seen order."""
+    seen: dict[str, None] = {}
+    for piece in pieces:
+        for item in piece if isinstance(piece, list) else (piece,):
+            if item is not None:
+                seen.update(dict.fromkeys(item.sources))
+    return list(seen)
 
 
-def _citations(kb: Knowledge, ids: Iterable[str]) -> list[Citation]:
-    out = []
-    for sid in dict.fromkeys(ids):
+def _citation(kb: Knowledge, sid: str) -> Citation:
+    key = ("citation", sid)
+    if key not in kb.derived:
         src = kb.sources[sid]
         url = src.url or (f"https://pubmed.ncbi.nlm.nih.gov/{src.pmid}/" if src.pmid else None)
-        out.append(Citation(id=sid, title=src.title, url=url, year=src.year))
-    return out
+        kb.derived[key] = Citation(id=sid, title=src.title, url=url, year=src.year)
+    citation: Citation = kb.derived[key]
+    return citation
 
 
 def assess(
@@ -141,6 +140,6 @@ def assess(
         recovery_outcome=outcome,
         differentials=dx,
         diet=advice,
-        citations=_citations(kb, _cited(pieces)),
+        citations=[_citation(kb, sid) for sid in _cited(pieces)],
         disclaimer=DISCLAIMER,
     )

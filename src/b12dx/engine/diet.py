@@ -23,8 +23,11 @@ def life_stage(kb: Knowledge, p: PatientRecord) -> Rda:
     )
 
 
-def advise(kb: Knowledge, p: PatientRecord) -> DietAdvice:
-    rda = life_stage(kb, p)
+def _foods(kb: Knowledge, diet: str, rda: Rda) -> list[FoodItem]:
+    key = ("foods", diet, rda.stage)
+    if key in kb.derived:
+        cached: list[FoodItem] = kb.derived[key]
+        return cached
     foods = [
         FoodItem(
             id=f.id,
@@ -36,8 +39,15 @@ def advise(kb: Knowledge, p: PatientRecord) -> DietAdvice:
             fortified=f.fortified,
         )
         for f in sorted(kb.diet.foods, key=lambda f: -f.ug)
-        if p.diet in f.suits
+        if diet in f.suits
     ]
+    kb.derived[key] = foods
+    return foods
+
+
+def advise(kb: Knowledge, p: PatientRecord) -> DietAdvice:
+    rda = life_stage(kb, p)
+    foods = _foods(kb, p.diet, rda)
     wanted = {"stores_last_years"}
     if p.diet in ("vegan", "vegetarian", "restricted"):
         wanted.add("fortified_plant_milks")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
@@ -14,6 +15,13 @@ E = TypeVar("E", bound=Explained)
 def merge_sources(*groups: Iterable[str]) -> list[str]:
     """Source ids in first-seen order, without repeats."""
     return list(dict.fromkeys(s for group in groups for s in group))
+
+
+@functools.lru_cache(maxsize=4096)
+def _merged(first: tuple[str, ...], second: tuple[str, ...]) -> tuple[str, ...]:
+    # Source lists come from the knowledge base, so the same pairs recur in every
+    # assessment; merging them once is worth it on the API's hot path.
+    return tuple(dict.fromkeys((*first, *second)))
 
 
 def explained(
@@ -30,6 +38,6 @@ def explained(
     return model(
         rule=rule,
         text=text if text is not None else r.text,
-        sources=merge_sources(sources, r.sources),
+        sources=_merged(tuple(sources), tuple(r.sources)),
         **fields,
     )

@@ -78,6 +78,9 @@ class Knowledge:
     facts: dict[str, Fact]
     rules: dict[str, Rule]
     weakness_symptoms: frozenset[str] = field(default=frozenset())
+    # Values the engine derives from the knowledge base alone (citations, food lists),
+    # kept for reuse across assessments. Never patient data.
+    derived: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def default_profile(self) -> Profile:
@@ -229,13 +232,15 @@ def _cache_dir() -> Path:
 
 
 def _digest(directory: Path) -> str:
-    """Changes whenever a data file, b12dx or pydantic changes."""
+    """Changes whenever a data file, the loader or its models, b12dx or pydantic change."""
     import pydantic
 
     from b12dx.version import ENGINE_VERSION
 
     h = hashlib.sha256(f"{ENGINE_VERSION}|{pydantic.VERSION}".encode())
-    for path in sorted(directory.glob("*.yaml")):
+    # The pickled layout follows this module and the knowledge models, so they count too.
+    code = [Path(__file__), Path(__file__).parent.parent / "models" / "knowledge.py"]
+    for path in [*code, *sorted(directory.glob("*.yaml"))]:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:24]
