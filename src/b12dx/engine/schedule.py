@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 from b12dx.models.assessment import Dose
@@ -29,7 +30,7 @@ def _step(day: dt.date, phase: RegimenPhase) -> dt.date:
 
 @dataclass(frozen=True)
 class Plan:
-    doses: list[Dose]
+    doses: tuple[Dose, ...]
     loading_end: dt.date  # the last loading dose, or the start when there is no loading
 
 
@@ -58,23 +59,37 @@ def _phase_dates(
 def lay_out(regimen: Regimen, start: dt.date, first_review: dt.date, until: dt.date) -> Plan:
     """Every planned dose from ``start`` up to and including ``until``. Phases with
     ``day_offsets`` are anchored at the start; the last phase repeats to ``until``."""
+    return _lay_out(tuple(regimen.phases), regimen.dose, start, first_review, until)
+
+
+@functools.lru_cache(maxsize=128)
+def _lay_out(
+    phases: tuple[RegimenPhase, ...],
+    dose: str,
+    start: dt.date,
+    first_review: dt.date,
+    until: dt.date,
+) -> Plan:
+    # A plan depends only on the regimen and the dates, and everyone who starts a regimen
+    # on the same day shares it; a year of daily oral doses is 366 objects, so plans are
+    # reused (they are immutable).
     doses: list[Dose] = []
     last: dt.date | None = None
     loading_end = start
-    for index, phase in enumerate(regimen.phases):
+    for index, phase in enumerate(phases):
         if phase.day_offsets is not None:
             dates = [start + dt.timedelta(days=d) for d in phase.day_offsets]
             dates = [d for d in dates if d <= until]
         else:
             first = start if last is None else _step(last, phase)
-            limited = index < len(regimen.phases) - 1
+            limited = index < len(phases) - 1
             dates = _phase_dates(phase, first, first_review, until, limited)
-        doses.extend([Dose(date=d, dose=regimen.dose, phase=phase.phase) for d in dates])
+        doses.extend([Dose(date=d, dose=dose, phase=phase.phase) for d in dates])
         if dates:
             last = dates[-1]
             if phase.phase == "loading":
                 loading_end = last
-    return Plan(doses, loading_end)
+    return Plan(tuple(doses), loading_end)
 
 
 def maintenance_interval(regimen: Regimen) -> RegimenPhase:

@@ -106,7 +106,7 @@ def decide(
     review = add_months(start, months)
     horizon = add_months(f.as_of if under_way else start, SCHEDULE_MONTHS)
     plan = lay_out(regimen, start, review, horizon)
-    schedule = plan.doses
+    schedule = list(plan.doses)
     overdue_since: dt.date | None = None
     if under_way:
         assert f.last_dose is not None

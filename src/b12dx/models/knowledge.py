@@ -185,7 +185,7 @@ class RegimenPhase(_KB):
     phase: Literal["loading", "maintenance"]
     every_days: int | None = Field(default=None, gt=0)
     every_months: int | None = Field(default=None, gt=0)
-    day_offsets: list[int] | None = None
+    day_offsets: tuple[int, ...] | None = None
     doses: int | None = Field(default=None, gt=0)
     until: Literal["first_review"] | None = None
 
