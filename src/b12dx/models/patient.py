@@ -7,9 +7,18 @@ knowledge base in ``b12dx.engine.validate`` so that the accepted values live in 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+)
 
 Sex = Literal["female", "male", "other", "unknown"]
 Diet = Literal["omnivore", "vegetarian", "vegan", "restricted"]
@@ -20,6 +29,19 @@ Drug = Literal["hydroxocobalamin", "cyanocobalamin", "methylcobalamin"]
 Route = Literal["im", "oral", "sc", "iv", "sublingual", "nasal"]
 
 
+def _not_a_number(value: Any) -> Any:
+    # Lenient parsing would read 0 as 1970-01-01; a date must be written as a date.
+    if isinstance(value, int | float):
+        raise ValueError("must be a date as YYYY-MM-DD")
+    return value
+
+
+# Numbers must be JSON numbers and flags JSON booleans: "67" or true is not read as 67 or 1.
+Number = StrictFloat
+Flag = StrictBool
+IsoDate = Annotated[dt.date, BeforeValidator(_not_a_number)]
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -27,26 +49,26 @@ class _Record(BaseModel):
 class SymptomEntry(_Record):
     id: str = Field(description="Symptom id from the knowledge base (b12dx knowledge symptoms).")
     onset: Onset | None = None
-    duration_weeks: float | None = Field(default=None, ge=0, le=5200)
+    duration_weeks: Number | None = Field(default=None, ge=0, le=5200)
     severity: Severity | None = None
-    progressing: bool | None = None
+    progressing: Flag | None = None
 
 
 class ConditionEntry(_Record):
     id: str = Field(description="Condition id (b12dx knowledge conditions).")
-    egfr: float | None = Field(
+    egfr: Number | None = Field(
         default=None, gt=0, le=200, description="eGFR in mL/min/1.73m2 (chronic kidney disease)."
     )
 
 
 class MedicationEntry(_Record):
     id: str = Field(description="Medication id (b12dx knowledge medications).")
-    duration_months: float | None = Field(default=None, ge=0, le=1440)
+    duration_months: Number | None = Field(default=None, ge=0, le=1440)
 
 
 class ExposureEntry(_Record):
     id: str = Field(description="Exposure id (b12dx knowledge exposures).")
-    ongoing: bool | None = Field(default=None, description="Whether exposure continues now.")
+    ongoing: Flag | None = Field(default=None, description="Whether exposure continues now.")
 
 
 class LabResult(_Record):
@@ -55,28 +77,28 @@ class LabResult(_Record):
         description='A number, or "positive" / "negative" for intrinsic_factor_antibody.'
     )
     unit: str | None = Field(default=None, description="Required for numeric tests.")
-    date: dt.date | None = None
-    reference_low: float | None = None
-    reference_high: float | None = None
+    date: IsoDate | None = None
+    reference_low: Number | None = None
+    reference_high: Number | None = None
 
 
 class TreatmentDose(_Record):
-    date: dt.date
+    date: IsoDate
     drug: Drug
     route: Route
-    dose_mg: float | None = Field(default=None, gt=0, le=10)
+    dose_mg: Number | None = Field(default=None, gt=0, le=10)
 
 
 class PatientRecord(_Record):
     """A person to assess (contract input, version 1)."""
 
-    as_of: dt.date | None = Field(
+    as_of: IsoDate | None = Field(
         default=None, description="Date of the assessment; required by the library API."
     )
-    age_years: float = Field(ge=0, le=120)
+    age_years: Number = Field(ge=0, le=120)
     sex: Sex = "unknown"
-    pregnant: bool = False
-    breastfeeding: bool = False
+    pregnant: Flag = False
+    breastfeeding: Flag = False
     ethnicity: Ethnicity = Field(
         default="unknown",
         description="Family background where it changes interpretation (nice-ng239 1.3.13).",
