@@ -50,7 +50,12 @@ def _from_pydantic(exc: ValidationError) -> InputError:
         elif kind == "missing":
             errors.append(FieldError(path, "is required"))
         else:
-            errors.append(FieldError(path, err["msg"].replace("Input should be", "must be")))
+            errors.append(
+                FieldError(
+                    path,
+                    err["msg"].removeprefix("Value error, ").replace("Input should be", "must be"),
+                )
+            )
     return InputError(errors)
 
 
