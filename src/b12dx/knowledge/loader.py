@@ -24,10 +24,12 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from b12dx.errors import KnowledgeError, ProfileError
 from b12dx.models.knowledge import (
     AlgorithmStep,
+    CdsKnowledge,
     CodedEntry,
     Diet,
     Differential,
     Fact,
+    FhirMapping,
     LabTest,
     Medication,
     Profile,
@@ -77,6 +79,8 @@ class Knowledge:
     algorithm: dict[str, AlgorithmStep]
     facts: dict[str, Fact]
     rules: dict[str, Rule]
+    fhir: FhirMapping
+    cds: CdsKnowledge
     weakness_symptoms: frozenset[str] = field(default=frozenset())
     # Values the engine derives from the knowledge base alone (citations, food lists),
     # kept for reuse across assessments. Never patient data.
@@ -215,6 +219,8 @@ def load_knowledge_from(directory: Path) -> Knowledge:
         algorithm=_entries(directory, "algorithm", AlgorithmStep),
         facts=_entries(directory, "facts", Fact),
         rules=_entries(directory, "rules", Rule),
+        fhir=_one(directory, "fhir", FhirMapping),
+        cds=_one(directory, "cds", CdsKnowledge),
         weakness_symptoms=frozenset(s.id for s in symptoms.values() if s.weakness),
     )
     problems = list(check(kb))
@@ -344,7 +350,7 @@ def check(kb: Knowledge) -> Iterator[str]:
             for sid in ids:
                 if sid not in kb.sources:
                     yield f"{topic}.{key}: unknown source id {sid!r}"
-    for extra in (kb.recovery.outcome, kb.diet.notes, kb.diet.rda):
+    for extra in (kb.recovery.outcome, kb.diet.notes, kb.diet.rda, kb.fhir, kb.cds):
         cited.update(cited_source_ids(extra))
     for sid in kb.sources:
         if sid not in cited:
@@ -388,6 +394,37 @@ def check(kb: Knowledge) -> Iterator[str]:
         for c in r.contraindicated_conditions:
             if c not in kb.conditions:
                 yield f"regimens.{r.id}: unknown condition {c!r}"
+    yield from _fhir_problems(kb)
     defaults = [p.id for p in kb.profiles.values() if p.default]
     if len(defaults) != 1:
         yield f"profiles: exactly one default profile needed, found {defaults}"
+
+
+def _fhir_problems(kb: Knowledge) -> Iterator[str]:
+    for check_ in kb.cds.order_checks:
+        for mid in check_.medications:
+            if mid not in kb.medications:
+                yield f"cds.order_checks.{check_.id}: unknown medication {mid!r}"
+    for urgency in kb.urgency:
+        if urgency not in kb.cds.indicator_by_urgency:
+            yield f"cds.indicator_by_urgency: no indicator for urgency {urgency!r}"
+    for cid in kb.fhir.lasting_conditions:
+        if cid not in kb.conditions:
+            yield f"fhir.lasting_conditions: unknown condition {cid!r}"
+    known = {cs.name for cs in kb.fhir.code_systems}
+    tables: list[tuple[str, Mapping[str, Any]]] = [
+        ("symptoms", kb.symptoms),
+        ("conditions", kb.conditions),
+        ("medications", kb.medications),
+        ("exposures", kb.exposures),
+        ("labs", kb.labs),
+    ]
+    seen: dict[tuple[str, str], str] = {}
+    for topic, table in tables:
+        for key, entry in table.items():
+            for code in entry.codes:
+                if code.system not in known:
+                    yield f"{topic}.{key}: code system {code.system!r} has no URI in fhir.yaml"
+                other = seen.setdefault((code.system, code.code), f"{topic}.{key}")
+                if other != f"{topic}.{key}":
+                    yield f"{topic}.{key}: {code.system} {code.code} also maps {other}"

@@ -39,8 +39,13 @@ class Source(_KB):
         return self
 
 
+CodeSystemName = Literal[
+    "LOINC", "ICD-10", "ATC", "RxNorm", "SNOMED CT", "UCUM", "CDC Race", "HL7 Interpretation"
+]
+
+
 class Code(_KB):
-    system: Literal["LOINC", "ICD-10", "ATC", "RxNorm", "SNOMED CT", "UCUM"]
+    system: CodeSystemName
     code: str
     display: str
     verified: bool
@@ -61,6 +66,8 @@ class Symptom(Cited):
     role: Literal["b12", "other", "red_flag", "context"]
     weakness: bool
     feels_like: str
+    # SNOMED CT findings, matched when a FHIR Condition or Observation records the symptom.
+    codes: list[Code] = Field(default_factory=list)
 
 
 class CodedEntry(Cited):
@@ -320,3 +327,80 @@ class Rule(Cited):
     id: str
     topic: str
     text: str
+
+
+class CodeSystem(_KB):
+    name: CodeSystemName
+    uris: list[str] = Field(min_length=1)
+    # ICD-10 and ATC are hierarchies: E11.9 is a kind of E11, A02BC01 of A02BC.
+    hierarchical: bool = False
+
+
+class FhirStatuses(_KB):
+    observation_used: list[str]
+    condition_clinical_ignored: list[str]
+    condition_verification_ignored: list[str]
+    medication_request_ignored: list[str]
+    medication_request_intent_ignored: list[str]
+    medication_request_ongoing: list[str]
+    medication_statement_ignored: list[str]
+    medication_statement_ongoing: list[str]
+    medication_administration_used: list[str]
+    procedure_used: list[str]
+
+
+class MedicationRuns(Cited):
+    # Orders and statements of one medicine whose dates are at most gap_days apart are
+    # one continuous course; its duration runs from the first start to as_of.
+    gap_days: int = Field(gt=0)
+    why: str
+
+
+class FhirMapping(Cited):
+    """How FHIR R4 resources become a patient record (``b12dx.fhir``)."""
+
+    code_systems: list[CodeSystem]
+    statuses: FhirStatuses
+    medication_runs: MedicationRuns
+    lasting_conditions: list[str]
+    # A symptom observed (a point in time, unlike a problem-list entry) counts this long.
+    symptom_observation_months: int = Field(gt=0)
+    # A pregnancy recorded longer ago than this, with no end, is taken as over.
+    pregnancy_max_days: int = Field(gt=0)
+    severity: dict[Literal["mild", "moderate", "severe"], list[Code]]
+    routes: dict[Literal["im", "oral", "sc", "iv", "sublingual", "nasal"], list[Code]]
+    pregnancy: list[Code]
+    diet: dict[Literal["vegan", "vegetarian"], list[Code]]
+    ethnicity: dict[Literal["black_african_or_caribbean"], list[Code]]
+    ethnicity_extensions: list[str]
+    symptom_observation: list[Code]
+    absent: list[Code]
+    positive: list[Code]
+    negative: list[Code]
+    b12_drugs: dict[Literal["hydroxocobalamin", "cyanocobalamin", "methylcobalamin"], list[Code]]
+
+
+class CdsService(Cited):
+    id: str
+    hook: Literal["patient-view", "order-select", "order-sign"]
+    title: str
+    description: str
+    usage_requirements: str | None = None
+
+
+class OrderCheck(Cited):
+    id: str
+    medications: list[str] = Field(min_length=1)
+    indicator: Literal["info", "warning", "critical"]
+    summary: str = Field(max_length=139)
+    detail: str
+    monitoring_months: int | None = None
+    why_12_months: str | None = None
+
+
+class CdsKnowledge(Cited):
+    """The CDS Hooks services and order checks (``b12dx.cds``)."""
+
+    services: list[CdsService] = Field(min_length=1)
+    indicator_by_urgency: dict[str, Literal["info", "warning", "critical"]]
+    order_checks: list[OrderCheck]
