@@ -418,7 +418,11 @@ class ClientAuthenticator:
 
     @property
     def enabled(self) -> bool:
-        """True when at least one issuer is configured (else the service is open)."""
+        """True when at least one issuer is configured.
+
+        When False, whether to serve unauthenticated requests is the caller's decision
+        (:meth:`authenticate` itself then refuses everything: it fails closed).
+        """
         return bool(self._issuers)
 
     def authenticate(self, authorization: str | None, audience: str) -> ClientIdentity:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -41,10 +42,22 @@ def _fail(message: str) -> None:
 @app.command()
 def assess(
     file: Annotated[
-        str, typer.Argument(help="Patient record (JSON, contract v1); '-' reads stdin.")
+        str,
+        typer.Argument(
+            help="Patient record (JSON, contract v1) or a FHIR R4 Bundle of one patient; "
+            "'-' reads stdin."
+        ),
     ],
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the contract's assessment JSON only.")
+    ] = False,
+    fhir_out: Annotated[
+        bool,
+        typer.Option(
+            "--fhir",
+            help="Print a FHIR R4 Bundle: RiskAssessment, ServiceRequests for the next tests, "
+            "MedicationRequest for the regimen.",
+        ),
     ] = False,
     profile: ProfileOption = None,
     as_of: Annotated[
@@ -58,18 +71,62 @@ def assess(
     """Assess one person: testing, suspicion, labs, status, urgency, plan, sources."""
     from b12dx.cli.io import parse_date, read_record
     from b12dx.engine.assess import assess as run
+    from b12dx.fhir.read import is_fhir
 
     record = read_record(file)
     when: dt.date | None = parse_date(as_of, "--as-of") if as_of else None
-    if when is None and isinstance(record, dict) and record.get("as_of") is None:
-        when = dt.date.today()  # the adapter, not the engine, reads the clock
-    result = run(record, profile=profile, as_of=when)
+    if is_fhir(record):
+        from b12dx.fhir.assess import assess_bundle
+
+        result = assess_bundle(record, as_of=when or dt.date.today(), profile=profile)
+    else:
+        if when is None and isinstance(record, dict) and record.get("as_of") is None:
+            when = dt.date.today()  # the adapter, not the engine, reads the clock
+        result = run(record, profile=profile, as_of=when)
+    if fhir_out:
+        from b12dx.fhir.out import assessment_bundle
+        from b12dx.knowledge.loader import load_knowledge
+
+        patient = result.fhir_input.patient if result.fhir_input else None
+        bundle = assessment_bundle(load_knowledge(), result, patient or "Patient/unknown")
+        sys.stdout.write(json.dumps(bundle, indent=2) + "\n")
+        return
     if json_out:
-        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+        sys.stdout.write(result.model_dump_json(indent=2, exclude_none=False) + "\n")
         return
     from b12dx.cli.report import render
 
     render(result)
+
+
+@app.command("fhir-import")
+def fhir_import(
+    directory: Annotated[
+        Path, typer.Argument(help="A FHIR Bulk Data export: a folder of NDJSON files.")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Write one record per patient (<id>.json) and import-report.json here; "
+            "default: JSON Lines on standard output.",
+        ),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Build the records as of this date; default today."),
+    ] = None,
+    with_assessment: Annotated[
+        bool, typer.Option("--assess", help="Also assess each patient and print a summary table.")
+    ] = False,
+    profile: ProfileOption = None,
+) -> None:
+    """Read a FHIR Bulk export and build one patient record per Patient."""
+    from b12dx.cli.bulk import run_import
+    from b12dx.cli.io import parse_date
+
+    when = parse_date(as_of, "--as-of") if as_of else dt.date.today()
+    run_import(directory, out, when, with_assessment, profile)
 
 
 @app.command()

@@ -32,6 +32,7 @@ from b12dx.models.knowledge import (
     FhirMapping,
     LabTest,
     Medication,
+    NextStepDef,
     Profile,
     Recovery,
     RedFlag,
@@ -43,7 +44,6 @@ from b12dx.models.knowledge import (
     SymptomGroup,
     UrgencyDef,
     WarningDef,
-    Worded,
 )
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -74,7 +74,7 @@ class Knowledge:
     red_flags: dict[str, RedFlag]
     diet: Diet
     warnings: dict[str, WarningDef]
-    next_steps: dict[str, Worded]
+    next_steps: dict[str, NextStepDef]
     urgency: dict[str, UrgencyDef]
     algorithm: dict[str, AlgorithmStep]
     facts: dict[str, Fact]
@@ -214,7 +214,7 @@ def load_knowledge_from(directory: Path) -> Knowledge:
         red_flags=_entries(directory, "red_flags", RedFlag),
         diet=_one(directory, "foods", Diet),
         warnings=_entries(directory, "warnings", WarningDef),
-        next_steps=_entries(directory, "next_steps", Worded),
+        next_steps=_entries(directory, "next_steps", NextStepDef),
         urgency=_entries(directory, "urgency", UrgencyDef),
         algorithm=_entries(directory, "algorithm", AlgorithmStep),
         facts=_entries(directory, "facts", Fact),

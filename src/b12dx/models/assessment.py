@@ -208,6 +208,19 @@ class Citation(_Out):
     year: int | None = None
 
 
+class ResourceUse(_Out):
+    resource: str = Field(description='The FHIR resource ("Observation/123").')
+    note: str = Field(description="What it became in the record, or why it was not used.")
+
+
+class FhirInput(_Out):
+    """Which FHIR resources the record was built from, and which were left out and why."""
+
+    patient: str | None
+    used: list[ResourceUse]
+    ignored: list[ResourceUse]
+
+
 class Assessment(_Out):
     """The explained assessment of one person (contract output, version 1)."""
 
@@ -237,3 +250,6 @@ class Assessment(_Out):
     diet: DietAdvice
     citations: list[Citation]
     disclaimer: str
+    fhir_input: FhirInput | None = Field(
+        default=None, description="Present when the input was FHIR: the resources used and ignored."
+    )

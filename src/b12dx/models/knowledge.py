@@ -302,6 +302,11 @@ class Worded(Cited):
     plain: str
 
 
+class NextStepDef(Worded):
+    # The test a step orders, for a ServiceRequest (FHIR output, CDS Hooks suggestions).
+    order_codes: list[Code] = Field(default_factory=list)
+
+
 class WarningDef(Worded):
     severity: Literal["info", "warning", "critical"]
 
