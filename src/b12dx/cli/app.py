@@ -190,9 +190,36 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log", help="Log each request (method, path, status).")
     ] = False,
+    cds_issuers: Annotated[
+        Path | None,
+        typer.Option(
+            "--cds-issuers",
+            help="JSON file of the EHRs trusted to call the CDS Hooks services (issuer and "
+            "JWKS URL or keys); default: B12DX_CDS_ISSUERS.",
+        ),
+    ] = None,
 ) -> None:
-    """Start the web app (patient check, clinician view) and the JSON API."""
+    """Start the web app (patient check, clinician view), the JSON API and CDS Hooks."""
+    import os
+
     import uvicorn
+
+    from b12dx.cds.auth import load_issuers
+
+    if cds_issuers is not None:
+        os.environ["B12DX_CDS_ISSUERS"] = str(cds_issuers)
+    issuers_file = os.environ.get("B12DX_CDS_ISSUERS")
+    if issuers_file:
+        try:
+            count = len(load_issuers(Path(issuers_file)))
+        except ValueError as exc:
+            raise InputError.single("--cds-issuers", str(exc)) from None
+        sys.stderr.write(f"b12dx: CDS Hooks clients must authenticate ({count} issuers).\n")
+    else:
+        sys.stderr.write(
+            "b12dx: WARNING: CDS Hooks client authentication is off; any caller can use "
+            "/cds-services. Give --cds-issuers FILE to require signed JWTs.\n"
+        )
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         sys.stderr.write(f"b12dx: serving on {host}: reachable beyond this machine.\n")

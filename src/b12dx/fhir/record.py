@@ -248,6 +248,8 @@ class _Builder:
         months = self.kb.fhir.symptom_observation_months
         if when is not None and months_between(when, self.as_of) >= months:
             raise _Skip(f"symptom observed {when}, more than {months} months before as_of")
+        if self.kb.symptoms[meaning.id].role == "red_flag":
+            return self._symptom(meaning.id, when, None)
         return self._symptom(meaning.id, None, None)
 
     def _absent(self, obs: Any) -> bool:
@@ -393,6 +395,15 @@ class _Builder:
         return "pregnant: true"
 
     def _symptom(self, sid: str, onset: dt.date | None, severity: str | None) -> str:
+        if self.kb.symptoms[sid].role == "red_flag":
+            days = self.kb.fhir.red_flag_recent_days
+            if onset is None:
+                raise _Skip(f"red-flag finding {sid} with no date: it counts only when new")
+            if (self.as_of - onset).days > days:
+                raise _Skip(
+                    f"red-flag finding {sid} from {onset}: it counts only when new "
+                    f"(within {days} days)"
+                )
         entry = self.symptoms.setdefault(sid, {"id": sid})
         if onset is not None:
             weeks = (self.as_of - onset).days // 7
@@ -567,6 +578,36 @@ class _Builder:
                     )
                 )
         return medications
+
+
+def medicine_of(resource: Resource, kb: Knowledge) -> str | None:
+    """The medication id a medicine resource (e.g. a draft order) names, or None."""
+    builder = _Builder(kb, dt.date.max, code_index(kb), {})
+    try:
+        return builder._medicine(resource)[1]
+    except _Skip:
+        return None
+
+
+def planned_days(order: Resource) -> int | None:
+    """How long a MedicationRequest is meant to run: validity period, or supply x fills."""
+    dispense = order.get("dispenseRequest")
+    if not isinstance(dispense, Mapping):
+        return None
+    validity = dispense.get("validityPeriod") or {}
+    start, _ = to_date(validity.get("start"))
+    end, _ = to_date(validity.get("end"))
+    if start and end and end >= start:
+        return (end - start).days
+    supply = dispense.get("expectedSupplyDuration")
+    if isinstance(supply, Mapping) and isinstance(supply.get("value"), int | float):
+        factor = {"d": 1, "day": 1, "days": 1, "wk": 7, "week": 7, "mo": 30, "month": 30}
+        unit = str(supply.get("code") or supply.get("unit") or "").lower()
+        if unit in factor:
+            repeats = dispense.get("numberOfRepeatsAllowed")
+            fills = 1 + (repeats if isinstance(repeats, int) and repeats > 0 else 0)
+            return int(supply["value"] * factor[unit] * fills)
+    return None
 
 
 def _number(value: Decimal | float | int) -> float | int:

@@ -370,6 +370,8 @@ class FhirMapping(Cited):
     lasting_conditions: list[str]
     # A symptom observed (a point in time, unlike a problem-list entry) counts this long.
     symptom_observation_months: int = Field(gt=0)
+    # A red-flag finding (sudden weakness, new incontinence...) counts only when this new.
+    red_flag_recent_days: int = Field(gt=0)
     # A pregnancy recorded longer ago than this, with no end, is taken as over.
     pregnancy_max_days: int = Field(gt=0)
     severity: dict[Literal["mild", "moderate", "severe"], list[Code]]
@@ -403,9 +405,15 @@ class OrderCheck(Cited):
     why_12_months: str | None = None
 
 
+class OverrideReason(_KB):
+    code: str
+    display: str
+
+
 class CdsKnowledge(Cited):
     """The CDS Hooks services and order checks (``b12dx.cds``)."""
 
+    override_reasons: list[OverrideReason] = Field(min_length=1)
     services: list[CdsService] = Field(min_length=1)
     indicator_by_urgency: dict[str, Literal["info", "warning", "critical"]]
     order_checks: list[OrderCheck]

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from b12dx.cds.routes import CdsSettings, build_router, settings_from_env
 from b12dx.errors import InputError, LookupError_, ProfileError
 from b12dx.knowledge.loader import load_knowledge
 from b12dx.schema import input_schema
@@ -61,7 +62,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
-def create_app() -> FastAPI:
+def create_app(cds_settings: CdsSettings | None = None) -> FastAPI:
     load_knowledge()  # fail at start, not on the first request, if the data is broken
     app = FastAPI(
         title="b12dx",
@@ -111,6 +112,13 @@ def create_app() -> FastAPI:
         )
 
     app.include_router(api.router)
+    settings = cds_settings if cds_settings is not None else settings_from_env()
+    if not settings.authenticator.enabled:
+        log.warning(
+            "CDS Hooks client authentication is OFF: no trusted issuers configured "
+            "(set B12DX_CDS_ISSUERS to a JSON file of issuers and their JWKS)."
+        )
+    app.include_router(build_router(settings))
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 

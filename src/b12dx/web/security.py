@@ -17,6 +17,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MAX_BODY_BYTES = 256 * 1024  # a patient record is a few kB; the largest real one < 50 kB
+# A CDS Hooks call carries the prefetched record: a Synthea patient with decades of
+# history is 1-3 MB of FHIR JSON, a long hospital record more.
+CDS_MAX_BODY_BYTES = 32 * 1024 * 1024
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -60,15 +63,21 @@ class BodyTooLarge(Exception):
 class BodySizeLimit:
     """Answer 413 when a request body is larger than ``limit`` bytes."""
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int = MAX_BODY_BYTES,
+        prefix_limits: dict[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.prefix_limits = prefix_limits or {"/cds-services": CDS_MAX_BODY_BYTES}
 
-    async def _reject(self, send: Send) -> None:
+    async def _reject(self, send: Send, limit: int) -> None:
         body = json.dumps(
             {
                 "error": "payload_too_large",
-                "message": f"request body is larger than {self.limit} bytes",
+                "message": f"request body is larger than {limit} bytes",
             }
         ).encode()
         await send(
@@ -87,11 +96,15 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = scope.get("path", "")
+        limit = next(
+            (v for prefix, v in self.prefix_limits.items() if path.startswith(prefix)), self.limit
+        )
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
-                    if int(value) > self.limit:
-                        await self._reject(send)
+                    if int(value) > limit:
+                        await self._reject(send, limit)
                         return
                 except ValueError:
                     pass
@@ -103,7 +116,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
+                if received > limit:
                     raise BodyTooLarge
             return message
 
@@ -117,4 +130,4 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._reject(send)
+                await self._reject(send, limit)

@@ -1,0 +1,202 @@
+"""An assessment as CDS Hooks cards (CDS Hooks 2.0.1, CDS Service Response).
+
+One card when there is something to act on (a red flag, testing due, a deficiency to
+treat, maintenance overdue, folic acid without B12); none otherwise, so opening a chart
+does not nag. The indicator follows the urgency (cds.yaml); the summary stays under 140
+characters; the detail is Markdown; suggestions carry the same ServiceRequest and
+MedicationRequest that ``b12dx assess --fhir`` writes; the link opens the full
+assessment in the clinician view, the record travelling in the URL fragment (which a
+browser never sends to a server, so no log sees it).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from typing import Any
+
+from b12dx.fhir.out import medication_request, ordered_test_codes, service_request
+from b12dx.knowledge.loader import Knowledge
+from b12dx.models.assessment import Assessment
+
+SUMMARY_LIMIT = 139  # "One-sentence, <140-character summary message"
+ACTIONABLE_WARNINGS = frozenset({"maintenance_overdue", "folic_acid_masking"})
+INDICATOR_ORDER = {"info": 0, "warning": 1, "critical": 2}
+OVERRIDE_SYSTEM = "https://b12dx.org/cds/override-reason"
+
+
+def shorten(text: str, limit: int = SUMMARY_LIMIT) -> str:
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1].rsplit(" ", 1)[0].rstrip(",;:")
+    return cut + "…"
+
+
+def actionable(result: Assessment) -> bool:
+    return bool(
+        result.red_flags
+        or result.testing_recommended
+        or result.deficiency_status in ("confirmed", "likely", "indeterminate")
+        or any(w.id in ACTIONABLE_WARNINGS for w in result.warnings)
+    )
+
+
+def indicator(kb: Knowledge, result: Assessment) -> str:
+    level = kb.cds.indicator_by_urgency[result.urgency]
+    for w in result.warnings:
+        if w.severity in INDICATOR_ORDER and INDICATOR_ORDER[w.severity] > INDICATOR_ORDER[level]:
+            level = w.severity
+    return level
+
+
+def summary(kb: Knowledge, result: Assessment) -> str:
+    first_step = result.next_steps[0].text.rstrip(".") if result.next_steps else ""
+    if result.red_flags:
+        head = f"Red flag ({result.red_flags[0].name.lower()}): not B12 until proven otherwise"
+        return shorten(f"{head}. {kb.urgency['emergency'].text}")
+    nerves = " with nerve involvement" if result.neurological_involvement else ""
+    if result.deficiency_status in ("confirmed", "likely"):
+        head = f"B12 deficiency {result.deficiency_status}{nerves}"
+    elif result.deficiency_status == "indeterminate":
+        head = f"B12 result indeterminate{nerves}"
+    elif any(w.id == "maintenance_overdue" for w in result.warnings):
+        head = "B12 maintenance overdue"
+    else:
+        head = f"Possible B12 deficiency{nerves} ({result.suspicion.level} suspicion)"
+    return shorten(f"{head}: {first_step[:1].lower()}{first_step[1:]}" if first_step else head)
+
+
+def _bullets(lines: list[str]) -> str:
+    return "\n".join(f"- {line}" for line in lines)
+
+
+def detail(result: Assessment) -> str:
+    parts = [
+        f"**Deficiency status:** {result.deficiency_status.replace('_', ' ')} · "
+        f"**suspicion:** {result.suspicion.level} · **urgency:** {result.urgency.replace('_', ' ')}"
+    ]
+    if result.red_flags:
+        parts.append("**Red flags**\n" + _bullets([f.text for f in result.red_flags]))
+    if result.suspicion.reasons:
+        parts.append("**Why**\n" + _bullets([r.text for r in result.suspicion.reasons]))
+    if result.labs:
+        parts.append(
+            "**Results**\n"
+            + _bullets(
+                [
+                    f"{lab.test.replace('_', ' ')} {lab.value}{' ' + lab.unit if lab.unit else ''}"
+                    f" ({lab.band})" + (f", {lab.date}" if lab.date else "")
+                    for lab in result.labs
+                ]
+            )
+        )
+    if result.next_steps:
+        parts.append("**Next steps**\n" + _bullets([s.text for s in result.next_steps]))
+    if result.warnings:
+        parts.append(
+            "**Warnings**\n"
+            + _bullets(
+                [f"**{w.text}**" if w.severity == "critical" else w.text for w in result.warnings]
+            )
+        )
+    t = result.treatment
+    if t is not None:
+        when = "under way" if t.under_way else f"start {t.start}"
+        parts.append(f"**Treatment:** {t.name}, {t.dose} {t.route.upper()} ({when}). {t.text}")
+    if result.fhir_input is not None:
+        parts.append(
+            f"_Built from {len(result.fhir_input.used)} of "
+            f"{len(result.fhir_input.used) + len(result.fhir_input.ignored)} resources in the "
+            "record._"
+        )
+    sources = sorted({s for r in result.suspicion.reasons for s in r.sources})
+    if sources:
+        parts.append(f"Sources: {', '.join(sources)}.")
+    return "\n\n".join(parts)
+
+
+def source(kb: Knowledge, result: Assessment) -> dict[str, Any]:
+    profile = kb.profile(result.profile)
+    guideline = kb.sources[profile.sources[0]]
+    out: dict[str, Any] = {"label": f"b12dx · {guideline.title}"}
+    if guideline.url:
+        out["url"] = guideline.url
+    return out
+
+
+def override_reasons(kb: Knowledge) -> list[dict[str, str]]:
+    return [
+        {"system": OVERRIDE_SYSTEM, "code": r.code, "display": r.display}
+        for r in kb.cds.override_reasons
+    ]
+
+
+def suggestions(kb: Knowledge, result: Assessment, patient: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    reason = f"B12 deficiency {result.deficiency_status}, suspicion {result.suspicion.level}"
+    t = result.treatment
+    if t is not None and not t.under_way and not result.red_flags:
+        out.append(
+            {
+                "label": f"Start {t.name}: {t.dose} {t.route.upper()}",
+                "uuid": str(uuid.uuid4()),
+                "isRecommended": any(s.id == "start_treatment_now" for s in result.next_steps),
+                "actions": [
+                    {
+                        "type": "create",
+                        "description": f"Propose {t.name} as a dated schedule",
+                        "resource": medication_request(kb, t, patient),
+                    }
+                ],
+            }
+        )
+    for step in result.next_steps:
+        if not ordered_test_codes(kb, step.id) or result.red_flags:
+            continue
+        out.append(
+            {
+                "label": step.text.rstrip("."),
+                "uuid": str(uuid.uuid4()),
+                "isRecommended": not out,
+                "actions": [
+                    {
+                        "type": "create",
+                        "description": step.text.rstrip("."),
+                        "resource": service_request(kb, step.id, patient, reason),
+                    }
+                ],
+            }
+        )
+    return out
+
+
+def record_link(base_url: str, record: dict[str, Any]) -> dict[str, str]:
+    payload = base64.urlsafe_b64encode(json.dumps(record, separators=(",", ":")).encode())
+    return {
+        "label": "Open the full assessment in b12dx",
+        "url": f"{base_url.rstrip('/')}/clinician#record={payload.decode().rstrip('=')}",
+        "type": "absolute",
+    }
+
+
+def patient_view_cards(
+    kb: Knowledge, result: Assessment, record: dict[str, Any], patient: str, base_url: str
+) -> list[dict[str, Any]]:
+    if not actionable(result):
+        return []
+    card: dict[str, Any] = {
+        "uuid": str(uuid.uuid4()),
+        "summary": summary(kb, result),
+        "detail": detail(result),
+        "indicator": indicator(kb, result),
+        "source": source(kb, result),
+        "links": [record_link(base_url, record)],
+        "overrideReasons": override_reasons(kb),
+    }
+    offered = suggestions(kb, result, patient)
+    if offered:
+        card["suggestions"] = offered
+        card["selectionBehavior"] = "any"
+    return [card]

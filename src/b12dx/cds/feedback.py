@@ -1,0 +1,172 @@
+"""Feedback from CDS clients on our cards (CDS Hooks 2.0.1, Feedback), kept in SQLite.
+
+"A CDS Service may receive feedback for the same card instance multiple times": each
+outcome is stored once, keyed by service, card, outcome and timestamp, so a resent
+feedback changes nothing. Only what the spec sends is kept (card and suggestion uuids,
+outcome, override reason, times, the calling client's issuer): no patient data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS cds_feedback (
+    id INTEGER PRIMARY KEY,
+    service TEXT NOT NULL,
+    card TEXT NOT NULL,
+    outcome TEXT NOT NULL CHECK (outcome IN ('accepted', 'overridden')),
+    accepted_suggestions TEXT NOT NULL,
+    override_reason TEXT,
+    outcome_timestamp TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    client TEXT,
+    UNIQUE (service, card, outcome, outcome_timestamp)
+)
+"""
+
+
+class FeedbackError(ValueError):
+    """The feedback body is not what the spec describes; .errors name each field."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__("; ".join(f"{e['path']}: {e['message']}" for e in errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class Feedback:
+    card: str
+    outcome: str
+    accepted_suggestions: list[str]
+    override_reason: dict[str, Any] | None
+    outcome_timestamp: str
+
+
+def default_path() -> Path:
+    base = os.environ.get("B12DX_DATA_DIR") or platformdirs.user_data_dir("b12dx")
+    return Path(base) / "cds-feedback.sqlite3"
+
+
+def parse(body: Any) -> list[Feedback]:
+    errors: list[dict[str, str]] = []
+    items = body.get("feedback") if isinstance(body, Mapping) else None
+    if not isinstance(items, list) or not items:
+        raise FeedbackError([{"path": "feedback", "message": "must be a non-empty list"}])
+    out: list[Feedback] = []
+    for i, item in enumerate(items):
+        where = f"feedback[{i}]"
+        if not isinstance(item, Mapping):
+            errors.append({"path": where, "message": "must be an object"})
+            continue
+        card, outcome, when = item.get("card"), item.get("outcome"), item.get("outcomeTimestamp")
+        accepted = item.get("acceptedSuggestions") or []
+        if not isinstance(card, str) or not card:
+            errors.append({"path": f"{where}.card", "message": "is required (the card's uuid)"})
+        if outcome not in ("accepted", "overridden"):
+            errors.append({"path": f"{where}.outcome", "message": "must be accepted or overridden"})
+        if not isinstance(when, str) or _timestamp(when) is None:
+            errors.append(
+                {"path": f"{where}.outcomeTimestamp", "message": "must be an ISO 8601 time"}
+            )
+        ids = [a.get("id") for a in accepted if isinstance(a, Mapping)]
+        if not isinstance(accepted, list) or not all(isinstance(x, str) for x in ids):
+            errors.append(
+                {"path": f"{where}.acceptedSuggestions", "message": "must be a list of {id}"}
+            )
+        elif outcome == "accepted" and not ids:
+            errors.append(
+                {
+                    "path": f"{where}.acceptedSuggestions",
+                    "message": "is required when the outcome is accepted",
+                }
+            )
+        reason = item.get("overrideReason")
+        if reason is not None and not isinstance(reason, Mapping):
+            errors.append({"path": f"{where}.overrideReason", "message": "must be an object"})
+        if not errors:
+            out.append(
+                Feedback(
+                    str(card),
+                    str(outcome),
+                    [str(x) for x in ids],
+                    dict(reason) if isinstance(reason, Mapping) else None,
+                    str(when),
+                )
+            )
+    if errors:
+        raise FeedbackError(errors)
+    return out
+
+
+def _timestamp(text: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+class FeedbackStore:
+    """A small SQLite table; one connection per call keeps it safe across threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._ready = False
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=10)
+        if not self._ready:
+            with self._lock:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                con.execute("PRAGMA journal_mode=WAL")
+                con.execute(SCHEMA)
+                con.commit()
+                self._ready = True
+        return con
+
+    def record(self, service: str, items: list[Feedback], client: str | None) -> tuple[int, int]:
+        """(new, already recorded) — all in one transaction."""
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        con = self._connect()
+        try:
+            with con:
+                new = 0
+                for f in items:
+                    cur = con.execute(
+                        "INSERT OR IGNORE INTO cds_feedback (service, card, outcome,"
+                        " accepted_suggestions, override_reason, outcome_timestamp, received_at,"
+                        " client) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            service,
+                            f.card,
+                            f.outcome,
+                            json.dumps(f.accepted_suggestions),
+                            json.dumps(f.override_reason) if f.override_reason else None,
+                            f.outcome_timestamp,
+                            now,
+                            client,
+                        ),
+                    )
+                    new += cur.rowcount
+        finally:
+            con.close()
+        return new, len(items) - new
+
+    def all(self) -> list[dict[str, Any]]:
+        con = self._connect()
+        try:
+            con.row_factory = sqlite3.Row
+            return [dict(r) for r in con.execute("SELECT * FROM cds_feedback ORDER BY id")]
+        finally:
+            con.close()

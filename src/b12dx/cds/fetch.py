@@ -1,0 +1,189 @@
+"""Gather a patient's resources for a hook call: prefetch first, the FHIR server for the rest.
+
+CDS Hooks 2.0.1, Prefetch: a key the client left out was not satisfied, so the service
+fetches it from ``fhirServer`` with the ``fhirAuthorization`` token; a key whose value is
+null means the client has no such data; an OperationOutcome (alone, or inside the Bundle)
+reports a prefetch error. When required data can be got neither way the service "SHALL
+respond with an HTTP 412 Precondition Failed status code" (:class:`PreconditionFailed`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from b12dx.cds.services import PrefetchKey
+from b12dx.fhir.read import Resource
+
+MAX_PAGES = 20  # a patient's search rarely needs more; a runaway paging loop stops here
+
+
+class PreconditionFailed(Exception):
+    """The data the service needs could not be had: answer 412."""
+
+    def __init__(self, message: str, missing: list[str]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.missing = missing
+
+
+@dataclass
+class Gathered:
+    resources: list[Resource] = field(default_factory=list)
+    fetched: list[str] = field(default_factory=list)  # keys read from the FHIR server
+    unavailable: list[str] = field(default_factory=list)  # optional keys nobody could give
+
+
+def _resources(value: Any) -> list[Resource] | None:
+    """The resources a prefetch value holds, or None when it reports an error."""
+    if value is None:
+        return []
+    if not isinstance(value, Mapping) or not isinstance(value.get("resourceType"), str):
+        return None
+    if value["resourceType"] == "OperationOutcome":
+        return None
+    if value["resourceType"] != "Bundle":
+        return [dict(value)]
+    out: list[Resource] = []
+    for entry in value.get("entry") or []:
+        resource = entry.get("resource") if isinstance(entry, Mapping) else None
+        if not isinstance(resource, Mapping):
+            continue
+        if resource.get("resourceType") == "OperationOutcome":
+            search = entry.get("search") or {}
+            if search.get("mode") == "outcome" and not _is_error(resource):
+                continue  # a warning about the search (e.g. an unknown code), not a failure
+            return None
+        out.append(dict(resource))
+    return out
+
+
+def _is_error(outcome: Mapping[str, Any]) -> bool:
+    return any(i.get("severity") in ("fatal", "error") for i in outcome.get("issue") or [])
+
+
+def _allowed_server(url: str) -> bool:
+    # CDS Hooks: "The scheme MUST be https when production data is exchanged"; plain http
+    # is accepted only on this machine (a FHIR server on loopback, tests, development).
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return True
+    if parts.scheme != "http" or not parts.hostname:
+        return False
+    if parts.hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(parts.hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def _fill(template: str, context: Mapping[str, Any]) -> str:
+    query = template
+    for name, value in context.items():
+        if isinstance(value, str | int):
+            query = query.replace("{{context." + name + "}}", str(value))
+    return query
+
+
+async def _search(client: httpx.AsyncClient, base: str, query: str) -> list[Resource]:
+    url: str | None = urljoin(base.rstrip("/") + "/", query)
+    out: list[Resource] = []
+    for _ in range(MAX_PAGES):
+        if url is None:
+            return out
+        response = await client.get(url)
+        if response.status_code == 404 and not query.count("?"):
+            return out  # a read of a resource that does not exist: no data
+        response.raise_for_status()
+        page = _resources(response.json())
+        if page is None:
+            raise ValueError("the FHIR server answered with an OperationOutcome")
+        out.extend(page)
+        body = response.json()
+        url = next(
+            (
+                link.get("url")
+                for link in body.get("link") or []
+                if isinstance(link, Mapping) and link.get("relation") == "next"
+            ),
+            None,
+        )
+    return out
+
+
+async def gather(
+    request: Mapping[str, Any],
+    keys: list[PrefetchKey],
+    *,
+    timeout_seconds: float,
+) -> Gathered:
+    """Every resource the keys ask for, from prefetch or the server; 412 when it cannot."""
+    prefetch = request.get("prefetch") or {}
+    if not isinstance(prefetch, Mapping):
+        prefetch = {}
+    context = request.get("context") or {}
+    got = Gathered()
+    missing: list[PrefetchKey] = []
+    for key in keys:
+        if key.key in prefetch:
+            resources = _resources(prefetch[key.key])
+            if resources is not None:
+                got.resources.extend(resources)
+                continue
+        missing.append(key)
+    if not missing:
+        return got
+
+    server = request.get("fhirServer")
+    auth = request.get("fhirAuthorization")
+    token = auth.get("access_token") if isinstance(auth, Mapping) else None
+    usable = isinstance(server, str) and _allowed_server(server) and isinstance(token, str)
+    if not usable:
+        required = [k.key for k in missing if k.required]
+        if required:
+            why = (
+                "no fhirServer with fhirAuthorization was given"
+                if not (isinstance(server, str) and isinstance(token, str))
+                else "fhirServer must be https (http only on loopback)"
+            )
+            raise PreconditionFailed(
+                f"prefetch incomplete ({', '.join(required)}) and {why}", required
+            )
+        got.unavailable.extend(k.key for k in missing)
+        return got
+
+    assert isinstance(server, str) and isinstance(token, str)
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}
+    async with httpx.AsyncClient(
+        headers=headers, timeout=timeout_seconds, follow_redirects=False
+    ) as client:
+        tasks = [_search(client, server, _fill(k.template, context)) for k in missing]
+        try:
+            results = await asyncio.wait_for(
+                asyncio.gather(*tasks, return_exceptions=True), timeout_seconds
+            )
+        except TimeoutError:
+            names = [k.key for k in missing]
+            raise PreconditionFailed(
+                f"the FHIR server did not answer within {timeout_seconds:g} s", names
+            ) from None
+    failed = []
+    for key, result in zip(missing, results, strict=True):
+        if isinstance(result, BaseException):
+            if key.required:
+                failed.append(key.key)
+            else:
+                got.unavailable.append(key.key)
+            continue
+        got.resources.extend(result)
+        got.fetched.append(key.key)
+    if failed:
+        raise PreconditionFailed(f"could not read {', '.join(failed)} from the FHIR server", failed)
+    return got

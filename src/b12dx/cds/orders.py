@@ -1,0 +1,207 @@
+"""order-select and order-sign: checks on medicine orders as they are written.
+
+The checks and their wording are ``order_checks`` in ``knowledge/data/cds.yaml``:
+
+- folic acid for a patient with possible B12 deficiency and no B12 treatment is a
+  critical card (folic acid alone can mask the deficiency while nerve damage goes on);
+- metformin, or an acid suppressant that will have been taken for the long-term
+  threshold (the risk factor's own duration in risk_factors.yaml), with no B12 result
+  in the last 12 months, gets a card suggesting a B12 test.
+
+Whether the patient may be deficient is the engine's answer on their record; whether a
+medicine is a risk factor is the engine's risk-factor rule with the drafted order added.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from b12dx.cds.cards import override_reasons, shorten
+from b12dx.engine.assess import assess
+from b12dx.fhir.out import medication_request, service_request
+from b12dx.fhir.record import FhirImport, medicine_of, months_between, planned_days
+from b12dx.knowledge.loader import Knowledge
+from b12dx.models.assessment import Assessment
+
+POSSIBLE = ("confirmed", "likely", "indeterminate")
+
+
+def draft_orders(context: Mapping[str, Any], selected_only: bool) -> list[dict[str, Any]]:
+    bundle = context.get("draftOrders")
+    entries = bundle.get("entry") if isinstance(bundle, Mapping) else None
+    resources = [
+        dict(e["resource"])
+        for e in entries or []
+        if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)
+    ]
+    if not selected_only:
+        return resources
+    chosen = {s for s in context.get("selections") or [] if isinstance(s, str)}
+    return [r for r in resources if f"{r.get('resourceType')}/{r.get('id')}" in chosen]
+
+
+def _b12_recent(result: Assessment, as_of: dt.date, months: int) -> bool:
+    return any(
+        lab.test in ("total_b12", "active_b12")
+        and lab.date is not None
+        and months_between(lab.date, as_of) < months
+        for lab in result.labs
+    )
+
+
+def _source(kb: Knowledge, source_ids: list[str]) -> dict[str, Any]:
+    first = kb.sources[source_ids[0]]
+    out: dict[str, Any] = {"label": f"b12dx · {first.title}"}
+    if first.url:
+        out["url"] = first.url
+    return out
+
+
+def order_cards(
+    kb: Knowledge,
+    imported: FhirImport,
+    orders: list[dict[str, Any]],
+    as_of: dt.date,
+    patient: str,
+    profile: str | None = None,
+) -> list[dict[str, Any]]:
+    """The cards for the drafted orders, given the patient's record as imported."""
+    drafted: dict[str, tuple[dict[str, Any], int]] = {}
+    for order in orders:
+        if order.get("resourceType") != "MedicationRequest":
+            continue
+        found = medicine_of(order, kb)
+        if found is not None:
+            drafted.setdefault(found, (order, planned_days(order) or 0))
+    if not drafted:
+        return []
+
+    record = imported.record
+    current = assess(record, profile=profile, knowledge=kb)
+    treated = bool(record.get("b12_treatment")) or any(
+        m["id"] == "b12_supplement" for m in record.get("medications", [])
+    )
+    treated = treated or "b12_supplement" in drafted
+    cards: list[dict[str, Any]] = []
+    for check in kb.cds.order_checks:
+        hits = [m for m in check.medications if m in drafted]
+        if not hits:
+            continue
+        mid = hits[0]
+        order, days = drafted[mid]
+        name = kb.medications[mid].name
+        if check.id == "folic_acid_without_b12":
+            possible = current.testing_recommended or current.deficiency_status in POSSIBLE
+            if not possible or treated:
+                continue
+            cards.append(_folic_card(kb, check, current, order, patient))
+            continue
+        # Monitoring: is the medicine a risk factor once this order is taken?
+        meds = [m for m in record.get("medications", []) if m["id"] != mid]
+        had = next((m for m in record.get("medications", []) if m["id"] == mid), None)
+        months = (had or {}).get("duration_months", 0) + days // 30
+        with_order = {**record, "medications": [*meds, {"id": mid, "duration_months": months}]}
+        after = assess(with_order, profile=profile, knowledge=kb)
+        is_risk = any(
+            mid in (kb.risk_factors[rf.id].trigger.medication or [])
+            for rf in after.risk_factors
+            if rf.id in kb.risk_factors
+        )
+        if not is_risk or _b12_recent(after, as_of, check.monitoring_months or 12):
+            continue
+        cards.append(
+            {
+                "uuid": str(uuid.uuid4()),
+                "summary": shorten(check.summary.format(medicine=name)),
+                "detail": " ".join(check.detail.format(medicine=name.lower()).split()),
+                "indicator": check.indicator,
+                "source": _source(kb, check.sources),
+                "suggestions": [
+                    {
+                        "label": "Order a B12 test",
+                        "uuid": str(uuid.uuid4()),
+                        "isRecommended": True,
+                        "actions": [
+                            {
+                                "type": "create",
+                                "description": "Order total serum B12",
+                                "resource": service_request(
+                                    kb, "order_total_b12", patient, f"Long-term {name.lower()}"
+                                ),
+                            }
+                        ],
+                    }
+                ],
+                "selectionBehavior": "at-most-one",
+                "overrideReasons": override_reasons(kb),
+            }
+        )
+    return cards
+
+
+def _folic_card(
+    kb: Knowledge, check: Any, current: Assessment, order: dict[str, Any], patient: str
+) -> dict[str, Any]:
+    suggestions: list[dict[str, Any]] = []
+    if current.treatment is not None and current.deficiency_status in ("confirmed", "likely"):
+        t = current.treatment
+        suggestions.append(
+            {
+                "label": f"Start {t.name} first",
+                "uuid": str(uuid.uuid4()),
+                "isRecommended": True,
+                "actions": [
+                    {
+                        "type": "create",
+                        "description": f"Propose {t.name}",
+                        "resource": medication_request(kb, t, patient),
+                    }
+                ],
+            }
+        )
+    else:
+        suggestions.append(
+            {
+                "label": "Order a B12 test before folic acid",
+                "uuid": str(uuid.uuid4()),
+                "isRecommended": True,
+                "actions": [
+                    {
+                        "type": "create",
+                        "description": "Order total serum B12",
+                        "resource": service_request(
+                            kb, "order_total_b12", patient, "Folic acid ordered"
+                        ),
+                    }
+                ],
+            }
+        )
+    if order.get("id"):
+        suggestions.append(
+            {
+                "label": "Remove the folic acid order",
+                "uuid": str(uuid.uuid4()),
+                "actions": [
+                    {
+                        "type": "delete",
+                        "description": "Remove the draft folic acid order",
+                        "resourceId": f"MedicationRequest/{order['id']}",
+                    }
+                ],
+            }
+        )
+    why = "; ".join(r.text for r in current.suspicion.reasons[:3])
+    return {
+        "uuid": str(uuid.uuid4()),
+        "summary": shorten(check.summary),
+        "detail": " ".join(check.detail.split())
+        + (f"\n\n**Why B12 deficiency is possible:** {why}" if why else ""),
+        "indicator": check.indicator,
+        "source": _source(kb, check.sources),
+        "suggestions": suggestions,
+        "selectionBehavior": "any",
+        "overrideReasons": override_reasons(kb),
+    }

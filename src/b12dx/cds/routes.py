@@ -1,0 +1,203 @@
+"""The CDS Hooks 2.0.1 endpoints, mounted in the web app.
+
+GET  /cds-services                  discovery
+POST /cds-services/{id}             a hook call -> {"cards": [...]}
+POST /cds-services/{id}/feedback    what the clinician did with a card (idempotent)
+
+Client authentication (Bearer JWT, RS384/ES384, allowlisted issuers) is on whenever
+issuers are configured (``B12DX_CDS_ISSUERS``: a JSON file, see ``cds/auth.py``);
+without them the service answers anyone, and says so at start.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from b12dx.cds.auth import AuthError, ClientAuthenticator, ClientIdentity, load_issuers
+from b12dx.cds.cards import patient_view_cards
+from b12dx.cds.feedback import FeedbackError, FeedbackStore, default_path, parse
+from b12dx.cds.fetch import PreconditionFailed, gather
+from b12dx.cds.orders import draft_orders, order_cards
+from b12dx.cds.services import discovery, prefetch_keys
+from b12dx.engine.assess import assess
+from b12dx.errors import B12dxError, InputError
+from b12dx.fhir.assess import with_fhir_input
+from b12dx.fhir.read import Resource
+from b12dx.fhir.record import record_from_resources
+from b12dx.jsonio import parse_json
+from b12dx.knowledge.loader import load_knowledge
+
+log = logging.getLogger("b12dx.cds")
+
+
+@dataclass
+class CdsSettings:
+    authenticator: ClientAuthenticator = field(default_factory=lambda: ClientAuthenticator([]))
+    feedback: FeedbackStore = field(default_factory=lambda: FeedbackStore(default_path()))
+    fetch_timeout_seconds: float = 3.0
+    public_url: str | None = None  # the base URL clients call, when behind a proxy
+    today: Callable[[], dt.date] = dt.date.today  # the adapter reads the clock, not the engine
+
+
+def settings_from_env() -> CdsSettings:
+    issuers_file = os.environ.get("B12DX_CDS_ISSUERS")
+    issuers = load_issuers(Path(issuers_file)) if issuers_file else []
+    timeout = float(os.environ.get("B12DX_CDS_FETCH_TIMEOUT", "3"))
+    return CdsSettings(
+        authenticator=ClientAuthenticator(issuers),
+        fetch_timeout_seconds=timeout,
+        public_url=os.environ.get("B12DX_PUBLIC_URL") or None,
+    )
+
+
+def _error(status: int, error: str, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": error, "message": message, **extra}, status_code=status)
+
+
+def build_router(settings: CdsSettings) -> APIRouter:
+    router = APIRouter(prefix="/cds-services", tags=["CDS Hooks"])
+    kb = load_knowledge()
+    services = {s.id: s for s in kb.cds.services}
+
+    def base_url(request: Request) -> str:
+        return (settings.public_url or str(request.base_url)).rstrip("/")
+
+    def authenticate(request: Request, *audiences: str) -> ClientIdentity | JSONResponse | None:
+        auth = settings.authenticator
+        if not auth.enabled:
+            return None
+        header = request.headers.get("authorization")
+        failure: AuthError | None = None
+        for audience in audiences:
+            try:
+                return auth.authenticate(header, audience)
+            except AuthError as exc:
+                failure = exc
+        assert failure is not None
+        response = _error(401, "unauthorized", failure.reason)
+        response.headers["WWW-Authenticate"] = 'Bearer realm="b12dx CDS Hooks"'
+        return response
+
+    @router.get("", summary="CDS Hooks discovery")
+    async def list_services(request: Request) -> Any:
+        who = authenticate(request, f"{base_url(request)}/cds-services")
+        if isinstance(who, JSONResponse):
+            return who
+        return discovery(kb)
+
+    @router.post("/{service_id}", summary="Call a CDS service (a hook)")
+    async def call_service(service_id: str, request: Request) -> Any:
+        service = services.get(service_id)
+        if service is None:
+            return _error(404, "not_found", f"no CDS service {service_id!r}")
+        who = authenticate(request, f"{base_url(request)}/cds-services/{service_id}")
+        if isinstance(who, JSONResponse):
+            return who
+        try:
+            body = parse_json(await request.body(), "the request")
+        except InputError as exc:
+            return _error(400, "bad_request", str(exc.errors[0]))
+        problems = _check_request(body, service.hook)
+        if problems:
+            return _error(400, "bad_request", "; ".join(problems), errors=problems)
+        context = body["context"]
+        patient_ref = f"Patient/{context['patientId']}"
+        try:
+            got = await gather(
+                body, prefetch_keys(kb), timeout_seconds=settings.fetch_timeout_seconds
+            )
+        except PreconditionFailed as exc:
+            return _error(412, "precondition_failed", exc.message, missing=exc.missing)
+        resources = _dedupe(got.resources)
+        today = settings.today()
+        try:
+            imported = record_from_resources(resources, today, kb)
+        except InputError as exc:
+            # No single patient, no birth date, or the patient has died: there is no
+            # advice to give, and a card saying so on every chart would be noise.
+            log.info("%s: no assessment (%s)", service_id, exc.errors[0].path)
+            return {"cards": []}
+        try:
+            if service.hook == "patient-view":
+                result = with_fhir_input(assess(imported.record, knowledge=kb), imported)
+                cards = patient_view_cards(
+                    kb, result, imported.record, patient_ref, base_url(request)
+                )
+            else:
+                orders = draft_orders(context, selected_only=service.hook == "order-select")
+                cards = order_cards(kb, imported, orders, today, patient_ref)
+        except B12dxError as exc:
+            log.info("%s: record not assessable (%s)", service_id, type(exc).__name__)
+            return {"cards": []}
+        return {"cards": cards}
+
+    @router.post("/{service_id}/feedback", summary="Feedback on a card")
+    async def feedback(service_id: str, request: Request) -> Any:
+        if service_id not in services:
+            return _error(404, "not_found", f"no CDS service {service_id!r}")
+        base = f"{base_url(request)}/cds-services/{service_id}"
+        # The spec does not say which URL the feedback JWT names; accept either.
+        who = authenticate(request, f"{base}/feedback", base)
+        if isinstance(who, JSONResponse):
+            return who
+        try:
+            items = parse(parse_json(await request.body(), "the request"))
+        except InputError as exc:
+            return _error(400, "bad_request", str(exc.errors[0]))
+        except FeedbackError as exc:
+            return _error(400, "bad_request", str(exc), errors=exc.errors)
+        new, repeated = settings.feedback.record(
+            service_id, items, who.iss if isinstance(who, ClientIdentity) else None
+        )
+        return {"recorded": new, "already_recorded": repeated}
+
+    return router
+
+
+def _check_request(body: Any, hook: str) -> list[str]:
+    if not isinstance(body, dict):
+        return ["the request must be a JSON object"]
+    problems = []
+    if body.get("hook") != hook:
+        problems.append(f"hook: this service answers {hook!r}, not {body.get('hook')!r}")
+    if not isinstance(body.get("hookInstance"), str) or not body["hookInstance"]:
+        problems.append("hookInstance: is required (a UUID)")
+    context = body.get("context")
+    if not isinstance(context, dict):
+        problems.append("context: is required (an object)")
+        return problems
+    if not isinstance(context.get("patientId"), str) or not context["patientId"]:
+        problems.append("context.patientId: is required")
+    if hook in ("order-select", "order-sign"):
+        draft = context.get("draftOrders")
+        if not isinstance(draft, dict) or draft.get("resourceType") != "Bundle":
+            problems.append("context.draftOrders: is required (a Bundle of draft orders)")
+    if hook == "order-select" and not isinstance(context.get("selections"), list):
+        problems.append("context.selections: is required (a list of references)")
+    auth = body.get("fhirAuthorization")
+    if auth is not None and not isinstance(body.get("fhirServer"), str):
+        problems.append("fhirServer: is required when fhirAuthorization is given")
+    return problems
+
+
+def _dedupe(resources: list[Resource]) -> list[Resource]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for r in resources:
+        rid = r.get("id")
+        if isinstance(rid, str):
+            key = (str(r.get("resourceType")), rid)
+            if key in seen:
+                continue
+            seen.add(key)
+        out.append(r)
+    return out
