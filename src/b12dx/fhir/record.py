@@ -171,6 +171,7 @@ class _Builder:
     pregnant_by: str | None = None
     sex: str = "unknown"
     how: dict[str, str] = field(default_factory=dict)  # how each medicine record was matched
+    later_starts: dict[str, list[dt.date]] = field(default_factory=dict)
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -496,6 +497,10 @@ class _Builder:
             ongoing = status in st.medication_statement_ongoing
         if start is None:
             raise _Skip("no date (authoredOn, effective or validity period)")
+        if start > self.as_of:
+            # A later order shows the course went on past as_of, whatever its status says
+            # now (a record's status is today's, not the one on as_of).
+            self.later_starts.setdefault(mid, []).append(start)
         self._when(start, "starts")
         course = _Course(
             start,
@@ -555,7 +560,11 @@ class _Builder:
                         ResourceNote(c.reference, f"an earlier course of {mid}, not current")
                     )
             latest = max(last, key=lambda c: (c.start, c.end))
-            current = any(c.ongoing for c in last) or max(c.end for c in last) >= self.as_of
+            last_end = max(c.end for c in last)
+            continued = any(
+                (later - last_end).days <= gap for later in self.later_starts.get(mid, [])
+            )
+            current = any(c.ongoing for c in last) or last_end >= self.as_of or continued
             if not current:
                 for c in last:
                     self.ignored.append(
