@@ -33,7 +33,7 @@ from b12dx.errors import B12dxError, InputError
 from b12dx.fhir.assess import with_fhir_input
 from b12dx.fhir.read import Resource
 from b12dx.fhir.record import record_from_resources
-from b12dx.jsonio import parse_json
+from b12dx.jsonio import parse_json, parse_large_json
 from b12dx.knowledge.loader import load_knowledge
 
 log = logging.getLogger("b12dx.cds")
@@ -103,7 +103,7 @@ def build_router(settings: CdsSettings) -> APIRouter:
         if isinstance(who, JSONResponse):
             return who
         try:
-            body = parse_json(await request.body(), "the request")
+            body = parse_large_json(await request.body(), "the request")
         except InputError as exc:
             return _error(400, "bad_request", str(exc.errors[0]))
         problems = _check_request(body, service.hook)

@@ -81,9 +81,76 @@ def _ref(resource: Mapping[str, Any], position: int) -> str:
     return f"{rtype}/{rid}" if isinstance(rid, str) and rid else f"{rtype} #{position + 1}"
 
 
+# The elements b12dx reads, per resource type. Only these are validated: a health record's
+# orders carry dosage, requester and encounter detail that nothing here uses, and checking
+# it would cost most of a CDS Hooks call's time budget on a long record.
+_READ = {
+    "Observation": {
+        "code",
+        "status",
+        "subject",
+        "effectiveDateTime",
+        "effectivePeriod",
+        "effectiveInstant",
+        "issued",
+        "valueQuantity",
+        "valueCodeableConcept",
+        "valueString",
+        "valueBoolean",
+        "interpretation",
+        "referenceRange",
+    },
+    "Condition": {
+        "code",
+        "subject",
+        "clinicalStatus",
+        "verificationStatus",
+        "onsetDateTime",
+        "onsetPeriod",
+        "recordedDate",
+        "abatementDateTime",
+        "abatementPeriod",
+        "severity",
+    },
+    "Procedure": {"code", "status", "subject", "performedDateTime", "performedPeriod"},
+    "MedicationRequest": {
+        "status",
+        "intent",
+        "subject",
+        "medicationCodeableConcept",
+        "medicationReference",
+        "authoredOn",
+        "dispenseRequest",
+    },
+    "MedicationStatement": {
+        "status",
+        "subject",
+        "medicationCodeableConcept",
+        "medicationReference",
+        "effectiveDateTime",
+        "effectivePeriod",
+        "dateAsserted",
+    },
+    "MedicationAdministration": {
+        "status",
+        "subject",
+        "medicationCodeableConcept",
+        "medicationReference",
+        "effectiveDateTime",
+        "effectivePeriod",
+        "dosage",
+    },
+}
+
+
 def _parse(resource: Mapping[str, Any]) -> Any:
     """The fhir.resources model of a resource; _Skip with the first problem when invalid."""
-    data = {k: v for k, v in resource.items() if not k.startswith("_")}
+    read = _READ.get(str(resource.get("resourceType")))
+    data = {
+        k: v
+        for k, v in resource.items()
+        if not k.startswith("_") and (read is None or k in read or k in ("resourceType", "id"))
+    }
     try:
         return get_fhir_model_class(str(resource["resourceType"])).model_validate(data)
     except ValidationError as exc:
@@ -172,6 +239,7 @@ class _Builder:
     sex: str = "unknown"
     how: dict[str, str] = field(default_factory=dict)  # how each medicine record was matched
     later_starts: dict[str, list[dt.date]] = field(default_factory=dict)
+    by_name: dict[str, tuple[str, str] | None] = field(default_factory=dict)
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -459,10 +527,18 @@ class _Builder:
         names = " ".join(
             [text, *[str(getattr(c, "display", None) or c.get("display") or "") for c in codings]]
         )
-        for mid, pattern in _name_patterns(self.kb):
-            found = pattern.search(names)
-            if found:
-                return None, mid, f"by name '{found.group(0)}'"
+        if names not in self.by_name:  # a long record repeats the same few drug names
+            self.by_name[names] = next(
+                (
+                    (mid, found.group(0))
+                    for mid, pattern in _name_patterns(self.kb)
+                    if (found := pattern.search(names))
+                ),
+                None,
+            )
+        hit = self.by_name[names]
+        if hit is not None:
+            return None, hit[0], f"by name '{hit[1]}'"
         named = _label(codings, self.index) if codings else text or "no code"
         raise _Skip(f"medicine not in b12dx's tables ({named})")
 
