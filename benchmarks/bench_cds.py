@@ -212,7 +212,8 @@ def main() -> None:
                     q = statistics.quantiles(times, n=100)
                     p99s.append(q[98])
                     print(
-                        f"  {name:8s} ({n_res} resources, {len(payload) / 1e6:.1f} MB) run {run + 1}: "
+                        f"  {name:8s} ({n_res} resources, {len(payload) / 1e6:.1f} MB) "
+                        f"run {run + 1}: "
                         f"p50 {q[49]:.1f} ms, p95 {q[94]:.1f} ms, p99 {q[98]:.1f} ms, "
                         f"max {times[-1]:.1f} ms, cards {cards}"
                     )
