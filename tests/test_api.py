@@ -50,25 +50,34 @@ async def test_assess_without_as_of_uses_today(client) -> None:
         (b"{bad", 422, "", "not valid JSON"),
         (b"[1]", 422, "", "must be a JSON object"),
         (b'{"age_years": 130}', 422, "age_years", "less than or equal to 120"),
-        (b'{"age_years": 40, "symptoms": [{"id": "wobbly"}]}', 422, "symptoms[0].id",
-         "unknown id"),
-        (b'{"age_years": 40, "labs": [{"test": "mma", "value": 1, "unit": "pg/mL"}]}', 422,
-         "labs[0].unit", "not a unit of mma"),
-        (b'{"age_years": 40, "as_of": "2026-01-01", "b12_treatment": [{"date": "2026-02-01",'
-         b' "drug": "hydroxocobalamin", "route": "im"}]}', 422, "b12_treatment[0].date",
-         "after as_of"),
+        (b'{"age_years": 40, "symptoms": [{"id": "wobbly"}]}', 422, "symptoms[0].id", "unknown id"),
+        (
+            b'{"age_years": 40, "labs": [{"test": "mma", "value": 1, "unit": "pg/mL"}]}',
+            422,
+            "labs[0].unit",
+            "not a unit of mma",
+        ),
+        (
+            b'{"age_years": 40, "as_of": "2026-01-01", "b12_treatment": [{"date": "2026-02-01",'
+            b' "drug": "hydroxocobalamin", "route": "im"}]}',
+            422,
+            "b12_treatment[0].date",
+            "after as_of",
+        ),
     ],
 )
 async def test_bad_records_get_4xx_with_the_field_path(
     client, body: bytes, status: int, path: str, fragment: str
 ) -> None:
-    r = await client.post("/api/v1/assess", content=body,
-                          headers={"content-type": "application/json"})
+    r = await client.post(
+        "/api/v1/assess", content=body, headers={"content-type": "application/json"}
+    )
     assert r.status_code == status
     data = r.json()
     assert data["error"] == "invalid_input"
-    assert any(e["path"] == path and fragment in e["message"] + data["message"]
-               for e in data["errors"])
+    assert any(
+        e["path"] == path and fragment in e["message"] + data["message"] for e in data["errors"]
+    )
 
 
 async def test_unknown_profile_is_400_naming_the_accepted_profiles(client) -> None:
@@ -80,8 +89,9 @@ async def test_unknown_profile_is_400_naming_the_accepted_profiles(client) -> No
 
 async def test_body_over_the_limit_is_413(client) -> None:
     body = b'{"age_years": 40, "pad": "' + b"x" * MAX_BODY_BYTES + b'"}'
-    r = await client.post("/api/v1/assess", content=body,
-                          headers={"content-type": "application/json"})
+    r = await client.post(
+        "/api/v1/assess", content=body, headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413
     assert r.json()["error"] == "payload_too_large"
 

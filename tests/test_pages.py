@@ -48,11 +48,22 @@ async def test_a_red_flag_answer_goes_straight_to_emergency_advice(client) -> No
 
 
 async def test_typical_b12_case_gets_a_same_day_visit_and_plain_advice(client) -> None:
-    form = {"sym_heavy_limbs": "yes", "sym_paresthesia": "yes", "sym_gait_ataxia": "yes",
-            "onset": "gradual", "duration_value": "6", "duration_unit": "months",
-            "progressing": "yes", "age_years": "67", "sex": "female", "diet": "omnivore",
-            "med_metformin": "yes", "med_metformin_long": "yes",
-            "lab_total_b12_value": "150", "lab_total_b12_unit": "pg/mL"}
+    form = {
+        "sym_heavy_limbs": "yes",
+        "sym_paresthesia": "yes",
+        "sym_gait_ataxia": "yes",
+        "onset": "gradual",
+        "duration_value": "6",
+        "duration_unit": "months",
+        "progressing": "yes",
+        "age_years": "67",
+        "sex": "female",
+        "diet": "omnivore",
+        "med_metformin": "yes",
+        "med_metformin_long": "yes",
+        "lab_total_b12_value": "150",
+        "lab_total_b12_unit": "pg/mL",
+    }
     r = await client.post("/check", data=form)
     assert r.status_code == 200
     assert banner(r.text) == "urgent"
@@ -71,13 +82,21 @@ async def test_a_missing_age_asks_again_without_losing_answers(client) -> None:
 
 async def test_clinician_result_shows_pathway_schedule_chart_and_sources(client) -> None:
     today = dt.date.today()
-    form = {"age_years": "58", "sex": "female", "diet": "omnivore",
-            "as_of": today.isoformat(), "profile": "nice-ng239",
-            "cond_pernicious_anemia": "yes",
-            "sym_paresthesia": "yes", "sym_paresthesia_onset": "gradual",
-            "sym_paresthesia_weeks": "20", "sym_balance_problems": "yes",
-            "lab_total_b12_value": "120", "lab_total_b12_unit": "pmol/L",
-            "lab_total_b12_date": (today - dt.timedelta(days=7)).isoformat()}
+    form = {
+        "age_years": "58",
+        "sex": "female",
+        "diet": "omnivore",
+        "as_of": today.isoformat(),
+        "profile": "nice-ng239",
+        "cond_pernicious_anemia": "yes",
+        "sym_paresthesia": "yes",
+        "sym_paresthesia_onset": "gradual",
+        "sym_paresthesia_weeks": "20",
+        "sym_balance_problems": "yes",
+        "lab_total_b12_value": "120",
+        "lab_total_b12_unit": "pmol/L",
+        "lab_total_b12_date": (today - dt.timedelta(days=7)).isoformat(),
+    }
     r = await client.post("/clinician", data=form)
     assert r.status_code == 200, r.text[:500]
     html = r.text
@@ -88,9 +107,10 @@ async def test_clinician_result_shows_pathway_schedule_chart_and_sources(client)
     assert 'href="https://www.nice.org.uk/guidance/ng239"' in html
     record = re.search(r'name="record_json" value="([^"]+)"', html)
     assert record
-    ics = await client.post("/clinician/schedule.ics",
-                            data={"record_json": record.group(1).replace("&#34;", '"'),
-                                  "profile": "nice-ng239"})
+    ics = await client.post(
+        "/clinician/schedule.ics",
+        data={"record_json": record.group(1).replace("&#34;", '"'), "profile": "nice-ng239"},
+    )
     assert ics.status_code == 200
     assert ics.headers["content-type"].startswith("text/calendar")
     assert ics.text.startswith("BEGIN:VCALENDAR") and ics.text.count("BEGIN:VEVENT") > 40

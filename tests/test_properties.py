@@ -163,8 +163,16 @@ def valid_records(draw: st.DrawFn) -> dict[str, Any]:
     for sid in symptom_ids:
         entry: dict[str, Any] = {"id": sid}
         _put(entry, "onset", _optional(draw, st.sampled_from(ONSETS)))
-        _put(entry, "duration_weeks", _optional(draw, st.one_of(
-            st.integers(0, math.floor(max_weeks)), st.floats(0, max_weeks, allow_nan=False))))
+        _put(
+            entry,
+            "duration_weeks",
+            _optional(
+                draw,
+                st.one_of(
+                    st.integers(0, math.floor(max_weeks)), st.floats(0, max_weeks, allow_nan=False)
+                ),
+            ),
+        )
         _put(entry, "severity", _optional(draw, st.sampled_from(SEVERITIES)))
         _put(entry, "progressing", _optional(draw, st.booleans()))
         symptoms.append(entry)
@@ -183,14 +191,21 @@ def valid_records(draw: st.DrawFn) -> dict[str, Any]:
         record["conditions"] = conditions
 
     max_months = min(1440.0, age * 12)
-    medication_ids = draw(
-        st.lists(st.sampled_from(list(KB.medications)), unique=True, max_size=4)
-    )
+    medication_ids = draw(st.lists(st.sampled_from(list(KB.medications)), unique=True, max_size=4))
     medications = []
     for mid in medication_ids:
         entry = {"id": mid}
-        _put(entry, "duration_months", _optional(draw, st.one_of(
-            st.integers(0, math.floor(max_months)), st.floats(0, max_months, allow_nan=False))))
+        _put(
+            entry,
+            "duration_months",
+            _optional(
+                draw,
+                st.one_of(
+                    st.integers(0, math.floor(max_months)),
+                    st.floats(0, max_months, allow_nan=False),
+                ),
+            ),
+        )
         medications.append(entry)
     if medications:
         record["medications"] = medications
@@ -326,8 +341,12 @@ def _foreign_units(test: LabTest) -> list[str]:
 def _numeric_lab(draw: st.DrawFn, as_of: dt.date) -> tuple[LabTest, LabUnit, dict[str, Any]]:
     test: LabTest = draw(st.sampled_from(NUMERIC_TESTS))
     unit: LabUnit = draw(st.sampled_from(test.units))
-    lab = {"test": test.id, "value": draw(numeric_values(test, unit)), "unit": unit.unit,
-           "date": _iso(as_of)}
+    lab = {
+        "test": test.id,
+        "value": draw(numeric_values(test, unit)),
+        "unit": unit.unit,
+        "date": _iso(as_of),
+    }
     return test, unit, lab
 
 
@@ -342,19 +361,30 @@ def invalid_records(draw: st.DrawFn) -> tuple[dict[str, Any], str, str]:
     """A valid record with one thing made invalid: (record, mutation, expected error path)."""
     record = draw(valid_records())
     as_of = dt.date.fromisoformat(record["as_of"])
-    mutation = draw(st.sampled_from([
-        "unknown_id", "unknown_test", "wrong_unit", "missing_unit", "value_out_of_range",
-        "string_value", "lab_date_after_as_of", "dose_date_after_as_of", "unknown_field",
-        "unknown_nested_field", "age_out_of_range",
-    ]))
+    mutation = draw(
+        st.sampled_from(
+            [
+                "unknown_id",
+                "unknown_test",
+                "wrong_unit",
+                "missing_unit",
+                "value_out_of_range",
+                "string_value",
+                "lab_date_after_as_of",
+                "dose_date_after_as_of",
+                "unknown_field",
+                "unknown_nested_field",
+                "age_out_of_range",
+            ]
+        )
+    )
     path: str
     if mutation == "unknown_id":
         field = draw(st.sampled_from(_ID_FIELDS))
         i = _append(record, field, {"id": "zz_" + draw(_NEW_NAME)})
         path = f"{field}[{i}].id"
     elif mutation == "unknown_test":
-        i = _append(record, "labs", {"test": "zz_" + draw(_NEW_NAME), "value": 1,
-                                     "unit": "pg/mL"})
+        i = _append(record, "labs", {"test": "zz_" + draw(_NEW_NAME), "value": 1, "unit": "pg/mL"})
         path = f"labs[{i}].test"
     elif mutation in ("wrong_unit", "missing_unit"):
         test, _unit, lab = _numeric_lab(draw, as_of)
@@ -367,12 +397,14 @@ def invalid_records(draw: st.DrawFn) -> tuple[dict[str, Any], str, str]:
     elif mutation == "value_out_of_range":
         test, unit, lab = _numeric_lab(draw, as_of)
         low, high = _unit_range(test, unit)
-        lab["value"] = draw(st.one_of(
-            st.floats(high * 1.01, high * 1000, allow_nan=False),
-            st.floats(0, low * 0.99, allow_nan=False),
-            st.floats(-1e6, -1e-6, allow_nan=False),
-            st.just(0),
-        ))
+        lab["value"] = draw(
+            st.one_of(
+                st.floats(high * 1.01, high * 1000, allow_nan=False),
+                st.floats(0, low * 0.99, allow_nan=False),
+                st.floats(-1e6, -1e-6, allow_nan=False),
+                st.just(0),
+            )
+        )
         i = _append(record, "labs", lab)
         path = f"labs[{i}].value"
     elif mutation == "string_value":
@@ -387,8 +419,11 @@ def invalid_records(draw: st.DrawFn) -> tuple[dict[str, Any], str, str]:
         path = f"labs[{i}].date"
     elif mutation == "dose_date_after_as_of":
         later = as_of + dt.timedelta(days=draw(st.integers(1, 3650)))
-        i = _append(record, "b12_treatment", {"date": _iso(later), "drug": "hydroxocobalamin",
-                                              "route": "im", "dose_mg": 1})
+        i = _append(
+            record,
+            "b12_treatment",
+            {"date": _iso(later), "drug": "hydroxocobalamin", "route": "im", "dose_mg": 1},
+        )
         path = f"b12_treatment[{i}].date"
     elif mutation == "unknown_field":
         name = "zz_" + draw(_NEW_NAME)

@@ -104,9 +104,7 @@ def test_claim_is_carried_by_the_knowledge_base(claim: Claim, kb: Knowledge) -> 
         if seed_id in set(cited_source_ids(entries[entry_id])):
             citing.append(ref)
     assert not missing, f"unknown knowledge entries: {missing}"
-    assert citing, (
-        f"none of {list(claim.refs)} cites {seed_id} for the claim {claim.text!r}"
-    )
+    assert citing, f"none of {list(claim.refs)} cites {seed_id} for the claim {claim.text!r}"
 
 
 @pytest.mark.parametrize("seed", sorted(SEED_IDS))

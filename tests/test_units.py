@@ -228,8 +228,9 @@ def test_unit_of_another_test_is_rejected_and_lists_the_tests_units(
 
 
 def test_a_unit_on_intrinsic_factor_antibody_is_rejected() -> None:
-    _only_error(_record(labs=[_lab("intrinsic_factor_antibody", "positive", "U/mL")]),
-                "labs[0].unit")
+    _only_error(
+        _record(labs=[_lab("intrinsic_factor_antibody", "positive", "U/mL")]), "labs[0].unit"
+    )
 
 
 # --- impossible values ----------------------------------------------------------------------
@@ -284,8 +285,7 @@ def test_unknown_lab_test_is_rejected_and_lists_the_tests() -> None:
 
 
 def test_lab_date_after_as_of_is_rejected() -> None:
-    _only_error(_record(labs=[_lab("total_b12", 300, "pg/mL", date="2026-11-22")]),
-                "labs[0].date")
+    _only_error(_record(labs=[_lab("total_b12", 300, "pg/mL", date="2026-11-22")]), "labs[0].date")
 
 
 def test_lab_date_on_as_of_is_accepted() -> None:
@@ -307,8 +307,7 @@ def test_second_treatment_date_after_as_of_is_rejected_at_its_index() -> None:
 
 
 def test_record_as_of_is_used_when_the_argument_is_missing() -> None:
-    record = _record(as_of="2026-11-21", labs=[_lab("total_b12", 300, "pg/mL",
-                                                    date="2026-11-22")])
+    record = _record(as_of="2026-11-21", labs=[_lab("total_b12", 300, "pg/mL", date="2026-11-22")])
     errors = _errors(record, as_of=None)
     assert [e.path for e in errors] == ["labs[0].date"]
 
@@ -336,8 +335,7 @@ def test_unknown_top_level_field_is_rejected() -> None:
 
 
 def test_unknown_nested_field_is_rejected() -> None:
-    _only_error(_record(symptoms=[{"id": "paresthesia", "colour": "red"}]),
-                "symptoms[0].colour")
+    _only_error(_record(symptoms=[{"id": "paresthesia", "colour": "red"}]), "symptoms[0].colour")
 
 
 def test_missing_as_of_is_rejected_at_as_of() -> None:

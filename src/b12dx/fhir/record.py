@@ -348,6 +348,8 @@ class _Builder:
         unit_text = q.code if q.code and (not q.system or "unitsofmeasure" in q.system) else q.unit
         if not unit_text:
             raise _Skip(f"no unit (accepted: {accepted_units(test)})")
+        aliases = self.kb.fhir.lab_unit_aliases.get(test_id, {})
+        unit_text = aliases.get(str(unit_text), unit_text)
         unit = find_unit(self.kb, test, str(unit_text))
         if unit is None:
             raise _Skip(f"unit {unit_text!r} is not a unit of {test_id} ({accepted_units(test)})")
@@ -361,7 +363,10 @@ class _Builder:
             for bound, key in ((rng.low, "reference_low"), (rng.high, "reference_high")):
                 if bound is None or bound.value is None:
                     continue
-                bound_unit = bound.code or bound.unit or unit_text
+                bound_unit = (
+                    aliases.get(str(bound.code or bound.unit), bound.code or bound.unit)
+                    or unit_text
+                )
                 same = find_unit(self.kb, test, str(bound_unit))
                 if same is not None and same.unit == unit.unit and _number(bound.value) > 0:
                     entry.setdefault(key, _number(bound.value))

@@ -368,6 +368,9 @@ class FhirMapping(Cited):
     statuses: FhirStatuses
     medication_runs: MedicationRuns
     lasting_conditions: list[str]
+    # Unit spellings accepted only from FHIR results of one test, whose codes fix the
+    # meaning (an eGFR code is per 1.73 m2 even when the unit is written mL/min).
+    lab_unit_aliases: dict[str, dict[str, str]] = Field(default_factory=dict)
     # A symptom observed (a point in time, unlike a problem-list entry) counts this long.
     symptom_observation_months: int = Field(gt=0)
     # A red-flag finding (sudden weakness, new incontinence...) counts only when this new.
