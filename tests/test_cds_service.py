@@ -1,0 +1,615 @@
+"""The CDS Hooks service over HTTP: discovery, cards, order checks, prefetch and the FHIR
+server fallback (a real server on loopback), 412, feedback and client JWTs."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+import pytest_asyncio
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric import ec
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fhir.resources.R4B import get_fhir_model_class
+
+from b12dx import assess, load_knowledge
+from b12dx.cds.auth import ClientAuthenticator, TrustedIssuer
+from b12dx.cds.feedback import FeedbackStore
+from b12dx.cds.routes import CdsSettings
+from b12dx.fhir.read import read_bulk_export
+from b12dx.fhir.record import record_from_resources
+from b12dx.web.app import create_app
+
+pytestmark = pytest.mark.asyncio
+SYNTHEA = Path(__file__).resolve().parents[2] / "shared" / "data" / "synthea-bulk-10"
+SPEC = Path(__file__).parent / "fixtures" / "cds_spec"
+METFORMIN_PATIENT = "79a66c97-6131-3213-f3c9-4606946ab056"
+YOUNG_PATIENT = "cbc86e51-9eca-3855-76ec-c058f72c5761"
+THEN = dt.date(1994, 1, 1)
+BASE = "http://test"
+PV = "/cds-services/b12dx-patient-view"
+SCT = "http://snomed.info/sct"
+
+
+def synthea(pid: str) -> list[dict[str, Any]]:
+    return dict(iter(read_bulk_export(SYNTHEA)))[pid]
+
+
+def searchset(items: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if not items:
+        return None
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": r} for r in items],
+    }
+
+
+def prefetch(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for r in resources[1:]:
+        by_type.setdefault(r["resourceType"], []).append(r)
+    return {
+        "patient": resources[0],
+        "conditions": searchset(by_type.get("Condition", [])),
+        "labs": searchset(by_type.get("Observation", [])),
+        "findings": None,
+        "medicationRequests": searchset(by_type.get("MedicationRequest", [])),
+        "medicationStatements": None,
+        "medicationAdministrations": None,
+        "procedures": searchset(by_type.get("Procedure", [])),
+    }
+
+
+def paresthesia(pid: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Condition",
+        "id": "bench-paresthesia",
+        "code": {"coding": [{"system": SCT, "code": "91019004"}]},
+        "subject": {"reference": f"Patient/{pid}"},
+        "onsetDateTime": "1993-06-01",
+    }
+
+
+def low_b12(pid: str, date: str = "1993-12-01") -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": "b12",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "2132-9"}]},
+        "subject": {"reference": f"Patient/{pid}"},
+        "effectiveDateTime": date,
+        "valueQuantity": {"value": 150, "unit": "pg/mL", "code": "pg/mL"},
+    }
+
+
+def call(hook: str, pid: str, pre: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "hook": hook,
+        "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": "Practitioner/1", "patientId": pid} | extra.pop("context", {}),
+    }
+    if pre is not None:
+        body["prefetch"] = pre
+    return body | extra
+
+
+def make_client(settings: CdsSettings) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(settings)), base_url=BASE)
+
+
+@pytest_asyncio.fixture
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    settings = CdsSettings(feedback=FeedbackStore(tmp_path / "fb.sqlite3"), today=lambda: THEN)
+    async with make_client(settings) as c:
+        yield c
+
+
+# -- discovery and patient-view --------------------------------------------------------------
+
+
+async def test_discovery_lists_three_services_with_prefetch(client) -> None:
+    r = await client.get("/cds-services")
+    assert r.status_code == 200
+    services = {s["hook"]: s for s in r.json()["services"]}
+    assert set(services) == {"patient-view", "order-select", "order-sign"}
+    for s in services.values():
+        assert s["id"] and s["description"] and s["title"]
+        assert all("{{context.patientId}}" in t for t in s["prefetch"].values())
+
+
+async def test_patient_view_card_for_a_synthea_patient_with_deficiency(client) -> None:
+    resources = [
+        *synthea(METFORMIN_PATIENT),
+        low_b12(METFORMIN_PATIENT),
+        paresthesia(METFORMIN_PATIENT),
+    ]
+    r = await client.post(PV, json=call("patient-view", METFORMIN_PATIENT, prefetch(resources)))
+    assert r.status_code == 200, r.text
+    imported = record_from_resources(resources, THEN, load_knowledge())
+    expected = assess(imported.record)
+    assert expected.deficiency_status == "confirmed" and expected.urgency == "urgent"
+    (card,) = r.json()["cards"]
+    assert len(card["summary"]) < 140 and card["indicator"] == "critical"
+    assert card["source"]["label"] and card["detail"].startswith("**Deficiency status:**")
+    kinds = {a["resource"]["resourceType"] for s in card["suggestions"] for a in s["actions"]}
+    assert "MedicationRequest" in kinds and card["selectionBehavior"] == "any"
+    for s in card["suggestions"]:
+        for action in s["actions"]:
+            res = action["resource"]
+            get_fhir_model_class(res["resourceType"]).model_validate(res)
+    link = card["links"][0]
+    assert link["type"] == "absolute" and "/clinician#record=" in link["url"]
+    frag = link["url"].split("#record=")[1]
+    decoded = json.loads(base64.urlsafe_b64decode(frag + "=" * (-len(frag) % 4)))
+    assert decoded == imported.record
+
+
+async def test_the_synthea_metformin_user_gets_a_testing_card(client) -> None:
+    resources = synthea(METFORMIN_PATIENT)
+    r = await client.post(PV, json=call("patient-view", METFORMIN_PATIENT, prefetch(resources)))
+    expected = assess(record_from_resources(resources, THEN, load_knowledge()).record)
+    cards = r.json()["cards"]
+    assert bool(cards) == (
+        expected.testing_recommended or expected.deficiency_status != "not_assessed"
+    )
+    if cards:
+        indicator = load_knowledge().cds.indicator_by_urgency[expected.urgency]
+        assert cards[0]["indicator"] in (indicator, "warning", "critical")
+
+
+async def test_nothing_actionable_gives_no_cards(tmp_path: Path) -> None:
+    settings = CdsSettings(
+        feedback=FeedbackStore(tmp_path / "f"), today=lambda: dt.date(2026, 11, 21)
+    )
+    async with make_client(settings) as c:
+        resources = synthea(YOUNG_PATIENT)
+        r = await c.post(PV, json=call("patient-view", YOUNG_PATIENT, prefetch(resources)))
+    assert r.status_code == 200 and r.json() == {"cards": []}
+
+
+async def test_the_specs_example_request_without_usable_prefetch_is_412(client) -> None:
+    body = json.loads((SPEC / "patient-view-request.json").read_text())
+    body.pop("fhirAuthorization", None)
+    r = await client.post(PV, json=body)
+    assert r.status_code == 412
+    assert "patient" in r.json()["missing"] or r.json()["missing"]
+
+
+async def test_an_operation_outcome_in_prefetch_without_a_server_is_412(client) -> None:
+    resources = synthea(METFORMIN_PATIENT)
+    pre = prefetch(resources)
+    pre["conditions"] = {"resourceType": "OperationOutcome", "issue": [{"severity": "error"}]}
+    r = await client.post(PV, json=call("patient-view", METFORMIN_PATIENT, pre))
+    assert r.status_code == 412 and r.json()["missing"] == ["conditions"]
+
+
+@pytest.mark.parametrize(
+    "mutate, status, word",
+    [
+        (lambda b: b.update(hook="order-sign"), 400, "hook"),
+        (lambda b: b["context"].pop("patientId"), 400, "patientId"),
+        (lambda b: b.pop("hookInstance"), 400, "hookInstance"),
+    ],
+)
+async def test_bad_requests_are_4xx_naming_the_field(client, mutate, status, word) -> None:
+    body = call("patient-view", "x", None)
+    mutate(body)
+    r = await client.post(PV, json=body)
+    assert r.status_code == status and word in r.text
+
+
+async def test_non_json_and_unknown_service(client) -> None:
+    r = await client.post(PV, content=b"{nope", headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert (await client.post("/cds-services/nope", json={})).status_code == 404
+
+
+# -- order-select / order-sign --------------------------------------------------------------
+
+
+def draft(rid: str, concept: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "MedicationRequest",
+        "id": rid,
+        "status": "draft",
+        "intent": "order",
+        "medicationCodeableConcept": concept,
+        "subject": {"reference": f"Patient/{METFORMIN_PATIENT}"},
+    } | extra
+
+
+FOLIC = {
+    "coding": [{"system": "http://www.whocc.no/atc", "code": "B03BB01"}],
+    "text": "Folic acid 5 mg",
+}
+OMEPRAZOLE = {
+    "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "198051"}]
+}
+
+
+def orders(*resources: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": r} for r in resources],
+    }
+
+
+async def test_folic_acid_for_possible_deficiency_without_b12_is_critical(client) -> None:
+    resources = [*synthea(METFORMIN_PATIENT), paresthesia(METFORMIN_PATIENT)]
+    ctx = {"draftOrders": orders(draft("fa", FOLIC)), "selections": ["MedicationRequest/fa"]}
+    body = call("order-select", METFORMIN_PATIENT, prefetch(resources), context=ctx)
+    r = await client.post("/cds-services/b12dx-order-select", json=body)
+    assert r.status_code == 200, r.text
+    (card,) = [c for c in r.json()["cards"] if c["indicator"] == "critical"]
+    assert len(card["summary"]) < 140
+    actions = [a for s in card["suggestions"] for a in s["actions"]]
+    assert {
+        "type": "delete",
+        "description": "Remove the draft folic acid order",
+        "resourceId": "MedicationRequest/fa",
+    } in actions
+    assert any(a["type"] == "create" for a in actions)
+
+    # Not selected: order-select stays quiet; order-sign looks at every draft.
+    ctx_other = {"draftOrders": orders(draft("fa", FOLIC)), "selections": ["MedicationRequest/x"]}
+    quiet = await client.post(
+        "/cds-services/b12dx-order-select",
+        json=call("order-select", METFORMIN_PATIENT, prefetch(resources), context=ctx_other),
+    )
+    assert not [c for c in quiet.json()["cards"] if c["indicator"] == "critical"]
+    sign = await client.post(
+        "/cds-services/b12dx-order-sign",
+        json=call(
+            "order-sign",
+            METFORMIN_PATIENT,
+            prefetch(resources),
+            context={"draftOrders": orders(draft("fa", FOLIC))},
+        ),
+    )
+    assert [c for c in sign.json()["cards"] if c["indicator"] == "critical"]
+
+
+async def test_folic_acid_with_b12_given_is_no_critical_card(client) -> None:
+    on_b12 = {
+        "resourceType": "MedicationRequest",
+        "id": "b12",
+        "status": "active",
+        "intent": "order",
+        "medicationCodeableConcept": {
+            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "2001499"}]
+        },
+        "subject": {"reference": f"Patient/{METFORMIN_PATIENT}"},
+        "authoredOn": "1993-11-01",
+    }
+    resources = [*synthea(METFORMIN_PATIENT), paresthesia(METFORMIN_PATIENT), on_b12]
+    body = call(
+        "order-sign",
+        METFORMIN_PATIENT,
+        prefetch(resources),
+        context={"draftOrders": orders(draft("fa", FOLIC))},
+    )
+    r = await client.post("/cds-services/b12dx-order-sign", json=body)
+    assert not [c for c in r.json()["cards"] if c["indicator"] == "critical"]
+
+
+async def test_metformin_ordered_without_a_recent_b12_suggests_a_test(client) -> None:
+    metformin = {
+        "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "860975"}]
+    }
+    resources = synthea(METFORMIN_PATIENT)
+    body = call(
+        "order-sign",
+        METFORMIN_PATIENT,
+        prefetch(resources),
+        context={"draftOrders": orders(draft("mf", metformin))},
+    )
+    r = await client.post("/cds-services/b12dx-order-sign", json=body)
+    (card,) = r.json()["cards"]
+    assert card["indicator"] == "warning" and "Metformin" in card["summary"]
+    sr = card["suggestions"][0]["actions"][0]["resource"]
+    assert sr["resourceType"] == "ServiceRequest" and sr["code"]["coding"][0]["code"] == "2132-9"
+    recent = prefetch([*resources, low_b12(METFORMIN_PATIENT, "1993-10-01")])
+    body = call(
+        "order-sign",
+        METFORMIN_PATIENT,
+        recent,
+        context={"draftOrders": orders(draft("mf", metformin))},
+    )
+    r = await client.post("/cds-services/b12dx-order-sign", json=body)
+    assert not [c for c in r.json()["cards"] if "Metformin" in c["summary"]]
+
+
+async def test_a_short_ppi_is_quiet_and_a_long_one_is_not(client) -> None:
+    resources = synthea(YOUNG_PATIENT)
+    short = call(
+        "order-sign",
+        YOUNG_PATIENT,
+        prefetch(resources),
+        context={"draftOrders": orders(draft("pp", OMEPRAZOLE))},
+    )
+    settings_today = dt.date(2026, 11, 21)
+    async with make_client(CdsSettings(today=lambda: settings_today)) as c:
+        r = await c.post("/cds-services/b12dx-order-sign", json=short)
+        assert r.json()["cards"] == []
+        long = draft(
+            "pp",
+            OMEPRAZOLE,
+            dispenseRequest={"validityPeriod": {"start": "2026-11-21", "end": "2029-11-21"}},
+        )
+        r = await c.post(
+            "/cds-services/b12dx-order-sign",
+            json=call(
+                "order-sign",
+                YOUNG_PATIENT,
+                prefetch(resources),
+                context={"draftOrders": orders(long)},
+            ),
+        )
+        assert len(r.json()["cards"]) == 1
+
+
+# -- a FHIR server stand-in on loopback -------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class FhirServer:
+    """A small FHIR server serving one patient's resources, with paging and a slow mode."""
+
+    def __init__(self, resources: list[dict[str, Any]], token: str) -> None:
+        self.resources = resources
+        self.token = token
+        self.seen: list[str] = []
+        self.delay = 0.0
+        self.fail = False
+        app = FastAPI()
+
+        @app.get("/fhir/{rtype}/{rid}")
+        async def read(rtype: str, rid: str, request: Request) -> Any:
+            return await self._answer(
+                request,
+                [r for r in resources if r["resourceType"] == rtype and r["id"] == rid],
+                single=True,
+            )
+
+        @app.get("/fhir/{rtype}")
+        async def search(rtype: str, request: Request) -> Any:
+            return await self._answer(
+                request, [r for r in resources if r["resourceType"] == rtype], single=False
+            )
+
+        self.port = free_port()
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    async def _answer(self, request: Request, found: list[dict[str, Any]], single: bool) -> Any:
+        self.seen.append(str(request.url))
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return JSONResponse({"resourceType": "OperationOutcome"}, status_code=401)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail:
+            return JSONResponse(
+                {"resourceType": "OperationOutcome", "issue": [{"severity": "error"}]},
+                status_code=500,
+            )
+        if single:
+            return found[0] if found else JSONResponse({}, status_code=404)
+        page = int(request.query_params.get("_page", "0"))
+        size = 100
+        bundle: dict[str, Any] = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "entry": [{"resource": r} for r in found[page * size : (page + 1) * size]],
+        }
+        if (page + 1) * size < len(found):
+            url = request.url.include_query_params(_page=page + 1)
+            bundle["link"] = [{"relation": "next", "url": str(url)}]
+        return bundle
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/fhir"
+
+    def __enter__(self) -> FhirServer:
+        self.thread.start()
+        deadline = time.time() + 10
+        while not self.server.started and time.time() < deadline:
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def fhir_server() -> Iterator[FhirServer]:
+    resources = [
+        *synthea(METFORMIN_PATIENT),
+        low_b12(METFORMIN_PATIENT),
+        paresthesia(METFORMIN_PATIENT),
+    ]
+    with FhirServer(resources, "secret-token") as server:
+        yield server
+
+
+def with_server(body: dict[str, Any], server: FhirServer) -> dict[str, Any]:
+    return body | {
+        "fhirServer": server.url,
+        "fhirAuthorization": {
+            "access_token": server.token,
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "patient/*.read",
+            "subject": "b12dx",
+        },
+    }
+
+
+async def test_missing_prefetch_is_read_from_the_fhir_server_with_paging(
+    client, fhir_server
+) -> None:
+    full = await client.post(
+        PV, json=call("patient-view", METFORMIN_PATIENT, prefetch(fhir_server.resources))
+    )
+    fetched = await client.post(
+        PV, json=with_server(call("patient-view", METFORMIN_PATIENT, None), fhir_server)
+    )
+    assert fetched.status_code == 200, fetched.text
+    a, b = full.json()["cards"][0], fetched.json()["cards"][0]
+    assert (a["summary"], a["indicator"], a["links"]) == (b["summary"], b["indicator"], b["links"])
+    assert any("_page=1" in u for u in fhir_server.seen)  # 1000+ orders came in pages
+    # Partial prefetch: only what is missing is asked for.
+    fhir_server.seen.clear()
+    partial = {"patient": fhir_server.resources[0]}
+    r = await client.post(
+        PV, json=with_server(call("patient-view", METFORMIN_PATIENT, partial), fhir_server)
+    )
+    assert r.status_code == 200
+    assert not any("/Patient/" in u for u in fhir_server.seen)
+
+
+async def test_a_slow_fhir_server_is_412_within_the_timeout(tmp_path: Path, fhir_server) -> None:
+    fhir_server.delay = 3.0
+    settings = CdsSettings(
+        feedback=FeedbackStore(tmp_path / "f"), today=lambda: THEN, fetch_timeout_seconds=0.5
+    )
+    async with make_client(settings) as c:
+        t0 = time.perf_counter()
+        r = await c.post(
+            PV, json=with_server(call("patient-view", METFORMIN_PATIENT, None), fhir_server)
+        )
+        assert r.status_code == 412 and time.perf_counter() - t0 < 2.5
+
+
+async def test_a_failing_fhir_server_or_wrong_token_is_412(client, fhir_server) -> None:
+    fhir_server.fail = True
+    r = await client.post(
+        PV, json=with_server(call("patient-view", METFORMIN_PATIENT, None), fhir_server)
+    )
+    assert r.status_code == 412
+    fhir_server.fail = False
+    body = with_server(call("patient-view", METFORMIN_PATIENT, None), fhir_server)
+    body["fhirAuthorization"]["access_token"] = "wrong"
+    assert (await client.post(PV, json=body)).status_code == 412
+
+
+# -- feedback ------------------------------------------------------------------------------
+
+
+async def test_feedback_is_recorded_once(tmp_path: Path) -> None:
+    store = FeedbackStore(tmp_path / "fb.sqlite3")
+    async with make_client(CdsSettings(feedback=store)) as c:
+        body = json.loads((SPEC / "feedback-request.json").read_text())
+        first = await c.post(f"{PV}/feedback", json=body)
+        again = await c.post(f"{PV}/feedback", json=body)
+        assert first.status_code == 200 and first.json()["recorded"] == len(body["feedback"])
+        assert again.json() == {"recorded": 0, "already_recorded": len(body["feedback"])}
+        assert len(store.all()) == len(body["feedback"])
+        bad = {"feedback": [{"card": "x", "outcome": "maybe"}]}
+        r = await c.post(f"{PV}/feedback", json=bad)
+        assert r.status_code == 400 and "outcome" in r.text and "outcomeTimestamp" in r.text
+        accepted = {
+            "feedback": [
+                {"card": "x", "outcome": "accepted", "outcomeTimestamp": "2026-11-21T10:00:00Z"}
+            ]
+        }
+        assert (await c.post(f"{PV}/feedback", json=accepted)).status_code == 400
+        assert (await c.post("/cds-services/nope/feedback", json=body)).status_code == 404
+
+
+# -- client authentication over HTTP ----------------------------------------------------------
+
+
+def _b64(n: int) -> str:
+    return base64.urlsafe_b64encode(n.to_bytes(48, "big")).rstrip(b"=").decode()
+
+
+KEY = ec.generate_private_key(ec.SECP384R1())
+_NUM = KEY.public_key().public_numbers()
+JWKS = {"keys": [{"kty": "EC", "crv": "P-384", "kid": "k1", "x": _b64(_NUM.x), "y": _b64(_NUM.y)}]}
+ISS = "https://ehr.example.org"
+
+
+def token(aud: str, **claims: Any) -> str:
+    now = int(time.time())
+    payload = {
+        "iss": ISS,
+        "aud": aud,
+        "iat": now,
+        "exp": now + 60,
+        "jti": str(uuid.uuid4()),
+    } | claims
+    return jwt.encode(payload, KEY, algorithm="ES384", headers={"kid": "k1"})
+
+
+async def test_jwt_client_authentication(tmp_path: Path) -> None:
+    auth = ClientAuthenticator([TrustedIssuer(iss=ISS, jwks=JWKS)])
+    settings = CdsSettings(
+        authenticator=auth, feedback=FeedbackStore(tmp_path / "f"), today=lambda: THEN
+    )
+    aud = f"{BASE}{PV}"
+    body = call("patient-view", YOUNG_PATIENT, prefetch(synthea(YOUNG_PATIENT)))
+    async with make_client(settings) as c:
+
+        async def post(tok: str | None) -> httpx.Response:
+            headers = {"Authorization": f"Bearer {tok}"} if tok else {}
+            return await c.post(PV, json=body, headers=headers)
+
+        assert (await post(token(aud))).status_code == 200
+        missing = await post(None)
+        assert missing.status_code == 401 and "Bearer" in missing.headers["www-authenticate"]
+        assert (
+            await post(token(aud, exp=int(time.time()) - 600, iat=int(time.time()) - 700))
+        ).status_code == 401
+        assert (await post(token(f"{BASE}/cds-services/other"))).status_code == 401
+        assert (await post(token(aud, iss="https://evil.example"))).status_code == 401
+        reused = token(aud)
+        assert (await post(reused)).status_code == 200
+        assert (await post(reused)).status_code == 401
+        header = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').rstrip(b"=").decode()
+        claims = {
+            "iss": ISS,
+            "aud": aud,
+            "iat": int(time.time()),
+            "exp": int(time.time()) + 60,
+            "jti": "n",
+        }
+        payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+        assert (await post(f"{header}.{payload}.")).status_code == 401
+        hs = jwt.encode(claims | {"jti": "h"}, "s" * 32, algorithm="HS256")
+        assert (await post(hs)).status_code == 401
+        d = await c.get(
+            "/cds-services", headers={"Authorization": f"Bearer {token(f'{BASE}/cds-services')}"}
+        )
+        assert d.status_code == 200
+        assert (await c.get("/cds-services")).status_code == 401
+        fb = json.loads((SPEC / "feedback-request.json").read_text())
+        r = await c.post(
+            f"{PV}/feedback",
+            json=fb,
+            headers={"Authorization": f"Bearer {token(aud + '/feedback')}"},
+        )
+        assert r.status_code == 200
