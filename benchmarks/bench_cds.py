@@ -6,7 +6,7 @@ Starts `b12dx serve` (one worker, JWT client authentication on, an ES384 issuer 
 inline) on a free loopback port and calls POST /cds-services/b12dx-patient-view one
 request at a time, as an EHR does when a chart opens, each with a fresh signed JWT and
 the whole record prefetched. Two patients from the real Synthea export
-(../shared/data/synthea-bulk-10):
+(tests/fixtures/synthea-bulk-10, a copy of ../shared/data/synthea-bulk-10):
 
 - "large": 79a66c97..., 2,061 resources (decades of metformin, epoetin and
   chemotherapy orders, 3 MB of JSON); her death date is removed so she is assessed today;
@@ -47,7 +47,7 @@ from b12dx.cds.services import prefetch_keys  # noqa: E402
 from b12dx.fhir.read import read_bulk_export  # noqa: E402
 from b12dx.knowledge.loader import load_knowledge  # noqa: E402
 
-SYNTHEA = ROOT.parent / "shared" / "data" / "synthea-bulk-10"
+SYNTHEA = ROOT / "tests" / "fixtures" / "synthea-bulk-10"
 PATIENTS = {
     "large": "79a66c97-6131-3213-f3c9-4606946ab056",
     "typical": "a5cb8ce9-cec6-6b23-0990-cbaf753578a4",

@@ -34,7 +34,7 @@ from b12dx.fhir.record import record_from_resources
 from b12dx.web.app import create_app
 
 pytestmark = pytest.mark.asyncio
-SYNTHEA = Path(__file__).resolve().parents[2] / "shared" / "data" / "synthea-bulk-10"
+SYNTHEA = Path(__file__).parent / "fixtures" / "synthea-bulk-10"
 SPEC = Path(__file__).parent / "fixtures" / "cds_spec"
 METFORMIN_PATIENT = "79a66c97-6131-3213-f3c9-4606946ab056"
 YOUNG_PATIENT = "cbc86e51-9eca-3855-76ec-c058f72c5761"

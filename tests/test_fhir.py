@@ -19,7 +19,7 @@ from b12dx.fhir.out import assessment_bundle
 from b12dx.fhir.read import read_bulk_export
 from b12dx.fhir.record import record_from_resources
 
-SYNTHEA = Path(__file__).resolve().parents[2] / "shared" / "data" / "synthea-bulk-10"
+SYNTHEA = Path(__file__).parent / "fixtures" / "synthea-bulk-10"
 METFORMIN_PATIENT = "79a66c97-6131-3213-f3c9-4606946ab056"
 AS_OF = dt.date(2026, 11, 21)
 SCT = "http://snomed.info/sct"
