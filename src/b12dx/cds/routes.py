@@ -59,6 +59,9 @@ def settings_from_env() -> CdsSettings:
     )
 
 
+_ERR: dict[str, Any] = {"description": "An error: {error, message} naming what is wrong."}
+
+
 def _error(status: int, error: str, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": error, "message": message, **extra}, status_code=status)
 
@@ -87,14 +90,18 @@ def build_router(settings: CdsSettings) -> APIRouter:
         response.headers["WWW-Authenticate"] = 'Bearer realm="b12dx CDS Hooks"'
         return response
 
-    @router.get("", summary="CDS Hooks discovery")
+    @router.get("", summary="CDS Hooks discovery", responses={401: _ERR})
     async def list_services(request: Request) -> Any:
         who = authenticate(request, f"{base_url(request)}/cds-services")
         if isinstance(who, JSONResponse):
             return who
         return discovery(kb)
 
-    @router.post("/{service_id}", summary="Call a CDS service (a hook)")
+    @router.post(
+        "/{service_id}",
+        summary="Call a CDS service (a hook)",
+        responses={400: _ERR, 401: _ERR, 404: _ERR, 412: _ERR, 413: _ERR},
+    )
     async def call_service(service_id: str, request: Request) -> Any:
         service = services.get(service_id)
         if service is None:
@@ -140,7 +147,11 @@ def build_router(settings: CdsSettings) -> APIRouter:
             return {"cards": []}
         return {"cards": cards}
 
-    @router.post("/{service_id}/feedback", summary="Feedback on a card")
+    @router.post(
+        "/{service_id}/feedback",
+        summary="Feedback on a card",
+        responses={400: _ERR, 401: _ERR, 404: _ERR, 413: _ERR},
+    )
     async def feedback(service_id: str, request: Request) -> Any:
         if service_id not in services:
             return _error(404, "not_found", f"no CDS service {service_id!r}")
