@@ -381,6 +381,7 @@ class FhirServer:
         self.seen: list[str] = []
         self.delay = 0.0
         self.fail = False
+        self.foreign_next = False
         app = FastAPI()
 
         @app.get("/fhir/{rtype}/{rid}")
@@ -425,6 +426,8 @@ class FhirServer:
         }
         if (page + 1) * size < len(found):
             url = request.url.include_query_params(_page=page + 1)
+            if self.foreign_next:
+                url = url.replace(hostname="localhost")
             bundle["link"] = [{"relation": "next", "url": str(url)}]
         return bundle
 
@@ -613,3 +616,19 @@ async def test_jwt_client_authentication(tmp_path: Path) -> None:
             headers={"Authorization": f"Bearer {token(aud + '/feedback')}"},
         )
         assert r.status_code == 200
+
+
+async def test_next_links_away_from_the_fhir_server_are_not_followed(client, fhir_server) -> None:
+    """The access token is for fhirServer only; a next link elsewhere must not receive it."""
+    fhir_server.foreign_next = True
+    r = await client.post(
+        PV, json=with_server(call("patient-view", METFORMIN_PATIENT, None), fhir_server)
+    )
+    assert r.status_code == 412
+    assert not any("localhost" in u for u in fhir_server.seen)
+
+
+async def test_a_patient_id_that_is_not_a_fhir_id_is_refused(client) -> None:
+    body = call("patient-view", "1&code=x", None)
+    r = await client.post(PV, json=body)
+    assert r.status_code == 400 and "patientId" in r.text

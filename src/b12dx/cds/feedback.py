@@ -79,7 +79,11 @@ def parse(body: Any) -> list[Feedback]:
             errors.append(
                 {"path": f"{where}.outcomeTimestamp", "message": "must be an ISO 8601 time"}
             )
-        ids = [a.get("id") for a in accepted if isinstance(a, Mapping)]
+        ids = (
+            [a.get("id") for a in accepted if isinstance(a, Mapping)]
+            if isinstance(accepted, list)
+            else []
+        )
         if not isinstance(accepted, list) or not all(isinstance(x, str) for x in ids):
             errors.append(
                 {"path": f"{where}.acceptedSuggestions", "message": "must be a list of {id}"}

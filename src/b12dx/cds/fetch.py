@@ -51,9 +51,11 @@ def _resources(value: Any) -> list[Resource] | None:
     if value["resourceType"] != "Bundle":
         return [dict(value)]
     out: list[Resource] = []
+    if not isinstance(value.get("entry") or [], list):
+        return None  # a malformed Bundle: an error, not "no data"
     for entry in value.get("entry") or []:
         resource = entry.get("resource") if isinstance(entry, Mapping) else None
-        if not isinstance(resource, Mapping):
+        if not isinstance(resource, Mapping) or not isinstance(resource.get("resourceType"), str):
             continue
         if resource.get("resourceType") == "OperationOutcome":
             search = entry.get("search") or {}
@@ -94,10 +96,14 @@ def _fill(template: str, context: Mapping[str, Any]) -> str:
 
 async def _search(client: httpx.AsyncClient, base: str, query: str) -> list[Resource]:
     url: str | None = urljoin(base.rstrip("/") + "/", query)
+    origin = urlsplit(base)[:2]
     out: list[Resource] = []
     for _ in range(MAX_PAGES):
         if url is None:
             return out
+        if urlsplit(url)[:2] != origin:
+            # The token is for fhirServer only: a next link elsewhere is not followed.
+            raise ValueError("a next page link points away from fhirServer")
         response = await client.get(url)
         if response.status_code == 404 and not query.count("?"):
             return out  # a read of a resource that does not exist: no data

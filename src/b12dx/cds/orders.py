@@ -34,7 +34,7 @@ def draft_orders(context: Mapping[str, Any], selected_only: bool) -> list[dict[s
     entries = bundle.get("entry") if isinstance(bundle, Mapping) else None
     resources = [
         dict(e["resource"])
-        for e in entries or []
+        for e in (entries if isinstance(entries, list) else [])
         if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)
     ]
     if not selected_only:

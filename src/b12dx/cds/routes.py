@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,8 +187,10 @@ def _check_request(body: Any, hook: str) -> list[str]:
     if not isinstance(context, dict):
         problems.append("context: is required (an object)")
         return problems
-    if not isinstance(context.get("patientId"), str) or not context["patientId"]:
-        problems.append("context.patientId: is required")
+    pid = context.get("patientId")
+    # A FHIR id: it goes into the queries sent to the FHIR server, so nothing else may.
+    if not isinstance(pid, str) or not re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", pid):
+        problems.append("context.patientId: is required, a FHIR id ([A-Za-z0-9-.], 1-64)")
     if hook in ("order-select", "order-sign"):
         draft = context.get("draftOrders")
         if not isinstance(draft, dict) or draft.get("resourceType") != "Bundle":
