@@ -147,5 +147,6 @@ def decide(
         under_way=under_way,
         schedule=schedule,
         review_dates=[review] if review >= f.as_of else [],
+        overdue_since=overdue_since,
     )
     return TreatmentDecision(treatment, regimen, review, overdue_since, start_now and not under_way)

@@ -168,6 +168,10 @@ class Treatment(Explained):
     under_way: bool
     schedule: list[Dose]
     review_dates: list[dt.date]
+    overdue_since: dt.date | None = Field(
+        default=None,
+        description="The maintenance dose date that has passed (beyond the grace period).",
+    )
 
 
 class Milestone(Explained):
