@@ -1,0 +1,197 @@
+"""Opening the follow-up database: which one (``--db``, ``B12DX_DATABASE_URL``, else a
+file in the user's data directory), how SQLite is set up, and migrations on open."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session, sessionmaker
+
+from b12dx.errors import B12dxError
+
+ENV_URL = "B12DX_DATABASE_URL"
+MIGRATIONS = Path(__file__).parent / "migrations"
+# Seconds a writer waits for another writer's lock before giving up (SQLite); clinics run
+# a CLI and a server on the same file, and a write takes milliseconds.
+BUSY_TIMEOUT_S = 30
+_ADVISORY_LOCK = 0x0B12D  # PostgreSQL advisory lock held while migrating
+
+
+class DatabaseError(B12dxError):
+    """The database cannot be opened or used as asked."""
+
+
+def default_path() -> Path:
+    base = os.environ.get("B12DX_DATA_DIR") or platformdirs.user_data_dir("b12dx")
+    return Path(base) / "b12dx.sqlite3"
+
+
+def resolve_url(explicit: str | None = None) -> str:
+    """The database URL: the explicit one, else ``B12DX_DATABASE_URL``, else the default
+    SQLite file. A bare path is read as a SQLite file."""
+    url = explicit or os.environ.get(ENV_URL) or f"sqlite:///{default_path()}"
+    if "://" not in url:
+        url = f"sqlite:///{Path(url).expanduser().resolve()}"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseError(
+            f"database URL {url!r} is not a URL (accepted: sqlite:///PATH, "
+            "postgresql://USER@HOST/DB, or a file path)"
+        ) from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise DatabaseError(
+            f"database {parsed.get_backend_name()!r} is not supported "
+            "(accepted: sqlite, postgresql)"
+        )
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        url = str(parsed.set(drivername="postgresql+psycopg").render_as_string(False))
+    return url
+
+
+def _sqlite_setup(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers and one writer work at once; FULL sync makes a committed write
+    # survive a crash of the process or the machine; foreign keys are off by default.
+    # isolation_level None: the driver leaves BEGIN to us (see _sqlite_begin).
+    dbapi_connection.isolation_level = None
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+    cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # Take the write lock when a transaction starts, so two writers queue on busy_timeout
+    # instead of one failing when it upgrades a read lock ("database is locked").
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@dataclass
+class Database:
+    url: str
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        return Path(self.engine.url.database or "") if self.is_sqlite else None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One unit of work: committed whole at the end or rolled back whole."""
+        with self.sessions.begin() as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def _connect(url: str) -> Engine:
+    engine = create_engine(url, future=True, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_setup)
+        event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """Two server workers and a CLI may open a new database at the same moment: only one
+    of them migrates, the others wait and then find it done."""
+    if engine.dialect.name == "sqlite":
+        path = Path(engine.url.database or "")
+        with open(path.with_name(path.name + ".migrate-lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+    else:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _ADVISORY_LOCK})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _ADVISORY_LOCK})
+                conn.commit()
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` (Alembic), under the migration lock."""
+    engine = _connect(url)
+    try:
+        with _migration_lock(engine):
+            if revision == "head" and current_revision(engine) == head_revision():
+                return
+            with engine.begin() as conn:
+                cfg = alembic_config(url)
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+    finally:
+        engine.dispose()
+
+
+def open_database(url: str | None = None, *, upgrade: bool = True) -> Database:
+    """Open (and create on first use) the database, migrated to the current schema."""
+    resolved = resolve_url(url)
+    parsed = make_url(resolved)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if upgrade:
+            migrate(resolved)
+        engine = _connect(resolved)
+        found = current_revision(engine)
+    except DatabaseError:
+        raise
+    except Exception as exc:  # the driver's own error says what is wrong (host, auth...)
+        raise DatabaseError(f"cannot open the database: {_redact(resolved)}: {exc}") from exc
+    if found != head_revision():
+        engine.dispose()
+        raise DatabaseError(
+            f"the database schema is at {found or 'nothing'}, this b12dx needs "
+            f"{head_revision()}: open it without --no-migrate to upgrade it"
+        )
+    return Database(resolved, engine, sessionmaker(engine, expire_on_commit=False))
+
+
+def _redact(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,152 @@
+"""What is due across a practice on a date: doses due and overdue, reviews due and
+overdue, and people whose assessment needs acting on. The dates come from the engine's
+own assessment of each person's stored history (one rule, one place); review dates
+already passed come from the last stored assessment, whose plan they were."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from b12dx.errors import InputError
+from b12dx.knowledge.loader import Knowledge
+from b12dx.store import patients
+from b12dx.store.audit import Actor
+from b12dx.store.snapshots import current
+from b12dx.store.tables import AssessmentSnapshot, Patient
+
+Kind = Literal[
+    "maintenance_overdue",
+    "dose_due",
+    "review_overdue",
+    "review_due",
+    "start_treatment",
+    "act_now",
+    "recovery_behind",
+]
+# The order a clinic works through the list: what is already late first.
+KIND_ORDER: tuple[str, ...] = (
+    "act_now",
+    "maintenance_overdue",
+    "review_overdue",
+    "start_treatment",
+    "recovery_behind",
+    "dose_due",
+    "review_due",
+)
+RECOVERY_NOTE = "recovery_behind"
+
+
+@dataclass(frozen=True)
+class DueItem:
+    patient_id: str
+    patient_name: str
+    kind: Kind
+    date: dt.date
+    text: str
+    urgency: str
+
+    @property
+    def overdue(self) -> bool:
+        return self.kind in ("maintenance_overdue", "review_overdue", "act_now")
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["date"] = self.date.isoformat()
+        d["overdue"] = self.overdue
+        return d
+
+
+def _last_snapshots(session: Session, ids: list[str]) -> dict[str, AssessmentSnapshot]:
+    if not ids:
+        return {}
+    latest = (
+        select(func.max(AssessmentSnapshot.id))
+        .where(AssessmentSnapshot.patient_id.in_(ids))
+        .group_by(AssessmentSnapshot.patient_id)
+    )
+    rows = session.scalars(select(AssessmentSnapshot).where(AssessmentSnapshot.id.in_(latest)))
+    return {s.patient_id: s for s in rows}
+
+
+def items_for(
+    kb: Knowledge,
+    patient: Patient,
+    as_of: dt.date,
+    until: dt.date,
+    last: AssessmentSnapshot | None,
+) -> list[DueItem]:
+    """Everything due for one person from ``as_of`` up to and including ``until``."""
+    a = current(kb, patient, as_of).assessment
+    out: list[DueItem] = []
+
+    def item(kind: Kind, day: dt.date, text: str) -> None:
+        out.append(DueItem(patient.id, patient.name, kind, day, text, a.urgency))
+
+    t = a.treatment
+    if t is not None and t.under_way:
+        what = f"{t.drug} {t.dose} {t.route.upper()}"
+        if t.overdue_since is not None:
+            late = (as_of - t.overdue_since).days
+            item(
+                "maintenance_overdue",
+                t.overdue_since,
+                f"Maintenance {what} was due {t.overdue_since} ({late} days ago)",
+            )
+        for dose in t.schedule:
+            if t.overdue_since is not None and dose.date == as_of:
+                continue  # the overdue dose itself, listed above
+            if as_of <= dose.date <= until:
+                item("dose_due", dose.date, f"{dose.phase.capitalize()} dose: {what}")
+    elif t is not None:
+        steps = {s.id for s in a.next_steps}
+        if "start_treatment_now" in steps or "start_treatment" in steps:
+            item("start_treatment", as_of, f"Start treatment: {t.name} ({t.drug} {t.dose})")
+    if t is not None:
+        for day in t.review_dates:
+            if as_of <= day <= until:
+                item("review_due", day, "Review: symptoms, adherence and blood count")
+    if last is not None and not (t is not None and t.review_dates):
+        stored = json.loads(last.assessment).get("treatment") or {}
+        for raw in stored.get("review_dates", []):
+            day = dt.date.fromisoformat(raw)
+            if day < as_of and last.as_of < day:
+                item("review_overdue", day, f"Review planned for {day} has not been done")
+    if a.urgency in ("emergency", "urgent") and not (t is not None and t.under_way):
+        item(
+            "act_now",
+            as_of,
+            f"Assessment is {a.urgency}: " + a.urgency_reasons[0].text
+            if a.urgency_reasons
+            else f"Assessment is {a.urgency}",
+        )
+    if any(n.id == RECOVERY_NOTE for n in a.notes):
+        note = next(n for n in a.notes if n.id == RECOVERY_NOTE)
+        item("recovery_behind", as_of, note.text)
+    return out
+
+
+def due(
+    session: Session,
+    kb: Knowledge,
+    actor: Actor,
+    as_of: dt.date,
+    within_days: int = 7,
+) -> list[DueItem]:
+    """What is due across the actor's practice, the most pressing first."""
+    if not 0 <= within_days <= 366:
+        raise InputError.single("within", f"{within_days} days", "0 to 366 days")
+    until = as_of + dt.timedelta(days=within_days)
+    people = patients.all_in_practice(session, actor, full=True)
+    last = _last_snapshots(session, [p.id for p in people])
+    out: list[DueItem] = []
+    for p in people:
+        if p.birth_date > as_of:
+            continue
+        out.extend(items_for(kb, p, as_of, until, last.get(p.id)))
+    return sorted(out, key=lambda i: (KIND_ORDER.index(i.kind), i.date, i.patient_name))

@@ -1,0 +1,241 @@
+"""What the clinic records over time: lab results, doses given and symptom ratings.
+Each is checked before anything is written (against the same knowledge base the engine
+uses) and written together with its audit entry in one transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Literal, get_args
+
+from sqlalchemy.orm import Session
+
+from b12dx.engine.validate import check_patient
+from b12dx.errors import FieldError, InputError
+from b12dx.knowledge.loader import Knowledge
+from b12dx.models.patient import Drug, LabResult, PatientRecord, Route
+from b12dx.store import audit
+from b12dx.store.audit import Actor
+from b12dx.store.tables import DoseEntry, LabEntry, Patient, SymptomRatingEntry
+
+Rating = Literal["none", "mild", "moderate", "severe"]
+RATINGS: tuple[str, ...] = get_args(Rating)
+
+# "1 mg", "1000 micrograms", "1000 mcg", "500 µg": B12 doses are written in mg or µg.
+_DOSE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(mg|milligrams?|mcg|µg|ug|micrograms?)\s*$", re.I)
+_PER_MG = {"mg": 1.0, "milligram": 1.0, "milligrams": 1.0}
+MAX_DOSE_MG = 10.0  # the contract's b12_treatment.dose_mg limit
+
+
+def parse_dose(text: str) -> float:
+    """The dose in mg, or an InputError naming what is accepted."""
+    m = _DOSE.match(text)
+    if m is None:
+        raise InputError.single(
+            "dose", f"{text!r} is not a dose", 'a number and mg or micrograms, e.g. "1 mg"'
+        )
+    amount, unit = float(m.group(1)), m.group(2).lower()
+    mg = amount * _PER_MG.get(unit, 0.001)
+    if not 0 < mg <= MAX_DOSE_MG:
+        raise InputError.single("dose", f"{text!r} is outside 0-{MAX_DOSE_MG:g} mg")
+    return mg
+
+
+def _not_future(field: str, day: dt.date, today: dt.date, patient: Patient) -> list[FieldError]:
+    if day > today:
+        return [FieldError(field, f"{day} is in the future (today is {today})")]
+    if day < patient.birth_date:
+        return [FieldError(field, f"{day} is before the patient's birth date")]
+    return []
+
+
+def _lab_value(raw: str | float) -> str | float:
+    if isinstance(raw, float | int):
+        return float(raw)
+    try:
+        return float(raw)
+    except ValueError:
+        return raw.strip().lower()
+
+
+def add_lab(
+    session: Session,
+    kb: Knowledge,
+    actor: Actor,
+    now: dt.datetime,
+    patient: Patient,
+    *,
+    test: str,
+    value: str | float,
+    unit: str | None,
+    taken_on: dt.date,
+    reference_low: float | None = None,
+    reference_high: float | None = None,
+) -> LabEntry:
+    today = now.date()
+    errors = _not_future("date", taken_on, today, patient)
+    lab = LabResult(
+        test=test,
+        value=_lab_value(value),
+        unit=unit or None,
+        date=taken_on,
+        reference_low=reference_low,
+        reference_high=reference_high,
+    )
+    try:
+        # The engine's own checks (test id, unit of the test, plausible value, reference
+        # limits), on a record holding just this result.
+        check_patient(PatientRecord(age_years=50, labs=[lab]), kb, as_of=max(taken_on, today))
+    except InputError as exc:
+        errors += [
+            FieldError(e.path.removeprefix("labs[0]."), e.message, e.accepted) for e in exc.errors
+        ]
+    if errors:
+        raise InputError(errors)
+    for old in patient.labs:
+        if (old.test, old.taken_on, old.value_number, old.value_text, old.unit) == (
+            test,
+            taken_on,
+            lab.value if isinstance(lab.value, float) else None,
+            lab.value if isinstance(lab.value, str) else None,
+            lab.unit,
+        ):
+            raise InputError.single(
+                "lab", f"this {test} result of {taken_on} is already recorded (entry {old.id})"
+            )
+    entry = LabEntry(
+        test=test,
+        value_number=lab.value if isinstance(lab.value, float) else None,
+        value_text=lab.value if isinstance(lab.value, str) else None,
+        unit=lab.unit,
+        taken_on=taken_on,
+        reference_low=reference_low,
+        reference_high=reference_high,
+        recorded_at=now,
+        recorded_by=actor.name,
+    )
+    patient.labs.append(entry)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        now,
+        "create",
+        "lab_result",
+        entry.id,
+        patient.id,
+        {
+            "test": test,
+            "value": lab.value,
+            "unit": lab.unit,
+            "date": str(taken_on),
+            "reference_low": reference_low,
+            "reference_high": reference_high,
+        },
+    )
+    return entry
+
+
+def add_dose(
+    session: Session,
+    actor: Actor,
+    now: dt.datetime,
+    patient: Patient,
+    *,
+    given_on: dt.date,
+    drug: str,
+    dose: str,
+    route: str,
+    given_by: str | None = None,
+) -> DoseEntry:
+    today = now.date()
+    errors = _not_future("date", given_on, today, patient)
+    if drug not in get_args(Drug):
+        errors.append(FieldError("drug", f"unknown drug {drug!r}", ", ".join(get_args(Drug))))
+    if route not in get_args(Route):
+        errors.append(FieldError("route", f"unknown route {route!r}", ", ".join(get_args(Route))))
+    mg: float | None = None
+    try:
+        mg = parse_dose(dose)
+    except InputError as exc:
+        errors += exc.errors
+    who = (given_by or actor.name).strip()
+    if not 0 < len(who) <= 100:
+        errors.append(FieldError("given_by", "must be 1 to 100 characters"))
+    if errors:
+        raise InputError(errors)
+    assert mg is not None
+    for old in patient.doses:
+        if (old.given_on, old.drug, old.route) == (given_on, drug, route):
+            raise InputError.single(
+                "dose", f"a {drug} {route} dose on {given_on} is already recorded (entry {old.id})"
+            )
+    entry = DoseEntry(
+        given_on=given_on,
+        drug=drug,
+        dose_mg=mg,
+        route=route,
+        given_by=who,
+        recorded_at=now,
+        recorded_by=actor.name,
+    )
+    patient.doses.append(entry)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        now,
+        "create",
+        "dose",
+        entry.id,
+        patient.id,
+        {"date": str(given_on), "drug": drug, "dose_mg": mg, "route": route, "given_by": who},
+    )
+    return entry
+
+
+def add_rating(
+    session: Session,
+    kb: Knowledge,
+    actor: Actor,
+    now: dt.datetime,
+    patient: Patient,
+    *,
+    symptom: str,
+    rating: str,
+    rated_on: dt.date,
+) -> SymptomRatingEntry:
+    today = now.date()
+    errors = _not_future("date", rated_on, today, patient)
+    if symptom not in kb.symptoms:
+        errors.append(FieldError("symptom", f"unknown symptom {symptom!r}", ", ".join(kb.symptoms)))
+    if rating not in RATINGS:
+        errors.append(FieldError("rating", f"unknown rating {rating!r}", ", ".join(RATINGS)))
+    if errors:
+        raise InputError(errors)
+    for old in patient.ratings:
+        if (old.symptom_id, old.rated_on) == (symptom, rated_on):
+            raise InputError.single(
+                "symptom",
+                f"{symptom} is already rated {old.rating} on {rated_on} (entry {old.id})",
+            )
+    entry = SymptomRatingEntry(
+        symptom_id=symptom,
+        rating=rating,
+        rated_on=rated_on,
+        recorded_at=now,
+        recorded_by=actor.name,
+    )
+    patient.ratings.append(entry)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        now,
+        "create",
+        "symptom_rating",
+        entry.id,
+        patient.id,
+        {"symptom": symptom, "rating": rating, "date": str(rated_on)},
+    )
+    return entry
