@@ -462,3 +462,43 @@ def test_red_flag_naming_an_unknown_symptom_is_rejected_at_load(data_copy: Path)
     _mutate(data_copy, "red_flags", change)
     with pytest.raises(KnowledgeError, match=r"red_flags\.\w+: unknown symptom 'no_such_symptom'"):
         load_knowledge_from(data_copy)
+
+
+def test_milestone_tracked_by_an_unknown_symptom_is_rejected_at_load(data_copy: Path) -> None:
+    def change(recovery: dict[str, Any]) -> None:
+        _by_id(recovery["milestones"], "proximal_power")["tracked_by"] = ["no_such_symptom"]
+
+    _mutate(data_copy, "recovery", change)
+    with pytest.raises(
+        KnowledgeError, match=r"recovery\.proximal_power: tracked_by names unknown symptom"
+    ):
+        load_knowledge_from(data_copy)
+
+
+def test_rating_baseline_citing_an_unknown_source_is_rejected_at_load(data_copy: Path) -> None:
+    def change(recovery: dict[str, Any]) -> None:
+        recovery["baseline"]["sources"].append("no-such-source")
+
+    _mutate(data_copy, "recovery", change)
+    with pytest.raises(KnowledgeError, match="RatingBaseline: unknown source id 'no-such-source'"):
+        load_knowledge_from(data_copy)
+
+
+def test_measured_milestones_are_not_tracked_by_ratings_and_rated_ones_say_why(
+    kb: Knowledge,
+) -> None:
+    milestones = {m.id: m for m in kb.recovery.milestones}
+    for measured in ("reticulocyte_response", "motor_conduction_amplitude"):
+        assert milestones[measured].tracked_by == []
+    for m in milestones.values():
+        if m.tracked_by:
+            assert m.choice, f"{m.id}: the symptom mapping is a choice and must say why"
+    assert kb.recovery.baseline.choice
+
+
+def test_every_symptom_tracking_a_neurological_milestone_is_a_neurological_symptom(
+    kb: Knowledge,
+) -> None:
+    for m in kb.recovery.milestones:
+        for sid in m.tracked_by:
+            assert sid == "@neurological" or sid in kb.neurological_symptoms, (m.id, sid)

@@ -35,6 +35,7 @@ SEVERITIES = list(typing.get_args(patient_model.Severity))
 ETHNICITIES = list(typing.get_args(patient_model.Ethnicity))
 DRUGS = list(typing.get_args(patient_model.Drug))
 ROUTES = list(typing.get_args(patient_model.Route))
+RATINGS = list(typing.get_args(patient_model.Rating))
 
 NUMERIC_TESTS = [t for t in KB.labs.values() if t.kind == "numeric"]
 QUALITATIVE_TESTS = [t for t in KB.labs.values() if t.kind == "qualitative"]
@@ -234,6 +235,31 @@ def valid_records(draw: st.DrawFn) -> dict[str, Any]:
         doses.append(dose)
     if doses:
         record["b12_treatment"] = doses
+
+    # Follow-up ratings: mostly of the few symptoms the milestones track, so baselines,
+    # milestones and the neurological-course rule are all reached; one per symptom and day.
+    rated = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(
+                    ["muscle_weakness", "leg_weakness", "paresthesia", "numbness", *KB.symptoms]
+                ),
+                st.integers(0, 900),
+            ),
+            unique=True,
+            max_size=8,
+        )
+    )
+    ratings = [
+        {
+            "id": sid,
+            "date": _iso(as_of - dt.timedelta(days=days_before)),
+            "rating": draw(st.sampled_from(RATINGS)),
+        }
+        for sid, days_before in rated
+    ]
+    if ratings:
+        record["symptom_ratings"] = ratings
     return record
 
 
@@ -372,6 +398,8 @@ def invalid_records(draw: st.DrawFn) -> tuple[dict[str, Any], str, str]:
                 "string_value",
                 "lab_date_after_as_of",
                 "dose_date_after_as_of",
+                "unknown_rating_id",
+                "rating_date_after_as_of",
                 "unknown_field",
                 "unknown_nested_field",
                 "age_out_of_range",
@@ -425,13 +453,25 @@ def invalid_records(draw: st.DrawFn) -> tuple[dict[str, Any], str, str]:
             {"date": _iso(later), "drug": "hydroxocobalamin", "route": "im", "dose_mg": 1},
         )
         path = f"b12_treatment[{i}].date"
+    elif mutation == "unknown_rating_id":
+        rating = {"id": "zz_" + draw(_NEW_NAME), "date": _iso(as_of), "rating": "mild"}
+        i = _append(record, "symptom_ratings", rating)
+        path = f"symptom_ratings[{i}].id"
+    elif mutation == "rating_date_after_as_of":
+        later = as_of + dt.timedelta(days=draw(st.integers(1, 3650)))
+        i = _append(
+            record, "symptom_ratings", {"id": "numbness", "date": _iso(later), "rating": "mild"}
+        )
+        path = f"symptom_ratings[{i}].date"
     elif mutation == "unknown_field":
         name = "zz_" + draw(_NEW_NAME)
         record[name] = draw(st.one_of(st.integers(), st.text(max_size=5), st.none()))
         path = name
     elif mutation == "unknown_nested_field":
         name = "zz_" + draw(_NEW_NAME)
-        nested = [f for f in (*_ID_FIELDS, "labs", "b12_treatment") if record.get(f)]
+        nested = [
+            f for f in (*_ID_FIELDS, "labs", "b12_treatment", "symptom_ratings") if record.get(f)
+        ]
         if nested:
             field = draw(st.sampled_from(nested))
             i = draw(st.integers(0, len(record[field]) - 1))

@@ -306,6 +306,17 @@ def test_second_treatment_date_after_as_of_is_rejected_at_its_index() -> None:
     _only_error(_record(b12_treatment=doses), "b12_treatment[1].date")
 
 
+def test_symptom_rating_date_after_as_of_is_rejected() -> None:
+    rating = {"id": "numbness", "date": "2026-11-22", "rating": "mild"}
+    error = _only_error(_record(symptom_ratings=[rating]), "symptom_ratings[0].date")
+    assert "after as_of 2026-11-21" in error.message
+
+
+def test_symptom_rating_on_as_of_is_accepted() -> None:
+    rating = {"id": "numbness", "date": "2026-11-21", "rating": "mild"}
+    assess(_record(symptom_ratings=[rating]), as_of=AS_OF)
+
+
 def test_record_as_of_is_used_when_the_argument_is_missing() -> None:
     record = _record(as_of="2026-11-21", labs=[_lab("total_b12", 300, "pg/mL", date="2026-11-22")])
     errors = _errors(record, as_of=None)
@@ -320,6 +331,40 @@ def test_unknown_symptom_id_is_rejected_and_lists_accepted_ids(kb: Knowledge) ->
     assert error.accepted is not None
     for symptom_id in kb.symptoms:
         assert symptom_id in error.accepted
+
+
+def test_unknown_symptom_rating_id_is_rejected_and_lists_accepted_ids(kb: Knowledge) -> None:
+    ratings = [
+        {"id": "numbness", "date": "2026-10-01", "rating": "moderate"},
+        {"id": "achy_everything", "date": "2026-10-01", "rating": "mild"},
+    ]
+    error = _only_error(_record(symptom_ratings=ratings), "symptom_ratings[1].id")
+    assert "achy_everything" in error.message
+    assert error.accepted is not None
+    for symptom_id in kb.symptoms:
+        assert symptom_id in error.accepted
+
+
+def test_unknown_rating_is_rejected_and_lists_the_ratings() -> None:
+    rating = {"id": "numbness", "date": "2026-10-01", "rating": "terrible"}
+    error = _only_error(_record(symptom_ratings=[rating]), "symptom_ratings[0].rating")
+    for word in ("none", "mild", "moderate", "severe"):
+        assert word in error.message
+
+
+def test_a_symptom_rated_twice_on_one_date_is_rejected_at_the_second() -> None:
+    ratings = [
+        {"id": "numbness", "date": "2026-10-01", "rating": "moderate"},
+        {"id": "numbness", "date": "2026-10-01", "rating": "mild"},
+    ]
+    error = _only_error(_record(symptom_ratings=ratings), "symptom_ratings[1].date")
+    assert "symptom_ratings[0]" in error.message
+
+
+def test_unknown_field_in_a_symptom_rating_lists_its_fields() -> None:
+    rating = {"id": "numbness", "date": "2026-10-01", "rating": "mild", "score": 3}
+    error = _only_error(_record(symptom_ratings=[rating]), "symptom_ratings[0].score")
+    assert error.accepted == "id, date, rating"
 
 
 @pytest.mark.parametrize("field", ["conditions", "medications", "exposures"])

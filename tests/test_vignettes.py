@@ -9,7 +9,13 @@ Expectation keys (each optional; only those present are checked):
   next_steps_include / next_steps_exclude, warnings_include / warnings_exclude,
   notes_include, risk_factors_include / risk_factors_exclude, red_flags_include,
   lab_bands ({test: band}), lab_si ({test: value_si}), milestones ({id: date}),
-  milestones_exclude, differential_fit ({id: fit}), diet_rda, diet_life_stage.
+  milestones_exclude, differential_fit ({id: fit}), diet_rda, diet_life_stage,
+  treatment_rule, treatment_text_include ([substring]), schedule_dates_include ([date]),
+  recovery_progress ({milestone: status}, exactly the milestones judged; {} for none),
+  recovery_progress_symptoms ({milestone: [symptom id]}), note_text_include
+  ({note id: [substring]}).
+A case whose record is invalid expects only input_errors: the field paths that
+``InputError`` must name.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any
 import pytest
 
 from b12dx.engine import assess
+from b12dx.errors import InputError
 from b12dx.models.assessment import Assessment
 
 VIGNETTES = sorted((Path(__file__).parent / "vignettes").glob("*.json"))
@@ -60,6 +67,15 @@ def _check(a: Assessment, expect: dict[str, Any]) -> list[str]:
             str(t.schedule[0].date) if t and t.schedule else None,
             expect["schedule_first"],
         )
+    if "treatment_rule" in expect:
+        same("treatment_rule", t.rule if t else None, expect["treatment_rule"])
+    for words in expect.get("treatment_text_include", []):
+        if not t or words not in t.text:
+            problems.append(f"treatment text should include {words!r}; got {t and t.text!r}")
+    scheduled = {str(d.date) for d in t.schedule} if t else set()
+    for date in expect.get("schedule_dates_include", []):
+        if date not in scheduled:
+            problems.append(f"schedule should include a dose on {date}")
     if "schedule_min_doses" in expect and (not t or len(t.schedule) < expect["schedule_min_doses"]):
         problems.append(
             f"schedule has {len(t.schedule) if t else 0} doses, "
@@ -95,6 +111,21 @@ def _check(a: Assessment, expect: dict[str, Any]) -> list[str]:
     dates = {m.id: str(m.expected_by) for m in a.recovery_milestones}
     for mid, date in expect.get("milestones", {}).items():
         same(f"milestones.{mid}", dates.get(mid), date)
+    progress = {p.id: p for p in a.recovery_progress}
+    if "recovery_progress" in expect:
+        same(
+            "recovery_progress",
+            {k: p.status for k, p in progress.items()},
+            expect["recovery_progress"],
+        )
+    for mid, symptom_ids in expect.get("recovery_progress_symptoms", {}).items():
+        got = [x.id for x in progress[mid].symptoms] if mid in progress else None
+        same(f"recovery_progress_symptoms.{mid}", got, symptom_ids)
+    note_texts = {n.id: n.text for n in a.notes}
+    for nid, pieces in expect.get("note_text_include", {}).items():
+        for piece in pieces:
+            if piece not in note_texts.get(nid, ""):
+                problems.append(f"note {nid} should include {piece!r}; got {note_texts.get(nid)!r}")
     fits = {d.id: d.fit for d in a.differentials}
     for did, fit in expect.get("differential_fit", {}).items():
         same(f"differential_fit.{did}", fits.get(did), fit)
@@ -112,6 +143,12 @@ def test_there_are_at_least_forty_vignettes() -> None:
 @pytest.mark.parametrize("path", VIGNETTES, ids=[p.stem for p in VIGNETTES])
 def test_vignette(path: Path) -> None:
     case = json.loads(path.read_text())
+    if "input_errors" in case["expect"]:
+        with pytest.raises(InputError) as caught:
+            assess(case["patient"], profile=case.get("profile"))
+        paths = [e.path for e in caught.value.errors]
+        assert paths == case["expect"]["input_errors"], f"{case['description']}\n  {paths}"
+        return
     a = assess(case["patient"], profile=case.get("profile"))
     problems = _check(a, case["expect"])
     assert not problems, f"{case['description']}\n  " + "\n  ".join(problems)

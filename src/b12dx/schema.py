@@ -15,6 +15,7 @@ _ID_ENUMS = {
     "ConditionEntry": "conditions",
     "MedicationEntry": "medications",
     "ExposureEntry": "exposures",
+    "SymptomRating": "symptoms",
 }
 
 

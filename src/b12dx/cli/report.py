@@ -21,6 +21,12 @@ URGENCY_STYLE = {
     "self_care": "bold green",
 }
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+PROGRESS_STYLE = {
+    "improved": "green",
+    "not_improved": "bold red",
+    "not_rated": "yellow",
+    "pending": "dim",
+}
 STEP_MARK = {
     "done": "[green]✓[/]",
     "current": "[bold yellow]▶[/]",
@@ -128,6 +134,25 @@ def render(a: Assessment, console: Console | None = None) -> None:
         console.print(rec)
         if a.recovery_outcome:
             console.print(f"  {a.recovery_outcome.text}")
+
+    if a.recovery_progress:
+        prog = Table(title="Recovery so far (symptom ratings)", title_justify="left")
+        for col in ("Milestone", "By", "Status", "Symptom: at the start → latest"):
+            prog.add_column(col)
+        for p in a.recovery_progress:
+            style = PROGRESS_STYLE[p.status]
+            symptoms = "\n".join(
+                f"{x.name}: {x.baseline_rating} ({x.baseline_date}) → "
+                + (f"{x.latest_rating} ({x.latest_date})" if x.latest_rating else "not rated")
+                for x in p.symptoms
+            )
+            prog.add_row(
+                f"{p.name} {_refs(p.sources, numbers)}",
+                str(p.expected_by),
+                f"[{style}]{p.status.replace('_', ' ')}[/]",
+                symptoms,
+            )
+        console.print(prog)
 
     if a.risk_factors:
         console.print("\n[bold]Risk factors[/]")

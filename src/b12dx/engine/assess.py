@@ -73,10 +73,11 @@ def assess(
     dx = differentials.weigh(kb, f, labs)
     steps = next_steps.plan(kb, f, labs, s, st, t, dx)
     warnings = raise_warnings(kb, prof, f, labs, s, st, t, steps)
-    extra_notes = notes(kb, f, labs, s, st)
     milestones, outcome = recovery.milestones(
         kb, f, labs, t.treatment.start if t.treatment else None
     )
+    progress = recovery.progress(kb, f, milestones)
+    extra_notes = notes(kb, f, labs, s, st, progress)
     risk_items = [
         explained(
             kb,
@@ -112,6 +113,7 @@ def assess(
         t.treatment,
         milestones,
         outcome,
+        progress,
         dx,
         [advice],
     ]
@@ -138,6 +140,7 @@ def assess(
         treatment=t.treatment,
         recovery_milestones=milestones,
         recovery_outcome=outcome,
+        recovery_progress=progress,
         differentials=dx,
         diet=advice,
         citations=[_citation(kb, sid) for sid in _cited(pieces)],

@@ -1,19 +1,34 @@
 """The clinical picture drawn once from the record: symptoms by group, neurological
-involvement, red flags, risk factors, causes and treatment history. The rule modules read
-from it; none of them looks at the raw record again for these facts."""
+involvement, red flags, risk factors, causes, treatment history and the symptom ratings
+over the course (each symptom's baseline, and whether the course is neurological). The
+rule modules read from it; none of them looks at the raw record again for these facts."""
 
 from __future__ import annotations
 
 import datetime as dt
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.knowledge import Differential, RedFlag, RiskFactor
-from b12dx.models.patient import PatientRecord, SymptomEntry, TreatmentDose
+from b12dx.models.patient import (
+    PatientRecord,
+    Rating,
+    SymptomEntry,
+    SymptomRating,
+    TreatmentDose,
+)
 
 # Adult thresholds and regimens are validated for over 16s only (nice-ng239).
 ADULT_AGE = 16
+
+_RANK = {rating: i for i, rating in enumerate(typing.get_args(Rating))}
+
+
+def rank(rating: str) -> int:
+    """none 0 < mild 1 < moderate 2 < severe 3."""
+    return _RANK[rating]
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,13 @@ class Findings:
     medications: frozenset[str]
     exposures: frozenset[str]
     doses: list[TreatmentDose]
+    ratings: dict[str, list[SymptomRating]]  # each symptom's ratings, oldest first
+    # Each rated symptom's rating at the start of the course under way (none without doses).
+    baselines: dict[str, SymptomRating]
+    # Neurological symptoms rated above none at the start of the course under way.
+    course_neuro_symptoms: list[str]
+    # The regimen's notion of neurological: involvement now, or at the start of the course.
+    neurological_course: bool
 
     @property
     def under_16(self) -> bool:
@@ -202,14 +224,42 @@ def _risk_factors(
     return matched, short
 
 
+def _ratings(record: PatientRecord) -> dict[str, list[SymptomRating]]:
+    out: dict[str, list[SymptomRating]] = {}
+    for r in sorted(record.symptom_ratings, key=lambda r: r.date):
+        out.setdefault(r.id, []).append(r)
+    return out
+
+
+def _baselines(
+    kb: Knowledge, ratings: Mapping[str, list[SymptomRating]], first_dose: dt.date | None
+) -> dict[str, SymptomRating]:
+    """Rule recovery.baseline: a symptom's rating at the start of the course is its latest
+    rating on or before the first dose, else its earliest within the window after it
+    (recovery.yaml ``baseline``)."""
+    if first_dose is None:
+        return {}
+    limit = first_dose + dt.timedelta(days=kb.recovery.baseline.after_first_dose_days)
+    out: dict[str, SymptomRating] = {}
+    for sid, history in ratings.items():
+        before = [r for r in history if r.date <= first_dose]
+        after = [r for r in history if first_dose < r.date <= limit]
+        if before:
+            out[sid] = before[-1]
+        elif after:
+            out[sid] = after[0]
+    return out
+
+
 def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
     symptoms = {s.id: s for s in record.symptoms}
     b12 = [s for s in symptoms if kb.symptoms[s].role == "b12"]
     strain_fit, _, _ = differential_fit(
         record, feature_facts(kb, record, symptoms, {}), kb.differentials["muscle_strain"]
     )
-    neuro_groups_all = {g for g, group in kb.symptom_groups.items() if group.neurological}
-    non_motor_neuro = [s for s in b12 if kb.symptoms[s].group in neuro_groups_all - {"motor"}]
+    non_motor_neuro = [
+        s for s in b12 if s in kb.neurological_symptoms and kb.symptoms[s].group != "motor"
+    ]
     # Rule suspicion.strain_pattern: sudden weakness with the seed's strain features and no
     # sensory, balance, reflex, visual or cognitive sign is ordinary strain, not B12.
     strain = (
@@ -219,9 +269,21 @@ def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
     )
     if strain:
         b12 = [s for s in b12 if not kb.symptoms[s].weakness]
-    neuro = [s for s in b12 if kb.symptoms[s].group in neuro_groups_all]
+    neuro = [s for s in b12 if s in kb.neurological_symptoms]
     red_flags = [f for f in kb.red_flags.values() if _red_flag(kb, f, symptoms)]
     risk_factors, short = _risk_factors(kb, record)
+    doses = sorted(record.b12_treatment, key=lambda d: d.date)
+    ratings = _ratings(record)
+    baselines = _baselines(kb, ratings, doses[0].date if doses else None)
+    # Rule treatment.neurological_course: a course that began with neurological involvement
+    # stays neurological (its regimen and maintenance interval) when the nerve symptoms
+    # improve or resolve: the improvement came with treatment and does not change how the
+    # course began.
+    course_neuro = [
+        sid
+        for sid, r in baselines.items()
+        if sid in kb.neurological_symptoms and rank(r.rating) > 0
+    ]
     return Findings(
         patient=record,
         as_of=as_of,
@@ -237,5 +299,9 @@ def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
         conditions=frozenset(c.id for c in record.conditions),
         medications=frozenset(m.id for m in record.medications),
         exposures=frozenset(e.id for e in record.exposures),
-        doses=sorted(record.b12_treatment, key=lambda d: d.date),
+        doses=doses,
+        ratings=ratings,
+        baselines=baselines,
+        course_neuro_symptoms=course_neuro,
+        neurological_course=bool(neuro) or bool(course_neuro),
     )

@@ -73,6 +73,22 @@ def _should_treat(f: Findings, status: StatusResult, s: SuspicionResult) -> tupl
     return (suspected and not f.red_flags), (suspected and not f.red_flags)
 
 
+def _stays_neurological(kb: Knowledge, f: Findings) -> str:
+    """Why a course keeps its neurological regimen when no nerve symptom is present now."""
+    rated = ", ".join(
+        f"{kb.symptoms[sid].name.lower()} {f.baselines[sid].rating} on {f.baselines[sid].date}"
+        for sid in f.course_neuro_symptoms
+    )
+    return (
+        f"The course began with neurological involvement ({rated}). No nerve symptom is "
+        "present now, but the course stays a neurological one: its regimen and maintenance "
+        "interval continue rather than switching to those for deficiency without nerve "
+        "involvement. The improvement came with treatment and does not change how the "
+        "course began; failing to maintain treatment brings symptoms back with "
+        "irreversible spinal cord damage."
+    )
+
+
 def decide(
     kb: Knowledge,
     profile: Profile,
@@ -86,12 +102,14 @@ def decide(
         return TreatmentDecision(None, None, None, None, False)
 
     cause, behind = _cause(f, labs)
-    key = "neurological" if f.neurological else cause
+    # Neurological now, or at the start of the course under way (findings decides).
+    neuro = f.neurological_course
+    key = "neurological" if neuro else cause
     regimen = kb.regimens[profile.regimen_by_cause[key]]
-    rule = "treatment.regimen"
+    rule = "treatment.neurological_course" if neuro and not f.neurological else "treatment.regimen"
     if set(regimen.contraindicated_conditions) & f.conditions:
         fallback = profile.contraindication_fallback
-        regimen = kb.regimens[fallback["neurological" if f.neurological else "other"]]
+        regimen = kb.regimens[fallback["neurological" if neuro else "other"]]
         rule = "treatment.contraindication_fallback"
     duration = _duration(f, labs, cause)
 
@@ -124,12 +142,16 @@ def decide(
                 schedule.append(Dose(date=day, dose=regimen.dose, phase="maintenance"))
                 day = next_after(day, phase)
 
-    why = f"Chosen for {'neurological involvement' if f.neurological else cause.replace('_', ' ')}"
+    why = f"Chosen for {'neurological involvement' if neuro else cause.replace('_', ' ')}"
+    if neuro and not f.neurological:
+        why += " at the start of the course"
     if behind:
         why += f" ({', '.join(behind).replace('_', ' ')})"
     text = f"{regimen.text} {why}; duration: {duration.replace('_', ' ')}."
     if under_way:
         text += f" Course under way since {start}."
+    if neuro and not f.neurological:
+        text += " " + _stays_neurological(kb, f)
     treatment = explained(
         kb,
         Treatment,

@@ -70,6 +70,7 @@ def _fields_at(loc: tuple[int | str, ...]) -> str:
         "exposures": patient.ExposureEntry,
         "labs": patient.LabResult,
         "b12_treatment": patient.TreatmentDose,
+        "symptom_ratings": patient.SymptomRating,
     }
     if len(loc) > 1 and isinstance(loc[0], str) and loc[0] in nested:
         model = nested[loc[0]]
@@ -193,6 +194,26 @@ def check_patient(patient: PatientRecord, kb: Knowledge, as_of: dt.date) -> None
     for i, dose in enumerate(patient.b12_treatment):
         if dose.date > as_of:
             add(FieldError(f"b12_treatment[{i}].date", f"{dose.date} is after as_of {as_of}"))
+
+    # A rating dated after as_of is an error, as a lab or a dose is: the record describes
+    # the person as of that date, and a later rating is either a typing slip or a history
+    # that should have been cut at as_of (the follow-up store does so).
+    rated: dict[tuple[str, dt.date], int] = {}
+    for i, r in enumerate(patient.symptom_ratings):
+        where = f"symptom_ratings[{i}]"
+        if r.id not in kb.symptoms:
+            add(FieldError(f"{where}.id", f"unknown id {r.id!r}", _one_of(kb.symptoms)))
+        if r.date > as_of:
+            add(FieldError(f"{where}.date", f"{r.date} is after as_of {as_of}"))
+        first = rated.setdefault((r.id, r.date), i)
+        if first != i:
+            add(
+                FieldError(
+                    f"{where}.date",
+                    f"{r.id!r} is already rated on {r.date} (symptom_ratings[{first}])",
+                    "one rating per symptom and date",
+                )
+            )
 
     if errors:
         raise InputError(errors)

@@ -3,14 +3,14 @@ words come from warnings.yaml."""
 
 from __future__ import annotations
 
-from b12dx.engine.explain import explained
+from b12dx.engine.explain import explained, merge_sources
 from b12dx.engine.findings import Findings
 from b12dx.engine.labs import LabSummary
 from b12dx.engine.status import StatusResult
 from b12dx.engine.suspicion import SuspicionResult
 from b12dx.engine.treatment import TreatmentDecision
 from b12dx.knowledge.loader import Knowledge
-from b12dx.models.assessment import NextStep, Note, WarningItem
+from b12dx.models.assessment import NextStep, Note, RecoveryProgress, WarningItem
 from b12dx.models.knowledge import Profile
 
 
@@ -107,13 +107,36 @@ def raise_warnings(
     return out
 
 
+def _recovery_behind(kb: Knowledge, behind: list[RecoveryProgress]) -> str:
+    """Which milestones and symptoms are behind, then the review the rule asks for."""
+    parts = []
+    for p in behind:
+        stuck = "; ".join(
+            f"{x.name.lower()} {x.baseline_rating} on {x.baseline_date}, "
+            f"{'still ' if x.latest_rating == x.baseline_rating else ''}"
+            f"{x.latest_rating} on {x.latest_date}"
+            for x in p.symptoms
+            if x.status == "not_improved"
+        )
+        parts.append(f"{p.name} (expected by {p.expected_by}): {stuck}.")
+    return (
+        f"Recovery is behind the expected milestones. {' '.join(parts)} "
+        + kb.rules["note.recovery_behind"].text
+    )
+
+
 def notes(
-    kb: Knowledge, f: Findings, labs: LabSummary, s: SuspicionResult, st: StatusResult
+    kb: Knowledge,
+    f: Findings,
+    labs: LabSummary,
+    s: SuspicionResult,
+    st: StatusResult,
+    progress: list[RecoveryProgress],
 ) -> list[Note]:
     out: list[Note] = []
 
-    def note(nid: str, text: str | None = None) -> None:
-        out.append(explained(kb, Note, f"note.{nid}", text=text, id=nid))
+    def note(nid: str, text: str | None = None, sources: list[str] | None = None) -> None:
+        out.append(explained(kb, Note, f"note.{nid}", text=text, sources=sources or (), id=nid))
 
     if f.under_16:
         note("under_16")
@@ -138,6 +161,14 @@ def notes(
         "metformin" in f.medications and f.neuro_groups & {"sensory"}
     ):
         note("metformin_neuropathy")
+    # Rule note.recovery_behind: a milestone judged not improved is flagged for review.
+    behind = [p for p in progress if p.status == "not_improved"]
+    if behind:
+        note(
+            "recovery_behind",
+            _recovery_behind(kb, behind),
+            merge_sources(*(p.sources for p in behind)),
+        )
     older = kb.risk_factors["older_age"]
     if older.alternatives and 50 <= f.patient.age_years < (older.trigger.age_min or 60):
         note("food_bound_over_50")

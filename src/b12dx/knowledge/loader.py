@@ -82,6 +82,8 @@ class Knowledge:
     fhir: FhirMapping
     cds: CdsKnowledge
     weakness_symptoms: frozenset[str] = field(default=frozenset())
+    # The B12 symptoms in a neurological group: any of them is neurological involvement.
+    neurological_symptoms: frozenset[str] = field(default=frozenset())
     # Values the engine derives from the knowledge base alone (citations, food lists),
     # kept for reuse across assessments. Never patient data.
     derived: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -196,10 +198,11 @@ def load_knowledge_from(directory: Path) -> Knowledge:
     meta = _read(directory, "meta")
     spellings = _read(directory, "unit_spellings")
     symptoms = _entries(directory, "symptoms", Symptom)
+    groups = _entries(directory, "symptom_groups", SymptomGroup)
     kb = Knowledge(
         version=str(meta["knowledge_version"]),
         sources=_entries(directory, "sources", Source),
-        symptom_groups=_entries(directory, "symptom_groups", SymptomGroup),
+        symptom_groups=groups,
         symptoms=symptoms,
         conditions=_entries(directory, "conditions", CodedEntry),
         medications=_entries(directory, "medications", Medication),
@@ -222,6 +225,11 @@ def load_knowledge_from(directory: Path) -> Knowledge:
         fhir=_one(directory, "fhir", FhirMapping),
         cds=_one(directory, "cds", CdsKnowledge),
         weakness_symptoms=frozenset(s.id for s in symptoms.values() if s.weakness),
+        neurological_symptoms=frozenset(
+            s.id
+            for s in symptoms.values()
+            if s.role == "b12" and s.group in groups and groups[s.group].neurological
+        ),
     )
     problems = list(check(kb))
     if problems:
@@ -350,8 +358,20 @@ def check(kb: Knowledge) -> Iterator[str]:
             for sid in ids:
                 if sid not in kb.sources:
                     yield f"{topic}.{key}: unknown source id {sid!r}"
-    for extra in (kb.recovery.outcome, kb.diet.notes, kb.diet.rda, kb.fhir, kb.cds):
-        cited.update(cited_source_ids(extra))
+    extras = (
+        kb.recovery.outcome,
+        kb.recovery.baseline,
+        kb.diet.notes,
+        kb.diet.rda,
+        kb.fhir,
+        kb.cds,
+    )
+    for extra in extras:
+        ids = list(cited_source_ids(extra))
+        cited.update(ids)
+        for sid in ids:
+            if sid not in kb.sources:
+                yield f"{type(extra).__name__}: unknown source id {sid!r}"
     for sid in kb.sources:
         if sid not in cited:
             yield f"sources.{sid}: cited by nothing"
@@ -377,6 +397,10 @@ def check(kb: Knowledge) -> Iterator[str]:
         for g in m.unless_no_group:
             if g not in kb.symptom_groups:
                 yield f"red_flags.{rf_id}: unknown group {g!r}"
+    for milestone in kb.recovery.milestones:
+        for sid in milestone.tracked_by:
+            if sid != "@neurological" and sid not in kb.symptoms:
+                yield f"recovery.{milestone.id}: tracked_by names unknown symptom {sid!r}"
     for d in kb.differentials.values():
         for feature in [*d.supports, *d.against, *d.good_requires_any]:
             yield from _feature_problems(kb, f"differentials.{d.id}", feature)

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from b12dx.models.patient import Rating
+
 SuspicionLevel = Literal["low", "moderate", "high"]
 Band = Literal[
     "deficient", "indeterminate", "normal", "elevated", "low", "high", "positive", "negative"
@@ -70,6 +72,9 @@ MilestoneId = Literal[
     "sensory_conduction",
     "neurological_response",
 ]
+# pending: expected_by is after as_of; improved / not_improved: judged from a rating on or
+# after expected_by; not_rated: due, but a tracked symptom has no rating on or after it.
+ProgressStatus = Literal["pending", "improved", "not_improved", "not_rated"]
 Fit = Literal["good", "partial", "poor"]
 StepState = Literal["done", "current", "pending", "not_needed"]
 
@@ -180,6 +185,36 @@ class Milestone(Explained):
     expected_by: dt.date
 
 
+class SymptomProgress(_Out):
+    """One tracked symptom of a milestone: its rating at the start of the course and since."""
+
+    id: str = Field(description="Symptom id.")
+    name: str
+    baseline_rating: Rating = Field(
+        description="The latest rating on or before the first dose (else the earliest within "
+        "the knowledge base's window after it)."
+    )
+    baseline_date: dt.date
+    latest_rating: Rating | None = Field(
+        default=None, description="The latest rating after the baseline, if any."
+    )
+    latest_date: dt.date | None = None
+    status: ProgressStatus
+
+
+class RecoveryProgress(Explained):
+    """A recovery milestone judged from the symptom ratings that track it."""
+
+    id: MilestoneId
+    name: str
+    expected_by: dt.date
+    status: ProgressStatus
+    symptoms: list[SymptomProgress] = Field(
+        description="The milestone's tracked symptoms that were present (above none) at the "
+        "start of the course."
+    )
+
+
 class DifferentialItem(Explained):
     id: str
     name: str
@@ -250,6 +285,10 @@ class Assessment(_Out):
     treatment: Treatment | None
     recovery_milestones: list[Milestone]
     recovery_outcome: Explained | None
+    recovery_progress: list[RecoveryProgress] = Field(
+        default_factory=list,
+        description="Recovery milestones judged from symptom_ratings (a course under way).",
+    )
     differentials: list[DifferentialItem]
     diet: DietAdvice
     citations: list[Citation]

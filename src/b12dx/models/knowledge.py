@@ -217,6 +217,11 @@ class MilestoneDef(Cited):
     applies: Literal["neurological", "anaemia", "always"]
     text: str
     choice: str | None = None
+    # The symptom ids whose ratings show the milestone ("@neurological": every neurological
+    # B12 symptom); none for a measured milestone (nerve conduction, reticulocytes).
+    tracked_by: list[str] = Field(default_factory=list)
+    # all: met when every tracked symptom improved; any: when one did.
+    improved_when: Literal["all", "any"] = "all"
 
     @property
     def days(self) -> int:
@@ -231,8 +236,18 @@ class RecoveryOutcome(Cited):
     text: str
 
 
+class RatingBaseline(Cited):
+    """Which symptom rating stands for the start of a course of treatment."""
+
+    # A rating this many days after the first dose still counts as the baseline when none
+    # was made on or before it.
+    after_first_dose_days: int = Field(ge=0)
+    choice: str
+
+
 class Recovery(_KB):
     outcome: RecoveryOutcome
+    baseline: RatingBaseline
     milestones: list[MilestoneDef]
 
 

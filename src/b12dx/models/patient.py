@@ -27,6 +27,8 @@ Severity = Literal["mild", "moderate", "severe"]
 Ethnicity = Literal["black_african_or_caribbean", "other", "unknown"]
 Drug = Literal["hydroxocobalamin", "cyanocobalamin", "methylcobalamin"]
 Route = Literal["im", "oral", "sc", "iv", "sublingual", "nasal"]
+# A symptom's rating at follow-up, in increasing order (b12dx.engine.findings ranks them).
+Rating = Literal["none", "mild", "moderate", "severe"]
 
 
 def _not_a_number(value: Any) -> Any:
@@ -89,6 +91,14 @@ class TreatmentDose(_Record):
     dose_mg: Number | None = Field(default=None, gt=0, le=10)
 
 
+class SymptomRating(_Record):
+    """One symptom rated on one date during follow-up (``none`` records that it has gone)."""
+
+    id: str = Field(description="Symptom id from the knowledge base (b12dx knowledge symptoms).")
+    date: IsoDate = Field(description="The day it was rated; on or before as_of.")
+    rating: Rating
+
+
 class PatientRecord(_Record):
     """A person to assess (contract input, version 1)."""
 
@@ -110,3 +120,9 @@ class PatientRecord(_Record):
     exposures: list[ExposureEntry] = Field(default_factory=list)
     labs: list[LabResult] = Field(default_factory=list)
     b12_treatment: list[TreatmentDose] = Field(default_factory=list)
+    symptom_ratings: list[SymptomRating] = Field(
+        default_factory=list,
+        description="Follow-up history: each symptom's rating on the dates it was rated. "
+        "`symptoms` still lists the symptoms present now; the ratings tell how a course of "
+        "treatment began and how recovery is going. One rating per symptom and date.",
+    )
