@@ -115,10 +115,9 @@ def record_at(patient: Patient, as_of: dt.date) -> PatientRecord:
             if d.given_on <= as_of
         ],
     }
-    if "symptom_ratings" in PatientRecord.model_fields:
-        data["symptom_ratings"] = [
-            {"id": r.symptom_id, "date": r.rated_on.isoformat(), "rating": r.rating}
-            for r in patient.ratings
-            if r.rated_on <= as_of
-        ]
+    data["symptom_ratings"] = [
+        {"id": r.symptom_id, "date": r.rated_on.isoformat(), "rating": r.rating}
+        for r in patient.ratings
+        if r.rated_on <= as_of
+    ]
     return parse_patient(data)
