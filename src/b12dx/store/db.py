@@ -113,10 +113,25 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config("sqlite://"))
+
+
 def head_revision() -> str:
-    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    head = _scripts().get_current_head()
     assert head is not None
     return head
+
+
+def _refuse_unknown(found: str | None) -> None:
+    """A revision this b12dx has no migration for was written by a newer b12dx: say so,
+    rather than Alembic's "Can't locate revision", and leave the database alone."""
+    if found is not None and found not in {s.revision for s in _scripts().walk_revisions()}:
+        raise DatabaseError(
+            f"the database schema is at revision {found!r}, which this b12dx does not know "
+            f"(it knows up to {head_revision()!r}): a newer b12dx made or upgraded it. "
+            "Open it with that newer version"
+        )
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -159,8 +174,10 @@ def migrate(url: str, revision: str = "head") -> None:
     engine = _connect(url)
     try:
         with _migration_lock(engine):
-            if revision == "head" and current_revision(engine) == head_revision():
+            found = current_revision(engine)
+            if revision == "head" and found == head_revision():
                 return
+            _refuse_unknown(found)
             with engine.begin() as conn:
                 cfg = alembic_config(url)
                 cfg.attributes["connection"] = conn
@@ -186,6 +203,7 @@ def open_database(url: str | None = None, *, upgrade: bool = True) -> Database:
         raise DatabaseError(f"cannot open the database: {_redact(resolved)}: {exc}") from exc
     if found != head_revision():
         engine.dispose()
+        _refuse_unknown(found)
         raise DatabaseError(
             f"the database schema is at {found or 'nothing'}, this b12dx needs "
             f"{head_revision()}: open it without --no-migrate to upgrade it"
