@@ -15,10 +15,45 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     event,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    ORMExecuteState,
+    Session,
+    mapped_column,
+    relationship,
+)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A moment, written in UTC and read back in UTC on every backend. SQLite keeps no
+    zone: given 12:00+02:00 it stores 12:00 and hands back a bare 12:00, which everything
+    else (backups, comparisons) reads as UTC, two hours off. PostgreSQL answers in the
+    session's zone. A time given without a zone is taken to be UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
 
 
 class Base(DeclarativeBase):
@@ -30,7 +65,7 @@ class Practice(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class User(Base):
@@ -41,9 +76,9 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(200))
     practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id"))
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class LoginSession(Base):
@@ -55,8 +90,8 @@ class LoginSession(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     csrf_token: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class Patient(Base):
@@ -75,7 +110,7 @@ class Patient(Base):
     breastfeeding: Mapped[bool] = mapped_column(Boolean, default=False)
     profile: Mapped[str | None] = mapped_column(String(40))
     calendar_token: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
     conditions: Mapped[list[PatientCondition]] = relationship(
         cascade="all, delete-orphan", order_by="PatientCondition.id"
@@ -144,7 +179,7 @@ class LabEntry(Base):
     taken_on: Mapped[dt.date] = mapped_column(Date)
     reference_low: Mapped[float | None] = mapped_column(Float)
     reference_high: Mapped[float | None] = mapped_column(Float)
-    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     recorded_by: Mapped[str] = mapped_column(String(100))
 
 
@@ -158,7 +193,7 @@ class SymptomRatingEntry(Base):
     symptom_id: Mapped[str] = mapped_column(String(60))
     rating: Mapped[str] = mapped_column(String(10))
     rated_on: Mapped[dt.date] = mapped_column(Date)
-    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     recorded_by: Mapped[str] = mapped_column(String(100))
 
 
@@ -174,7 +209,7 @@ class DoseEntry(Base):
     dose_mg: Mapped[float] = mapped_column(Float)
     route: Mapped[str] = mapped_column(String(12))
     given_by: Mapped[str] = mapped_column(String(100))
-    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     recorded_by: Mapped[str] = mapped_column(String(100))
 
 
@@ -188,7 +223,7 @@ class AssessmentSnapshot(Base):
     patient_id: Mapped[str] = mapped_column(
         ForeignKey("patients.id", ondelete="CASCADE"), index=True
     )
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     created_by: Mapped[str] = mapped_column(String(100))
     as_of: Mapped[dt.date] = mapped_column(Date)
     engine_version: Mapped[str] = mapped_column(String(20))
@@ -222,7 +257,7 @@ class AuditEntry(Base):
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     actor: Mapped[str] = mapped_column(String(100))
     practice_id: Mapped[int | None] = mapped_column(Integer)
     patient_id: Mapped[str | None] = mapped_column(String(16), index=True)
@@ -243,3 +278,14 @@ def _immutable(session: Session, _ctx: object, _instances: object) -> None:
     for obj in session.deleted:
         if isinstance(obj, AuditEntry):
             raise RuntimeError("audit log rows are never deleted")
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _immutable_bulk(state: ORMExecuteState) -> None:
+    # The same for UPDATE/DELETE statements on the mapped classes, which bypass the flush.
+    # (A restore replaces whole tables through their Table objects, not the classes.)
+    target = state.bind_mapper.class_ if state.bind_mapper is not None else None
+    if state.is_update and target in (AssessmentSnapshot, PlannedDose, AuditEntry):
+        raise RuntimeError(f"{target.__name__} rows are immutable")
+    if state.is_delete and target is AuditEntry:
+        raise RuntimeError("audit log rows are never deleted")
