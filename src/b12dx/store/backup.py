@@ -13,7 +13,22 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Date, DateTime, Integer, Table, delete, func, insert, select, text
+from sqlalchemy import (
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Table,
+    TypeDecorator,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from b12dx.errors import B12dxError
@@ -45,18 +60,50 @@ def _encode(value: Any) -> Any:
     return value
 
 
-def _decode(table: Table, row: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, value in row.items():
-        if name not in table.c:
-            raise BackupError(f"backup: table {table.name} has no column {name!r}")
-        kind = table.c[name].type
-        if value is not None and isinstance(kind, DateTime):
-            value = dt.datetime.fromisoformat(value)
-        elif value is not None and isinstance(kind, Date):
-            value = dt.date.fromisoformat(value)
-        out[name] = value
-    return out
+def _value(table: Table, name: str, value: Any, where: str) -> Any:
+    """The column's value from its JSON form, or a BackupError saying what is wrong. The
+    types are checked here because SQLite would store a word in a number column."""
+    column = table.c[name]
+    kind = column.type
+    if isinstance(kind, TypeDecorator):
+        kind = kind.impl_instance
+    if value is None:
+        if not column.nullable:
+            raise BackupError(f"backup: {where}: {name} is empty")
+        return None
+    try:
+        if isinstance(kind, DateTime):
+            return dt.datetime.fromisoformat(value)
+        if isinstance(kind, Date):
+            return dt.date.fromisoformat(value)
+        if isinstance(kind, Boolean):
+            ok = isinstance(value, bool)
+        elif isinstance(kind, Integer):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(kind, Float):
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        elif isinstance(kind, String):
+            ok = isinstance(value, str) and (kind.length is None or len(value) <= kind.length)
+        else:  # JSON
+            ok = True
+    except (TypeError, ValueError) as exc:
+        raise BackupError(f"backup: {where}: {name}: {exc}") from None
+    if not ok:
+        raise BackupError(f"backup: {where}: {name} {value!r} is not a valid {kind}")
+    return value
+
+
+def _decode(table: Table, index: int, row: Any) -> dict[str, Any]:
+    where = f"table {table.name}, row {index + 1}"
+    if not isinstance(row, dict):
+        raise BackupError(f"backup: {where} is not a row")
+    unknown = sorted(set(row) - set(table.c.keys()))
+    if unknown:
+        raise BackupError(f"backup: table {table.name} has no column {unknown[0]!r}")
+    missing = [c.key for c in table.c if c.key not in row]
+    if missing:
+        raise BackupError(f"backup: {where} lacks {', '.join(missing)}")
+    return {name: _value(table, name, value, where) for name, value in row.items()}
 
 
 def dump(db: Database) -> dict[str, Any]:
@@ -115,8 +162,15 @@ def read(path: Path) -> dict[str, Any]:
             f"backup: made with schema {data.get('schema_revision')!r}; this b12dx has "
             f"{head_revision()!r}. Restore it with the b12dx version that made it."
         )
-    if not isinstance(data.get("tables"), dict):
+    tables = data.get("tables")
+    if not isinstance(tables, dict):
         raise BackupError("backup: no tables in the file")
+    known = {t.name for t in _tables()}
+    for name, rows in tables.items():
+        if name not in known:
+            raise BackupError(f"backup: unknown table {name!r} (not a table of this schema)")
+        if not isinstance(rows, list):
+            raise BackupError(f"backup: table {name} is not a list of rows")
     return data
 
 
@@ -126,7 +180,35 @@ def restore(
     """Replace the database's contents with the backup's, in one transaction: on any
     error nothing changes. Refuses a database with patients unless ``replace``."""
     tables = _tables()
-    rows = {t.name: [_decode(t, r) for r in data["tables"].get(t.name, [])] for t in tables}
+    rows = {
+        t.name: [_decode(t, i, r) for i, r in enumerate(data["tables"].get(t.name, []))]
+        for t in tables
+    }
+    try:
+        _replace_all(db, tables, rows, actor, now, replace=replace)
+    except IntegrityError as exc:
+        # Rows that are each well formed but do not fit together (an id twice, a dose of a
+        # patient not in the file): the transaction was rolled back.
+        raise BackupError(
+            f"restore: the backup's rows do not fit together ({_first_line(exc.orig)}); "
+            "nothing was changed"
+        ) from exc
+    return {name: len(r) for name, r in rows.items()}
+
+
+def _first_line(error: BaseException | None) -> str:
+    return str(error).strip().splitlines()[0] if error is not None else "constraint violated"
+
+
+def _replace_all(
+    db: Database,
+    tables: list[Table],
+    rows: dict[str, list[dict[str, Any]]],
+    actor: Actor,
+    now: dt.datetime,
+    *,
+    replace: bool,
+) -> None:
     with db.transaction() as session:
         existing = session.scalar(select(func.count()).select_from(Patient))
         if existing and not replace:
@@ -152,7 +234,6 @@ def restore(
             None,
             {"rows": {name: len(r) for name, r in rows.items()}, "replaced": existing or 0},
         )
-    return {name: len(r) for name, r in rows.items()}
 
 
 def _reset_sequences(session: Session, tables: list[Table]) -> None:
