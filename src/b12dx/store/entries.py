@@ -8,6 +8,7 @@ import datetime as dt
 import re
 from typing import Literal, get_args
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from b12dx.engine.validate import check_patient
@@ -47,6 +48,16 @@ def _not_future(field: str, day: dt.date, today: dt.date, patient: Patient) -> l
     if day < patient.birth_date:
         return [FieldError(field, f"{day} is before the patient's birth date")]
     return []
+
+
+def _lock(session: Session, patient: Patient, collection: str) -> None:
+    """Take the patient's row lock and re-read ``collection`` under it, so that the check
+    for a duplicate and the insert see every entry committed before. Without it, two
+    PostgreSQL transactions (READ COMMITTED) could each miss the other's dose and both
+    store it. SQLite needs no row lock (BEGIN IMMEDIATE already queues the writers), so
+    FOR UPDATE is not rendered there; the re-read is harmless."""
+    session.execute(select(Patient.id).where(Patient.id == patient.id).with_for_update())
+    session.refresh(patient, [collection])
 
 
 def _lab_value(raw: str | float) -> str | float:
@@ -92,6 +103,7 @@ def add_lab(
         ]
     if errors:
         raise InputError(errors)
+    _lock(session, patient, "labs")
     for old in patient.labs:
         if (old.test, old.taken_on, old.value_number, old.value_text, old.unit) == (
             test,
@@ -165,6 +177,7 @@ def add_dose(
     if errors:
         raise InputError(errors)
     assert mg is not None
+    _lock(session, patient, "doses")
     for old in patient.doses:
         if (old.given_on, old.drug, old.route) == (given_on, drug, route):
             raise InputError.single(
@@ -213,6 +226,7 @@ def add_rating(
         errors.append(FieldError("rating", f"unknown rating {rating!r}", ", ".join(RATINGS)))
     if errors:
         raise InputError(errors)
+    _lock(session, patient, "ratings")
     for old in patient.ratings:
         if (old.symptom_id, old.rated_on) == (symptom, rated_on):
             raise InputError.single(
