@@ -13,7 +13,7 @@ line per event, flushed at once:
     bulk done MARKER          ... and is committed
     error MESSAGE             a write failed (the writer goes on)
 
-``loop`` without COUNT runs until killed. Dates count back from a fixed day, one per dose.
+``loop`` without COUNT runs until killed. Dates count back from today, one per dose.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from b12dx.store import entries, patients
 from b12dx.store.audit import Actor
 from b12dx.store.db import open_database
 
-NOW = dt.datetime(2026, 9, 1, 12, 0, tzinfo=dt.UTC)
+NOW = dt.datetime.now(dt.UTC)  # the real clock: the store refuses doses after "now"
 
 
 def say(line: str) -> None:
