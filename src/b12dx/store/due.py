@@ -98,9 +98,14 @@ def items_for(
                 t.overdue_since,
                 f"Maintenance {what} was due {t.overdue_since} ({late} days ago)",
             )
+        # The schedule of a course under way starts on as_of, whose dose may already have
+        # been given: a dose recorded on a date is done, not due.
+        given = {d.given_on for d in patient.doses if d.given_on <= as_of}
         for dose in t.schedule:
             if t.overdue_since is not None and dose.date == as_of:
                 continue  # the overdue dose itself, listed above
+            if dose.date in given:
+                continue
             if as_of <= dose.date <= until:
                 item("dose_due", dose.date, f"{dose.phase.capitalize()} dose: {what}")
     elif t is not None:

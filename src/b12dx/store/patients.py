@@ -241,12 +241,26 @@ def update(
     for mid, until in stop_medications:
         if until > today:
             errors.append(FieldError("stopped", f"{until} is in the future"))
-        if not any(m.medication_id == mid and m.stopped_on is None for m in patient.medications):
+        taken = [m for m in patient.medications if m.medication_id == mid and m.stopped_on is None]
+        if not taken:
             errors.append(FieldError("medication", f"{mid!r} is not recorded as taken now"))
+        for m in taken:
+            if m.started_on is not None and until < m.started_on:
+                errors.append(
+                    FieldError("stopped", f"{until} is before {mid} was started ({m.started_on})")
+                )
+    # The engine refuses these states; stored, they would leave the patient unassessable
+    # (and the practice's due list with them).
+    for flag, set_true in (("pregnant", pregnant), ("breastfeeding", breastfeeding)):
+        if set_true and patient.sex == "male":
+            errors.append(FieldError(flag, "cannot be true for a male patient"))
     have = {c.condition_id for c in patient.conditions}
     for cid in remove_conditions:
         if cid not in have:
             errors.append(FieldError("condition", f"{cid!r} is not recorded for this patient"))
+    for eid in end_exposures:
+        if not any(e.exposure_id == eid and e.ongoing is not False for e in patient.exposures):
+            errors.append(FieldError("exposure", f"{eid!r} is not recorded as ongoing"))
     if errors:
         raise InputError(errors)
 
@@ -287,8 +301,14 @@ def update(
             if m.medication_id == mid and m.stopped_on is None:
                 m.stopped_on = until
         lists["medications_stopped"].append({"id": mid, "on": str(until)})
-    for eid in add_exposures:
-        patient.exposures.append(PatientExposure(exposure_id=eid, ongoing=True))
+    for eid in dict.fromkeys(add_exposures):
+        known = [e for e in patient.exposures if e.exposure_id == eid]
+        if known and all(e.ongoing for e in known):
+            continue  # already recorded as ongoing (a second row would be a duplicate id)
+        for e in known:
+            e.ongoing = True  # an exposure that had ended has started again
+        if not known:
+            patient.exposures.append(PatientExposure(exposure_id=eid, ongoing=True))
         lists["exposures_added"].append(eid)
     for eid in end_exposures:
         for e in patient.exposures:
