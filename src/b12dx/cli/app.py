@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from b12dx.cli import followup
 from b12dx.errors import B12dxError, InputError
 
 app = typer.Typer(
@@ -233,6 +234,10 @@ def serve(
         log_level="info",
         server_header=False,
     )
+
+
+# patient, record, due, backup, restore: follow-up over time (b12dx.store)
+followup.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
