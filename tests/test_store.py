@@ -733,6 +733,17 @@ def test_the_next_loading_dose_and_the_review_are_due_within_the_window(
     assert [(i.patient_id, i.date) for i in review] == [(neuro_patient, dt.date(2026, 4, 5))]
 
 
+def test_a_record_the_engine_refuses_is_listed_first_and_hides_no_one_else(
+    db: Database, kb: Knowledge, neuro_patient: str
+) -> None:
+    # Added at 119; by 2028 past the contract's 120 years, so the engine refuses the record.
+    old = add_patient(db, kb, name="Edna Old", birth_date=dt.date(1907, 1, 2))
+    items = _due(db, kb, dt.date(2028, 3, 1))
+    assert (items[0].patient_id, items[0].kind) == (old, "cannot_assess")
+    assert "age_years" in items[0].text and items[0].overdue
+    assert [i.patient_id for i in items if i.kind == "maintenance_overdue"] == [neuro_patient]
+
+
 # -- backup and restore -----------------------------------------------------------------
 
 

@@ -28,9 +28,11 @@ Kind = Literal[
     "start_treatment",
     "act_now",
     "recovery_behind",
+    "cannot_assess",
 ]
 # The order a clinic works through the list: what is already late first.
 KIND_ORDER: tuple[str, ...] = (
+    "cannot_assess",
     "act_now",
     "maintenance_overdue",
     "review_overdue",
@@ -53,7 +55,7 @@ class DueItem:
 
     @property
     def overdue(self) -> bool:
-        return self.kind in ("maintenance_overdue", "review_overdue", "act_now")
+        return self.kind in ("maintenance_overdue", "review_overdue", "act_now", "cannot_assess")
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -153,5 +155,12 @@ def due(
     for p in people:
         if p.birth_date > as_of:
             continue
-        out.extend(items_for(kb, p, as_of, until, last.get(p.id)))
+        try:
+            out.extend(items_for(kb, p, as_of, until, last.get(p.id)))
+        except InputError as exc:
+            # One record the engine refuses (e.g. an age past the contract's range) must
+            # not hide everyone else's doses; the clinic sees it, first, with the reason.
+            out.append(
+                DueItem(p.id, p.name, "cannot_assess", as_of, f"Cannot assess: {exc}", "unknown")
+            )
     return sorted(out, key=lambda i: (KIND_ORDER.index(i.kind), i.date, i.patient_name))
