@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from b12dx.cli import followup
+from b12dx.cli.accounts import practice_app, user_app
 from b12dx.errors import B12dxError, InputError
 
 app = typer.Typer(
@@ -26,6 +27,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+app.add_typer(practice_app, name="practice")
+app.add_typer(user_app, name="user")
 
 ProfileOption = Annotated[
     str | None,
