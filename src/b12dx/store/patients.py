@@ -165,9 +165,11 @@ def _unused_id(session: Session) -> str:
 def get(session: Session, actor: Actor, patient_id: str, *, full: bool = True) -> Patient:
     """The patient, if they belong to the actor's practice. A patient of another practice
     gets the same answer as one that does not exist (no hint that the id is in use)."""
-    q = select(Patient).where(
-        Patient.id == normalise_id(patient_id), Patient.practice_id == actor.practice_id
-    )
+    pid = normalise_id(patient_id)
+    if not 0 < len(pid) <= 16 or not set(pid) <= set(_ALPHABET):
+        # Not an id at all (and PostgreSQL refuses a NUL in a query parameter).
+        raise NotFoundError(f"patient: no patient {patient_id!r} in this practice")
+    q = select(Patient).where(Patient.id == pid, Patient.practice_id == actor.practice_id)
     if full:
         q = q.options(*_history_loads())
     patient = session.scalars(q).one_or_none()
@@ -320,3 +322,12 @@ def update(
         session.flush()
         audit.record(session, actor, now, "update", "patient", patient.id, patient.id, changed)
     return changed
+
+
+def new_calendar_token(session: Session, actor: Actor, now: dt.datetime, patient: Patient) -> str:
+    """Replace the patient's calendar token: the old feed address stops working (for a
+    link that was shared too widely). The token itself is never audited."""
+    patient.calendar_token = secrets.token_urlsafe(24)
+    session.flush()
+    audit.record(session, actor, now, "regenerate", "calendar_token", patient.id, patient.id, {})
+    return patient.calendar_token
