@@ -9,7 +9,9 @@ when it is missing. Screenshots go to test-artifacts/screenshots/ (git-ignored).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 import shutil
 import socket
 import subprocess
@@ -49,22 +51,25 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _server_command(port: int) -> list[str]:
+def _b12dx() -> list[str]:
     script = Path(sys.executable).parent / "b12dx"
-    base = [str(script)] if script.exists() else [sys.executable, "-m", "b12dx.cli.app"]
-    return [*base, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "b12dx.cli.app"]
 
 
-@pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    """The real server (``b12dx serve``) on a free loopback port, stopped at the end."""
+def _server_command(port: int, *extra: str) -> list[str]:
+    return [*_b12dx(), "serve", "--host", "127.0.0.1", "--port", str(port), *extra]
+
+
+@contextlib.contextmanager
+def _server(name: str, env: dict[str, str], *extra: str) -> Iterator[str]:
+    """``b12dx serve`` on a free loopback port until the block ends."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    log_path = SCREENSHOTS.parent / "browser-server.log"
+    log_path = SCREENSHOTS.parent / f"{name}.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            _server_command(port), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+            _server_command(port, *extra), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env
         )
         try:
             deadline = time.monotonic() + START_TIMEOUT_S
@@ -94,6 +99,19 @@ def base_url() -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=5)
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    # The server opens its follow-up database at start: keep it out of the user's data
+    # directory.
+    return {**os.environ, "B12DX_DATA_DIR": str(data_dir)}
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real server (``b12dx serve``) on a free loopback port, stopped at the end."""
+    with _server("browser-server", _env(tmp_path_factory.mktemp("data"))) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -360,3 +378,106 @@ def test_accessibility_basics(tab: Tab, path: str) -> None:
     assert no_horizontal_scroll(page), f"{path} scrolls sideways on a phone"
     shot(page, f"a11y{path.replace('/', '-')}-phone")
     tab.assert_no_errors()
+
+
+# -- follow-up: sign in, add a patient, record through the forms -----------------------
+
+NURSE, NURSE_PASSWORD = "nurse.browser", "a long enough password"
+
+
+@pytest.fixture(scope="module")
+def followup_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server that requires sign-in (as beyond localhost), on its own database, with one
+    practice and one user made by the accounts commands."""
+    data = tmp_path_factory.mktemp("followup")
+    db = f"sqlite:///{data / 'followup.sqlite3'}"
+    env = _env(data)
+    for argv, stdin in (
+        (["practice", "add", "Browser Surgery"], None),
+        (["user", "add", NURSE, "--practice", "Browser Surgery", "--password-stdin"],
+         NURSE_PASSWORD + "\n"),
+    ):  # fmt: skip
+        done = subprocess.run(
+            [*_b12dx(), *argv, "--db", db], input=stdin, text=True, capture_output=True, env=env
+        )
+        assert done.returncode == 0, done.stderr
+    with _server("followup-server", env, "--require-login", "--db", db) as url:
+        yield url
+
+
+def test_followup_sign_in_add_a_patient_and_record_through_the_forms(
+    browser: Browser, followup_url: str
+) -> None:
+    context = browser.new_context(base_url=followup_url, viewport=DESKTOP)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    tab = Tab(page)
+    page.on("console", lambda m: tab.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda exc: tab.errors.append(f"pageerror: {exc}"))
+    try:
+        page.goto("/patients")
+        expect(page).to_have_url(f"{followup_url}/login?next=%2Fpatients")
+        expect(page.locator("h1")).to_have_text("Sign in")
+        type_into(page, "#username", NURSE)
+        type_into(page, "#password", NURSE_PASSWORD)
+        page.keyboard.press("Enter")
+        expect(page.locator("h1")).to_have_text("Patients")
+        expect(page.locator("header.site .who")).to_contain_text("Browser Surgery")
+        cookies = {c["name"]: c for c in context.cookies()}
+        session = cookies["__Host-b12dx_session"]
+        assert session["httpOnly"] and session["secure"] and session["sameSite"] == "Strict"
+
+        page.locator("#name").fill("Mary Browser")
+        page.locator("#birth_date").fill("1958-03-02")
+        page.locator("#sex").select_option("female")
+        tick(page, "#cond_pernicious_anemia")
+        shot(page, "followup-patients")
+        page.get_by_role("button", name="Add patient").click()
+        expect(page.locator("h1")).to_have_text("Mary Browser")
+        expect(page.locator("p.notice")).to_have_text("Patient added.")
+
+        # A lab result: the unit picker offers the chosen test's units only.
+        page.locator("#lab-test").select_option("total_b12")
+        expect(page.locator("#lab-unit optgroup[data-test='mma']")).to_be_hidden()
+        page.locator("#lab-value").fill("110")
+        page.locator("#lab-unit").select_option("pg/mL")
+        page.get_by_role("button", name="Save lab result").click()
+        expect(page.locator("p.notice")).to_have_text("Lab result saved.")
+        chart = page.locator("figure[data-test='total_b12'] svg.trend")
+        expect(chart).to_be_visible()
+        expect(chart.locator("g.threshold")).to_have_count(2)
+        expect(chart.locator("g.point")).to_have_count(1)
+        expect(page.locator("table.lab-table").first).to_contain_text("110 pg/mL")
+
+        # A dose, with the current treatment's drug, dose and route filled in.
+        expect(page.locator("#dose-dose")).to_have_value("1 mg")
+        page.get_by_role("button", name="Save dose").press("Enter")
+        expect(page.locator("p.notice")).to_have_text("Dose saved.")
+        expect(page.locator("#doses")).to_contain_text(f"hydroxocobalamin 1 mg IM, by {NURSE}")
+
+        # A symptom rating, by keyboard.
+        page.locator("#rating-symptom").select_option("paresthesia")
+        tick(page, "#rating-moderate")
+        page.get_by_role("button", name="Save rating").press("Enter")
+        expect(page.locator("p.notice")).to_have_text("Symptom rating saved.")
+        ratings = page.locator("table.ratings-table")
+        expect(ratings).to_contain_text("Pins and needles (tingling)")
+        expect(ratings).to_contain_text("moderate")
+        expect(page.locator("svg.ratings g.rating-moderate")).to_have_count(1)
+
+        expect(page.locator("#audit")).to_contain_text(NURSE)
+        expect(page.locator("h1")).to_have_count(1)
+        assert page.evaluate(UNLABELLED_CONTROLS) == []
+        shot(page, "followup-timeline")
+        page.set_viewport_size(PHONE)
+        assert no_horizontal_scroll(page), "the timeline scrolls sideways on a phone"
+        shot(page, "followup-timeline-phone")
+        page.set_viewport_size(DESKTOP)
+
+        page.get_by_role("button", name="Sign out").click()
+        expect(page.locator("p.notice")).to_have_text("You are signed out.")
+        page.goto("/patients")
+        expect(page.locator("h1")).to_have_text("Sign in")
+        tab.assert_no_errors()
+    finally:
+        context.close()

@@ -203,13 +203,32 @@ def serve(
             "JWKS URL or keys); default: B12DX_CDS_ISSUERS.",
         ),
     ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db", help="Follow-up database URL or SQLite file; default: B12DX_DATABASE_URL."
+        ),
+    ] = None,
+    require_login: Annotated[
+        bool | None,
+        typer.Option(
+            "--require-login/--no-require-login",
+            help="Sign-in for the follow-up pages; default: required unless --host is "
+            "loopback. Off is refused beyond loopback.",
+        ),
+    ] = None,
 ) -> None:
-    """Start the web app (patient check, clinician view), the JSON API and CDS Hooks."""
+    """Start the web app (patient check, clinician view, follow-up), the JSON API and CDS
+    Hooks."""
     import os
 
     import uvicorn
 
     from b12dx.cds.auth import load_issuers
+    from b12dx.web.settings import configure_serve
+
+    for line in configure_serve(host, db, require_login):
+        sys.stderr.write(f"b12dx: {line}\n")
 
     if cds_issuers is not None:
         os.environ["B12DX_CDS_ISSUERS"] = str(cds_issuers)

@@ -1,7 +1,10 @@
-"""The web app: patient check, clinician view and JSON API in one FastAPI application.
+"""The web app: patient check, clinician view, follow-up and JSON API in one FastAPI
+application.
 
-It keeps no patient data: nothing is stored, and the access log holds method, path and
-status only (patient data travels in request bodies, never in URLs).
+The patient check, clinician view and assessment API keep no patient data. The follow-up
+pages (``followup.py``) keep theirs in the database, behind sign-in beyond loopback. The
+access log holds method, path and status only (patient data travels in request bodies,
+never in URLs; calendar tokens are masked).
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from b12dx.errors import InputError, LookupError_, ProfileError
 from b12dx.knowledge.loader import load_knowledge
 from b12dx.schema import input_schema
 from b12dx.version import ENGINE_VERSION
-from b12dx.web import api, pages
+from b12dx.web import api, followup, pages
 from b12dx.web.security import BodySizeLimit, SecurityHeaders
+from b12dx.web.settings import FollowupSettings
 
 HERE = Path(__file__).parent
 log = logging.getLogger("b12dx.web")
@@ -62,7 +66,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
-def create_app(cds_settings: CdsSettings | None = None) -> FastAPI:
+def create_app(
+    cds_settings: CdsSettings | None = None, followup_settings: FollowupSettings | None = None
+) -> FastAPI:
     load_knowledge()  # fail at start, not on the first request, if the data is broken
     app = FastAPI(
         title="b12dx",
@@ -119,6 +125,7 @@ def create_app(cds_settings: CdsSettings | None = None) -> FastAPI:
             "(set B12DX_CDS_ISSUERS to a JSON file of issuers and their JWKS)."
         )
     app.include_router(build_router(settings))
+    followup.install(app, followup_settings)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 

@@ -26,6 +26,27 @@
     }
   }
 
+  // Recording a lab result: offer only the chosen test's units.
+  document.querySelectorAll("select[data-unit-select]").forEach(function (tests) {
+    var units = document.getElementById(tests.getAttribute("data-unit-select"));
+    if (!units) { return; }
+    function limit(keep) {
+      var chosen = null;
+      Array.prototype.forEach.call(units.querySelectorAll("optgroup"), function (group) {
+        var match = group.getAttribute("data-test") === tests.value;
+        group.hidden = !match;
+        group.disabled = !match;
+        if (match) {
+          var selected = group.querySelector("option:checked");
+          chosen = keep && selected ? selected : group.querySelector("option");
+        }
+      });
+      if (chosen) { chosen.selected = true; }
+    }
+    tests.addEventListener("change", function () { limit(false); });
+    limit(true);
+  });
+
   // The patient check: one step at a time, with Back / Next and a progress line.
   var form = document.querySelector("form.stepper");
   if (!form) { return; }

@@ -1,0 +1,488 @@
+"""Follow-up pages (server-rendered, working without JavaScript): sign-in, the practice's
+patients, each patient's timeline with its forms, the clinic's due list, and the
+per-patient calendar feed.
+
+Every form POST is checked for its CSRF token before anything else happens; a change is
+written with its audit entry in one transaction, then the browser is sent back to the
+page (POST, redirect, GET), or the page is shown again with the errors and the answers.
+Patient names never travel in URLs (the search is a POST), so they are in no access log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import string
+from collections.abc import Mapping
+from typing import Any, get_args
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from b12dx.errors import FieldError, InputError
+from b12dx.knowledge.loader import load_knowledge
+from b12dx.models.patient import Diet, Drug, Route, Sex
+from b12dx.store import due, entries, patients, snapshots, users
+from b12dx.store.tables import Patient
+from b12dx.web.auth import Followup, Visitor, followup
+from b12dx.web.ics import followup_calendar
+from b12dx.web.pages import URGENCY_HEADLINE, templates
+from b12dx.web.settings import check_as_of
+from b12dx.web.timeline import last_assessments, timeline_context
+
+router = APIRouter(include_in_schema=False)
+SAVED = {
+    "patient": "Patient added.",
+    "lab": "Lab result saved.",
+    "dose": "Dose saved.",
+    "rating": "Symptom rating saved.",
+    "assessment": "Assessment saved.",
+    "calendar": "New calendar link made; the old one no longer works.",
+}
+DUE_WINDOWS = (7, 14, 30, 90)
+TOKEN_CHARS = frozenset(string.ascii_letters + string.digits + "-_")  # token_urlsafe
+
+
+def _render(
+    request: Request, name: str, visitor: Visitor | None, status: int = 200, **context: Any
+) -> HTMLResponse:
+    response = templates.TemplateResponse(
+        request,
+        name,
+        {
+            "kb": load_knowledge(),
+            "headline": URGENCY_HEADLINE,
+            "visitor": visitor,
+            "csrf": visitor.csrf_token if visitor else "",
+            "login_required": followup(request).settings.require_login,
+            **context,
+        },
+        status_code=status,
+    )
+    followup(request).finish(response, visitor)
+    return response
+
+
+def message_page(
+    request: Request, status: int, title: str, text: str, *, sign_in: bool = False
+) -> HTMLResponse:
+    return _render(
+        request, "fu_message.html", None, status, title=title, text=text, sign_in=sign_in
+    )
+
+
+async def _form(request: Request) -> dict[str, str]:
+    data = await request.form()
+    out: dict[str, str] = {}
+    for key, value in data.multi_items():
+        if isinstance(value, str):
+            out[key] = f"{out[key]}\n{value}" if key in out else value
+    if any("\x00" in v for v in out.values()):
+        raise InputError.single("", "the form holds a NUL character")
+    return out
+
+
+def _today(fu: Followup) -> dt.date:
+    return fu.settings.now().date()
+
+
+def _date(form: Mapping[str, str], field: str) -> dt.date | None:
+    raw = form.get(field, "").strip()
+    if not raw:
+        return None
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise InputError.single(field, f"{raw!r} is not a date", "YYYY-MM-DD") from None
+
+
+def _number(form: Mapping[str, str], field: str) -> float | None:
+    raw = form.get(field, "").strip()
+    if not raw:
+        return None
+    try:
+        return float(raw.replace(",", "."))
+    except ValueError:
+        raise InputError.single(field, f"{raw!r} is not a number") from None
+
+
+def _required_date(form: Mapping[str, str], field: str) -> dt.date:
+    day = _date(form, field)
+    if day is None:
+        raise InputError.single(field, "is required", "YYYY-MM-DD")
+    return day
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site (no //host, no scheme) may follow a sign-in."""
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return "/patients"
+
+
+# -- sign in and out -----------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request, next: str | None = None) -> Response:
+    fu = followup(request)
+    if not fu.settings.require_login:
+        return RedirectResponse("/patients", status_code=303)
+    fu.guard(request)
+    signed_out = request.query_params.get("signed_out") == "1"
+    return _render(
+        request, "login.html", fu.anonymous(request), next=_safe_next(next), signed_out=signed_out
+    )
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    fu = followup(request)
+    if not fu.settings.require_login:
+        return RedirectResponse("/patients", status_code=303)
+    form = await _form(request)
+    anonymous = fu.anonymous(request)
+    fu.check_form(anonymous, form)
+    username, password = form.get("username", ""), form.get("password", "")
+
+    def work(s: Session) -> str | None:
+        user = users.authenticate(s, username, password, fu.settings.now())
+        if user is None:
+            return None
+        token, _ = users.start_session(s, user, fu.settings.now())
+        return token
+
+    token = await fu.run(request, work, signed_in=False)
+    if token is None:
+        return _render(
+            request,
+            "login.html",
+            anonymous,
+            401,
+            next=_safe_next(form.get("next")),
+            failed=True,
+            username=username,
+            max_failed=users.MAX_FAILED_LOGINS,
+            lockout_minutes=int(users.LOCKOUT.total_seconds() // 60),
+        )
+    response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
+    fu.set_cookie(response, fu.session_cookie, token)
+    return response
+
+
+@router.get("/logout", response_class=HTMLResponse)
+async def logout_form(request: Request) -> Response:
+    fu = followup(request)
+    if not fu.settings.require_login:
+        return RedirectResponse("/patients", status_code=303)
+    visitor = await fu.run(request, lambda s: fu.visitor(s, request))
+    return _render(request, "logout.html", visitor)
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    fu = followup(request)
+    if not fu.settings.require_login:
+        return RedirectResponse("/patients", status_code=303)
+    form = await _form(request)
+    token = request.cookies.get(fu.session_cookie, "")
+
+    def work(s: Session) -> None:
+        visitor = fu.visitor(s, request)
+        fu.check_form(visitor, form)
+        users.end_session(s, token, fu.settings.now())
+
+    await fu.run(request, work)
+    response = RedirectResponse("/login?signed_out=1", status_code=303)
+    fu.clear_cookie(response, fu.session_cookie)
+    return response
+
+
+# -- patients ------------------------------------------------------------------------
+
+
+def _patients_page(
+    request: Request,
+    s: Session,
+    visitor: Visitor,
+    *,
+    query: str = "",
+    form: Mapping[str, str] | None = None,
+    errors: list[FieldError] | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    people = patients.all_in_practice(s, visitor.actor)
+    if query.strip():
+        q = query.strip().lower()
+        wanted = patients.normalise_id(query)
+        people = [p for p in people if q in p.name.lower() or p.id == wanted]
+    return _render(
+        request,
+        "patients.html",
+        visitor,
+        status,
+        people=people,
+        last=last_assessments(s, [p.id for p in people]),
+        query=query,
+        form=form or {},
+        errors=errors or [],
+        sexes=get_args(Sex),
+        diets=get_args(Diet),
+        today=_today(followup(request)),
+    )
+
+
+@router.get("/patients", response_class=HTMLResponse)
+async def patient_list(request: Request) -> Response:
+    fu = followup(request)
+    return await fu.run(request, lambda s: _patients_page(request, s, fu.visitor(s, request)))
+
+
+@router.post("/patients/search", response_class=HTMLResponse)
+async def patient_search(request: Request) -> Response:
+    fu = followup(request)
+    form = await _form(request)
+
+    def work(s: Session) -> HTMLResponse:
+        visitor = fu.visitor(s, request)
+        fu.check_form(visitor, form)
+        return _patients_page(request, s, visitor, query=form.get("q", ""))
+
+    return await fu.run(request, work)
+
+
+@router.post("/patients", response_class=HTMLResponse)
+async def patient_add(request: Request) -> Response:
+    fu = followup(request)
+    form = await _form(request)
+    kb = load_knowledge()
+
+    def work(s: Session) -> str:
+        visitor = fu.visitor(s, request)
+        fu.check_form(visitor, form)
+        birth = _required_date(form, "birth_date")
+        p = patients.add(
+            s,
+            kb,
+            visitor.actor,
+            fu.settings.now(),
+            name=form.get("name", ""),
+            birth_date=birth,
+            sex=form.get("sex", ""),
+            diet=form.get("diet") or "omnivore",
+            conditions=[c for c in kb.conditions if form.get(f"cond_{c}")],
+        )
+        return p.id
+
+    try:
+        pid = await fu.run(request, work)
+    except InputError as exc:
+        errors = exc.errors
+        return await fu.run(
+            request,
+            lambda s: _patients_page(
+                request, s, fu.visitor(s, request), form=form, errors=errors, status=422
+            ),
+        )
+    return RedirectResponse(f"/patients/{pid}?saved=patient", status_code=303)
+
+
+def _timeline(
+    request: Request,
+    s: Session,
+    visitor: Visitor,
+    pid: str,
+    *,
+    form_kind: str | None = None,
+    form: Mapping[str, str] | None = None,
+    errors: list[FieldError] | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    fu = followup(request)
+    context = timeline_context(s, load_knowledge(), visitor.actor, pid, _today(fu))
+    base = fu.settings.public_url or str(request.base_url)
+    calendar_url = f"{base.rstrip('/')}/calendar/{quote(context['patient'].calendar_token)}.ics"
+    saved = request.query_params.get("saved") if status == 200 else None
+    return _render(
+        request,
+        "patient.html",
+        visitor,
+        status,
+        calendar_url=calendar_url,
+        saved=SAVED.get(saved or ""),
+        form_kind=form_kind,
+        form=form or {},
+        errors=errors or [],
+        drugs=get_args(Drug),
+        routes=get_args(Route),
+        ratings=entries.RATINGS,
+        **context,
+    )
+
+
+@router.get("/patients/{pid}", response_class=HTMLResponse)
+async def patient_timeline(request: Request, pid: str) -> Response:
+    fu = followup(request)
+    return await fu.run(request, lambda s: _timeline(request, s, fu.visitor(s, request), pid))
+
+
+async def _change(request: Request, pid: str, kind: str, anchor: str, form: dict[str, str]) -> Any:
+    """Apply one timeline form (its CSRF token checked first), then back to the page."""
+    fu = followup(request)
+    kb = load_knowledge()
+
+    def work(s: Session) -> str:
+        visitor = fu.visitor(s, request)
+        fu.check_form(visitor, form)
+        p = patients.get(s, visitor.actor, pid)
+        now = fu.settings.now()
+        if kind == "lab":
+            value = form.get("value", "").strip()
+            entries.add_lab(
+                s, kb, visitor.actor, now, p,
+                test=form.get("test", ""),
+                value=value.replace(",", ".") if value[:1].isdigit() else value,
+                unit=form.get("unit") or None,
+                taken_on=_required_date(form, "date"),
+                reference_low=_number(form, "reference_low"),
+                reference_high=_number(form, "reference_high"),
+            )  # fmt: skip
+        elif kind == "dose":
+            entries.add_dose(
+                s, visitor.actor, now, p,
+                given_on=_required_date(form, "date"),
+                drug=form.get("drug", ""),
+                dose=form.get("dose", ""),
+                route=form.get("route", ""),
+                given_by=form.get("given_by") or None,
+            )  # fmt: skip
+        elif kind == "rating":
+            entries.add_rating(
+                s, kb, visitor.actor, now, p,
+                symptom=form.get("symptom", ""),
+                rating=form.get("rating", ""),
+                rated_on=_required_date(form, "date"),
+            )  # fmt: skip
+        elif kind == "assessment":
+            snapshots.save(s, kb, visitor.actor, now, p, _today(fu))
+        elif kind == "calendar":
+            patients.new_calendar_token(s, visitor.actor, now, p)
+        return p.id
+
+    try:
+        found = await fu.run(request, work)
+    except InputError as exc:
+        errors = exc.errors
+        return await fu.run(
+            request,
+            lambda s: _timeline(
+                request, s, fu.visitor(s, request), pid,
+                form_kind=kind, form=form, errors=errors, status=422,
+            ),
+        )  # fmt: skip
+    return RedirectResponse(f"/patients/{found}?saved={kind}#{anchor}", status_code=303)
+
+
+@router.post("/patients/{pid}/labs")
+async def record_lab(request: Request, pid: str) -> Any:
+    return await _change(request, pid, "lab", "labs", await _form(request))
+
+
+@router.post("/patients/{pid}/doses")
+async def record_dose(request: Request, pid: str) -> Any:
+    return await _change(request, pid, "dose", "doses", await _form(request))
+
+
+@router.post("/patients/{pid}/symptoms")
+async def record_rating(request: Request, pid: str) -> Any:
+    return await _change(request, pid, "rating", "symptoms", await _form(request))
+
+
+@router.post("/patients/{pid}/assessments")
+async def save_assessment(request: Request, pid: str) -> Any:
+    return await _change(request, pid, "assessment", "assessment", await _form(request))
+
+
+@router.post("/patients/{pid}/calendar-token")
+async def new_calendar_link(request: Request, pid: str) -> Any:
+    return await _change(request, pid, "calendar", "calendar", await _form(request))
+
+
+# -- the clinic's list ---------------------------------------------------------------
+
+
+@router.get("/clinic", response_class=HTMLResponse)
+async def clinic(request: Request) -> Response:
+    fu = followup(request)
+    today = _today(fu)
+    raw_as_of = request.query_params.get("as_of", "")
+    raw_within = request.query_params.get("within", "")
+
+    def work(s: Session) -> HTMLResponse:
+        visitor = fu.visitor(s, request)
+        errors: list[FieldError] = []
+        as_of, within = today, 14
+        try:
+            as_of = _date({"as_of": raw_as_of}, "as_of") or today
+            check_as_of(as_of, today)
+        except InputError as exc:
+            errors += exc.errors
+        if raw_within.strip():
+            try:
+                within = int(raw_within)
+            except ValueError:
+                errors.append(FieldError("within", f"{raw_within!r} is not a number of days"))
+        items: list[due.DueItem] = []
+        if not errors:
+            try:
+                items = due.due(s, load_knowledge(), visitor.actor, as_of, within)
+            except InputError as exc:
+                errors += exc.errors
+        return _render(
+            request,
+            "clinic.html",
+            visitor,
+            422 if errors else 200,
+            overdue=[i for i in items if i.overdue],
+            upcoming=[i for i in items if not i.overdue],
+            as_of=as_of,
+            raw_as_of=raw_as_of or as_of.isoformat(),
+            within=raw_within or str(within),
+            windows=DUE_WINDOWS,
+            errors=errors,
+        )
+
+    return await fu.run(request, work)
+
+
+# -- calendar feed -------------------------------------------------------------------
+
+
+@router.get("/calendar/{token}.ics")
+async def calendar_feed(request: Request, token: str) -> Response:
+    """A patient's dose schedule for a calendar app: no sign-in (calendar apps cannot),
+    so the address itself is the secret; the feed names the patient by id only."""
+    fu = followup(request)
+    kb = load_knowledge()
+    today = _today(fu)
+
+    def work(s: Session) -> bytes | None:
+        wellformed = len(token) <= 64 and set(token) <= TOKEN_CHARS
+        p: Patient | None = patients.by_calendar_token(s, token) if wellformed else None
+        if p is None:
+            return None
+        try:
+            treatment = snapshots.current(kb, p, today).assessment.treatment
+        except InputError:
+            treatment = None
+        return followup_calendar(p.id, treatment, fu.settings.now())
+
+    body = await fu.run(request, work, signed_in=False)
+    if body is None:
+        return Response("no such calendar\n", status_code=404, media_type="text/plain")
+    return Response(
+        body,
+        media_type="text/calendar",
+        headers={"content-disposition": 'inline; filename="b12-schedule.ics"'},
+    )

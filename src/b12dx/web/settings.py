@@ -1,0 +1,138 @@
+"""Settings of the follow-up pages and API, and how ``b12dx serve`` hands them to its
+worker processes (environment variables: uvicorn imports ``create_app`` in each worker).
+
+B12DX_DATABASE_URL   the follow-up database (see ``store/db.py``)
+B12DX_REQUIRE_LOGIN  1 (default) or 0; 0 is only for a server on loopback
+B12DX_CSRF_SECRET    hex key signing the CSRF cookie used before sign-in and when login is
+                     off; ``serve`` makes a random one per start so all workers share it
+B12DX_PUBLIC_URL     the URL users reach the server at (calendar links), behind a proxy
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from b12dx.errors import InputError
+
+ENV_REQUIRE_LOGIN = "B12DX_REQUIRE_LOGIN"
+ENV_CSRF_SECRET = "B12DX_CSRF_SECRET"
+ENV_DATABASE_URL = "B12DX_DATABASE_URL"
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` (a name or an address, IPv6 with or without brackets) is this
+    machine's loopback interface."""
+    if host is None:
+        return False
+    name = host.strip().lower().removeprefix("[").removesuffix("]")
+    if name in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class FollowupSettings:
+    database_url: str | None = None  # None: B12DX_DATABASE_URL, else the default file
+    require_login: bool = True
+    csrf_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+    public_url: str | None = None
+    now: Callable[[], dt.datetime] = utcnow  # the adapter reads the clock, not the store
+
+    @property
+    def secure_cookies(self) -> bool:
+        # Login is required when served beyond loopback, which must be behind TLS.
+        return self.require_login
+
+
+# A date to assess or list what is due "as of": the past century, or a few years ahead
+# (beyond that no schedule is meaningful, and far dates overflow date arithmetic).
+AS_OF_YEARS_BACK = 100
+AS_OF_YEARS_AHEAD = 5
+
+
+def check_as_of(day: dt.date, today: dt.date, field: str = "as_of") -> None:
+    low = today.replace(year=today.year - AS_OF_YEARS_BACK, day=min(today.day, 28))
+    high = today.replace(year=today.year + AS_OF_YEARS_AHEAD, day=min(today.day, 28))
+    if not low <= day <= high:
+        raise InputError.single(field, f"{day} is out of range", f"{low} to {high}")
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or not value.strip():
+        return default
+    return value.strip().lower() not in ("0", "false", "no", "off")
+
+
+def settings_from_env() -> FollowupSettings:
+    secret = os.environ.get(ENV_CSRF_SECRET)
+    return FollowupSettings(
+        database_url=os.environ.get(ENV_DATABASE_URL) or None,
+        require_login=_flag(os.environ.get(ENV_REQUIRE_LOGIN), True),
+        csrf_secret=bytes.fromhex(secret) if secret else secrets.token_bytes(32),
+        public_url=os.environ.get("B12DX_PUBLIC_URL") or None,
+    )
+
+
+def configure_serve(host: str, db: str | None, require_login: bool | None) -> list[str]:
+    """Check the serve options, open (and migrate) the database once before the workers
+    start, and put the settings where each worker reads them. Returns lines to print."""
+    from sqlalchemy.engine import make_url
+
+    from b12dx.store import users
+    from b12dx.store.db import open_database, resolve_url
+
+    local = is_loopback(host)
+    login = (not local) if require_login is None else require_login
+    if not login and not local:
+        raise InputError.single(
+            "--no-require-login",
+            f"sign-in cannot be turned off on {host}: anyone who reaches it could read and "
+            "change patient records",
+            "--no-require-login only with --host 127.0.0.1, ::1 or localhost",
+        )
+    url = resolve_url(db)
+    database = open_database(url)
+    try:
+        with database.transaction() as s:
+            count = len(users.users(s))
+    finally:
+        database.dispose()
+    os.environ[ENV_DATABASE_URL] = url
+    os.environ[ENV_REQUIRE_LOGIN] = "1" if login else "0"
+    os.environ.setdefault(ENV_CSRF_SECRET, secrets.token_hex(32))
+    lines = [f"follow-up database: {make_url(url).render_as_string(hide_password=True)}"]
+    if login:
+        lines.append(
+            "sign-in required for the follow-up pages; session cookies are Secure, so serve "
+            "it behind HTTPS (a TLS-terminating proxy)."
+        )
+        if count == 0:
+            lines.append(
+                "WARNING: no users yet: add one with `b12dx practice add NAME` and "
+                "`b12dx user add USERNAME --practice NAME`."
+            )
+    else:
+        who = "unknown"
+        try:
+            import getpass
+
+            who = getpass.getuser()
+        except (KeyError, OSError):
+            pass
+        lines.append(
+            f"sign-in is off (loopback only): changes are recorded as local:{who}, practice 1."
+        )
+    return lines

@@ -1,0 +1,845 @@
+"""The follow-up pages and JSON API in-process (httpx + ASGI), each test with its own
+SQLite database: sign-in and lockout, sessions, CSRF, practices kept apart, the audit
+log, every API route and its errors, the timeline, the clinic list and the calendar."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from argon2 import PasswordHasher
+from sqlalchemy import func, select
+
+from b12dx.cli.app import main
+from b12dx.errors import InputError
+from b12dx.knowledge import Knowledge
+from b12dx.store import users
+from b12dx.store.audit import Actor
+from b12dx.store.db import Database, open_database
+from b12dx.store.tables import AuditEntry, DoseEntry, LabEntry, LoginSession, Patient
+from b12dx.web.app import create_app
+from b12dx.web.settings import FollowupSettings, configure_serve
+
+TODAY = dt.date(2026, 11, 21)
+PASSWORD = "correct horse battery"
+SECURE_BASE = "https://b12dx.example"
+LOCAL_BASE = "http://127.0.0.1:8000"
+
+
+def days_ago(n: int) -> str:
+    return (TODAY - dt.timedelta(days=n)).isoformat()
+
+
+class Clock:
+    """The server's clock, moved by the tests (no sleeping)."""
+
+    def __init__(self) -> None:
+        self.now = dt.datetime.combine(TODAY, dt.time(9, 0), tzinfo=dt.UTC)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += dt.timedelta(**kwargs)
+
+
+@pytest.fixture(autouse=True)
+def fast_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # argon2 at its real cost takes ~50 ms a hash; the tests sign in many times.
+    monkeypatch.setattr(users, "HASHER", PasswordHasher(time_cost=1, memory_cost=1024))
+
+
+@dataclass
+class Site:
+    """A server (the app in-process) on its own database, with two practices."""
+
+    db: Database
+    url: str
+    clock: Clock
+    practice_a: int
+    practice_b: int
+
+    def app(self, require_login: bool) -> Any:
+        settings = FollowupSettings(
+            database_url=self.url, require_login=require_login, now=self.clock
+        )
+        return create_app(followup_settings=settings)
+
+    def count(self, model: Any) -> int:
+        with self.db.transaction() as s:
+            return int(s.scalar(select(func.count()).select_from(model)) or 0)
+
+    def audit(self) -> list[AuditEntry]:
+        with self.db.transaction() as s:
+            return list(s.scalars(select(AuditEntry).order_by(AuditEntry.id)))
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    url = f"sqlite:///{tmp_path / 'followup.sqlite3'}"
+    db = open_database(url)
+    clock = Clock()
+    admin = Actor("cli:admin")
+    with db.transaction() as s:
+        a = users.create_practice(s, admin, clock(), "Riverside Surgery")
+        b = users.create_practice(s, admin, clock(), "Hillside Practice")
+        users.create_user(
+            s, admin, clock(), username="nurse.a", password=PASSWORD, practice_id=a.id
+        )
+        users.create_user(s, admin, clock(), username="gp.b", password=PASSWORD, practice_id=b.id)
+    yield Site(db, url, clock, a.id, b.id)
+    db.dispose()
+
+
+def client_for(app: Any, base: str = SECURE_BASE, **kw: Any) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, **kw)
+    return httpx.AsyncClient(transport=transport, base_url=base)
+
+
+@pytest_asyncio.fixture
+async def secure(site: Site) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(site.app(require_login=True)) as c:
+        yield c
+
+
+@pytest_asyncio.fixture
+async def local(site: Site) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(site.app(require_login=False), LOCAL_BASE) as c:
+        yield c
+
+
+def csrf_in(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF field in the page"
+    return match.group(1)
+
+
+async def sign_in(c: httpx.AsyncClient, username: str, password: str = PASSWORD) -> httpx.Response:
+    page = await c.get("/login")
+    assert page.status_code == 200
+    return await c.post(
+        "/login",
+        data={"csrf_token": csrf_in(page.text), "username": username, "password": password},
+    )
+
+
+async def signed_in(c: httpx.AsyncClient, username: str = "nurse.a") -> str:
+    """Sign in and return the session's CSRF token for the API."""
+    r = await sign_in(c, username)
+    assert r.status_code == 303, r.text
+    info = await c.get("/api/v1/session")
+    assert info.status_code == 200
+    token: str = info.json()["csrf_token"]
+    return token
+
+
+async def api_post(
+    c: httpx.AsyncClient, path: str, body: Any, token: str | None = None
+) -> httpx.Response:
+    headers = {"x-csrf-token": token} if token else {}
+    return await c.post(path, json=body, headers=headers)
+
+
+PATIENT = {"name": "Ann Smith", "birth_date": "1958-03-02", "sex": "female"}
+
+
+async def add_patient(c: httpx.AsyncClient, token: str | None = None, **extra: Any) -> str:
+    body = PATIENT | {"conditions": ["pernicious_anemia"]} | extra
+    r = await api_post(c, "/api/v1/patients", body, token)
+    assert r.status_code == 201, r.text
+    pid: str = r.json()["id"]
+    return pid
+
+
+async def course(c: httpx.AsyncClient, pid: str, token: str | None = None) -> None:
+    """A treated patient: low B12, tingling, an assessment saved at the start, five loading
+    doses then one more six weeks later, and maintenance never started."""
+    base = f"/api/v1/patients/{pid}"
+    posts: list[tuple[str, dict[str, Any]]] = [
+        ("labs", {"test": "total_b12", "value": 110, "unit": "pg/mL", "date": days_ago(200)}),
+        ("labs", {"test": "total_b12", "value": 300, "unit": "pg/mL", "date": days_ago(100)}),
+        ("labs", {"test": "hemoglobin", "value": 104, "unit": "g/L", "date": days_ago(200)}),
+        ("labs", {"test": "mcv", "value": 109, "unit": "fL", "date": days_ago(200)}),
+        ("symptoms", {"symptom": "paresthesia", "rating": "severe", "date": days_ago(199)}),
+        ("assessments", {"as_of": days_ago(199)}),
+        ("symptoms", {"symptom": "paresthesia", "rating": "mild", "date": days_ago(20)}),
+    ]
+    posts += [
+        ("doses", {"date": days_ago(d), "drug": "hydroxocobalamin", "dose": "1 mg", "route": "im"})
+        for d in (199, 197, 194, 193, 189, 150)
+    ]
+    for path, body in posts:
+        r = await api_post(c, f"{base}/{path}", body, token)
+        assert r.status_code == 201, (path, r.text)
+
+
+# -- sign-in -------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_beyond_localhost_pages_send_to_sign_in_and_the_api_answers_401(site, secure):
+    r = await secure.get("/patients")
+    assert r.status_code == 303
+    assert r.headers["location"] == "/login?next=%2Fpatients"
+    for path in ("/api/v1/patients", "/api/v1/due", "/api/v1/session", "/api/v1/patients/X1"):
+        r = await secure.get(path)
+        assert r.status_code == 401 and r.json()["error"] == "not_signed_in"
+    r = await api_post(secure, "/api/v1/patients", PATIENT)
+    assert r.status_code == 401
+    assert site.count(Patient) == 0
+    # The stateless pages stay open to everyone (patients use the check).
+    assert (await secure.get("/check")).status_code == 200
+    assert (await secure.post("/api/v1/assess", json={"age_years": 40})).status_code == 200
+
+
+@pytest.mark.asyncio
+async def test_sign_in_sets_a_secure_host_only_cookie_and_sign_out_ends_the_session(site, secure):
+    r = await sign_in(secure, "Nurse.A")  # usernames are not case-sensitive
+    assert r.status_code == 303 and r.headers["location"] == "/patients"
+    cookie = next(h for h in r.headers.get_list("set-cookie") if "b12dx_session" in h)
+    assert cookie.startswith("__Host-b12dx_session=")
+    for flag in ("HttpOnly", "Secure", "SameSite=strict", "Path=/"):
+        assert flag.lower() in cookie.lower()
+    assert "domain" not in cookie.lower() and "max-age" not in cookie.lower()
+    token = cookie.split(";")[0].split("=", 1)[1]
+    with site.db.transaction() as s:
+        stored = s.scalars(select(LoginSession)).one()
+        assert stored.token_hash == users.token_hash(token) != token
+
+    page = await secure.get("/patients")
+    assert page.status_code == 200 and "nurse.a" in page.text and "Riverside Surgery" in page.text
+    out = await secure.post("/logout", data={"csrf_token": csrf_in(page.text)})
+    assert out.status_code == 303 and out.headers["location"] == "/login?signed_out=1"
+    assert site.count(LoginSession) == 0
+    secure.cookies.set("__Host-b12dx_session", token, domain="b12dx.example")
+    assert (await secure.get("/api/v1/session")).status_code == 401
+
+    actions = [(e.actor, e.action) for e in site.audit() if e.entity == "user"]
+    assert ("nurse.a", "login") in actions and ("nurse.a", "logout") in actions
+    logged = json.dumps([e.detail for e in site.audit()])
+    assert PASSWORD not in logged and token not in logged
+
+
+@pytest.mark.asyncio
+async def test_sign_in_goes_back_to_the_page_asked_for_but_never_off_site(secure):
+    page = await secure.get("/login", params={"next": "/clinic"})
+    assert 'name="next" value="/clinic"' in page.text
+    for target, expected in (("/clinic", "/clinic"), ("//evil.example/x", "/patients")):
+        r = await secure.post(
+            "/login",
+            data={
+                "csrf_token": csrf_in(page.text),
+                "username": "nurse.a",
+                "password": PASSWORD,
+                "next": target,
+            },
+        )
+        assert r.headers["location"] == expected
+
+
+def _failure_text(html: str) -> str:
+    html = re.sub(r'value="[^"]*"', "", html)
+    return re.search(r'<div class="errors".*?</div>', html, re.S).group(0)  # type: ignore[union-attr]
+
+
+@pytest.mark.asyncio
+async def test_five_wrong_passwords_lock_the_account_for_15_minutes(site, secure):
+    unknown = await sign_in(secure, "nobody", "whatever it is")
+    assert unknown.status_code == 401
+    for _ in range(users.MAX_FAILED_LOGINS):
+        wrong = await sign_in(secure, "nurse.a", "not the password")
+        assert wrong.status_code == 401
+        # The same answer as for a username that does not exist.
+        assert _failure_text(wrong.text) == _failure_text(unknown.text)
+    locked = await sign_in(secure, "nurse.a")
+    assert locked.status_code == 401, "the right password during a lockout"
+    assert _failure_text(locked.text) == _failure_text(unknown.text)
+    assert (await sign_in(secure, "gp.b")).status_code == 303, "only that account is locked"
+
+    site.clock.advance(minutes=14, seconds=59)
+    assert (await sign_in(secure, "nurse.a")).status_code == 401
+    site.clock.advance(seconds=2)
+    assert (await sign_in(secure, "nurse.a")).status_code == 303
+
+    trail = [(e.actor, e.action, e.detail.get("reason")) for e in site.audit()]
+    assert ("unknown user", "login_failed", "unknown user") in trail
+    assert trail.count(("nurse.a", "login_failed", "wrong password")) == 5
+    assert ("nurse.a", "lockout", None) in trail
+    assert trail.count(("nurse.a", "login_failed", "account locked")) == 2
+    assert "nobody" not in json.dumps([e.detail for e in site.audit()])
+
+
+@pytest.mark.asyncio
+async def test_a_right_password_resets_the_failure_count(site, secure):
+    for _ in range(users.MAX_FAILED_LOGINS - 1):
+        await sign_in(secure, "nurse.a", "not the password")
+    assert (await sign_in(secure, "nurse.a")).status_code == 303
+    for _ in range(users.MAX_FAILED_LOGINS - 1):
+        await sign_in(secure, "nurse.a", "not the password")
+    assert (await sign_in(secure, "nurse.a")).status_code == 303
+
+
+@pytest.mark.asyncio
+async def test_a_session_ends_after_30_idle_minutes_and_after_12_hours_in_any_case(site, secure):
+    await signed_in(secure)
+    site.clock.advance(minutes=29)
+    assert (await secure.get("/api/v1/session")).status_code == 200
+    site.clock.advance(minutes=29)  # active 29 minutes ago: still signed in
+    assert (await secure.get("/api/v1/session")).status_code == 200
+    site.clock.advance(minutes=31)
+    assert (await secure.get("/api/v1/session")).status_code == 401
+    assert site.count(LoginSession) == 0, "an expired session is deleted"
+
+    await signed_in(secure)
+    for _ in range(11 * 3 + 2):  # busy all day, a request every 20 minutes
+        site.clock.advance(minutes=20)
+        assert (await secure.get("/api/v1/session")).status_code == 200
+    site.clock.advance(minutes=20)  # 12 h 20 min after signing in
+    assert (await secure.get("/api/v1/session")).status_code == 401
+
+
+@pytest.mark.asyncio
+async def test_a_hash_made_with_old_parameters_is_replaced_at_sign_in(site, monkeypatch):
+    old = users.HASHER.hash(PASSWORD)
+    with site.db.transaction() as s:
+        users.user_named(s, "nurse.a").password_hash = old
+    stronger = PasswordHasher(time_cost=2, memory_cost=2048)
+    monkeypatch.setattr(users, "HASHER", stronger)
+    with site.db.transaction() as s:
+        assert users.authenticate(s, "nurse.a", PASSWORD, site.clock()) is not None
+    with site.db.transaction() as s:
+        new = users.user_named(s, "nurse.a").password_hash
+    assert new != old and not stronger.check_needs_rehash(new)
+    assert stronger.verify(new, PASSWORD)
+
+
+# -- CSRF and the loopback guard -----------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_form_or_api_write_without_the_right_csrf_token_is_refused_and_writes_nothing(
+    site, secure
+):
+    token = await signed_in(secure)
+    before = (site.count(Patient), len(site.audit()))
+    form = {"name": "Bob", "birth_date": "1950-01-01", "sex": "male"}
+    for sent in ({}, {"csrf_token": "forged"}):
+        r = await secure.post("/patients", data=form | sent)
+        assert r.status_code == 403
+        assert "nothing was saved" in r.text and r.text.count("<h1") == 1
+    r = await api_post(secure, "/api/v1/patients", PATIENT)  # no X-CSRF-Token
+    assert r.status_code == 403 and r.json()["error"] == "csrf_failed"
+    r = await api_post(secure, "/api/v1/patients", PATIENT, "forged")
+    assert r.status_code == 403
+    r = await secure.post(
+        "/api/v1/patients",
+        content=json.dumps(PATIENT),
+        headers={"content-type": "text/plain", "x-csrf-token": token},
+    )
+    assert r.status_code == 415 and r.json()["error"] == "unsupported_media_type"
+    assert (site.count(Patient), len(site.audit())) == before
+    assert (await api_post(secure, "/api/v1/patients", PATIENT, token)).status_code == 201
+
+
+@pytest.mark.asyncio
+async def test_with_login_off_forms_need_the_signed_cookie_token(site, local):
+    page = await local.get("/patients")
+    assert page.status_code == 200
+    cookie = page.headers["set-cookie"]
+    assert cookie.startswith("b12dx_csrf=") and "secure" not in cookie.lower()
+    assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
+    token = csrf_in(page.text)
+    form = {"name": "Bob", "birth_date": "1950-01-01", "sex": "male"}
+    assert (await local.post("/patients", data=form | {"csrf_token": "x"})).status_code == 403
+    # A token and cookie pair made up elsewhere (another program on localhost shares the
+    # cookie jar) is refused: the cookie must carry the server's signature.
+    local.cookies.set("b12dx_csrf", "planted.0000", domain="127.0.0.1")
+    assert (await local.post("/patients", data=form | {"csrf_token": "planted"})).status_code == 403
+    assert site.count(Patient) == 0
+    page = await local.get("/patients")
+    token = csrf_in(page.text)
+    r = await local.post("/patients", data=form | {"csrf_token": token})
+    assert r.status_code == 303
+    assert [e.actor for e in site.audit() if e.action == "create" and e.entity == "patient"] == [
+        f"local:{__import__('getpass').getuser()}"
+    ]
+
+
+@pytest.mark.asyncio
+async def test_with_login_off_json_posts_need_no_token_but_must_be_json(site, local):
+    r = await local.post("/api/v1/patients", content=json.dumps(PATIENT))
+    assert r.status_code == 415
+    r = await local.post(
+        "/api/v1/patients", data={"name": "x"}, headers={"content-type": "text/plain"}
+    )
+    assert r.status_code == 415
+    assert (await api_post(local, "/api/v1/patients", PATIENT)).status_code == 201
+    session = (await local.get("/api/v1/session")).json()
+    assert session["login_required"] is False and session["csrf_token"] is None
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("host", "client", "allowed"),
+    [
+        ("127.0.0.1:8000", ("127.0.0.1", 5000), True),
+        ("localhost:8000", ("127.0.0.1", 5000), True),
+        ("[::1]:8000", ("::1", 5000), True),
+        ("evil.example:8000", ("127.0.0.1", 5000), False),  # DNS rebinding
+        ("127.0.0.1:8000", ("192.168.1.20", 5000), False),  # another machine
+        ("", ("127.0.0.1", 5000), False),
+    ],
+)
+async def test_with_login_off_only_this_machine_by_a_loopback_name_is_answered(
+    site, host, client, allowed
+):
+    app = site.app(require_login=False)
+    async with client_for(app, LOCAL_BASE, client=client) as c:
+        r = await c.get("/api/v1/patients", headers={"host": host})
+        assert (r.status_code == 200) is allowed, r.text
+        if not allowed:
+            assert r.status_code == 403 and r.json()["error"] == "not_local"
+            page = await c.get("/patients", headers={"host": host})
+            assert page.status_code == 403 and "only on this computer" in page.text.lower()
+        assert (await c.get("/check", headers={"host": host})).status_code == 200
+
+
+def test_serve_requires_login_beyond_loopback_and_refuses_to_turn_it_off(tmp_path, monkeypatch):
+    for name in ("B12DX_DATABASE_URL", "B12DX_REQUIRE_LOGIN", "B12DX_CSRF_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    url = f"sqlite:///{tmp_path / 'serve.sqlite3'}"
+    with pytest.raises(InputError) as err:
+        configure_serve("0.0.0.0", url, False)
+    assert err.value.errors[0].path == "--no-require-login"
+    lines = configure_serve("0.0.0.0", url, None)
+    import os
+
+    assert os.environ["B12DX_REQUIRE_LOGIN"] == "1" and os.environ["B12DX_DATABASE_URL"] == url
+    assert any("HTTPS" in line for line in lines) and any("no users yet" in line for line in lines)
+    secret = os.environ["B12DX_CSRF_SECRET"]
+    configure_serve("127.0.0.1", url, None)
+    assert os.environ["B12DX_REQUIRE_LOGIN"] == "0"
+    assert os.environ["B12DX_CSRF_SECRET"] == secret, "one key for all workers"
+    configure_serve("::1", url, True)
+    assert os.environ["B12DX_REQUIRE_LOGIN"] == "1"
+
+
+def test_serve_beyond_loopback_with_login_off_exits_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("B12DX_REQUIRE_LOGIN", raising=False)
+    with pytest.raises(SystemExit) as done:
+        main(["serve", "--host", "0.0.0.0", "--no-require-login", "--db", str(tmp_path / "x.db")])
+    assert done.value.code == 2
+    assert "--no-require-login" in capsys.readouterr().err
+
+
+# -- practices, audit ----------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_user_sees_only_their_own_practices_patients(site):
+    async with client_for(site.app(True)) as a, client_for(site.app(True)) as b:
+        token_a = await signed_in(a, "nurse.a")
+        token_b = await signed_in(b, "gp.b")
+        pid = await add_patient(a, token_a)
+        await course(a, pid, token_a)
+        assert [p["id"] for p in (await a.get("/api/v1/patients")).json()] == [pid]
+        assert (await a.get("/api/v1/due", params={"within": 30})).json() != []
+
+        assert (await b.get("/api/v1/patients")).json() == []
+        assert (await b.get("/api/v1/due", params={"within": 30})).json() == []
+        other = await b.get(f"/api/v1/patients/{pid}")
+        unknown = await b.get("/api/v1/patients/ZZZZZZZZ")
+        assert other.status_code == unknown.status_code == 404
+        assert other.json()["error"] == "not_found"
+        before = site.count(LabEntry)
+        r = await api_post(
+            b,
+            f"/api/v1/patients/{pid}/labs",
+            {"test": "mma", "value": 0.5, "unit": "umol/L", "date": days_ago(1)},
+            token_b,
+        )
+        assert r.status_code == 404 and site.count(LabEntry) == before
+        assert (await b.get(f"/patients/{pid}")).status_code == 404
+        assert "Ann Smith" not in (await b.get("/patients")).text
+        assert "Ann Smith" not in (await b.get("/clinic", params={"within": 90})).text
+
+    by_practice = {(e.actor, e.practice_id) for e in site.audit() if e.patient_id == pid}
+    assert by_practice == {("nurse.a", site.practice_a)}
+
+
+# -- the JSON API --------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_every_api_route_records_and_reads_back(site, local):
+    pid = await add_patient(local)
+    created = (await local.get("/api/v1/patients")).json()[0]
+    assert created["id"] == pid and created["conditions"] == ["pernicious_anemia"]
+    base = f"/api/v1/patients/{pid}"
+    lab = await api_post(
+        local,
+        f"{base}/labs",
+        {"test": "total_b12", "value": 150, "unit": "pg/mL", "date": days_ago(3),
+         "reference_low": 180, "reference_high": 900},
+    )  # fmt: skip
+    assert lab.status_code == 201 and lab.json()["value"] == 150
+    ifa = await api_post(
+        local, f"{base}/labs", {"test": "intrinsic_factor_antibody", "value": "Positive",
+                                "date": days_ago(3)}
+    )  # fmt: skip
+    assert ifa.status_code == 201 and ifa.json()["value"] == "positive"
+    dose = await api_post(
+        local,
+        f"{base}/doses",
+        {"date": days_ago(1), "drug": "hydroxocobalamin", "dose": "1000 micrograms",
+         "route": "im", "given_by": "Sister Jones"},
+    )  # fmt: skip
+    assert dose.status_code == 201
+    assert dose.json()["dose"] == "1 mg" and dose.json()["given_by"] == "Sister Jones"
+    rating = await api_post(
+        local, f"{base}/symptoms", {"symptom": "paresthesia", "rating": "moderate",
+                                    "date": days_ago(3)}
+    )  # fmt: skip
+    assert rating.status_code == 201
+    saved = await local.post(f"{base}/assessments", headers={"content-type": "application/json"})
+    assert saved.status_code == 201
+    snap = saved.json()
+    assert snap["as_of"] == TODAY.isoformat() and snap["planned_doses"]
+    assert snap["assessment"]["treatment"]["under_way"] is True
+
+    full = (await local.get(base)).json()
+    assert set(full) == {"patient", "labs", "ratings", "doses", "history", "assessment"}
+    assert [x["test"] for x in full["labs"]] == ["total_b12", "intrinsic_factor_antibody"]
+    assert full["doses"][0]["date"] == days_ago(1)
+    assert full["ratings"][0]["symptom"] == "paresthesia"
+    assert [h["id"] for h in full["history"]] == [snap["id"]]
+    assert full["assessment"]["as_of"] == TODAY.isoformat()
+    assert full["assessment"]["deficiency_status"] == snap["assessment"]["deficiency_status"]
+
+    due = await local.get("/api/v1/due", params={"within": 60, "as_of": TODAY.isoformat()})
+    assert due.status_code == 200
+    assert {"patient_id", "kind", "date", "text", "urgency", "overdue"} <= set(due.json()[0])
+
+
+BAD_BODIES = [
+    ("", b'{"name": "A", "sex": "female"}', "birth_date", "Field required"),
+    ("", b'{"name": "A", "birth_date": "2/3/1958", "sex": "female"}', "birth_date", "YYYY-MM-DD"),
+    ("", b'{"name": "A", "birth_date": "1958-03-02", "sex": "woman"}', "sex", "female, male"),
+    ("", b'{"name": "", "birth_date": "1958-03-02", "sex": "female"}', "name", "1 to 200"),
+    ("", b'{"name": "A", "birth_date": "1958-03-02", "sex": "female", "age": 3}', "age", "name"),
+    ("", b'{"name": "A", "birth_date": "1958-03-02", "sex": "female", "conditions": ["flu"]}',
+     "condition", "pernicious_anemia"),
+    ("", b'{"name": "A", "birth_date": "2099-01-01", "sex": "female"}', "birth_date", "future"),
+    ("", b'{"name": "A\\u0000", "birth_date": "1958-03-02", "sex": "female"}', "", "NUL"),
+    ("", b"{oops", "", "not valid JSON"),
+    ("", b"[1, 2]", "", "JSON object"),
+    ("/labs", b'{"test": "total_b12", "value": 150, "unit": "mg", "date": "2026-11-01"}',
+     "unit", "pmol/L"),
+    ("/labs", b'{"test": "b13", "value": 150, "unit": "pg/mL", "date": "2026-11-01"}',
+     "test", "total_b12"),
+    ("/labs", b'{"test": "total_b12", "value": 150, "unit": "pg/mL", "date": "2027-01-01"}',
+     "date", "future"),
+    ("/labs", b'{"test": "total_b12", "value": true, "unit": "pg/mL", "date": "2026-11-01"}',
+     "value", "number"),
+    ("/labs", b'{"test": "total_b12", "value": 1e400, "unit": "pg/mL", "date": "2026-11-01"}',
+     "value", ""),
+    ("/doses", b'{"date": "2026-11-01", "drug": "hydroxocobalamin", "dose": "lots", "route": "im"}',
+     "dose", "mg or micrograms"),
+    ("/doses", b'{"date": "2026-11-01", "drug": "aspirin", "dose": "1 mg", "route": "ear"}',
+     "drug", "hydroxocobalamin"),
+    ("/doses", b'{"date": "2026-11-01", "drug": "hydroxocobalamin", "dose": "1 mg"}',
+     "route", "Field required"),
+    ("/symptoms", b'{"symptom": "paresthesia", "rating": "awful", "date": "2026-11-01"}',
+     "rating", "none, mild, moderate, severe"),
+    ("/symptoms", b'{"symptom": "hiccups", "rating": "mild", "date": "2026-11-01"}',
+     "symptom", "paresthesia"),
+    ("/assessments", b'{"as_of": "2027-01-01"}', "as_of", "future"),
+    ("/assessments", b'{"as_of": "1900-01-01"}', "as_of", "birth date"),
+    ("/assessments", b'{"as_of": 20260101}', "as_of", "YYYY-MM-DD"),
+]  # fmt: skip
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("route", "body", "path", "fragment"), BAD_BODIES)
+async def test_bad_input_is_a_422_naming_the_field_and_nothing_is_written(
+    site, local, route, body, path, fragment
+):
+    pid = await add_patient(local)
+    before = [e.id for e in site.audit()]
+    url = f"/api/v1/patients/{pid}{route}" if route else "/api/v1/patients"
+    r = await local.post(url, content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    errors = r.json()["errors"]
+    assert path in [e["path"] for e in errors], errors
+    assert fragment in json.dumps(errors), errors
+    assert [e.id for e in site.audit()] == before
+
+
+@pytest.mark.asyncio
+async def test_a_duplicate_dose_is_refused(site, local):
+    pid = await add_patient(local)
+    body = {"date": days_ago(1), "drug": "hydroxocobalamin", "dose": "1 mg", "route": "im"}
+    assert (await api_post(local, f"/api/v1/patients/{pid}/doses", body)).status_code == 201
+    again = await api_post(local, f"/api/v1/patients/{pid}/doses", body)
+    assert again.status_code == 422 and "already recorded" in again.text
+    assert site.count(DoseEntry) == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("method", "route"),
+    [("get", ""), ("post", "/labs"), ("post", "/doses"), ("post", "/symptoms"),
+     ("post", "/assessments")],
+)  # fmt: skip
+async def test_an_unknown_patient_is_404(local, method, route):
+    kwargs = {"json": {}} if method == "post" else {}
+    r = await getattr(local, method)(f"/api/v1/patients/NOPE1234{route}", **kwargs)
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("params", "path"),
+    [({"within": "soon"}, "within"), ({"within": "400"}, "within"),
+     ({"as_of": "21/11/2026"}, "as_of"), ({"as_of": "9999-12-31"}, "as_of")],
+)  # fmt: skip
+async def test_due_list_parameters_are_checked(local, params, path):
+    r = await local.get("/api/v1/due", params=params)
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["path"] == path
+
+
+@pytest.mark.asyncio
+async def test_the_openapi_spec_documents_the_followup_api(local):
+    spec = (await local.get("/openapi.json")).json()
+    paths = spec["paths"]
+    for path, method in [
+        ("/api/v1/patients", "post"),
+        ("/api/v1/patients", "get"),
+        ("/api/v1/patients/{patient_id}", "get"),
+        ("/api/v1/patients/{patient_id}/labs", "post"),
+        ("/api/v1/patients/{patient_id}/doses", "post"),
+        ("/api/v1/patients/{patient_id}/symptoms", "post"),
+        ("/api/v1/patients/{patient_id}/assessments", "post"),
+        ("/api/v1/due", "get"),
+        ("/api/v1/session", "get"),
+    ]:
+        op = paths[path][method]
+        assert {"401", "403", "422"} <= set(op["responses"]), path
+        if method == "post":
+            assert "415" in op["responses"]
+            schema = op["requestBody"]["content"]["application/json"]["schema"]
+            assert schema["type"] == "object" and schema["properties"]
+    dose = paths["/api/v1/patients/{patient_id}/doses"]["post"]["requestBody"]
+    assert set(dose["content"]["application/json"]["schema"]["required"]) == {
+        "date", "drug", "dose", "route"
+    }  # fmt: skip
+
+
+# -- pages ---------------------------------------------------------------------------
+
+
+def _cutoffs(kb: Knowledge, test: str, which: int = -1) -> list[float]:
+    rule = kb.profile("nice-ng239").bands[test][which]
+    return [c.below if c.below is not None else c.upto for c in rule.cutoffs]  # type: ignore[misc]
+
+
+@pytest.mark.asyncio
+async def test_the_timeline_draws_lab_trends_with_the_profiles_thresholds(site, secure, kb):
+    token = await signed_in(secure)
+    pid = await add_patient(secure, token)
+    await course(secure, pid, token)
+    r = await secure.get(f"/patients/{pid}")
+    assert r.status_code == 200
+    html = r.text
+    assert html.count("<h1") == 1 and "<h1>Ann Smith</h1>" in html
+    for test in ("total_b12", "hemoglobin", "mcv"):
+        assert f'<figure class="chart" data-test="{test}">' in html
+    assert 'data-test="mma"' not in html.split('id="record"')[0], "no MMA results, no chart"
+    # Total B12 is charted in pmol/L, so the thresholds are the profile's molar cut-offs.
+    molar = next(r for r in kb.profile("nice-ng239").bands["total_b12"]
+                 if r.when.unit_family == "molar")  # fmt: skip
+    b12 = html.split('data-test="total_b12"')[1].split("</figure>")[0]
+    drawn = [float(v) for v in re.findall(r'class="threshold" data-value="([^"]+)"', b12)]
+    assert drawn == [c.below if c.below is not None else c.upto for c in molar.cutoffs]
+    assert "below 133: deficient" in b12
+    # Haemoglobin: the threshold for a woman who is not pregnant (the profile's last rule).
+    hb = html.split('data-test="hemoglobin"')[1].split("</figure>")[0]
+    drawn = [float(v) for v in re.findall(r'class="threshold" data-value="([^"]+)"', hb)]
+    assert drawn == _cutoffs(kb, "hemoglobin")
+    # Each point keeps the value as recorded (and its SI value) on hover and in the table.
+    assert "<title>" in b12 and "110 pg/mL = 81.2 pmol/L (deficient)" in b12
+    assert "<desc" in b12 and "Thresholds:" in b12
+    table = html.split("Total serum vitamin B12 (cobalamin): every result")[1].split("</table>")[0]
+    assert table.count("<tr") == 3 and "110 pg/mL" in table and "nurse.a" in table
+    # Symptom ratings, doses against the plan, recovery and the audit trail.
+    assert 'data-symptom="paresthesia"' in html
+    assert "severe (" in html and "→ mild (" in html
+    statuses = set(re.findall(r'data-status="([a-z]+)"', html))
+    assert {"given", "late", "missed", "overdue"} <= statuses
+    assert "Maintenance overdue" in html
+    assert 'class="milestone status-' in html
+    audit = html.split('id="audit"')[1]
+    assert "nurse.a" in audit and "create dose" in audit and "assess assessment" in audit
+
+
+@pytest.mark.asyncio
+async def test_the_timeline_forms_record_and_show_errors_with_the_answers_kept(site, secure):
+    token = await signed_in(secure)
+    pid = await add_patient(secure, token)
+    page = await secure.get(f"/patients/{pid}")
+    csrf = csrf_in(page.text)
+    bad = await secure.post(
+        f"/patients/{pid}/labs",
+        data={"csrf_token": csrf, "test": "mma", "value": "0.9", "unit": "pg/mL",
+              "date": days_ago(2)},
+    )  # fmt: skip
+    assert bad.status_code == 422
+    assert 'id="errors"' in bad.text and "unit" in bad.text and 'value="0.9"' in bad.text
+    assert site.count(LabEntry) == 0
+    forms = {
+        "labs": {"test": "mma", "value": "0,9", "unit": "umol/L", "date": days_ago(2)},
+        "doses": {"date": days_ago(1), "drug": "hydroxocobalamin", "dose": "1 mg",
+                  "route": "im", "given_by": ""},
+        "symptoms": {"symptom": "leg_weakness", "rating": "moderate", "date": days_ago(1)},
+        "assessments": {},
+        "calendar-token": {},
+    }  # fmt: skip
+    for route, form in forms.items():
+        r = await secure.post(f"/patients/{pid}/{route}", data=form | {"csrf_token": csrf})
+        assert r.status_code == 303, (route, r.text[:300])
+        assert r.headers["location"].startswith(f"/patients/{pid}?saved=")
+    shown = await secure.get(r.headers["location"])
+    assert "New calendar link made" in shown.text
+    assert 'data-test="mma"' in shown.text and "0.9 umol/L" in shown.text
+    assert 'data-symptom="leg_weakness"' in shown.text
+    assert "hydroxocobalamin 1 mg IM, by nurse.a" in shown.text
+
+
+@pytest.mark.asyncio
+async def test_patients_page_adds_and_finds_patients_by_name_or_id(site, local):
+    page = await local.get("/patients")
+    csrf = csrf_in(page.text)
+    form = {"name": "Carol Jones", "birth_date": "1970-05-05", "sex": "female",
+            "diet": "vegan", "cond_celiac_disease": "yes", "csrf_token": csrf}  # fmt: skip
+    r = await local.post("/patients", data=form)
+    assert r.status_code == 303
+    pid = r.headers["location"].split("/")[2].split("?")[0]
+    bad = await local.post("/patients", data=form | {"birth_date": "05/05/1970"})
+    assert bad.status_code == 422 and "YYYY-MM-DD" in bad.text and "Carol Jones" in bad.text
+    await add_patient(local)
+    for query, expected in (("carol", ["Carol Jones"]), (pid.lower(), ["Carol Jones"]),
+                            ("smith", ["Ann Smith"]), ("nobody", [])):  # fmt: skip
+        found = await local.post("/patients/search", data={"q": query, "csrf_token": csrf})
+        assert found.status_code == 200
+        rows = re.findall(r'<th scope="row"><a href="/patients/[^"]+">([^<]+)</a>', found.text)
+        assert rows == expected, query
+
+
+@pytest.mark.asyncio
+async def test_the_clinic_lists_an_overdue_maintenance_dose_first(site, local):
+    pid = await add_patient(local)
+    await course(local, pid)
+    later = await add_patient(local, name="Zed Brown")
+    r = await local.get("/clinic", params={"as_of": TODAY.isoformat(), "within": "30"})
+    assert r.status_code == 200 and r.text.count("<h1") == 1
+    overdue = r.text.split('id="overdue-title"')[1].split("</section>")[0]
+    assert 'data-kind="maintenance_overdue"' in overdue
+    assert f'href="/patients/{pid}"' in overdue and "Maintenance hydroxocobalamin" in overdue
+    assert later not in overdue
+    bad = await local.get("/clinic", params={"as_of": "tomorrow"})
+    assert bad.status_code == 422 and "YYYY-MM-DD" in bad.text
+
+
+@pytest.mark.asyncio
+async def test_the_calendar_feed_has_the_planned_doses_and_nothing_identifying(site, secure):
+    token = await signed_in(secure)
+    pid = await add_patient(secure, token)
+    await course(secure, pid, token)
+    page = (await secure.get(f"/patients/{pid}")).text
+    link = re.search(r'id="calendar-url" readonly value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    assert link.startswith(f"{SECURE_BASE}/calendar/") and link.endswith(".ics")
+    schedule = (await secure.get(f"/api/v1/patients/{pid}")).json()["assessment"]["treatment"]
+
+    async with client_for(site.app(True)) as anyone:  # a calendar app: no session
+        feed = await anyone.get(link)
+        assert feed.status_code == 200 and feed.headers["content-type"].startswith("text/calendar")
+        text = feed.text
+        assert text.count("BEGIN:VEVENT") == len(schedule["schedule"]) + len(
+            schedule["review_dates"]
+        )
+        first = schedule["schedule"][0]["date"].replace("-", "")
+        assert f"DTSTART;VALUE=DATE:{first}" in text
+        assert f"SUMMARY:B12 injection · patient {pid}" in text
+        for private in ("Ann", "Smith", "1958", "pernicious", "paresthesia"):
+            assert private not in text
+        assert (await anyone.get("/calendar/not-a-token.ics")).status_code == 404
+
+        r = await secure.post(f"/patients/{pid}/calendar-token", data={"csrf_token": csrf_in(page)})
+        assert r.status_code == 303
+        assert (await anyone.get(link)).status_code == 404, "the old link stops working"
+    trail = [(e.actor, e.action, e.entity) for e in site.audit() if e.patient_id == pid]
+    assert ("nurse.a", "regenerate", "calendar_token") in trail
+
+
+# -- the accounts command line -------------------------------------------------------
+
+
+def run_cli(capsys, monkeypatch, *argv: str, stdin: str = "") -> tuple[int, str, str]:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    code = 0
+    try:
+        main(list(argv))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_accounts_command_line(tmp_path, capsys, monkeypatch):
+    db = f"sqlite:///{tmp_path / 'accounts.sqlite3'}"
+    assert run_cli(capsys, monkeypatch, "practice", "add", "Riverside", "--db", db)[0] == 0
+    code, _, err = run_cli(capsys, monkeypatch, "practice", "add", "riverside", "--db", db)
+    assert code == 2 and "already exists" in err
+    code, out, _ = run_cli(
+        capsys, monkeypatch, "user", "add", "Sam", "--practice", "RIVERSIDE",
+        "--password-stdin", "--db", db, stdin=PASSWORD + "\n",
+    )  # fmt: skip
+    assert code == 0 and "user sam added to Riverside" in out
+    code, _, err = run_cli(
+        capsys, monkeypatch, "user", "add", "kim", "--practice", "Riverside",
+        "--password-stdin", "--db", db, stdin="short\n",
+    )  # fmt: skip
+    assert code == 2 and f"at least {users.MIN_PASSWORD_LENGTH}" in err
+    code, _, err = run_cli(capsys, monkeypatch, "user", "add", "kim", "--practice", "Nowhere",
+                           "--password-stdin", "--db", db, stdin=PASSWORD)  # fmt: skip
+    assert code == 2 and "no practice named 'Nowhere'" in err
+    code, out, _ = run_cli(capsys, monkeypatch, "practice", "list", "--db", db)
+    assert re.search(r"1\s+0\s+0\s+Local practice", out) and re.search(
+        r"2\s+1\s+0\s+Riverside", out
+    )
+
+    database = open_database(db)
+    now = dt.datetime.now(dt.UTC)
+    with database.transaction() as s:
+        for _ in range(users.MAX_FAILED_LOGINS):
+            users.authenticate(s, "sam", "wrong password!", now)
+    code, out, _ = run_cli(capsys, monkeypatch, "user", "list", "--db", db)
+    assert "locked until" in out
+    code, out, _ = run_cli(capsys, monkeypatch, "user", "unlock", "SAM", "--db", db)
+    assert code == 0 and "unlocked" in out
+    with database.transaction() as s:
+        assert users.authenticate(s, "sam", PASSWORD, now) is not None
+        trail = [(e.action, e.entity) for e in s.scalars(select(AuditEntry))]
+    assert ("unlock", "user") in trail and ("create", "user") in trail
+    database.dispose()
