@@ -871,3 +871,32 @@ def test_a_bad_backup_file_is_a_backup_error_and_changes_nothing(
 def test_a_missing_backup_file_is_a_backup_error(tmp_path: Path) -> None:
     with pytest.raises(BackupError, match="does not exist"):
         backup.read(tmp_path / "nope.gz")
+
+
+@pytest.mark.parametrize("text", ["Ann\x00Bell", "Ann\nBell"])
+def test_control_characters_in_names_are_refused_on_every_backend(
+    db: Database, kb: Knowledge, text: str
+) -> None:
+    err = rejected(
+        db,
+        lambda s: patients.add(
+            s, kb, NURSE, NOW, name=text, birth_date=dt.date(1958, 3, 4), sex="female"
+        ),
+    )
+    assert err.errors[0].path == "name"
+    pid = add_patient(db, kb)
+    err = rejected(
+        db,
+        lambda s: entries.add_dose(
+            s,
+            NURSE,
+            NOW,
+            patients.get(s, NURSE, pid),
+            given_on=dt.date(2026, 1, 5),
+            drug="hydroxocobalamin",
+            dose="1 mg",
+            route="im",
+            given_by=text,
+        ),
+    )
+    assert err.errors[0].path == "given_by"

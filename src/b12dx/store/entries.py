@@ -17,6 +17,7 @@ from b12dx.knowledge.loader import Knowledge
 from b12dx.models.patient import Drug, LabResult, PatientRecord, Route
 from b12dx.store import audit
 from b12dx.store.audit import Actor
+from b12dx.store.patients import has_control_characters
 from b12dx.store.tables import DoseEntry, LabEntry, Patient, SymptomRatingEntry
 
 Rating = Literal["none", "mild", "moderate", "severe"]
@@ -174,6 +175,8 @@ def add_dose(
     who = (given_by or actor.name).strip()
     if not 0 < len(who) <= 100:
         errors.append(FieldError("given_by", "must be 1 to 100 characters"))
+    elif has_control_characters(who):
+        errors.append(FieldError("given_by", "must not contain control characters"))
     if errors:
         raise InputError(errors)
     assert mg is not None

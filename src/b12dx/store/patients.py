@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import get_args
@@ -44,6 +45,11 @@ def normalise_id(patient_id: str) -> str:
     return patient_id.strip().upper().replace("O", "0").replace("I", "1").replace("L", "1")
 
 
+def has_control_characters(text: str) -> bool:
+    """Tabs, newlines, NUL and the like have no place in a name (PostgreSQL refuses NUL)."""
+    return any(unicodedata.category(ch) == "Cc" for ch in text)
+
+
 def _one_of(values: Iterable[object]) -> str:
     return ", ".join(str(v) for v in values)
 
@@ -65,6 +71,8 @@ def check_details(
     errors: list[FieldError] = []
     if name is not None and not (0 < len(name.strip()) <= 200):
         errors.append(FieldError("name", "must be 1 to 200 characters"))
+    elif name is not None and has_control_characters(name):
+        errors.append(FieldError("name", "must not contain control characters"))
     if birth_date is not None:
         if birth_date > today:
             errors.append(FieldError("birth_date", f"{birth_date} is in the future"))
