@@ -124,6 +124,7 @@ def crash_repeatedly(url: str, logs: Path, loops: int) -> tuple[set[int], list[s
     for _ in range(loops):
         w = start(url, logs, "loop")
         w.read_until("ready")
+        w.read_until("ok ")  # at least one write acknowledged, however loaded the machine
         time.sleep(rng.uniform(0.0, 0.4))
         w.kill()
         assert not w.errors, w.errors
