@@ -59,6 +59,8 @@ class TimeAxis:
 
     def ticks(self, count: int = 5) -> list[Tick]:
         span = (self.last - self.first).days
+        # A date label is ~75 px wide: keep ticks 120 px apart so none overlap.
+        count = max(2, min(count, int((self.x1 - self.x0) // 120) + 1))
         if span <= 0:
             return [Tick(self.x(self.first), day_label(self.first))]
         days = sorted({round(span * i / (count - 1)) for i in range(count)})

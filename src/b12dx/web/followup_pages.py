@@ -27,7 +27,7 @@ from b12dx.store import due, entries, patients, snapshots, users
 from b12dx.store.tables import Patient
 from b12dx.web.auth import Followup, Visitor, followup
 from b12dx.web.ics import followup_calendar
-from b12dx.web.pages import URGENCY_HEADLINE, templates
+from b12dx.web.pages import templates
 from b12dx.web.settings import check_as_of
 from b12dx.web.timeline import last_assessments, timeline_context
 
@@ -52,7 +52,6 @@ def _render(
         name,
         {
             "kb": load_knowledge(),
-            "headline": URGENCY_HEADLINE,
             "visitor": visitor,
             "csrf": visitor.csrf_token if visitor else "",
             "login_required": followup(request).settings.require_login,
