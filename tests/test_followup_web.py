@@ -843,3 +843,49 @@ def test_accounts_command_line(tmp_path, capsys, monkeypatch):
         trail = [(e.action, e.entity) for e in s.scalars(select(AuditEntry))]
     assert ("unlock", "user") in trail and ("create", "user") in trail
     database.dispose()
+
+
+def test_a_password_change_or_deactivation_ends_the_users_sessions(tmp_path, capsys, monkeypatch):
+    db = f"sqlite:///{tmp_path / 'accounts.sqlite3'}"
+    assert run_cli(capsys, monkeypatch, "practice", "add", "Riverside", "--db", db)[0] == 0
+    code, _, _ = run_cli(
+        capsys, monkeypatch, "user", "add", "sam", "--practice", "Riverside",
+        "--password-stdin", "--db", db, stdin=PASSWORD + "\n",
+    )  # fmt: skip
+    assert code == 0
+    database = open_database(db)
+    now = dt.datetime.now(dt.UTC)
+    with database.transaction() as s:
+        user = users.authenticate(s, "sam", PASSWORD, now)
+        assert user is not None
+        token, _ = users.start_session(s, user, now)
+
+    new_password = PASSWORD + " new"
+    code, _, err = run_cli(capsys, monkeypatch, "user", "password", "sam", "--password-stdin",
+                           "--db", db, stdin="short\n")  # fmt: skip
+    assert code == 2 and f"at least {users.MIN_PASSWORD_LENGTH}" in err
+    with database.transaction() as s:
+        assert users.resume_session(s, token, now) is not None, "a refused change ends nothing"
+    code, out, _ = run_cli(capsys, monkeypatch, "user", "password", "SAM", "--password-stdin",
+                           "--db", db, stdin=new_password + "\n")  # fmt: skip
+    assert code == 0 and "signed out everywhere" in out
+    with database.transaction() as s:
+        assert users.resume_session(s, token, now) is None
+        assert users.authenticate(s, "sam", PASSWORD, now) is None
+        user = users.authenticate(s, "sam", new_password, now)
+        assert user is not None
+        token, _ = users.start_session(s, user, now)
+
+    code, out, _ = run_cli(capsys, monkeypatch, "user", "deactivate", "sam", "--db", db)
+    assert code == 0 and "deactivated" in out
+    with database.transaction() as s:
+        assert users.resume_session(s, token, now) is None
+        assert users.authenticate(s, "sam", new_password, now) is None
+    assert "deactivated" in run_cli(capsys, monkeypatch, "user", "list", "--db", db)[1]
+    code, _, _ = run_cli(capsys, monkeypatch, "user", "activate", "sam", "--db", db)
+    with database.transaction() as s:
+        assert code == 0 and users.authenticate(s, "sam", new_password, now) is not None
+        trail = [e.action for e in s.scalars(select(AuditEntry)) if e.entity == "user"]
+    assert trail.count("set_password") == 1 and "deactivate" in trail and "activate" in trail
+    assert run_cli(capsys, monkeypatch, "user", "deactivate", "nobody", "--db", db)[0] == 2
+    database.dispose()

@@ -187,3 +187,65 @@ def user_unlock(
             sys.stdout.write(f"user {u.username} unlocked\n")
     finally:
         database.dispose()
+
+
+@user_app.command("password")
+def user_password(
+    username: Annotated[str, typer.Argument(help="The user whose password to set.")],
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin", help="Read the password from the first line of standard input."
+        ),
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Set a new password (asked twice, hidden); the user's signed-in sessions end."""
+    from b12dx.store import users
+    from b12dx.store.audit import Actor
+    from b12dx.store.db import open_database
+
+    database = open_database(db)
+    try:
+        with database.transaction() as s:
+            users.user_named(s, username)  # before asking for a password
+        password = _read_password(password_stdin)
+        with database.transaction() as s:
+            u = users.set_password(s, Actor(_actor_name()), _now(), username, password)
+            sys.stdout.write(f"password of {u.username} changed; signed out everywhere\n")
+    finally:
+        database.dispose()
+
+
+@user_app.command("deactivate")
+def user_deactivate(
+    username: Annotated[str, typer.Argument(help="The user who may no longer sign in.")],
+    db: DbOption = None,
+) -> None:
+    """Stop a user signing in (someone who has left); their sessions end. Kept for the
+    audit log, which names them."""
+    _set_active(username, False, db)
+
+
+@user_app.command("activate")
+def user_activate(
+    username: Annotated[str, typer.Argument(help="The user who may sign in again.")],
+    db: DbOption = None,
+) -> None:
+    """Let a deactivated user sign in again."""
+    _set_active(username, True, db)
+
+
+def _set_active(username: str, active: bool, db: str | None) -> None:
+    from b12dx.store import users
+    from b12dx.store.audit import Actor
+    from b12dx.store.db import open_database
+
+    database = open_database(db)
+    try:
+        with database.transaction() as s:
+            u = users.set_active(s, Actor(_actor_name()), _now(), username, active)
+            state = "activated" if active else "deactivated; signed out everywhere"
+            sys.stdout.write(f"user {u.username} {state}\n")
+    finally:
+        database.dispose()

@@ -226,6 +226,56 @@ def unlock(session: Session, actor: Actor, now: dt.datetime, username: str) -> U
     return user
 
 
+def set_password(
+    session: Session, actor: Actor, now: dt.datetime, username: str, password: str
+) -> User:
+    """A new password; every signed-in session of the user ends (a stolen session must not
+    outlive the password change)."""
+    check_password(password)
+    user = user_named(session, username)
+    user.password_hash = HASHER.hash(password)
+    user.failed_logins = 0
+    user.locked_until = None
+    ended = _end_all_sessions(session, user)
+    audit.record(
+        session,
+        Actor(actor.name, user.practice_id),
+        now,
+        "set_password",
+        "user",
+        user.id,
+        None,
+        {"username": user.username, "sessions_ended": ended},
+    )
+    return user
+
+
+def set_active(
+    session: Session, actor: Actor, now: dt.datetime, username: str, active: bool
+) -> User:
+    """Deactivate (someone who has left: they can no longer sign in, and their sessions
+    end) or reactivate a user. Users are never deleted: the audit log names them."""
+    user = user_named(session, username)
+    user.active = active
+    ended = 0 if active else _end_all_sessions(session, user)
+    audit.record(
+        session,
+        Actor(actor.name, user.practice_id),
+        now,
+        "activate" if active else "deactivate",
+        "user",
+        user.id,
+        None,
+        {"username": user.username, "sessions_ended": ended},
+    )
+    return user
+
+
+def _end_all_sessions(session: Session, user: User) -> int:
+    result = session.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 # -- signing in --------------------------------------------------------------------------
 
 
