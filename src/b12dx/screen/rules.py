@@ -1,0 +1,511 @@
+"""The six care gaps as Ibis expressions over the screening tables (``model``).
+
+``build_gaps`` builds one expression; whichever backend holds the tables (DuckDB, PySpark)
+executes it, so the rules exist once. Every threshold is read from the knowledge base and
+the profile where the engine reads it:
+
+- B12 bands: the profile's bands for total and active B12 (``profiles.yaml``), compared in
+  SI: a cut-off written for a unit family is multiplied by that family's factor
+  (``labs.yaml``), and a result is compared with the cut-offs of the family it came in.
+- Long-term medicines: the risk factor trigger's ``min_duration_months``
+  (``risk_factors.yaml``; none for metformin, so every current course counts, as in the
+  engine). Courses are the engine's: orders at most ``fhir.yaml medication_runs.gap_days``
+  apart are one course, current when open, reaching as_of, or continued by a later order.
+- Maintenance: the longest maintenance interval among the profile's injection regimens
+  (``regimens.yaml``) plus the profile's ``maintenance_grace_days``.
+- Windows (12 months, 91 days, 31 days) and lists: ``screening.yaml``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import ibis
+import ibis.expr.types as ir
+
+from b12dx.engine.schedule import add_months, maintenance_interval
+from b12dx.knowledge.loader import Knowledge
+from b12dx.models.knowledge import Profile
+
+GAPS = (
+    "untested_at_risk",
+    "monitoring_due",
+    "indeterminate_not_followed_up",
+    "deficient_untreated",
+    "folic_acid_without_b12",
+    "maintenance_overdue",
+)
+
+DAYS_PER_MONTH = 365.25 / 12  # as b12dx.fhir.record counts course months
+
+Tables = Mapping[str, ir.Table]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The numbers the rules use, resolved from the knowledge base and profile."""
+
+    as_of: dt.date
+    min_age: int
+    lookback_start: dt.date  # a B12 test on or after this date is "in the last 12 months"
+    symptom_start: dt.date
+    follow_up_days: int
+    treatment_days: int
+    gap_days: int  # orders at most this far apart are one course
+    maintenance_months: int | None
+    maintenance_days: int | None
+    grace_days: int
+    maintenance_regimen: str
+
+
+def thresholds(kb: Knowledge, profile: Profile, as_of: dt.date) -> Thresholds:
+    sc = kb.screening
+    w = sc.windows
+    injections = [
+        kb.regimens[r]
+        for r in dict.fromkeys(profile.regimen_by_cause.values())
+        if kb.regimens[r].route in sc.maintenance.routes
+    ]
+
+    def length(regimen_id: str) -> float:
+        phase = maintenance_interval(kb.regimens[regimen_id])
+        if phase.every_months is not None:
+            return phase.every_months * DAYS_PER_MONTH
+        return float(phase.every_days or 0)
+
+    longest = max((r.id for r in injections), key=length)
+    phase = maintenance_interval(kb.regimens[longest])
+    return Thresholds(
+        as_of=as_of,
+        min_age=sc.min_age_years,
+        lookback_start=add_months(as_of, -w.test_lookback_months),
+        symptom_start=add_months(as_of, -w.symptom_months),
+        follow_up_days=w.follow_up_days,
+        treatment_days=w.treatment_start_days,
+        gap_days=kb.fhir.medication_runs.gap_days,
+        maintenance_months=phase.every_months,
+        maintenance_days=phase.every_days if phase.every_months is None else None,
+        grace_days=profile.maintenance_grace_days or 0,
+        maintenance_regimen=longest,
+    )
+
+
+def _days(n: int) -> ir.IntervalScalar:
+    return ibis.interval(days=n)
+
+
+def _text(value: ir.Value) -> ir.StringValue:
+    return value.cast("string")
+
+
+def _join_texts(texts: ir.StringColumn) -> ir.StringScalar:
+    return texts.collect().sort().join("; ")
+
+
+# --- building blocks --------------------------------------------------------------------
+
+
+def _people(t: Tables, th: Thresholds, kb: Knowledge) -> ir.Table:
+    """Alive on as_of, aged min_age or more, with their age band."""
+    p = t["person"]
+    a = ibis.literal(th.as_of)
+    birthday_later = (p.birth_date.month() > th.as_of.month) | (
+        (p.birth_date.month() == th.as_of.month) & (p.birth_date.day() > th.as_of.day)
+    )
+    age = th.as_of.year - p.birth_date.year() - ibis.ifelse(birthday_later, 1, 0)
+    p = p.filter(p.birth_date <= a, p.death_date.isnull() | (p.death_date > a)).mutate(age=age)
+    p = p.filter(p.age >= th.min_age)
+    bands = kb.screening.age_bands
+    cases = []
+    for i, low in enumerate(bands):
+        label = f"{low}-{bands[i + 1] - 1}" if i + 1 < len(bands) else f"{low}+"
+        upper = bands[i + 1] if i + 1 < len(bands) else 10_000
+        cases.append(((p.age >= low) & (p.age < upper), label))
+    return p.mutate(age_band=ibis.cases(*cases, else_="unknown")).select(
+        "person_id", "age", "age_band"
+    )
+
+
+def current_courses(
+    t: Tables, th: Thresholds, medication_ids: list[str], min_months: int | None
+) -> ir.Table:
+    """(person_id, medication_id, course_start): the course of each medicine current on
+    as_of and at least ``min_months`` long, counted as b12dx.fhir.record counts it."""
+    a = ibis.literal(th.as_of)
+    m = t["medication"].filter(t["medication"].medication_id.isin(medication_ids))
+    before = m.filter(m.start_date <= a).mutate(
+        link_end=ibis.greatest(ibis.coalesce(m.end_date, m.start_date), m.start_date),
+        open=m.end_date.isnull().cast("int8"),
+    )
+    keys = [before.person_id, before.medication_id]
+    earlier = ibis.window(
+        group_by=keys, order_by=[before.start_date, before.link_end], rows=(None, -1)
+    )
+    upto = ibis.window(group_by=keys, order_by=[before.start_date, before.link_end], rows=(None, 0))
+    prev_end = before.link_end.max().over(earlier)
+    starts_run = prev_end.isnull() | (before.start_date > prev_end + _days(th.gap_days))
+    runs = before.mutate(new_run=starts_run.cast("int64"))
+    runs = runs.mutate(run=runs.new_run.sum().over(upto))
+    runs = runs.mutate(last_run=runs.run.max().over(ibis.window(group_by=keys)))
+    in_last = runs.filter(runs.run == runs.last_run)
+    last = in_last.group_by(["person_id", "medication_id"]).aggregate(
+        course_start=in_last.start_date.min(),
+        course_end=in_last.link_end.max(),
+        any_open=in_last.open.max(),
+    )
+    later = (
+        m.filter(m.start_date > a)
+        .group_by(["person_id", "medication_id"])
+        .aggregate(next_start=m.start_date.min())
+    )
+    c = last.left_join(later, ["person_id", "medication_id"]).select(
+        last.person_id, last.medication_id, last.course_start, last.course_end, last.any_open,
+        later.next_start,
+    )
+    continued = c.next_start.notnull() & (c.next_start <= c.course_end + _days(th.gap_days))
+    current = (c.any_open == 1) | (c.course_end >= a) | continued
+    c = c.filter(current)
+    if min_months:
+        latest_start = th.as_of - dt.timedelta(days=math.ceil(min_months * DAYS_PER_MONTH))
+        c = c.filter(c.course_start <= ibis.literal(latest_start))
+    return c.select("person_id", "medication_id", "course_start")
+
+
+def _active_conditions(t: Tables, th: Thresholds, ids: list[str]) -> ir.Table:
+    a = ibis.literal(th.as_of)
+    c = t["condition"]
+    return c.filter(
+        c.condition_id.isin(ids),
+        c.start_date.isnull() | (c.start_date <= a),
+        c.end_date.isnull() | (c.end_date >= a),
+    )
+
+
+def risk_factor_facts(t: Tables, th: Thresholds, kb: Knowledge, ids: list[str]) -> ir.Table:
+    """(person_id, risk_factor, fact): each listed risk factor present on as_of, with the
+    fact that shows it ("metformin since 2015-03-02")."""
+    a = ibis.literal(th.as_of)
+    parts: list[ir.Table] = []
+    f = t["finding"]
+    for rf_id in ids:
+        trig = kb.risk_factors[rf_id].trigger
+        if trig.medication is not None:
+            c = current_courses(t, th, trig.medication, trig.min_duration_months)
+            fact = c.medication_id + " since " + _text(c.course_start)
+            parts.append(c.select("person_id", risk_factor=ibis.literal(rf_id), fact=fact))
+        elif trig.condition is not None:
+            c = _active_conditions(t, th, trig.condition)
+            fact = c.condition_id + ibis.ifelse(
+                c.start_date.isnull(), "", " since " + _text(c.start_date)
+            )
+            parts.append(c.select("person_id", risk_factor=ibis.literal(rf_id), fact=fact))
+        elif trig.diet is not None or trig.exposure is not None:
+            kind, values = ("diet", trig.diet) if trig.diet is not None else ("exposure", trig.exposure)
+            assert values is not None
+            x = f.filter(f.kind == kind, f.id.isin(values), f.date <= a)
+            fact = x.id + " recorded " + _text(x.date)
+            parts.append(x.select("person_id", risk_factor=ibis.literal(rf_id), fact=fact))
+        else:
+            raise ValueError(f"risk factor {rf_id!r}: its trigger cannot be screened set-wise")
+    rows = ibis.union(*parts, distinct=False)
+    return rows.group_by(["person_id", "risk_factor"]).aggregate(fact=rows.fact.min())
+
+
+def _last_b12_test(t: Tables, th: Thresholds, kb: Knowledge) -> ir.Table:
+    lab = t["lab"]
+    tests = lab.filter(lab.test.isin(kb.screening.b12_tests), lab.date <= ibis.literal(th.as_of))
+    return tests.group_by("person_id").aggregate(last_test=tests.date.max())
+
+
+def _untested(people: ir.Table, last: ir.Table, th: Thresholds) -> ir.Table:
+    """People with no B12 test on or after lookback_start, and the text saying so."""
+    j = people.left_join(last, "person_id").select(people.person_id, last.last_test)
+    j = j.filter(j.last_test.isnull() | (j.last_test < ibis.literal(th.lookback_start)))
+    text = ibis.literal(f"no B12 test since {th.lookback_start} (last: ") + ibis.coalesce(
+        _text(j.last_test), ibis.literal("none on record")
+    ) + ")"
+    return j.select("person_id", untested=text)
+
+
+def band_expr(
+    kb: Knowledge, profile: Profile, test: str, value_si: ir.FloatingValue, family: ir.StringValue
+) -> ir.StringValue:
+    """The profile's band of a result, compared in SI (engine.labs.band_rule/apply_cutoffs)."""
+    lab = kb.labs[test]
+    cases: list[tuple[ir.BooleanValue, ir.StringValue]] = []
+    for rule in reversed(profile.bands[test]):
+        w = rule.when
+        if w.sex is not None or w.pregnant is not None or w.age_min is not None:
+            raise ValueError(f"profile {profile.id}: {test} bands by person; not screened")
+        factor = 1.0
+        if w.unit_family is not None:
+            factor = next(u for u in lab.units if u.family == w.unit_family).factor
+        band: ir.StringValue = ibis.literal(rule.otherwise)
+        for cut in reversed(rule.cutoffs):
+            if cut.below is not None:
+                hit = value_si < ibis.literal(cut.below * factor)
+            else:
+                assert cut.upto is not None
+                hit = value_si <= ibis.literal(cut.upto * factor)
+            band = ibis.ifelse(hit, ibis.literal(cut.band), band)
+        matches = family == w.unit_family if w.unit_family is not None else ibis.literal(True)
+        cases.insert(0, (matches, band))
+    return ibis.cases(*cases, else_=ibis.null("string"))
+
+
+def latest_results(t: Tables, th: Thresholds, kb: Knowledge, profile: Profile) -> ir.Table:
+    """The latest result of each B12 test on or before as_of, banded."""
+    lab = t["lab"]
+    x = lab.filter(
+        lab.test.isin(kb.screening.b12_tests), lab.date <= ibis.literal(th.as_of),
+        lab.value_si.notnull(),
+    )
+    order = ibis.window(
+        group_by=[x.person_id, x.test], order_by=[ibis.desc(x.date), x.value_si]
+    )
+    x = x.mutate(rn=ibis.row_number().over(order))
+    x = x.filter(x.rn == 0)
+    cases = [
+        (x.test == test, band_expr(kb, profile, test, x.value_si, x.unit_family))
+        for test in kb.screening.b12_tests
+        if test in profile.bands
+    ]
+    return x.mutate(band=ibis.cases(*cases, else_=ibis.null("string"))).select(
+        "person_id", "test", "value_si", "date", "band"
+    )
+
+
+def _result_text(kb: Knowledge, r: ir.Table) -> ir.StringValue:
+    names = ibis.cases(
+        *[(r.test == test, ibis.literal(kb.labs[test].name)) for test in kb.screening.b12_tests],
+        else_=r.test,
+    )
+    units = ibis.cases(
+        *[(r.test == test, ibis.literal(kb.labs[test].si_unit or "")) for test in kb.screening.b12_tests],
+        else_="",
+    )
+    return (
+        names + " " + _text(r.value_si.round(1)) + " " + units + " on " + _text(r.date) + " ("
+        + r.band + ")"
+    )
+
+
+def _b12_treatment_dates(t: Tables) -> ir.Table:
+    """(person_id, date): every B12 dose given and every B12 order started."""
+    d = t["b12_dose"].select("person_id", "date")
+    m = t["medication"]
+    orders = m.filter(m.medication_id == "b12_supplement").select("person_id", date=m.start_date)
+    return ibis.union(d, orders, distinct=False)
+
+
+# --- the gaps ---------------------------------------------------------------------------
+
+
+def _untested_at_risk(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Table]) -> ir.Table:
+    ua = kb.screening.untested_at_risk
+    rf = ctx["rf_facts"]
+    rf_text = rf.group_by("person_id").aggregate(risks=_join_texts(rf.fact))
+    a = ibis.literal(th.as_of)
+    f = t["finding"]
+    b12_symptoms = [s.id for s in kb.symptoms.values() if s.role == "b12"]
+    sym = f.filter(
+        f.kind == "symptom", f.id.isin(b12_symptoms), f.date <= a,
+        f.date >= ibis.literal(th.symptom_start),
+    )
+    sym = sym.select("person_id", sign=sym.id + " recorded " + _text(sym.date))
+    dx = _active_conditions(t, th, ua.presenting_conditions)
+    dx = dx.select(
+        "person_id",
+        sign=dx.condition_id + ibis.ifelse(dx.start_date.isnull(), "", " since " + _text(dx.start_date)),
+    )
+    signs = ibis.union(sym, dx, distinct=False)
+    signs = signs.group_by("person_id").aggregate(signs=_join_texts(signs.sign))
+    u = ctx["untested"]
+    j = rf_text.join(signs, "person_id").join(u, "person_id")
+    return j.select(
+        "person_id",
+        reasons="risk factors: " + j.risks + "; signs: " + j.signs + "; " + j.untested,
+    )
+
+
+def _monitoring_due(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Table]) -> ir.Table:
+    trig = kb.risk_factors["metformin"].trigger
+    c = current_courses(t, th, trig.medication or ["metformin"], trig.min_duration_months)
+    u = ctx["untested"]
+    j = c.join(u, "person_id")
+    return j.select(
+        "person_id", reasons="metformin since " + _text(j.course_start) + "; " + j.untested
+    )
+
+
+def _indeterminate(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Table]) -> ir.Table:
+    r = ctx["latest"]
+    r = r.filter(
+        r.band == "indeterminate",
+        r.date + _days(th.follow_up_days) < ibis.literal(th.as_of),
+    )
+    lab = t["lab"]
+    parts = []
+    for test, follow in kb.screening.follow_up_tests.items():
+        rr = r.filter(r.test == test)
+        fu = lab.filter(lab.test.isin(follow))
+        done = rr.join(
+            fu,
+            [
+                rr.person_id == fu.person_id,
+                fu.date >= rr.date,
+                fu.date <= rr.date + _days(th.follow_up_days),
+            ],
+        ).select(rr.person_id)
+        missing = rr.anti_join(done, "person_id")
+        parts.append(
+            missing.select(
+                "person_id",
+                reasons=_result_text(kb, missing)
+                + f"; no {' or '.join(follow)} within {th.follow_up_days} days after",
+            )
+        )
+    return ibis.union(*parts, distinct=False)
+
+
+def _deficient_untreated(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Table]) -> ir.Table:
+    r = ctx["latest"]
+    r = r.filter(
+        r.band == "deficient", r.date + _days(th.treatment_days) < ibis.literal(th.as_of)
+    )
+    tr = _b12_treatment_dates(t)
+    # Any B12 given before the result, or up to a month after it, is treatment (a result
+    # drawn after B12 was given does not diagnose, engine.labs).
+    treated = r.join(
+        tr, [r.person_id == tr.person_id, tr.date <= r.date + _days(th.treatment_days)]
+    ).select(r.person_id, r.test)
+    missing = r.anti_join(treated, ["person_id", "test"])
+    missing = missing.group_by("person_id").aggregate(
+        reasons=_join_texts(_result_text(kb, missing))
+    )
+    return missing.select(
+        "person_id",
+        reasons=missing.reasons + f"; no B12 treatment within {th.treatment_days} days after",
+    )
+
+
+def _folic_acid(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Table]) -> ir.Table:
+    c = current_courses(t, th, ["folic_acid"], None)
+    a = ibis.literal(th.as_of)
+    c = c.mutate(
+        since=ibis.least(c.course_start, ibis.literal(th.lookback_start))
+    )
+    lab = t["lab"]
+    tests = lab.filter(lab.test.isin(kb.screening.b12_tests), lab.date <= a)
+    tested = c.join(tests, [c.person_id == tests.person_id, tests.date >= c.since]).select(
+        c.person_id
+    )
+    m = t["medication"]
+    b12 = m.filter(m.medication_id == "b12_supplement", m.start_date <= a)
+    on_b12 = c.join(
+        b12, [c.person_id == b12.person_id, b12.end_date.isnull() | (b12.end_date >= c.since)]
+    ).select(c.person_id)
+    d = t["b12_dose"]
+    dosed = c.join(d, [c.person_id == d.person_id, d.date >= c.since, d.date <= a]).select(
+        c.person_id
+    )
+    gap = c.anti_join(tested, "person_id").anti_join(on_b12, "person_id").anti_join(
+        dosed, "person_id"
+    )
+    return gap.select(
+        "person_id",
+        reasons="folic acid since " + _text(gap.course_start)
+        + "; no B12 test or B12 treatment since " + _text(gap.since),
+    )
+
+
+def _maintenance_overdue(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Table]) -> ir.Table:
+    d = t["b12_dose"]
+    d = d.filter(d.route.isin(kb.screening.maintenance.routes), d.date <= ibis.literal(th.as_of))
+    g = d.group_by("person_id").aggregate(doses=d.count(), last_dose=d.date.max())
+    g = g.filter(g.doses >= kb.screening.maintenance.min_doses)
+    if th.maintenance_months is not None:
+        due = g.last_dose + ibis.interval(months=th.maintenance_months)
+        interval = f"{th.maintenance_months} months"
+    else:
+        due = g.last_dose + _days(th.maintenance_days or 0)
+        interval = f"{th.maintenance_days} days"
+    # DuckDB returns date + months as a timestamp; the first 10 characters are the date.
+    g = g.mutate(due=due.cast("date"))
+    g = g.filter(g.due + _days(th.grace_days) < ibis.literal(th.as_of))
+    return g.select(
+        "person_id",
+        reasons="last B12 injection " + _text(g.last_dose) + " (" + _text(g.doses)
+        + f" injections); the next was due by {interval} ({th.maintenance_regimen}), on "
+        + _text(g.due).substr(0, 10) + f", {th.grace_days} days' grace has passed",
+    )
+
+
+_BUILDERS = {
+    "untested_at_risk": _untested_at_risk,
+    "monitoring_due": _monitoring_due,
+    "indeterminate_not_followed_up": _indeterminate,
+    "deficient_untreated": _deficient_untreated,
+    "folic_acid_without_b12": _folic_acid,
+    "maintenance_overdue": _maintenance_overdue,
+}
+
+
+def build_gaps(t: Tables, kb: Knowledge, profile: Profile, as_of: dt.date) -> ir.Table:
+    """One row per flagged person and gap: person_id, gap, rule_id, sources, reasons,
+    as_of, age_band, risk_factors. Only people alive and adult on as_of are screened."""
+    th = thresholds(kb, profile, as_of)
+    people = _people(t, th, kb)
+    ctx = {
+        "rf_facts": risk_factor_facts(t, th, kb, kb.screening.untested_at_risk.risk_factors),
+        "untested": _untested(people, _last_b12_test(t, th, kb), th),
+        "latest": latest_results(t, th, kb, profile),
+    }
+    parts = []
+    for gap in GAPS:
+        rule = kb.rules[f"screen.{gap}"]
+        rows = _BUILDERS[gap](t, th, kb, ctx)
+        parts.append(
+            rows.select(
+                "person_id",
+                gap=ibis.literal(gap),
+                rule_id=ibis.literal(rule.id),
+                sources=ibis.literal(list(rule.sources), type="array<string>"),
+                reasons="reasons",
+            )
+        )
+    gaps = ibis.union(*parts, distinct=False)
+    gaps = gaps.join(people, "person_id").select(gaps, people.age_band)
+    rf = ctx["rf_facts"]
+    per_person = rf.group_by("person_id").aggregate(risk_factors=rf.risk_factor.collect().sort())
+    out = gaps.left_join(per_person, "person_id").select(
+        gaps.person_id,
+        gaps.gap,
+        gaps.rule_id,
+        gaps.sources,
+        gaps.reasons,
+        as_of=ibis.literal(as_of),
+        age_band=gaps.age_band,
+        risk_factors=ibis.coalesce(
+            per_person.risk_factors, ibis.literal([], type="array<string>")
+        ),
+    )
+    return out.order_by(["gap", "person_id"])
+
+
+def summary_expr(gaps: ir.Table) -> ir.Table:
+    """Counts per gap x age band x risk factor ("none" when a person has none)."""
+    rf = ibis.ifelse(
+        gaps.risk_factors.length() == 0,
+        ibis.literal(["none"], type="array<string>"),
+        gaps.risk_factors,
+    )
+    x = gaps.mutate(risk_factor=rf.unnest())
+    return (
+        x.group_by(["gap", "age_band", "risk_factor"])
+        .aggregate(patients=x.person_id.nunique())
+        .order_by(["gap", "age_band", "risk_factor"])
+    )
