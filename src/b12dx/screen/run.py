@@ -112,3 +112,63 @@ def write_outputs(result: ScreenResult, out: Path) -> dict[str, Path]:
     pacsv.write_csv(_csv_ready(result.gaps), paths["gaps.csv"])
     pacsv.write_csv(result.summary, paths["summary.csv"])
     return paths
+
+
+OMOP_TABLES = (
+    "person",
+    "drug_exposure",
+    "measurement",
+    "condition_occurrence",
+    "procedure_occurrence",
+    "observation",
+)
+
+
+def detect_input(source: Path) -> str:
+    """"fhir" (NDJSON files) or "omop" (person.csv or person.parquet), else an InputError."""
+    from b12dx.errors import FieldError, InputError
+
+    if not source.is_dir():
+        raise InputError([FieldError("INPUT", f"{source} is not a folder")])
+    names = {p.name for p in source.iterdir()}
+    if any(n.endswith((".ndjson", ".ndjson.gz")) for n in names):
+        return "fhir"
+    if names & {"person.csv", "person.parquet"}:
+        return "omop"
+    raise InputError(
+        [
+            FieldError(
+                "INPUT",
+                f"{source} holds neither NDJSON files nor an OMOP person table",
+                "a FHIR Bulk Data export (*.ndjson) or OMOP CDM 5.4 tables "
+                f"({', '.join(OMOP_TABLES)} as .csv or .parquet)",
+            )
+        ]
+    )
+
+
+def screen(
+    source: Path,
+    out: Path,
+    kb: Knowledge,
+    profile: Profile,
+    as_of: dt.date,
+    engine: str = "duckdb",
+    step: Step | None = None,
+) -> tuple[ScreenResult, dict[str, Path]]:
+    """Load ``source`` into screening tables (in ``out/tables``), find the gaps, write them."""
+    say = step or (lambda _name: None)
+    kind = detect_input(source)
+    work = out / "tables"
+    say(f"loading the {'FHIR export' if kind == 'fhir' else 'OMOP tables'}")
+    if kind == "fhir":
+        from b12dx.screen.load_fhir import load_fhir
+
+        tables, _skipped = load_fhir(kb, source, work)
+    else:
+        from b12dx.screen.load_omop import load_omop
+
+        tables = load_omop(kb, source, work)
+    result = screen_tables(tables, kb, profile, as_of, engine, say)
+    say("writing gaps.parquet, gaps.csv, summary.csv")
+    return result, write_outputs(result, out)
