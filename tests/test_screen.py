@@ -1,0 +1,182 @@
+"""Population screening: each gap at its boundaries on hand-built screening tables, units,
+the Synthea export as of a date in its history, and the command's errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from b12dx.cli.app import app
+from b12dx.knowledge.loader import load_knowledge
+from b12dx.screen.model import rows_table, write_tables
+from b12dx.screen.run import screen_tables
+
+D = dt.date
+AS_OF = D(2023, 6, 1)  # 12 calendar months back is 2022-06-01, 365 days
+SYNTHEA = Path(__file__).parent / "fixtures" / "synthea-bulk-10"
+B12_NG_L = 0.7378  # ng/L -> pmol/L (labs.yaml)
+
+
+def _person(pid: str) -> dict[str, Any]:
+    return {"person_id": pid, "birth_date": D(1950, 1, 1), "sex": "female", "death_date": None}
+
+
+def gaps(tmp_path: Path, rows: dict[str, list[dict[str, Any]]], as_of: D = AS_OF) -> set[tuple[str, str]]:
+    kb = load_knowledge()
+    people = {r["person_id"] for table in rows.values() for r in table}
+    tables = {name: rows_table(name, table) for name, table in rows.items()}
+    tables.setdefault("person", rows_table("person", [_person(p) for p in sorted(people)]))
+    result = screen_tables(write_tables(tmp_path, tables), kb, kb.default_profile, as_of)
+    return {(r["person_id"], r["gap"]) for r in result.gaps.to_pylist()}
+
+
+def _b12(pid: str, days_before: int, value_si: float = 300.0, family: str = "molar") -> dict[str, Any]:
+    return {
+        "person_id": pid, "test": "total_b12", "value_si": value_si, "value_text": None,
+        "unit_family": family, "date": AS_OF - dt.timedelta(days=days_before),
+    }
+
+
+def test_monitoring_due_when_the_last_b12_test_is_more_than_12_months_old(tmp_path: Path) -> None:
+    metformin = [
+        {"person_id": p, "medication_id": "metformin", "start_date": D(2018, 1, 1), "end_date": None}
+        for p in ("tested", "untested")
+    ]
+    found = gaps(tmp_path, {"medication": metformin, "lab": [_b12("tested", 364), _b12("untested", 366)]})
+    assert ("untested", "monitoring_due") in found
+    assert ("tested", "monitoring_due") not in found
+
+
+def test_untested_at_risk_needs_a_long_enough_ppi_course_and_a_sign(tmp_path: Path) -> None:
+    def ppi(pid: str, days: int) -> dict[str, Any]:
+        start = AS_OF - dt.timedelta(days=days)
+        return {"person_id": pid, "medication_id": "proton_pump_inhibitor", "start_date": start, "end_date": None}
+
+    anemia = [
+        {"person_id": p, "condition_id": "anemia", "start_date": D(2022, 1, 1), "end_date": None}
+        for p in ("23m", "24m")
+    ]
+    # 24 months is 731 days counted as b12dx.fhir.record counts months (365.25 / 12 a month).
+    found = gaps(tmp_path, {"medication": [ppi("23m", 700), ppi("24m", 731), ppi("nosign", 900)], "condition": anemia})
+    assert ("24m", "untested_at_risk") in found
+    assert ("23m", "untested_at_risk") not in found
+    assert ("nosign", "untested_at_risk") not in found
+
+
+def test_indeterminate_is_followed_up_by_mma_within_91_days(tmp_path: Path) -> None:
+    def mma(pid: str, days_after: int) -> dict[str, Any]:
+        return {
+            "person_id": pid, "test": "mma", "value_si": 0.3, "value_text": None,
+            "unit_family": "molar", "date": AS_OF - dt.timedelta(days=200 - days_after),
+        }
+
+    labs = [_b12("on_time", 200, 200.0), _b12("late", 200, 200.0), mma("on_time", 89), mma("late", 92)]
+    found = gaps(tmp_path, {"lab": labs})
+    assert ("late", "indeterminate_not_followed_up") in found
+    assert ("on_time", "indeterminate_not_followed_up") not in found
+
+
+def test_the_indeterminate_boundary_is_compared_in_the_unit_family_of_the_result(tmp_path: Path) -> None:
+    # 180 ng/L is indeterminate (bounds inclusive) and 179 deficient; 133 pmol/L
+    # indeterminate and 132 deficient (profiles.yaml nice-ng239).
+    labs = [
+        _b12("ng180", 200, 180 * B12_NG_L, "mass"),
+        _b12("ng179", 200, 179 * B12_NG_L, "mass"),
+        _b12("pmol133", 200, 133.0, "molar"),
+        _b12("pmol132", 200, 132.0, "molar"),
+    ]
+    found = gaps(tmp_path, {"lab": labs})
+    assert ("ng180", "indeterminate_not_followed_up") in found
+    assert ("ng179", "deficient_untreated") in found
+    assert ("pmol133", "indeterminate_not_followed_up") in found
+    assert ("pmol132", "deficient_untreated") in found
+
+
+def test_deficient_is_untreated_when_no_b12_starts_within_31_days(tmp_path: Path) -> None:
+    def dose(pid: str, days_after: int) -> dict[str, Any]:
+        return {"person_id": pid, "date": AS_OF - dt.timedelta(days=100 - days_after), "route": "im", "drug": "hydroxocobalamin"}
+
+    labs = [_b12("treated", 100, 100.0), _b12("late", 100, 100.0)]
+    found = gaps(tmp_path, {"lab": labs, "b12_dose": [dose("treated", 30), dose("late", 32)]})
+    assert ("late", "deficient_untreated") in found
+    assert ("treated", "deficient_untreated") not in found
+
+
+def test_folic_acid_without_any_b12_test_or_treatment(tmp_path: Path) -> None:
+    folic = [
+        {"person_id": p, "medication_id": "folic_acid", "start_date": D(2023, 1, 1), "end_date": None}
+        for p in ("alone", "tested")
+    ]
+    found = gaps(tmp_path, {"medication": folic, "lab": [_b12("tested", 30)]})
+    assert ("alone", "folic_acid_without_b12") in found
+    assert ("tested", "folic_acid_without_b12") not in found
+
+
+def test_maintenance_overdue_after_the_interval_and_the_grace(tmp_path: Path) -> None:
+    # Longest injection interval of nice-ng239 is 3 months (im_standard), grace 14 days:
+    # a last dose on 2023-02-15 was due 2023-05-15, overdue after 2023-05-29.
+    def doses(pid: str, last: D) -> list[dict[str, Any]]:
+        return [
+            {"person_id": pid, "date": day, "route": "im", "drug": "hydroxocobalamin"}
+            for day in (last - dt.timedelta(days=90), last)
+        ]
+
+    rows = doses("overdue", D(2023, 2, 15)) + doses("in_grace", D(2023, 2, 18))
+    found = gaps(tmp_path, {"b12_dose": rows})
+    assert ("overdue", "maintenance_overdue") in found
+    assert ("in_grace", "maintenance_overdue") not in found
+
+
+def test_the_dead_and_children_are_not_screened(tmp_path: Path) -> None:
+    people = [
+        {"person_id": "dead", "birth_date": D(1950, 1, 1), "sex": "male", "death_date": D(2023, 1, 1)},
+        {"person_id": "child", "birth_date": D(2010, 1, 1), "sex": "male", "death_date": None},
+    ]
+    metformin = [
+        {"person_id": p, "medication_id": "metformin", "start_date": D(2020, 1, 1), "end_date": None}
+        for p in ("dead", "child")
+    ]
+    assert gaps(tmp_path, {"person": people, "medication": metformin}) == set()
+
+
+def test_synthea_metformin_user_alive_and_untested_in_1990_is_monitoring_due(tmp_path: Path) -> None:
+    # Patient 79a66c97 (born 1927, died 1994) has metformin orders from 1969 and no B12
+    # result in the export.
+    result = CliRunner().invoke(
+        app, ["screen", str(SYNTHEA), "--out", str(tmp_path), "--as-of", "1990-01-01"]
+    )
+    assert result.exit_code == 0, result.output
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(tmp_path / "gaps.parquet").to_pylist()
+    flagged = {(r["person_id"], r["gap"]) for r in rows}
+    assert ("79a66c97-6131-3213-f3c9-4606946ab056", "monitoring_due") in flagged
+    assert (tmp_path / "gaps.csv").exists() and (tmp_path / "report.html").exists()
+    assert "<svg" in (tmp_path / "report.html").read_text()
+    # After death nobody is flagged.
+    after = CliRunner().invoke(
+        app, ["screen", str(SYNTHEA), "--out", str(tmp_path / "later"), "--as-of", "1995-01-01"]
+    )
+    assert after.exit_code == 0
+    later = pq.read_table(tmp_path / "later" / "gaps.parquet").column("person_id").to_pylist()
+    assert "79a66c97-6131-3213-f3c9-4606946ab056" not in later
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["screen", "/no/such/folder", "--out", "OUT"], "INPUT"),
+        (["screen", str(SYNTHEA), "--out", "OUT", "--engine", "oracle"], "--engine"),
+        (["screen", str(SYNTHEA), "--out", "OUT", "--as-of", "1990-13-01"], "--as-of"),
+        (["screen", str(SYNTHEA), "--out", "OUT", "--profile", "nope"], "profile"),
+    ],
+)
+def test_screen_errors_exit_2_naming_the_option(tmp_path: Path, args: list[str], message: str) -> None:
+    args = [str(tmp_path / "out") if a == "OUT" else a for a in args]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert message in result.output
