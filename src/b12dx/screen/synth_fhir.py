@@ -145,7 +145,7 @@ class FhirWriter:
                                         self._dates(results.day), results.value.tolist(),
                                         results.unit.tolist(), strict=False)
         ]  # fmt: skip
-        rest = ids[len(results):]
+        rest = ids[len(results) :]
         out += [
             {"resourceType": "Observation", "id": f"o{i}", "status": "final",
              "category": [social], "code": self._concept[c],

@@ -26,7 +26,14 @@ from b12dx.screen.synth_events import FIRST_LOCAL_CONCEPT, RESULT_UNITS, Concept
 from b12dx.screen.synth_population import Population
 
 MALE, FEMALE = 8507, 8532  # OMOP Gender concepts, as the CDM requires
-I64, I32, F64, S, D, TS = pa.int64(), pa.int32(), pa.float64(), pa.string(), pa.date32(), pa.timestamp("s")
+I64, I32, F64, S, D, TS = (
+    pa.int64(),
+    pa.int32(),
+    pa.float64(),
+    pa.string(),
+    pa.date32(),
+    pa.timestamp("s"),
+)
 
 # CDM 5.4 column order and types (ohdsi.github.io/CommonDataModel/cdm54.html).
 SCHEMAS: dict[str, list[tuple[str, pa.DataType]]] = {

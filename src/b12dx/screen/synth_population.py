@@ -99,7 +99,10 @@ def _where(mask: BOOL, days: I32) -> I32:
 
 def draw(rng: np.random.Generator, first_person: int, n: int) -> Population:
     """A block of n people, person ids first_person.. (draws in a fixed order: determinism)."""
-    u = lambda: rng.random(n)  # noqa: E731 - one uniform per person, drawn in order
+
+    def u() -> F64:  # one uniform per person; the draws happen in a fixed order
+        return rng.random(n)
+
     bands = np.array(AGE_BANDS)
     band = rng.choice(len(AGE_BANDS), n, p=np.asarray(BY_AGE["age_band_share"]))
     age = rng.integers(bands[band, 0], bands[band, 1], endpoint=True).astype(np.int32)
@@ -129,17 +132,16 @@ def draw(rng: np.random.Generator, first_person: int, n: int) -> Population:
     h2_day = _where(u() < rate("h2_blocker"), h2_len)
     pa_day = _where(u() < _by_age("pernicious_anemia", band), _days(rng, n, 180, 10 * YEAR))
     gastrectomy_day = _where(u() < _by_age("gastrectomy", band), _days(rng, n, 180, 10 * YEAR))
-    bariatric_day = _where(
-        u() < _by_age("bariatric_surgery", band), _days(rng, n, 180, 10 * YEAR)
-    )
+    bariatric_day = _where(u() < _by_age("bariatric_surgery", band), _days(rng, n, 180, 10 * YEAR))
     ileal_day = _where(u() < rate("ileal_resection"), _days(rng, n, 180, 10 * YEAR))
     folic_day = _where(u() < rate("folic_acid"), _days(rng, n, 14, 2 * YEAR))
 
     # B12 status: deficient / indeterminate / normal, by age, raised by the risk factors.
     p_def = np.where(old, rate("b12_deficient_60_plus"), rate("b12_deficient_under_60"))
     p_def = p_def * np.where(metformin, rate("deficient_if_metformin"), 1.0)
-    p_def = p_def * np.where((diet == DIET_VEGAN) | (n2o_day >= 0),
-                             rate("deficient_if_vegan_or_n2o"), 1.0)
+    p_def = p_def * np.where(
+        (diet == DIET_VEGAN) | (n2o_day >= 0), rate("deficient_if_vegan_or_n2o"), 1.0
+    )
     malabsorption = (pa_day >= 0) | (gastrectomy_day >= 0) | (ileal_day >= 0)
     p_ind = np.where(old, rate("b12_indeterminate_60_plus"), rate("b12_indeterminate_under_60"))
     r = u()
@@ -177,7 +179,8 @@ def draw(rng: np.random.Generator, first_person: int, n: int) -> Population:
     # Indeterminate: MMA within 3 months (60%), later (10%), or never.
     r = u()
     mma_after = np.where(
-        r < rate("mma_after_indeterminate"), _days(rng, n, 7, 80),
+        r < rate("mma_after_indeterminate"),
+        _days(rng, n, 7, 80),
         np.where(r < rate("mma_after_indeterminate") + 0.10, _days(rng, n, 100, 180), NONE),
     )
     mma_day = np.where((shown == 1) & (mma_after >= 0), b12_day - mma_after, NONE)
@@ -189,7 +192,8 @@ def draw(rng: np.random.Generator, first_person: int, n: int) -> Population:
     # Deficient: injections within a month (85%), later (5%), or never.
     r = u()
     tx_after = np.where(
-        r < rate("treated_within_month"), _days(rng, n, 1, 28),
+        r < rate("treated_within_month"),
+        _days(rng, n, 1, 28),
         np.where(r < rate("treated_within_month") + 0.05, _days(rng, n, 35, 90), NONE),
     )
     tx_day = np.where((shown == 0) & (tx_after >= 0), b12_day - tx_after, NONE)
@@ -227,63 +231,163 @@ _PMOL = 2  # index of pmol/L in B12_UNITS
 _NGL = 1
 
 SCENARIOS: tuple[tuple[str, tuple[str, ...], Setting], ...] = (
-    ("ppi_25_months_symptom_untested", ("untested_at_risk",),
-     {"age": 58, "ppi_day": 25 * MONTH + 10, "symptom": 0, "symptom_day": 40}),
-    ("ppi_23_months_symptom_untested", (),
-     {"age": 58, "ppi_day": 23 * MONTH - 10, "symptom": 0, "symptom_day": 40}),
-    ("h2_25_months_symptom_untested", ("untested_at_risk",),
-     {"age": 63, "h2_day": 25 * MONTH + 10, "symptom": 1, "symptom_day": 60}),
-    ("ppi_30_months_no_symptom", (),
-     {"age": 50, "ppi_day": 30 * MONTH}),
-    ("symptom_without_risk_factor", (),
-     {"age": 35, "symptom": 2, "symptom_day": 20}),
-    ("metformin_symptom_tested_13_months_ago", ("untested_at_risk", "monitoring_due"),
-     {"age": 66, "t2d_day": 6 * YEAR, "metformin_day": 5 * YEAR, "symptom": 1,
-      "symptom_day": 30, "b12_day": 13 * MONTH + 5, "b12_pmol": _B12_OK}),
-    ("metformin_symptom_tested_11_months_ago", (),
-     {"age": 66, "t2d_day": 6 * YEAR, "metformin_day": 5 * YEAR, "symptom": 1,
-      "symptom_day": 30, "b12_day": 11 * MONTH, "b12_pmol": _B12_OK}),
-    ("metformin_tested_13_months_ago", ("monitoring_due",),
-     {"age": 61, "t2d_day": 4 * YEAR, "metformin_day": 3 * YEAR,
-      "b12_day": 13 * MONTH + 5, "b12_pmol": _B12_OK}),
-    ("metformin_tested_11_months_ago", (),
-     {"age": 61, "t2d_day": 4 * YEAR, "metformin_day": 3 * YEAR,
-      "b12_day": 11 * MONTH, "b12_pmol": _B12_OK}),
-    ("metformin_neuropathy_never_tested", ("untested_at_risk", "monitoring_due"),
-     {"age": 70, "t2d_day": 8 * YEAR, "metformin_day": 7 * YEAR, "neuropathy_day": YEAR}),
-    ("indeterminate_mma_4_months_after", ("indeterminate_not_followed_up",),
-     {"age": 52, "b12_day": 7 * MONTH, "b12_pmol": _B12_INDET, "b12_unit": _NGL,
-      "mma_day": 3 * MONTH, "mma_umol": 0.30}),
-    ("indeterminate_mma_2_5_months_after", (),
-     {"age": 52, "b12_day": 7 * MONTH, "b12_pmol": _B12_INDET, "b12_unit": _NGL,
-      "mma_day": 7 * MONTH - 75, "mma_umol": 0.30}),
-    ("indeterminate_no_mma", ("indeterminate_not_followed_up",),
-     {"age": 45, "b12_day": 5 * MONTH, "b12_pmol": _B12_INDET, "b12_unit": _PMOL}),
-    ("deficient_untreated", ("deficient_untreated",),
-     {"age": 74, "b12_day": 3 * MONTH, "b12_pmol": _B12_DEF}),
-    ("deficient_treated_after_45_days", ("deficient_untreated",),
-     {"age": 74, "b12_day": 3 * MONTH, "b12_pmol": _B12_DEF, "tx_day": 3 * MONTH - 45}),
-    ("deficient_treated_after_20_days", (),
-     {"age": 74, "b12_day": 3 * MONTH, "b12_pmol": _B12_DEF, "tx_day": 3 * MONTH - 20}),
-    ("folic_acid_no_b12", ("folic_acid_without_b12",),
-     {"age": 33, "folic_day": 6 * MONTH}),
-    ("folic_acid_after_b12_test", (),
-     {"age": 33, "folic_day": 6 * MONTH, "b12_day": 6 * MONTH + 14, "b12_pmol": _B12_OK}),
-    ("maintenance_last_dose_150_days_ago", ("maintenance_overdue",),
-     {"age": 68, "pa_day": 6 * YEAR, "tx_day": 150 + 11 + 20 * MAINTENANCE_DAYS,
-      "tx_stop": 150}),
-    ("maintenance_last_dose_95_days_ago", (),
-     {"age": 68, "pa_day": 6 * YEAR, "tx_day": 95 + 11 + 20 * MAINTENANCE_DAYS,
-      "tx_stop": 95}),
-    ("vegan_symptom_untested", ("untested_at_risk",),
-     {"age": 27, "diet": DIET_VEGAN, "diet_day": 3 * YEAR, "symptom": 0, "symptom_day": 50}),
-    ("nitrous_oxide_symptom_untested", ("untested_at_risk",),
-     {"age": 21, "n2o_day": 60, "symptom": 1, "symptom_day": 20}),
-    ("gastrectomy_symptom_untested_no_injections", ("untested_at_risk",),
-     {"age": 64, "gastrectomy_day": 4 * YEAR, "symptom": 4, "symptom_day": 90}),
-    ("bariatric_symptom_tested_11_months_ago", (),
-     {"age": 44, "bariatric_day": 3 * YEAR, "symptom": 5, "symptom_day": 60,
-      "b12_day": 11 * MONTH, "b12_pmol": _B12_OK}),
+    (
+        "ppi_25_months_symptom_untested",
+        ("untested_at_risk",),
+        {"age": 58, "ppi_day": 25 * MONTH + 10, "symptom": 0, "symptom_day": 40},
+    ),
+    (
+        "ppi_23_months_symptom_untested",
+        (),
+        {"age": 58, "ppi_day": 23 * MONTH - 10, "symptom": 0, "symptom_day": 40},
+    ),
+    (
+        "h2_25_months_symptom_untested",
+        ("untested_at_risk",),
+        {"age": 63, "h2_day": 25 * MONTH + 10, "symptom": 1, "symptom_day": 60},
+    ),
+    ("ppi_30_months_no_symptom", (), {"age": 50, "ppi_day": 30 * MONTH}),
+    ("symptom_without_risk_factor", (), {"age": 35, "symptom": 2, "symptom_day": 20}),
+    (
+        "metformin_symptom_tested_13_months_ago",
+        ("untested_at_risk", "monitoring_due"),
+        {
+            "age": 66,
+            "t2d_day": 6 * YEAR,
+            "metformin_day": 5 * YEAR,
+            "symptom": 1,
+            "symptom_day": 30,
+            "b12_day": 13 * MONTH + 5,
+            "b12_pmol": _B12_OK,
+        },
+    ),
+    (
+        "metformin_symptom_tested_11_months_ago",
+        (),
+        {
+            "age": 66,
+            "t2d_day": 6 * YEAR,
+            "metformin_day": 5 * YEAR,
+            "symptom": 1,
+            "symptom_day": 30,
+            "b12_day": 11 * MONTH,
+            "b12_pmol": _B12_OK,
+        },
+    ),
+    (
+        "metformin_tested_13_months_ago",
+        ("monitoring_due",),
+        {
+            "age": 61,
+            "t2d_day": 4 * YEAR,
+            "metformin_day": 3 * YEAR,
+            "b12_day": 13 * MONTH + 5,
+            "b12_pmol": _B12_OK,
+        },
+    ),
+    (
+        "metformin_tested_11_months_ago",
+        (),
+        {
+            "age": 61,
+            "t2d_day": 4 * YEAR,
+            "metformin_day": 3 * YEAR,
+            "b12_day": 11 * MONTH,
+            "b12_pmol": _B12_OK,
+        },
+    ),
+    (
+        "metformin_neuropathy_never_tested",
+        ("untested_at_risk", "monitoring_due"),
+        {"age": 70, "t2d_day": 8 * YEAR, "metformin_day": 7 * YEAR, "neuropathy_day": YEAR},
+    ),
+    (
+        "indeterminate_mma_4_months_after",
+        ("indeterminate_not_followed_up",),
+        {
+            "age": 52,
+            "b12_day": 7 * MONTH,
+            "b12_pmol": _B12_INDET,
+            "b12_unit": _NGL,
+            "mma_day": 3 * MONTH,
+            "mma_umol": 0.30,
+        },
+    ),
+    (
+        "indeterminate_mma_2_5_months_after",
+        (),
+        {
+            "age": 52,
+            "b12_day": 7 * MONTH,
+            "b12_pmol": _B12_INDET,
+            "b12_unit": _NGL,
+            "mma_day": 7 * MONTH - 75,
+            "mma_umol": 0.30,
+        },
+    ),
+    (
+        "indeterminate_no_mma",
+        ("indeterminate_not_followed_up",),
+        {"age": 45, "b12_day": 5 * MONTH, "b12_pmol": _B12_INDET, "b12_unit": _PMOL},
+    ),
+    (
+        "deficient_untreated",
+        ("deficient_untreated",),
+        {"age": 74, "b12_day": 3 * MONTH, "b12_pmol": _B12_DEF},
+    ),
+    (
+        "deficient_treated_after_45_days",
+        ("deficient_untreated",),
+        {"age": 74, "b12_day": 3 * MONTH, "b12_pmol": _B12_DEF, "tx_day": 3 * MONTH - 45},
+    ),
+    (
+        "deficient_treated_after_20_days",
+        (),
+        {"age": 74, "b12_day": 3 * MONTH, "b12_pmol": _B12_DEF, "tx_day": 3 * MONTH - 20},
+    ),
+    ("folic_acid_no_b12", ("folic_acid_without_b12",), {"age": 33, "folic_day": 6 * MONTH}),
+    (
+        "folic_acid_after_b12_test",
+        (),
+        {"age": 33, "folic_day": 6 * MONTH, "b12_day": 6 * MONTH + 14, "b12_pmol": _B12_OK},
+    ),
+    (
+        "maintenance_last_dose_150_days_ago",
+        ("maintenance_overdue",),
+        {"age": 68, "pa_day": 6 * YEAR, "tx_day": 150 + 11 + 20 * MAINTENANCE_DAYS, "tx_stop": 150},
+    ),
+    (
+        "maintenance_last_dose_95_days_ago",
+        (),
+        {"age": 68, "pa_day": 6 * YEAR, "tx_day": 95 + 11 + 20 * MAINTENANCE_DAYS, "tx_stop": 95},
+    ),
+    (
+        "vegan_symptom_untested",
+        ("untested_at_risk",),
+        {"age": 27, "diet": DIET_VEGAN, "diet_day": 3 * YEAR, "symptom": 0, "symptom_day": 50},
+    ),
+    (
+        "nitrous_oxide_symptom_untested",
+        ("untested_at_risk",),
+        {"age": 21, "n2o_day": 60, "symptom": 1, "symptom_day": 20},
+    ),
+    (
+        "gastrectomy_symptom_untested_no_injections",
+        ("untested_at_risk",),
+        {"age": 64, "gastrectomy_day": 4 * YEAR, "symptom": 4, "symptom_day": 90},
+    ),
+    (
+        "bariatric_symptom_tested_11_months_ago",
+        (),
+        {
+            "age": 44,
+            "bariatric_day": 3 * YEAR,
+            "symptom": 5,
+            "symptom_day": 60,
+            "b12_day": 11 * MONTH,
+            "b12_pmol": _B12_OK,
+        },
+    ),
 )
 
 _CLEAR_ALL = {
@@ -301,8 +405,8 @@ def apply_scenarios(pop: Population) -> None:
         return
     which = (index[rows] // SCENARIO_STRIDE) % len(SCENARIOS)
     pop.scenario[rows] = which
-    for name, value in _CLEAR_ALL.items():
-        getattr(pop, name)[rows] = value
+    for name, none in _CLEAR_ALL.items():
+        getattr(pop, name)[rows] = none
     pop.diet[rows] = DIET_NONE
     pop.symptom[rows] = NONE
     pop.tx_stop[rows] = 0
