@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -43,7 +44,12 @@ def population_block(seed: int, block: int, patients: int) -> Population:
     """People block*BLOCK+1 .. (at most BLOCK of them, fewer in the last block)."""
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, block])))
     first = block * BLOCK
-    pop = draw(rng, first + 1, min(BLOCK, patients - first))
+    # Always draw a whole block, then keep what is asked for: the draws of each person do
+    # not depend on N, so a small run is the start of a large one.
+    pop = draw(rng, first + 1, BLOCK)
+    keep = min(BLOCK, patients - first)
+    if keep < BLOCK:
+        pop = Population(**{f.name: getattr(pop, f.name)[:keep] for f in fields(Population)})
     apply_scenarios(pop)
     return pop
 

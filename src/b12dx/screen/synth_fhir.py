@@ -45,7 +45,6 @@ class FhirWriter:
                          "display": e.code.display}], "text": e.code.display}
             for e in concepts.entries
         ]  # fmt: skip
-        self._kind = [e.domain for e in concepts.entries]
         im = kb.fhir.routes["im"][0]
         self._route = {"coding": [{"system": index.uri_by_system[im.system], "code": im.code,
                                    "display": im.display}]}  # fmt: skip
