@@ -25,7 +25,9 @@ def _person(pid: str) -> dict[str, Any]:
     return {"person_id": pid, "birth_date": D(1950, 1, 1), "sex": "female", "death_date": None}
 
 
-def gaps(tmp_path: Path, rows: dict[str, list[dict[str, Any]]], as_of: D = AS_OF) -> set[tuple[str, str]]:
+def gaps(
+    tmp_path: Path, rows: dict[str, list[dict[str, Any]]], as_of: D = AS_OF
+) -> set[tuple[str, str]]:
     kb = load_knowledge()
     people = {r["person_id"] for table in rows.values() for r in table}
     tables = {name: rows_table(name, table) for name, table in rows.items()}
@@ -34,19 +36,32 @@ def gaps(tmp_path: Path, rows: dict[str, list[dict[str, Any]]], as_of: D = AS_OF
     return {(r["person_id"], r["gap"]) for r in result.gaps.to_pylist()}
 
 
-def _b12(pid: str, days_before: int, value_si: float = 300.0, family: str = "molar") -> dict[str, Any]:
+def _b12(
+    pid: str, days_before: int, value_si: float = 300.0, family: str = "molar"
+) -> dict[str, Any]:
     return {
-        "person_id": pid, "test": "total_b12", "value_si": value_si, "value_text": None,
-        "unit_family": family, "date": AS_OF - dt.timedelta(days=days_before),
+        "person_id": pid,
+        "test": "total_b12",
+        "value_si": value_si,
+        "value_text": None,
+        "unit_family": family,
+        "date": AS_OF - dt.timedelta(days=days_before),
     }
 
 
 def test_monitoring_due_when_the_last_b12_test_is_more_than_12_months_old(tmp_path: Path) -> None:
     metformin = [
-        {"person_id": p, "medication_id": "metformin", "start_date": D(2018, 1, 1), "end_date": None}
+        {
+            "person_id": p,
+            "medication_id": "metformin",
+            "start_date": D(2018, 1, 1),
+            "end_date": None,
+        }
         for p in ("tested", "untested")
     ]
-    found = gaps(tmp_path, {"medication": metformin, "lab": [_b12("tested", 364), _b12("untested", 366)]})
+    found = gaps(
+        tmp_path, {"medication": metformin, "lab": [_b12("tested", 364), _b12("untested", 366)]}
+    )
     assert ("untested", "monitoring_due") in found
     assert ("tested", "monitoring_due") not in found
 
@@ -54,14 +69,22 @@ def test_monitoring_due_when_the_last_b12_test_is_more_than_12_months_old(tmp_pa
 def test_untested_at_risk_needs_a_long_enough_ppi_course_and_a_sign(tmp_path: Path) -> None:
     def ppi(pid: str, days: int) -> dict[str, Any]:
         start = AS_OF - dt.timedelta(days=days)
-        return {"person_id": pid, "medication_id": "proton_pump_inhibitor", "start_date": start, "end_date": None}
+        return {
+            "person_id": pid,
+            "medication_id": "proton_pump_inhibitor",
+            "start_date": start,
+            "end_date": None,
+        }
 
     anemia = [
         {"person_id": p, "condition_id": "anemia", "start_date": D(2022, 1, 1), "end_date": None}
         for p in ("23m", "24m")
     ]
     # 24 months is 731 days counted as b12dx.fhir.record counts months (365.25 / 12 a month).
-    found = gaps(tmp_path, {"medication": [ppi("23m", 700), ppi("24m", 731), ppi("nosign", 900)], "condition": anemia})
+    found = gaps(
+        tmp_path,
+        {"medication": [ppi("23m", 700), ppi("24m", 731), ppi("nosign", 900)], "condition": anemia},
+    )
     assert ("24m", "untested_at_risk") in found
     assert ("23m", "untested_at_risk") not in found
     assert ("nosign", "untested_at_risk") not in found
@@ -70,17 +93,28 @@ def test_untested_at_risk_needs_a_long_enough_ppi_course_and_a_sign(tmp_path: Pa
 def test_indeterminate_is_followed_up_by_mma_within_91_days(tmp_path: Path) -> None:
     def mma(pid: str, days_after: int) -> dict[str, Any]:
         return {
-            "person_id": pid, "test": "mma", "value_si": 0.3, "value_text": None,
-            "unit_family": "molar", "date": AS_OF - dt.timedelta(days=200 - days_after),
+            "person_id": pid,
+            "test": "mma",
+            "value_si": 0.3,
+            "value_text": None,
+            "unit_family": "molar",
+            "date": AS_OF - dt.timedelta(days=200 - days_after),
         }
 
-    labs = [_b12("on_time", 200, 200.0), _b12("late", 200, 200.0), mma("on_time", 89), mma("late", 92)]
+    labs = [
+        _b12("on_time", 200, 200.0),
+        _b12("late", 200, 200.0),
+        mma("on_time", 89),
+        mma("late", 92),
+    ]
     found = gaps(tmp_path, {"lab": labs})
     assert ("late", "indeterminate_not_followed_up") in found
     assert ("on_time", "indeterminate_not_followed_up") not in found
 
 
-def test_the_indeterminate_boundary_is_compared_in_the_unit_family_of_the_result(tmp_path: Path) -> None:
+def test_the_indeterminate_boundary_is_compared_in_the_unit_family_of_the_result(
+    tmp_path: Path,
+) -> None:
     # 180 ng/L is indeterminate (bounds inclusive) and 179 deficient; 133 pmol/L
     # indeterminate and 132 deficient (profiles.yaml nice-ng239).
     labs = [
@@ -98,7 +132,12 @@ def test_the_indeterminate_boundary_is_compared_in_the_unit_family_of_the_result
 
 def test_deficient_is_untreated_when_no_b12_starts_within_31_days(tmp_path: Path) -> None:
     def dose(pid: str, days_after: int) -> dict[str, Any]:
-        return {"person_id": pid, "date": AS_OF - dt.timedelta(days=100 - days_after), "route": "im", "drug": "hydroxocobalamin"}
+        return {
+            "person_id": pid,
+            "date": AS_OF - dt.timedelta(days=100 - days_after),
+            "route": "im",
+            "drug": "hydroxocobalamin",
+        }
 
     labs = [_b12("treated", 100, 100.0), _b12("late", 100, 100.0)]
     found = gaps(tmp_path, {"lab": labs, "b12_dose": [dose("treated", 30), dose("late", 32)]})
@@ -108,7 +147,12 @@ def test_deficient_is_untreated_when_no_b12_starts_within_31_days(tmp_path: Path
 
 def test_folic_acid_without_any_b12_test_or_treatment(tmp_path: Path) -> None:
     folic = [
-        {"person_id": p, "medication_id": "folic_acid", "start_date": D(2023, 1, 1), "end_date": None}
+        {
+            "person_id": p,
+            "medication_id": "folic_acid",
+            "start_date": D(2023, 1, 1),
+            "end_date": None,
+        }
         for p in ("alone", "tested")
     ]
     found = gaps(tmp_path, {"medication": folic, "lab": [_b12("tested", 30)]})
@@ -133,17 +177,29 @@ def test_maintenance_overdue_after_the_interval_and_the_grace(tmp_path: Path) ->
 
 def test_the_dead_and_children_are_not_screened(tmp_path: Path) -> None:
     people = [
-        {"person_id": "dead", "birth_date": D(1950, 1, 1), "sex": "male", "death_date": D(2023, 1, 1)},
+        {
+            "person_id": "dead",
+            "birth_date": D(1950, 1, 1),
+            "sex": "male",
+            "death_date": D(2023, 1, 1),
+        },
         {"person_id": "child", "birth_date": D(2010, 1, 1), "sex": "male", "death_date": None},
     ]
     metformin = [
-        {"person_id": p, "medication_id": "metformin", "start_date": D(2020, 1, 1), "end_date": None}
+        {
+            "person_id": p,
+            "medication_id": "metformin",
+            "start_date": D(2020, 1, 1),
+            "end_date": None,
+        }
         for p in ("dead", "child")
     ]
     assert gaps(tmp_path, {"person": people, "medication": metformin}) == set()
 
 
-def test_synthea_metformin_user_alive_and_untested_in_1990_is_monitoring_due(tmp_path: Path) -> None:
+def test_synthea_metformin_user_alive_and_untested_in_1990_is_monitoring_due(
+    tmp_path: Path,
+) -> None:
     # Patient 79a66c97 (born 1927, died 1994) has metformin orders from 1969 and no B12
     # result in the export.
     result = CliRunner().invoke(
@@ -175,7 +231,9 @@ def test_synthea_metformin_user_alive_and_untested_in_1990_is_monitoring_due(tmp
         (["screen", str(SYNTHEA), "--out", "OUT", "--profile", "nope"], "profile"),
     ],
 )
-def test_screen_errors_exit_2_naming_the_option(tmp_path: Path, args: list[str], message: str) -> None:
+def test_screen_errors_exit_2_naming_the_option(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
     args = [str(tmp_path / "out") if a == "OUT" else a for a in args]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2

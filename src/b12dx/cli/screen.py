@@ -56,8 +56,11 @@ def register(app: typer.Typer) -> None:
             chosen = kb.profile(profile)
             console = Console(stderr=True)
             with Progress(
-                SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                console=console, transient=True,
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
             ) as progress:
                 task = progress.add_task("starting", total=None)
 

@@ -461,7 +461,8 @@ def _fhir_problems(kb: Knowledge) -> Iterator[str]:
 
 def _screening_problems(kb: Knowledge) -> Iterator[str]:
     sc = kb.screening
-    for test in [*sc.b12_tests, *sc.follow_up_tests, *sum(sc.follow_up_tests.values(), [])]:
+    follow_ups = [t for tests in sc.follow_up_tests.values() for t in tests]
+    for test in [*sc.b12_tests, *sc.follow_up_tests, *follow_ups]:
         if test not in kb.labs:
             yield f"screening: unknown lab test {test!r}"
     for rf in sc.untested_at_risk.risk_factors:

@@ -66,6 +66,11 @@ def _codings(resource: Mapping[str, Any], key: str) -> list[Any]:
     return list(concept.get("coding") or []) if isinstance(concept, Mapping) else []
 
 
+def _object(resource: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = resource.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
 def _date(value: Any) -> dt.date | None:
     return to_date(value)[0]
 
@@ -116,7 +121,7 @@ class _Mapper:
             },
         )
 
-    def _Condition(self, r: dict[str, Any], pid: str) -> None:  # noqa: N802
+    def _Condition(self, r: dict[str, Any], pid: str) -> None:
         verification = {c.get("code") for c in _codings(r, "verificationStatus")}
         if verification & set(self.st.condition_verification_ignored):
             self.skip("Condition refuted or entered in error")
@@ -149,7 +154,7 @@ class _Mapper:
             {"person_id": pid, "condition_id": meaning.id, "start_date": start, "end_date": end},
         )
 
-    def _Procedure(self, r: dict[str, Any], pid: str) -> None:  # noqa: N802
+    def _Procedure(self, r: dict[str, Any], pid: str) -> None:
         if r.get("status") not in self.st.procedure_used:
             self.skip("Procedure not done")
             return
@@ -175,7 +180,7 @@ class _Mapper:
             self.medicines[key] = medicine_of(r, self.kb)
         return self.medicines[key]
 
-    def _MedicationRequest(self, r: dict[str, Any], pid: str) -> None:  # noqa: N802
+    def _MedicationRequest(self, r: dict[str, Any], pid: str) -> None:
         status = r.get("status")
         if status in self.st.medication_request_ignored:
             self.skip(f"MedicationRequest {status}")
@@ -187,7 +192,7 @@ class _Mapper:
         if mid is None:
             self.skip("medicine not in the knowledge base")
             return
-        dispense = r.get("dispenseRequest") if isinstance(r.get("dispenseRequest"), Mapping) else {}
+        dispense = _object(r, "dispenseRequest")
         validity = dispense.get("validityPeriod") or {}
         start = _date(validity.get("start") or r.get("authoredOn"))
         if start is None:
@@ -197,7 +202,7 @@ class _Mapper:
         end = start + dt.timedelta(days=days) if days is not None else None
         self._course(pid, mid, start, end, status in self.st.medication_request_ongoing)
 
-    def _MedicationStatement(self, r: dict[str, Any], pid: str) -> None:  # noqa: N802
+    def _MedicationStatement(self, r: dict[str, Any], pid: str) -> None:
         status = r.get("status")
         if status in self.st.medication_statement_ignored:
             self.skip(f"MedicationStatement {status}")
@@ -206,7 +211,7 @@ class _Mapper:
         if mid is None:
             self.skip("medicine not in the knowledge base")
             return
-        period = r.get("effectivePeriod") if isinstance(r.get("effectivePeriod"), Mapping) else {}
+        period = _object(r, "effectivePeriod")
         start = _date(period.get("start") or r.get("effectiveDateTime") or r.get("dateAsserted"))
         if start is None:
             self.skip("MedicationStatement without a date")
@@ -226,7 +231,7 @@ class _Mapper:
             {"person_id": pid, "medication_id": mid, "start_date": start, "end_date": end},
         )
 
-    def _MedicationAdministration(self, r: dict[str, Any], pid: str) -> None:  # noqa: N802
+    def _MedicationAdministration(self, r: dict[str, Any], pid: str) -> None:
         if self._medicine(r) != "b12_supplement":
             self.skip("MedicationAdministration not of B12")
             return
@@ -234,7 +239,7 @@ class _Mapper:
             self.skip("MedicationAdministration not completed")
             return
         when = _period_start(r, "effective")
-        dosage = r.get("dosage") if isinstance(r.get("dosage"), Mapping) else {}
+        dosage = _object(r, "dosage")
         route = qualifier(self.index, self.kb.fhir.routes, _codings(dosage, "route"))
         concept = r.get("medicationCodeableConcept") or {}
         drug = qualifier(self.index, self.kb.fhir.b12_drugs, concept.get("coding") or [])
@@ -243,7 +248,7 @@ class _Mapper:
             return
         self.out.add("b12_dose", {"person_id": pid, "date": when, "route": route, "drug": drug})
 
-    def _Observation(self, r: dict[str, Any], pid: str) -> None:  # noqa: N802
+    def _Observation(self, r: dict[str, Any], pid: str) -> None:
         if r.get("status") not in self.st.observation_used:
             self.skip("Observation not final")
             return

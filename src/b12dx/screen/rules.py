@@ -130,7 +130,7 @@ def _people(t: Tables, th: Thresholds, kb: Knowledge) -> ir.Table:
 
 
 def current_courses(
-    t: Tables, th: Thresholds, medication_ids: list[str], min_months: int | None
+    t: Tables, th: Thresholds, medication_ids: list[str], min_months: float | None
 ) -> ir.Table:
     """(person_id, medication_id, course_start): the course of each medicine current on
     as_of and at least ``min_months`` long, counted as b12dx.fhir.record counts it."""
@@ -162,7 +162,11 @@ def current_courses(
         .aggregate(next_start=m.start_date.min())
     )
     c = last.left_join(later, ["person_id", "medication_id"]).select(
-        last.person_id, last.medication_id, last.course_start, last.course_end, last.any_open,
+        last.person_id,
+        last.medication_id,
+        last.course_start,
+        last.course_end,
+        last.any_open,
         later.next_start,
     )
     continued = c.next_start.notnull() & (c.next_start <= c.course_end + _days(th.gap_days))
@@ -203,7 +207,9 @@ def risk_factor_facts(t: Tables, th: Thresholds, kb: Knowledge, ids: list[str]) 
             )
             parts.append(c.select("person_id", risk_factor=ibis.literal(rf_id), fact=fact))
         elif trig.diet is not None or trig.exposure is not None:
-            kind, values = ("diet", trig.diet) if trig.diet is not None else ("exposure", trig.exposure)
+            kind, values = (
+                ("diet", trig.diet) if trig.diet is not None else ("exposure", trig.exposure)
+            )
             assert values is not None
             x = f.filter(f.kind == kind, f.id.isin(values), f.date <= a)
             fact = x.id + " recorded " + _text(x.date)
@@ -224,9 +230,11 @@ def _untested(people: ir.Table, last: ir.Table, th: Thresholds) -> ir.Table:
     """People with no B12 test on or after lookback_start, and the text saying so."""
     j = people.left_join(last, "person_id").select(people.person_id, last.last_test)
     j = j.filter(j.last_test.isnull() | (j.last_test < ibis.literal(th.lookback_start)))
-    text = ibis.literal(f"no B12 test since {th.lookback_start} (last: ") + ibis.coalesce(
-        _text(j.last_test), ibis.literal("none on record")
-    ) + ")"
+    text = (
+        ibis.literal(f"no B12 test since {th.lookback_start} (last: ")
+        + ibis.coalesce(_text(j.last_test), ibis.literal("none on record"))
+        + ")"
+    )
     return j.select("person_id", untested=text)
 
 
@@ -260,12 +268,11 @@ def latest_results(t: Tables, th: Thresholds, kb: Knowledge, profile: Profile) -
     """The latest result of each B12 test on or before as_of, banded."""
     lab = t["lab"]
     x = lab.filter(
-        lab.test.isin(kb.screening.b12_tests), lab.date <= ibis.literal(th.as_of),
+        lab.test.isin(kb.screening.b12_tests),
+        lab.date <= ibis.literal(th.as_of),
         lab.value_si.notnull(),
     )
-    order = ibis.window(
-        group_by=[x.person_id, x.test], order_by=[ibis.desc(x.date), x.value_si]
-    )
+    order = ibis.window(group_by=[x.person_id, x.test], order_by=[ibis.desc(x.date), x.value_si])
     x = x.mutate(rn=ibis.row_number().over(order))
     x = x.filter(x.rn == 0)
     cases = [
@@ -284,12 +291,23 @@ def _result_text(kb: Knowledge, r: ir.Table) -> ir.StringValue:
         else_=r.test,
     )
     units = ibis.cases(
-        *[(r.test == test, ibis.literal(kb.labs[test].si_unit or "")) for test in kb.screening.b12_tests],
+        *[
+            (r.test == test, ibis.literal(kb.labs[test].si_unit or ""))
+            for test in kb.screening.b12_tests
+        ],
         else_="",
     )
     return (
-        names + " " + _text(r.value_si.round(1)) + " " + units + " on " + _text(r.date) + " ("
-        + r.band + ")"
+        names
+        + " "
+        + _text(r.value_si.round(1))
+        + " "
+        + units
+        + " on "
+        + _text(r.date)
+        + " ("
+        + r.band
+        + ")"
     )
 
 
@@ -304,7 +322,9 @@ def _b12_treatment_dates(t: Tables) -> ir.Table:
 # --- the gaps ---------------------------------------------------------------------------
 
 
-def _untested_at_risk(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Table]) -> ir.Table:
+def _untested_at_risk(
+    t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Table]
+) -> ir.Table:
     ua = kb.screening.untested_at_risk
     rf = ctx["rf_facts"]
     rf_text = rf.group_by("person_id").aggregate(risks=_join_texts(rf.fact))
@@ -312,14 +332,17 @@ def _untested_at_risk(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, i
     f = t["finding"]
     b12_symptoms = [s.id for s in kb.symptoms.values() if s.role == "b12"]
     sym = f.filter(
-        f.kind == "symptom", f.id.isin(b12_symptoms), f.date <= a,
+        f.kind == "symptom",
+        f.id.isin(b12_symptoms),
+        f.date <= a,
         f.date >= ibis.literal(th.symptom_start),
     )
     sym = sym.select("person_id", sign=sym.id + " recorded " + _text(sym.date))
     dx = _active_conditions(t, th, ua.presenting_conditions)
     dx = dx.select(
         "person_id",
-        sign=dx.condition_id + ibis.ifelse(dx.start_date.isnull(), "", " since " + _text(dx.start_date)),
+        sign=dx.condition_id
+        + ibis.ifelse(dx.start_date.isnull(), "", " since " + _text(dx.start_date)),
     )
     signs = ibis.union(sym, dx, distinct=False)
     signs = signs.group_by("person_id").aggregate(signs=_join_texts(signs.sign))
@@ -371,11 +394,11 @@ def _indeterminate(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.T
     return ibis.union(*parts, distinct=False)
 
 
-def _deficient_untreated(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Table]) -> ir.Table:
+def _deficient_untreated(
+    t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Table]
+) -> ir.Table:
     r = ctx["latest"]
-    r = r.filter(
-        r.band == "deficient", r.date + _days(th.treatment_days) < ibis.literal(th.as_of)
-    )
+    r = r.filter(r.band == "deficient", r.date + _days(th.treatment_days) < ibis.literal(th.as_of))
     tr = _b12_treatment_dates(t)
     # Any B12 given before the result, or up to a month after it, is treatment (a result
     # drawn after B12 was given does not diagnose, engine.labs).
@@ -395,9 +418,7 @@ def _deficient_untreated(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str
 def _folic_acid(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Table]) -> ir.Table:
     c = current_courses(t, th, ["folic_acid"], None)
     a = ibis.literal(th.as_of)
-    c = c.mutate(
-        since=ibis.least(c.course_start, ibis.literal(th.lookback_start))
-    )
+    c = c.mutate(since=ibis.least(c.course_start, ibis.literal(th.lookback_start)))
     lab = t["lab"]
     tests = lab.filter(lab.test.isin(kb.screening.b12_tests), lab.date <= a)
     tested = c.join(tests, [c.person_id == tests.person_id, tests.date >= c.since]).select(
@@ -412,17 +433,23 @@ def _folic_acid(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Tabl
     dosed = c.join(d, [c.person_id == d.person_id, d.date >= c.since, d.date <= a]).select(
         c.person_id
     )
-    gap = c.anti_join(tested, "person_id").anti_join(on_b12, "person_id").anti_join(
-        dosed, "person_id"
+    gap = (
+        c.anti_join(tested, "person_id")
+        .anti_join(on_b12, "person_id")
+        .anti_join(dosed, "person_id")
     )
     return gap.select(
         "person_id",
-        reasons="folic acid since " + _text(gap.course_start)
-        + "; no B12 test or B12 treatment since " + _text(gap.since),
+        reasons="folic acid since "
+        + _text(gap.course_start)
+        + "; no B12 test or B12 treatment since "
+        + _text(gap.since),
     )
 
 
-def _maintenance_overdue(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Table]) -> ir.Table:
+def _maintenance_overdue(
+    t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Table]
+) -> ir.Table:
     d = t["b12_dose"]
     d = d.filter(d.route.isin(kb.screening.maintenance.routes), d.date <= ibis.literal(th.as_of))
     g = d.group_by("person_id").aggregate(doses=d.count(), last_dose=d.date.max())
@@ -438,9 +465,13 @@ def _maintenance_overdue(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str
     g = g.filter(g.due + _days(th.grace_days) < ibis.literal(th.as_of))
     return g.select(
         "person_id",
-        reasons="last B12 injection " + _text(g.last_dose) + " (" + _text(g.doses)
+        reasons="last B12 injection "
+        + _text(g.last_dose)
+        + " ("
+        + _text(g.doses)
         + f" injections); the next was due by {interval} ({th.maintenance_regimen}), on "
-        + _text(g.due).substr(0, 10) + f", {th.grace_days} days' grace has passed",
+        + _text(g.due).substr(0, 10)
+        + f", {th.grace_days} days' grace has passed",
     )
 
 
@@ -489,9 +520,7 @@ def build_gaps(t: Tables, kb: Knowledge, profile: Profile, as_of: dt.date) -> ir
         gaps.reasons,
         as_of=ibis.literal(as_of),
         age_band=gaps.age_band,
-        risk_factors=ibis.coalesce(
-            per_person.risk_factors, ibis.literal([], type="array<string>")
-        ),
+        risk_factors=ibis.coalesce(per_person.risk_factors, ibis.literal([], type="array<string>")),
     )
     return out.order_by(["gap", "person_id"])
 

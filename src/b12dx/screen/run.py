@@ -125,7 +125,7 @@ OMOP_TABLES = (
 
 
 def detect_input(source: Path) -> str:
-    """"fhir" (NDJSON files) or "omop" (person.csv or person.parquet), else an InputError."""
+    """ "fhir" (NDJSON files) or "omop" (person.csv or person.parquet), else an InputError."""
     from b12dx.errors import FieldError, InputError
 
     if not source.is_dir():
