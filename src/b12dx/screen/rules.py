@@ -11,8 +11,10 @@ the profile where the engine reads it:
   (``risk_factors.yaml``; none for metformin, so every current course counts, as in the
   engine). Courses are the engine's: orders at most ``fhir.yaml medication_runs.gap_days``
   apart are one course, current when open, reaching as_of, or continued by a later order.
-- Maintenance: the longest maintenance interval among the profile's injection regimens
-  (``regimens.yaml``) plus the profile's ``maintenance_grace_days``.
+- Maintenance: the interval of the injection regimen the engine chooses (the profile's
+  ``regimen_by_cause``): its neurological regimen for a person with a neurological B12
+  symptom in the symptom window, else the longest interval among the profile's other
+  injection regimens (``regimens.yaml``), plus the profile's ``maintenance_grace_days``.
 - Windows (12 months, 91 days, 31 days) and lists: ``screening.yaml``.
 """
 
@@ -45,6 +47,15 @@ Tables = Mapping[str, ir.Table]
 
 
 @dataclass(frozen=True)
+class Interval:
+    """A regimen's maintenance interval: calendar months, or days."""
+
+    regimen: str
+    months: int | None
+    days: int | None
+
+
+@dataclass(frozen=True)
 class Thresholds:
     """The numbers the rules use, resolved from the knowledge base and profile."""
 
@@ -55,29 +66,36 @@ class Thresholds:
     follow_up_days: int
     treatment_days: int
     gap_days: int  # orders at most this far apart are one course
-    maintenance_months: int | None
-    maintenance_days: int | None
+    maintenance: tuple[Interval, Interval]  # (neurological, other) injection regimens
     grace_days: int
-    maintenance_regimen: str
 
 
 def thresholds(kb: Knowledge, profile: Profile, as_of: dt.date) -> Thresholds:
     sc = kb.screening
     w = sc.windows
-    injections = [
-        kb.regimens[r]
-        for r in dict.fromkeys(profile.regimen_by_cause.values())
-        if kb.regimens[r].route in sc.maintenance.routes
-    ]
 
-    def length(regimen_id: str) -> float:
+    def interval(regimen_id: str) -> Interval:
         phase = maintenance_interval(kb.regimens[regimen_id])
-        if phase.every_months is not None:
-            return phase.every_months * DAYS_PER_MONTH
-        return float(phase.every_days or 0)
+        days = phase.every_days if phase.every_months is None else None
+        return Interval(regimen_id, phase.every_months, days)
 
-    longest = max((r.id for r in injections), key=length)
-    phase = maintenance_interval(kb.regimens[longest])
+    def length(i: Interval) -> float:
+        return i.months * DAYS_PER_MONTH if i.months is not None else float(i.days or 0)
+
+    # The engine chooses the neurological regimen for neurological involvement, otherwise
+    # by cause; a cause whose regimen is oral is not a course of injections, so among the
+    # injection regimens the longest is taken (nobody is flagged whom the engine's choice
+    # of injections would not yet call due).
+    by_cause = profile.regimen_by_cause
+    others = [
+        interval(r)
+        for cause, r in by_cause.items()
+        if cause != "neurological" and kb.regimens[r].route in sc.maintenance.routes
+    ]
+    neuro = by_cause["neurological"]
+    if kb.regimens[neuro].route not in sc.maintenance.routes:
+        raise ValueError(f"profile {profile.id}: the neurological regimen is not an injection")
+    other = max(others, key=length) if others else interval(neuro)
     return Thresholds(
         as_of=as_of,
         min_age=sc.min_age_years,
@@ -86,10 +104,8 @@ def thresholds(kb: Knowledge, profile: Profile, as_of: dt.date) -> Thresholds:
         follow_up_days=w.follow_up_days,
         treatment_days=w.treatment_start_days,
         gap_days=kb.fhir.medication_runs.gap_days,
-        maintenance_months=phase.every_months,
-        maintenance_days=phase.every_days if phase.every_months is None else None,
+        maintenance=(interval(neuro), other),
         grace_days=profile.maintenance_grace_days or 0,
-        maintenance_regimen=longest,
     )
 
 
@@ -454,14 +470,36 @@ def _maintenance_overdue(
     d = d.filter(d.route.isin(kb.screening.maintenance.routes), d.date <= ibis.literal(th.as_of))
     g = d.group_by("person_id").aggregate(doses=d.count(), last_dose=d.date.max())
     g = g.filter(g.doses >= kb.screening.maintenance.min_doses)
-    if th.maintenance_months is not None:
-        due = g.last_dose + ibis.interval(months=th.maintenance_months)
-        interval = f"{th.maintenance_months} months"
-    else:
-        due = g.last_dose + _days(th.maintenance_days or 0)
-        interval = f"{th.maintenance_days} days"
-    # DuckDB returns date + months as a timestamp; the first 10 characters are the date.
-    g = g.mutate(due=due.cast("date"))
+    # Neurological involvement (a neurological B12 symptom in the window) chooses the
+    # neurological regimen, as in engine.treatment.
+    f = t["finding"]
+    neuro = f.filter(
+        f.kind == "symptom",
+        f.id.isin(sorted(kb.neurological_symptoms)),
+        f.date <= ibis.literal(th.as_of),
+        f.date >= ibis.literal(th.symptom_start),
+    )
+    neuro = neuro.select("person_id").distinct().mutate(neuro=ibis.literal(True))
+    g = g.left_join(neuro, "person_id").select(g, is_neuro=neuro.neuro.notnull())
+
+    def due_after(i: Interval) -> ir.DateValue:
+        # DuckDB returns date + months as a timestamp: cast back to a date.
+        if i.months is not None:
+            return (g.last_dose + ibis.interval(months=i.months)).cast("date")
+        return (g.last_dose + _days(i.days or 0)).cast("date")
+
+    def words(i: Interval) -> str:
+        return f"{i.months} months" if i.months is not None else f"{i.days} days"
+
+    n, o = th.maintenance
+    g = g.mutate(
+        due=ibis.ifelse(g.is_neuro, due_after(n), due_after(o)),
+        regimen=ibis.ifelse(
+            g.is_neuro,
+            ibis.literal(f"by {words(n)} ({n.regimen}, neurological)"),
+            ibis.literal(f"by {words(o)} ({o.regimen})"),
+        ),
+    )
     g = g.filter(g.due + _days(th.grace_days) < ibis.literal(th.as_of))
     return g.select(
         "person_id",
@@ -469,8 +507,10 @@ def _maintenance_overdue(
         + _text(g.last_dose)
         + " ("
         + _text(g.doses)
-        + f" injections); the next was due by {interval} ({th.maintenance_regimen}), on "
-        + _text(g.due).substr(0, 10)
+        + " injections); the next was due "
+        + g.regimen
+        + ", on "
+        + _text(g.due)
         + f", {th.grace_days} days' grace has passed",
     )
 
