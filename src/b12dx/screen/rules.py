@@ -124,32 +124,35 @@ def _join_texts(texts: ir.StringColumn) -> ir.StringScalar:
 # --- building blocks --------------------------------------------------------------------
 
 
-def _people(t: Tables, th: Thresholds, kb: Knowledge) -> ir.Table:
-    """Alive on as_of, aged min_age or more, with their age band."""
+def _screened(rows: ir.Table, t: Tables, th: Thresholds, kb: Knowledge) -> ir.Table:
+    """``rows`` of people alive on as_of and aged min_age or more, with their age band.
+    Ages are computed after the join, for the flagged rows only, not the whole population."""
     p = t["person"]
     a = ibis.literal(th.as_of)
-    birthday_later = (p.birth_date.month() > th.as_of.month) | (
-        (p.birth_date.month() == th.as_of.month) & (p.birth_date.day() > th.as_of.day)
+    j = rows.join(p, "person_id").select(rows, p.birth_date, p.death_date)
+    j = j.filter(j.birth_date <= a, j.death_date.isnull() | (j.death_date > a))
+    birthday_later = (j.birth_date.month() > th.as_of.month) | (
+        (j.birth_date.month() == th.as_of.month) & (j.birth_date.day() > th.as_of.day)
     )
-    age = th.as_of.year - p.birth_date.year() - ibis.ifelse(birthday_later, 1, 0)
-    p = p.filter(p.birth_date <= a, p.death_date.isnull() | (p.death_date > a)).mutate(age=age)
-    p = p.filter(p.age >= th.min_age)
+    j = j.mutate(age=th.as_of.year - j.birth_date.year() - ibis.ifelse(birthday_later, 1, 0))
+    j = j.filter(j.age >= th.min_age)
     bands = kb.screening.age_bands
     cases = []
     for i, low in enumerate(bands):
         label = f"{low}-{bands[i + 1] - 1}" if i + 1 < len(bands) else f"{low}+"
         upper = bands[i + 1] if i + 1 < len(bands) else 10_000
-        cases.append(((p.age >= low) & (p.age < upper), label))
-    return p.mutate(age_band=ibis.cases(*cases, else_="unknown")).select(
-        "person_id", "age", "age_band"
+        cases.append(((j.age >= low) & (j.age < upper), label))
+    return j.mutate(age_band=ibis.cases(*cases, else_="unknown")).drop(
+        "birth_date", "death_date", "age"
     )
 
 
-def current_courses(
-    t: Tables, th: Thresholds, medication_ids: list[str], min_months: float | None
-) -> ir.Table:
-    """(person_id, medication_id, course_start): the course of each medicine current on
-    as_of and at least ``min_months`` long, counted as b12dx.fhir.record counts it."""
+def all_current_courses(t: Tables, th: Thresholds, medication_ids: list[str]) -> ir.Table:
+    """(person_id, medication_id, course_start): the course of each listed medicine current
+    on as_of, counted as b12dx.fhir.record counts it: orders at most ``gap_days`` apart are
+    one course; the last course begun by as_of is current when an order is open, reaches
+    as_of, or is continued by a later order. Computed once for every medicine the rules
+    need (one window pass), then filtered per rule by ``current_courses``."""
     a = ibis.literal(th.as_of)
     m = t["medication"].filter(t["medication"].medication_id.isin(medication_ids))
     before = m.filter(m.start_date <= a).mutate(
@@ -160,22 +163,26 @@ def current_courses(
     earlier = ibis.window(
         group_by=keys, order_by=[before.start_date, before.link_end], rows=(None, -1)
     )
-    upto = ibis.window(group_by=keys, order_by=[before.start_date, before.link_end], rows=(None, 0))
     prev_end = before.link_end.max().over(earlier)
     starts_run = prev_end.isnull() | (before.start_date > prev_end + _days(th.gap_days))
-    runs = before.mutate(new_run=starts_run.cast("int64"))
-    runs = runs.mutate(run=runs.new_run.sum().over(upto))
-    runs = runs.mutate(last_run=runs.run.max().over(ibis.window(group_by=keys)))
-    in_last = runs.filter(runs.run == runs.last_run)
-    last = in_last.group_by(["person_id", "medication_id"]).aggregate(
-        course_start=in_last.start_date.min(),
-        course_end=in_last.link_end.max(),
-        any_open=in_last.open.max(),
+    runs = before.mutate(
+        run_start=ibis.ifelse(starts_run, before.start_date, ibis.null("date")),
+        open_start=ibis.ifelse(before.open == 1, before.start_date, ibis.null("date")),
     )
-    later = (
-        m.filter(m.start_date > a)
-        .group_by(["person_id", "medication_id"])
-        .aggregate(next_start=m.start_date.min())
+    # Every order before the last course ends more than gap_days before it begins, so the
+    # last course is the orders from the last course start on: its end is the latest end
+    # of all, and it is open when the latest open order starts on or after its start.
+    last = runs.group_by(["person_id", "medication_id"]).aggregate(
+        course_start=runs.run_start.max(),
+        course_end=runs.link_end.max(),
+        latest_open=runs.open_start.max(),
+    )
+    last = last.mutate(
+        any_open=(last.latest_open.notnull() & (last.latest_open >= last.course_start)).cast("int8")
+    )
+    after = m.filter(m.start_date > a)
+    later = after.group_by(["person_id", "medication_id"]).aggregate(
+        next_start=after.start_date.min()
     )
     c = last.left_join(later, ["person_id", "medication_id"]).select(
         last.person_id,
@@ -187,11 +194,19 @@ def current_courses(
     )
     continued = c.next_start.notnull() & (c.next_start <= c.course_end + _days(th.gap_days))
     current = (c.any_open == 1) | (c.course_end >= a) | continued
-    c = c.filter(current)
+    return c.filter(current).select("person_id", "medication_id", "course_start")
+
+
+def current_courses(
+    courses: ir.Table, th: Thresholds, medication_ids: list[str], min_months: float | None
+) -> ir.Table:
+    """The current courses (``all_current_courses``) of these medicines that are at least
+    ``min_months`` long on as_of."""
+    c = courses.filter(courses.medication_id.isin(medication_ids))
     if min_months:
         latest_start = th.as_of - dt.timedelta(days=math.ceil(min_months * DAYS_PER_MONTH))
         c = c.filter(c.course_start <= ibis.literal(latest_start))
-    return c.select("person_id", "medication_id", "course_start")
+    return c
 
 
 def _active_conditions(t: Tables, th: Thresholds, ids: list[str]) -> ir.Table:
@@ -204,54 +219,94 @@ def _active_conditions(t: Tables, th: Thresholds, ids: list[str]) -> ir.Table:
     )
 
 
-def risk_factor_facts(t: Tables, th: Thresholds, kb: Knowledge, ids: list[str]) -> ir.Table:
+def _lookup(column: ir.StringValue, pairs: list[tuple[str, str]], what: str) -> ir.StringValue:
+    """The risk factor a code stands for, as one CASE expression (a code stands for one)."""
+    seen: dict[str, str] = {}
+    for code, rf_id in pairs:
+        if seen.setdefault(code, rf_id) != rf_id:
+            raise ValueError(f"{what} {code!r} triggers both {seen[code]!r} and {rf_id!r}")
+    return ibis.cases(*[(column == code, rf_id) for code, rf_id in seen.items()])
+
+
+def risk_factor_facts(
+    t: Tables, th: Thresholds, kb: Knowledge, ids: list[str], courses: ir.Table
+) -> ir.Table:
     """(person_id, risk_factor, fact): each listed risk factor present on as_of, with the
-    fact that shows it ("metformin since 2015-03-02")."""
+    fact that shows it ("metformin since 2015-03-02"). One pass per kind of trigger
+    (medicine, condition, diet or exposure) however many risk factors are listed, the code
+    mapped to its risk factor by a CASE expression."""
     a = ibis.literal(th.as_of)
-    parts: list[ir.Table] = []
-    f = t["finding"]
+    meds: list[tuple[str, str]] = []
+    latest_start: dict[str, dt.date] = {}
+    conds: list[tuple[str, str]] = []
+    finds: dict[str, list[tuple[str, str]]] = {"diet": [], "exposure": []}
     for rf_id in ids:
         trig = kb.risk_factors[rf_id].trigger
         if trig.medication is not None:
-            c = current_courses(t, th, trig.medication, trig.min_duration_months)
-            fact = c.medication_id + " since " + _text(c.course_start)
-            parts.append(c.select("person_id", risk_factor=ibis.literal(rf_id), fact=fact))
+            meds += [(m, rf_id) for m in trig.medication]
+            if trig.min_duration_months:
+                days = math.ceil(trig.min_duration_months * DAYS_PER_MONTH)
+                for m in trig.medication:
+                    latest_start[m] = th.as_of - dt.timedelta(days=days)
         elif trig.condition is not None:
-            c = _active_conditions(t, th, trig.condition)
-            fact = c.condition_id + ibis.ifelse(
-                c.start_date.isnull(), "", " since " + _text(c.start_date)
-            )
-            parts.append(c.select("person_id", risk_factor=ibis.literal(rf_id), fact=fact))
-        elif trig.diet is not None or trig.exposure is not None:
-            kind, values = (
-                ("diet", trig.diet) if trig.diet is not None else ("exposure", trig.exposure)
-            )
-            assert values is not None
-            x = f.filter(f.kind == kind, f.id.isin(values), f.date <= a)
-            fact = x.id + " recorded " + _text(x.date)
-            parts.append(x.select("person_id", risk_factor=ibis.literal(rf_id), fact=fact))
+            conds += [(c, rf_id) for c in trig.condition]
+        elif trig.diet is not None:
+            finds["diet"] += [(d, rf_id) for d in trig.diet]
+        elif trig.exposure is not None:
+            finds["exposure"] += [(x, rf_id) for x in trig.exposure]
         else:
             raise ValueError(f"risk factor {rf_id!r}: its trigger cannot be screened set-wise")
+    parts: list[ir.Table] = []
+    if meds:
+        c = courses.filter(courses.medication_id.isin(sorted({m for m, _ in meds})))
+        if latest_start:
+            latest = ibis.cases(
+                *[(c.medication_id == m, ibis.literal(d)) for m, d in latest_start.items()],
+                else_=ibis.literal(th.as_of),
+            )
+            c = c.filter(c.course_start <= latest)
+        fact = c.medication_id + " since " + _text(c.course_start)
+        parts.append(
+            c.select("person_id", risk_factor=_lookup(c.medication_id, meds, "medicine"), fact=fact)
+        )
+    if conds:
+        x = _active_conditions(t, th, sorted({c for c, _ in conds}))
+        fact = x.condition_id + ibis.ifelse(
+            x.start_date.isnull(), "", " since " + _text(x.start_date)
+        )
+        parts.append(
+            x.select(
+                "person_id", risk_factor=_lookup(x.condition_id, conds, "condition"), fact=fact
+            )
+        )
+    f = t["finding"]
+    for kind, pairs in finds.items():
+        if pairs:
+            x = f.filter(f.kind == kind, f.id.isin(sorted({c for c, _ in pairs})), f.date <= a)
+            fact = x.id + " recorded " + _text(x.date)
+            parts.append(x.select("person_id", risk_factor=_lookup(x.id, pairs, kind), fact=fact))
     rows = ibis.union(*parts, distinct=False)
     return rows.group_by(["person_id", "risk_factor"]).aggregate(fact=rows.fact.min())
 
 
-def _last_b12_test(t: Tables, th: Thresholds, kb: Knowledge) -> ir.Table:
+def _b12_tests(t: Tables, th: Thresholds, kb: Knowledge) -> ir.Table:
     lab = t["lab"]
-    tests = lab.filter(lab.test.isin(kb.screening.b12_tests), lab.date <= ibis.literal(th.as_of))
-    return tests.group_by("person_id").aggregate(last_test=tests.date.max())
+    return lab.filter(lab.test.isin(kb.screening.b12_tests), lab.date <= ibis.literal(th.as_of))
 
 
-def _untested(people: ir.Table, last: ir.Table, th: Thresholds) -> ir.Table:
-    """People with no B12 test on or after lookback_start, and the text saying so."""
-    j = people.left_join(last, "person_id").select(people.person_id, last.last_test)
+def _untested(candidates: ir.Table, ctx: dict[str, ir.Table], th: Thresholds) -> ir.Table:
+    """The candidates with no B12 test on or after lookback_start, with the text saying so
+    in ``untested``."""
+    tests = ctx["b12_tests"]
+    last = tests.group_by("person_id").aggregate(last_test=tests.date.max())
+    j = candidates.left_join(last, "person_id").select(candidates, last.last_test)
     j = j.filter(j.last_test.isnull() | (j.last_test < ibis.literal(th.lookback_start)))
     text = (
         ibis.literal(f"no B12 test since {th.lookback_start} (last: ")
         + ibis.coalesce(_text(j.last_test), ibis.literal("none on record"))
         + ")"
     )
-    return j.select("person_id", untested=text)
+    return j.mutate(untested=text).drop("last_test")
 
 
 def band_expr(
@@ -280,14 +335,9 @@ def band_expr(
     return ibis.cases(*cases, else_=ibis.null("string"))
 
 
-def latest_results(t: Tables, th: Thresholds, kb: Knowledge, profile: Profile) -> ir.Table:
-    """The latest result of each B12 test on or before as_of, banded."""
-    lab = t["lab"]
-    x = lab.filter(
-        lab.test.isin(kb.screening.b12_tests),
-        lab.date <= ibis.literal(th.as_of),
-        lab.value_si.notnull(),
-    )
+def latest_results(tests: ir.Table, kb: Knowledge, profile: Profile) -> ir.Table:
+    """The latest result of each B12 test on or before as_of (``_b12_tests``), banded."""
+    x = tests.filter(tests.value_si.notnull())
     order = ibis.window(group_by=[x.person_id, x.test], order_by=[ibis.desc(x.date), x.value_si])
     x = x.mutate(rn=ibis.row_number().over(order))
     x = x.filter(x.rn == 0)
@@ -362,8 +412,7 @@ def _untested_at_risk(
     )
     signs = ibis.union(sym, dx, distinct=False)
     signs = signs.group_by("person_id").aggregate(signs=_join_texts(signs.sign))
-    u = ctx["untested"]
-    j = rf_text.join(signs, "person_id").join(u, "person_id")
+    j = _untested(rf_text.join(signs, "person_id"), ctx, th)
     return j.select(
         "person_id",
         reasons="risk factors: " + j.risks + "; signs: " + j.signs + "; " + j.untested,
@@ -372,9 +421,10 @@ def _untested_at_risk(
 
 def _monitoring_due(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Table]) -> ir.Table:
     trig = kb.risk_factors["metformin"].trigger
-    c = current_courses(t, th, trig.medication or ["metformin"], trig.min_duration_months)
-    u = ctx["untested"]
-    j = c.join(u, "person_id")
+    c = current_courses(
+        ctx["courses"], th, trig.medication or ["metformin"], trig.min_duration_months
+    )
+    j = _untested(c, ctx, th)
     return j.select(
         "person_id", reasons="metformin since " + _text(j.course_start) + "; " + j.untested
     )
@@ -432,11 +482,10 @@ def _deficient_untreated(
 
 
 def _folic_acid(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Table]) -> ir.Table:
-    c = current_courses(t, th, ["folic_acid"], None)
+    c = current_courses(ctx["courses"], th, ["folic_acid"], None)
     a = ibis.literal(th.as_of)
     c = c.mutate(since=ibis.least(c.course_start, ibis.literal(th.lookback_start)))
-    lab = t["lab"]
-    tests = lab.filter(lab.test.isin(kb.screening.b12_tests), lab.date <= a)
+    tests = ctx["b12_tests"]
     tested = c.join(tests, [c.person_id == tests.person_id, tests.date >= c.since]).select(
         c.person_id
     )
@@ -531,11 +580,17 @@ def build_gaps(t: Tables, kb: Knowledge, profile: Profile, as_of: dt.date) -> ir
     """One row per flagged person and gap: person_id, gap, rule_id, sources, reasons,
     as_of, age_band, risk_factors. Only people alive and adult on as_of are screened."""
     th = thresholds(kb, profile, as_of)
-    people = _people(t, th, kb)
+    risk_ids = kb.screening.untested_at_risk.risk_factors
+    medicines = {"folic_acid", *(kb.risk_factors["metformin"].trigger.medication or ["metformin"])}
+    for rf_id in risk_ids:
+        medicines.update(kb.risk_factors[rf_id].trigger.medication or [])
+    courses = all_current_courses(t, th, sorted(medicines))
+    tests = _b12_tests(t, th, kb)
     ctx = {
-        "rf_facts": risk_factor_facts(t, th, kb, kb.screening.untested_at_risk.risk_factors),
-        "untested": _untested(people, _last_b12_test(t, th, kb), th),
-        "latest": latest_results(t, th, kb, profile),
+        "courses": courses,
+        "rf_facts": risk_factor_facts(t, th, kb, risk_ids, courses),
+        "b12_tests": tests,
+        "latest": latest_results(tests, kb, profile),
     }
     parts = []
     for gap in GAPS:
@@ -551,7 +606,7 @@ def build_gaps(t: Tables, kb: Knowledge, profile: Profile, as_of: dt.date) -> ir
             )
         )
     gaps = ibis.union(*parts, distinct=False)
-    gaps = gaps.join(people, "person_id").select(gaps, people.age_band)
+    gaps = _screened(gaps, t, th, kb)
     rf = ctx["rf_facts"]
     per_person = rf.group_by("person_id").aggregate(risk_factors=rf.risk_factor.collect().sort())
     out = gaps.left_join(per_person, "person_id").select(
