@@ -197,29 +197,85 @@ def test_the_dead_and_children_are_not_screened(tmp_path: Path) -> None:
     assert gaps(tmp_path, {"person": people, "medication": metformin}) == set()
 
 
-def test_synthea_metformin_user_alive_and_untested_in_1990_is_monitoring_due(
-    tmp_path: Path,
+def _synthea_metformin_users_alive_on(as_of: D) -> set[str]:
+    """Read straight from the NDJSON: people alive on as_of with a metformin order on or
+    before it and another within 400 days after it (a course still running), as Synthea
+    writes yearly renewals. The export has no lab results, so nobody was tested."""
+    import json
+
+    alive = set()
+    for line in (SYNTHEA / "Patient.000.ndjson").read_text().splitlines():
+        r = json.loads(line)
+        died = r.get("deceasedDateTime")
+        if D.fromisoformat(r["birthDate"]) <= as_of and (
+            died is None or D.fromisoformat(died[:10]) > as_of
+        ):
+            alive.add(r["id"])
+    orders: dict[str, list[D]] = {}
+    for line in (SYNTHEA / "MedicationRequest.000.ndjson").read_text().splitlines():
+        r = json.loads(line)
+        if "metformin" in json.dumps(r.get("medicationCodeableConcept", {})).lower():
+            pid = r["subject"]["reference"].removeprefix("Patient/")
+            orders.setdefault(pid, []).append(D.fromisoformat(r["authoredOn"][:10]))
+    return {
+        pid
+        for pid, days in orders.items()
+        if pid in alive
+        and any(d <= as_of for d in days)
+        and any(as_of < d <= as_of + dt.timedelta(days=400) for d in days)
+    }
+
+
+@pytest.mark.parametrize("as_of", ["1969-01-01", "1975-06-30", "1990-01-01", "1995-01-01"])
+def test_synthea_long_term_metformin_users_alive_and_untested_are_monitoring_due(
+    tmp_path: Path, as_of: str
 ) -> None:
-    # Patient 79a66c97 (born 1927, died 1994) has metformin orders from 1969 and no B12
-    # result in the export.
+    # One of the ten patients (79a66c97, born 1927, died 1994-11-11) has yearly metformin
+    # orders from 1969-05-31: before them, and after the death, nobody is due.
     result = CliRunner().invoke(
-        app, ["screen", str(SYNTHEA), "--out", str(tmp_path), "--as-of", "1990-01-01"]
+        app, ["screen", str(SYNTHEA), "--out", str(tmp_path), "--as-of", as_of]
     )
     assert result.exit_code == 0, result.output
     import pyarrow.parquet as pq
 
     rows = pq.read_table(tmp_path / "gaps.parquet").to_pylist()
-    flagged = {(r["person_id"], r["gap"]) for r in rows}
-    assert ("79a66c97-6131-3213-f3c9-4606946ab056", "monitoring_due") in flagged
-    assert (tmp_path / "gaps.csv").exists() and (tmp_path / "report.html").exists()
-    assert "<svg" in (tmp_path / "report.html").read_text()
-    # After death nobody is flagged.
-    after = CliRunner().invoke(
-        app, ["screen", str(SYNTHEA), "--out", str(tmp_path / "later"), "--as-of", "1995-01-01"]
+    due = {r["person_id"] for r in rows if r["gap"] == "monitoring_due"}
+    expected = _synthea_metformin_users_alive_on(D.fromisoformat(as_of))
+    assert due == expected
+    assert ("79a66c97-6131-3213-f3c9-4606946ab056" in due) == (
+        as_of in {"1975-06-30", "1990-01-01"}
     )
-    assert after.exit_code == 0
-    later = pq.read_table(tmp_path / "later" / "gaps.parquet").column("person_id").to_pylist()
-    assert "79a66c97-6131-3213-f3c9-4606946ab056" not in later
+    for r in rows:
+        if r["gap"] == "monitoring_due":
+            assert r["reasons"].startswith("metformin since 19")
+            assert "no B12 test since" in r["reasons"] and "none on record" in r["reasons"]
+            assert r["rule_id"] == "screen.monitoring_due" and r["sources"]
+    for name in ("gaps.csv", "summary.csv", "population.csv", "report.html"):
+        assert (tmp_path / name).exists()
+    assert "<svg" in (tmp_path / "report.html").read_text()
+    assert not list(tmp_path.glob(".*.partial"))
+
+
+def test_report_and_console_give_rates_per_1000_screened(tmp_path: Path) -> None:
+    # Of the export's 13 patients, 4 are alive and 16 or older on 1990-01-01.
+    result = CliRunner().invoke(
+        app, ["screen", str(SYNTHEA), "--out", str(tmp_path), "--as-of", "1990-01-01"]
+    )
+    assert result.exit_code == 0, result.output
+    import pyarrow.csv as pacsv
+
+    population = pacsv.read_csv(tmp_path / "population.csv").to_pylist()
+    screened = sum(r["people"] for r in population)
+    born = (SYNTHEA / "Patient.000.ndjson").read_text().splitlines()
+    assert (screened, len(born)) == (4, 13)
+    assert f"{screened:,} people screened of {len(born):,} in the input" in " ".join(
+        result.output.split()
+    )
+    per_1000 = f"{1000 / screened:.1f}"
+    assert per_1000 in result.output  # one monitoring_due patient
+    html = (tmp_path / "report.html").read_text()
+    assert f"{per_1000}</td>" in html and "screen.monitoring_due" in html
+    assert "mhra-2022-metformin" in html  # the rule's sources are named
 
 
 @pytest.mark.parametrize(
@@ -229,6 +285,8 @@ def test_synthea_metformin_user_alive_and_untested_in_1990_is_monitoring_due(
         (["screen", str(SYNTHEA), "--out", "OUT", "--engine", "oracle"], "--engine"),
         (["screen", str(SYNTHEA), "--out", "OUT", "--as-of", "1990-13-01"], "--as-of"),
         (["screen", str(SYNTHEA), "--out", "OUT", "--profile", "nope"], "profile"),
+        (["screen", str(SYNTHEA), "--out", "OUT", "--spark-master", "local[1]"], "--spark-master"),
+        (["screen", str(SYNTHEA), "--out", str(SYNTHEA / "README.md")], "--out"),
     ],
 )
 def test_screen_errors_exit_2_naming_the_option(

@@ -124,12 +124,10 @@ def _join_texts(texts: ir.StringColumn) -> ir.StringScalar:
 # --- building blocks --------------------------------------------------------------------
 
 
-def _screened(rows: ir.Table, t: Tables, th: Thresholds, kb: Knowledge) -> ir.Table:
-    """``rows`` of people alive on as_of and aged min_age or more, with their age band.
-    Ages are computed after the join, for the flagged rows only, not the whole population."""
-    p = t["person"]
+def _alive_adults_with_band(j: ir.Table, th: Thresholds, kb: Knowledge) -> ir.Table:
+    """Rows of ``j`` (with birth_date, death_date) for people alive on as_of and aged
+    min_age or more, with their age band; birth_date and death_date dropped."""
     a = ibis.literal(th.as_of)
-    j = rows.join(p, "person_id").select(rows, p.birth_date, p.death_date)
     j = j.filter(j.birth_date <= a, j.death_date.isnull() | (j.death_date > a))
     birthday_later = (j.birth_date.month() > th.as_of.month) | (
         (j.birth_date.month() == th.as_of.month) & (j.birth_date.day() > th.as_of.day)
@@ -145,6 +143,21 @@ def _screened(rows: ir.Table, t: Tables, th: Thresholds, kb: Knowledge) -> ir.Ta
     return j.mutate(age_band=ibis.cases(*cases, else_="unknown")).drop(
         "birth_date", "death_date", "age"
     )
+
+
+def _screened(rows: ir.Table, t: Tables, th: Thresholds, kb: Knowledge) -> ir.Table:
+    """``rows`` of people screened (alive and adult on as_of), with their age band. Ages
+    are computed after the join, for the flagged rows only, not the whole population."""
+    p = t["person"]
+    j = rows.join(p, "person_id").select(rows, p.birth_date, p.death_date)
+    return _alive_adults_with_band(j, th, kb)
+
+
+def population_expr(t: Tables, kb: Knowledge, profile: Profile, as_of: dt.date) -> ir.Table:
+    """People screened per age band (alive and adult on as_of): the denominators."""
+    th = thresholds(kb, profile, as_of)
+    p = _alive_adults_with_band(t["person"].select("birth_date", "death_date"), th, kb)
+    return p.group_by("age_band").aggregate(people=p.count()).order_by("age_band")
 
 
 def all_current_courses(t: Tables, th: Thresholds, medication_ids: list[str]) -> ir.Table:

@@ -1,13 +1,16 @@
 """Execute the gap expressions on a backend and write the results.
 
 DuckDB (embedded, in memory) is the default; ``engine="spark"`` runs the very same
-expressions through ``ibis.pyspark`` on a local SparkSession. The backend only reads the
-screening tables and executes: the rules are all in ``b12dx.screen.rules``.
+expressions through ``ibis.pyspark`` on a SparkSession: local mode on this machine by
+default, or any cluster named by ``spark_master`` (a spark:// , yarn or k8s:// URL; the
+screening tables must then be on storage every executor reads). The backend only reads
+the screening tables and executes: the rules are all in ``b12dx.screen.rules``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,9 +26,14 @@ import pyarrow.parquet as pq
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.knowledge import Profile
 from b12dx.screen.model import SCHEMAS, ScreeningTables
-from b12dx.screen.rules import build_gaps, summary_expr
+from b12dx.screen.rules import build_gaps, population_expr, summary_expr
 
 ENGINES = ("duckdb", "spark")
+# The steps ``screen`` announces through ``step`` (for a progress bar).
+STEPS = 6
+# Spark's master when none is given: every core of this machine.
+DEFAULT_SPARK_MASTER = "local[*]"
+SPARK_MASTER_ENV = "B12DX_SPARK_MASTER"
 
 Step = Callable[[str], None]
 
@@ -37,11 +45,13 @@ class ScreenResult:
     as_of: dt.date
     profile: str
     engine: str
-    people: int
+    people: int  # screened: alive and adult on as_of
+    records: int  # every person in the input
+    population: pa.Table  # age_band, people (screened)
 
 
 @contextmanager
-def backend(engine: str) -> Iterator[Any]:
+def backend(engine: str, spark_master: str | None = None) -> Iterator[Any]:
     if engine == "duckdb":
         con = ibis.duckdb.connect()
         try:
@@ -49,17 +59,40 @@ def backend(engine: str) -> Iterator[Any]:
         finally:
             con.disconnect()
     elif engine == "spark":
-        from pyspark.sql import SparkSession
+        from b12dx.errors import B12dxError
 
-        session = (
-            SparkSession.builder.master("local[2]")
-            .appName("b12dx-screen")
-            .config("spark.sql.shuffle.partitions", "4")
-            .config("spark.ui.enabled", "false")
-            .config("spark.sql.session.timeZone", "UTC")
-            .getOrCreate()
-        )
-        yield ibis.pyspark.connect(session)
+        try:
+            from pyspark.sql import SparkSession
+        except ImportError as exc:
+            raise B12dxError(
+                "--engine spark needs PySpark: install b12dx with its spark extra "
+                "(pip install 'b12dx[spark]') and Java 17 or later"
+            ) from exc
+        active = SparkSession.getActiveSession()
+        if active is not None:  # inside spark-submit or a notebook: use its session
+            active.conf.set("spark.sql.session.timeZone", "UTC")  # dates are calendar days
+            yield ibis.pyspark.connect(active)
+            return
+        master = spark_master or os.environ.get(SPARK_MASTER_ENV) or DEFAULT_SPARK_MASTER
+        try:
+            session = (
+                SparkSession.builder.master(master)
+                .appName("b12dx-screen")
+                .config("spark.sql.shuffle.partitions", "4")
+                .config("spark.ui.enabled", "false")
+                .config("spark.sql.session.timeZone", "UTC")
+                .getOrCreate()
+            )
+        except Exception as exc:  # Spark reports a missing Java or bad master many ways
+            raise B12dxError(
+                f"Spark did not start with master {master!r} ({type(exc).__name__}): check "
+                "that Java 17 or later is installed (JAVA_HOME) and the master URL "
+                f"(--spark-master or {SPARK_MASTER_ENV})"
+            ) from exc
+        try:
+            yield ibis.pyspark.connect(session)
+        finally:
+            session.stop()
     else:
         raise ValueError(f"unknown engine {engine!r} (accepted: {', '.join(ENGINES)})")
 
@@ -71,10 +104,11 @@ def screen_tables(
     as_of: dt.date,
     engine: str = "duckdb",
     step: Step | None = None,
+    spark_master: str | None = None,
 ) -> ScreenResult:
     """Run the six gap rules over the screening tables on ``engine``."""
     say = step or (lambda _name: None)
-    with backend(engine) as con:
+    with backend(engine, spark_master) as con:
         say("reading the screening tables")
         t = {
             name: con.read_parquet(str(tables.path(name)), table_name=f"screen_{name}")
@@ -84,10 +118,12 @@ def screen_tables(
         gaps_expr = build_gaps(t, kb, profile, as_of)
         say("finding the gaps")
         gaps = gaps_expr.to_pyarrow()
-        people = int(t["person"].count().to_pyarrow().as_py())
         say("counting per gap, age band and risk factor")
+        records = int(t["person"].count().to_pyarrow().as_py())
+        population = population_expr(t, kb, profile, as_of).to_pyarrow()
         summary = con.to_pyarrow(summary_expr(ibis.memtable(gaps)))
-    return ScreenResult(gaps, summary, as_of, profile.id, engine, people)
+    people = sum(population.column("people").to_pylist())
+    return ScreenResult(gaps, summary, as_of, profile.id, engine, people, records, population)
 
 
 def _csv_ready(table: pa.Table) -> pa.Table:
@@ -102,15 +138,21 @@ def _csv_ready(table: pa.Table) -> pa.Table:
 
 
 def write_outputs(result: ScreenResult, out: Path) -> dict[str, Path]:
+    """gaps.parquet, gaps.csv, summary.csv and population.csv in ``out``. Each is written
+    under a temporary name and renamed into place, so a file never holds half a result."""
     out.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "gaps.parquet": out / "gaps.parquet",
-        "gaps.csv": out / "gaps.csv",
-        "summary.csv": out / "summary.csv",
+    writers: dict[str, Callable[[Path], None]] = {
+        "gaps.parquet": lambda p: pq.write_table(result.gaps, p),
+        "gaps.csv": lambda p: pacsv.write_csv(_csv_ready(result.gaps), p),
+        "summary.csv": lambda p: pacsv.write_csv(result.summary, p),
+        "population.csv": lambda p: pacsv.write_csv(result.population, p),
     }
-    pq.write_table(result.gaps, paths["gaps.parquet"])
-    pacsv.write_csv(_csv_ready(result.gaps), paths["gaps.csv"])
-    pacsv.write_csv(result.summary, paths["summary.csv"])
+    paths = {}
+    for name, write in writers.items():
+        paths[name] = out / name
+        partial = out / f".{name}.partial"
+        write(partial)
+        partial.replace(paths[name])
     return paths
 
 
@@ -155,6 +197,7 @@ def screen(
     as_of: dt.date,
     engine: str = "duckdb",
     step: Step | None = None,
+    spark_master: str | None = None,
 ) -> tuple[ScreenResult, dict[str, Path]]:
     """Load ``source`` into screening tables (in ``out/tables``), find the gaps, write them."""
     say = step or (lambda _name: None)
@@ -169,6 +212,6 @@ def screen(
         from b12dx.screen.load_omop import load_omop
 
         tables = load_omop(kb, source, work)
-    result = screen_tables(tables, kb, profile, as_of, engine, say)
-    say("writing gaps.parquet, gaps.csv, summary.csv")
+    result = screen_tables(tables, kb, profile, as_of, engine, say, spark_master)
+    say("writing gaps.parquet, gaps.csv, summary.csv, population.csv")
     return result, write_outputs(result, out)
