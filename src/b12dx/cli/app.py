@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from b12dx.cli import followup
+from b12dx.cli import followup, screen, synth
 from b12dx.cli.accounts import practice_app, user_app
 from b12dx.errors import B12dxError, InputError
 
@@ -261,6 +261,8 @@ def serve(
 
 # patient, record, due, backup, restore: follow-up over time (b12dx.store)
 followup.register(app)
+screen.register(app)
+synth.register(app)  # synthetic population for screening (b12dx.screen.synth)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -129,6 +129,15 @@ def iter_ndjson(path: Path) -> Iterator[tuple[int, Resource | None, str | None]]
             yield n, obj, None
 
 
+def iter_export(directory: Path) -> Iterator[tuple[str, Resource | None, str | None]]:
+    """Every resource of an export, streamed file by file without grouping by patient:
+    (where as file:line, resource or None, problem or None). For readers that go through
+    millions of resources once (population screening)."""
+    for path in ndjson_files(directory):
+        for n, resource, problem in iter_ndjson(path):
+            yield f"{path.name}:{n}", resource, problem
+
+
 def read_bulk_export(directory: Path) -> BulkExport:
     """Read every NDJSON file of an export and group the resources by patient."""
     export = BulkExport(directory, files=ndjson_files(directory))

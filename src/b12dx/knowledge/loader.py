@@ -39,6 +39,7 @@ from b12dx.models.knowledge import (
     Regimen,
     RiskFactor,
     Rule,
+    ScreeningKnowledge,
     Source,
     Symptom,
     SymptomGroup,
@@ -81,6 +82,7 @@ class Knowledge:
     rules: dict[str, Rule]
     fhir: FhirMapping
     cds: CdsKnowledge
+    screening: ScreeningKnowledge
     weakness_symptoms: frozenset[str] = field(default=frozenset())
     # The B12 symptoms in a neurological group: any of them is neurological involvement.
     neurological_symptoms: frozenset[str] = field(default=frozenset())
@@ -224,6 +226,7 @@ def load_knowledge_from(directory: Path) -> Knowledge:
         rules=_entries(directory, "rules", Rule),
         fhir=_one(directory, "fhir", FhirMapping),
         cds=_one(directory, "cds", CdsKnowledge),
+        screening=_one(directory, "screening", ScreeningKnowledge),
         weakness_symptoms=frozenset(s.id for s in symptoms.values() if s.weakness),
         neurological_symptoms=frozenset(
             s.id
@@ -365,6 +368,7 @@ def check(kb: Knowledge) -> Iterator[str]:
         kb.diet.rda,
         kb.fhir,
         kb.cds,
+        kb.screening,
     )
     for extra in extras:
         ids = list(cited_source_ids(extra))
@@ -419,6 +423,7 @@ def check(kb: Knowledge) -> Iterator[str]:
             if c not in kb.conditions:
                 yield f"regimens.{r.id}: unknown condition {c!r}"
     yield from _fhir_problems(kb)
+    yield from _screening_problems(kb)
     defaults = [p.id for p in kb.profiles.values() if p.default]
     if len(defaults) != 1:
         yield f"profiles: exactly one default profile needed, found {defaults}"
@@ -452,3 +457,20 @@ def _fhir_problems(kb: Knowledge) -> Iterator[str]:
                 other = seen.setdefault((code.system, code.code), f"{topic}.{key}")
                 if other != f"{topic}.{key}":
                     yield f"{topic}.{key}: {code.system} {code.code} also maps {other}"
+
+
+def _screening_problems(kb: Knowledge) -> Iterator[str]:
+    sc = kb.screening
+    follow_ups = [t for tests in sc.follow_up_tests.values() for t in tests]
+    for test in [*sc.b12_tests, *sc.follow_up_tests, *follow_ups]:
+        if test not in kb.labs:
+            yield f"screening: unknown lab test {test!r}"
+    for rf in sc.untested_at_risk.risk_factors:
+        if rf not in kb.risk_factors:
+            yield f"screening.untested_at_risk: unknown risk factor {rf!r}"
+    for cid in sc.untested_at_risk.presenting_conditions:
+        if cid not in kb.conditions:
+            yield f"screening.untested_at_risk: unknown condition {cid!r}"
+    for route in [*sc.maintenance.routes, *sc.route_words]:
+        if route not in kb.fhir.routes:
+            yield f"screening: route {route!r} is not in fhir.yaml routes"

@@ -435,3 +435,37 @@ class CdsKnowledge(Cited):
     services: list[CdsService] = Field(min_length=1)
     indicator_by_urgency: dict[str, Literal["info", "warning", "critical"]]
     order_checks: list[OrderCheck]
+
+
+class ScreeningWindows(Cited):
+    test_lookback_months: int = Field(ge=1)
+    follow_up_days: int = Field(ge=1)
+    treatment_start_days: int = Field(ge=1)
+    symptom_months: int = Field(ge=1)
+    why: str
+
+
+class UntestedAtRisk(Cited):
+    risk_factors: list[str] = Field(min_length=1)
+    presenting_conditions: list[str]
+    why: str
+
+
+class MaintenanceScreen(Cited):
+    routes: list[str] = Field(min_length=1)
+    min_doses: int = Field(ge=1)
+
+
+class ScreeningKnowledge(Cited):
+    """Population screening's windows and lists (``b12dx.screen``, screening.yaml)."""
+
+    min_age_years: int
+    b12_tests: list[str] = Field(min_length=1)
+    follow_up_tests: dict[str, list[str]]
+    windows: ScreeningWindows
+    untested_at_risk: UntestedAtRisk
+    maintenance: MaintenanceScreen
+    age_bands: list[int] = Field(min_length=1)
+    omop_vocabularies: dict[str, CodeSystemName]
+    omop_gender: dict[int, str]
+    route_words: dict[str, list[str]]

@@ -1,0 +1,107 @@
+"""``b12dx screen``: care gaps across a whole population (``b12dx.screen``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("screen")
+    def screen_command(
+        source: Annotated[
+            Path,
+            typer.Argument(
+                metavar="INPUT",
+                help="A FHIR Bulk Data export folder (NDJSON) or OMOP CDM 5.4 tables "
+                "(CSV or Parquet).",
+            ),
+        ],
+        out: Annotated[Path, typer.Option("--out", help="Folder for the results.")],
+        engine: Annotated[
+            str, typer.Option("--engine", help="duckdb (default, embedded) or spark.")
+        ] = "duckdb",
+        as_of: Annotated[
+            str | None, typer.Option("--as-of", help="Screen as of this date (YYYY-MM-DD).")
+        ] = None,
+        profile: Annotated[
+            str | None,
+            typer.Option("--profile", "-p", help="nice-ng239 (default), bsh-2014, us-label."),
+        ] = None,
+        spark_master: Annotated[
+            str | None,
+            typer.Option(
+                "--spark-master",
+                help="With --engine spark: the cluster (spark://host:7077, yarn, k8s://...); "
+                "default $B12DX_SPARK_MASTER, else local[*] on this machine.",
+            ),
+        ] = None,
+    ) -> None:
+        """Care gaps across all patients: untested at risk, monitoring due, indeterminate
+        not followed up, deficient untreated, folic acid without B12, maintenance overdue."""
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        from b12dx.cli.io import parse_date
+        from b12dx.errors import B12dxError
+        from b12dx.knowledge.loader import load_knowledge
+        from b12dx.screen.report import console_summary, html_report
+        from b12dx.screen.run import ENGINES, STEPS, screen
+
+        def fail(message: str) -> None:
+            sys.stderr.write(f"b12dx: error: {message}\n")
+            raise typer.Exit(2)
+
+        if engine not in ENGINES:
+            fail(f"--engine: {engine!r} is not an engine (accepted: {', '.join(ENGINES)})")
+        if spark_master is not None and engine != "spark":
+            fail("--spark-master: only used with --engine spark")
+        if out.exists() and not out.is_dir():
+            fail(f"--out: {out} is a file; give a folder for the results")
+        try:
+            day = parse_date(as_of, "--as-of") if as_of else dt.date.today()
+            kb = load_knowledge()
+            chosen = kb.profile(profile)
+            console = Console(stderr=True)
+            with Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            ) as progress:
+                # One step per stage screen() announces, plus the report.
+                task = progress.add_task("starting", total=STEPS + 1)
+                started = False
+
+                def step(name: str) -> None:
+                    nonlocal started
+                    progress.update(task, description=name, advance=1 if started else 0)
+                    started = True
+
+                result, paths = screen(source, out, kb, chosen, day, engine, step, spark_master)
+                step("writing report.html")
+                html_report(result, out / "report.html", kb)
+                progress.update(task, advance=1)
+        except B12dxError as exc:
+            fail(str(exc))
+            return
+        except OSError as exc:
+            fail(f"{exc.filename or out}: {exc.strerror or exc}")
+            return
+        console_summary(result, Console())
+        for name in [*paths, "report.html"]:
+            sys.stdout.write(f"wrote {out / name}\n")

@@ -1,0 +1,306 @@
+"""FHIR Bulk Data export (NDJSON) -> screening tables.
+
+Resources are streamed once through the shared reader (``b12dx.fhir.read.iter_export``),
+each mapped with the same code index, status lists and medicine matching as the
+single-patient import (``b12dx.fhir.codes``, ``b12dx.fhir.record``), and written to
+Parquet in batches, so memory stays flat however large the export. Unlike the
+single-patient import nothing is decided as of a date here: every dated fact is kept
+and the rules choose by as_of.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from b12dx.engine.units import find_unit
+from b12dx.fhir.codes import CodeIndex, code_index, qualifier
+from b12dx.fhir.read import iter_export, patient_reference, reference_id
+from b12dx.fhir.record import medicine_of, planned_days, to_date
+from b12dx.knowledge.loader import Knowledge
+from b12dx.screen.model import SCHEMAS, ScreeningTables
+
+BATCH_ROWS = 50_000
+
+
+class _Writers:
+    """One Parquet writer per screening table, fed in batches."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.rows: dict[str, list[dict[str, Any]]] = {name: [] for name in SCHEMAS}
+        self.writers = {
+            name: pq.ParquetWriter(directory / f"{name}.parquet", schema)
+            for name, schema in SCHEMAS.items()
+        }
+        self.counts = dict.fromkeys(SCHEMAS, 0)
+
+    def add(self, table: str, row: dict[str, Any]) -> None:
+        buffer = self.rows[table]
+        buffer.append(row)
+        if len(buffer) >= BATCH_ROWS:
+            self.flush(table)
+
+    def flush(self, table: str) -> None:
+        buffer = self.rows[table]
+        if buffer:
+            self.writers[table].write_table(pa.Table.from_pylist(buffer, schema=SCHEMAS[table]))
+            self.counts[table] += len(buffer)
+            buffer.clear()
+
+    def close(self) -> None:
+        for name in SCHEMAS:
+            self.flush(name)
+            self.writers[name].close()
+
+
+def _codings(resource: Mapping[str, Any], key: str) -> list[Any]:
+    concept = resource.get(key)
+    return list(concept.get("coding") or []) if isinstance(concept, Mapping) else []
+
+
+def _object(resource: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = resource.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def _date(value: Any) -> dt.date | None:
+    return to_date(value)[0]
+
+
+def _period_start(resource: Mapping[str, Any], prefix: str) -> dt.date | None:
+    period = resource.get(f"{prefix}Period")
+    start = period.get("start") if isinstance(period, Mapping) else None
+    return _date(resource.get(f"{prefix}DateTime") or start)
+
+
+class _Mapper:
+    def __init__(self, kb: Knowledge, out: _Writers) -> None:
+        self.kb = kb
+        self.index: CodeIndex = code_index(kb)
+        self.out = out
+        self.st = kb.fhir.statuses
+        self.medicines: dict[str, str | None] = {}  # medicine concept JSON -> medication id
+        self.skipped: dict[str, int] = {}
+
+    def skip(self, why: str) -> None:
+        self.skipped[why] = self.skipped.get(why, 0) + 1
+
+    def map(self, r: dict[str, Any]) -> None:
+        handler: Callable[[dict[str, Any], str], None] | None = getattr(
+            self, f"_{r['resourceType']}", None
+        )
+        if r["resourceType"] == "Patient":
+            self._patient(r)
+            return
+        ref = patient_reference(r)
+        if handler is None or ref is None:
+            self.skip(f"{r['resourceType']} not used")
+            return
+        handler(r, reference_id(ref))
+
+    def _patient(self, r: dict[str, Any]) -> None:
+        pid = r.get("id")
+        if not isinstance(pid, str):
+            self.skip("Patient without an id")
+            return
+        self.out.add(
+            "person",
+            {
+                "person_id": pid,
+                "birth_date": _date(r.get("birthDate")),
+                "sex": r.get("gender"),
+                "death_date": _date(r.get("deceasedDateTime")),
+            },
+        )
+
+    def _Condition(self, r: dict[str, Any], pid: str) -> None:
+        verification = {c.get("code") for c in _codings(r, "verificationStatus")}
+        if verification & set(self.st.condition_verification_ignored):
+            self.skip("Condition refuted or entered in error")
+            return
+        meaning = self.index.first(_codings(r, "code"))
+        if meaning is None:
+            self.skip("Condition code not in the knowledge base")
+            return
+        start = _period_start(r, "onset") or _date(r.get("recordedDate"))
+        if meaning.kind in ("symptom", "diet", "exposure"):
+            self.out.add(
+                "finding", {"person_id": pid, "kind": meaning.kind, "id": meaning.id, "date": start}
+            )
+            return
+        if meaning.kind != "condition":
+            self.skip(f"Condition coded as {meaning.kind}")
+            return
+        end = _period_start(r, "abatement")
+        clinical = {c.get("code") for c in _codings(r, "clinicalStatus")}
+        if (
+            end is None
+            and clinical & set(self.st.condition_clinical_ignored)
+            and meaning.id not in self.kb.fhir.lasting_conditions
+        ):
+            end = start  # resolved, date unknown: not active after it was recorded
+        if meaning.id in self.kb.fhir.lasting_conditions:
+            end = None
+        self.out.add(
+            "condition",
+            {"person_id": pid, "condition_id": meaning.id, "start_date": start, "end_date": end},
+        )
+
+    def _Procedure(self, r: dict[str, Any], pid: str) -> None:
+        if r.get("status") not in self.st.procedure_used:
+            self.skip("Procedure not done")
+            return
+        meaning = self.index.first(_codings(r, "code"), ("condition",))
+        if meaning is None:
+            self.skip("Procedure code not in the knowledge base")
+            return
+        self.out.add(
+            "condition",
+            {
+                "person_id": pid,
+                "condition_id": meaning.id,
+                "start_date": _period_start(r, "performed"),
+                "end_date": None,
+            },
+        )
+
+    def _medicine(self, r: dict[str, Any]) -> str | None:
+        key = json.dumps(
+            [r.get("medicationCodeableConcept"), r.get("medicationReference")], sort_keys=True
+        )
+        if key not in self.medicines:
+            self.medicines[key] = medicine_of(r, self.kb)
+        return self.medicines[key]
+
+    def _MedicationRequest(self, r: dict[str, Any], pid: str) -> None:
+        status = r.get("status")
+        if status in self.st.medication_request_ignored:
+            self.skip(f"MedicationRequest {status}")
+            return
+        if r.get("intent") in self.st.medication_request_intent_ignored:
+            self.skip("MedicationRequest proposal")
+            return
+        mid = self._medicine(r)
+        if mid is None:
+            self.skip("medicine not in the knowledge base")
+            return
+        dispense = _object(r, "dispenseRequest")
+        validity = dispense.get("validityPeriod") or {}
+        start = _date(validity.get("start") or r.get("authoredOn"))
+        if start is None:
+            self.skip("MedicationRequest without a date")
+            return
+        days = planned_days(r)
+        end = start + dt.timedelta(days=days) if days is not None else None
+        self._course(pid, mid, start, end, status in self.st.medication_request_ongoing)
+
+    def _MedicationStatement(self, r: dict[str, Any], pid: str) -> None:
+        status = r.get("status")
+        if status in self.st.medication_statement_ignored:
+            self.skip(f"MedicationStatement {status}")
+            return
+        mid = self._medicine(r)
+        if mid is None:
+            self.skip("medicine not in the knowledge base")
+            return
+        period = _object(r, "effectivePeriod")
+        start = _date(period.get("start") or r.get("effectiveDateTime") or r.get("dateAsserted"))
+        if start is None:
+            self.skip("MedicationStatement without a date")
+            return
+        end = _date(period.get("end"))
+        self._course(pid, mid, start, end, status in self.st.medication_statement_ongoing)
+
+    def _course(
+        self, pid: str, mid: str, start: dt.date, end: dt.date | None, ongoing: bool
+    ) -> None:
+        # Open (null end) only while ongoing; a stopped order with no end ends on its start,
+        # as b12dx.fhir.record counts courses.
+        if end is None and not ongoing:
+            end = start
+        self.out.add(
+            "medication",
+            {"person_id": pid, "medication_id": mid, "start_date": start, "end_date": end},
+        )
+
+    def _MedicationAdministration(self, r: dict[str, Any], pid: str) -> None:
+        if self._medicine(r) != "b12_supplement":
+            self.skip("MedicationAdministration not of B12")
+            return
+        if r.get("status") not in self.st.medication_administration_used:
+            self.skip("MedicationAdministration not completed")
+            return
+        when = _period_start(r, "effective")
+        dosage = _object(r, "dosage")
+        route = qualifier(self.index, self.kb.fhir.routes, _codings(dosage, "route"))
+        concept = r.get("medicationCodeableConcept") or {}
+        drug = qualifier(self.index, self.kb.fhir.b12_drugs, concept.get("coding") or [])
+        if when is None:
+            self.skip("MedicationAdministration without a date")
+            return
+        self.out.add("b12_dose", {"person_id": pid, "date": when, "route": route, "drug": drug})
+
+    def _Observation(self, r: dict[str, Any], pid: str) -> None:
+        if r.get("status") not in self.st.observation_used:
+            self.skip("Observation not final")
+            return
+        meaning = self.index.first(_codings(r, "code"))
+        when = _period_start(r, "effective") or _date(r.get("effectiveInstant"))
+        if meaning is None:
+            self.skip("Observation code not in the knowledge base")
+            return
+        if meaning.kind in ("symptom", "diet", "exposure"):
+            self.out.add(
+                "finding", {"person_id": pid, "kind": meaning.kind, "id": meaning.id, "date": when}
+            )
+            return
+        if meaning.kind != "lab":
+            self.skip(f"Observation coded as {meaning.kind}")
+            return
+        test = self.kb.labs[meaning.id]
+        row: dict[str, Any] = {"person_id": pid, "test": test.id, "date": when}
+        quantity = r.get("valueQuantity")
+        if test.kind == "numeric" and isinstance(quantity, Mapping):
+            value, unit_text = quantity.get("value"), quantity.get("unit") or quantity.get("code")
+            alias = self.kb.fhir.lab_unit_aliases.get(test.id, {})
+            unit = find_unit(self.kb, test, alias.get(str(unit_text), str(unit_text or "")))
+            if unit is None or not isinstance(value, int | float):
+                self.skip("lab result without a number in a unit of the test")
+                return
+            row |= {"value_si": float(value) * unit.factor, "unit_family": unit.family}
+        else:
+            concept = r.get("valueCodeableConcept") or {}
+            codings = concept.get("coding") or [] if isinstance(concept, Mapping) else []
+            fm = self.kb.fhir
+            value_text = qualifier(
+                self.index, {"positive": fm.positive, "negative": fm.negative}, codings
+            )
+            if value_text is None:
+                self.skip("qualitative result not positive or negative")
+                return
+            row["value_text"] = value_text
+        self.out.add("lab", row)
+
+
+def load_fhir(kb: Knowledge, source: Path, work: Path) -> tuple[ScreeningTables, dict[str, int]]:
+    """Map an export folder into the screening tables in ``work``; returns the tables and
+    the count of resources not used, by reason."""
+    out = _Writers(work)
+    mapper = _Mapper(kb, out)
+    try:
+        for _where, resource, problem in iter_export(source):
+            if resource is None:
+                mapper.skip(problem or "unreadable line")
+                continue
+            mapper.map(resource)
+    finally:
+        out.close()
+    return ScreeningTables(work), mapper.skipped

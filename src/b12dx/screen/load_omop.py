@@ -1,0 +1,407 @@
+"""OMOP CDM 5.4 tables (a folder of CSV or Parquet) -> screening tables, set-wise in DuckDB.
+
+No row is looked at in Python: each clinical table is read by DuckDB, its codes resolved
+by joins, and each screening table written with one ``COPY ... TO parquet``.
+
+Codes. A row's coding is its ``*_concept_id`` (then ``*_source_concept_id``) looked up in
+``concept`` (vocabulary_id through screening.yaml ``omop_vocabularies``, concept_code)
+when the folder has a concept table and lists the id, else its ``*_source_value`` taken
+as a bare code. Only the distinct codings are resolved (a few hundred however many rows)
+against the knowledge base's code table (``lookups.code_table``): exact codes, and for
+ICD-10 and ATC the longest listed code the code starts with (``CodeIndex.lookup`` walks
+up the hierarchy the same way); a bare source value is matched in any code system.
+
+Tables, as the FHIR loader maps the same facts (``load_fhir``):
+
+- person: birth date from birth_datetime, else year/month/day_of_birth (a missing month
+  or day is taken as the latest possible, so nobody is screened before min_age); sex from
+  gender_concept_id (screening.yaml ``omop_gender``); death_date from ``death`` if present.
+- drug_exposure: a B12 medicine given by a maintenance route (screening.yaml
+  ``maintenance.routes``: route_concept_id's code, else route_source_value's word,
+  ``lookups.route_table``) is a dose (b12_dose, with the B12 named by fhir.yaml
+  ``b12_drugs``); every other medicine of the knowledge base is a course (medication)
+  from the start date to drug_exposure_end_date, else start + days_supply - 1 (OMOP's
+  convention), else the start date (a single exposure). Codes the knowledge base keeps as
+  exposures (nitrous oxide given as an anaesthetic) are not medicines here.
+- condition_occurrence: diagnoses -> condition (end_date from condition_end_date, none
+  for the lasting ones of fhir.yaml ``lasting_conditions``); symptoms, diets and exposures
+  -> finding on the start date. procedure_occurrence: operations -> condition, lasting.
+  observation: symptoms, diets and exposures -> finding.
+- measurement: numeric tests -> value_as_number in SI through ``lookups.unit_table``
+  (unit_source_value, else unit_concept_id's code; a result in no unit of its test is
+  left out, as the FHIR import leaves it); qualitative tests -> positive or negative from
+  value_as_concept_id (fhir.yaml ``positive``/``negative``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from b12dx.errors import FieldError, InputError
+from b12dx.knowledge.loader import Knowledge
+from b12dx.screen.lookups import code_table, route_table, unit_table
+from b12dx.screen.model import SCHEMAS, ScreeningTables
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One OMOP table: the columns read (required ones first) and their SQL types."""
+
+    required: tuple[tuple[str, str], ...]
+    optional: tuple[tuple[str, str], ...] = ()
+
+
+_ID, _INT, _NUM, _TEXT, _DATE, _TS = "BIGINT", "INTEGER", "DOUBLE", "VARCHAR", "DATE", "TIMESTAMP"
+
+# Required: what the CDM 5.4 marks required and the mapping cannot do without.
+SOURCES: dict[str, _Source] = {
+    "person": _Source(
+        (("person_id", _ID), ("gender_concept_id", _ID), ("year_of_birth", _INT)),
+        (("month_of_birth", _INT), ("day_of_birth", _INT), ("birth_datetime", _TS)),
+    ),
+    "drug_exposure": _Source(
+        (("person_id", _ID), ("drug_concept_id", _ID), ("drug_exposure_start_date", _DATE)),
+        (
+            ("drug_exposure_end_date", _DATE),
+            ("days_supply", _INT),
+            ("route_concept_id", _ID),
+            ("route_source_value", _TEXT),
+            ("drug_source_value", _TEXT),
+            ("drug_source_concept_id", _ID),
+        ),
+    ),
+    "measurement": _Source(
+        (("person_id", _ID), ("measurement_concept_id", _ID), ("measurement_date", _DATE)),
+        (
+            ("value_as_number", _NUM),
+            ("value_as_concept_id", _ID),
+            ("unit_concept_id", _ID),
+            ("unit_source_value", _TEXT),
+            ("measurement_source_value", _TEXT),
+            ("measurement_source_concept_id", _ID),
+        ),
+    ),
+    "condition_occurrence": _Source(
+        (
+            ("person_id", _ID),
+            ("condition_concept_id", _ID),
+            ("condition_start_date", _DATE),
+        ),
+        (
+            ("condition_end_date", _DATE),
+            ("condition_source_value", _TEXT),
+            ("condition_source_concept_id", _ID),
+        ),
+    ),
+    "procedure_occurrence": _Source(
+        (("person_id", _ID), ("procedure_concept_id", _ID), ("procedure_date", _DATE)),
+        (("procedure_source_value", _TEXT), ("procedure_source_concept_id", _ID)),
+    ),
+    "observation": _Source(
+        (("person_id", _ID), ("observation_concept_id", _ID), ("observation_date", _DATE)),
+        (("observation_source_value", _TEXT), ("observation_source_concept_id", _ID)),
+    ),
+}
+OPTIONAL_SOURCES: dict[str, _Source] = {
+    "concept": _Source(
+        (("concept_id", _ID), ("vocabulary_id", _TEXT), ("concept_code", _TEXT)),
+    ),
+    "death": _Source((("person_id", _ID), ("death_date", _DATE))),
+}
+FINDING_KINDS = ("symptom", "diet", "exposure")
+
+
+def _file(source: Path, table: str) -> Path | None:
+    for ext in ("parquet", "csv"):
+        path = source / f"{table}.{ext}"
+        if path.exists():
+            return path
+    return None
+
+
+def _q(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _view(con: duckdb.DuckDBPyConnection, table: str, path: Path, spec: _Source) -> None:
+    """A view ``src_<table>`` of the columns the mapping reads, typed; a missing optional
+    column is null. CSV is read as text and cast here, so an all-empty column (DuckDB
+    would guess VARCHAR) or a stray value never fails the load."""
+    if path.suffix == ".csv":
+        reader = f"read_csv({_q(str(path))}, header = true, all_varchar = true)"
+        cast = "TRY_CAST"
+    else:
+        reader = f"read_parquet({_q(str(path))})"
+        cast = "CAST"
+    try:
+        present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()}
+    except duckdb.Error as exc:
+        raise InputError.single(str(path), f"cannot be read: {exc}") from exc
+    missing = [name for name, _ in spec.required if name not in present]
+    if missing:
+        raise InputError(
+            [
+                FieldError(str(path), f"has no column {name}", f"OMOP CDM 5.4 {table} columns")
+                for name in missing
+            ]
+        )
+    columns = [
+        f"{cast}({name} AS {typ}) AS {name}" if name in present else f"NULL::{typ} AS {name}"
+        for name, typ in (*spec.required, *spec.optional)
+    ]
+    con.execute(f"CREATE VIEW src_{table} AS SELECT {', '.join(columns)} FROM {reader}")
+
+
+def _lookups(con: duckdb.DuckDBPyConnection, kb: Knowledge, has_concept: bool) -> None:
+    codes = code_table(kb)
+    vocab = pa.table(
+        {
+            "vocabulary_id": list(kb.screening.omop_vocabularies),
+            "system": list(kb.screening.omop_vocabularies.values()),
+        }
+    )
+    genders = pa.table(
+        {
+            "gender_concept_id": pa.array(list(kb.screening.omop_gender), pa.int64()),
+            "sex": list(kb.screening.omop_gender.values()),
+        }
+    )
+    b12_drugs = pa.Table.from_pylist(
+        [
+            {"system": c.system, "code": c.code, "drug": drug}
+            for drug, cs in kb.fhir.b12_drugs.items()
+            for c in cs
+        ]
+    )
+    qualitative = pa.Table.from_pylist(
+        [
+            {"system": c.system, "code": c.code, "value_text": text}
+            for text, cs in (("positive", kb.fhir.positive), ("negative", kb.fhir.negative))
+            for c in cs
+        ]
+    )
+    tests = pa.table({"test": list(kb.labs), "kind": [t.kind for t in kb.labs.values()]})
+    lasting = pa.table({"condition_id": pa.array(kb.fhir.lasting_conditions, pa.string())})
+    for name, table in {
+        "kb_codes": codes,
+        "kb_vocab": vocab,
+        "kb_gender": genders,
+        "kb_units": unit_table(kb),
+        "kb_routes": route_table(kb),
+        "kb_b12_drugs": b12_drugs,
+        "kb_qualitative": qualitative,
+        "kb_tests": tests,
+        "kb_lasting": lasting,
+    }.items():
+        con.register(f"{name}_arrow", table)
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_arrow")
+        con.unregister(f"{name}_arrow")
+    # concept_id -> (system, code) of the vocabularies b12dx reads.
+    if has_concept:
+        con.execute(
+            """CREATE TABLE omop_code AS
+            SELECT c.concept_id, v.system, trim(c.concept_code) AS code
+            FROM src_concept c JOIN kb_vocab v USING (vocabulary_id)
+            WHERE c.concept_id IS NOT NULL AND c.concept_code IS NOT NULL"""
+        )
+    else:
+        con.execute("CREATE TABLE omop_code (concept_id BIGINT, system VARCHAR, code VARCHAR)")
+
+
+def _resolve(con: duckdb.DuckDBPyConnection, table: str, concept: str, source: str) -> None:
+    """``res_<table>``: each distinct (concept id, source concept id, source value) of the
+    table -> (system, code, kind, id), the concept ids before the source value."""
+    con.execute(
+        f"""CREATE TABLE res_{table} AS
+        WITH keys AS (
+            SELECT DISTINCT {concept}_concept_id AS cid, {source}_source_concept_id AS sid,
+                   {source}_source_value AS sv
+            FROM src_{table}
+        ), candidates AS (
+            SELECT keys.*, c.system, c.code, 1 AS tier FROM keys JOIN omop_code c
+                ON c.concept_id = keys.cid
+            UNION ALL
+            SELECT keys.*, c.system, c.code, 2 AS tier FROM keys JOIN omop_code c
+                ON c.concept_id = keys.sid
+            UNION ALL
+            SELECT keys.*, NULL AS system, trim(keys.sv) AS code, 3 AS tier FROM keys
+            WHERE keys.sv IS NOT NULL AND trim(keys.sv) <> ''
+        ), matched AS (
+            SELECT cand.cid, cand.sid, cand.sv, k.system, cand.code, k.kind, k.id,
+                   row_number() OVER (
+                       PARTITION BY cand.cid, cand.sid, cand.sv
+                       ORDER BY cand.tier, length(k.code) DESC, k.system, k.kind, k.id
+                   ) AS pick
+            FROM candidates cand JOIN kb_codes k
+              ON (cand.system IS NULL OR k.system = cand.system) AND (
+                 (NOT k.hierarchical AND k.code = cand.code)
+                 OR (k.hierarchical AND length(k.code) >= 3
+                     AND starts_with(rtrim(upper(cand.code), '.'), k.code)))
+        )
+        SELECT cid, sid, sv, system, code, kind, id FROM matched WHERE pick = 1"""
+    )
+
+
+def _coded(table: str, concept: str, source: str) -> str:
+    """SQL: the table's rows with their resolved meaning (rows b12dx has no use for are
+    dropped by the inner join)."""
+    return f"""src_{table} t JOIN res_{table} r
+        ON r.cid IS NOT DISTINCT FROM t.{concept}_concept_id
+        AND r.sid IS NOT DISTINCT FROM t.{source}_source_concept_id
+        AND r.sv IS NOT DISTINCT FROM t.{source}_source_value"""
+
+
+def _copy(con: duckdb.DuckDBPyConnection, name: str, select: str, work: Path) -> None:
+    schema = SCHEMAS[name]
+    types = {
+        pa.string(): "VARCHAR",
+        pa.date32(): "DATE",
+        pa.float64(): "DOUBLE",
+    }
+    cols = ", ".join(f"CAST({f.name} AS {types[f.type]}) AS {f.name}" for f in schema)
+    target = _q(str(work / f"{name}.parquet"))
+    con.execute(f"COPY (SELECT {cols} FROM ({select})) TO {target} (FORMAT parquet)")
+
+
+def _sql(kb: Knowledge) -> dict[str, str]:
+    routes = ", ".join(_q(r) for r in kb.screening.maintenance.routes)
+    findings = ", ".join(_q(k) for k in FINDING_KINDS)
+    drugs = _coded("drug_exposure", "drug", "drug")
+    cond = _coded("condition_occurrence", "condition", "condition")
+    proc = _coded("procedure_occurrence", "procedure", "procedure")
+    obs = _coded("observation", "observation", "observation")
+    meas = _coded("measurement", "measurement", "measurement")
+    unit = "coalesce(nullif(trim(t.unit_source_value), ''), uc.code)"
+    unit_key = f"lower(replace(replace(replace({unit}, 'µ', 'u'), 'μ', 'u'), ' ', ''))"
+    dose_or_course = f"""
+        SELECT t.person_id, r.id AS medication_id, r.system, r.code,
+               t.drug_exposure_start_date AS start_date,
+               coalesce(t.drug_exposure_end_date,
+                        t.drug_exposure_start_date + (t.days_supply - 1),
+                        t.drug_exposure_start_date) AS end_date,
+               coalesce(rc.route, rw.route) AS route
+        FROM {drugs}
+        LEFT JOIN omop_code oc ON oc.concept_id = t.route_concept_id
+        LEFT JOIN kb_routes rc ON rc.key = oc.code
+        LEFT JOIN kb_routes rw ON rw.key = lower(trim(t.route_source_value))
+        WHERE r.kind = 'medication'"""
+    return {
+        "person": """
+            SELECT CAST(p.person_id AS VARCHAR) AS person_id,
+                   coalesce(CAST(p.birth_datetime AS DATE),
+                            CASE WHEN p.day_of_birth IS NULL
+                                 THEN last_day(make_date(p.year_of_birth,
+                                                         coalesce(p.month_of_birth, 12), 1))
+                                 ELSE make_date(p.year_of_birth,
+                                                coalesce(p.month_of_birth, 12),
+                                                p.day_of_birth) END) AS birth_date,
+                   g.sex, d.death_date
+            FROM src_person p
+            LEFT JOIN kb_gender g ON g.gender_concept_id = p.gender_concept_id
+            LEFT JOIN (SELECT person_id, min(death_date) AS death_date FROM src_death
+                       GROUP BY person_id) d ON d.person_id = p.person_id""",
+        "drugs": f"""CREATE TABLE drugs AS {dose_or_course}""",
+        "b12_dose": f"""
+            SELECT CAST(x.person_id AS VARCHAR) AS person_id, x.start_date AS date, x.route,
+                   bd.drug
+            FROM drugs x
+            LEFT JOIN kb_b12_drugs bd ON bd.system = x.system AND bd.code = x.code
+            WHERE x.medication_id = 'b12_supplement' AND x.route IN ({routes})""",
+        "medication": f"""
+            SELECT CAST(person_id AS VARCHAR) AS person_id, medication_id, start_date,
+                   end_date
+            FROM drugs
+            WHERE NOT (medication_id = 'b12_supplement' AND coalesce(route IN ({routes}),
+                                                                       FALSE))""",
+        "condition": f"""
+            SELECT CAST(t.person_id AS VARCHAR) AS person_id, r.id AS condition_id,
+                   t.condition_start_date AS start_date,
+                   CASE WHEN l.condition_id IS NULL THEN t.condition_end_date END AS end_date
+            FROM {cond} LEFT JOIN kb_lasting l ON l.condition_id = r.id
+            WHERE r.kind = 'condition'
+            UNION ALL
+            SELECT CAST(t.person_id AS VARCHAR), r.id, t.procedure_date, NULL
+            FROM {proc} WHERE r.kind = 'condition'""",
+        "finding": f"""
+            SELECT CAST(t.person_id AS VARCHAR) AS person_id, r.kind, r.id,
+                   t.condition_start_date AS date
+            FROM {cond} WHERE r.kind IN ({findings})
+            UNION ALL
+            SELECT CAST(t.person_id AS VARCHAR), r.kind, r.id, t.observation_date
+            FROM {obs} WHERE r.kind IN ({findings})
+            UNION ALL
+            SELECT CAST(t.person_id AS VARCHAR), r.kind, r.id, t.measurement_date
+            FROM {meas} WHERE r.kind IN ({findings})""",
+        "lab": f"""
+            SELECT CAST(t.person_id AS VARCHAR) AS person_id, r.id AS test,
+                   t.value_as_number * u.factor AS value_si, NULL AS value_text,
+                   u.family AS unit_family, t.measurement_date AS date
+            FROM {meas}
+            JOIN kb_tests kt ON kt.test = r.id AND kt.kind = 'numeric'
+            LEFT JOIN omop_code uc ON uc.concept_id = t.unit_concept_id
+            JOIN kb_units u ON u.test = r.id AND u.unit_key = {unit_key}
+            WHERE r.kind = 'lab' AND t.value_as_number IS NOT NULL
+            UNION ALL
+            SELECT CAST(t.person_id AS VARCHAR), r.id, NULL, q.value_text, NULL,
+                   t.measurement_date
+            FROM {meas}
+            JOIN kb_tests kt ON kt.test = r.id AND kt.kind = 'qualitative'
+            JOIN omop_code vc ON vc.concept_id = t.value_as_concept_id
+            JOIN kb_qualitative q ON q.system = vc.system AND q.code = vc.code
+            WHERE r.kind = 'lab'""",
+    }
+
+
+def load_omop(
+    kb: Knowledge, source: Path, work: Path, *, threads: int | None = None
+) -> ScreeningTables:
+    """Map the OMOP tables in ``source`` into the screening tables in ``work``."""
+    missing = [name for name in SOURCES if _file(source, name) is None]
+    if missing:
+        raise InputError(
+            [
+                FieldError(str(source), f"has no {name} table ({name}.csv or {name}.parquet)")
+                for name in missing
+            ]
+        )
+    work.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    try:
+        if threads is not None:
+            con.execute(f"SET threads = {int(threads)}")
+        con.execute("SET preserve_insertion_order = false")
+        for name, spec in SOURCES.items():
+            path = _file(source, name)
+            assert path is not None
+            _view(con, name, path, spec)
+        present = {}
+        for name, spec in OPTIONAL_SOURCES.items():
+            path = _file(source, name)
+            present[name] = path is not None
+            if path is not None:
+                _view(con, name, path, spec)
+            else:
+                cols = ", ".join(f"NULL::{typ} AS {col}" for col, typ in spec.required)
+                con.execute(f"CREATE VIEW src_{name} AS SELECT {cols} WHERE FALSE")
+        _lookups(con, kb, present["concept"])
+        for table, concept, src in (
+            ("drug_exposure", "drug", "drug"),
+            ("condition_occurrence", "condition", "condition"),
+            ("procedure_occurrence", "procedure", "procedure"),
+            ("observation", "observation", "observation"),
+            ("measurement", "measurement", "measurement"),
+        ):
+            _resolve(con, table, concept, src)
+        sql = _sql(kb)
+        con.execute(sql.pop("drugs"))
+        for name, select in sql.items():
+            _copy(con, name, select, work)
+    except duckdb.Error as exc:
+        raise InputError.single(str(source), f"the OMOP tables cannot be mapped: {exc}") from exc
+    finally:
+        con.close()
+    return ScreeningTables(work)

@@ -1,0 +1,171 @@
+"""The screening summary: a Rich table for the console and a self-contained HTML report
+(inline SVG bar charts, no scripts or external files, so it can be mailed or archived).
+
+Rates are per 1,000 people screened (alive and adult on the as-of date), overall and per
+age band, so practices and age groups of different sizes can be compared."""
+
+from __future__ import annotations
+
+import html
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from b12dx.knowledge.loader import Knowledge
+from b12dx.screen.rules import GAPS
+from b12dx.screen.run import ScreenResult
+
+
+def gap_counts(result: ScreenResult) -> Counter[str]:
+    return Counter(result.gaps.column("gap").to_pylist())
+
+
+def _per_1000(n: int, of: int) -> str:
+    return f"{1000 * n / of:.1f}" if of else "-"
+
+
+def console_summary(result: ScreenResult, console: Console) -> None:
+    counts = gap_counts(result)
+    table = Table(
+        title=f"Care gaps as of {result.as_of}: {result.people:,} people screened of "
+        f"{result.records:,} in the input (profile {result.profile}, {result.engine})"
+    )
+    table.add_column("gap")
+    table.add_column("patients", justify="right")
+    table.add_column("per 1,000 screened", justify="right")
+    for gap in GAPS:
+        n = counts.get(gap, 0)
+        table.add_row(gap, f"{n:,}", _per_1000(n, result.people))
+    flagged = len(set(result.gaps.column("person_id").to_pylist()))
+    table.add_row("any gap", f"{flagged:,}", _per_1000(flagged, result.people), style="bold")
+    console.print(table)
+
+
+def _bars(title: str, counts: list[tuple[str, int]], note: str = "") -> str:
+    width, bar_h, label_w = 720, 22, 280
+    top = max((n for _, n in counts), default=0) or 1
+    height = bar_h * max(len(counts), 1) + 10
+    rows = []
+    for i, (label, n) in enumerate(counts):
+        y = i * bar_h + 5
+        w = (width - label_w - 90) * n / top
+        rows.append(
+            f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end">{html.escape(label)}</text>'
+            f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{bar_h - 6}" fill="#2b6cb0">'
+            f"<title>{html.escape(label)}: {n:,}</title></rect>"
+            f'<text x="{label_w + w + 4:.1f}" y="{y + 15}">{n:,}</text>'
+        )
+    return (
+        f"<h2>{html.escape(title)}</h2>"
+        + (f"<p>{html.escape(note)}</p>" if note else "")
+        + f'<svg role="img" aria-label="{html.escape(title)}" width="{width}" '
+        f'height="{height}" font-family="sans-serif" font-size="13">{"".join(rows)}</svg>'
+    )
+
+
+def _gap_table(result: ScreenResult, kb: Knowledge, counts: Counter[str]) -> str:
+    rows = []
+    for gap in GAPS:
+        rule = kb.rules[f"screen.{gap}"]
+        sources = ", ".join(
+            f'<span title="{html.escape(kb.sources[s].title)}">{html.escape(s)}</span>'
+            for s in rule.sources
+        )
+        n = counts.get(gap, 0)
+        rows.append(
+            f"<tr><td><b>{html.escape(gap)}</b><br><small>{html.escape(rule.id)}</small></td>"
+            f"<td>{html.escape(rule.text)}</td><td class=n>{n:,}</td>"
+            f"<td class=n>{_per_1000(n, result.people)}</td><td>{sources}</td></tr>"
+        )
+    return (
+        "<h2>Care gaps</h2><table><tr><th>gap (rule)</th><th>who is flagged</th>"
+        "<th>patients</th><th>per 1,000 screened</th><th>sources</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def _age_table(result: ScreenResult) -> str:
+    band_people = dict(
+        zip(
+            result.population.column("age_band").to_pylist(),
+            result.population.column("people").to_pylist(),
+            strict=True,
+        )
+    )
+    per_band: dict[str, Counter[str]] = defaultdict(Counter)
+    for gap, band in zip(
+        result.gaps.column("gap").to_pylist(),
+        result.gaps.column("age_band").to_pylist(),
+        strict=True,
+    ):
+        per_band[band][gap] += 1
+    # <wbr> lets the long gap names wrap at their underscores, so the table fits the page.
+    head = "".join(f"<th>{html.escape(g).replace('_', '_<wbr>')}</th>" for g in GAPS)
+    rows = []
+    for band, people in band_people.items():
+        cells = "".join(
+            f"<td class=n>{per_band[band][g]:,}<br><small>"
+            f"{_per_1000(per_band[band][g], people)}/1,000</small></td>"
+            for g in GAPS
+        )
+        rows.append(f"<tr><td>{html.escape(band)}</td><td class=n>{people:,}</td>{cells}</tr>")
+    return (
+        "<h2>By age band</h2><p>Patients flagged, and per 1,000 people screened in the band."
+        f"</p><table><tr><th>age band</th><th>screened</th>{head}</tr>" + "".join(rows) + "</table>"
+    )
+
+
+def html_report(result: ScreenResult, path: Path, kb: Knowledge) -> None:
+    """Write the report under a temporary name and rename it into place."""
+    counts = gap_counts(result)
+    summary = result.summary.to_pylist()
+    by_rf: dict[str, set[str]] = defaultdict(set)
+    for row in result.gaps.select(["person_id", "risk_factors"]).to_pylist():
+        for rf in row["risk_factors"] or ["none"]:
+            by_rf[rf].add(row["person_id"])
+    rf_label = {
+        rf: kb.risk_factors[rf].name if rf in kb.risk_factors else "no screened risk factor"
+        for rf in by_rf
+    }
+    table_rows = "".join(
+        f"<tr><td>{html.escape(r['gap'])}</td><td>{html.escape(r['age_band'])}</td>"
+        f"<td>{html.escape(r['risk_factor'])}</td><td class=n>{r['patients']:,}</td></tr>"
+        for r in summary
+    )
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>b12dx screening {result.as_of}</title>
+<style>body{{font-family:sans-serif;max-width:64rem;margin:2rem auto;padding:0 1rem;
+line-height:1.4}}table{{border-collapse:collapse;margin-bottom:1rem}}
+td,th{{border:1px solid #ccc;padding:.25rem .5rem;vertical-align:top;text-align:left}}
+td.n{{text-align:right}}small{{color:#555}}</style>
+</head><body>
+<h1>B12 care gaps as of {result.as_of}</h1>
+<p><b>{result.people:,}</b> people screened (alive and aged {
+        kb.screening.min_age_years
+    } or more on {result.as_of})
+of {result.records:,} in the input; profile {html.escape(result.profile)}; engine
+{html.escape(result.engine)}. Each flagged patient's reasons, rule and sources are in
+gaps.csv and gaps.parquet; the counts below are in summary.csv and population.csv.
+A gap is a prompt to review the record, not a diagnosis.</p>
+{_gap_table(result, kb, counts)}
+{_bars("Patients per gap", [(g, counts.get(g, 0)) for g in GAPS])}
+{_age_table(result)}
+{
+        _bars(
+            "Flagged patients per risk factor",
+            sorted(((rf_label[rf], len(p)) for rf, p in by_rf.items()), key=lambda x: -x[1]),
+            "People with any gap, by the screened risk factors on their record "
+            "(a person with two risk factors counts under both).",
+        )
+    }
+<h2>Counts per gap, age band and risk factor</h2>
+<table><tr><th>gap</th><th>age band</th><th>risk factor</th><th>patients</th></tr>
+{table_rows}</table>
+</body></html>
+"""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(page, encoding="utf-8")
+    partial.replace(path)

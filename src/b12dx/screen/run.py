@@ -1,0 +1,217 @@
+"""Execute the gap expressions on a backend and write the results.
+
+DuckDB (embedded, in memory) is the default; ``engine="spark"`` runs the very same
+expressions through ``ibis.pyspark`` on a SparkSession: local mode on this machine by
+default, or any cluster named by ``spark_master`` (a spark:// , yarn or k8s:// URL; the
+screening tables must then be on storage every executor reads). The backend only reads
+the screening tables and executes: the rules are all in ``b12dx.screen.rules``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ibis
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from b12dx.knowledge.loader import Knowledge
+from b12dx.models.knowledge import Profile
+from b12dx.screen.model import SCHEMAS, ScreeningTables
+from b12dx.screen.rules import build_gaps, population_expr, summary_expr
+
+ENGINES = ("duckdb", "spark")
+# The steps ``screen`` announces through ``step`` (for a progress bar).
+STEPS = 6
+# Spark's master when none is given: every core of this machine.
+DEFAULT_SPARK_MASTER = "local[*]"
+SPARK_MASTER_ENV = "B12DX_SPARK_MASTER"
+
+Step = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ScreenResult:
+    gaps: pa.Table
+    summary: pa.Table
+    as_of: dt.date
+    profile: str
+    engine: str
+    people: int  # screened: alive and adult on as_of
+    records: int  # every person in the input
+    population: pa.Table  # age_band, people (screened)
+
+
+@contextmanager
+def backend(engine: str, spark_master: str | None = None) -> Iterator[Any]:
+    if engine == "duckdb":
+        con = ibis.duckdb.connect()
+        try:
+            yield con
+        finally:
+            con.disconnect()
+    elif engine == "spark":
+        from b12dx.errors import B12dxError
+
+        try:
+            from pyspark.sql import SparkSession
+        except ImportError as exc:
+            raise B12dxError(
+                "--engine spark needs PySpark: install b12dx with its spark extra "
+                "(pip install 'b12dx[spark]') and Java 17 or later"
+            ) from exc
+        active = SparkSession.getActiveSession()
+        if active is not None:  # inside spark-submit or a notebook: use its session
+            active.conf.set("spark.sql.session.timeZone", "UTC")  # dates are calendar days
+            yield ibis.pyspark.connect(active)
+            return
+        master = spark_master or os.environ.get(SPARK_MASTER_ENV) or DEFAULT_SPARK_MASTER
+        try:
+            session = (
+                SparkSession.builder.master(master)
+                .appName("b12dx-screen")
+                .config("spark.sql.shuffle.partitions", "4")
+                .config("spark.ui.enabled", "false")
+                .config("spark.sql.session.timeZone", "UTC")
+                .getOrCreate()
+            )
+        except Exception as exc:  # Spark reports a missing Java or bad master many ways
+            raise B12dxError(
+                f"Spark did not start with master {master!r} ({type(exc).__name__}): check "
+                "that Java 17 or later is installed (JAVA_HOME) and the master URL "
+                f"(--spark-master or {SPARK_MASTER_ENV})"
+            ) from exc
+        try:
+            yield ibis.pyspark.connect(session)
+        finally:
+            session.stop()
+    else:
+        raise ValueError(f"unknown engine {engine!r} (accepted: {', '.join(ENGINES)})")
+
+
+def screen_tables(
+    tables: ScreeningTables,
+    kb: Knowledge,
+    profile: Profile,
+    as_of: dt.date,
+    engine: str = "duckdb",
+    step: Step | None = None,
+    spark_master: str | None = None,
+) -> ScreenResult:
+    """Run the six gap rules over the screening tables on ``engine``."""
+    say = step or (lambda _name: None)
+    with backend(engine, spark_master) as con:
+        say("reading the screening tables")
+        t = {
+            name: con.read_parquet(str(tables.path(name)), table_name=f"screen_{name}")
+            for name in SCHEMAS
+        }
+        say("building the gap rules")
+        gaps_expr = build_gaps(t, kb, profile, as_of)
+        say("finding the gaps")
+        gaps = gaps_expr.to_pyarrow()
+        say("counting per gap, age band and risk factor")
+        records = int(t["person"].count().to_pyarrow().as_py())
+        population = population_expr(t, kb, profile, as_of).to_pyarrow()
+        summary = con.to_pyarrow(summary_expr(ibis.memtable(gaps)))
+    people = sum(population.column("people").to_pylist())
+    return ScreenResult(gaps, summary, as_of, profile.id, engine, people, records, population)
+
+
+def _csv_ready(table: pa.Table) -> pa.Table:
+    """Lists joined with ';' so the CSV has one value per cell."""
+    cols = {}
+    for name in table.column_names:
+        col = table[name]
+        if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+            col = pc.binary_join(col, ";")
+        cols[name] = col
+    return pa.table(cols)
+
+
+def write_outputs(result: ScreenResult, out: Path) -> dict[str, Path]:
+    """gaps.parquet, gaps.csv, summary.csv and population.csv in ``out``. Each is written
+    under a temporary name and renamed into place, so a file never holds half a result."""
+    out.mkdir(parents=True, exist_ok=True)
+    writers: dict[str, Callable[[Path], None]] = {
+        "gaps.parquet": lambda p: pq.write_table(result.gaps, p),
+        "gaps.csv": lambda p: pacsv.write_csv(_csv_ready(result.gaps), p),
+        "summary.csv": lambda p: pacsv.write_csv(result.summary, p),
+        "population.csv": lambda p: pacsv.write_csv(result.population, p),
+    }
+    paths = {}
+    for name, write in writers.items():
+        paths[name] = out / name
+        partial = out / f".{name}.partial"
+        write(partial)
+        partial.replace(paths[name])
+    return paths
+
+
+OMOP_TABLES = (
+    "person",
+    "drug_exposure",
+    "measurement",
+    "condition_occurrence",
+    "procedure_occurrence",
+    "observation",
+)
+
+
+def detect_input(source: Path) -> str:
+    """ "fhir" (NDJSON files) or "omop" (person.csv or person.parquet), else an InputError."""
+    from b12dx.errors import FieldError, InputError
+
+    if not source.is_dir():
+        raise InputError([FieldError("INPUT", f"{source} is not a folder")])
+    names = {p.name for p in source.iterdir()}
+    if any(n.endswith((".ndjson", ".ndjson.gz")) for n in names):
+        return "fhir"
+    if names & {"person.csv", "person.parquet"}:
+        return "omop"
+    raise InputError(
+        [
+            FieldError(
+                "INPUT",
+                f"{source} holds neither NDJSON files nor an OMOP person table",
+                "a FHIR Bulk Data export (*.ndjson) or OMOP CDM 5.4 tables "
+                f"({', '.join(OMOP_TABLES)} as .csv or .parquet)",
+            )
+        ]
+    )
+
+
+def screen(
+    source: Path,
+    out: Path,
+    kb: Knowledge,
+    profile: Profile,
+    as_of: dt.date,
+    engine: str = "duckdb",
+    step: Step | None = None,
+    spark_master: str | None = None,
+) -> tuple[ScreenResult, dict[str, Path]]:
+    """Load ``source`` into screening tables (in ``out/tables``), find the gaps, write them."""
+    say = step or (lambda _name: None)
+    kind = detect_input(source)
+    work = out / "tables"
+    say(f"loading the {'FHIR export' if kind == 'fhir' else 'OMOP tables'}")
+    if kind == "fhir":
+        from b12dx.screen.load_fhir import load_fhir
+
+        tables, _skipped = load_fhir(kb, source, work)
+    else:
+        from b12dx.screen.load_omop import load_omop
+
+        tables = load_omop(kb, source, work)
+    result = screen_tables(tables, kb, profile, as_of, engine, say, spark_master)
+    say("writing gaps.parquet, gaps.csv, summary.csv, population.csv")
+    return result, write_outputs(result, out)
