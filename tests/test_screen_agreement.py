@@ -12,12 +12,11 @@ something was done in time), the window is read from the contract record here, w
 same numbers screening reads from ``screening.yaml``:
 
 - ``maintenance_overdue`` ⇔ the engine's warning ``maintenance_overdue`` (the regimen it
-  chooses, its maintenance interval after the last dose, plus the profile's grace).
-  Compared among people whose engine regimen is an injection: the engine chooses the
-  regimen by cause now (oral daily for a medicine or diet cause) and dates maintenance by
-  it even when the doses under way are 3-monthly injections, which makes anyone on
-  injections with such a cause overdue two weeks after a dose; screening dates the
-  injections by the injection regimens. That is an engine issue, left out and counted.
+  chooses, its maintenance interval after the last dose, plus the profile's grace; a
+  course whose last dose was injected is dated as an injection course,
+  treatment.injection_course). Compared among people whose engine regimen is an
+  injection: a course whose last recorded dose was taken by mouth is dated by the oral
+  regimen, which screening (injections only) does not judge; left out and counted.
 - ``deficient_untreated`` ⇔ the latest total or active B12 result is in the
   ``deficient`` band, older than the treatment window (31 days), and the engine has no
   treatment under way (no B12 dose, no B12 supplement). Both sides can judge only people
@@ -110,8 +109,8 @@ def _medication(r: Record, mid: str) -> Record | None:
 
 def engine_maintenance_overdue(r: Record, x: Assessment) -> tuple[bool, bool]:
     overdue = any(w.id == "maintenance_overdue" for w in x.warnings)
-    routes = KB.screening.maintenance.routes
-    judged = x.treatment is None or x.treatment.route in routes
+    doses = sorted(r.get("b12_treatment", []), key=lambda d: d["date"])
+    judged = not doses or doses[-1]["route"] in KB.screening.maintenance.routes
     return overdue, judged
 
 
@@ -242,3 +241,25 @@ def test_screening_and_the_engine_flag_the_same_people(gap: str, both: Any) -> N
     print(f"{gap}: {len(mine)} flagged, {len(side.left_out)} left out")
     assert mine, f"no one flagged for {gap}: the comparison would prove nothing"
     assert mine == side.flagged, _disagreements(gap, screened[gap], side, records)
+
+
+def test_injections_for_a_cause_oral_b12_would_treat_are_dated_as_injections(
+    both: Any,
+) -> None:
+    # People on injections whose cause (a medicine, diet) would choose oral B12: the
+    # engine dates their course by the injection regimen (treatment.injection_course), so
+    # it flags them overdue exactly when screening does, not two weeks after every dose.
+    screened, (_, records) = both
+    on_injections = {
+        pid
+        for pid, (_, x) in records.items()
+        if x.treatment is not None and x.treatment.rule == "treatment.injection_course"
+    }
+    assert len(on_injections) >= 10
+    engine_overdue = {
+        pid
+        for pid in on_injections
+        if any(w.id == "maintenance_overdue" for w in records[pid][1].warnings)
+    }
+    assert engine_overdue == on_injections & set(screened["maintenance_overdue"])
+    assert engine_overdue != on_injections  # most are up to date

@@ -22,6 +22,10 @@ from b12dx.knowledge.loader import Knowledge
 from b12dx.models.assessment import Dose, Treatment
 from b12dx.models.knowledge import Profile, Regimen
 
+# Routes of a dose given by injection (models.patient.Route); a course of them is an
+# injection course whatever the cause would choose.
+INJECTION_ROUTES = frozenset({"im", "sc", "iv"})
+
 # Which cause decides the regimen when several are present: the one that needs the most.
 _CAUSE_ORDER = ("malabsorption", "genetic", "autoimmune", "exposure", "medication", "dietary")
 _DURATION_ORDER = ("lifelong", "while_cause_persists", "until_replete")
@@ -111,6 +115,15 @@ def decide(
         fallback = profile.contraindication_fallback
         regimen = kb.regimens[fallback["neurological" if neuro else "other"]]
         rule = "treatment.contraindication_fallback"
+    oral_choice = None
+    injected = bool(f.doses) and f.doses[-1].route in INJECTION_ROUTES
+    if injected and regimen.route not in INJECTION_ROUTES:
+        # Injections are under way: the course is continued and dated as an injection
+        # course (the profile's injection regimen without nerve involvement), so that a
+        # 3-monthly injection is not called overdue by a daily oral schedule.
+        oral_choice = regimen
+        regimen = kb.regimens[profile.regimen_by_cause["malabsorption"]]
+        rule = "treatment.injection_course"
     duration = _duration(f, labs, cause)
 
     under_way = bool(f.doses)
@@ -147,11 +160,18 @@ def decide(
         why += " at the start of the course"
     if behind:
         why += f" ({', '.join(behind).replace('_', ' ')})"
+    if oral_choice is not None:
+        why = f"Continued as the injection course under way; cause: {why[len('Chosen for ') :]}"
     text = f"{regimen.text} {why}; duration: {duration.replace('_', ' ')}."
     if under_way:
         text += f" Course under way since {start}."
     if neuro and not f.neurological:
         text += " " + _stays_neurological(kb, f)
+    if oral_choice is not None:
+        text += (
+            f" For this cause {oral_choice.name.lower()} ({oral_choice.dose} daily by mouth) "
+            "is an option to discuss at review."
+        )
     treatment = explained(
         kb,
         Treatment,

@@ -347,6 +347,7 @@ class Rule(Cited):
     id: str
     topic: str
     text: str
+    choice: str | None = None  # why, where the sources did not settle it
 
 
 class CodeSystem(_KB):
