@@ -276,6 +276,14 @@ def test_report_and_console_give_rates_per_1000_screened(tmp_path: Path) -> None
     html = (tmp_path / "report.html").read_text()
     assert f"{per_1000}</td>" in html and "screen.monitoring_due" in html
     assert "mhra-2022-metformin" in html  # the rule's sources are named
+    # What was not used is counted, not dropped silently: most of the export's
+    # procedures and conditions are not about B12.
+    resources = sum(len(p.read_text().splitlines()) for p in SYNTHEA.glob("*.ndjson"))
+    said = " ".join(result.output.split())
+    unused = int(said.split(" FHIR resources were not used")[0].split()[-1].replace(",", ""))
+    assert 0 < unused < resources
+    assert "What the input held that was not used" in html
+    assert "Procedure code not in the knowledge base" in html
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,9 @@ def console_summary(result: ScreenResult, console: Console) -> None:
     flagged = len(set(result.gaps.column("person_id").to_pylist()))
     table.add_row("any gap", f"{flagged:,}", _per_1000(flagged, result.people), style="bold")
     console.print(table)
+    if result.left_out:
+        n = sum(result.left_out.values())
+        console.print(f"{n:,} FHIR resources were not used (each reason is in report.html).")
 
 
 def _bars(title: str, counts: list[tuple[str, int]], note: str = "") -> str:
@@ -118,6 +121,20 @@ def _age_table(result: ScreenResult) -> str:
     )
 
 
+def _left_out(result: ScreenResult) -> str:
+    if not result.left_out:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(why)}</td><td class=n>{n:,}</td></tr>"
+        for why, n in result.left_out.items()
+    )
+    return (
+        "<h2>What the input held that was not used</h2><p>FHIR resources the screen left "
+        "out, and why (a result in a unit its test does not accept is left out, never "
+        "guessed).</p><table><tr><th>reason</th><th>resources</th></tr>" + rows + "</table>"
+    )
+
+
 def html_report(result: ScreenResult, path: Path, kb: Knowledge) -> None:
     """Write the report under a temporary name and rename it into place."""
     counts = gap_counts(result)
@@ -161,6 +178,7 @@ A gap is a prompt to review the record, not a diagnosis.</p>
             "(a person with two risk factors counts under both).",
         )
     }
+{_left_out(result)}
 <h2>Counts per gap, age band and risk factor</h2>
 <table><tr><th>gap</th><th>age band</th><th>risk factor</th><th>patients</th></tr>
 {table_rows}</table>

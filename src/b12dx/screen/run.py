@@ -13,7 +13,7 @@ import datetime as dt
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,8 @@ class ScreenResult:
     people: int  # screened: alive and adult on as_of
     records: int  # every person in the input
     population: pa.Table  # age_band, people (screened)
+    # FHIR resources the loader did not use, per reason (OMOP rows are not counted yet).
+    left_out: dict[str, int] = field(default_factory=dict)
 
 
 @contextmanager
@@ -207,11 +209,12 @@ def screen(
     if kind == "fhir":
         from b12dx.screen.load_fhir import load_fhir
 
-        tables, _skipped = load_fhir(kb, source, work)
+        tables, skipped = load_fhir(kb, source, work)
     else:
         from b12dx.screen.load_omop import load_omop
 
-        tables = load_omop(kb, source, work)
+        tables, skipped = load_omop(kb, source, work), {}
     result = screen_tables(tables, kb, profile, as_of, engine, say, spark_master)
+    result = replace(result, left_out=dict(sorted(skipped.items(), key=lambda kv: -kv[1])))
     say("writing gaps.parquet, gaps.csv, summary.csv, population.csv")
     return result, write_outputs(result, out)
