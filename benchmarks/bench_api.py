@@ -37,8 +37,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from vignettes import assessable  # benchmarks/vignettes.py, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
-VIGNETTES = sorted((ROOT / "tests" / "vignettes").glob("*.json"))
 B12DX = Path(sys.executable).parent / "b12dx"
 HOST = "127.0.0.1"
 WRK_MARKER = "BENCH_JSON "
@@ -96,8 +97,7 @@ class RunResult:
 
 def load_requests() -> list[Request]:
     requests = []
-    for path in VIGNETTES:
-        case = json.loads(path.read_text())
+    for case in assessable():
         query = f"?profile={case['profile']}" if case.get("profile") else ""
         body = json.dumps(case["patient"], separators=(",", ":")).encode()
         requests.append(Request(f"/api/v1/assess{query}", body))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import statistics
 import subprocess
@@ -21,14 +20,14 @@ import time
 from pathlib import Path
 
 from b12dx import assess, load_knowledge
+from vignettes import assessable  # benchmarks/vignettes.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
-VIGNETTES = sorted((ROOT / "tests" / "vignettes").glob("*.json"))
 EXAMPLE = ROOT / "src" / "b12dx" / "examples" / "metformin_neuropathy.json"
 
 
 def in_process(rounds: int, repeat: int) -> list[dict[str, float]]:
-    cases = [json.loads(p.read_text()) for p in VIGNETTES]
+    cases = assessable()
     kb = load_knowledge()
     results = []
     for _ in range(rounds):
@@ -80,9 +79,9 @@ def main() -> None:
 
     rounds = in_process(args.rounds, args.repeat)
     med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
-    n = len(VIGNETTES) * args.repeat
+    n = len(assessable()) * args.repeat
     print(
-        f"in-process, {len(VIGNETTES)} vignettes x {args.repeat} per round, "
+        f"in-process, {len(assessable())} valid vignettes x {args.repeat} per round, "
         f"{args.rounds} rounds (median of rounds):"
     )
     print(

@@ -91,14 +91,15 @@ def _rules_vs_scan(tables: ScreeningTables) -> tuple[float, float, float]:
 
 
 def _single_patient(patients: int) -> tuple[float, int]:
-    """Seconds for SAMPLE patients through record_from_resources + assess."""
+    """Seconds for SAMPLE patients (or all, when fewer) through record_from_resources +
+    assess."""
     from b12dx.engine.assess import assess
     from b12dx.errors import InputError
     from b12dx.fhir.read import patient_reference, reference_id
     from b12dx.fhir.record import record_from_resources
 
     kb = load_knowledge()
-    folder = _data(SAMPLE, "ndjson")
+    folder = _data(min(SAMPLE, patients), "ndjson")
     by_patient: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for path in sorted(folder.glob("*.ndjson")):
         for line in path.read_bytes().splitlines():

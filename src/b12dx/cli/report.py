@@ -12,6 +12,7 @@ from rich.text import Text
 from b12dx.engine.schedule import dose_runs
 from b12dx.knowledge.loader import load_knowledge
 from b12dx.models.assessment import Assessment
+from b12dx.numbers import format_si
 
 URGENCY_STYLE = {
     "emergency": "bold white on red",
@@ -81,7 +82,11 @@ def render(a: Assessment, console: Console | None = None) -> None:
         for col in ("Test", "Result", "SI", "Band", "Date", "Lab's range"):
             labs.add_column(col)
         for lab in a.labs:
-            si = f"{lab.value_si:g} {lab.unit_si}" if lab.value_si is not None else ""
+            si = (
+                f"{format_si(lab.value_si, kb.labs[lab.test].si_decimals)} {lab.unit_si}"
+                if lab.value_si is not None
+                else ""
+            )
             band = lab.band if lab.used_for_status else f"[dim]{lab.band} (not used)[/]"
             style = "bold red" if lab.band in ("deficient", "elevated", "positive") else ""
             labs.add_row(

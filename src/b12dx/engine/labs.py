@@ -12,6 +12,7 @@ from b12dx.knowledge.loader import Knowledge
 from b12dx.models.assessment import LabItem
 from b12dx.models.knowledge import BandRule, LabTest, LabUnit, Profile
 from b12dx.models.patient import LabResult, PatientRecord
+from b12dx.numbers import format_si, rounded_float
 
 # Tests whose level B12 treatment changes: results taken after the first dose cannot
 # diagnose (nice-ng239, bsh-2014).
@@ -120,10 +121,10 @@ def _interpret_numeric(
         rule_id = "lab.mma_lab_limit"
         band = "elevated" if value > lab.reference_high else "normal"
         range_text = f"laboratory upper limit {lab.reference_high:g} {unit.unit}"
-    si_rounded = round(si, test.si_decimals)
+    si_rounded = rounded_float(si, test.si_decimals)
     shown = f"{lab.value:g} {unit.unit}"
     if unit.unit != test.si_unit:
-        shown += f" ({si_rounded:g} {test.si_unit})"
+        shown += f" ({format_si(si, test.si_decimals)} {test.si_unit})"
     text = f"{test.name} {shown}: {band}" + (f" ({range_text})" if range_text else "")
     if reference_band is not None and reference_band != band:
         text += f"; by the laboratory's range: {reference_band}"

@@ -31,6 +31,7 @@ import ibis.expr.types as ir
 from b12dx.engine.schedule import add_months, maintenance_interval
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.knowledge import Profile
+from b12dx.numbers import format_si_expr
 
 GAPS = (
     "untested_at_risk",
@@ -376,18 +377,14 @@ def _result_text(kb: Knowledge, r: ir.Table) -> ir.StringValue:
         ],
         else_="",
     )
-    return (
-        names
-        + " "
-        + _text(r.value_si.round(1))
-        + " "
-        + units
-        + " on "
-        + _text(r.date)
-        + " ("
-        + r.band
-        + ")"
+    values = ibis.cases(
+        *[
+            (r.test == test, format_si_expr(r.value_si, kb.labs[test].si_decimals))
+            for test in kb.screening.b12_tests
+        ],
+        else_=ibis.null("string"),  # only the B12 tests reach here (_b12_tests)
     )
+    return names + " " + values + " " + units + " on " + _text(r.date) + " (" + r.band + ")"
 
 
 def _b12_treatment_dates(t: Tables) -> ir.Table:

@@ -34,6 +34,8 @@ STEPS = 6
 # Spark's master when none is given: every core of this machine.
 DEFAULT_SPARK_MASTER = "local[*]"
 SPARK_MASTER_ENV = "B12DX_SPARK_MASTER"
+# Where a local Spark listens: this machine only.
+LOOPBACK = "127.0.0.1"
 
 Step = Callable[[str], None]
 
@@ -71,32 +73,62 @@ def backend(engine: str, spark_master: str | None = None) -> Iterator[Any]:
                 "(pip install 'b12dx[spark]') and Java 17 or later"
             ) from exc
         active = SparkSession.getActiveSession()
-        if active is not None:  # inside spark-submit or a notebook: use its session
+        if active is not None:  # inside spark-submit, a notebook or a test run: use it
+            running = active.sparkContext.master
+            if spark_master and spark_master != running:
+                raise B12dxError(
+                    f"a Spark session is already running with master {running!r} in this "
+                    f"process; it is used, so --spark-master {spark_master!r} cannot be"
+                )
             active.conf.set("spark.sql.session.timeZone", "UTC")  # dates are calendar days
             yield ibis.pyspark.connect(active)
             return
         master = spark_master or os.environ.get(SPARK_MASTER_ENV) or DEFAULT_SPARK_MASTER
-        try:
-            session = (
-                SparkSession.builder.master(master)
-                .appName("b12dx-screen")
-                .config("spark.sql.shuffle.partitions", "4")
-                .config("spark.ui.enabled", "false")
-                .config("spark.sql.session.timeZone", "UTC")
-                .getOrCreate()
-            )
-        except Exception as exc:  # Spark reports a missing Java or bad master many ways
-            raise B12dxError(
-                f"Spark did not start with master {master!r} ({type(exc).__name__}): check "
-                "that Java 17 or later is installed (JAVA_HOME) and the master URL "
-                f"(--spark-master or {SPARK_MASTER_ENV})"
-            ) from exc
+        session = start_spark(master)
         try:
             yield ibis.pyspark.connect(session)
         finally:
             session.stop()
     else:
         raise ValueError(f"unknown engine {engine!r} (accepted: {', '.join(ENGINES)})")
+
+
+def start_spark(master: str) -> Any:
+    """A SparkSession on ``master``, set up as screening needs it.
+
+    In local mode the driver binds to 127.0.0.1 (Spark otherwise picks the machine's
+    network interface and listens there), unless the user named an address with
+    SPARK_LOCAL_IP or ``spark.driver.host`` in spark-defaults."""
+    from pyspark.sql import SparkSession
+
+    from b12dx.errors import B12dxError
+
+    builder = (
+        SparkSession.builder.master(master)
+        .appName("b12dx-screen")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+    )
+    local = master.startswith("local") and not os.environ.get("SPARK_LOCAL_IP")
+    if local:
+        builder = builder.config("spark.driver.host", LOOPBACK).config(
+            "spark.driver.bindAddress", LOOPBACK
+        )
+        # Read by the JVM as it starts (it inherits this environment): without it Spark
+        # resolves the host name to the network interface first.
+        os.environ["SPARK_LOCAL_IP"] = LOOPBACK
+    try:
+        return builder.getOrCreate()
+    except Exception as exc:  # Spark reports a missing Java or bad master many ways
+        raise B12dxError(
+            f"Spark did not start with master {master!r} ({type(exc).__name__}): check "
+            "that Java 17 or later is installed (JAVA_HOME) and the master URL "
+            f"(--spark-master or {SPARK_MASTER_ENV})"
+        ) from exc
+    finally:
+        if local:
+            del os.environ["SPARK_LOCAL_IP"]
 
 
 def screen_tables(

@@ -21,6 +21,7 @@ from b12dx.knowledge.loader import Knowledge
 from b12dx.models.assessment import LabItem
 from b12dx.models.knowledge import Profile
 from b12dx.models.patient import PatientRecord
+from b12dx.numbers import format_si, rounded_float
 from b12dx.store.tables import LabEntry, SymptomRatingEntry
 
 # B12 (total and active), MMA, haemoglobin and MCV: the results that show a response.
@@ -150,8 +151,10 @@ def thresholds_si(
         bound = cut.below if cut.below is not None else cut.upto
         assert bound is not None
         word = "below" if cut.below is not None else "up to"
-        value = round(bound * factor, test.si_decimals + 1)
-        out.append((value, f"{word} {_fmt(value)}: {cut.band}"))
+        # One place more than a result, so a converted cut-off is not shown as a round
+        # number it is not (180 ng/L is 132.8 pmol/L).
+        value = rounded_float(bound * factor, test.si_decimals + 1)
+        out.append((value, f"{word} {format_si(value, test.si_decimals + 1)}: {cut.band}"))
     return out
 
 
@@ -160,7 +163,7 @@ def _si_value(kb: Knowledge, lab: LabEntry) -> float | None:
     if test is None or lab.value_number is None or lab.unit is None:
         return None
     unit = find_unit(kb, test, lab.unit)
-    return None if unit is None else round(lab.value_number * unit.factor, test.si_decimals)
+    return None if unit is None else rounded_float(lab.value_number * unit.factor, test.si_decimals)
 
 
 def _bands(items: Sequence[LabItem]) -> dict[tuple[str, dt.date | None, float], str]:
@@ -192,6 +195,9 @@ def lab_charts(
         top = _nice_ceiling(max([si for _, si in rows] + [v for v, _ in cuts]) * 1.15)
         axis = time_axis([lab.taken_on for lab, _ in rows], LEFT, WIDTH - RIGHT)
 
+        def si_text(value: float, decimals: int = test.si_decimals) -> str:
+            return format_si(value, decimals)
+
         def y(value: float, top: float = top) -> float:
             return round(TOP + PLOT_H * (1 - value / top), 1)
 
@@ -200,7 +206,7 @@ def lab_charts(
             assert lab.value_number is not None
             recorded = f"{lab.value_number:g} {lab.unit}"
             band = bands.get((test_id, lab.taken_on, lab.value_number))
-            shown = recorded if lab.unit == unit else f"{recorded} = {si:g} {unit}"
+            shown = recorded if lab.unit == unit else f"{recorded} = {si_text(si)} {unit}"
             title = f"{day_label(lab.taken_on)}: {shown}" + (f" ({band})" if band else "")
             points.append(
                 LabPoint(
@@ -212,9 +218,9 @@ def lab_charts(
         first, last = points[0], points[-1]
         description = (
             f"{len(points)} result{'s' if len(points) != 1 else ''} from "
-            f"{day_label(first.day)} to {day_label(last.day)}; latest {last.si:g} {unit}"
+            f"{day_label(first.day)} to {day_label(last.day)}; latest {si_text(last.si)} {unit}"
             + (f" ({last.band})" if last.band else "")
-            + (f"; first {first.si:g} {unit}" if len(points) > 1 else "")
+            + (f"; first {si_text(first.si)} {unit}" if len(points) > 1 else "")
             + (
                 ". Thresholds: " + "; ".join(label for _, label in cuts) + f" {unit}"
                 if cuts

@@ -16,11 +16,14 @@ from b12dx.engine.schedule import dose_runs
 from b12dx.errors import InputError
 from b12dx.knowledge.loader import load_knowledge
 from b12dx.models.assessment import Assessment
+from b12dx.numbers import format_si
 from b12dx.web import forms
 from b12dx.web.ics import schedule_calendar
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+# A lab value in its SI unit, written by the one rounding rule (b12dx.numbers).
+templates.env.filters["si"] = format_si
 
 URGENCY_HEADLINE = {
     "emergency": "Call emergency services or go to the emergency department now",
