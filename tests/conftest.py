@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from b12dx.knowledge import Knowledge, load_knowledge
@@ -12,3 +14,21 @@ pytest_plugins = ("pg", "spark")
 @pytest.fixture(scope="session")
 def kb() -> Knowledge:
     return load_knowledge()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Schemathesis gives every operation of a spec the same node id (the operation is only
+    # in the item's name). pytest-xdist's group scheduling keys its work by node id, so it
+    # would run one operation per test and drop the rest: give each its own id.
+    for item in items:
+        label = getattr(item, "operation_label", None)
+        if label and not item.nodeid.endswith("]"):
+            new = f"{item.nodeid}[{label}]"
+            if hasattr(item, "_id"):  # pytest 9 keeps the id parsed
+                item._id = type(item._id).parse(new)
+            else:
+                item._nodeid = new  # type: ignore[attr-defined]
+    # And never again silently: two items with one id would be one test under xdist.
+    twice = [nodeid for nodeid, n in Counter(i.nodeid for i in items).items() if n > 1]
+    if twice:
+        raise pytest.UsageError(f"tests share a node id, so xdist would run one: {twice[:5]}")

@@ -1,12 +1,14 @@
 """A throwaway PostgreSQL server for the store tests (a pytest plugin, loaded by
 conftest.py).
 
-The server is started once per test session with the machine's own PostgreSQL binaries
-(``initdb``, ``pg_ctl``; Debian's postgresql package, which ``scripts/check`` installs
-when it is missing), in a temporary directory, listening only on a Unix socket there
-(no TCP port to collide with), trust authentication, fsync off (the tests kill clients,
-never the server, so the server's own durability is not what they check). It is stopped
-and removed at the end. Each test that asks for ``pg_url`` gets a new, empty database.
+The server is started once per test run (shared by every pytest-xdist worker) with the
+machine's own PostgreSQL binaries (``initdb``, ``pg_ctl``; Debian's postgresql package,
+which ``scripts/check`` installs when it is missing), in a temporary directory, listening
+only on a Unix socket there (no TCP port to collide with), trust authentication, fsync off
+(the tests kill clients, never the server, so the server's own durability is not what
+they check). It is stopped
+and removed at the end of the run. Each test that asks for ``pg_url`` gets a new, empty
+database (named with its worker's process id, so workers never share one).
 
 PostgreSQL refuses to run as root; when the tests run as root (CI), the server runs as
 the ``postgres`` system user.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import glob
 import itertools
+import json
 import os
 import pwd
 import shutil
@@ -33,6 +36,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from filelock import FileLock
 
 SKIP_ENV = "B12DX_TEST_POSTGRES"
 BIN_ENV = "B12DX_PG_BIN"
@@ -102,18 +106,15 @@ def _unavailable(reason: str) -> None:
     )
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PostgresServer]:
+def _start(base: Path) -> dict[str, str | None]:
+    """Start a server in ``base``; its description, or ``{"error": why}``."""
     bin_dir = _bin_dir()
     if bin_dir is None or not (bin_dir / "initdb").exists():
-        _unavailable(f"initdb not found (looked in ${BIN_ENV}, PATH, /usr/lib/postgresql)")
-        return
+        return {"error": f"initdb not found (looked in ${BIN_ENV}, PATH, /usr/lib/postgresql)"}
     as_user: str | None = None
     user = pwd.getpwuid(os.getuid()).pw_name
     if os.getuid() == 0:
         as_user = user = "postgres"
-    # Not under pytest's tmp_path: that is private to root, and the server runs as postgres.
-    base = Path(tempfile.mkdtemp(prefix="b12dx-pg-"))
     data, log = base / "data", base / "server.log"
     try:
         if as_user is not None:
@@ -121,22 +122,67 @@ def pg_server() -> Iterator[PostgresServer]:
             os.chown(base, pw.pw_uid, pw.pw_gid)
         initdb = [str(bin_dir / "initdb"), "-D", str(data), "-U", user, "-A", "trust"]
         _run([*initdb, "-E", "UTF8", "--no-sync", "--no-instructions"], as_user)
-        options = f"-c listen_addresses='' -k {base} -F -c max_connections=200"
+        options = f"-c listen_addresses='' -k {base} -F -c max_connections=300"
         pg_ctl = [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w"]
         _run([*pg_ctl, "-t", str(START_TIMEOUT_S), "-o", options, "start"], as_user, log)
     except (OSError, RuntimeError, subprocess.TimeoutExpired, KeyError) as exc:
-        shutil.rmtree(base, ignore_errors=True)
-        _unavailable(str(exc))
-        return
-    try:
-        yield PostgresServer(base, user)
-    finally:
+        return {"error": str(exc)}
+    return {"base": str(base), "user": user, "as_user": as_user, "bin_dir": str(bin_dir)}
+
+
+def _stop(server: dict[str, str | None]) -> None:
+    base, bin_dir = server.get("base"), server.get("bin_dir")
+    if base and bin_dir:
+        pg_ctl = [str(Path(bin_dir) / "pg_ctl"), "-D", str(Path(base) / "data")]
         subprocess.run(
-            _as(as_user, [str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+            _as(server.get("as_user"), [*pg_ctl, "-m", "immediate", "stop"]),
             capture_output=True,
             timeout=START_TIMEOUT_S,
         )
-        shutil.rmtree(base, ignore_errors=True)
+
+
+# One server for the whole run, whatever the number of pytest-xdist workers: the first
+# test to ask starts it (under a file lock in a folder every worker shares) and writes
+# where it is; the others read that. The run's first process (xdist's controller, or
+# pytest itself without -n) made the folder and stops the server when the run ends.
+SHARED_ENV = "B12DX_TEST_SHARED_DIR"
+_OWNED = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and SHARED_ENV not in os.environ:
+        # Not under pytest's tmp_path: that is private to root, and the server runs as
+        # postgres. Workers inherit the environment, and with it the folder.
+        shared = Path(tempfile.mkdtemp(prefix="b12dx-test-run-"))
+        shared.chmod(0o755)
+        os.environ[SHARED_ENV] = str(shared)
+        config.stash[_OWNED] = shared
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shared = config.stash.get(_OWNED, None)
+    if shared is None:
+        return
+    state = shared / "pg.json"
+    if state.exists():
+        _stop(json.loads(state.read_text()))
+    shutil.rmtree(shared, ignore_errors=True)
+    os.environ.pop(SHARED_ENV, None)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> PostgresServer:
+    shared = Path(os.environ[SHARED_ENV])
+    state = shared / "pg.json"
+    with FileLock(shared / "pg.lock"):
+        if not state.exists():
+            base = shared / "pg"
+            base.mkdir()
+            state.write_text(json.dumps(_start(base)))
+        server = json.loads(state.read_text())
+    if "error" in server:
+        _unavailable(server["error"])
+    return PostgresServer(Path(server["base"]), server["user"])
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import pytest
 
 from b12dx import assess, examples, input_schema, output_schema
 from b12dx.cli.app import main
+from b12dx.knowledge.loader import load_knowledge
 
 EXAMPLES = Path(examples.__file__).parent
 
@@ -174,7 +175,28 @@ def test_knowledge_lists_topics_and_entries(capsys) -> None:
     code, out, _ = run(capsys, "knowledge", "red_flags")
     assert code == 0 and "ascending_weakness" in out
     code, _, err = run(capsys, "knowledge", "astrology")
-    assert code == 2 and "symptoms" in err
+    assert code == 2 and "symptoms" in err and "codes" in err
+
+
+def test_knowledge_codes_lists_every_code_table_with_its_verified_mark(
+    capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "250")  # one row a line
+    code, out, _ = run(capsys, "knowledge", "codes")
+    assert code == 0
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in out.splitlines()]
+    rows = [r for r in rows if len(r) == 6]
+    kb = load_knowledge()
+    expected = {
+        (topic, key, c.system, c.code, "yes" if c.verified else "no")
+        for topic, entries in kb.topics().items()
+        for key, entry in entries.items()
+        for c in getattr(entry, "codes", None) or []
+    }
+    assert {(t, k, s, c, v) for t, k, s, c, _, v in rows} == expected
+    systems = {r[2] for r in rows}
+    assert {"LOINC", "SNOMED CT", "RxNorm", "ATC"} <= systems
+    assert ["labs", "total_b12", "LOINC", "2132-9"] in [r[:4] for r in rows]
 
 
 def test_example_lists_and_prints_examples(capsys) -> None:

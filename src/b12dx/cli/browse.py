@@ -9,6 +9,8 @@ from b12dx.errors import LookupError_
 from b12dx.knowledge.loader import cited_source_ids, load_knowledge
 
 _SKIP = {"id", "sources"}
+# Not a topic of its own: every code of every topic, as health records are matched.
+CODES = "codes"
 
 
 def listing(topic: str | None, console: Console | None = None) -> None:
@@ -22,10 +24,18 @@ def listing(topic: str | None, console: Console | None = None) -> None:
         for name, entries in topics.items():
             table.add_row(name, str(len(entries)))
         console.print(table)
-        console.print("b12dx knowledge TOPIC lists a topic; b12dx explain ID explains an entry.")
+        console.print(
+            "b12dx knowledge TOPIC lists a topic; b12dx knowledge codes lists the code tables "
+            "(LOINC, SNOMED CT, ICD-10, RxNorm, ATC) that health records are read with; "
+            "b12dx explain ID explains an entry."
+        )
+        return
+    if topic == CODES:
+        code_tables(console)
         return
     if topic not in topics:
-        raise LookupError_(f"unknown topic {topic!r} (accepted: {', '.join(topics)})")
+        accepted = ", ".join([*topics, CODES])
+        raise LookupError_(f"unknown topic {topic!r} (accepted: {accepted})")
     table = Table(title=topic, title_justify="left")
     table.add_column("id")
     table.add_column("What it is")
@@ -35,6 +45,20 @@ def listing(topic: str | None, console: Console | None = None) -> None:
             "",
         )
         table.add_row(key, label)
+    console.print(table)
+
+
+def code_tables(console: Console) -> None:
+    """Every code in the knowledge base: what a FHIR or OMOP record's code is read as."""
+    kb = load_knowledge()
+    table = Table(title="Code tables", title_justify="left")
+    for column in ("Topic", "Entry", "System", "Code", "Display", "Verified"):
+        table.add_column(column)
+    for topic, entries in kb.topics().items():
+        for key, entry in entries.items():
+            for code in getattr(entry, "codes", None) or []:
+                verified = "yes" if code.verified else "no"
+                table.add_row(topic, key, code.system, code.code, code.display, verified)
     console.print(table)
 
 
