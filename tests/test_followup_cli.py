@@ -518,6 +518,54 @@ def test_an_unusable_database_url_is_an_error_naming_it(capsys, db: Path) -> Non
     assert err.startswith("b12dx: error: database 'mysql' is not supported")
 
 
+@pytest.mark.parametrize("how", ["--db", "B12DX_DATABASE_URL"])
+def test_a_database_in_a_folder_that_does_not_exist_is_refused_and_nothing_is_made(
+    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """A mistyped folder would otherwise be a new, empty database ("No patients yet"), as
+    if every patient had gone."""
+    monkeypatch.delenv("B12DX_DATABASE_URL", raising=False)
+    monkeypatch.setenv("B12DX_DATA_DIR", str(tmp_path / "data"))
+    missing = tmp_path / "nonexistent" / "dir"
+    target = missing / "x.sqlite3"
+    if how == "--db":
+        command: tuple[str | Path, ...] = ("patient list --db", target)
+    else:
+        monkeypatch.setenv("B12DX_DATABASE_URL", f"sqlite:///{target}")
+        command = ("patient list",)
+    code, out, err = run(capsys, *command)
+    assert code == 2 and out == ""
+    assert err == (
+        f"b12dx: error: {how}: the folder {missing} does not exist (accepted: a database file "
+        "in a folder that exists; b12dx makes folders only for its default database)\n"
+    )
+    assert not (tmp_path / "nonexistent").exists() and not (tmp_path / "data").exists()
+
+
+def test_a_new_database_is_announced_on_standard_error_once(
+    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new file in an existing folder is made as asked, and every command that makes a
+    database says where; the default one is made with its data directory."""
+    monkeypatch.delenv("B12DX_DATABASE_URL", raising=False)
+    data = tmp_path / "not" / "there" / "yet"
+    monkeypatch.setenv("B12DX_DATA_DIR", str(data))
+    code, out, err = run(capsys, "patient list")
+    assert code == 0 and "No patients yet" in out
+    assert err == f"b12dx: Created a new database at {data / 'b12dx.sqlite3'}\n"
+    assert run(capsys, "patient list")[2] == ""
+
+    clinic = tmp_path / "clinic.sqlite3"
+    for command in ("due --db", "practice list --db", "backup {} --db"):
+        if clinic.exists():
+            clinic.unlink()
+        words = command.split(" ")
+        parts = [str(tmp_path / "b.gz") if w == "{}" else w for w in words]
+        code, _, err = run(capsys, *parts, clinic)
+        assert code == 0, err
+        assert err.startswith(f"b12dx: Created a new database at {clinic}\n"), (command, err)
+
+
 @pytest.mark.parametrize(
     ("text", "days"), [("7", 7), ("7d", 7), ("2w", 14), ("1m", 30), ("3M", 90), (" 10 d ", 10)]
 )

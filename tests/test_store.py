@@ -320,8 +320,25 @@ def test_the_default_database_is_a_wal_file_in_the_data_dir_created_on_first_use
 
 
 def test_a_bare_path_is_a_sqlite_file(tmp_path: Path, opened: Callable[[str], Database]) -> None:
-    db = opened(str(tmp_path / "sub" / "clinic.db"))
-    assert db.is_sqlite and (tmp_path / "sub" / "clinic.db").is_file()
+    db = opened(str(tmp_path / "clinic.db"))
+    assert db.is_sqlite and (tmp_path / "clinic.db").is_file()
+    assert db.created and db.where == str(tmp_path / "clinic.db")
+    assert not opened(str(tmp_path / "clinic.db")).created
+
+
+def test_a_sqlite_file_in_a_folder_that_does_not_exist_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the default data directory is made; elsewhere a missing folder is a slip."""
+    monkeypatch.delenv("B12DX_DATABASE_URL", raising=False)
+    with pytest.raises(DatabaseError) as caught:
+        open_database(str(tmp_path / "sub" / "clinic.db"))
+    assert str(caught.value).startswith(f"--db: the folder {tmp_path / 'sub'} does not exist")
+    monkeypatch.setenv("B12DX_DATABASE_URL", f"sqlite:///{tmp_path / 'sub' / 'clinic.db'}")
+    with pytest.raises(DatabaseError) as caught:
+        open_database()
+    assert str(caught.value).startswith("B12DX_DATABASE_URL: the folder")
+    assert not (tmp_path / "sub").exists()
 
 
 @pytest.mark.parametrize(

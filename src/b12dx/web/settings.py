@@ -89,10 +89,8 @@ def settings_from_env() -> FollowupSettings:
 def configure_serve(host: str, db: str | None, require_login: bool | None) -> list[str]:
     """Check the serve options, open (and migrate) the database once before the workers
     start, and put the settings where each worker reads them. Returns lines to print."""
-    from sqlalchemy.engine import make_url
-
     from b12dx.store import users
-    from b12dx.store.db import open_database, resolve_url
+    from b12dx.store.db import open_database
 
     local = is_loopback(host)
     login = (not local) if require_login is None else require_login
@@ -103,17 +101,17 @@ def configure_serve(host: str, db: str | None, require_login: bool | None) -> li
             "change patient records",
             "--no-require-login only with --host 127.0.0.1, ::1 or localhost",
         )
-    url = resolve_url(db)
-    database = open_database(url)
+    database = open_database(db)
     try:
         with database.transaction() as s:
             count = len(users.users(s))
     finally:
         database.dispose()
-    os.environ[ENV_DATABASE_URL] = url
+    os.environ[ENV_DATABASE_URL] = database.url
     os.environ[ENV_REQUIRE_LOGIN] = "1" if login else "0"
     os.environ.setdefault(ENV_CSRF_SECRET, secrets.token_hex(32))
-    lines = [f"follow-up database: {make_url(url).render_as_string(hide_password=True)}"]
+    opened = "Created a new database at" if database.created else "follow-up database:"
+    lines = [f"{opened} {database.where}"]
     if login:
         lines.append(
             "sign-in required for the follow-up pages; session cookies are Secure, so serve "
