@@ -11,7 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import os
 import sqlite3
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -324,6 +326,39 @@ def test_a_bare_path_is_a_sqlite_file(tmp_path: Path, opened: Callable[[str], Da
     assert db.is_sqlite and (tmp_path / "clinic.db").is_file()
     assert db.created and db.where == str(tmp_path / "clinic.db")
     assert not opened(str(tmp_path / "clinic.db")).created
+
+
+@pytest.fixture
+def usual_umask() -> Iterator[None]:
+    """The common umask 022, under which a file is made world-readable unless told."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_a_new_database_and_its_wal_files_are_readable_by_their_owner_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, usual_umask: None
+) -> None:
+    """As backups are: 0600 files (the -wal and -shm too) in a 0700 data directory."""
+    data = tmp_path / "data" / "b12dx"
+    monkeypatch.setenv("B12DX_DATA_DIR", str(data))
+    monkeypatch.delenv("B12DX_DATABASE_URL", raising=False)
+    db = open_database()
+    try:
+        with db.transaction() as s:
+            s.execute(text("SELECT COUNT(*) FROM patients"))
+            files = sorted(p.name for p in data.iterdir())
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in data.iterdir()}
+    finally:
+        db.dispose()
+    assert {"b12dx.sqlite3", "b12dx.sqlite3-wal", "b12dx.sqlite3-shm"} <= set(files), files
+    assert modes == dict.fromkeys(files, 0o600)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700
+    # A file in a folder the user chose: the file is private, the folder is theirs.
+    chosen = open_database(str(tmp_path / "clinic.sqlite3"))
+    chosen.dispose()
+    assert stat.S_IMODE((tmp_path / "clinic.sqlite3").stat().st_mode) == 0o600
 
 
 def test_a_sqlite_file_in_a_folder_that_does_not_exist_is_refused(

@@ -26,6 +26,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from b12dx.errors import B12dxError
+from b12dx.private_files import create_file, make_folder
 
 ENV_URL = "B12DX_DATABASE_URL"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -164,7 +165,9 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
     of them migrates, the others wait and then find it done."""
     if engine.dialect.name == "sqlite":
         path = Path(engine.url.database or "")
-        with open(path.with_name(path.name + ".migrate-lock"), "a") as lock:
+        lock_path = path.with_name(path.name + ".migrate-lock")
+        create_file(lock_path)
+        with open(lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
@@ -206,19 +209,19 @@ def _named(explicit: str | None) -> str:
     return ENV_URL if os.environ.get(ENV_URL) else "the default database"
 
 
-def _sqlite_folder(path: Path, named: str) -> None:
+def _sqlite_file(path: Path, named: str) -> None:
     """The default data directory is made on first use; any other folder must exist, so
-    that a mistyped path is an error and not a new, empty database."""
+    that a mistyped path is an error and not a new, empty database. A new file (and a new
+    data directory) is readable by its owner only: it holds patient records."""
     folder = path.parent
-    if folder.is_dir():
-        return
-    if path == default_path():
-        folder.mkdir(parents=True, exist_ok=True)
-        return
-    raise DatabaseError(
-        f"{named}: the folder {folder} does not exist (accepted: a database file in a folder "
-        "that exists; b12dx makes folders only for its default database)"
-    )
+    if not folder.is_dir():
+        if path != default_path():
+            raise DatabaseError(
+                f"{named}: the folder {folder} does not exist (accepted: a database file in "
+                "a folder that exists; b12dx makes folders only for its default database)"
+            )
+        make_folder(folder)
+    create_file(path)
 
 
 def open_database(url: str | None = None, *, upgrade: bool = True) -> Database:
@@ -227,7 +230,7 @@ def open_database(url: str | None = None, *, upgrade: bool = True) -> Database:
     resolved = resolve_url(url)
     parsed = make_url(resolved)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        _sqlite_folder(Path(parsed.database), _named(url))
+        _sqlite_file(Path(parsed.database), _named(url))
     created = False
     try:
         if upgrade:
