@@ -10,6 +10,7 @@ counted back from today."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import re
@@ -665,6 +666,75 @@ def test_export_import_export_gives_the_same_clinical_content(
     audit = show(capsys, pid)["history"]["audit"]
     assert audit[-1]["action"] == "export"
     assert audit[-1]["detail"]["resources"] == len(first["entry"])
+
+
+def test_importing_a_patients_own_export_is_refused_or_replaces_the_record_with_replace(
+    capsys, db: Path, tmp_path: Path
+) -> None:
+    """The export names its patient's b12dx id: imported back it would be a second copy of
+    the person (every dose twice in the due list), so it is refused naming the patient,
+    and with --replace the record becomes the file's, under the same id, audited."""
+    pid = _full_patient(capsys)
+    exported = json.loads(ok(capsys, f"patient export {pid}"))
+    path = tmp_path / "margaret.json"
+    path.write_text(json.dumps(exported))
+    before = contents(db)
+    code, out, err = run(capsys, "patient import", path)
+    assert code == 2 and out == ""
+    assert err == (
+        f"b12dx: error: invalid input: FILE: the file's patient {pid} is already held here "
+        "under that id (Margaret Hale, born 1958-04-12); importing it again would make a "
+        "second copy of the person (accepted: --replace to replace that patient's record "
+        "with the file's)\n"
+    )
+    assert contents(db) == before
+
+    dose(capsys, pid, day(-3))  # given after the export: the file's record has no such dose
+    ok(capsys, f"patient assess {pid}")
+    # One transaction: a value refused half way leaves the record as it was.
+    spoilt = copy.deepcopy(exported)
+    lab = next(e["resource"] for e in spoilt["entry"] if "valueQuantity" in e["resource"])
+    lab["valueQuantity"] |= {"unit": "furlongs", "code": "furlongs"}
+    (tmp_path / "spoilt.json").write_text(json.dumps(spoilt))
+    before = contents(db)
+    code, _, err = run(capsys, "patient import --replace", tmp_path / "spoilt.json")
+    assert code == 2 and "valueQuantity.unit" in err, err
+    assert contents(db) == before
+    code, out, err = run(capsys, "patient import --replace", path)
+    assert code == 0, err
+    assert out == f"{pid}\n"
+    assert f"Replaced the record of {pid}: {len(exported['entry'])} resources used" in err
+    assert [p["id"] for p in json.loads(ok(capsys, "patient list --json"))] == [pid]
+    data = show(capsys, pid)
+    assert [d["date"] for d in data["patient"]["doses"]] == [day(-60), day(-58)]
+    assert len(data["history"]["assessments"]) == 1  # the saved assessment is history
+    actions = [e["action"] for e in data["history"]["audit"]]
+    assert actions[-1] == "import" and "replace" in actions
+    (replaced,) = [e for e in data["history"]["audit"] if e["action"] == "replace"]
+    assert replaced["detail"]["removed"]["doses"] == 3
+    again = json.loads(ok(capsys, f"patient export {pid}"))
+    assert _clinical(again) == _clinical(exported)
+    due = json.loads(ok(capsys, "due --within 366 --json"))
+    dated = [(i["kind"], i["date"]) for i in due]
+    assert len(dated) == len(set(dated)), dated
+
+
+def test_a_file_imported_into_another_database_is_recognised_there_too(
+    capsys, db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy made there has its own id; the import's audit entry keeps the file's, so
+    the same file imported again is refused naming the copy."""
+    pid = _full_patient(capsys)
+    path = tmp_path / "margaret.json"
+    path.write_text(ok(capsys, f"patient export {pid}"))
+    monkeypatch.setenv("B12DX_DATABASE_URL", f"sqlite:///{tmp_path / 'other.sqlite3'}")
+    copy = ok(capsys, "patient import", path).strip()
+    code, out, err = run(capsys, "patient import", path)
+    assert code == 2 and out == ""
+    assert f"the file's patient {pid} is already held here as {copy} (Margaret Hale" in err
+    assert "--replace" in err
+    assert ok(capsys, "patient import --replace", path) == f"{copy}\n"
+    assert [p["id"] for p in json.loads(ok(capsys, "patient list --json"))] == [copy]
 
 
 def _codes(concept: dict[str, Any]) -> set[tuple[str, str]]:

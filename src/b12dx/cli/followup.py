@@ -399,23 +399,40 @@ def patient_import(
     file: Annotated[
         str, typer.Argument(help="A FHIR R4 Bundle of one patient (JSON); '-' reads stdin.")
     ],
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="When the file's patient is already held here (a b12dx export), replace "
+            "that patient's record with the file's.",
+        ),
+    ] = False,
     db: DbOption = None,
     practice: PracticeOption = None,
 ) -> None:
     """A new patient from a FHIR R4 Bundle; prints the new id.
 
     Reads b12dx's own export exactly, and another system's resources where their codes
-    are in b12dx's tables; what was not imported, and why, goes to standard error."""
+    are in b12dx's tables; what was not imported, and why, goes to standard error. A
+    patient already held (b12dx's export names its id) is refused unless --replace."""
     from b12dx.cli.io import read_record
-    from b12dx.store.bundle_import import import_bundle
+    from b12dx.store.bundle_import import AlreadyHeld, import_bundle
 
     data = read_record(file)
     source = "standard input" if file == "-" else Path(file).name
     with base.work(db, practice) as c:
-        result = import_bundle(c.session, c.kb, c.actor, c.now, data, source)
+        try:
+            result = import_bundle(c.session, c.kb, c.actor, c.now, data, source, replace=replace)
+        except AlreadyHeld as exc:
+            raise InputError.single(
+                "FILE",
+                f"{exc}; importing it again would make a second copy of the person",
+                "--replace to replace that patient's record with the file's",
+            ) from None
         pid = result.patient.id
     err = sys.stderr
-    err.write(f"Imported {pid}: {len(result.used)} resources used, {len(result.ignored)} not.\n")
+    done = "Replaced the record of" if result.replaced else "Imported"
+    err.write(f"{done} {pid}: {len(result.used)} resources used, {len(result.ignored)} not.\n")
     for note in result.ignored:
         err.write(f"  not imported: {note.reference}: {note.note}\n")
     base.out(pid)

@@ -27,7 +27,7 @@ from b12dx.fhir.read import bundle_resources, patient_reference, reference_id
 from b12dx.fhir.record import ResourceNote, medicine_of, to_date
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.patient import Drug
-from b12dx.store.bundle import EXTENSION, SYSTEM
+from b12dx.store.bundle import EXTENSION, PATIENT_ID_SYSTEM, SYSTEM
 
 Resource = dict[str, Any]
 Kind = Literal["lab", "rating", "dose", "medication", "exposure"]
@@ -57,6 +57,9 @@ class Plan:
     """What an import will write, worked out before anything is."""
 
     patient_ref: str = "Patient"
+    # The b12dx id the Bundle's Patient carries as an identifier (b12dx's own export):
+    # how an import recognises a patient it already holds.
+    identifier: str | None = None
     details: dict[str, Any] = field(default_factory=dict)  # patients.add's arguments
     pregnant: bool = False
     breastfeeding: bool = False
@@ -188,6 +191,8 @@ class Reader:
         birth, _ = to_date(p.birthDate)
         if birth is None:
             raise refused(ref, "birthDate", "is missing", "the birth date as YYYY-MM-DD")
+        own = [i.value for i in p.identifier or [] if i.system == PATIENT_ID_SYSTEM and i.value]
+        self.plan.identifier = str(own[0]) if own else None
         d = self.plan.details
         d.update(name=text, birth_date=birth, sex=p.gender or "unknown")
         if p.deceasedBoolean or p.deceasedDateTime:
