@@ -949,6 +949,34 @@ def test_import_reads_another_systems_codes_and_reports_what_it_leaves_out(
     assert entry["detail"]["source"] == "ehr.json" and len(entry["detail"]["ignored"]) == 5
 
 
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [
+        ({"age_years": 67, "symptoms": [{"id": "paresthesia"}]}, "a b12dx patient record"),
+        ({"resourceType": "Patient", "id": "p1"}, "a FHIR Patient resource"),
+        ([{"resourceType": "Bundle"}], "a JSON array"),
+    ],
+    ids=["contract record", "lone Patient", "array"],
+)
+def test_import_of_a_file_that_is_not_a_bundle_says_what_it_is_and_what_is_taken(
+    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: Any, what: str
+) -> None:
+    """Not "resourceType: is None" with the file's own kind listed as accepted: what the
+    file is, what the import takes, and (for a contract record) what reads one. Said
+    before any database is opened, so none is made."""
+    target = tmp_path / "new.sqlite3"
+    monkeypatch.setenv("B12DX_DATABASE_URL", f"sqlite:///{target}")
+    path = tmp_path / "record.json"
+    path.write_text(json.dumps(content))
+    code, out, err = run(capsys, "patient import", path)
+    assert code == 2 and out == ""
+    assert err.startswith(f"b12dx: error: invalid input: FILE: {path} is {what}"), err
+    assert ", not a FHIR Bundle (accepted: a FHIR R4 Bundle of one patient, as `b12dx " in err
+    assert "patient export` writes" in err and "resourceType" not in err
+    assert ("`b12dx assess FILE`" in err) == (what == "a b12dx patient record"), err
+    assert err.count("\n") == 1 and not target.exists()
+
+
 def test_import_of_a_bundle_without_one_patient_is_refused(
     capsys, db: Path, tmp_path: Path
 ) -> None:

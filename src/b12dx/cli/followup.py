@@ -394,6 +394,13 @@ def patient_export(
         sys.stderr.write(f"{pid}: {count} resources written to {out}\n")
 
 
+# No command stores a contract record as it is: say what does what with one.
+_RECORD_HINT = (
+    "; a contract record is assessed by `b12dx assess FILE`, and a person is added for "
+    "follow-up by `b12dx patient add`"
+)
+
+
 @patient_app.command("import")
 def patient_import(
     file: Annotated[
@@ -417,9 +424,17 @@ def patient_import(
     patient already held (b12dx's export names its id) is refused unless --replace."""
     from b12dx.cli.io import read_record
     from b12dx.store.bundle_import import AlreadyHeld, import_bundle
+    from b12dx.store.bundle_read import CONTRACT_RECORD, IMPORT_ACCEPTS, not_a_bundle
 
     data = read_record(file)
     source = "standard input" if file == "-" else Path(file).name
+    what = not_a_bundle(data)
+    if what is not None:  # said before the database is opened (or made)
+        named = "standard input" if file == "-" else file
+        hint = _RECORD_HINT if what == CONTRACT_RECORD else ""
+        raise InputError.single(
+            "FILE", f"{named} is {what}, not a FHIR Bundle", IMPORT_ACCEPTS + hint
+        )
     with base.work(db, practice) as c:
         try:
             result = import_bundle(c.session, c.kb, c.actor, c.now, data, source, replace=replace)
