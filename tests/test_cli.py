@@ -176,6 +176,14 @@ def test_unknown_profile_bad_date_and_missing_file_exit_2(capsys, tmp_path: Path
     assert code == 2 and "file not found" in err
 
 
+def test_json_and_fhir_together_are_refused(capsys, tmp_path: Path) -> None:
+    """Each prints one document; given both, FHIR used to win without a word."""
+    path = write(tmp_path, {"age_years": 40})
+    code, out, err = run(capsys, "assess", path, "--json", "--fhir")
+    assert code == 2 and out == ""
+    assert err == "b12dx: error: invalid input: --json and --fhir cannot be used together\n"
+
+
 def test_schema_prints_the_contract_schemas(capsys) -> None:
     code, out, _ = run(capsys, "schema", "input")
     assert code == 0 and json.loads(out) == input_schema()

@@ -78,6 +78,8 @@ def assess(
     from b12dx.engine.assess import assess as run
     from b12dx.fhir.read import is_fhir
 
+    if json_out and fhir_out:  # each prints one document on its own; neither may win
+        raise InputError.single("", "--json and --fhir cannot be used together")
     record = read_record(file)
     when: dt.date | None = parse_date(as_of, "--as-of") if as_of else None
     if is_fhir(record):
