@@ -997,6 +997,29 @@ def test_import_of_a_bundle_without_one_patient_is_refused(
 # -- backup and restore ----------------------------------------------------------------
 
 
+def test_backup_and_export_keep_an_existing_file_unless_forced(
+    capsys, db: Path, tmp_path: Path
+) -> None:
+    """One rule for every command that writes a file, as synth's: what is there is kept,
+    the message names the option and --force; with --force it is overwritten."""
+    pid = add_patient(capsys)
+    for command, option in (("backup {}", "FILE"), (f"patient export {pid} --out {{}}", "--out")):
+        path = tmp_path / "mine.txt"
+        path.write_text("mine")
+        parts = [str(path) if w == "{}" else w for w in command.split(" ")]
+        code, out, err = run(capsys, *parts)
+        assert code == 2 and out == ""
+        assert err == (
+            f"b12dx: error: invalid input: {option}: {path} already exists (accepted: a new "
+            "file name, or --force to overwrite it)\n"
+        )
+        assert path.read_text() == "mine"
+        ok(capsys, *parts, "--force")
+        assert path.read_bytes() != b"mine"
+    audit = show(capsys, pid)["history"]["audit"]
+    assert [e["action"] for e in audit].count("export") == 1  # the refused one left none
+
+
 def test_backup_restored_into_a_new_database_shows_the_same_patient(
     capsys, db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -323,6 +323,22 @@ def test_synthetic_data_is_screened_as_of_the_date_it_was_made_for(tmp_path: Pat
     assert "INPUT:" in broken.output and "b12dx-synth.json" in broken.output
 
 
+def test_screen_keeps_an_out_folder_that_holds_files_unless_forced(tmp_path: Path) -> None:
+    """As synth: results of an earlier run (or anything else) are not overwritten silently;
+    --force writes over them."""
+    args = ["screen", str(SYNTHEA), "--out", str(tmp_path), "--as-of", "1990-01-01"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    before = (tmp_path / "gaps.csv").stat().st_mtime_ns
+    again = CliRunner().invoke(app, [*args[:-1], "1995-01-01"])
+    assert again.exit_code == 2
+    said = " ".join(again.output.split())
+    assert f"--out: {tmp_path} is not empty (accepted: a new or empty folder, or --force" in said
+    assert (tmp_path / "gaps.csv").stat().st_mtime_ns == before
+    forced = CliRunner().invoke(app, [*args[:-1], "1995-01-01", "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert "Care gaps as of 1995-01-01" in " ".join(forced.output.split())
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -127,12 +127,17 @@ def fhir_import(
         bool, typer.Option("--assess", help="Also assess each patient and print a summary table.")
     ] = False,
     profile: ProfileOption = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write into an --out folder that is not empty.")
+    ] = False,
 ) -> None:
     """Read a FHIR Bulk export and build one patient record per Patient."""
     from b12dx.cli.bulk import run_import
-    from b12dx.cli.io import parse_date
+    from b12dx.cli.io import output_folder, parse_date
 
     when = parse_date(as_of, "--as-of") if as_of else dt.date.today()
+    if out is not None:
+        out = output_folder(out, "--out", force)
     run_import(directory, out, when, with_assessment, profile)
 
 

@@ -56,6 +56,7 @@ ProfileOption = Annotated[
     typer.Option("--profile", help="Guideline profile: nice-ng239 (default), bsh-2014, us-label."),
 ]
 PatientArg = Annotated[str, typer.Argument(metavar="ID", help="The patient's id.")]
+ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite the file if it exists.")]
 DateOption = Annotated[str, typer.Option("--date", help="The day it happened (YYYY-MM-DD).")]
 
 # The store names fields as the record does; the command line names its options.
@@ -361,6 +362,7 @@ def patient_export(
     out: Annotated[
         Path | None, typer.Option("--out", help="Write the Bundle here; default standard output.")
     ] = None,
+    force: ForceOption = False,
     db: DbOption = None,
     practice: PracticeOption = None,
 ) -> None:
@@ -368,8 +370,12 @@ def patient_export(
 
     Patient, Condition, MedicationStatement, Observation (labs, symptom ratings,
     exposures, pregnancy) and MedicationAdministration resources; the export is audited."""
+    from b12dx.cli.io import output_file
     from b12dx.store import audit, patients
     from b12dx.store.bundle import export_bundle
+
+    if out is not None:
+        out = output_file(out, "--out", force)
 
     with base.work(db, practice) as c:
         p = patients.get(c.session, c.actor, patient_id)
@@ -612,16 +618,14 @@ def due(
 
 def backup_cmd(
     file: Annotated[Path, typer.Argument(help="The backup file to write (gzipped JSON).")],
+    force: ForceOption = False,
     db: DbOption = None,
 ) -> None:
     """Write a backup of the whole database (every practice) to FILE."""
+    from b12dx.cli.io import output_file
     from b12dx.store import backup
 
-    path = file.expanduser()
-    if path.is_dir() or not path.parent.is_dir():
-        raise InputError.single(
-            "FILE", f"cannot write {file}", "a file name in a folder that exists"
-        )
+    path = output_file(file, "FILE", force)
     with base.database(db) as database:
         try:
             counts = backup.write(database, path)

@@ -50,6 +50,10 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--profile", "-p", help="nice-ng239 (default), bsh-2014, us-label."),
         ] = None,
+        force: Annotated[
+            bool,
+            typer.Option("--force", help="Write into an --out folder that is not empty."),
+        ] = False,
         spark_master: Annotated[
             str | None,
             typer.Option(
@@ -71,6 +75,7 @@ def register(app: typer.Typer) -> None:
             TimeElapsedColumn,
         )
 
+        from b12dx.cli.io import output_folder
         from b12dx.errors import B12dxError
         from b12dx.knowledge.loader import load_knowledge
         from b12dx.screen.report import console_summary, html_report
@@ -85,9 +90,8 @@ def register(app: typer.Typer) -> None:
             fail(f"--engine: {engine!r} is not an engine (accepted: {', '.join(ENGINES)})")
         if spark_master is not None and engine != "spark":
             fail("--spark-master: only used with --engine spark")
-        if out.exists() and not out.is_dir():
-            fail(f"--out: {out} is a file; give a folder for the results")
         try:
+            output_folder(out, "--out", force)
             day, made = _as_of(source, as_of)
             kb = load_knowledge()
             chosen = kb.profile(profile)
