@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import re
+import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,7 @@ from b12dx.store.audit import Actor
 from b12dx.store.db import Database, open_database
 from b12dx.store.tables import AuditEntry, DoseEntry, LabEntry, LoginSession, Patient
 from b12dx.web.app import create_app
-from b12dx.web.settings import FollowupSettings, configure_serve
+from b12dx.web.settings import ENV_CDS_OPEN_WARNED, FollowupSettings, configure_serve
 
 TODAY = dt.date(2026, 11, 21)
 PASSWORD = "correct horse battery"
@@ -438,6 +440,77 @@ def test_serve_beyond_loopback_with_login_off_exits_2(tmp_path, capsys, monkeypa
         main(["serve", "--host", "0.0.0.0", "--no-require-login", "--db", str(tmp_path / "x.db")])
     assert done.value.code == 2
     assert "--no-require-login" in capsys.readouterr().err
+
+
+SERVE_ENV = (
+    "B12DX_DATABASE_URL",
+    "B12DX_REQUIRE_LOGIN",
+    "B12DX_CSRF_SECRET",
+    "B12DX_CDS_ISSUERS",
+    ENV_CDS_OPEN_WARNED,
+)
+
+
+def _clean_serve_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve hands its settings to the workers in os.environ: put them back afterwards."""
+    for name in SERVE_ENV:
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+
+
+def test_serve_on_a_port_in_use_exits_2_before_anything_starts(tmp_path, capsys, monkeypatch):
+    """Not uvicorn's error (exit 3) after "Application startup complete": the port is
+    tried first, before the database is opened or made."""
+    _clean_serve_env(monkeypatch)
+    monkeypatch.setattr("uvicorn.run", lambda *a, **k: pytest.fail("the server was started"))
+    db = tmp_path / "serve.sqlite3"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as done:
+            main(["serve", "--port", str(port), "--db", str(db)])
+    assert done.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == (
+        f"b12dx: error: invalid input: --port: port {port} on 127.0.0.1 is in use "
+        "(accepted: a port no other program listens on)\n"
+    )
+    assert not db.exists()
+
+
+def test_serve_warns_once_that_anyone_may_call_the_cds_services(
+    tmp_path, capsys, monkeypatch, caplog
+):
+    """serve says it before the workers start; they (two here) do not say it again. Started
+    another way (uvicorn --factory, a test), the app still warns."""
+    _clean_serve_env(monkeypatch)
+    started: list[dict[str, Any]] = []
+
+    def workers(target: str, **options: Any) -> None:
+        assert target == "b12dx.web.app:create_app" and options["factory"]
+        started.append(options)
+        for _ in range(options["workers"]):
+            create_app()
+
+    monkeypatch.setattr("uvicorn.run", workers)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    argv = ["serve", "--port", str(port), "--workers", "2", "--db", str(tmp_path / "s.db")]
+    with caplog.at_level(logging.WARNING, logger="b12dx.web"):
+        try:
+            main(argv)
+        except SystemExit as exc:
+            assert not exc.code
+    assert started and started[0]["port"] == port
+    err = capsys.readouterr().err
+    assert err.lower().count("client authentication is off") == 1, err
+    assert not [r for r in caplog.records if "authentication is OFF" in r.getMessage()]
+    monkeypatch.delenv(ENV_CDS_OPEN_WARNED)
+    with caplog.at_level(logging.WARNING, logger="b12dx.web"):
+        create_app()
+    assert [r for r in caplog.records if "authentication is OFF" in r.getMessage()]
 
 
 # -- practices, audit ----------------------------------------------------------------

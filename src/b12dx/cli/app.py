@@ -232,8 +232,9 @@ def serve(
     import uvicorn
 
     from b12dx.cds.auth import load_issuers
-    from b12dx.web.settings import configure_serve
+    from b12dx.web.settings import ENV_CDS_OPEN_WARNED, check_port, configure_serve
 
+    check_port(host, port)  # before the database is opened or made
     for line in configure_serve(host, db, require_login):
         sys.stderr.write(f"b12dx: {line}\n")
 
@@ -251,6 +252,7 @@ def serve(
             "b12dx: WARNING: CDS Hooks client authentication is off; any caller can use "
             "/cds-services. Give --cds-issuers FILE to require signed JWTs.\n"
         )
+        os.environ[ENV_CDS_OPEN_WARNED] = "1"  # said once here, not again by each worker
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         sys.stderr.write(f"b12dx: serving on {host}: reachable beyond this machine.\n")
