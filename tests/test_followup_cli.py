@@ -513,6 +513,69 @@ def test_bad_input_exits_2_with_one_message_and_changes_nothing(
     assert contents(db) == before
 
 
+def test_a_dose_that_does_not_fit_the_regimens_is_refused_saying_why_unless_forced(
+    capsys, db: Path, kb
+) -> None:
+    """A dose a day after the last hydroxocobalamin IM (no regimen gives it more often than
+    alternate days), and 10 mg IM (its regimens give 1 mg): each is a slip until the
+    nurse says otherwise with --force. The amounts and intervals are the knowledge base's:
+    cyanocobalamin IM daily and 100 micrograms fit its US-label regimen."""
+    pid = add_patient(capsys)
+    dose(capsys, pid, day(-10))
+    im = "--drug hydroxocobalamin --route im"
+    for command, option, why, accepted in (
+        (
+            f"record dose {pid} --date {day(-9)} --dose '1 mg' {im}",
+            "--date",
+            f"{day(-9)} is 1 day after the previous hydroxocobalamin IM dose ({day(-10)}); "
+            "no regimen in the knowledge base gives hydroxocobalamin IM more often than every "
+            "2 days",
+            "a date 2 days or more from another hydroxocobalamin IM dose",
+        ),
+        (
+            f"record dose {pid} --date {day(-11)} --dose '1 mg' {im}",
+            "--date",
+            f"{day(-11)} is 1 day before the next hydroxocobalamin IM dose ({day(-10)}); "
+            "no regimen in the knowledge base gives hydroxocobalamin IM more often than every "
+            "2 days",
+            "a date 2 days or more from another hydroxocobalamin IM dose",
+        ),
+        (
+            f"record dose {pid} --date {day(-5)} --dose '10 mg' {im}",
+            "--dose",
+            "10 mg is not a dose of hydroxocobalamin IM in any of the knowledge base's regimens",
+            "1 mg (im_neurological, im_standard)",
+        ),
+        (
+            f"record dose {pid} --date {day(-5)} --dose '1 mg' --drug cyanocobalamin --route im",
+            "--dose",
+            "1 mg is not a dose of cyanocobalamin IM in any of the knowledge base's regimens",
+            "100 micrograms (us_label_cyanocobalamin)",
+        ),
+    ):
+        before = contents(db)
+        code, out, err = run(capsys, command)
+        assert code == 2 and out == ""
+        assert err == (
+            f"b12dx: error: invalid input: {option}: {why} (accepted: {accepted}; or --force "
+            "to record it as given)\n"
+        )
+        assert contents(db) == before
+        recorded = ok(capsys, command, "--force")
+        assert recorded.startswith(f"Recorded for {pid}")
+    doses = show(capsys, pid)["patient"]["doses"]
+    assert [d["date"] for d in doses] == [day(-11), day(-10), day(-9), day(-5), day(-5)]
+    audit = show(capsys, pid)["history"]["audit"]
+    confirmed = [e["detail"].get("confirmed") for e in audit if e["entity"] == "dose"]
+    assert confirmed[0] is None and all(confirmed[1:]), confirmed
+    # What the knowledge base allows goes through without a word.
+    cyano = "--drug cyanocobalamin --route im --dose '100 micrograms'"
+    ok(capsys, f"record dose {pid} --date {day(-3)} {cyano}")
+    ok(capsys, f"record dose {pid} --date {day(-2)} {cyano}")
+    regimens = [r for r in kb.regimens.values() if r.drug == "cyanocobalamin" and r.route == "im"]
+    assert min(r.shortest_interval_days for r in regimens) == 1
+
+
 def test_an_unusable_database_url_is_an_error_naming_it(capsys, db: Path) -> None:
     code, out, err = run(capsys, "patient list --db mysql://clinic/b12")
     assert code == 2 and out == ""

@@ -8,6 +8,7 @@ Dates are fixed (``NOW``): the store is given the time, it never reads the clock
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gzip
 import json
@@ -391,6 +392,42 @@ def test_a_database_that_cannot_be_used_is_a_database_error(bad_url: str, says: 
 
 
 # -- the store API ----------------------------------------------------------------------
+
+
+def test_a_dose_is_checked_against_the_knowledge_bases_regimens_when_given_it(
+    db: Database, kb: Knowledge
+) -> None:
+    """The amounts and the shortest interval are read from the regimens: change them and
+    the check follows. Without a knowledge base (an import of history) nothing is asked."""
+    pid = add_patient(db, kb)
+    im = {"drug": "hydroxocobalamin", "route": "im"}
+    regimens = {
+        rid: r.model_copy(update={"dose": "2 mg"}) if r.drug == "hydroxocobalamin" else r
+        for rid, r in kb.regimens.items()
+    }
+    twos = dataclasses.replace(kb, regimens=regimens)
+
+    def add(day: dt.date, amount: str, knowledge: Knowledge | None, force: bool = False) -> Any:
+        return lambda s: entries.add_dose(
+            s, NURSE, NOW, patients.get(s, NURSE, pid), given_on=day, dose=amount,
+            kb=knowledge, force=force, **im,
+        )  # fmt: skip
+
+    with db.transaction() as s:
+        add(dt.date(2026, 8, 1), "2 mg", twos)(s)
+    err = rejected(db, add(dt.date(2026, 8, 10), "1 mg", twos))
+    assert isinstance(err, entries.UnusualDose)
+    assert [(e.path, e.accepted) for e in err.errors] == [
+        ("dose", "2 mg (im_neurological, im_standard)")
+    ]
+    err = rejected(db, add(dt.date(2026, 8, 2), "2 mg", twos))
+    assert [e.path for e in err.errors] == ["date"] and "every 2 days" in err.errors[0].message
+    with db.transaction() as s:
+        add(dt.date(2026, 8, 2), "10 mg", None)(s)  # as an import stores history
+        add(dt.date(2026, 8, 10), "1 mg", twos, force=True)(s)
+    with db.transaction() as s:
+        got = [(d.given_on.day, d.dose_mg) for d in patients.get(s, NURSE, pid).doses]
+    assert got == [(1, 2.0), (2, 10.0), (10, 1.0)]
 
 
 def test_every_change_is_stored_with_an_audit_row_naming_its_actor(

@@ -523,10 +523,21 @@ def record_dose(
     given_by: Annotated[
         str | None, typer.Option("--given-by", help="Who gave it; default the login.")
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Record it although it does not fit b12dx's regimens (an amount none gives, "
+            "or sooner after another dose than any gives), once checked.",
+        ),
+    ] = False,
     db: DbOption = None,
     practice: PracticeOption = None,
 ) -> None:
-    """Record a dose of B12 given, and say when the next one is due."""
+    """Record a dose of B12 given, and say when the next one is due.
+
+    A dose that does not fit the knowledge base's regimens for the drug and route is
+    refused, saying why, unless --force."""
     from b12dx.cli.followup_view import next_dose
     from b12dx.store import entries, patients, snapshots
 
@@ -534,17 +545,22 @@ def record_dose(
     assert day is not None
     with base.work(db, practice) as c, base.options(DOSE_OPTIONS):
         p = patients.get(c.session, c.actor, patient_id)
-        entry = entries.add_dose(
-            c.session,
-            c.actor,
-            c.now,
-            p,
-            given_on=day,
-            drug=drug,
-            dose=dose,
-            route=route,
-            given_by=given_by,
-        )
+        try:
+            entry = entries.add_dose(
+                c.session,
+                c.actor,
+                c.now,
+                p,
+                given_on=day,
+                drug=drug,
+                dose=dose,
+                route=route,
+                given_by=given_by,
+                kb=c.kb,
+                force=force,
+            )
+        except entries.UnusualDose as exc:
+            raise exc.confirm_with("--force") from None
         line = (
             f"Recorded for {p.id} ({p.name}): {drug} {entry.dose_mg:g} mg {route.upper()} on "
             f"{day}, given by {entry.given_by}."
