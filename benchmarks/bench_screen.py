@@ -127,7 +127,7 @@ def main() -> None:
     spark = "--no-spark" not in sys.argv
     source = _data(patients, "parquet")
     out = Path(tempfile.mkdtemp(prefix="b12dx-bench-screen-out-"))
-    common = ["screen", str(source), "--as-of", DEFAULT_AS_OF.isoformat()]
+    common = ["screen", str(source), "--as-of", DEFAULT_AS_OF.isoformat(), "--force"]
     a_wall, a_rss, ratios, rules_s, scans, spark_wall = [], [], [], [], [], []
     compiles, exec_ratios = [], []
     for run in range(1, runs + 1):

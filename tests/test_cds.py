@@ -18,8 +18,10 @@ import hashlib
 import hmac
 import json
 import math
+import os
 import re
 import socket
+import stat
 import threading
 import time
 import uuid
@@ -1388,6 +1390,26 @@ async def test_feedback_is_recorded_once(tmp_path) -> None:
     assert json.loads(row["accepted_suggestions"]) == [item["acceptedSuggestions"][0]["id"]]
     assert row["outcome_timestamp"] == item["outcomeTimestamp"]
     assert row["client"] is None  # no client auth configured
+
+
+async def test_the_feedback_database_is_readable_by_its_owner_only(tmp_path) -> None:
+    """Made as the follow-up database is: a 0700 folder (the data directory, made on
+    first use) and 0600 files, the -wal and -shm included, whatever the umask."""
+    folder = tmp_path / "data" / "b12dx"
+    store = FeedbackStore(folder / "cds-feedback.sqlite3")
+    old = os.umask(0o022)
+    try:
+        con = store._connect()
+        try:
+            con.execute("SELECT COUNT(*) FROM cds_feedback").fetchone()
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
+        finally:
+            con.close()
+    finally:
+        os.umask(old)
+    assert set(modes) >= {"cds-feedback.sqlite3", "cds-feedback.sqlite3-wal"}, modes
+    assert modes == dict.fromkeys(modes, 0o600)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
 
 
 async def test_override_with_reason_is_recorded(tmp_path) -> None:

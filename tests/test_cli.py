@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from b12dx import assess, examples, input_schema, output_schema
+from b12dx import InputError, assess, examples, input_schema, output_schema
 from b12dx.cli.app import main
 from b12dx.knowledge.loader import load_knowledge
 
@@ -140,6 +140,33 @@ def test_bad_input_exits_2_with_one_message_naming_the_field(
     assert "Traceback" not in err
 
 
+BAD_DATES = [
+    ("labs", {"test": "total_b12", "value": 150, "unit": "pg/mL", "date": "12/01/2026"}),
+    ("b12_treatment", {"date": "2026-02-30", "drug": "hydroxocobalamin", "route": "im"}),
+    ("symptom_ratings", {"id": "numbness", "date": 20260101, "rating": "mild"}),
+]
+
+
+@pytest.mark.parametrize(("field", "entry"), BAD_DATES, ids=[f for f, _ in BAD_DATES])
+def test_a_bad_date_in_a_record_names_its_field_and_the_form_accepted(
+    capsys, tmp_path: Path, field: str, entry: dict[str, Any]
+) -> None:
+    """As the --as-of option does: the field (a field called date was once dropped from
+    the path, leaving labs[0]) and YYYY-MM-DD, through the command line and the library."""
+    bad = entry["date"]
+    expected = f"{field}[0].date: {bad!r} is not a date (expected a date as YYYY-MM-DD)"
+    record = {"age_years": 40, field: [entry]}
+    code, out, err = run(capsys, "assess", write(tmp_path, record), "--as-of", "2026-11-21")
+    assert code == 2 and out == ""
+    assert err == f"b12dx: error: invalid input: {expected}\n"
+    with pytest.raises(InputError) as caught:
+        assess(record | {"as_of": "1.1.2026"})
+    assert [str(e) for e in caught.value.errors] == [
+        "as_of: '1.1.2026' is not a date (expected a date as YYYY-MM-DD)",
+        expected,
+    ]
+
+
 def test_unknown_profile_bad_date_and_missing_file_exit_2(capsys, tmp_path: Path) -> None:
     path = write(tmp_path, {"age_years": 40})
     code, _, err = run(capsys, "assess", path, "--profile", "who-2099")
@@ -148,6 +175,14 @@ def test_unknown_profile_bad_date_and_missing_file_exit_2(capsys, tmp_path: Path
     assert code == 2 and "--as-of" in err and "YYYY-MM-DD" in err
     code, _, err = run(capsys, "assess", str(tmp_path / "missing.json"))
     assert code == 2 and "file not found" in err
+
+
+def test_json_and_fhir_together_are_refused(capsys, tmp_path: Path) -> None:
+    """Each prints one document; given both, FHIR used to win without a word."""
+    path = write(tmp_path, {"age_years": 40})
+    code, out, err = run(capsys, "assess", path, "--json", "--fhir")
+    assert code == 2 and out == ""
+    assert err == "b12dx: error: invalid input: --json and --fhir cannot be used together\n"
 
 
 def test_schema_prints_the_contract_schemas(capsys) -> None:

@@ -503,6 +503,28 @@ def test_cli_fhir_import_writes_records_and_a_report(tmp_path: Path) -> None:
     assert len(lines) == 7 and all(json.loads(x)["record"]["as_of"] == "1994-01-01" for x in lines)
 
 
+def test_cli_fhir_import_keeps_an_out_folder_that_holds_files_unless_forced(
+    tmp_path: Path,
+) -> None:
+    """The rule of every command that writes files: nothing there is overwritten without
+    --force."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    done = run_cli("fhir-import", str(SYNTHEA), "--out", str(out), "--as-of", "1994-01-01")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == (
+        f"b12dx: error: invalid input: --out: {out} is not empty (accepted: a new or empty "
+        "folder, or --force to write into it (files of the same name are replaced))\n"
+    )
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    forced = run_cli(
+        "fhir-import", str(SYNTHEA), "--out", str(out), "--as-of", "1994-01-01", "--force"
+    )
+    assert forced.returncode == 0, forced.stderr
+    assert (out / "import-report.json").is_file() and (out / "notes.txt").read_text() == "mine"
+
+
 def test_cli_fhir_import_of_a_folder_without_ndjson_exits_2(tmp_path: Path) -> None:
     done = run_cli("fhir-import", str(tmp_path))
     assert done.returncode == 2 and "no .ndjson files" in done.stderr

@@ -10,6 +10,7 @@ counted back from today."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import re
@@ -512,10 +513,121 @@ def test_bad_input_exits_2_with_one_message_and_changes_nothing(
     assert contents(db) == before
 
 
+def test_a_dose_that_does_not_fit_the_regimens_is_refused_saying_why_unless_forced(
+    capsys, db: Path, kb
+) -> None:
+    """A dose a day after the last hydroxocobalamin IM (no regimen gives it more often than
+    alternate days), and 10 mg IM (its regimens give 1 mg): each is a slip until the
+    nurse says otherwise with --force. The amounts and intervals are the knowledge base's:
+    cyanocobalamin IM daily and 100 micrograms fit its US-label regimen."""
+    pid = add_patient(capsys)
+    dose(capsys, pid, day(-10))
+    im = "--drug hydroxocobalamin --route im"
+    for command, option, why, accepted in (
+        (
+            f"record dose {pid} --date {day(-9)} --dose '1 mg' {im}",
+            "--date",
+            f"{day(-9)} is 1 day after the previous hydroxocobalamin IM dose ({day(-10)}); "
+            "no regimen in the knowledge base gives hydroxocobalamin IM more often than every "
+            "2 days",
+            "a date 2 days or more from another hydroxocobalamin IM dose",
+        ),
+        (
+            f"record dose {pid} --date {day(-11)} --dose '1 mg' {im}",
+            "--date",
+            f"{day(-11)} is 1 day before the next hydroxocobalamin IM dose ({day(-10)}); "
+            "no regimen in the knowledge base gives hydroxocobalamin IM more often than every "
+            "2 days",
+            "a date 2 days or more from another hydroxocobalamin IM dose",
+        ),
+        (
+            f"record dose {pid} --date {day(-5)} --dose '10 mg' {im}",
+            "--dose",
+            "10 mg is not a dose of hydroxocobalamin IM in any of the knowledge base's regimens",
+            "1 mg (im_neurological, im_standard)",
+        ),
+        (
+            f"record dose {pid} --date {day(-5)} --dose '1 mg' --drug cyanocobalamin --route im",
+            "--dose",
+            "1 mg is not a dose of cyanocobalamin IM in any of the knowledge base's regimens",
+            "100 micrograms (us_label_cyanocobalamin)",
+        ),
+    ):
+        before = contents(db)
+        code, out, err = run(capsys, command)
+        assert code == 2 and out == ""
+        assert err == (
+            f"b12dx: error: invalid input: {option}: {why} (accepted: {accepted}; or --force "
+            "to record it as given)\n"
+        )
+        assert contents(db) == before
+        recorded = ok(capsys, command, "--force")
+        assert recorded.startswith(f"Recorded for {pid}")
+    doses = show(capsys, pid)["patient"]["doses"]
+    assert [d["date"] for d in doses] == [day(-11), day(-10), day(-9), day(-5), day(-5)]
+    audit = show(capsys, pid)["history"]["audit"]
+    confirmed = [e["detail"].get("confirmed") for e in audit if e["entity"] == "dose"]
+    assert confirmed[0] is None and all(confirmed[1:]), confirmed
+    # What the knowledge base allows goes through without a word.
+    cyano = "--drug cyanocobalamin --route im --dose '100 micrograms'"
+    ok(capsys, f"record dose {pid} --date {day(-3)} {cyano}")
+    ok(capsys, f"record dose {pid} --date {day(-2)} {cyano}")
+    regimens = [r for r in kb.regimens.values() if r.drug == "cyanocobalamin" and r.route == "im"]
+    assert min(r.shortest_interval_days for r in regimens) == 1
+
+
 def test_an_unusable_database_url_is_an_error_naming_it(capsys, db: Path) -> None:
     code, out, err = run(capsys, "patient list --db mysql://clinic/b12")
     assert code == 2 and out == ""
     assert err.startswith("b12dx: error: database 'mysql' is not supported")
+
+
+@pytest.mark.parametrize("how", ["--db", "B12DX_DATABASE_URL"])
+def test_a_database_in_a_folder_that_does_not_exist_is_refused_and_nothing_is_made(
+    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """A mistyped folder would otherwise be a new, empty database ("No patients yet"), as
+    if every patient had gone."""
+    monkeypatch.delenv("B12DX_DATABASE_URL", raising=False)
+    monkeypatch.setenv("B12DX_DATA_DIR", str(tmp_path / "data"))
+    missing = tmp_path / "nonexistent" / "dir"
+    target = missing / "x.sqlite3"
+    if how == "--db":
+        command: tuple[str | Path, ...] = ("patient list --db", target)
+    else:
+        monkeypatch.setenv("B12DX_DATABASE_URL", f"sqlite:///{target}")
+        command = ("patient list",)
+    code, out, err = run(capsys, *command)
+    assert code == 2 and out == ""
+    assert err == (
+        f"b12dx: error: {how}: the folder {missing} does not exist (accepted: a database file "
+        "in a folder that exists; b12dx makes folders only for its default database)\n"
+    )
+    assert not (tmp_path / "nonexistent").exists() and not (tmp_path / "data").exists()
+
+
+def test_a_new_database_is_announced_on_standard_error_once(
+    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new file in an existing folder is made as asked, and every command that makes a
+    database says where; the default one is made with its data directory."""
+    monkeypatch.delenv("B12DX_DATABASE_URL", raising=False)
+    data = tmp_path / "not" / "there" / "yet"
+    monkeypatch.setenv("B12DX_DATA_DIR", str(data))
+    code, out, err = run(capsys, "patient list")
+    assert code == 0 and "No patients yet" in out
+    assert err == f"b12dx: Created a new database at {data / 'b12dx.sqlite3'}\n"
+    assert run(capsys, "patient list")[2] == ""
+
+    clinic = tmp_path / "clinic.sqlite3"
+    for command in ("due --db", "practice list --db", "backup {} --db"):
+        if clinic.exists():
+            clinic.unlink()
+        words = command.split(" ")
+        parts = [str(tmp_path / "b.gz") if w == "{}" else w for w in words]
+        code, _, err = run(capsys, *parts, clinic)
+        assert code == 0, err
+        assert err.startswith(f"b12dx: Created a new database at {clinic}\n"), (command, err)
 
 
 @pytest.mark.parametrize(
@@ -617,6 +729,75 @@ def test_export_import_export_gives_the_same_clinical_content(
     audit = show(capsys, pid)["history"]["audit"]
     assert audit[-1]["action"] == "export"
     assert audit[-1]["detail"]["resources"] == len(first["entry"])
+
+
+def test_importing_a_patients_own_export_is_refused_or_replaces_the_record_with_replace(
+    capsys, db: Path, tmp_path: Path
+) -> None:
+    """The export names its patient's b12dx id: imported back it would be a second copy of
+    the person (every dose twice in the due list), so it is refused naming the patient,
+    and with --replace the record becomes the file's, under the same id, audited."""
+    pid = _full_patient(capsys)
+    exported = json.loads(ok(capsys, f"patient export {pid}"))
+    path = tmp_path / "margaret.json"
+    path.write_text(json.dumps(exported))
+    before = contents(db)
+    code, out, err = run(capsys, "patient import", path)
+    assert code == 2 and out == ""
+    assert err == (
+        f"b12dx: error: invalid input: FILE: the file's patient {pid} is already held here "
+        "under that id (Margaret Hale, born 1958-04-12); importing it again would make a "
+        "second copy of the person (accepted: --replace to replace that patient's record "
+        "with the file's)\n"
+    )
+    assert contents(db) == before
+
+    dose(capsys, pid, day(-3))  # given after the export: the file's record has no such dose
+    ok(capsys, f"patient assess {pid}")
+    # One transaction: a value refused half way leaves the record as it was.
+    spoilt = copy.deepcopy(exported)
+    lab = next(e["resource"] for e in spoilt["entry"] if "valueQuantity" in e["resource"])
+    lab["valueQuantity"] |= {"unit": "furlongs", "code": "furlongs"}
+    (tmp_path / "spoilt.json").write_text(json.dumps(spoilt))
+    before = contents(db)
+    code, _, err = run(capsys, "patient import --replace", tmp_path / "spoilt.json")
+    assert code == 2 and "valueQuantity.unit" in err, err
+    assert contents(db) == before
+    code, out, err = run(capsys, "patient import --replace", path)
+    assert code == 0, err
+    assert out == f"{pid}\n"
+    assert f"Replaced the record of {pid}: {len(exported['entry'])} resources used" in err
+    assert [p["id"] for p in json.loads(ok(capsys, "patient list --json"))] == [pid]
+    data = show(capsys, pid)
+    assert [d["date"] for d in data["patient"]["doses"]] == [day(-60), day(-58)]
+    assert len(data["history"]["assessments"]) == 1  # the saved assessment is history
+    actions = [e["action"] for e in data["history"]["audit"]]
+    assert actions[-1] == "import" and "replace" in actions
+    (replaced,) = [e for e in data["history"]["audit"] if e["action"] == "replace"]
+    assert replaced["detail"]["removed"]["doses"] == 3
+    again = json.loads(ok(capsys, f"patient export {pid}"))
+    assert _clinical(again) == _clinical(exported)
+    due = json.loads(ok(capsys, "due --within 366 --json"))
+    dated = [(i["kind"], i["date"]) for i in due]
+    assert len(dated) == len(set(dated)), dated
+
+
+def test_a_file_imported_into_another_database_is_recognised_there_too(
+    capsys, db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy made there has its own id; the import's audit entry keeps the file's, so
+    the same file imported again is refused naming the copy."""
+    pid = _full_patient(capsys)
+    path = tmp_path / "margaret.json"
+    path.write_text(ok(capsys, f"patient export {pid}"))
+    monkeypatch.setenv("B12DX_DATABASE_URL", f"sqlite:///{tmp_path / 'other.sqlite3'}")
+    copy = ok(capsys, "patient import", path).strip()
+    code, out, err = run(capsys, "patient import", path)
+    assert code == 2 and out == ""
+    assert f"the file's patient {pid} is already held here as {copy} (Margaret Hale" in err
+    assert "--replace" in err
+    assert ok(capsys, "patient import --replace", path) == f"{copy}\n"
+    assert [p["id"] for p in json.loads(ok(capsys, "patient list --json"))] == [copy]
 
 
 def _codes(concept: dict[str, Any]) -> set[tuple[str, str]]:
@@ -831,6 +1012,34 @@ def test_import_reads_another_systems_codes_and_reports_what_it_leaves_out(
     assert entry["detail"]["source"] == "ehr.json" and len(entry["detail"]["ignored"]) == 5
 
 
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [
+        ({"age_years": 67, "symptoms": [{"id": "paresthesia"}]}, "a b12dx patient record"),
+        ({"resourceType": "Patient", "id": "p1"}, "a FHIR Patient resource"),
+        ([{"resourceType": "Bundle"}], "a JSON array"),
+    ],
+    ids=["contract record", "lone Patient", "array"],
+)
+def test_import_of_a_file_that_is_not_a_bundle_says_what_it_is_and_what_is_taken(
+    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: Any, what: str
+) -> None:
+    """Not "resourceType: is None" with the file's own kind listed as accepted: what the
+    file is, what the import takes, and (for a contract record) what reads one. Said
+    before any database is opened, so none is made."""
+    target = tmp_path / "new.sqlite3"
+    monkeypatch.setenv("B12DX_DATABASE_URL", f"sqlite:///{target}")
+    path = tmp_path / "record.json"
+    path.write_text(json.dumps(content))
+    code, out, err = run(capsys, "patient import", path)
+    assert code == 2 and out == ""
+    assert err.startswith(f"b12dx: error: invalid input: FILE: {path} is {what}"), err
+    assert ", not a FHIR Bundle (accepted: a FHIR R4 Bundle of one patient, as `b12dx " in err
+    assert "patient export` writes" in err and "resourceType" not in err
+    assert ("`b12dx assess FILE`" in err) == (what == "a b12dx patient record"), err
+    assert err.count("\n") == 1 and not target.exists()
+
+
 def test_import_of_a_bundle_without_one_patient_is_refused(
     capsys, db: Path, tmp_path: Path
 ) -> None:
@@ -849,6 +1058,29 @@ def test_import_of_a_bundle_without_one_patient_is_refused(
 
 
 # -- backup and restore ----------------------------------------------------------------
+
+
+def test_backup_and_export_keep_an_existing_file_unless_forced(
+    capsys, db: Path, tmp_path: Path
+) -> None:
+    """One rule for every command that writes a file, as synth's: what is there is kept,
+    the message names the option and --force; with --force it is overwritten."""
+    pid = add_patient(capsys)
+    for command, option in (("backup {}", "FILE"), (f"patient export {pid} --out {{}}", "--out")):
+        path = tmp_path / "mine.txt"
+        path.write_text("mine")
+        parts = [str(path) if w == "{}" else w for w in command.split(" ")]
+        code, out, err = run(capsys, *parts)
+        assert code == 2 and out == ""
+        assert err == (
+            f"b12dx: error: invalid input: {option}: {path} already exists (accepted: a new "
+            "file name, or --force to overwrite it)\n"
+        )
+        assert path.read_text() == "mine"
+        ok(capsys, *parts, "--force")
+        assert path.read_bytes() != b"mine"
+    audit = show(capsys, pid)["history"]["audit"]
+    assert [e["action"] for e in audit].count("export") == 1  # the refused one left none
 
 
 def test_backup_restored_into_a_new_database_shows_the_same_patient(

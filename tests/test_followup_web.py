@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import re
+import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,7 @@ from b12dx.store.audit import Actor
 from b12dx.store.db import Database, open_database
 from b12dx.store.tables import AuditEntry, DoseEntry, LabEntry, LoginSession, Patient
 from b12dx.web.app import create_app
-from b12dx.web.settings import FollowupSettings, configure_serve
+from b12dx.web.settings import ENV_CDS_OPEN_WARNED, FollowupSettings, configure_serve
 
 TODAY = dt.date(2026, 11, 21)
 PASSWORD = "correct horse battery"
@@ -173,9 +175,10 @@ async def course(c: httpx.AsyncClient, pid: str, token: str | None = None) -> No
         ("symptoms", {"symptom": "paresthesia", "rating": "mild", "date": days_ago(20)}),
     ]
     posts += [
-        ("doses", {"date": days_ago(d), "drug": "hydroxocobalamin", "dose": "1 mg", "route": "im"})
+        ("doses", {"date": days_ago(d), "drug": "hydroxocobalamin", "dose": "1 mg", "route": "im"}
+         | ({"force": True} if d == 193 else {}))  # a day after the last: confirmed
         for d in (199, 197, 194, 193, 189, 150)
-    ]
+    ]  # fmt: skip
     for path, body in posts:
         r = await api_post(c, f"{base}/{path}", body, token)
         assert r.status_code == 201, (path, r.text)
@@ -438,6 +441,77 @@ def test_serve_beyond_loopback_with_login_off_exits_2(tmp_path, capsys, monkeypa
         main(["serve", "--host", "0.0.0.0", "--no-require-login", "--db", str(tmp_path / "x.db")])
     assert done.value.code == 2
     assert "--no-require-login" in capsys.readouterr().err
+
+
+SERVE_ENV = (
+    "B12DX_DATABASE_URL",
+    "B12DX_REQUIRE_LOGIN",
+    "B12DX_CSRF_SECRET",
+    "B12DX_CDS_ISSUERS",
+    ENV_CDS_OPEN_WARNED,
+)
+
+
+def _clean_serve_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve hands its settings to the workers in os.environ: put them back afterwards."""
+    for name in SERVE_ENV:
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+
+
+def test_serve_on_a_port_in_use_exits_2_before_anything_starts(tmp_path, capsys, monkeypatch):
+    """Not uvicorn's error (exit 3) after "Application startup complete": the port is
+    tried first, before the database is opened or made."""
+    _clean_serve_env(monkeypatch)
+    monkeypatch.setattr("uvicorn.run", lambda *a, **k: pytest.fail("the server was started"))
+    db = tmp_path / "serve.sqlite3"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as done:
+            main(["serve", "--port", str(port), "--db", str(db)])
+    assert done.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == (
+        f"b12dx: error: invalid input: --port: port {port} on 127.0.0.1 is in use "
+        "(accepted: a port no other program listens on)\n"
+    )
+    assert not db.exists()
+
+
+def test_serve_warns_once_that_anyone_may_call_the_cds_services(
+    tmp_path, capsys, monkeypatch, caplog
+):
+    """serve says it before the workers start; they (two here) do not say it again. Started
+    another way (uvicorn --factory, a test), the app still warns."""
+    _clean_serve_env(monkeypatch)
+    started: list[dict[str, Any]] = []
+
+    def workers(target: str, **options: Any) -> None:
+        assert target == "b12dx.web.app:create_app" and options["factory"]
+        started.append(options)
+        for _ in range(options["workers"]):
+            create_app()
+
+    monkeypatch.setattr("uvicorn.run", workers)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    argv = ["serve", "--port", str(port), "--workers", "2", "--db", str(tmp_path / "s.db")]
+    with caplog.at_level(logging.WARNING, logger="b12dx.web"):
+        try:
+            main(argv)
+        except SystemExit as exc:
+            assert not exc.code
+    assert started and started[0]["port"] == port
+    err = capsys.readouterr().err
+    assert err.lower().count("client authentication is off") == 1, err
+    assert not [r for r in caplog.records if "authentication is OFF" in r.getMessage()]
+    monkeypatch.delenv(ENV_CDS_OPEN_WARNED)
+    with caplog.at_level(logging.WARNING, logger="b12dx.web"):
+        create_app()
+    assert [r for r in caplog.records if "authentication is OFF" in r.getMessage()]
 
 
 # -- practices, audit ----------------------------------------------------------------
@@ -722,6 +796,69 @@ async def test_the_timeline_forms_record_and_show_errors_with_the_answers_kept(s
     assert 'data-test="mma"' in shown.text and "0.9 umol/L" in shown.text
     assert 'data-symptom="leg_weakness"' in shown.text
     assert "hydroxocobalamin 1 mg IM, by nurse.a" in shown.text
+
+
+@pytest.mark.asyncio
+async def test_an_unusual_dose_is_refused_by_the_api_saying_why_unless_forced(site, local):
+    """The knowledge base's check, through the API: a 422 naming the field, the accepted
+    amounts or interval, and "force": true; forced, it is recorded and the audit says what
+    was confirmed."""
+    pid = await add_patient(local)
+    doses = f"/api/v1/patients/{pid}/doses"
+    first = {"date": days_ago(10), "drug": "hydroxocobalamin", "dose": "1 mg", "route": "im"}
+    assert (await api_post(local, doses, first)).status_code == 201
+    soon = first | {"date": days_ago(9)}
+    big = first | {"date": days_ago(5), "dose": "10 mg"}
+    for body, path, message, accepted in (
+        (
+            soon,
+            "date",
+            f"{days_ago(9)} is 1 day after the previous hydroxocobalamin IM dose "
+            f"({days_ago(10)}); no regimen in the knowledge base gives hydroxocobalamin IM "
+            "more often than every 2 days",
+            "a date 2 days or more from another hydroxocobalamin IM dose; "
+            'or "force": true to record it as given',
+        ),
+        (
+            big,
+            "dose",
+            "10 mg is not a dose of hydroxocobalamin IM in any of the knowledge base's regimens",
+            '1 mg (im_neurological, im_standard); or "force": true to record it as given',
+        ),
+    ):
+        before = site.count(DoseEntry)
+        r = await api_post(local, doses, body)
+        assert r.status_code == 422, r.text
+        assert r.json()["errors"] == [{"path": path, "message": message, "accepted": accepted}]
+        assert site.count(DoseEntry) == before
+        forced = await api_post(local, doses, body | {"force": True})
+        assert forced.status_code == 201, forced.text
+    confirmed = [e.detail.get("confirmed") for e in site.audit() if e.entity == "dose"]
+    assert confirmed[0] is None and len(confirmed) == 3
+    assert "10 mg is not a dose" in confirmed[2][0]
+    r = await api_post(local, doses, first | {"date": days_ago(3), "force": "yes"})
+    assert r.status_code == 422 and r.json()["errors"][0]["path"] == "force"
+
+
+@pytest.mark.asyncio
+async def test_the_dose_form_shows_why_a_dose_looks_wrong_and_records_it_anyway(site, local):
+    pid = await add_patient(local)
+    page = await local.get(f"/patients/{pid}")
+    csrf = csrf_in(page.text)
+    assert 'name="force"' not in page.text
+    form = {"csrf_token": csrf, "date": days_ago(2), "drug": "hydroxocobalamin",
+            "dose": "10 mg", "route": "im", "given_by": ""}  # fmt: skip
+    shown = await local.post(f"/patients/{pid}/doses", data=form)
+    assert shown.status_code == 422
+    text = " ".join(shown.text.split())
+    assert "10 mg is not a dose of hydroxocobalamin IM" in text
+    assert "1 mg (im_neurological, im_standard); or tick &#39;Record anyway&#39;" in text
+    assert 'name="force" value="1"' in text and "Record anyway</label>" in text
+    assert 'value="10 mg"' in text  # the answers are kept
+    assert site.count(DoseEntry) == 0
+    done = await local.post(f"/patients/{pid}/doses", data=form | {"force": "1"})
+    assert done.status_code == 303, done.text[:300]
+    assert site.count(DoseEntry) == 1
 
 
 @pytest.mark.asyncio

@@ -286,6 +286,59 @@ def test_report_and_console_give_rates_per_1000_screened(tmp_path: Path) -> None
     assert "Procedure code not in the knowledge base" in html
 
 
+def test_synthetic_data_is_screened_as_of_the_date_it_was_made_for(tmp_path: Path) -> None:
+    """Its histories end on synth's --as-of: screened as of today instead, the dated gaps
+    were miscounted (maintenance_overdue 335 instead of 34). The date is said; an explicit
+    --as-of wins; a manifest that gives no date is an error, not today."""
+    import pyarrow.csv as pacsv
+
+    from b12dx.screen.synth import generate
+
+    made = tmp_path / "pop"
+    made.mkdir()
+    generate(600, made, "parquet", seed=0, as_of=D(2024, 3, 31))
+    result = CliRunner().invoke(app, ["screen", str(made), "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert (
+        f"as of 2024-03-31, the date the synthetic data was made for ({made}/b12dx-synth.json)"
+        in said
+    )
+    assert "Care gaps as of 2024-03-31" in said
+    explicit = CliRunner().invoke(
+        app, ["screen", str(made), "--out", str(tmp_path / "b"), "--as-of", "2024-03-31"]
+    )
+    assert explicit.exit_code == 0 and "made for" not in explicit.output
+    counts = [pacsv.read_csv(tmp_path / o / "summary.csv").to_pylist() for o in ("a", "b")]
+    assert counts[0] == counts[1] and counts[0]
+    later = CliRunner().invoke(
+        app, ["screen", str(made), "--out", str(tmp_path / "c"), "--as-of", "2026-01-01"]
+    )
+    assert "Care gaps as of 2026-01-01" in " ".join(later.output.split())
+    assert "made for" not in later.output
+
+    (made / "b12dx-synth.json").write_text('{"as_of": "31/03/2024"}')
+    broken = CliRunner().invoke(app, ["screen", str(made), "--out", str(tmp_path / "d")])
+    assert broken.exit_code == 2
+    assert "INPUT:" in broken.output and "b12dx-synth.json" in broken.output
+
+
+def test_screen_keeps_an_out_folder_that_holds_files_unless_forced(tmp_path: Path) -> None:
+    """As synth: results of an earlier run (or anything else) are not overwritten silently;
+    --force writes over them."""
+    args = ["screen", str(SYNTHEA), "--out", str(tmp_path), "--as-of", "1990-01-01"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    before = (tmp_path / "gaps.csv").stat().st_mtime_ns
+    again = CliRunner().invoke(app, [*args[:-1], "1995-01-01"])
+    assert again.exit_code == 2
+    said = " ".join(again.output.split())
+    assert f"--out: {tmp_path} is not empty (accepted: a new or empty folder, or --force" in said
+    assert (tmp_path / "gaps.csv").stat().st_mtime_ns == before
+    forced = CliRunner().invoke(app, [*args[:-1], "1995-01-01", "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert "Care gaps as of 1995-01-01" in " ".join(forced.output.split())
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -8,10 +8,13 @@ Dates are fixed (``NOW``): the store is given the time, it never reads the clock
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gzip
 import json
+import os
 import sqlite3
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -320,8 +323,58 @@ def test_the_default_database_is_a_wal_file_in_the_data_dir_created_on_first_use
 
 
 def test_a_bare_path_is_a_sqlite_file(tmp_path: Path, opened: Callable[[str], Database]) -> None:
-    db = opened(str(tmp_path / "sub" / "clinic.db"))
-    assert db.is_sqlite and (tmp_path / "sub" / "clinic.db").is_file()
+    db = opened(str(tmp_path / "clinic.db"))
+    assert db.is_sqlite and (tmp_path / "clinic.db").is_file()
+    assert db.created and db.where == str(tmp_path / "clinic.db")
+    assert not opened(str(tmp_path / "clinic.db")).created
+
+
+@pytest.fixture
+def usual_umask() -> Iterator[None]:
+    """The common umask 022, under which a file is made world-readable unless told."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_a_new_database_and_its_wal_files_are_readable_by_their_owner_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, usual_umask: None
+) -> None:
+    """As backups are: 0600 files (the -wal and -shm too) in a 0700 data directory."""
+    data = tmp_path / "data" / "b12dx"
+    monkeypatch.setenv("B12DX_DATA_DIR", str(data))
+    monkeypatch.delenv("B12DX_DATABASE_URL", raising=False)
+    db = open_database()
+    try:
+        with db.transaction() as s:
+            s.execute(text("SELECT COUNT(*) FROM patients"))
+            files = sorted(p.name for p in data.iterdir())
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in data.iterdir()}
+    finally:
+        db.dispose()
+    assert {"b12dx.sqlite3", "b12dx.sqlite3-wal", "b12dx.sqlite3-shm"} <= set(files), files
+    assert modes == dict.fromkeys(files, 0o600)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700
+    # A file in a folder the user chose: the file is private, the folder is theirs.
+    chosen = open_database(str(tmp_path / "clinic.sqlite3"))
+    chosen.dispose()
+    assert stat.S_IMODE((tmp_path / "clinic.sqlite3").stat().st_mode) == 0o600
+
+
+def test_a_sqlite_file_in_a_folder_that_does_not_exist_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the default data directory is made; elsewhere a missing folder is a slip."""
+    monkeypatch.delenv("B12DX_DATABASE_URL", raising=False)
+    with pytest.raises(DatabaseError) as caught:
+        open_database(str(tmp_path / "sub" / "clinic.db"))
+    assert str(caught.value).startswith(f"--db: the folder {tmp_path / 'sub'} does not exist")
+    monkeypatch.setenv("B12DX_DATABASE_URL", f"sqlite:///{tmp_path / 'sub' / 'clinic.db'}")
+    with pytest.raises(DatabaseError) as caught:
+        open_database()
+    assert str(caught.value).startswith("B12DX_DATABASE_URL: the folder")
+    assert not (tmp_path / "sub").exists()
 
 
 @pytest.mark.parametrize(
@@ -339,6 +392,42 @@ def test_a_database_that_cannot_be_used_is_a_database_error(bad_url: str, says: 
 
 
 # -- the store API ----------------------------------------------------------------------
+
+
+def test_a_dose_is_checked_against_the_knowledge_bases_regimens_when_given_it(
+    db: Database, kb: Knowledge
+) -> None:
+    """The amounts and the shortest interval are read from the regimens: change them and
+    the check follows. Without a knowledge base (an import of history) nothing is asked."""
+    pid = add_patient(db, kb)
+    im = {"drug": "hydroxocobalamin", "route": "im"}
+    regimens = {
+        rid: r.model_copy(update={"dose": "2 mg"}) if r.drug == "hydroxocobalamin" else r
+        for rid, r in kb.regimens.items()
+    }
+    twos = dataclasses.replace(kb, regimens=regimens)
+
+    def add(day: dt.date, amount: str, knowledge: Knowledge | None, force: bool = False) -> Any:
+        return lambda s: entries.add_dose(
+            s, NURSE, NOW, patients.get(s, NURSE, pid), given_on=day, dose=amount,
+            kb=knowledge, force=force, **im,
+        )  # fmt: skip
+
+    with db.transaction() as s:
+        add(dt.date(2026, 8, 1), "2 mg", twos)(s)
+    err = rejected(db, add(dt.date(2026, 8, 10), "1 mg", twos))
+    assert isinstance(err, entries.UnusualDose)
+    assert [(e.path, e.accepted) for e in err.errors] == [
+        ("dose", "2 mg (im_neurological, im_standard)")
+    ]
+    err = rejected(db, add(dt.date(2026, 8, 2), "2 mg", twos))
+    assert [e.path for e in err.errors] == ["date"] and "every 2 days" in err.errors[0].message
+    with db.transaction() as s:
+        add(dt.date(2026, 8, 2), "10 mg", None)(s)  # as an import stores history
+        add(dt.date(2026, 8, 10), "1 mg", twos, force=True)(s)
+    with db.transaction() as s:
+        got = [(d.given_on.day, d.dose_mg) for d in patients.get(s, NURSE, pid).doses]
+    assert got == [(1, 2.0), (2, 10.0), (10, 1.0)]
 
 
 def test_every_change_is_stored_with_an_audit_row_naming_its_actor(

@@ -278,11 +278,12 @@ def test_two_server_workers_the_cli_and_store_writers_at_once_lose_nothing(
     finally:
         db.dispose()
     # Distinct dates, so no write is a duplicate: the command line gets the days back from
-    # today, the server the days before those, one each, as long as it is asked.
+    # today, the server the days before those, one each, as long as it is asked. A dose a
+    # day is sooner than any hydroxocobalamin IM regimen gives, so each is confirmed.
     today = dt.date.today()
     cli_days = [today - dt.timedelta(days=i) for i in range(CLI_DOSES)]
     next_http_day = itertools.count(CLI_DOSES)
-    body = {"drug": "hydroxocobalamin", "dose": "1 mg", "route": "im"}
+    body = {"drug": "hydroxocobalamin", "dose": "1 mg", "route": "im", "force": True}
     cli_done = threading.Event()
     http: list[tuple[dt.date, int, str, float]] = []
 
@@ -297,7 +298,7 @@ def test_two_server_workers_the_cli_and_store_writers_at_once_lose_nothing(
 
     def via_cli(day: dt.date) -> subprocess.CompletedProcess[str]:
         cmd = [*_b12dx(), "record", "dose", pid, "--date", day.isoformat(), "--db", url]
-        cmd += ["--drug", "hydroxocobalamin", "--dose", "1 mg", "--route", "im"]
+        cmd += ["--drug", "hydroxocobalamin", "--dose", "1 mg", "--route", "im", "--force"]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, cwd=ROOT)
 
     started = time.perf_counter()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from b12dx.cli import synth as synth_cli
 from b12dx.fhir.read import read_bulk_export
 from b12dx.fhir.record import record_from_resources
 from b12dx.knowledge.loader import load_knowledge
-from b12dx.screen.synth import BLOCK, DEFAULT_AS_OF, generate, population_block
+from b12dx.screen.synth import BLOCK, DEFAULT_AS_OF, generate, made_for, population_block
 from b12dx.screen.synth_events import FIRST_LOCAL_CONCEPT, Concepts
 from b12dx.screen.synth_omop import FEMALE, MALE, SCHEMAS
 from b12dx.screen.synth_population import SCENARIO_STRIDE, SCENARIOS
@@ -284,6 +285,16 @@ def test_cli_writes_the_population(tmp_path: Path) -> None:
     result = _cli("--patients", "50", "--out", str(tmp_path / "o"), "--format", "omop")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "o" / "person.csv").read_text().count("\n") == 51
+
+
+def test_the_data_carries_the_date_it_was_made_for(tmp_path: Path) -> None:
+    """b12dx-synth.json beside the data: what `b12dx screen` reads when not given --as-of."""
+    args = ["--patients", "20", "--seed", "3", "--format", "ndjson", "--as-of", "2025-01-31"]
+    assert _cli(*args, "--out", str(tmp_path / "o")).exit_code == 0
+    manifest = json.loads((tmp_path / "o" / "b12dx-synth.json").read_text())
+    assert manifest == {"as_of": "2025-01-31", "seed": 3, "patients": 20, "format": "ndjson"}
+    assert made_for(tmp_path / "o") == dt.date(2025, 1, 31)
+    assert made_for(tmp_path) is None
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,8 @@ from typing import Any
 
 import platformdirs
 
+from b12dx.private_files import create_file, make_folder
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cds_feedback (
     id INTEGER PRIMARY KEY,
@@ -129,10 +131,14 @@ class FeedbackStore:
         self._ready = False
 
     def _connect(self) -> sqlite3.Connection:
+        if not self._ready:
+            # Made before SQLite opens it: the folder 0700 and the file 0600 (SQLite gives
+            # its -wal and -shm files the database file's permissions), as patient files.
+            make_folder(self.path.parent)
+            create_file(self.path)
         con = sqlite3.connect(self.path, timeout=10)
         if not self._ready:
             with self._lock:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
                 con.execute("PRAGMA journal_mode=WAL")
                 con.execute(SCHEMA)
                 con.commit()

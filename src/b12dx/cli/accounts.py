@@ -51,11 +51,11 @@ def practice_add(
     db: DbOption = None,
 ) -> None:
     """Add a practice."""
+    from b12dx.cli.followup_work import open_announced
     from b12dx.store import users
     from b12dx.store.audit import Actor
-    from b12dx.store.db import open_database
 
-    database = open_database(db)
+    database = open_announced(db)
     try:
         with database.transaction() as s:
             p = users.create_practice(s, Actor(_actor_name()), _now(), name)
@@ -69,11 +69,11 @@ def practice_list(db: DbOption = None) -> None:
     """List the practices with their number of users and patients."""
     from sqlalchemy import func, select
 
+    from b12dx.cli.followup_work import open_announced
     from b12dx.store import users
-    from b12dx.store.db import open_database
     from b12dx.store.tables import Patient, User
 
-    database = open_database(db)
+    database = open_announced(db)
     try:
         with database.transaction() as s:
             people = {
@@ -121,11 +121,11 @@ def user_add(
     db: DbOption = None,
 ) -> None:
     """Add a user to a practice (the password is asked twice, hidden)."""
+    from b12dx.cli.followup_work import open_announced
     from b12dx.store import users
     from b12dx.store.audit import Actor
-    from b12dx.store.db import open_database
 
-    database = open_database(db)
+    database = open_announced(db)
     try:
         with database.transaction() as s:
             found = users.practice_named(s, practice)  # before asking for a password
@@ -148,10 +148,10 @@ def user_add(
 @user_app.command("list")
 def user_list(db: DbOption = None) -> None:
     """List the users: practice, and whether each is locked out or deactivated."""
+    from b12dx.cli.followup_work import open_announced
     from b12dx.store import users
-    from b12dx.store.db import open_database
 
-    database = open_database(db)
+    database = open_announced(db)
     now = _now()
     try:
         with database.transaction() as s:
@@ -176,11 +176,11 @@ def user_unlock(
     db: DbOption = None,
 ) -> None:
     """Lift a lockout after repeated failed sign-ins now, instead of waiting for it to end."""
+    from b12dx.cli.followup_work import open_announced
     from b12dx.store import users
     from b12dx.store.audit import Actor
-    from b12dx.store.db import open_database
 
-    database = open_database(db)
+    database = open_announced(db)
     try:
         with database.transaction() as s:
             u = users.unlock(s, Actor(_actor_name()), _now(), username)
@@ -201,11 +201,11 @@ def user_password(
     db: DbOption = None,
 ) -> None:
     """Set a new password (asked twice, hidden); the user's signed-in sessions end."""
+    from b12dx.cli.followup_work import open_announced
     from b12dx.store import users
     from b12dx.store.audit import Actor
-    from b12dx.store.db import open_database
 
-    database = open_database(db)
+    database = open_announced(db)
     try:
         with database.transaction() as s:
             users.user_named(s, username)  # before asking for a password
@@ -237,11 +237,11 @@ def user_activate(
 
 
 def _set_active(username: str, active: bool, db: str | None) -> None:
+    from b12dx.cli.followup_work import open_announced
     from b12dx.store import users
     from b12dx.store.audit import Actor
-    from b12dx.store.db import open_database
 
-    database = open_database(db)
+    database = open_announced(db)
     try:
         with database.transaction() as s:
             u = users.set_active(s, Actor(_actor_name()), _now(), username, active)

@@ -78,6 +78,8 @@ def assess(
     from b12dx.engine.assess import assess as run
     from b12dx.fhir.read import is_fhir
 
+    if json_out and fhir_out:  # each prints one document on its own; neither may win
+        raise InputError.single("", "--json and --fhir cannot be used together")
     record = read_record(file)
     when: dt.date | None = parse_date(as_of, "--as-of") if as_of else None
     if is_fhir(record):
@@ -125,12 +127,17 @@ def fhir_import(
         bool, typer.Option("--assess", help="Also assess each patient and print a summary table.")
     ] = False,
     profile: ProfileOption = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write into an --out folder that is not empty.")
+    ] = False,
 ) -> None:
     """Read a FHIR Bulk export and build one patient record per Patient."""
     from b12dx.cli.bulk import run_import
-    from b12dx.cli.io import parse_date
+    from b12dx.cli.io import output_folder, parse_date
 
     when = parse_date(as_of, "--as-of") if as_of else dt.date.today()
+    if out is not None:
+        out = output_folder(out, "--out", force)
     run_import(directory, out, when, with_assessment, profile)
 
 
@@ -225,8 +232,9 @@ def serve(
     import uvicorn
 
     from b12dx.cds.auth import load_issuers
-    from b12dx.web.settings import configure_serve
+    from b12dx.web.settings import ENV_CDS_OPEN_WARNED, check_port, configure_serve
 
+    check_port(host, port)  # before the database is opened or made
     for line in configure_serve(host, db, require_login):
         sys.stderr.write(f"b12dx: {line}\n")
 
@@ -244,6 +252,7 @@ def serve(
             "b12dx: WARNING: CDS Hooks client authentication is off; any caller can use "
             "/cds-services. Give --cds-issuers FILE to require signed JWTs.\n"
         )
+        os.environ[ENV_CDS_OPEN_WARNED] = "1"  # said once here, not again by each worker
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         sys.stderr.write(f"b12dx: serving on {host}: reachable beyond this machine.\n")

@@ -56,6 +56,7 @@ ProfileOption = Annotated[
     typer.Option("--profile", help="Guideline profile: nice-ng239 (default), bsh-2014, us-label."),
 ]
 PatientArg = Annotated[str, typer.Argument(metavar="ID", help="The patient's id.")]
+ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite the file if it exists.")]
 DateOption = Annotated[str, typer.Option("--date", help="The day it happened (YYYY-MM-DD).")]
 
 # The store names fields as the record does; the command line names its options.
@@ -361,6 +362,7 @@ def patient_export(
     out: Annotated[
         Path | None, typer.Option("--out", help="Write the Bundle here; default standard output.")
     ] = None,
+    force: ForceOption = False,
     db: DbOption = None,
     practice: PracticeOption = None,
 ) -> None:
@@ -368,8 +370,12 @@ def patient_export(
 
     Patient, Condition, MedicationStatement, Observation (labs, symptom ratings,
     exposures, pregnancy) and MedicationAdministration resources; the export is audited."""
+    from b12dx.cli.io import output_file
     from b12dx.store import audit, patients
     from b12dx.store.bundle import export_bundle
+
+    if out is not None:
+        out = output_file(out, "--out", force)
 
     with base.work(db, practice) as c:
         p = patients.get(c.session, c.actor, patient_id)
@@ -394,28 +400,60 @@ def patient_export(
         sys.stderr.write(f"{pid}: {count} resources written to {out}\n")
 
 
+# No command stores a contract record as it is: say what does what with one.
+_RECORD_HINT = (
+    "; a contract record is assessed by `b12dx assess FILE`, and a person is added for "
+    "follow-up by `b12dx patient add`"
+)
+
+
 @patient_app.command("import")
 def patient_import(
     file: Annotated[
         str, typer.Argument(help="A FHIR R4 Bundle of one patient (JSON); '-' reads stdin.")
     ],
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="When the file's patient is already held here (a b12dx export), replace "
+            "that patient's record with the file's.",
+        ),
+    ] = False,
     db: DbOption = None,
     practice: PracticeOption = None,
 ) -> None:
     """A new patient from a FHIR R4 Bundle; prints the new id.
 
     Reads b12dx's own export exactly, and another system's resources where their codes
-    are in b12dx's tables; what was not imported, and why, goes to standard error."""
+    are in b12dx's tables; what was not imported, and why, goes to standard error. A
+    patient already held (b12dx's export names its id) is refused unless --replace."""
     from b12dx.cli.io import read_record
-    from b12dx.store.bundle_import import import_bundle
+    from b12dx.store.bundle_import import AlreadyHeld, import_bundle
+    from b12dx.store.bundle_read import CONTRACT_RECORD, IMPORT_ACCEPTS, not_a_bundle
 
     data = read_record(file)
     source = "standard input" if file == "-" else Path(file).name
+    what = not_a_bundle(data)
+    if what is not None:  # said before the database is opened (or made)
+        named = "standard input" if file == "-" else file
+        hint = _RECORD_HINT if what == CONTRACT_RECORD else ""
+        raise InputError.single(
+            "FILE", f"{named} is {what}, not a FHIR Bundle", IMPORT_ACCEPTS + hint
+        )
     with base.work(db, practice) as c:
-        result = import_bundle(c.session, c.kb, c.actor, c.now, data, source)
+        try:
+            result = import_bundle(c.session, c.kb, c.actor, c.now, data, source, replace=replace)
+        except AlreadyHeld as exc:
+            raise InputError.single(
+                "FILE",
+                f"{exc}; importing it again would make a second copy of the person",
+                "--replace to replace that patient's record with the file's",
+            ) from None
         pid = result.patient.id
     err = sys.stderr
-    err.write(f"Imported {pid}: {len(result.used)} resources used, {len(result.ignored)} not.\n")
+    done = "Replaced the record of" if result.replaced else "Imported"
+    err.write(f"{done} {pid}: {len(result.used)} resources used, {len(result.ignored)} not.\n")
     for note in result.ignored:
         err.write(f"  not imported: {note.reference}: {note.note}\n")
     base.out(pid)
@@ -485,10 +523,21 @@ def record_dose(
     given_by: Annotated[
         str | None, typer.Option("--given-by", help="Who gave it; default the login.")
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Record it although it does not fit b12dx's regimens (an amount none gives, "
+            "or sooner after another dose than any gives), once checked.",
+        ),
+    ] = False,
     db: DbOption = None,
     practice: PracticeOption = None,
 ) -> None:
-    """Record a dose of B12 given, and say when the next one is due."""
+    """Record a dose of B12 given, and say when the next one is due.
+
+    A dose that does not fit the knowledge base's regimens for the drug and route is
+    refused, saying why, unless --force."""
     from b12dx.cli.followup_view import next_dose
     from b12dx.store import entries, patients, snapshots
 
@@ -496,17 +545,22 @@ def record_dose(
     assert day is not None
     with base.work(db, practice) as c, base.options(DOSE_OPTIONS):
         p = patients.get(c.session, c.actor, patient_id)
-        entry = entries.add_dose(
-            c.session,
-            c.actor,
-            c.now,
-            p,
-            given_on=day,
-            drug=drug,
-            dose=dose,
-            route=route,
-            given_by=given_by,
-        )
+        try:
+            entry = entries.add_dose(
+                c.session,
+                c.actor,
+                c.now,
+                p,
+                given_on=day,
+                drug=drug,
+                dose=dose,
+                route=route,
+                given_by=given_by,
+                kb=c.kb,
+                force=force,
+            )
+        except entries.UnusualDose as exc:
+            raise exc.confirm_with("--force") from None
         line = (
             f"Recorded for {p.id} ({p.name}): {drug} {entry.dose_mg:g} mg {route.upper()} on "
             f"{day}, given by {entry.given_by}."
@@ -580,16 +634,14 @@ def due(
 
 def backup_cmd(
     file: Annotated[Path, typer.Argument(help="The backup file to write (gzipped JSON).")],
+    force: ForceOption = False,
     db: DbOption = None,
 ) -> None:
     """Write a backup of the whole database (every practice) to FILE."""
+    from b12dx.cli.io import output_file
     from b12dx.store import backup
 
-    path = file.expanduser()
-    if path.is_dir() or not path.parent.is_dir():
-        raise InputError.single(
-            "FILE", f"cannot write {file}", "a file name in a folder that exists"
-        )
+    path = output_file(file, "FILE", force)
     with base.database(db) as database:
         try:
             counts = backup.write(database, path)

@@ -74,15 +74,26 @@ def practice_actor(session: Session, practice: str | None) -> Actor:
     return Actor(login(), found.id)
 
 
+def open_announced(db: str | None) -> Database:
+    """The database opened; when this made a new one, standard error says where, so a
+    mistyped name is seen at once and not taken for a database with no patients."""
+    from b12dx.store.db import open_database
+
+    opened = open_database(db)
+    if opened.created:
+        sys.stderr.write(f"b12dx: Created a new database at {opened.where}\n")
+    return opened
+
+
 @contextlib.contextmanager
 def database(db: str | None) -> Iterator[Database]:
     """The database opened (and closed after); an operational failure (locked past the
     timeout, disk full, server gone) is a DatabaseError saying nothing was changed."""
     from sqlalchemy.exc import OperationalError
 
-    from b12dx.store.db import DatabaseError, open_database
+    from b12dx.store.db import DatabaseError
 
-    opened = open_database(db)
+    opened = open_announced(db)
     try:
         yield opened
     except OperationalError as exc:

@@ -30,3 +30,39 @@ def parse_date(value: str, option: str) -> dt.date:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise InputError.single(option, f"{value!r} is not a date", "YYYY-MM-DD") from None
+
+
+# One rule for every command that writes files (backup, patient export, fhir-import,
+# screen, synth): what is there already is kept unless --force says to overwrite it.
+FORCE = "--force"
+
+
+def output_file(path: Path, option: str, force: bool) -> Path:
+    """``path`` (expanded) when a file may be written there: a new name in a folder that
+    exists, or an existing file with ``--force``."""
+    path = path.expanduser()
+    if path.is_dir() or not path.parent.is_dir():
+        raise InputError.single(
+            option, f"cannot write {path}", "a file name in a folder that exists"
+        )
+    if path.exists() and not force:
+        raise InputError.single(
+            option, f"{path} already exists", f"a new file name, or {FORCE} to overwrite it"
+        )
+    return path
+
+
+def output_folder(path: Path, option: str, force: bool) -> Path:
+    """``path`` (expanded) when results may be written into it: a new or empty folder, or
+    one that holds files with ``--force``. The folder is not made here."""
+    path = path.expanduser()
+    if path.exists() and not path.is_dir():
+        raise InputError.single(option, f"{path} is a file", "a folder for the results")
+    if path.is_dir() and any(path.iterdir()) and not force:
+        raise InputError.single(
+            option,
+            f"{path} is not empty",
+            f"a new or empty folder, or {FORCE} to write into it (files of the same name "
+            "are replaced)",
+        )
+    return path

@@ -10,6 +10,19 @@ from typing import Annotated
 import typer
 
 
+def _as_of(source: Path, as_of: str | None) -> tuple[dt.date, bool]:
+    """The screening date, and whether it is the one synthetic data was made for: --as-of
+    wins; else the date in the input's b12dx-synth.json (``b12dx synth`` histories end on
+    it, and screened as of today their gaps are miscounted); else today."""
+    from b12dx.cli.io import parse_date
+    from b12dx.screen.synth import made_for
+
+    if as_of:
+        return parse_date(as_of, "--as-of"), False
+    made = made_for(source) if source.is_dir() else None
+    return (made, True) if made is not None else (dt.date.today(), False)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("screen")
     def screen_command(
@@ -26,12 +39,21 @@ def register(app: typer.Typer) -> None:
             str, typer.Option("--engine", help="duckdb (default, embedded) or spark.")
         ] = "duckdb",
         as_of: Annotated[
-            str | None, typer.Option("--as-of", help="Screen as of this date (YYYY-MM-DD).")
+            str | None,
+            typer.Option(
+                "--as-of",
+                help="Screen as of this date (YYYY-MM-DD); default: the date `b12dx synth` "
+                "made the input for (its b12dx-synth.json), else today.",
+            ),
         ] = None,
         profile: Annotated[
             str | None,
             typer.Option("--profile", "-p", help="nice-ng239 (default), bsh-2014, us-label."),
         ] = None,
+        force: Annotated[
+            bool,
+            typer.Option("--force", help="Write into an --out folder that is not empty."),
+        ] = False,
         spark_master: Annotated[
             str | None,
             typer.Option(
@@ -53,11 +75,12 @@ def register(app: typer.Typer) -> None:
             TimeElapsedColumn,
         )
 
-        from b12dx.cli.io import parse_date
+        from b12dx.cli.io import output_folder
         from b12dx.errors import B12dxError
         from b12dx.knowledge.loader import load_knowledge
         from b12dx.screen.report import console_summary, html_report
         from b12dx.screen.run import ENGINES, STEPS, screen
+        from b12dx.screen.synth import MANIFEST
 
         def fail(message: str) -> None:
             sys.stderr.write(f"b12dx: error: {message}\n")
@@ -67,10 +90,9 @@ def register(app: typer.Typer) -> None:
             fail(f"--engine: {engine!r} is not an engine (accepted: {', '.join(ENGINES)})")
         if spark_master is not None and engine != "spark":
             fail("--spark-master: only used with --engine spark")
-        if out.exists() and not out.is_dir():
-            fail(f"--out: {out} is a file; give a folder for the results")
         try:
-            day = parse_date(as_of, "--as-of") if as_of else dt.date.today()
+            output_folder(out, "--out", force)
+            day, made = _as_of(source, as_of)
             kb = load_knowledge()
             chosen = kb.profile(profile)
             console = Console(stderr=True)
@@ -102,6 +124,11 @@ def register(app: typer.Typer) -> None:
         except OSError as exc:
             fail(f"{exc.filename or out}: {exc.strerror or exc}")
             return
+        if made:  # the date is not today: say why, before the counts it changes
+            sys.stdout.write(
+                f"as of {day}, the date the synthetic data was made for ({source / MANIFEST}); "
+                "give --as-of for another date\n"
+            )
         console_summary(result, Console())
         for name in [*paths, "report.html"]:
             sys.stdout.write(f"wrote {out / name}\n")

@@ -47,6 +47,8 @@ def synth(
 ) -> None:
     """Write a synthetic population (diets, medicines, conditions, symptoms, B12/MMA
     results, B12 treatment) with every screening gap and its near miss."""
+    from b12dx.cli.io import output_folder
+    from b12dx.errors import InputError
     from b12dx.screen.synth import DEFAULT_AS_OF, FORMATS, generate
 
     if patients < 1:
@@ -59,10 +61,10 @@ def synth(
             reference = dt.date.fromisoformat(as_of)
         except ValueError:
             _fail(f"--as-of is {as_of!r}; give a date as YYYY-MM-DD")
-    if out.exists() and not out.is_dir():
-        _fail(f"--out {out} is a file; give a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        _fail(f"--out {out} is not empty; give an empty folder or add --force")
+    try:
+        output_folder(out, "--out", force)
+    except InputError as exc:
+        _fail(str(exc))
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -18,21 +18,34 @@ from pydantic import ValidationError
 from b12dx.engine.units import accepted_units, find_unit
 from b12dx.errors import FieldError, InputError
 from b12dx.knowledge.loader import Knowledge
-from b12dx.models.patient import PatientRecord
+from b12dx.models.patient import DATE_EXPECTED, PatientRecord
 
 _UNION_TAGS = {"int", "float", "str", "bool", "date", "none"}
 
 
 def _path(loc: tuple[int | str, ...]) -> str:
     out = ""
+    previous: int | str | None = None
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part.split("[")[0] in _UNION_TAGS or part.startswith(("literal[", "function-")):
-            continue
+        elif isinstance(previous, str) and _is_branch(part):
+            continue  # the branch of a union pydantic tried for the field before it
         else:
             out += f".{part}" if out else part
+        previous = part
     return out
+
+
+def _is_branch(part: str) -> bool:
+    # Only after a field name: a field may itself be called "date" (labs[0].date).
+    return part.split("[")[0] in _UNION_TAGS or part.startswith(("literal[", "function-"))
+
+
+def _message(err: Any) -> str:
+    if err["type"].startswith("date_"):  # pydantic's date_parsing, date_from_datetime_...
+        return f"{err['input']!r} is not a date ({DATE_EXPECTED})"
+    return str(err["msg"]).removeprefix("Value error, ").replace("Input should be", "must be")
 
 
 def _from_pydantic(exc: ValidationError) -> InputError:
@@ -50,12 +63,7 @@ def _from_pydantic(exc: ValidationError) -> InputError:
         elif kind == "missing":
             errors.append(FieldError(path, "is required"))
         else:
-            errors.append(
-                FieldError(
-                    path,
-                    err["msg"].removeprefix("Value error, ").replace("Input should be", "must be"),
-                )
-            )
+            errors.append(FieldError(path, _message(err)))
     return InputError(errors)
 
 

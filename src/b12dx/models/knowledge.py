@@ -7,6 +7,8 @@ ids, symptom ids in rules, regimen ids in profiles) are checked by
 
 from __future__ import annotations
 
+import itertools
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -197,16 +199,44 @@ class RegimenPhase(_KB):
     until: Literal["first_review"] | None = None
 
 
+# A regimen's dose: "1 mg", "100 micrograms", or a range "50-150 micrograms".
+REGIMEN_DOSE = re.compile(r"^(\d+(?:\.\d+)?)(?:-(\d+(?:\.\d+)?))? (mg|micrograms)$")
+DAYS_IN_A_MONTH_AT_LEAST = 28
+
+
 class Regimen(Cited):
     id: str
     name: str
     drug: str
     route: str
-    dose: str
+    dose: str = Field(pattern=REGIMEN_DOSE.pattern)
     phases: list[RegimenPhase] = Field(min_length=1)
     contraindicated_conditions: list[str] = Field(default_factory=list)
     text: str
     choice: str | None = None
+
+    @property
+    def dose_range_mg(self) -> tuple[float, float]:
+        """The dose, or its range, in mg."""
+        m = REGIMEN_DOSE.match(self.dose)
+        assert m is not None  # the field's pattern
+        per_mg = 1.0 if m[3] == "mg" else 0.001
+        low = float(m[1]) * per_mg
+        return low, float(m[2]) * per_mg if m[2] else low
+
+    @property
+    def shortest_interval_days(self) -> int:
+        """The fewest days between two doses anywhere in the regimen (a month counted as
+        its shortest, 28 days); 0 for a regimen of one dose, which sets no interval."""
+        gaps: list[int] = []
+        for phase in self.phases:
+            if phase.every_days is not None:
+                gaps.append(phase.every_days)
+            if phase.every_months is not None:
+                gaps.append(phase.every_months * DAYS_IN_A_MONTH_AT_LEAST)
+            offsets = phase.day_offsets or ()
+            gaps += [b - a for a, b in itertools.pairwise(offsets)]
+        return min(gaps, default=0)
 
 
 class MilestoneDef(Cited):

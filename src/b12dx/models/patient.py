@@ -19,6 +19,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
 )
+from pydantic_core import PydanticCustomError
 
 Sex = Literal["female", "male", "other", "unknown"]
 Diet = Literal["omnivore", "vegetarian", "vegan", "restricted"]
@@ -31,10 +32,14 @@ Route = Literal["im", "oral", "sc", "iv", "sublingual", "nasal"]
 Rating = Literal["none", "mild", "moderate", "severe"]
 
 
+DATE_EXPECTED = "expected a date as YYYY-MM-DD"
+
+
 def _not_a_number(value: Any) -> Any:
-    # Lenient parsing would read 0 as 1970-01-01; a date must be written as a date.
+    # Lenient parsing would read 0 as 1970-01-01; a date must be written as a date. The
+    # error is a date error, so it reads as pydantic's own (b12dx.engine.validate).
     if isinstance(value, int | float):
-        raise ValueError("must be a date as YYYY-MM-DD")
+        raise PydanticCustomError("date_not_text", "{value} is not a date", {"value": value})
     return value
 
 

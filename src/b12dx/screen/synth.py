@@ -12,11 +12,16 @@ Determinism: people are drawn in blocks of ``BLOCK`` with a generator seeded fro
 5,000 people of a million are the 5,000 people of a 5,000 run. Memory is bounded by the
 block, whatever N. The reference date defaults to ``DEFAULT_AS_OF``; every date lies on
 or before it, and histories reach back up to about 10 years.
+
+The folder also gets ``b12dx-synth.json`` (``MANIFEST``): the date, seed, size and format
+the data was made with, so that ``b12dx screen`` screens it as of the date its histories
+end on rather than today (``made_for``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
@@ -24,6 +29,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from b12dx.errors import InputError
 from b12dx.knowledge.loader import Knowledge, load_knowledge
 from b12dx.screen.synth_events import Concepts, Records, records
 from b12dx.screen.synth_population import Population, apply_scenarios, draw
@@ -32,6 +38,7 @@ Format = Literal["ndjson", "parquet", "omop"]
 FORMATS: tuple[Format, ...] = ("ndjson", "parquet", "omop")
 DEFAULT_AS_OF = dt.date(2026, 6, 30)
 BLOCK = 50_000
+MANIFEST = "b12dx-synth.json"
 
 
 class _Writer(Protocol):
@@ -86,3 +93,30 @@ def generate(
                 progress(len(pop))
     finally:
         writer.close()
+    write_manifest(out, patients, fmt, seed, as_of)
+
+
+def write_manifest(out: Path, patients: int, fmt: Format, seed: int, as_of: dt.date) -> None:
+    """``out/b12dx-synth.json``, written last: the data beside it is complete."""
+    data = {"as_of": as_of.isoformat(), "seed": seed, "patients": patients, "format": fmt}
+    partial = out / f".{MANIFEST}.partial"
+    partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    partial.replace(out / MANIFEST)
+
+
+def made_for(folder: Path) -> dt.date | None:
+    """The date the synthetic data in ``folder`` was made for (its manifest's as_of), or
+    None when the folder holds no manifest. A manifest that cannot be read is an error:
+    screening as of today instead would miscount every dated gap."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        day = json.loads(path.read_text(encoding="utf-8"))["as_of"]
+        return dt.date.fromisoformat(day)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError.single(
+            "INPUT",
+            f"{path} does not give the date the data was made for ({exc})",
+            '{"as_of": "YYYY-MM-DD", ...} as `b12dx synth` writes it, or --as-of',
+        ) from None

@@ -15,6 +15,16 @@ What happens to each resource:
   is written, when the file is not a Bundle of exactly one Patient, when a resource b12dx
   uses is not valid FHIR R4, or when a value it would store is refused by the checks (a
   unit that is not the test's, an impossible value, a date in the future...).
+
+A patient this practice already holds is recognised by the b12dx id b12dx's export
+carries as the Patient's identifier: the patient of that id, or the one an earlier import
+of it made (its audit entry keeps the identifier). Imported again, such a file would be a
+second copy of the person (and every dose twice in the due list), so it is refused
+(``AlreadyHeld``) unless ``replace``: the patient's record is then replaced by the file's,
+in the caller's transaction, keeping its id and history (``patients.replace``).
+
+Doses are stored as the file records them, without the checks ``record dose`` makes
+against the knowledge base's regimens: they are history, already given.
 """
 
 from __future__ import annotations
@@ -24,15 +34,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from b12dx.errors import FieldError, InputError, ProfileError
+from b12dx.errors import B12dxError, FieldError, InputError, ProfileError
 from b12dx.fhir.record import ResourceNote
 from b12dx.knowledge.loader import Knowledge
 from b12dx.store import audit, entries, patients
 from b12dx.store.audit import Actor
-from b12dx.store.bundle_read import Action, read_bundle, refused
-from b12dx.store.tables import Patient
+from b12dx.store.bundle_read import Action, Plan, read_bundle, refused
+from b12dx.store.patients import NotFoundError
+from b12dx.store.tables import AuditEntry, Patient
 
 # Where each stored field comes from, so that a refused value is named by its element.
 FIELDS: dict[str, dict[str, str]] = {
@@ -82,6 +94,47 @@ class Imported:
     patient: Patient
     used: list[ResourceNote]
     ignored: list[ResourceNote]
+    replaced: bool = False  # an existing patient's record was replaced
+
+
+class AlreadyHeld(B12dxError):
+    """The file's patient is already held in this practice (see the module's docstring)."""
+
+    def __init__(self, patient: Patient, identifier: str) -> None:
+        self.patient = patient
+        self.identifier = identifier
+        held = f"as {patient.id}" if patient.id != identifier else "under that id"
+        super().__init__(
+            f"the file's patient {identifier} is already held here {held} "
+            f"({patient.name}, born {patient.birth_date})"
+        )
+
+
+def held(session: Session, actor: Actor, identifier: str | None) -> Patient | None:
+    """The practice's patient a Bundle's b12dx identifier names: the patient of that id,
+    else the one an import of that identifier made (the latest, should there be two)."""
+    if identifier is None:
+        return None
+    try:
+        return patients.get(session, actor, identifier)
+    except NotFoundError:
+        pass
+    imports = session.scalars(
+        select(AuditEntry)
+        .where(
+            AuditEntry.practice_id == actor.practice_id,
+            AuditEntry.action == "import",
+            AuditEntry.entity == "patient",
+        )
+        .order_by(AuditEntry.id.desc())
+    )
+    for entry in imports:
+        if entry.detail.get("identifier") == identifier and entry.patient_id is not None:
+            try:
+                return patients.get(session, actor, entry.patient_id)
+            except NotFoundError:
+                continue
+    return None
 
 
 def _at(reference: str, fields: Mapping[str, str], exc: InputError) -> InputError:
@@ -126,31 +179,76 @@ def import_bundle(
     now: dt.datetime,
     data: Any,
     source: str,
+    *,
+    replace: bool = False,
 ) -> Imported:
     """A new patient from a Bundle's JSON, in the caller's transaction (on any error the
-    caller rolls back and nothing is written). ``source`` names the file in the audit."""
+    caller rolls back and nothing is written). ``source`` names the file in the audit.
+    A patient already held is refused (AlreadyHeld), or its record replaced if
+    ``replace``."""
     plan = read_bundle(kb, data, now.date())
-    d = plan.details
     ref = plan.patient_ref
-    on_patient = FIELDS["patient"]
+    existing = held(session, actor, plan.identifier)
+    if existing is not None and not replace:
+        assert plan.identifier is not None
+        raise AlreadyHeld(existing, plan.identifier)
     try:
-        patient = patients.add(
-            session,
-            kb,
-            actor,
-            now,
-            name=d["name"],
-            birth_date=d["birth_date"],
-            sex=d["sex"],
-            diet=d.get("diet", "omnivore"),
-            ethnicity=d.get("ethnicity", "unknown"),
-            conditions=[cid for _, cid, _, _ in plan.conditions],
-            profile=d.get("profile"),
-        )
+        patient = _person(session, kb, actor, now, plan, existing)
     except InputError as exc:
-        raise _at(ref, on_patient, exc) from None
+        raise _at(ref, FIELDS["patient"], exc) from None
     except ProfileError as exc:
         raise refused(ref, "extension(profile)", str(exc)) from None
+    _fill(session, kb, actor, now, plan, patient)
+    audit.record(
+        session,
+        actor,
+        now,
+        "import",
+        "patient",
+        patient.id,
+        patient.id,
+        {
+            "source": source,
+            "identifier": plan.identifier,
+            "replaced": existing is not None,
+            "used": len(plan.used),
+            "ignored": [n.to_json() for n in plan.ignored],
+        },
+    )
+    return Imported(patient, plan.used, plan.ignored, existing is not None)
+
+
+def _person(
+    session: Session,
+    kb: Knowledge,
+    actor: Actor,
+    now: dt.datetime,
+    plan: Plan,
+    existing: Patient | None,
+) -> Patient:
+    """The patient the plan's entries go to: a new one, or ``existing`` emptied and given
+    the file's details."""
+    d = plan.details
+    details: dict[str, Any] = {
+        "name": d["name"],
+        "birth_date": d["birth_date"],
+        "sex": d["sex"],
+        "diet": d.get("diet", "omnivore"),
+        "ethnicity": d.get("ethnicity", "unknown"),
+        "conditions": [cid for _, cid, _, _ in plan.conditions],
+        "profile": d.get("profile"),
+    }
+    if existing is None:
+        return patients.add(session, kb, actor, now, **details)
+    return patients.replace(session, kb, actor, now, existing, **details)
+
+
+def _fill(
+    session: Session, kb: Knowledge, actor: Actor, now: dt.datetime, plan: Plan, patient: Patient
+) -> None:
+    """Everything else the plan holds, written through the store's own checks."""
+    ref = plan.patient_ref
+    on_patient = FIELDS["patient"]
     today = now.date()
     for (cref, cid, day, egfr), row in zip(plan.conditions, patient.conditions, strict=True):
         assert row.condition_id == cid
@@ -179,18 +277,3 @@ def import_bundle(
             _write(session, kb, actor, now, patient, action)
         except InputError as exc:
             raise _at(action.reference, FIELDS[action.kind], exc) from None
-    audit.record(
-        session,
-        actor,
-        now,
-        "import",
-        "patient",
-        patient.id,
-        patient.id,
-        {
-            "source": source,
-            "used": len(plan.used),
-            "ignored": [n.to_json() for n in plan.ignored],
-        },
-    )
-    return Imported(patient, plan.used, plan.ignored)

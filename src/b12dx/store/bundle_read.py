@@ -26,8 +26,8 @@ from b12dx.fhir.codes import code_index, in_codes, qualifier
 from b12dx.fhir.read import bundle_resources, patient_reference, reference_id
 from b12dx.fhir.record import ResourceNote, medicine_of, to_date
 from b12dx.knowledge.loader import Knowledge
-from b12dx.models.patient import Drug
-from b12dx.store.bundle import EXTENSION, SYSTEM
+from b12dx.models.patient import Drug, PatientRecord
+from b12dx.store.bundle import EXTENSION, PATIENT_ID_SYSTEM, SYSTEM
 
 Resource = dict[str, Any]
 Kind = Literal["lab", "rating", "dose", "medication", "exposure"]
@@ -57,6 +57,9 @@ class Plan:
     """What an import will write, worked out before anything is."""
 
     patient_ref: str = "Patient"
+    # The b12dx id the Bundle's Patient carries as an identifier (b12dx's own export):
+    # how an import recognises a patient it already holds.
+    identifier: str | None = None
     details: dict[str, Any] = field(default_factory=dict)  # patients.add's arguments
     pregnant: bool = False
     breastfeeding: bool = False
@@ -188,6 +191,8 @@ class Reader:
         birth, _ = to_date(p.birthDate)
         if birth is None:
             raise refused(ref, "birthDate", "is missing", "the birth date as YYYY-MM-DD")
+        own = [i.value for i in p.identifier or [] if i.system == PATIENT_ID_SYSTEM and i.value]
+        self.plan.identifier = str(own[0]) if own else None
         d = self.plan.details
         d.update(name=text, birth_date=birth, sex=p.gender or "unknown")
         if p.deceasedBoolean or p.deceasedDateTime:
@@ -564,11 +569,39 @@ class Reader:
         self.plan.used.append(ResourceNote(ref, "pregnant"))
 
 
+class NotABundle(InputError):
+    """The file is some other JSON (``what`` says what: often the contract's record,
+    which ``b12dx assess`` reads and the import does not)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__([FieldError("", f"the file is {what}, not a FHIR Bundle", IMPORT_ACCEPTS)])
+
+
+IMPORT_ACCEPTS = "a FHIR R4 Bundle of one patient, as `b12dx patient export` writes"
+CONTRACT_RECORD = "a b12dx patient record (contract JSON)"
+
+
+def not_a_bundle(data: Any) -> str | None:
+    """What ``data`` is when it is not a FHIR Bundle; None for a Bundle."""
+    if isinstance(data, Mapping) and data.get("resourceType") == "Bundle":
+        return None
+    if isinstance(data, Mapping) and isinstance(data.get("resourceType"), str):
+        return f"a FHIR {data['resourceType']} resource"
+    if isinstance(data, Mapping) and data and set(data) <= set(PatientRecord.model_fields):
+        return CONTRACT_RECORD
+    if isinstance(data, Mapping):
+        return "a JSON object with no resourceType"
+    kinds = {list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return f"a JSON {kinds.get(type(data), 'number')}"
+
+
 def read_bundle(kb: Knowledge, data: Any, today: dt.date) -> Plan:
     """Work out what importing ``data`` (a Bundle's JSON) would write; InputError when it
-    cannot be imported. Pure: no database."""
-    if not isinstance(data, Mapping):
-        raise InputError.single("", "a FHIR Bundle must be a JSON object")
+    cannot be imported (NotABundle when it is other JSON). Pure: no database."""
+    what = not_a_bundle(data)
+    if what is not None:
+        raise NotABundle(what)
     resources = bundle_resources(data)
     found = [r for r in resources if r.get("resourceType") == "Patient"]
     if len(found) != 1:

@@ -1,5 +1,9 @@
 """Opening the follow-up database: which one (``--db``, ``B12DX_DATABASE_URL``, else a
-file in the user's data directory), how SQLite is set up, and migrations on open."""
+file in the user's data directory), how SQLite is set up, and migrations on open.
+
+A new SQLite database is made only where it was clearly asked for: in the data directory
+(made if need be), or as a new file in a folder that already exists. A mistyped folder is
+an error rather than a new, empty database that seems to have lost every patient."""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from b12dx.errors import B12dxError
+from b12dx.private_files import create_file, make_folder
 
 ENV_URL = "B12DX_DATABASE_URL"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -87,6 +92,7 @@ class Database:
     url: str
     engine: Engine
     sessions: sessionmaker[Session]
+    created: bool = False  # the schema was set up by this open: a new database
 
     @property
     def is_sqlite(self) -> bool:
@@ -101,6 +107,12 @@ class Database:
         """One unit of work: committed whole at the end or rolled back whole."""
         with self.sessions.begin() as session:
             yield session
+
+    @property
+    def where(self) -> str:
+        """The file, or the URL without its password: what to tell the user was opened."""
+        path = self.sqlite_path
+        return str(path) if path is not None else _redact(self.url)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -153,7 +165,9 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
     of them migrates, the others wait and then find it done."""
     if engine.dialect.name == "sqlite":
         path = Path(engine.url.database or "")
-        with open(path.with_name(path.name + ".migrate-lock"), "a") as lock:
+        lock_path = path.with_name(path.name + ".migrate-lock")
+        create_file(lock_path)
+        with open(lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
@@ -169,32 +183,58 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
                 conn.commit()
 
 
-def migrate(url: str, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` (Alembic), under the migration lock."""
+def migrate(url: str, revision: str = "head") -> str | None:
+    """Bring the schema to ``revision`` (Alembic), under the migration lock. Returns the
+    revision found before (None: the database was empty)."""
     engine = _connect(url)
     try:
         with _migration_lock(engine):
             found = current_revision(engine)
             if revision == "head" and found == head_revision():
-                return
+                return found
             _refuse_unknown(found)
             with engine.begin() as conn:
                 cfg = alembic_config(url)
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, revision)
+            return found
     finally:
         engine.dispose()
 
 
+def _named(explicit: str | None) -> str:
+    """How the user chose the database, to name it in an error."""
+    if explicit:
+        return "--db"
+    return ENV_URL if os.environ.get(ENV_URL) else "the default database"
+
+
+def _sqlite_file(path: Path, named: str) -> None:
+    """The default data directory is made on first use; any other folder must exist, so
+    that a mistyped path is an error and not a new, empty database. A new file (and a new
+    data directory) is readable by its owner only: it holds patient records."""
+    folder = path.parent
+    if not folder.is_dir():
+        if path != default_path():
+            raise DatabaseError(
+                f"{named}: the folder {folder} does not exist (accepted: a database file in "
+                "a folder that exists; b12dx makes folders only for its default database)"
+            )
+        make_folder(folder)
+    create_file(path)
+
+
 def open_database(url: str | None = None, *, upgrade: bool = True) -> Database:
-    """Open (and create on first use) the database, migrated to the current schema."""
+    """Open the database, migrated to the current schema; a new one is created in the
+    default data directory or as a new file in an existing folder (``created`` says so)."""
     resolved = resolve_url(url)
     parsed = make_url(resolved)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        _sqlite_file(Path(parsed.database), _named(url))
+    created = False
     try:
         if upgrade:
-            migrate(resolved)
+            created = migrate(resolved) is None
         engine = _connect(resolved)
         found = current_revision(engine)
     except DatabaseError:
@@ -208,7 +248,7 @@ def open_database(url: str | None = None, *, upgrade: bool = True) -> Database:
             f"the database schema is at {found or 'nothing'}, this b12dx needs "
             f"{head_revision()}: open it without --no-migrate to upgrade it"
         )
-    return Database(resolved, engine, sessionmaker(engine, expire_on_commit=False))
+    return Database(resolved, engine, sessionmaker(engine, expire_on_commit=False), created)
 
 
 def _redact(url: str) -> str:

@@ -11,6 +11,7 @@ from typing import Literal, get_args
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from b12dx.engine.dose_check import dose_concerns
 from b12dx.engine.validate import check_patient
 from b12dx.errors import FieldError, InputError
 from b12dx.knowledge.loader import Knowledge
@@ -149,6 +150,23 @@ def add_lab(
     return entry
 
 
+class UnusualDose(InputError):
+    """The dose does not fit the knowledge base's regimens (``engine.dose_check``): each
+    error says why. Recorded when the user confirms it (``force``)."""
+
+    def confirm_with(self, how: str) -> InputError:
+        """The same errors, each saying how the adapter's user records the dose anyway."""
+        anyway = f"{how} to record it as given"
+        return InputError(
+            [
+                FieldError(
+                    e.path, e.message, f"{e.accepted}; or {anyway}" if e.accepted else anyway
+                )
+                for e in self.errors
+            ]
+        )
+
+
 def add_dose(
     session: Session,
     actor: Actor,
@@ -160,7 +178,14 @@ def add_dose(
     dose: str,
     route: str,
     given_by: str | None = None,
+    kb: Knowledge | None = None,
+    force: bool = False,
 ) -> DoseEntry:
+    """Record a dose given. With ``kb`` (what the clinic records now), a dose that does
+    not fit any of its regimens for the drug and route (the amount, or too soon after or
+    before another recorded dose) is refused with UnusualDose unless ``force``; the
+    audit entry of a forced one keeps what was confirmed. Without ``kb`` (an import of
+    history already given) the dose is stored as the source records it."""
     today = now.date()
     errors = _not_future("date", given_on, today, patient)
     if drug not in get_args(Drug):
@@ -186,6 +211,14 @@ def add_dose(
             raise InputError.single(
                 "dose", f"a {drug} {route} dose on {given_on} is already recorded (entry {old.id})"
             )
+    concerns = []
+    if kb is not None:
+        others = [d.given_on for d in patient.doses if (d.drug, d.route) == (drug, route)]
+        concerns = dose_concerns(
+            kb, drug=drug, route=route, dose_mg=mg, given_on=given_on, other_days=others
+        )
+        if concerns and not force:
+            raise UnusualDose(concerns)
     entry = DoseEntry(
         given_on=given_on,
         drug=drug,
@@ -205,7 +238,8 @@ def add_dose(
         "dose",
         entry.id,
         patient.id,
-        {"date": str(given_on), "drug": drug, "dose_mg": mg, "route": route, "given_by": who},
+        {"date": str(given_on), "drug": drug, "dose_mg": mg, "route": route, "given_by": who}
+        | ({"confirmed": [str(c) for c in concerns]} if concerns else {}),
     )
     return entry
 

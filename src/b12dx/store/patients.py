@@ -163,6 +163,64 @@ def add(
     return patient
 
 
+RECORD_COLLECTIONS = ("conditions", "medications", "exposures", "labs", "ratings", "doses")
+
+
+def replace(
+    session: Session,
+    kb: Knowledge,
+    actor: Actor,
+    now: dt.datetime,
+    patient: Patient,
+    *,
+    name: str,
+    birth_date: dt.date,
+    sex: str,
+    diet: str = "omnivore",
+    ethnicity: str = "unknown",
+    conditions: Sequence[str] = (),
+    profile: str | None = None,
+) -> Patient:
+    """Replace what is recorded about ``patient`` (loaded whole) with these details and
+    conditions and nothing else: its medicines, exposures, lab results, ratings and doses
+    are removed, for the caller to add anew (``b12dx.store.bundle_import``). The id, the
+    calendar link, the saved assessments and the audit trail stay: they are its history."""
+    check_details(
+        kb,
+        now.date(),
+        name=name,
+        birth_date=birth_date,
+        sex=sex,
+        diet=diet,
+        ethnicity=ethnicity,
+        conditions=list(conditions),
+    )
+    if profile is not None:
+        kb.profile(profile)
+    removed = {c: len(getattr(patient, c)) for c in RECORD_COLLECTIONS}
+    for collection in RECORD_COLLECTIONS:
+        getattr(patient, collection).clear()
+    session.flush()  # the old rows go before new ones with the same keys come
+    patient.name, patient.birth_date, patient.sex = name.strip(), birth_date, sex
+    patient.diet, patient.ethnicity, patient.profile = diet, ethnicity, profile
+    patient.pregnant = patient.breastfeeding = False
+    for cid in dict.fromkeys(conditions):
+        patient.conditions.append(PatientCondition(condition_id=cid, recorded_on=now.date()))
+    session.flush()
+    detail: dict[str, object] = {
+        "name": patient.name,
+        "birth_date": str(birth_date),
+        "sex": sex,
+        "diet": diet,
+        "ethnicity": ethnicity,
+        "conditions": list(dict.fromkeys(conditions)),
+        "profile": profile,
+        "removed": removed,
+    }
+    audit.record(session, actor, now, "replace", "patient", patient.id, patient.id, detail)
+    return patient
+
+
 def _unused_id(session: Session) -> str:
     while True:
         pid = new_id()

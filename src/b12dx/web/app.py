@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -29,7 +30,7 @@ from b12dx.schema import input_schema
 from b12dx.version import ENGINE_VERSION
 from b12dx.web import api, followup, pages
 from b12dx.web.security import BodySizeLimit, SecurityHeaders
-from b12dx.web.settings import FollowupSettings
+from b12dx.web.settings import ENV_CDS_OPEN_WARNED, FollowupSettings
 
 HERE = Path(__file__).parent
 log = logging.getLogger("b12dx.web")
@@ -119,7 +120,8 @@ def create_app(
 
     app.include_router(api.router)
     settings = cds_settings if cds_settings is not None else settings_from_env()
-    if not settings.authenticator.enabled:
+    if not settings.authenticator.enabled and not os.environ.get(ENV_CDS_OPEN_WARNED):
+        # Started some other way than `b12dx serve`, which has said it once already.
         log.warning(
             "CDS Hooks client authentication is OFF: no trusted issuers configured "
             "(set B12DX_CDS_ISSUERS to a JSON file of issuers and their JWKS)."

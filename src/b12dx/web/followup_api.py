@@ -69,6 +69,12 @@ class DoseIn(_In):
     dose: str = Field(description='Amount and unit: "1 mg", "1000 micrograms".')
     route: Route
     given_by: str | None = Field(default=None, description="Default: the signed-in user.")
+    force: bool = Field(
+        default=False,
+        description="Record it although it does not fit the knowledge base's regimens for "
+        "the drug and route (an amount none gives, or sooner after another dose than any "
+        "gives); without it such a dose is a 422 saying why.",
+    )
 
 
 class RatingIn(_In):
@@ -95,6 +101,7 @@ _ACCEPTED = {
     "reference_low": "a number",
     "reference_high": "a number",
     "conditions": "a list of condition ids",
+    "force": "true or false",
 }
 
 
@@ -384,6 +391,7 @@ async def add_lab(request: Request, patient_id: str) -> Response:
 @router.post("/patients/{patient_id}/doses", **_child_post("Record a dose given", DoseIn))
 async def add_dose(request: Request, patient_id: str) -> Response:
     fu = followup(request)
+    kb = load_knowledge()
     raw = await request.body()
 
     def work(s: Session) -> dict[str, Any]:
@@ -391,11 +399,14 @@ async def add_dose(request: Request, patient_id: str) -> Response:
         fu.check_json(request, v)
         p = patients.get(s, v.actor, patient_id)
         body = _body(DoseIn, raw)
-        entry = entries.add_dose(
-            s, v.actor, fu.settings.now(), p,
-            given_on=body.date, drug=body.drug, dose=body.dose, route=body.route,
-            given_by=body.given_by,
-        )  # fmt: skip
+        try:
+            entry = entries.add_dose(
+                s, v.actor, fu.settings.now(), p,
+                given_on=body.date, drug=body.drug, dose=body.dose, route=body.route,
+                given_by=body.given_by, kb=kb, force=body.force,
+            )  # fmt: skip
+        except entries.UnusualDose as exc:
+            raise exc.confirm_with('"force": true') from None
         return dose_json(entry)
 
     return _json(await fu.run(request, work), 201)

@@ -41,6 +41,7 @@ SAVED = {
     "calendar": "New calendar link made; the old one no longer works.",
 }
 DUE_WINDOWS = (7, 14, 30, 90)
+RECORD_ANYWAY = "Record anyway"  # the dose form's confirmation box (patient.html)
 TOKEN_CHARS = frozenset(string.ascii_letters + string.digits + "-_")  # token_urlsafe
 
 
@@ -297,6 +298,7 @@ def _timeline(
     form: Mapping[str, str] | None = None,
     errors: list[FieldError] | None = None,
     status: int = 200,
+    confirm_dose: bool = False,
 ) -> HTMLResponse:
     fu = followup(request)
     context = timeline_context(s, load_knowledge(), visitor.actor, pid, _today(fu))
@@ -316,6 +318,7 @@ def _timeline(
         drugs=get_args(Drug),
         routes=get_args(Route),
         ratings=entries.RATINGS,
+        confirm_dose=confirm_dose,
         **context,
     )
 
@@ -355,6 +358,8 @@ async def _change(request: Request, pid: str, kind: str, anchor: str, form: dict
                 dose=form.get("dose", ""),
                 route=form.get("route", ""),
                 given_by=form.get("given_by") or None,
+                kb=kb,
+                force=form.get("force") == "1",  # the "Record anyway" box
             )  # fmt: skip
         elif kind == "rating":
             entries.add_rating(
@@ -372,12 +377,14 @@ async def _change(request: Request, pid: str, kind: str, anchor: str, form: dict
     try:
         found = await fu.run(request, work)
     except InputError as exc:
-        errors = exc.errors
+        # A dose that looks wrong is shown again with why, and a box to record it anyway.
+        unusual = exc if isinstance(exc, entries.UnusualDose) else None
+        errors = (unusual.confirm_with(f"tick {RECORD_ANYWAY!r}") if unusual else exc).errors
         return await fu.run(
             request,
             lambda s: _timeline(
-                request, s, fu.visitor(s, request), pid,
-                form_kind=kind, form=form, errors=errors, status=422,
+                request, s, fu.visitor(s, request), pid, form_kind=kind, form=form,
+                errors=errors, status=422, confirm_dose=unusual is not None,
             ),
         )  # fmt: skip
     return RedirectResponse(f"/patients/{found}?saved={kind}#{anchor}", status_code=303)

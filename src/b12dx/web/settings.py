@@ -6,14 +6,18 @@ B12DX_REQUIRE_LOGIN  1 (default) or 0; 0 is only for a server on loopback
 B12DX_CSRF_SECRET    hex key signing the CSRF cookie used before sign-in and when login is
                      off; ``serve`` makes a random one per start so all workers share it
 B12DX_PUBLIC_URL     the URL users reach the server at (calendar links), behind a proxy
+B12DX_CDS_OPEN_WARNED  1 when ``serve`` has already warned, once, that CDS clients need
+                     not authenticate: its workers do not warn again
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import ipaddress
 import os
 import secrets
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,6 +26,7 @@ from b12dx.errors import InputError
 ENV_REQUIRE_LOGIN = "B12DX_REQUIRE_LOGIN"
 ENV_CSRF_SECRET = "B12DX_CSRF_SECRET"
 ENV_DATABASE_URL = "B12DX_DATABASE_URL"
+ENV_CDS_OPEN_WARNED = "B12DX_CDS_OPEN_WARNED"
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
 
 
@@ -89,10 +94,8 @@ def settings_from_env() -> FollowupSettings:
 def configure_serve(host: str, db: str | None, require_login: bool | None) -> list[str]:
     """Check the serve options, open (and migrate) the database once before the workers
     start, and put the settings where each worker reads them. Returns lines to print."""
-    from sqlalchemy.engine import make_url
-
     from b12dx.store import users
-    from b12dx.store.db import open_database, resolve_url
+    from b12dx.store.db import open_database
 
     local = is_loopback(host)
     login = (not local) if require_login is None else require_login
@@ -103,17 +106,17 @@ def configure_serve(host: str, db: str | None, require_login: bool | None) -> li
             "change patient records",
             "--no-require-login only with --host 127.0.0.1, ::1 or localhost",
         )
-    url = resolve_url(db)
-    database = open_database(url)
+    database = open_database(db)
     try:
         with database.transaction() as s:
             count = len(users.users(s))
     finally:
         database.dispose()
-    os.environ[ENV_DATABASE_URL] = url
+    os.environ[ENV_DATABASE_URL] = database.url
     os.environ[ENV_REQUIRE_LOGIN] = "1" if login else "0"
     os.environ.setdefault(ENV_CSRF_SECRET, secrets.token_hex(32))
-    lines = [f"follow-up database: {make_url(url).render_as_string(hide_password=True)}"]
+    opened = "Created a new database at" if database.created else "follow-up database:"
+    lines = [f"{opened} {database.where}"]
     if login:
         lines.append(
             "sign-in required for the follow-up pages; session cookies are Secure, so serve "
@@ -136,3 +139,38 @@ def configure_serve(host: str, db: str | None, require_login: bool | None) -> li
             f"sign-in is off (loopback only): changes are recorded as local:{who}, practice 1."
         )
     return lines
+
+
+def check_port(host: str, port: int) -> None:
+    """Bind ``host``:``port`` for a moment and let it go, so that a port in use is a clear
+    error before the database is opened and the workers start, rather than uvicorn's own
+    after "Application startup complete". Every address the name has is tried, as the
+    server binds them all (localhost is 127.0.0.1 and ::1)."""
+    if not 0 < port < 65536:
+        raise InputError.single("--port", f"{port} is not a port", "1 to 65535")
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise InputError.single(
+            "--host", f"{host!r} is not an address of this machine ({exc.strerror})"
+        ) from None
+    for family, kind, proto, _, address in found:
+        with socket.socket(family, kind, proto) as probe:
+            # As the server binds: reusing a port just closed, IPv6 apart from IPv4.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise _bind_error(host, port, exc) from None
+
+
+def _bind_error(host: str, port: int, exc: OSError) -> InputError:
+    if exc.errno == errno.EADDRINUSE:
+        return InputError.single(
+            "--port", f"port {port} on {host} is in use", "a port no other program listens on"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return InputError.single("--host", f"{host} is not an address of this machine")
+    return InputError.single("--port", f"port {port} on {host} cannot be used: {exc.strerror}")
