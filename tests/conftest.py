@@ -5,6 +5,7 @@ from collections import Counter
 import pytest
 
 from b12dx.knowledge import Knowledge, load_knowledge
+from node_ids import set_node_id
 
 # A throwaway PostgreSQL server for the store tests (fixtures pg_server, pg_url) and
 # one Spark session for the screening tests (fixture spark).
@@ -23,11 +24,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         label = getattr(item, "operation_label", None)
         if label and not item.nodeid.endswith("]"):
-            new = f"{item.nodeid}[{label}]"
-            if hasattr(item, "_id"):  # pytest 9 keeps the id parsed
-                item._id = type(item._id).parse(new)
-            else:
-                item._nodeid = new  # type: ignore[attr-defined]
+            set_node_id(item, f"{item.nodeid}[{label}]")
     # And never again silently: two items with one id would be one test under xdist.
     twice = [nodeid for nodeid, n in Counter(i.nodeid for i in items).items() if n > 1]
     if twice:

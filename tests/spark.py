@@ -5,7 +5,7 @@ that runs screening on Spark asks for ``spark`` and shares one session, started 
 ``b12dx.screen.run.start_spark`` as ``b12dx screen --engine spark`` starts it (local
 mode, bound to 127.0.0.1). While it runs it is the process's active session, which
 ``screen.run.backend`` uses instead of starting another. Tests that use it carry the
-``spark`` xdist group (see ``pytest_collection_modifyitems`` below), so under
+``spark`` xdist group (``pytest_collection_modifyitems`` below, tests/node_ids.py), so under
 ``pytest -n`` they all run in one worker and the run starts Spark once.
 
 Tests that need Spark fail when it cannot start (CI installs Java); they are skipped only
@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from node_ids import add_xdist_group
 
 MASTER = "local[2]"
 
@@ -37,4 +39,4 @@ def spark() -> Iterator[Any]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "spark" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("spark"))
+            add_xdist_group(item, "spark")
