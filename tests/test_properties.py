@@ -16,7 +16,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import b12dx
@@ -350,6 +350,99 @@ def test_every_valid_record_is_assessed_consistently(
 _ID_FIELDS = ["symptoms", "conditions", "medications", "exposures"]
 _NEW_NAME = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=10)
 _OTHER_UNITS = ["furlongs", "mmol/L", "mg/dL", "%", "IU/L", "kg", "U/mL", "pg"]
+
+
+# -- safety invariants: urgency follows the presentation, in every composition ------------
+
+URGENCY_ORDER = {u.id: u.order for u in KB.urgency.values()}
+SUDDEN_DEFICITS = [
+    "numbness",
+    "paresthesia",
+    "confusion",
+    "memory_loss",
+    "vision_loss",
+    "blurred_vision",
+    "double_vision",
+    "speech_difficulty",
+    "swallowing_difficulty",
+]
+NERVE_SYMPTOMS = sorted(KB.neurological_symptoms)
+
+
+def _with_symptom(record: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(record)
+    out["symptoms"] = [s for s in out.get("symptoms", []) if s["id"] != entry["id"]] + [entry]
+    return out
+
+
+def _no_b12_plan(result: Any) -> None:
+    assert result.treatment is None
+    assert result.recovery_milestones == []
+    assert [s.id for s in result.next_steps] == ["emergency_assessment"]
+    assert [w.id for w in result.warnings] == ["red_flag_not_b12"]
+    assert all(d.fit != "poor" for d in result.differentials)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    record=valid_records(),
+    profile=st.sampled_from(PROFILES),
+    deficit=st.sampled_from(SUDDEN_DEFICITS),
+)
+def test_a_sudden_deficit_is_always_an_emergency_with_no_b12_plan(
+    record: dict[str, Any], profile: str | None, deficit: str
+) -> None:
+    result = assess(_with_symptom(record, {"id": deficit, "onset": "sudden"}), profile=profile)
+    assert result.urgency == "emergency"
+    _no_b12_plan(result)
+
+
+@settings(max_examples=150, deadline=None)
+@given(record=valid_records(), profile=st.sampled_from(PROFILES))
+def test_an_emergency_never_carries_a_b12_plan(record: dict[str, Any], profile: str | None) -> None:
+    result = assess(record, profile=profile)
+    if result.red_flags:
+        assert result.urgency == "emergency"
+        _no_b12_plan(result)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    record=valid_records(),
+    profile=st.sampled_from(PROFILES),
+    sign=st.sampled_from(["seizures", "developmental_delay"]),
+    age=st.floats(0, 15.99, allow_nan=False),
+)
+def test_a_child_with_seizures_or_delay_is_never_calmer_than_urgent(
+    record: dict[str, Any], profile: str | None, sign: str, age: float
+) -> None:
+    record = _with_symptom(record, {"id": sign, "onset": "gradual"})
+    record["age_years"] = age
+    record.pop("pregnant", None)
+    record.pop("breastfeeding", None)
+    try:
+        result = assess(record, profile=profile)
+    except InputError:
+        assume(False)  # the younger age made the record impossible (a course longer than life)
+        return
+    assert URGENCY_ORDER[result.urgency] <= URGENCY_ORDER["urgent"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    record=valid_records(),
+    profile=st.sampled_from(PROFILES),
+    symptom=st.sampled_from(NERVE_SYMPTOMS),
+)
+def test_a_nerve_symptom_without_treatment_is_never_routine_or_self_care(
+    record: dict[str, Any], profile: str | None, symptom: str
+) -> None:
+    record = _with_symptom(record, {"id": symptom, "onset": "gradual"})
+    record.pop("b12_treatment", None)
+    record.pop("symptom_ratings", None)
+    result = assess(record, profile=profile)
+    if result.neurological_involvement:
+        assert URGENCY_ORDER[result.urgency] <= URGENCY_ORDER["soon"]
 
 
 def _normal(unit: str) -> str:

@@ -9,7 +9,8 @@ Expectation keys (each optional; only those present are checked):
   next_steps_include / next_steps_exclude, warnings_include / warnings_exclude,
   notes_include, risk_factors_include / risk_factors_exclude, red_flags_include,
   lab_bands ({test: band}), lab_si ({test: value_si}), milestones ({id: date}),
-  milestones_exclude, differential_fit ({id: fit}), diet_rda, diet_life_stage,
+  milestones_exclude, milestones_count, differential_fit ({id: fit}; null = not shown),
+  diet_rda, diet_life_stage,
   treatment_rule, treatment_text_include ([substring]), schedule_dates_include ([date]),
   recovery_progress ({milestone: status}, exactly the milestones judged; {} for none),
   recovery_progress_symptoms ({milestone: [symptom id]}), note_text_include
@@ -109,6 +110,8 @@ def _check(a: Assessment, expect: dict[str, Any]) -> list[str]:
         if got is None or abs(got - value) > 0.05 * max(abs(value), 0.01):
             problems.append(f"lab_si.{test}: expected about {value}, got {got}")
     dates = {m.id: str(m.expected_by) for m in a.recovery_milestones}
+    if "milestones_count" in expect:
+        same("milestones_count", len(a.recovery_milestones), expect["milestones_count"])
     for mid, date in expect.get("milestones", {}).items():
         same(f"milestones.{mid}", dates.get(mid), date)
     progress = {p.id: p for p in a.recovery_progress}

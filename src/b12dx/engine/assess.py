@@ -69,7 +69,7 @@ def assess(
     s = suspicion.judge(kb, f, labs)
     st = status.decide(kb, f, labs, s)
     t = treatment_rules.decide(kb, prof, f, labs, st, s)
-    level, urgency_reasons = urgency_rules.decide(kb, f, s, st, t)
+    level, urgency_reasons = urgency_rules.decide(kb, f, labs, s, st, t)
     dx = differentials.weigh(kb, f, labs)
     steps = next_steps.plan(kb, f, labs, s, st, t, dx)
     warnings = raise_warnings(kb, prof, f, labs, s, st, t, steps)

@@ -18,6 +18,8 @@ def weigh(kb: Knowledge, f: Findings, labs: LabSummary) -> list[DifferentialItem
     out: list[DifferentialItem] = []
     for d in kb.differentials.values():
         fit, supports, against = differential_fit(f.patient, facts, d)
+        if f.red_flags and fit == "poor":
+            continue  # Rule emergency.whole_plan: only what the emergency team may weigh
         detail = f"{d.name} ({fit} fit"
         if supports:
             detail += f"; for: {', '.join(supports)}"

@@ -121,7 +121,12 @@ def differential_fit(
     supports = matched_features(record, facts, d.supports)
     against = matched_features(record, facts, d.against)
     required = matched_features(record, facts, d.good_requires_any)
-    if (
+    if all(s.startswith("onset:") for s in supports):
+        # Rule differential.onset_alone: how symptoms began (sudden, gradual) says what a
+        # presentation is not, never on its own what it is: a stroke is no partial fit for
+        # ordinary strain because both are sudden.
+        fit = "poor"
+    elif (
         len(supports) >= d.good_min
         and len(supports) > len(against)
         and (not d.good_requires_any or required)

@@ -45,7 +45,9 @@ def plan(
         )
 
     if f.red_flags:
+        # Rule emergency.whole_plan: nothing else is asked of the person now.
         add("emergency_assessment", "next.emergency_assessment")
+        return steps
     if t.start_now:
         add("start_treatment_now", "next.start_treatment_now")
     if f.neurological and (st.deficient or t.start_now) and not f.doses:

@@ -101,6 +101,11 @@ def decide(
     status: StatusResult,
     s: SuspicionResult,
 ) -> TreatmentDecision:
+    # Rule emergency.whole_plan: a red flag sends the person to emergency care, and that
+    # is the whole plan: no B12 regimen, schedule or review beside it (the team that sees
+    # them checks B12, next_steps.yaml emergency_assessment).
+    if f.red_flags:
+        return TreatmentDecision(None, None, None, None, False)
     treat, start_now = _should_treat(f, status, s)
     if not treat or f.under_16:
         return TreatmentDecision(None, None, None, None, False)

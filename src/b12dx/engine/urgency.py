@@ -3,13 +3,20 @@ with one is sent to emergency care and never reassured."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from b12dx.engine.explain import explained
 from b12dx.engine.findings import Findings
+from b12dx.engine.labs import LabSummary
 from b12dx.engine.status import StatusResult
 from b12dx.engine.suspicion import SuspicionResult
 from b12dx.engine.treatment import TreatmentDecision
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.assessment import Reason
+
+# Low mood, anxiety and exhaustion are never a self-care answer (rule urgency.mood).
+MOOD_GROUPS = frozenset({"psychiatric"})
+MOOD_SYMPTOMS = frozenset({"fatigue"})
 
 # Risk factors that call for periodic checks even without symptoms.
 MONITORED_CAUSES = ("medication", "malabsorption", "genetic")
@@ -21,10 +28,21 @@ def needs_monitoring(f: Findings) -> bool:
     )
 
 
+Level = tuple[str, list[Reason]]
+
+
 def decide(
-    kb: Knowledge, f: Findings, s: SuspicionResult, st: StatusResult, t: TreatmentDecision
-) -> tuple[str, list[Reason]]:
-    def level(name: str, rule: str, text: str | None = None) -> tuple[str, list[Reason]]:
+    kb: Knowledge,
+    f: Findings,
+    labs: LabSummary,
+    s: SuspicionResult,
+    st: StatusResult,
+    t: TreatmentDecision,
+) -> Level:
+    """The urgency shown: never calmer than the presentation demands (how soon this person
+    must be seen, whatever the cause) nor than the likelihood of B12 deficiency does."""
+
+    def level(name: str, rule: str, text: str | None = None) -> Level:
         meaning = kb.urgency[name].text
         body = text if text is not None else kb.rules[rule].text
         return name, [explained(kb, Reason, rule, text=f"{body} ({meaning})")]
@@ -34,6 +52,57 @@ def decide(
         return level(
             "emergency", "urgency.red_flag", f"Red flags that point away from B12: {names}."
         )
+    candidates = [*_by_presentation(kb, f, labs, level), _by_likelihood(kb, f, s, st, t, level)]
+    # The most urgent wins; on a tie the presentation's reason is given (it is listed first).
+    return min(candidates, key=lambda c: kb.urgency[c[0]].order)
+
+
+def _by_presentation(
+    kb: Knowledge, f: Findings, labs: LabSummary, level: Callable[..., Level]
+) -> list[Level]:
+    """How soon the presentation itself needs the person seen (rules urgency.*)."""
+    out: list[Level] = []
+    if f.under_16 and f.neurological:
+        # Seizures, developmental delay or regression, or any nerve sign in a child: a
+        # breastfed infant's risk is the mother's B12, which the record cannot show.
+        out.append(level("urgent", "urgency.child_neurological"))
+    for test_id, reading in labs.usable.items():
+        test = kb.labs[test_id]
+        low = (
+            test.same_day_below_si is not None
+            and reading.si is not None
+            and reading.si < test.same_day_below_si
+        )
+        with_symptoms = [x for x in test.same_day_with_symptoms if x in f.symptoms]
+        shown = reading.item.text.split(":")[0]
+        if low:
+            why = f"{shown} is below {test.same_day_below_si:g} {test.si_unit}"
+            out.append(level("urgent", "urgency.severe_result", f"{why}: seen the same day."))
+        elif reading.item.band not in ("normal", None) and with_symptoms:
+            names = ", ".join(kb.symptoms[x].clinical_name.lower() for x in with_symptoms)
+            why = f"{shown} ({reading.item.band}) with {names}"
+            out.append(level("urgent", "urgency.severe_result", f"{why}: seen the same day."))
+        elif reading.item.band in test.soon_bands:
+            why = f"{shown} ({reading.item.band})"
+            out.append(level("soon", "urgency.abnormal_result", f"{why}: investigated soon."))
+    worsening = [x for x in f.neuro_symptoms if f.symptoms[x].progressing is True]
+    if f.neurological and (not f.doses or worsening):
+        out.append(level("soon", "urgency.neurological_symptoms"))
+    mood = [x for x in f.symptoms if kb.symptoms[x].group in MOOD_GROUPS or x in MOOD_SYMPTOMS]
+    if mood:
+        out.append(level("routine", "urgency.mood"))
+    return out
+
+
+def _by_likelihood(
+    kb: Knowledge,
+    f: Findings,
+    s: SuspicionResult,
+    st: StatusResult,
+    t: TreatmentDecision,
+    level: Callable[..., Level],
+) -> Level:
+    """How soon the B12 question needs answering: the likelihood and the course."""
     if t.overdue_since is not None:
         return level(
             "soon",
@@ -46,8 +115,6 @@ def decide(
         return level("urgent", "urgency.neurological_deficiency")
     if f.neurological and s.high and st.status != "unlikely":
         return level("urgent", "urgency.neurological_suspected")
-    if f.under_16 and f.neurological and s.testing:
-        return level("urgent", "urgency.child_neurological")
     if st.deficient:
         return level("soon", "urgency.deficiency_without_neurological")
     if st.status == "indeterminate":

@@ -9,6 +9,7 @@ from b12dx.engine.labs import LabSummary
 from b12dx.engine.status import StatusResult
 from b12dx.engine.suspicion import SuspicionResult
 from b12dx.engine.treatment import TreatmentDecision
+from b12dx.engine.urgency import MOOD_GROUPS, MOOD_SYMPTOMS
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.assessment import NextStep, Note, RecoveryProgress, WarningItem
 from b12dx.models.knowledge import Profile
@@ -45,7 +46,10 @@ def raise_warnings(
     treated = bool(f.doses) or "b12_supplement" in f.medications
 
     if f.red_flags:
+        # Rule emergency.whole_plan: no B12 warning ("do not delay B12 treatment", folic
+        # acid, tests) stands beside the emergency.
         warn("red_flag_not_b12")
+        return out
     if (
         f.neurological
         and st.status != "unlikely"
@@ -140,6 +144,8 @@ def notes(
 
     if f.under_16:
         note("under_16")
+    if any(kb.symptoms[x].group in MOOD_GROUPS or x in MOOD_SYMPTOMS for x in f.symptoms):
+        note("mood_help")
     if s.high and st.status in ("indeterminate", "not_assessed") and labs.usable:
         note("discordant_results")
     if "discordant_mma" in st.notes:

@@ -143,6 +143,13 @@ class LabTest(Cited):
     values: list[str] = Field(default_factory=list)
     plausible_si: tuple[float, float] | None = None
     codes: list[Code] = Field(default_factory=list)
+    # How soon a result itself needs the person seen, whatever the B12 question (rule
+    # urgency.severe_result): a value below this SI value is seen the same day, and so is
+    # a result outside its normal band with one of these symptoms.
+    same_day_below_si: float | None = None
+    same_day_with_symptoms: list[str] = Field(default_factory=list)
+    # A result in one of these bands is seen within 2 weeks (rule urgency.abnormal_result).
+    soon_bands: list[str] = Field(default_factory=list)
 
 
 class BandWhen(_KB):
