@@ -12,10 +12,13 @@ from b12dx.knowledge.loader import Knowledge
 from b12dx.models.assessment import Reason
 
 _LEVEL = {"low": 0, "moderate": 1, "high": 2}
-# Groups whose signs, together with another neurological group, make the characteristic
-# picture of subacute combined degeneration (seed-leg-weakness: sensory loss before
-# weakness, proprioception, gait ataxia).
-_CORD_GROUPS = frozenset({"sensory", "balance"})
+# The characteristic picture of subacute combined degeneration (seed-leg-weakness,
+# seed-weakness): loss of the dorsal columns' senses (position, vibration) together with
+# ataxia or motor signs. Tingling with poor concentration is not it.
+_DORSAL_COLUMN = frozenset({"loss_of_proprioception", "loss_of_vibration_sense"})
+_WITH_GROUPS = frozenset({"balance", "motor"})
+# A course that comes and goes argues for multiple sclerosis, not B12 (seed-weakness).
+_AGAINST_PATTERN = frozenset({"relapsing_remitting_course"})
 
 
 @dataclass(frozen=True)
@@ -97,12 +100,13 @@ def judge(kb: Knowledge, f: Findings, labs: LabSummary) -> SuspicionResult:
             f"Neurological features ({_names(kb, f.neuro_symptoms)}) with risk factors "
             f"({rf_names}).",
         )
-    if len(f.neuro_groups & _CORD_GROUPS) >= 1 and len(f.neuro_groups) >= 2:
+    dorsal = [x for x in f.neuro_symptoms if x in _DORSAL_COLUMN]
+    if dorsal and f.neuro_groups & _WITH_GROUPS and not _AGAINST_PATTERN & set(f.symptoms):
         add(
             "high",
             "suspicion.characteristic_pattern",
-            "The characteristic pattern: sensory or balance loss together with other "
-            f"neurological features ({_names(kb, f.neuro_symptoms)}).",
+            "The characteristic pattern: loss of position or vibration sense together with "
+            f"ataxia or motor signs ({_names(kb, f.neuro_symptoms)}).",
         )
     if macrocytosis and f.neurological:
         add(
