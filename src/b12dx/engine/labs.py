@@ -93,6 +93,15 @@ def _reference_band(rule_bands: set[str], lab: LabResult, value: float) -> str |
     return "normal"
 
 
+def result_text(test: LabTest, value: float, unit: str, si: float) -> str:
+    """A result as the reports write it: "Haemoglobin 7.9 g/dL (79 g/L)", the SI value
+    added when it was recorded in another unit."""
+    shown = f"{test.name} {value:g} {unit}"
+    if unit != test.si_unit:
+        shown += f" ({format_si(si, test.si_decimals)} {test.si_unit})"
+    return shown
+
+
 def _interpret_numeric(
     kb: Knowledge,
     profile: Profile,
@@ -122,10 +131,9 @@ def _interpret_numeric(
         band = "elevated" if value > lab.reference_high else "normal"
         range_text = f"laboratory upper limit {lab.reference_high:g} {unit.unit}"
     si_rounded = rounded_float(si, test.si_decimals)
-    shown = f"{lab.value:g} {unit.unit}"
-    if unit.unit != test.si_unit:
-        shown += f" ({format_si(si, test.si_decimals)} {test.si_unit})"
-    text = f"{test.name} {shown}: {band}" + (f" ({range_text})" if range_text else "")
+    text = f"{result_text(test, value, unit.unit, si)}: {band}"
+    if range_text:
+        text += f" ({range_text})"
     if reference_band is not None and reference_band != band:
         text += f"; by the laboratory's range: {reference_band}"
     if not used:

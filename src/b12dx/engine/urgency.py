@@ -3,11 +3,9 @@ with one is sent to emergency care and never reassured."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from b12dx.engine.explain import explained
 from b12dx.engine.findings import Findings
-from b12dx.engine.labs import LabSummary
+from b12dx.engine.labs import LabSummary, result_text
 from b12dx.engine.status import StatusResult
 from b12dx.engine.suspicion import SuspicionResult
 from b12dx.engine.treatment import TreatmentDecision
@@ -17,6 +15,12 @@ from b12dx.models.assessment import Reason
 # Low mood, anxiety and exhaustion are never a self-care answer (rule urgency.mood).
 MOOD_GROUPS = frozenset({"psychiatric"})
 MOOD_SYMPTOMS = frozenset({"fatigue"})
+
+
+def has_mood_symptom(kb: Knowledge, f: Findings) -> bool:
+    """Low mood, anxiety or exhaustion is recorded (rules urgency.mood, note.mood_help)."""
+    return any(kb.symptoms[x].group in MOOD_GROUPS or x in MOOD_SYMPTOMS for x in f.symptoms)
+
 
 # Risk factors that call for periodic checks even without symptoms.
 MONITORED_CAUSES = ("medication", "malabsorption", "genetic")
@@ -31,6 +35,14 @@ def needs_monitoring(f: Findings) -> bool:
 Level = tuple[str, list[Reason]]
 
 
+def _level(kb: Knowledge, name: str, rule: str, text: str | None = None) -> Level:
+    """Urgency ``name`` with its one reason: the rule's text (or ``text``) and what the
+    level means."""
+    meaning = kb.urgency[name].text
+    body = text if text is not None else kb.rules[rule].text
+    return name, [explained(kb, Reason, rule, text=f"{body} ({meaning})")]
+
+
 def decide(
     kb: Knowledge,
     f: Findings,
@@ -42,55 +54,45 @@ def decide(
     """The urgency shown: never calmer than the presentation demands (how soon this person
     must be seen, whatever the cause) nor than the likelihood of B12 deficiency does."""
 
-    def level(name: str, rule: str, text: str | None = None) -> Level:
-        meaning = kb.urgency[name].text
-        body = text if text is not None else kb.rules[rule].text
-        return name, [explained(kb, Reason, rule, text=f"{body} ({meaning})")]
-
     if f.red_flags:
         names = "; ".join(r.name.lower() for r in f.red_flags)
-        return level(
-            "emergency", "urgency.red_flag", f"Red flags that point away from B12: {names}."
+        return _level(
+            kb, "emergency", "urgency.red_flag", f"Red flags that point away from B12: {names}."
         )
-    candidates = [*_by_presentation(kb, f, labs, level), _by_likelihood(kb, f, s, st, t, level)]
+    candidates = [*_by_presentation(kb, f, labs), _by_likelihood(kb, f, s, st, t)]
     # The most urgent wins; on a tie the presentation's reason is given (it is listed first).
     return min(candidates, key=lambda c: kb.urgency[c[0]].order)
 
 
-def _by_presentation(
-    kb: Knowledge, f: Findings, labs: LabSummary, level: Callable[..., Level]
-) -> list[Level]:
+def _by_presentation(kb: Knowledge, f: Findings, labs: LabSummary) -> list[Level]:
     """How soon the presentation itself needs the person seen (rules urgency.*)."""
     out: list[Level] = []
     if f.under_16 and f.neurological:
         # Seizures, developmental delay or regression, or any nerve sign in a child: a
         # breastfed infant's risk is the mother's B12, which the record cannot show.
-        out.append(level("urgent", "urgency.child_neurological"))
+        out.append(_level(kb, "urgent", "urgency.child_neurological"))
     for test_id, reading in labs.usable.items():
         test = kb.labs[test_id]
-        low = (
-            test.same_day_below_si is not None
-            and reading.si is not None
-            and reading.si < test.same_day_below_si
-        )
+        if reading.si is None or isinstance(reading.item.value, str):
+            continue  # a qualitative result has no value to weigh here
+        low = test.same_day_below_si is not None and reading.si < test.same_day_below_si
         with_symptoms = [x for x in test.same_day_with_symptoms if x in f.symptoms]
-        shown = reading.item.text.split(":")[0]
+        shown = result_text(test, reading.item.value, reading.item.unit or "", reading.si)
         if low:
             why = f"{shown} is below {test.same_day_below_si:g} {test.si_unit}"
-            out.append(level("urgent", "urgency.severe_result", f"{why}: seen the same day."))
+            out.append(_level(kb, "urgent", "urgency.severe_result", f"{why}: seen the same day."))
         elif reading.item.band not in ("normal", None) and with_symptoms:
             names = ", ".join(kb.symptoms[x].clinical_name.lower() for x in with_symptoms)
             why = f"{shown} ({reading.item.band}) with {names}"
-            out.append(level("urgent", "urgency.severe_result", f"{why}: seen the same day."))
+            out.append(_level(kb, "urgent", "urgency.severe_result", f"{why}: seen the same day."))
         elif reading.item.band in test.soon_bands:
             why = f"{shown} ({reading.item.band})"
-            out.append(level("soon", "urgency.abnormal_result", f"{why}: investigated soon."))
+            out.append(_level(kb, "soon", "urgency.abnormal_result", f"{why}: investigated soon."))
     worsening = [x for x in f.neuro_symptoms if f.symptoms[x].progressing is True]
     if f.neurological and (not f.doses or worsening):
-        out.append(level("soon", "urgency.neurological_symptoms"))
-    mood = [x for x in f.symptoms if kb.symptoms[x].group in MOOD_GROUPS or x in MOOD_SYMPTOMS]
-    if mood:
-        out.append(level("routine", "urgency.mood"))
+        out.append(_level(kb, "soon", "urgency.neurological_symptoms"))
+    if has_mood_symptom(kb, f):
+        out.append(_level(kb, "routine", "urgency.mood"))
     return out
 
 
@@ -100,33 +102,33 @@ def _by_likelihood(
     s: SuspicionResult,
     st: StatusResult,
     t: TreatmentDecision,
-    level: Callable[..., Level],
 ) -> Level:
     """How soon the B12 question needs answering: the likelihood and the course."""
     if t.overdue_since is not None:
-        return level(
+        return _level(
+            kb,
             "soon",
             "urgency.maintenance_overdue",
             f"Maintenance dose was due on {t.overdue_since} and has not been recorded.",
         )
     if f.doses:
-        return level("routine", "urgency.on_treatment")
+        return _level(kb, "routine", "urgency.on_treatment")
     if f.neurological and st.deficient:
-        return level("urgent", "urgency.neurological_deficiency")
+        return _level(kb, "urgent", "urgency.neurological_deficiency")
     if f.neurological and s.high and st.status != "unlikely":
-        return level("urgent", "urgency.neurological_suspected")
+        return _level(kb, "urgent", "urgency.neurological_suspected")
     if st.deficient:
-        return level("soon", "urgency.deficiency_without_neurological")
+        return _level(kb, "soon", "urgency.deficiency_without_neurological")
     if st.status == "indeterminate":
-        return level("soon", "urgency.indeterminate")
+        return _level(kb, "soon", "urgency.indeterminate")
     if s.testing and st.status != "unlikely":
-        return level("soon", "urgency.testing_indicated")
+        return _level(kb, "soon", "urgency.testing_indicated")
     if st.status == "unlikely" and f.b12_symptoms:
-        return level("routine", "urgency.symptoms_other_cause")
+        return _level(kb, "routine", "urgency.symptoms_other_cause")
     if s.level != "low" and f.b12_symptoms:
-        return level("routine", "urgency.symptoms_review")
+        return _level(kb, "routine", "urgency.symptoms_review")
     if needs_monitoring(f):
-        return level("routine", "urgency.monitoring")
+        return _level(kb, "routine", "urgency.monitoring")
     if f.strain_pattern:
-        return level("self_care", "urgency.strain_self_care")
-    return level("self_care", "urgency.none")
+        return _level(kb, "self_care", "urgency.strain_self_care")
+    return _level(kb, "self_care", "urgency.none")

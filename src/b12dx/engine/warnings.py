@@ -9,7 +9,7 @@ from b12dx.engine.labs import LabSummary
 from b12dx.engine.status import StatusResult
 from b12dx.engine.suspicion import SuspicionResult
 from b12dx.engine.treatment import TreatmentDecision
-from b12dx.engine.urgency import MOOD_GROUPS, MOOD_SYMPTOMS
+from b12dx.engine.urgency import has_mood_symptom
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.assessment import NextStep, Note, RecoveryProgress, WarningItem
 from b12dx.models.knowledge import Profile
@@ -144,7 +144,7 @@ def notes(
 
     if f.under_16:
         note("under_16")
-    if any(kb.symptoms[x].group in MOOD_GROUPS or x in MOOD_SYMPTOMS for x in f.symptoms):
+    if has_mood_symptom(kb, f):
         note("mood_help")
     if s.high and st.status in ("indeterminate", "not_assessed") and labs.usable:
         note("discordant_results")

@@ -112,18 +112,7 @@ def add(
     profile: str | None = None,
 ) -> Patient:
     today = now.date()
-    check_details(
-        kb,
-        today,
-        name=name,
-        birth_date=birth_date,
-        sex=sex,
-        diet=diet,
-        ethnicity=ethnicity,
-        conditions=list(conditions),
-    )
-    if profile is not None:
-        kb.profile(profile)  # raises ProfileError naming the accepted profiles
+    detail = _checked(kb, today, name, birth_date, sex, diet, ethnicity, conditions, profile)
     patient = Patient(
         id=_unused_id(session),
         practice_id=actor.practice_id,
@@ -142,25 +131,44 @@ def add(
         patient.conditions.append(PatientCondition(condition_id=cid, recorded_on=today))
     session.add(patient)
     session.flush()
-    audit.record(
-        session,
-        actor,
-        now,
-        "create",
-        "patient",
-        patient.id,
-        patient.id,
-        {
-            "name": patient.name,
-            "birth_date": str(birth_date),
-            "sex": sex,
-            "diet": diet,
-            "ethnicity": ethnicity,
-            "conditions": list(dict.fromkeys(conditions)),
-            "profile": profile,
-        },
-    )
+    audit.record(session, actor, now, "create", "patient", patient.id, patient.id, detail)
     return patient
+
+
+def _checked(
+    kb: Knowledge,
+    today: dt.date,
+    name: str,
+    birth_date: dt.date,
+    sex: str,
+    diet: str,
+    ethnicity: str,
+    conditions: Sequence[str],
+    profile: str | None,
+) -> dict[str, object]:
+    """A new or replacing patient's details, checked (InputError naming the field, or
+    ProfileError naming the accepted profiles), as the audit entry records them."""
+    check_details(
+        kb,
+        today,
+        name=name,
+        birth_date=birth_date,
+        sex=sex,
+        diet=diet,
+        ethnicity=ethnicity,
+        conditions=list(conditions),
+    )
+    if profile is not None:
+        kb.profile(profile)
+    return {
+        "name": name.strip(),
+        "birth_date": str(birth_date),
+        "sex": sex,
+        "diet": diet,
+        "ethnicity": ethnicity,
+        "conditions": list(dict.fromkeys(conditions)),
+        "profile": profile,
+    }
 
 
 RECORD_COLLECTIONS = ("conditions", "medications", "exposures", "labs", "ratings", "doses")
@@ -185,18 +193,7 @@ def replace(
     conditions and nothing else: its medicines, exposures, lab results, ratings and doses
     are removed, for the caller to add anew (``b12dx.store.bundle_import``). The id, the
     calendar link, the saved assessments and the audit trail stay: they are its history."""
-    check_details(
-        kb,
-        now.date(),
-        name=name,
-        birth_date=birth_date,
-        sex=sex,
-        diet=diet,
-        ethnicity=ethnicity,
-        conditions=list(conditions),
-    )
-    if profile is not None:
-        kb.profile(profile)
+    detail = _checked(kb, now.date(), name, birth_date, sex, diet, ethnicity, conditions, profile)
     removed = {c: len(getattr(patient, c)) for c in RECORD_COLLECTIONS}
     for collection in RECORD_COLLECTIONS:
         getattr(patient, collection).clear()
@@ -207,16 +204,7 @@ def replace(
     for cid in dict.fromkeys(conditions):
         patient.conditions.append(PatientCondition(condition_id=cid, recorded_on=now.date()))
     session.flush()
-    detail: dict[str, object] = {
-        "name": patient.name,
-        "birth_date": str(birth_date),
-        "sex": sex,
-        "diet": diet,
-        "ethnicity": ethnicity,
-        "conditions": list(dict.fromkeys(conditions)),
-        "profile": profile,
-        "removed": removed,
-    }
+    detail |= {"removed": removed}
     audit.record(session, actor, now, "replace", "patient", patient.id, patient.id, detail)
     return patient
 
