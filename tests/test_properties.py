@@ -426,6 +426,8 @@ def test_a_child_with_seizures_or_delay_is_never_calmer_than_urgent(
         assume(False)  # the younger age made the record impossible (a course longer than life)
         return
     assert URGENCY_ORDER[result.urgency] <= URGENCY_ORDER["urgent"]
+    if result.urgency != "emergency":  # the urgent visit is named: paediatric assessment
+        assert "seek_specialist_advice" in [x.id for x in result.next_steps]
 
 
 @settings(max_examples=150, deadline=None)

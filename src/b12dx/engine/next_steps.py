@@ -52,7 +52,8 @@ def plan(
         add("start_treatment_now", "next.start_treatment_now")
     if f.neurological and (st.deficient or t.start_now) and not f.doses:
         add("seek_specialist_advice", "next.seek_specialist_advice")
-    if f.under_16 and f.neurological and s.testing:
+    if f.under_16 and f.neurological:
+        # Whatever the risk record shows, as urgency.child_neurological decides.
         add(
             "seek_specialist_advice",
             "next.paediatric_specialist",
