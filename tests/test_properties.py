@@ -625,3 +625,49 @@ def test_public_api_exports_exactly_the_pinned_names() -> None:
 def test_every_exported_name_is_importable_from_the_package() -> None:
     for name in b12dx.__all__:
         assert hasattr(b12dx, name), name
+
+
+@settings(max_examples=150, deadline=None)
+@given(record=valid_records(), profile=st.sampled_from(PROFILES))
+def test_a_course_under_way_is_an_adequate_course(
+    record: dict[str, Any], profile: str | None
+) -> None:
+    """Treatment under way means doses of the regimen continued were really given (drug,
+    injection or not, a dose in its range), and for neurological involvement by injection."""
+    result = assess(record, profile=profile)
+    t = result.treatment
+    if t is None or not t.under_way:
+        return
+    regimen = KB.regimens[t.regimen]
+    low, high = regimen.dose_range_mg
+    injected = {"im", "sc", "iv"}
+    given = [
+        d
+        for d in record.get("b12_treatment", [])
+        if d["drug"] == regimen.drug
+        and (d["route"] in injected) == (regimen.route in injected)
+        and (d.get("dose_mg") is None or low - 1e-9 <= d["dose_mg"] <= high + 1e-9)
+    ]
+    assert given, (t.regimen, record.get("b12_treatment"))
+    if result.neurological_involvement:
+        assert regimen.route in injected
+    assert t.start >= min(dt.date.fromisoformat(d["date"]) for d in given)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    record=valid_records(),
+    profile=st.sampled_from(PROFILES),
+    symptom=st.sampled_from(NERVE_SYMPTOMS),
+)
+def test_tablets_are_never_a_course_for_nerve_involvement(
+    record: dict[str, Any], profile: str | None, symptom: str
+) -> None:
+    record = _with_symptom(record, {"id": symptom, "onset": "gradual"})
+    record["b12_treatment"] = [
+        d for d in record.get("b12_treatment", []) if d["route"] not in ("im", "sc", "iv")
+    ]
+    result = assess(record, profile=profile)
+    if result.neurological_involvement and result.treatment is not None:
+        assert not result.treatment.under_way
+        assert URGENCY_ORDER[result.urgency] <= URGENCY_ORDER["soon"]

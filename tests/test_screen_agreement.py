@@ -19,7 +19,7 @@ same numbers screening reads from ``screening.yaml``:
   regimen, which screening (injections only) does not judge; left out and counted.
 - ``deficient_untreated`` ⇔ the latest total or active B12 result is in the
   ``deficient`` band, older than the treatment window (31 days), and the engine has no
-  treatment under way (no B12 dose, no B12 supplement). Both sides can judge only people
+  treatment under way or lapsed (no B12 course, no B12 supplement). Both sides can judge only people
   whose B12 was not started more than 31 days after the result: screening counts such a
   late start as the gap (the rule is "not treated within a month"), while the engine sees
   a course under way; those people are left out, and counted.
@@ -121,7 +121,11 @@ def engine_deficient_untreated(r: Record, x: Assessment) -> tuple[bool, bool]:
     late = lab.date + dt.timedelta(days=W.treatment_start_days)
     doses = _dose_dates(r)
     judged = not doses or min(doses) <= late  # a late start: the gap, but under way now
-    under_way = x.treatment is not None and x.treatment.under_way
+    # A course that lapsed and is loaded again (treatment.reload) was treated: its gap is
+    # maintenance_overdue, not this one.
+    under_way = x.treatment is not None and (
+        x.treatment.under_way or x.treatment.rule == "treatment.reload"
+    )
     treated = under_way or _medication(r, "b12_supplement") is not None
     return late < AS_OF and not treated, judged
 

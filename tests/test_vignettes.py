@@ -3,7 +3,8 @@
 
 Expectation keys (each optional; only those present are checked):
   testing_recommended, suspicion, neurological_involvement, deficiency_status, urgency,
-  pathway_step, regimen (null = no treatment), drug, route, duration, review_dates,
+  pathway_step, regimen (null = no treatment), drug, route, duration, under_way,
+  duration_settled, overdue_since, review_dates,
   schedule_first (date of the first listed dose), schedule_min_doses,
   schedule_phases ({"loading": n, "maintenance": n} minimum counts),
   next_steps_include / next_steps_exclude, warnings_include / warnings_exclude,
@@ -14,13 +15,14 @@ Expectation keys (each optional; only those present are checked):
   treatment_rule, treatment_text_include ([substring]), schedule_dates_include ([date]),
   recovery_progress ({milestone: status}, exactly the milestones judged; {} for none),
   recovery_progress_symptoms ({milestone: [symptom id]}), note_text_include
-  ({note id: [substring]}).
+  ({note id: [substring]}), next_step_text_include ({step id: [substring]}).
 A case whose record is invalid expects only input_errors: the field paths that
 ``InputError`` must name.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -55,9 +57,10 @@ def _check(a: Assessment, expect: dict[str, Any]) -> list[str]:
     t = a.treatment
     if "regimen" in expect:
         same("regimen", t.regimen if t else None, expect["regimen"])
-    for key in ("drug", "route", "duration"):
+    for key in ("drug", "route", "duration", "under_way", "duration_settled", "overdue_since"):
         if key in expect:
-            same(key, getattr(t, key) if t else None, expect[key])
+            got = getattr(t, key) if t else None
+            same(key, str(got) if isinstance(got, dt.date) else got, expect[key])
     if "review_dates" in expect:
         same(
             "review_dates", [str(d) for d in t.review_dates] if t else None, expect["review_dates"]
@@ -125,6 +128,11 @@ def _check(a: Assessment, expect: dict[str, Any]) -> list[str]:
         got = [x.id for x in progress[mid].symptoms] if mid in progress else None
         same(f"recovery_progress_symptoms.{mid}", got, symptom_ids)
     note_texts = {n.id: n.text for n in a.notes}
+    for sid, pieces in expect.get("next_step_text_include", {}).items():
+        texts = [x.text for x in a.next_steps if x.id == sid]
+        for piece in pieces:
+            if not any(piece in text for text in texts):
+                problems.append(f"next step {sid} should say {piece!r}; got {texts!r}")
     for nid, pieces in expect.get("note_text_include", {}).items():
         for piece in pieces:
             if piece not in note_texts.get(nid, ""):

@@ -119,7 +119,7 @@ def render(a: Assessment, console: Console | None = None) -> None:
     if t is not None:
         console.print(
             f"\n[bold]Treatment[/]: {t.name} — {t.dose} {t.route.upper()}, "
-            f"{t.duration.replace('_', ' ')} {_refs(t.sources, numbers)}"
+            f"{t.duration_text} {_refs(t.sources, numbers)}"
         )
         console.print(f"  {t.text}")
         plan = Table(title="Dose schedule", title_justify="left")

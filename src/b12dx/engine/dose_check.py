@@ -13,16 +13,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
+from b12dx.engine.course import TOLERANCE_MG, route_name
 from b12dx.errors import FieldError
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.knowledge import Regimen
 
-# Doses are compared in mg; "1000 micrograms" is 1 mg, give or take the float.
-TOLERANCE_MG = 1e-9
-
-
-def route_name(route: str) -> str:
-    return route.upper() if len(route) <= 2 else route  # IM, SC, IV; oral, nasal...
+__all__ = ["dose_concerns", "regimens_for", "route_name"]
 
 
 def regimens_for(kb: Knowledge, drug: str, route: str) -> list[Regimen]:

@@ -61,6 +61,12 @@ class Findings:
     course_neuro_symptoms: list[str]
     # The regimen's notion of neurological: involvement now, or at the start of the course.
     neurological_course: bool
+    # Nerve symptoms present now that are getting worse: recorded as progressing, or rated
+    # higher than at the start of the course.
+    worsening_neuro: list[str]
+    # Nerve symptoms present now that are not known to be getting better: progressing, rated
+    # above their best rating since the first dose, or with no ratings to tell.
+    returning_neuro: list[str]
 
     @property
     def under_16(self) -> bool:
@@ -289,6 +295,25 @@ def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
         for sid, r in baselines.items()
         if sid in kb.neurological_symptoms and rank(r.rating) > 0
     ]
+    worsening = [
+        sid
+        for sid in neuro
+        if symptoms[sid].progressing is True
+        or (
+            sid in baselines
+            and ratings.get(sid)
+            and rank(ratings[sid][-1].rating) > rank(baselines[sid].rating)
+        )
+    ]
+    first = doses[0].date if doses else None
+    returning = [
+        sid
+        for sid in neuro
+        if symptoms[sid].progressing is True
+        or not [r for r in ratings.get(sid, []) if first is None or r.date >= first]
+        or rank(ratings[sid][-1].rating)
+        > min(rank(r.rating) for r in ratings[sid] if first is None or r.date >= first)
+    ]
     return Findings(
         patient=record,
         as_of=as_of,
@@ -309,4 +334,6 @@ def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
         baselines=baselines,
         course_neuro_symptoms=course_neuro,
         neurological_course=bool(neuro) or bool(course_neuro),
+        worsening_neuro=worsening,
+        returning_neuro=returning,
     )

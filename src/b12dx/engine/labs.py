@@ -172,7 +172,9 @@ def interpret_labs(
         if (
             first_dose is not None
             and lab.test in B12_RESPONSIVE
-            and (lab.date is None or lab.date >= first_dose)
+            # Rule lab.pre_treatment_sample: blood taken on the day of the first dose is
+            # the sample taken before it (next step start_treatment_now asks for it first).
+            and (lab.date is None or lab.date > first_dose)
         ):
             after_treatment.append(lab.test)
             continue

@@ -10,7 +10,7 @@ from b12dx.engine.suspicion import SuspicionResult
 from b12dx.engine.treatment import TreatmentDecision
 from b12dx.engine.urgency import needs_monitoring
 from b12dx.knowledge.loader import Knowledge
-from b12dx.models.assessment import DifferentialItem, NextStep
+from b12dx.models.assessment import DifferentialItem, NextStep, NextStepId
 
 _ACID = ("proton_pump_inhibitor", "h2_blocker")
 _LOWERING = (
@@ -22,6 +22,57 @@ _LOWERING = (
     "primidone",
     "topiramate",
 )
+
+
+# The tests a pre-treatment sample holds, in the order named (next_steps.yaml ids).
+_SAMPLE = {
+    "order_total_b12": "B12",
+    "order_active_b12": "active B12",
+    "order_mma": "MMA",
+    "order_homocysteine": "homocysteine",
+    "order_full_blood_count": "full blood count",
+    "order_folate": "folate",
+}
+
+
+def _pre_treatment_sample(
+    kb: Knowledge, steps: list[NextStep], st: StatusResult, labs: LabSummary, drug: str
+) -> None:
+    """Rule next.pre_treatment_sample: when treatment starts before deficiency is
+    confirmed, the blood taken before the first dose holds MMA and homocysteine as well,
+    so that a result from it can settle the status (after the first dose they fall and
+    can no longer tell)."""
+    ordered = {x.id for x in steps}
+    wanted: list[str] = [x for x in _SAMPLE if x in ordered]
+    if not st.deficient:
+        pairs: tuple[tuple[str, NextStepId], ...] = (
+            ("mma", "order_mma"),
+            ("homocysteine", "order_homocysteine"),
+        )
+        for test, step in pairs:
+            if labs.band(test) is None and step not in wanted:
+                wanted.append(step)
+                entry = kb.next_steps[step]
+                steps.append(
+                    explained(
+                        kb,
+                        NextStep,
+                        "next.pre_treatment_sample",
+                        text=f"{entry.text} In the sample taken before the first dose.",
+                        sources=entry.sources,
+                        id=step,
+                    )
+                )
+    start = next(i for i, x in enumerate(steps) if x.id == "start_treatment_now")
+    if not wanted:
+        text = f"Start {drug} now (neurological involvement)."
+    else:
+        names = ", ".join(_SAMPLE[x] for x in sorted(wanted, key=list(_SAMPLE).index))
+        text = (
+            f"Take blood for {names} before the first dose, then start {drug} now without "
+            "waiting for the results (neurological involvement)."
+        )
+    steps[start] = steps[start].model_copy(update={"text": text})
 
 
 def plan(
@@ -48,10 +99,27 @@ def plan(
         # Rule emergency.whole_plan: nothing else is asked of the person now.
         add("emergency_assessment", "next.emergency_assessment")
         return steps
-    if t.start_now:
+    if t.reload:
+        assert t.treatment is not None
+        add(
+            "start_treatment_now",
+            "next.reload",
+            f"Restart loading today: {t.treatment.text.split('. ')[0]}. The course lapsed "
+            "and nerve symptoms are present; B12 levels after treatment are "
+            "uninterpretable, so no blood is taken for B12 first.",
+        )
+    elif t.start_now:
         add("start_treatment_now", "next.start_treatment_now")
-    if f.neurological and (st.deficient or t.start_now) and not f.doses:
+    if f.neurological and (st.deficient or t.start_now) and not t.under_way:
         add("seek_specialist_advice", "next.seek_specialist_advice")
+    if t.under_way and f.worsening_neuro and t.overdue_since is None:
+        add(
+            "seek_specialist_advice",
+            "next.worsening_on_treatment",
+            "Nerve symptoms are worsening despite treatment that is up to date: seek "
+            "specialist advice (haematology or neurology) and reconsider the diagnosis; "
+            "the dose, frequency or route may need adjusting.",
+        )
     if f.under_16 and f.neurological:
         # Whatever the risk record shows, as urgency.child_neurological decides.
         add(
@@ -80,11 +148,14 @@ def plan(
                 add("order_full_blood_count", "next.order_full_blood_count")
             if labs.band("serum_folate") is None:
                 add("order_folate", "next.order_folate")
+    if t.start_now and not t.reload:
+        assert t.treatment is not None
+        _pre_treatment_sample(kb, steps, st, labs, t.treatment.drug)
     if st.need_cause_workup:
         add("order_intrinsic_factor_antibodies", "next.order_intrinsic_factor_antibodies")
     if st.need_coeliac:
         add("order_coeliac_serology", "next.order_coeliac_serology")
-    if t.treatment is not None and not t.start_now and not f.doses:
+    if t.treatment is not None and not t.start_now and not t.under_way:
         add("start_treatment", "next.start_treatment")
     if f.nitrous_oxide:
         add("stop_nitrous_oxide", "next.stop_nitrous_oxide")
@@ -106,20 +177,20 @@ def plan(
         )
     if f.has_cause("dietary") or f.patient.age_years >= 50:
         add("dietary_changes", "next.dietary_changes")
-    if t.treatment is not None and f.doses:
+    if t.treatment is not None and t.under_way:
         if t.overdue_since is not None:
             add(
                 "continue_maintenance",
                 "next.continue_maintenance",
-                f"Give the maintenance dose that was due on {t.overdue_since} now, then "
-                "continue as scheduled; do not stop.",
+                f"Give the {t.lapsed_phase or 'maintenance'} dose that was due on "
+                f"{t.overdue_since} now, then continue as scheduled; do not stop.",
                 due=f.as_of,
             )
         else:
             add("continue_maintenance", "next.continue_maintenance")
     if t.review is not None and t.review >= f.as_of:
         add("schedule_review", "next.schedule_review", due=t.review)
-    if needs_monitoring(f) and not st.deficient and not f.doses and not f.red_flags:
+    if needs_monitoring(f) and not st.deficient and not t.under_way and not f.red_flags:
         add("periodic_monitoring", "next.periodic_monitoring")
     if f.neurological and st.status == "unlikely":
         add("refer_neurology", "next.refer_neurology_other_cause")

@@ -62,6 +62,18 @@ def lay_out(regimen: Regimen, start: dt.date, first_review: dt.date, until: dt.d
     return _lay_out(tuple(regimen.phases), regimen.dose, start, first_review, until)
 
 
+def lay_out_phases(
+    phases: tuple[RegimenPhase, ...],
+    dose: str,
+    start: dt.date,
+    first_review: dt.date,
+    until: dt.date,
+) -> Plan:
+    """As ``lay_out`` for the rest of a course: ``phases`` from where it stands
+    (engine.course.remaining_phases), the first dose on ``start``."""
+    return _lay_out(phases, dose, start, first_review, until)
+
+
 @functools.lru_cache(maxsize=128)
 def _lay_out(
     phases: tuple[RegimenPhase, ...],

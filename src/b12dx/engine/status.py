@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from b12dx.engine.course import Course
 from b12dx.engine.explain import explained
 from b12dx.engine.findings import Findings
 from b12dx.engine.labs import LabSummary
@@ -57,7 +58,9 @@ def _b12_marker(f: Findings, labs: LabSummary) -> str | None:
     return max(bands, key=_RANK.__getitem__) if bands else None
 
 
-def decide(kb: Knowledge, f: Findings, labs: LabSummary, s: SuspicionResult) -> StatusResult:
+def decide(
+    kb: Knowledge, f: Findings, labs: LabSummary, s: SuspicionResult, course: Course
+) -> StatusResult:
     r: list[Reason] = []
 
     def reason(rule: str, text: str | None = None) -> None:
@@ -156,9 +159,9 @@ def decide(kb: Knowledge, f: Findings, labs: LabSummary, s: SuspicionResult) -> 
             reason("status.ifa_negative")
         else:
             out.step = "treat_and_review"
-    if f.doses:
+    if course.under_way:
         out.step = "treat_and_review"
-    if out.status == "not_assessed" and not s.testing and not f.doses:
+    if out.status == "not_assessed" and not s.testing and not course.under_way:
         out.step = "assess_testing"
     return out
 

@@ -6,25 +6,19 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from b12dx.engine import course as courses
+from b12dx.engine.course import INJECTION_ROUTES, Course
 from b12dx.engine.explain import explained
 from b12dx.engine.findings import Findings
 from b12dx.engine.labs import LabSummary
-from b12dx.engine.schedule import (
-    SCHEDULE_MONTHS,
-    add_months,
-    lay_out,
-    maintenance_interval,
-    next_after,
-)
+from b12dx.engine.schedule import SCHEDULE_MONTHS, add_months, lay_out, lay_out_phases
 from b12dx.engine.status import StatusResult
 from b12dx.engine.suspicion import SuspicionResult
 from b12dx.knowledge.loader import Knowledge
-from b12dx.models.assessment import Dose, Treatment
+from b12dx.models.assessment import Treatment
 from b12dx.models.knowledge import Profile, Regimen
 
-# Routes of a dose given by injection (models.patient.Route); a course of them is an
-# injection course whatever the cause would choose.
-INJECTION_ROUTES = frozenset({"im", "sc", "iv"})
+__all__ = ["INJECTION_ROUTES", "TreatmentDecision", "decide", "presentation"]
 
 # Which cause decides the regimen when several are present: the one that needs the most.
 _CAUSE_ORDER = ("malabsorption", "genetic", "autoimmune", "exposure", "medication", "dietary")
@@ -32,12 +26,29 @@ _DURATION_ORDER = ("lifelong", "while_cause_persists", "until_replete")
 
 
 @dataclass(frozen=True)
+class Presentation:
+    """The regimen this presentation calls for, and the course judged against it."""
+
+    key: str  # the regimen_by_cause key: neurological or the cause
+    cause: str
+    behind: list[str]  # the risk factors behind the cause
+    regimen: Regimen
+    rule: str
+    course: Course
+    review_months: int
+    adequate: list[Regimen]  # the regimens a course given may follow
+
+
+@dataclass(frozen=True)
 class TreatmentDecision:
     treatment: Treatment | None
     regimen: Regimen | None
     review: dt.date | None
-    overdue_since: dt.date | None  # maintenance due date that has passed (with grace)
+    overdue_since: dt.date | None  # the next dose's due date, passed beyond its allowance
     start_now: bool  # neurological: start without waiting for results
+    under_way: bool = False  # a course adequate for the presentation is being given
+    reload: bool = False  # the course lapsed with nerve symptoms: loading starts again
+    lapsed_phase: str | None = None  # loading / maintenance, when overdue
 
 
 def _cause(f: Findings, labs: LabSummary) -> tuple[str, list[str]]:
@@ -67,14 +78,49 @@ def _duration(f: Findings, labs: LabSummary, cause: str) -> str:
     return min(durations, key=_DURATION_ORDER.index)
 
 
-def _should_treat(f: Findings, status: StatusResult, s: SuspicionResult) -> tuple[bool, bool]:
+def _should_treat(
+    f: Findings, status: StatusResult, s: SuspicionResult, c: Course
+) -> tuple[bool, bool]:
     """(treat, start_now)."""
-    if f.doses:
+    if c.under_way:
         return True, False
     if status.deficient:
         return True, f.neurological and not f.red_flags
     suspected = f.neurological and s.high and status.status not in ("unlikely",)
     return (suspected and not f.red_flags), (suspected and not f.red_flags)
+
+
+def presentation(kb: Knowledge, profile: Profile, f: Findings, labs: LabSummary) -> Presentation:
+    """The regimen for this presentation (neurological now or at the start of the course,
+    else the cause) and the doses given judged against the regimens adequate for it."""
+    cause, behind = _cause(f, labs)
+    # Neurological now, or at the start of the course under way (findings decides).
+    neuro = f.neurological_course
+    key = "neurological" if neuro else cause
+    regimen = kb.regimens[profile.regimen_by_cause[key]]
+    rule = "treatment.neurological_course" if neuro and not f.neurological else "treatment.regimen"
+    if set(regimen.contraindicated_conditions) & f.conditions:
+        fallback = profile.contraindication_fallback
+        regimen = kb.regimens[fallback["neurological" if neuro else "other"]]
+        rule = "treatment.contraindication_fallback"
+    months = (
+        profile.review_after_months_pregnancy
+        if f.patient.pregnant or f.patient.breastfeeding
+        else profile.review_after_months
+    )
+    assert months is not None
+    adequate = courses.adequate_regimens(kb, profile, key, f.conditions)
+    if regimen not in adequate:
+        adequate.insert(0, regimen)
+    # The course follows the presentation's regimen when its last dose is one of it, else
+    # the first adequate regimen its last dose fits (injections under way for a cause
+    # whose regimen is oral, rule treatment.injection_course).
+    counted = [d for d in f.doses if any(courses.fits(d, r) for r in adequate)]
+    followed = regimen
+    if counted and not courses.fits(counted[-1], regimen):
+        followed = next(r for r in adequate if courses.fits(counted[-1], r))
+    c = courses.judge(kb, profile, followed, adequate, f.doses, f.as_of, months)
+    return Presentation(key, cause, behind, regimen, rule, c, months, adequate)
 
 
 def _stays_neurological(kb: Knowledge, f: Findings) -> str:
@@ -93,6 +139,37 @@ def _stays_neurological(kb: Knowledge, f: Findings) -> str:
     )
 
 
+_PROVISIONAL = "to be decided when deficiency and its cause are established (continue until then)"
+
+
+def _duration_settled(f: Findings, status: StatusResult, labs: LabSummary) -> bool:
+    """Rule treatment.duration_settled: a duration is stated only when deficiency is
+    established (a confirmed or likely status, a recorded diagnosis of it, or positive
+    intrinsic factor antibodies) or the cause alone justifies B12 for life whatever the
+    level (total gastrectomy, BNF); otherwise it is decided at review."""
+    if status.deficient or labs.band("intrinsic_factor_antibody") == "positive":
+        return True
+    return any(m.factor.establishes_need for m in f.risk_factors)
+
+
+def _not_counted_text(kb: Knowledge, p: Presentation) -> str:
+    """Why doses given are not counted as the course (rule treatment.adequate_course)."""
+    given = "; ".join(courses.describe(d) for d in p.course.not_counted)
+    for_what = (
+        "neurological involvement"
+        if p.key == "neurological"
+        else f"a {p.cause.replace('_', ' ')} cause"
+    )
+    adequate = {r.id: r for r in [p.regimen, *p.adequate]}
+    wanted = "; ".join(
+        dict.fromkeys(f"{r.drug} {r.dose} {courses.route_name(r.route)}" for r in adequate.values())
+    )
+    return (
+        f"Not counted as treatment: {given}. For {for_what} a course is {wanted} "
+        f"({kb.rules['treatment.adequate_course'].text})"
+    )
+
+
 def decide(
     kb: Knowledge,
     profile: Profile,
@@ -100,81 +177,78 @@ def decide(
     labs: LabSummary,
     status: StatusResult,
     s: SuspicionResult,
+    p: Presentation,
 ) -> TreatmentDecision:
     # Rule emergency.whole_plan: a red flag sends the person to emergency care, and that
     # is the whole plan: no B12 regimen, schedule or review beside it (the team that sees
     # them checks B12, next_steps.yaml emergency_assessment).
     if f.red_flags:
         return TreatmentDecision(None, None, None, None, False)
-    treat, start_now = _should_treat(f, status, s)
+    c = p.course
+    treat, start_now = _should_treat(f, status, s, c)
     if not treat or f.under_16:
         return TreatmentDecision(None, None, None, None, False)
 
-    cause, behind = _cause(f, labs)
-    # Neurological now, or at the start of the course under way (findings decides).
-    neuro = f.neurological_course
-    key = "neurological" if neuro else cause
-    regimen = kb.regimens[profile.regimen_by_cause[key]]
-    rule = "treatment.neurological_course" if neuro and not f.neurological else "treatment.regimen"
-    if set(regimen.contraindicated_conditions) & f.conditions:
-        fallback = profile.contraindication_fallback
-        regimen = kb.regimens[fallback["neurological" if neuro else "other"]]
-        rule = "treatment.contraindication_fallback"
-    oral_choice = None
-    injected = bool(f.doses) and f.doses[-1].route in INJECTION_ROUTES
-    if injected and regimen.route not in INJECTION_ROUTES:
-        # Injections are under way: the course is continued and dated as an injection
-        # course (the profile's injection regimen without nerve involvement), so that a
-        # 3-monthly injection is not called overdue by a daily oral schedule.
-        oral_choice = regimen
-        regimen = kb.regimens[profile.regimen_by_cause["malabsorption"]]
+    neuro = p.key == "neurological"
+    # Rule treatment.reload: a course that lapsed while nerve symptoms are back (present
+    # and not known to be getting better, findings.returning_neuro) starts again with
+    # loading on the neurological regimen (BNF: alternate days until no further
+    # improvement), dated from today, as a new course.
+    reload = c.lapsed and bool(f.returning_neuro)
+    under_way = c.under_way and not reload
+    regimen = c.regimen if under_way and c.regimen is not None else p.regimen
+    rule = p.rule
+    if reload:
+        rule = "treatment.reload"
+    elif under_way and regimen is not p.regimen:
         rule = "treatment.injection_course"
-    duration = _duration(f, labs, cause)
+    duration = _duration(f, labs, p.cause)
+    settled = _duration_settled(f, status, labs)
 
-    under_way = bool(f.doses)
-    start = f.first_dose if f.first_dose is not None else f.as_of
-    months = (
-        profile.review_after_months_pregnancy
-        if f.patient.pregnant or f.patient.breastfeeding
-        else profile.review_after_months
-    )
-    assert months is not None
-    review = add_months(start, months)
+    start = c.start if under_way and c.start is not None else f.as_of
+    review = add_months(start, p.review_months)
     horizon = add_months(f.as_of if under_way else start, SCHEDULE_MONTHS)
-    plan = lay_out(regimen, start, review, horizon)
-    schedule = list(plan.doses)
-    overdue_since: dt.date | None = None
     if under_way:
-        assert f.last_dose is not None
-        if f.as_of <= plan.loading_end and any(d.phase == "loading" for d in plan.doses):
-            schedule = [d for d in plan.doses if d.date >= f.as_of]
-        else:
-            phase = maintenance_interval(regimen)
-            due = next_after(f.last_dose, phase)
-            grace = dt.timedelta(days=profile.maintenance_grace_days or 0)
-            if due + grace < f.as_of:
-                overdue_since = due
-            day = max(due, f.as_of)
-            schedule = []
-            while day <= horizon:
-                schedule.append(Dose(date=day, dose=regimen.dose, phase="maintenance"))
-                day = next_after(day, phase)
+        assert c.at is not None and c.review is not None
+        review = c.review
+        first = max(c.at.due, f.as_of)
+        phases = courses.remaining_phases(regimen, c.at)
+        plan = lay_out_phases(phases, regimen.dose, first, review, horizon)
+    else:
+        plan = lay_out(regimen, start, review, horizon)
+    schedule = list(plan.doses)
+    overdue_since = c.overdue_since if under_way else None
 
-    why = f"Chosen for {'neurological involvement' if neuro else cause.replace('_', ' ')}"
+    why = f"Chosen for {'neurological involvement' if neuro else p.cause.replace('_', ' ')}"
     if neuro and not f.neurological:
         why += " at the start of the course"
-    if behind:
-        why += f" ({', '.join(behind).replace('_', ' ')})"
-    if oral_choice is not None:
+    if p.behind:
+        why += f" ({', '.join(p.behind).replace('_', ' ')})"
+    if rule == "treatment.injection_course":
         why = f"Continued as the injection course under way; cause: {why[len('Chosen for ') :]}"
-    text = f"{regimen.text} {why}; duration: {duration.replace('_', ' ')}."
+    shown = duration.replace("_", " ") if settled else _PROVISIONAL
+    text = f"{regimen.text} {why}; duration: {shown}."
     if under_way:
         text += f" Course under way since {start}."
+        if overdue_since is not None:
+            text += (
+                f" The {c.lapsed_phase()} dose due on {overdue_since} has not been given: "
+                "give it now and continue from there."
+            )
+    if reload:
+        assert c.overdue_since is not None
+        text += (
+            f" The course begun on {c.start} lapsed (the {c.lapsed_phase()} dose due on "
+            f"{c.overdue_since} was not given) and nerve symptoms are present: loading "
+            f"starts again today, {f.as_of}, and recovery is counted from this new course."
+        )
+    if c.not_counted:
+        text += " " + _not_counted_text(kb, p)
     if neuro and not f.neurological:
         text += " " + _stays_neurological(kb, f)
-    if oral_choice is not None:
+    if rule == "treatment.injection_course":
         text += (
-            f" For this cause {oral_choice.name.lower()} ({oral_choice.dose} daily by mouth) "
+            f" For this cause {p.regimen.name.lower()} ({p.regimen.dose} daily by mouth) "
             "is an option to discuss at review."
         )
     treatment = explained(
@@ -189,11 +263,21 @@ def decide(
         route=regimen.route,
         dose=regimen.dose,
         duration=duration,
-        causes=behind,
+        duration_settled=settled,
+        causes=p.behind,
         start=start,
         under_way=under_way,
         schedule=schedule,
         review_dates=[review] if review >= f.as_of else [],
         overdue_since=overdue_since,
     )
-    return TreatmentDecision(treatment, regimen, review, overdue_since, start_now and not under_way)
+    return TreatmentDecision(
+        treatment,
+        regimen,
+        review,
+        overdue_since,
+        (start_now or reload) and not under_way,
+        under_way=under_way,
+        reload=reload,
+        lapsed_phase=c.lapsed_phase(),
+    )

@@ -59,12 +59,14 @@ def decide(
         return _level(
             kb, "emergency", "urgency.red_flag", f"Red flags that point away from B12: {names}."
         )
-    candidates = [*_by_presentation(kb, f, labs), _by_likelihood(kb, f, s, st, t)]
+    candidates = [*_by_presentation(kb, f, labs, t), _by_likelihood(kb, f, s, st, t)]
     # The most urgent wins; on a tie the presentation's reason is given (it is listed first).
     return min(candidates, key=lambda c: kb.urgency[c[0]].order)
 
 
-def _by_presentation(kb: Knowledge, f: Findings, labs: LabSummary) -> list[Level]:
+def _by_presentation(
+    kb: Knowledge, f: Findings, labs: LabSummary, t: TreatmentDecision
+) -> list[Level]:
     """How soon the presentation itself needs the person seen (rules urgency.*)."""
     out: list[Level] = []
     if f.under_16 and f.neurological:
@@ -88,8 +90,7 @@ def _by_presentation(kb: Knowledge, f: Findings, labs: LabSummary) -> list[Level
         elif reading.item.band in test.soon_bands:
             why = f"{shown} ({reading.item.band})"
             out.append(_level(kb, "soon", "urgency.abnormal_result", f"{why}: investigated soon."))
-    worsening = [x for x in f.neuro_symptoms if f.symptoms[x].progressing is True]
-    if f.neurological and (not f.doses or worsening):
+    if f.neurological and (not t.under_way or f.worsening_neuro):
         out.append(_level(kb, "soon", "urgency.neurological_symptoms"))
     if has_mood_symptom(kb, f):
         out.append(_level(kb, "routine", "urgency.mood"))
@@ -104,14 +105,27 @@ def _by_likelihood(
     t: TreatmentDecision,
 ) -> Level:
     """How soon the B12 question needs answering: the likelihood and the course."""
+    if t.reload:
+        return _level(kb, "urgent", "urgency.course_lapsed_neurological")
     if t.overdue_since is not None:
+        phase = t.lapsed_phase or "maintenance"
         return _level(
             kb,
             "soon",
             "urgency.maintenance_overdue",
-            f"Maintenance dose was due on {t.overdue_since} and has not been recorded.",
+            f"The {phase} dose due on {t.overdue_since} has not been recorded: give it soon; "
+            "symptoms return when treatment lapses.",
         )
-    if f.doses:
+    if t.under_way and f.worsening_neuro:
+        names = ", ".join(kb.symptoms[x].clinical_name.lower() for x in f.worsening_neuro)
+        return _level(
+            kb,
+            "soon",
+            "urgency.worsening_on_treatment",
+            f"Worsening despite treatment that is up to date ({names}): specialist advice "
+            "and a reconsidered diagnosis are needed.",
+        )
+    if t.under_way:
         return _level(kb, "routine", "urgency.on_treatment")
     if f.neurological and st.deficient:
         return _level(kb, "urgent", "urgency.neurological_deficiency")

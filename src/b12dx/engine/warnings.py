@@ -53,7 +53,7 @@ def raise_warnings(
     if (
         f.neurological
         and st.status != "unlikely"
-        and not f.doses
+        and not t.under_way
         and (st.deficient or s.testing or s.high or st.status == "indeterminate")
     ):
         weeks = max((f.symptoms[x].duration_weeks or 0) for x in f.neuro_symptoms)
@@ -102,11 +102,15 @@ def raise_warnings(
         warn("ethnicity_reference_range")
     if "leber_disease" in f.conditions:
         warn("leber_disease_cyanocobalamin")
-    if t.overdue_since is not None:
+    if t.overdue_since is not None or t.reload:
+        # A lapsed course (loading or maintenance); on a re-load the lapse is why.
+        phase = (t.lapsed_phase or "maintenance").capitalize()
+        act = "Loading starts again today." if t.reload else "Give the dose now."
         warn(
             "maintenance_overdue",
-            f"Maintenance dose due {t.overdue_since} is overdue. "
-            + kb.warnings["maintenance_overdue"].text,
+            f"{phase} dose overdue: the course has lapsed. "
+            + kb.warnings["maintenance_overdue"].text
+            + f" {act}",
         )
     return out
 

@@ -121,7 +121,7 @@ def medication_request(kb: Knowledge, treatment: Treatment, patient: str) -> dic
         "note": [
             {
                 "text": f"{treatment.name}: {treatment.text} Duration: "
-                f"{treatment.duration.replace('_', ' ')}. Reviews: "
+                f"{treatment.duration_text}. Reviews: "
                 + (", ".join(d.isoformat() for d in treatment.review_dates) or "none planned")
                 + f". Sources: {', '.join(treatment.sources)}."
             }

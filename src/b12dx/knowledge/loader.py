@@ -412,10 +412,22 @@ def check(kb: Knowledge) -> Iterator[str]:
         for cause, regimen in [*p.regimen_by_cause.items(), *p.contraindication_fallback.items()]:
             if regimen not in kb.regimens:
                 yield f"profiles.{p.id}: {cause} names unknown regimen {regimen!r}"
+        for key, regimens in p.adequate_regimens.items():
+            if key not in p.regimen_by_cause:
+                yield f"profiles.{p.id}: adequate_regimens for unknown cause {key!r}"
+            for regimen in regimens:
+                if regimen not in kb.regimens:
+                    yield f"profiles.{p.id}: adequate {key} names unknown regimen {regimen!r}"
+        if p.regimen_by_cause and set(p.adequate_regimens) != set(p.regimen_by_cause):
+            yield f"profiles.{p.id}: adequate_regimens must list every cause of regimen_by_cause"
         for test in p.bands:
             if test not in kb.labs:
                 yield f"profiles.{p.id}: bands for unknown test {test!r}"
-        for required in ("review_after_months", "review_after_months_pregnancy"):
+        for required in (
+            "review_after_months",
+            "review_after_months_pregnancy",
+            "loading_grace_days",
+        ):
             if getattr(p, required) is None:
                 yield f"profiles.{p.id}: {required} is missing"
     for r in kb.regimens.values():

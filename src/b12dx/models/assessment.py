@@ -168,6 +168,12 @@ class Treatment(Explained):
     route: str
     dose: str
     duration: TreatmentDuration
+    duration_settled: bool = Field(
+        default=True,
+        description="False while deficiency or its cause is not yet established: `duration` "
+        "is then what the regimen would be for the cause found so far, and the duration is "
+        "decided at review.",
+    )
     causes: list[str]
     start: dt.date
     under_way: bool
@@ -175,8 +181,16 @@ class Treatment(Explained):
     review_dates: list[dt.date]
     overdue_since: dt.date | None = Field(
         default=None,
-        description="The maintenance dose date that has passed (beyond the grace period).",
+        description="The due date of the course's next dose (loading or maintenance) that has "
+        "passed beyond the profile's allowance.",
     )
+
+    @property
+    def duration_text(self) -> str:
+        """The duration in words, as every adapter shows it."""
+        if not self.duration_settled:
+            return "to be decided at review"
+        return self.duration.replace("_", " ")
 
 
 class Milestone(Explained):

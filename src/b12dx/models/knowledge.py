@@ -122,6 +122,9 @@ class RiskFactor(Cited):
     obvious_cause: bool
     duration: Duration
     injections: bool = False
+    # B12 is given for this cause whatever the level (prophylaxis after total gastrectomy,
+    # BNF), and its duration is settled by the cause alone.
+    establishes_need: bool = False
     text: str
     threshold_choice: str | None = None
     alternatives: list[AgeAlternative] = Field(default_factory=list)
@@ -195,6 +198,11 @@ class Profile(Cited):
     review_after_months: int | None = None
     review_after_months_pregnancy: int | None = None
     maintenance_grace_days: int | None = None
+    # A loading dose this many days late means the loading has lapsed (engine.course).
+    loading_grace_days: int | None = None
+    # The regimens a course already given may follow and still count as treatment for a
+    # presentation (regimen_by_cause's keys): what was given must be one of them.
+    adequate_regimens: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class RegimenPhase(_KB):

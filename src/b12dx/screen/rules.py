@@ -28,9 +28,10 @@ from dataclasses import dataclass
 import ibis
 import ibis.expr.types as ir
 
+from b12dx.engine.course import loading_step_days
 from b12dx.engine.schedule import add_months, maintenance_interval
 from b12dx.knowledge.loader import Knowledge
-from b12dx.models.knowledge import Profile
+from b12dx.models.knowledge import Profile, Regimen, RegimenPhase
 from b12dx.numbers import format_si_expr
 
 GAPS = (
@@ -68,7 +69,10 @@ class Thresholds:
     treatment_days: int
     gap_days: int  # orders at most this far apart are one course
     maintenance: tuple[Interval, Interval]  # (neurological, other) injection regimens
+    regimens: tuple[Regimen, Regimen]  # the same two regimens, for their loading phases
     grace_days: int
+    loading_grace_days: int
+    review_months: int
 
 
 def thresholds(kb: Knowledge, profile: Profile, as_of: dt.date) -> Thresholds:
@@ -97,6 +101,7 @@ def thresholds(kb: Knowledge, profile: Profile, as_of: dt.date) -> Thresholds:
     if kb.regimens[neuro].route not in sc.maintenance.routes:
         raise ValueError(f"profile {profile.id}: the neurological regimen is not an injection")
     other = max(others, key=length) if others else interval(neuro)
+    assert profile.review_after_months is not None
     return Thresholds(
         as_of=as_of,
         min_age=sc.min_age_years,
@@ -106,7 +111,10 @@ def thresholds(kb: Knowledge, profile: Profile, as_of: dt.date) -> Thresholds:
         treatment_days=w.treatment_start_days,
         gap_days=kb.fhir.medication_runs.gap_days,
         maintenance=(interval(neuro), other),
+        regimens=(kb.regimens[neuro], kb.regimens[other.regimen]),
         grace_days=profile.maintenance_grace_days or 0,
+        loading_grace_days=profile.loading_grace_days or 0,
+        review_months=profile.review_after_months,
     )
 
 
@@ -522,13 +530,82 @@ def _folic_acid(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Tabl
     )
 
 
+def _after(day: ir.DateValue, phase: RegimenPhase) -> ir.DateValue:
+    """The next dose of an interval phase (DuckDB returns date + months as a timestamp:
+    cast back to a date)."""
+    if phase.every_months is not None:
+        return (day + ibis.interval(months=phase.every_months)).cast("date")
+    return (day + _days(phase.every_days or 1)).cast("date")
+
+
+def _course_due(
+    regimen: Regimen,
+    th: Thresholds,
+    n: ir.IntegerValue,
+    last: ir.DateValue,
+    start: ir.DateValue,
+    last_gap: ir.IntegerValue,
+) -> tuple[ir.DateValue, ir.IntegerValue]:
+    """(next dose due, its allowance in days) for a course of ``n`` doses begun on
+    ``start`` whose last two doses were ``last_gap`` days apart, counted into the
+    regimen's phases as engine.course.position counts them."""
+    review = (start + ibis.interval(months=th.review_months)).cast("date")
+    branches: list[tuple[ir.BooleanValue, ir.DateValue, int]] = []
+    if len(regimen.phases) > 1:
+        # Doses already spaced wider than loading are maintenance (engine.course.position).
+        spaced = loading_step_days(regimen) + th.loading_grace_days
+        branches.append(
+            (
+                last_gap.notnull() & (last_gap > spaced),
+                _after(last, regimen.phases[-1]),
+                th.grace_days,
+            )
+        )
+    before = 0  # doses in the fixed-count phases before this one
+    phases = regimen.phases
+    for index, phase in enumerate(phases[:-1]):
+        grace = th.loading_grace_days if phase.phase == "loading" else th.grace_days
+        if phase.until == "first_review":
+            if index != len(phases) - 2:
+                raise ValueError(f"{regimen.id}: only the last loading phase may run to review")
+            branches.append((ibis.literal(th.as_of) < review, _after(last, phase), grace))
+            continue
+        count = len(phase.day_offsets) if phase.day_offsets is not None else phase.doses
+        assert count is not None
+        for taken in range(count):
+            if phase.day_offsets is not None:
+                gap = (
+                    phase.day_offsets[taken] - phase.day_offsets[taken - 1]
+                    if taken
+                    else max(phase.day_offsets[0], 1)
+                )
+                due = (last + _days(gap)).cast("date")
+            else:
+                due = _after(last, phase)
+            if before + taken > 0:
+                branches.append((n == before + taken, due, grace))
+        before += count
+    final = (_after(last, phases[-1]), th.grace_days)
+    due_expr: ir.DateValue = ibis.cases(*((c, d) for c, d, _ in branches), else_=final[0])
+    grace_expr: ir.IntegerValue = ibis.cases(
+        *((c, ibis.literal(g)) for c, _, g in branches), else_=ibis.literal(final[1])
+    )
+    return due_expr, grace_expr
+
+
 def _maintenance_overdue(
     t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Table]
 ) -> ir.Table:
+    """A course of injections whose next dose, loading or maintenance, is later than its
+    allowance: the regimen's phases counted as engine.course counts them."""
+    neuro_regimen, other_regimen = th.regimens
     d = t["b12_dose"]
-    d = d.filter(d.route.isin(kb.screening.maintenance.routes), d.date <= ibis.literal(th.as_of))
-    g = d.group_by("person_id").aggregate(doses=d.count(), last_dose=d.date.max())
-    g = g.filter(g.doses >= kb.screening.maintenance.min_doses)
+    d = d.filter(
+        d.route.isin(kb.screening.maintenance.routes),
+        d.drug.isin(sorted({neuro_regimen.drug, other_regimen.drug})),
+        d.date <= ibis.literal(th.as_of),
+    )
+    d = d.select("person_id", "date").distinct()
     # Neurological involvement (a neurological B12 symptom in the window) chooses the
     # neurological regimen, as in engine.treatment.
     f = t["finding"]
@@ -539,40 +616,67 @@ def _maintenance_overdue(
         f.date >= ibis.literal(th.symptom_start),
     )
     neuro = neuro.select("person_id").distinct().mutate(neuro=ibis.literal(True))
-    g = g.left_join(neuro, "person_id").select(g, is_neuro=neuro.neuro.notnull())
+    d = d.left_join(neuro, "person_id").select(d, is_neuro=neuro.neuro.notnull())
+    # A dose later than the maintenance interval and its grace after the one before it
+    # begins a new course (engine.course.current_course).
+    w = ibis.window(group_by="person_id", order_by="date")
+    d = d.mutate(prev=d.date.lag().over(w), next=d.date.lead().over(w))
+    grace = _days(th.grace_days)
 
-    def due_after(i: Interval) -> ir.DateValue:
-        # DuckDB returns date + months as a timestamp: cast back to a date.
-        if i.months is not None:
-            return (g.last_dose + ibis.interval(months=i.months)).cast("date")
-        return (g.last_dose + _days(i.days or 0)).cast("date")
+    def reloaded(r: Regimen) -> ir.BooleanValue:
+        step = _days(loading_step_days(r) + th.loading_grace_days)
+        lapsed = _after(d.prev, r.phases[-1]) + grace < d.date
+        return lapsed & d.next.notnull() & (d.next <= (d.date + step).cast("date"))
+
+    restart = d.prev.isnull() | ibis.ifelse(
+        d.is_neuro, reloaded(neuro_regimen), reloaded(other_regimen)
+    )
+    starts = d.filter(restart).group_by("person_id").aggregate(course_start=d.date.max())
+    c = d.join(starts, "person_id")
+    c = c.filter(c.date >= c.course_start)
+    c = c.mutate(gap=ibis.ifelse(c.prev >= c.course_start, c.date.delta(c.prev, unit="day"), None))
+    g = c.group_by(["person_id", "course_start", "is_neuro"]).aggregate(
+        doses=c.count(), last_dose=c.date.max(), last_gap=c.gap.argmax(c.date)
+    )
+    g = g.filter(g.doses >= kb.screening.maintenance.min_doses)
+    n_due, n_grace = _course_due(
+        neuro_regimen, th, g.doses, g.last_dose, g.course_start, g.last_gap
+    )
+    o_due, o_grace = _course_due(
+        other_regimen, th, g.doses, g.last_dose, g.course_start, g.last_gap
+    )
 
     def words(i: Interval) -> str:
         return f"{i.months} months" if i.months is not None else f"{i.days} days"
 
     n, o = th.maintenance
     g = g.mutate(
-        due=ibis.ifelse(g.is_neuro, due_after(n), due_after(o)),
+        due=ibis.ifelse(g.is_neuro, n_due, o_due),
+        grace=ibis.ifelse(g.is_neuro, n_grace, o_grace),
         regimen=ibis.ifelse(
             g.is_neuro,
-            ibis.literal(f"by {words(n)} ({n.regimen}, neurological)"),
-            ibis.literal(f"by {words(o)} ({o.regimen})"),
+            ibis.literal(f"{n.regimen}, neurological; maintenance every {words(n)}"),
+            ibis.literal(f"{o.regimen}; maintenance every {words(o)}"),
         ),
     )
-    g = g.filter(g.due + _days(th.grace_days) < ibis.literal(th.as_of))
+    g = g.filter(g.due + g.grace.as_interval("D") < ibis.literal(th.as_of))
     return g.select(
         "person_id",
         reasons="last B12 injection "
         + _text(g.last_dose)
         + " ("
         + _text(g.doses)
-        + " injections); the next was due "
-        + g.regimen
-        + ", on "
+        + " injections since "
+        + _text(g.course_start)
+        + "); the next was due on "
         # Ibis types date + months as a date, DuckDB returns a timestamp and the cast is
         # elided: the first 10 characters are the date on every backend.
         + _text(g.due).substr(0, 10)
-        + f", {th.grace_days} days' grace has passed",
+        + " ("
+        + g.regimen
+        + "), "
+        + _text(g.grace)
+        + " days' allowance has passed",
     )
 
 
