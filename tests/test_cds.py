@@ -1622,3 +1622,38 @@ async def test_feedback_accepts_the_feedback_url_as_audience(tmp_path, ec_key, r
         r = await c.post(f"{PV}/feedback", json=body, headers=bearer(token))
     assert r.status_code == 200 and r.json()["recorded"] == 1
     assert [row["client"] for row in store.all()] == [ISS]
+
+
+async def test_folic_acid_in_pregnancy_is_never_the_masking_card(client) -> None:
+    """A pregnant woman with pins and needles (B12 possibly low) drafts folic acid: it
+    prevents neural tube defects, so the card is informational, asks for an active B12
+    test as well, and never offers to remove the folic acid."""
+    pid = "pregnant-1"
+    woman = {"resourceType": "Patient", "id": pid, "gender": "female", "birthDate": "1964-02-01"}
+    pregnancy = {
+        "resourceType": "Condition",
+        "id": "pregnancy-1",
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "72892002"}]},
+        "subject": {"reference": f"Patient/{pid}"},
+        "onsetDateTime": "1993-11-01",
+    }
+    resources = [woman, pregnancy, paresthesia(pid)]
+    record, result = engine(resources, THEN)
+    assert record.get("pregnant") is True and result.testing_recommended
+    assert "folic_acid_masking" not in [w.id for w in result.warnings]
+    folic = medication_order("folic-1", pid, FOLIC_ACID_CONCEPTS["rxnorm-4511"])
+    body = hook_request(
+        "order-select",
+        pid,
+        prefetch_for(resources),
+        draftOrders=draft_bundle(folic),
+        selections=["MedicationRequest/folic-1"],
+    )
+    (card,) = await cards_of(client, OS, body)
+    assert_valid_card(card)
+    assert card["indicator"] == "info"
+    assert "neural tube" in card["summary"]
+    actions = [a for s in card["suggestions"] for a in s["actions"]]
+    assert all(a["type"] != "delete" for a in actions)
+    (request,) = created(card, "ServiceRequest")
+    assert request["code"]["text"] or request["code"]["coding"]

@@ -255,6 +255,32 @@ def test_a_recent_pregnancy_sets_pregnant_and_an_old_one_does_not() -> None:
     assert "pregnant" not in build(cond("72892002", onsetDateTime="2024-01-01")).record
 
 
+def test_a_recorded_b12_or_folate_deficiency_diagnosis_is_read_and_counts() -> None:
+    icd = "http://hl7.org/fhir/sid/icd-10"
+    imported = build(cond("D51.9", icd), cond("D52.0", icd, rid="c-folate"))
+    assert imported.record["conditions"] == [{"id": "b12_deficiency"}, {"id": "folate_deficiency"}]
+    a = assess(imported.record | {"as_of": AS_OF.isoformat()})
+    assert a.deficiency_status == "likely"
+    assert "status.recorded_diagnosis" in [r.rule for r in a.status_reasons]
+    assert a.treatment is not None and a.treatment.duration_settled
+
+
+def test_total_and_partial_gastrectomy_are_told_apart() -> None:
+    def proc(code: str) -> dict[str, Any]:
+        return {
+            "resourceType": "Procedure",
+            "id": f"pr-{code}",
+            "status": "completed",
+            "code": {"coding": [{"system": SCT, "code": code}]},
+            "subject": subject(),
+            "performedDateTime": "2001-04-04",
+        }
+
+    assert build(proc("26452005")).record["conditions"] == [{"id": "total_gastrectomy"}]
+    assert build(proc("49209004")).record["conditions"] == [{"id": "partial_gastrectomy"}]
+    assert build(proc("53442002")).record["conditions"] == [{"id": "gastrectomy"}]
+
+
 def test_procedures_map_to_the_operations() -> None:
     p = {
         "resourceType": "Procedure",
@@ -264,7 +290,7 @@ def test_procedures_map_to_the_operations() -> None:
         "subject": subject(),
         "performedDateTime": "2001-04-04",
     }
-    assert build(p).record["conditions"] == [{"id": "gastrectomy"}]
+    assert build(p).record["conditions"] == [{"id": "partial_gastrectomy"}]
     assert "conditions" not in build(p | {"status": "not-done"}).record
 
 

@@ -160,6 +160,29 @@ def test_folic_acid_without_any_b12_test_or_treatment(tmp_path: Path) -> None:
     assert ("tested", "folic_acid_without_b12") not in found
 
 
+def test_folic_acid_in_pregnancy_is_not_the_folic_acid_gap(tmp_path: Path) -> None:
+    """Folic acid in pregnancy prevents neural tube defects: a woman with a pregnancy
+    recorded within 294 days (fhir.yaml pregnancy_max_days) is not listed; one whose
+    pregnancy ended long ago is."""
+    folic = [
+        {
+            "person_id": p,
+            "medication_id": "folic_acid",
+            "start_date": D(2023, 1, 1),
+            "end_date": None,
+        }
+        for p in ("pregnant", "years_ago", "not_pregnant")
+    ]
+    findings = [
+        {"person_id": "pregnant", "kind": "pregnancy", "id": "pregnant", "date": D(2023, 1, 10)},
+        {"person_id": "years_ago", "kind": "pregnancy", "id": "pregnant", "date": D(2020, 3, 1)},
+    ]
+    found = gaps(tmp_path, {"medication": folic, "finding": findings})
+    assert ("pregnant", "folic_acid_without_b12") not in found
+    assert ("years_ago", "folic_acid_without_b12") in found
+    assert ("not_pregnant", "folic_acid_without_b12") in found
+
+
 def test_maintenance_overdue_after_the_interval_and_the_grace(tmp_path: Path) -> None:
     # Longest injection interval of nice-ng239 is 3 months (im_standard), grace 14 days:
     # a last dose on 2023-02-15 was due 2023-05-15, overdue after 2023-05-29.

@@ -4,6 +4,8 @@ The checks and their wording are ``order_checks`` in ``knowledge/data/cds.yaml``
 
 - folic acid for a patient with possible B12 deficiency and no B12 treatment is a
   critical card (folic acid alone can mask the deficiency while nerve damage goes on);
+  in pregnancy it is neural tube prevention: an info card that asks for a B12 test as
+  well, never the masking card or a suggestion to remove the order;
 - metformin, or an acid suppressant that will have been taken for the long-term
   threshold (the risk factor's own duration in risk_factors.yaml), with no B12 result
   in the last 12 months, gets a card suggesting a B12 test.
@@ -93,11 +95,20 @@ def order_cards(
         mid = hits[0]
         order, days = drafted[mid]
         name = kb.medications[mid].name
-        if check.id == "folic_acid_without_b12":
+        if check.id in ("folic_acid_without_b12", "folic_acid_in_pregnancy"):
+            # Folic acid in pregnancy is neural tube prevention: never the masking card or
+            # a suggestion to remove it, only a test of B12 alongside (rule
+            # note.folic_acid_pregnancy); outside pregnancy, the masking card.
+            in_pregnancy = bool(record.get("pregnant"))
             possible = current.testing_recommended or current.deficiency_status in POSSIBLE
-            if not possible or treated:
+            if (check.id == "folic_acid_in_pregnancy") != in_pregnancy or not possible:
                 continue
-            cards.append(_folic_card(kb, check, current, order, patient))
+            if treated:
+                continue
+            if in_pregnancy:
+                cards.append(_pregnancy_folic_card(kb, check, patient))
+            else:
+                cards.append(_folic_card(kb, check, current, order, patient))
             continue
         # Monitoring: is the medicine a risk factor once this order is taken?
         meds = [m for m in record.get("medications", []) if m["id"] != mid]
@@ -140,6 +151,34 @@ def order_cards(
             }
         )
     return cards
+
+
+def _pregnancy_folic_card(kb: Knowledge, check: Any, patient: str) -> dict[str, Any]:
+    return {
+        "uuid": str(uuid.uuid4()),
+        "summary": shorten(check.summary),
+        "detail": " ".join(check.detail.split()),
+        "indicator": check.indicator,
+        "source": _source(kb, check.sources),
+        "suggestions": [
+            {
+                "label": "Order an active B12 test as well",
+                "uuid": str(uuid.uuid4()),
+                "isRecommended": True,
+                "actions": [
+                    {
+                        "type": "create",
+                        "description": "Order active B12 (holotranscobalamin)",
+                        "resource": service_request(
+                            kb, "order_active_b12", patient, "Possible B12 deficiency in pregnancy"
+                        ),
+                    }
+                ],
+            }
+        ],
+        "selectionBehavior": "at-most-one",
+        "overrideReasons": override_reasons(kb),
+    }
 
 
 def _folic_card(

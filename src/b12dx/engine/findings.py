@@ -73,6 +73,13 @@ class Findings:
         return self.patient.age_years < ADULT_AGE
 
     @property
+    def folic_prophylaxis(self) -> bool:
+        """Folic acid taken in pregnancy to prevent neural tube defects
+        (nhs-pregnancy-vitamins): never to be stopped, never the masking warning, which is
+        about treating anaemia with folic acid while B12 may be low."""
+        return self.patient.pregnant and "folic_acid" in self.medications
+
+    @property
     def nitrous_oxide(self) -> bool:
         return "nitrous_oxide" in self.exposures
 

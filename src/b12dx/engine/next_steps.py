@@ -161,20 +161,28 @@ def plan(
         add("stop_nitrous_oxide", "next.stop_nitrous_oxide")
 
     lowering = [m for m in _LOWERING if m in f.medications]
+    # Folic acid without B12 hides deficiency; folic acid in pregnancy prevents neural
+    # tube defects and is never put up for review (note.folic_acid_pregnancy).
     folic_alone = (
         "folic_acid" in f.medications
+        and not f.folic_prophylaxis
         and t.treatment is None
         and "b12_supplement" not in f.medications
     )
     if (lowering and (s.testing or st.deficient)) or folic_alone:
-        names = [kb.medications[m].name.lower() for m in lowering]
+        parts = []
+        if lowering and (s.testing or st.deficient):
+            names = ", ".join(kb.medications[m].name.lower() for m in lowering)
+            parts.append(
+                f"Review {names}: {'it lowers' if len(lowering) == 1 else 'these lower'} B12 "
+                "absorption; check B12 while it continues."
+            )
         if folic_alone:
-            names.append("folic acid (not without B12)")
-        add(
-            "review_medication",
-            "next.review_medication",
-            f"Review {', '.join(names)}: these lower B12 or hide its deficiency.",
-        )
+            parts.append(
+                "Folic acid: do not give it without B12 while B12 may be low (it can correct "
+                "the anaemia and hide the deficiency); test B12 and treat it alongside."
+            )
+        add("review_medication", "next.review_medication", " ".join(parts))
     if f.has_cause("dietary") or f.patient.age_years >= 50:
         add("dietary_changes", "next.dietary_changes")
     if t.treatment is not None and t.under_way:

@@ -69,7 +69,7 @@ def decide(
     b12 = _b12_marker(f, labs)
     mma = labs.band("mma")
     hcy = labs.band("homocysteine")
-    folate_low = labs.band("serum_folate") == "low"
+    folate_low = labs.band("serum_folate") == "low" or "folate_deficiency" in f.conditions
     renal = renal_impairment(f, labs)
     pregnant_total_only = (
         f.patient.pregnant
@@ -146,6 +146,14 @@ def decide(
         out.need_homocysteine = f.nitrous_oxide
         reason("status.not_tested")
 
+    if out.status in ("not_assessed", "indeterminate") and "b12_deficiency" in f.conditions:
+        # Rule status.recorded_diagnosis: a diagnosis of B12 deficiency in the record
+        # (ICD-10 D51, E53.8) counts where no result here decides, as after treatment.
+        out.status = "likely"
+        out.need_initial = out.need_mma = out.need_active_b12 = False
+        out.need_homocysteine = False
+        reason("status.recorded_diagnosis")
+        out.step = "interpret_b12"
     if out.deficient:
         ifa = labs.band("intrinsic_factor_antibody")
         obvious = any(m.factor.obvious_cause for m in f.risk_factors) or ifa == "positive"

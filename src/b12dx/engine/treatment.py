@@ -84,6 +84,9 @@ def _should_treat(
     """(treat, start_now)."""
     if c.under_way:
         return True, False
+    if any(m.factor.establishes_need for m in f.risk_factors):
+        # Rule treatment.prophylaxis: B12 for life whatever the level (total gastrectomy).
+        return True, f.neurological and not f.red_flags
     if status.deficient:
         return True, f.neurological and not f.red_flags
     suspected = f.neurological and s.high and status.status not in ("unlikely",)
@@ -202,6 +205,8 @@ def decide(
         rule = "treatment.reload"
     elif under_way and regimen is not p.regimen:
         rule = "treatment.injection_course"
+    elif not under_way and not status.deficient and not neuro:
+        rule = "treatment.prophylaxis"  # _should_treat: the cause alone needs B12
     duration = _duration(f, labs, p.cause)
     settled = _duration_settled(f, status, labs)
 

@@ -127,6 +127,8 @@ def _by_likelihood(
         )
     if t.under_way:
         return _level(kb, "routine", "urgency.on_treatment")
+    if t.treatment is not None and t.treatment.rule == "treatment.prophylaxis":
+        return _level(kb, "soon", "urgency.prophylaxis")
     if f.neurological and st.deficient:
         return _level(kb, "urgent", "urgency.neurological_deficiency")
     if f.neurological and s.high and st.status != "unlikely":

@@ -63,9 +63,13 @@ def raise_warnings(
             else ""
         )
         warn("irreversible_damage_risk", kb.warnings["irreversible_damage_risk"].text + extra)
-    if "folic_acid" in f.medications and not treated:
+    if f.folic_prophylaxis:
+        pass  # rule note.folic_acid_pregnancy: continue it (notes below)
+    elif "folic_acid" in f.medications and not treated:
         warn("folic_acid_masking")
-    elif (st.deficient or s.level != "low") and labs.band("serum_folate") == "low":
+    elif (st.deficient or s.level != "low") and (
+        labs.band("serum_folate") == "low" or "folate_deficiency" in f.conditions
+    ):
         warn(
             "folic_acid_masking",
             "Folate is low as well: replace B12 before or with folic "
@@ -148,6 +152,8 @@ def notes(
 
     if f.under_16:
         note("under_16")
+    if f.folic_prophylaxis:
+        note("folic_acid_pregnancy")
     if has_mood_symptom(kb, f):
         note("mood_help")
     if s.high and st.status in ("indeterminate", "not_assessed") and labs.usable:

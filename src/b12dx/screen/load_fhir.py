@@ -131,7 +131,7 @@ class _Mapper:
             self.skip("Condition code not in the knowledge base")
             return
         start = _period_start(r, "onset") or _date(r.get("recordedDate"))
-        if meaning.kind in ("symptom", "diet", "exposure"):
+        if meaning.kind in ("symptom", "diet", "exposure", "pregnancy"):
             self.out.add(
                 "finding", {"person_id": pid, "kind": meaning.kind, "id": meaning.id, "date": start}
             )

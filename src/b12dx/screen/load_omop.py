@@ -112,7 +112,7 @@ OPTIONAL_SOURCES: dict[str, _Source] = {
     ),
     "death": _Source((("person_id", _ID), ("death_date", _DATE))),
 }
-FINDING_KINDS = ("symptom", "diet", "exposure")
+FINDING_KINDS = ("symptom", "diet", "exposure", "pregnancy")
 
 
 def _file(source: Path, table: str) -> Path | None:

@@ -69,7 +69,7 @@ LAB = pa.schema(
 FINDING = pa.schema(
     [
         ("person_id", pa.string()),
-        ("kind", pa.string()),  # symptom | diet | exposure
+        ("kind", pa.string()),  # symptom | diet | exposure | pregnancy
         ("id", pa.string()),
         ("date", pa.date32()),
     ]

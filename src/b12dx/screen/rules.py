@@ -516,10 +516,19 @@ def _folic_acid(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Tabl
     dosed = c.join(d, [c.person_id == d.person_id, d.date >= c.since, d.date <= a]).select(
         c.person_id
     )
+    # Folic acid in pregnancy prevents neural tube defects and is not this gap
+    # (note.folic_acid_pregnancy): a pregnancy recorded within fhir.yaml
+    # pregnancy_max_days before as_of, as the single-patient reader counts it.
+    f = t["finding"]
+    since = ibis.literal(th.as_of - dt.timedelta(days=kb.fhir.pregnancy_max_days))
+    pregnant = f.filter(
+        f.kind == "pregnancy", f.date.isnull() | ((f.date <= a) & (f.date >= since))
+    ).select("person_id")
     gap = (
         c.anti_join(tested, "person_id")
         .anti_join(on_b12, "person_id")
         .anti_join(dosed, "person_id")
+        .anti_join(pregnant, "person_id")
     )
     return gap.select(
         "person_id",
