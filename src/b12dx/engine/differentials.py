@@ -4,7 +4,7 @@ clinical-reference §8)."""
 from __future__ import annotations
 
 from b12dx.engine.explain import explained
-from b12dx.engine.findings import Findings, differential_fit, feature_facts
+from b12dx.engine.findings import STRAIN, Findings, differential_fit, feature_facts
 from b12dx.engine.labs import LabSummary
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.assessment import DifferentialItem
@@ -15,9 +15,13 @@ _ORDER = {"good": 0, "partial": 1, "poor": 2}
 def weigh(kb: Knowledge, f: Findings, labs: LabSummary) -> list[DifferentialItem]:
     bands = {test: r.item.band for test, r in labs.usable.items()}
     facts = feature_facts(kb, f.patient, f.symptoms, bands)
+    # Ordinary strain is weighed on the symptoms as the strain rule reads them (rule
+    # suspicion.strain_aching: an ache after exertion is the strain's local aching).
+    strain_facts = feature_facts(kb, f.patient, f.strain_symptoms, bands)
     out: list[DifferentialItem] = []
     for d in kb.differentials.values():
-        fit, supports, against = differential_fit(f.patient, facts, d)
+        seen = strain_facts if d.id == STRAIN else facts
+        fit, supports, against = differential_fit(f.patient, seen, d)
         if f.red_flags and fit == "poor":
             continue  # Rule emergency.whole_plan: only what the emergency team may weigh
         detail = f"{d.name} ({fit} fit"

@@ -47,6 +47,10 @@ class Findings:
     neuro_groups: frozenset[str]
     neurological: bool
     strain_pattern: bool
+    # The symptoms as the strain comparison reads them (a strain ache as local aching).
+    strain_symptoms: dict[str, SymptomEntry]
+    # Difficulty swallowing with no other nerve feature: suspected-cancer referral (NG12).
+    cancer_pathway: bool
     red_flags: list[RedFlag]
     risk_factors: list[MatchedRiskFactor]
     short_acid_suppression: list[str]  # PPI/H2 recorded for less than the risk duration
@@ -269,14 +273,42 @@ def _baselines(
     return out
 
 
+# Rule suspicion.strain_aching: the seed's strain is "localised soreness or aching": an
+# aching leg that began suddenly after exertion, or that rest relieves, is that aching,
+# not the gradual neuropathic ache of B12 (seed-weakness comparison table).
+STRAIN = "muscle_strain"  # differentials.yaml: the seed's ordinary strain
+STRAIN_ACHE = "leg_ache"
+STRAIN_CONTEXT = ("recent_overexertion", "improves_with_rest")
+STRAIN_SORENESS = "localized_muscle_soreness"
+# Rule urgency.suspected_cancer_referral: difficulty swallowing without another nerve
+# feature is not B12's pattern; it is referred for urgent endoscopy (NICE NG12 1.2.1).
+DYSPHAGIA = "swallowing_difficulty"
+
+
+def _strain_ache(symptoms: Mapping[str, SymptomEntry]) -> bool:
+    ache = symptoms.get(STRAIN_ACHE)
+    return (
+        ache is not None and ache.onset == "sudden" and any(x in symptoms for x in STRAIN_CONTEXT)
+    )
+
+
 def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
     symptoms = {s.id: s for s in record.symptoms}
     b12 = [s for s in symptoms if kb.symptoms[s].role == "b12"]
+    aching = _strain_ache(symptoms)
+    strain_view = dict(symptoms)
+    if aching:
+        ache = strain_view.pop(STRAIN_ACHE)
+        strain_view.setdefault(STRAIN_SORENESS, ache.model_copy(update={"id": STRAIN_SORENESS}))
     strain_fit, _, _ = differential_fit(
-        record, feature_facts(kb, record, symptoms, {}), kb.differentials["muscle_strain"]
+        record, feature_facts(kb, record, strain_view, {}), kb.differentials[STRAIN]
     )
     non_motor_neuro = [
-        s for s in b12 if s in kb.neurological_symptoms and kb.symptoms[s].group != "motor"
+        s
+        for s in b12
+        if s in kb.neurological_symptoms
+        and kb.symptoms[s].group != "motor"
+        and not (aching and s == STRAIN_ACHE)
     ]
     # Rule suspicion.strain_pattern: sudden weakness with the seed's strain features and no
     # sensory, balance, reflex, visual or cognitive sign is ordinary strain, not B12.
@@ -286,7 +318,17 @@ def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
         and not any(symptoms[s].onset == "gradual" for s in b12 if kb.symptoms[s].weakness)
     )
     if strain:
-        b12 = [s for s in b12 if not kb.symptoms[s].weakness]
+        b12 = [s for s in b12 if not kb.symptoms[s].weakness and not (aching and s == STRAIN_ACHE)]
+    others = [s for s in b12 if s in kb.neurological_symptoms and s != DYSPHAGIA]
+    dysphagia = symptoms.get(DYSPHAGIA)
+    cancer_pathway = (
+        dysphagia is not None
+        and dysphagia.onset != "sudden"
+        and record.age_years >= ADULT_AGE
+        and not others
+    )
+    if cancer_pathway:
+        b12 = [s for s in b12 if s != DYSPHAGIA]
     neuro = [s for s in b12 if s in kb.neurological_symptoms]
     red_flags = [f for f in kb.red_flags.values() if _red_flag(kb, f, symptoms)]
     risk_factors, short = _risk_factors(kb, record)
@@ -330,6 +372,8 @@ def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
         neuro_groups=frozenset(kb.symptoms[s].group for s in neuro),
         neurological=bool(neuro),
         strain_pattern=strain,
+        strain_symptoms=strain_view,
+        cancer_pathway=cancer_pathway,
         red_flags=red_flags,
         risk_factors=risk_factors,
         short_acid_suppression=short,

@@ -99,6 +99,12 @@ def plan(
         # Rule emergency.whole_plan: nothing else is asked of the person now.
         add("emergency_assessment", "next.emergency_assessment")
         return steps
+    if f.cancer_pathway:
+        add(
+            "seek_specialist_advice",
+            "next.suspected_cancer_referral",
+            kb.rules["next.suspected_cancer_referral"].text,
+        )
     if t.reload:
         assert t.treatment is not None
         add(
