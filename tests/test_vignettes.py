@@ -8,7 +8,8 @@ Expectation keys (each optional; only those present are checked):
   schedule_first (date of the first listed dose), schedule_min_doses,
   schedule_phases ({"loading": n, "maintenance": n} minimum counts),
   next_steps_include / next_steps_exclude, warnings_include / warnings_exclude,
-  notes_include, risk_factors_include / risk_factors_exclude, red_flags_include,
+  notes_include, risk_factors_include / risk_factors_exclude, risk_factor_names_include
+  / _exclude, red_flags_include,
   lab_bands ({test: band}), lab_si ({test: value_si}), milestones ({id: date}),
   milestones_exclude, milestones_count, differential_fit ({id: fit}; null = not shown),
   diet_rda, diet_life_stage,
@@ -95,6 +96,7 @@ def _check(a: Assessment, expect: dict[str, Any]) -> list[str]:
         ("warnings", [w.id for w in a.warnings]),
         ("notes", [n.id for n in a.notes]),
         ("risk_factors", [r.id for r in a.risk_factors]),
+        ("risk_factor_names", [r.name for r in a.risk_factors]),
         ("red_flags", [r.id for r in a.red_flags]),
         ("milestones", [m.id for m in a.recovery_milestones]),
     ):

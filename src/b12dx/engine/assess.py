@@ -17,6 +17,7 @@ from b12dx.engine.validate import check_patient, parse_patient, resolve_as_of
 from b12dx.engine.warnings import notes, raise_warnings
 from b12dx.knowledge.loader import Knowledge, load_knowledge
 from b12dx.models.assessment import Assessment, Citation, RedFlagItem, RiskFactorItem
+from b12dx.models.knowledge import RiskFactor
 from b12dx.models.patient import PatientRecord
 from b12dx.version import ENGINE_VERSION, SCHEMA_VERSION
 
@@ -34,6 +35,15 @@ def _cited(pieces: Iterable[Any]) -> list[str]:
             if item is not None:
                 seen.update(dict.fromkeys(item.sources))
     return list(seen)
+
+
+def _factor_name(kb: Knowledge, factor: RiskFactor, taken: frozenset[str]) -> str:
+    """A risk factor's name, naming only the medicines this person takes when the factor
+    covers several ("Primidone", not "Colchicine, phenobarbital, ... or topiramate")."""
+    listed = factor.trigger.medication or []
+    if len(listed) < 2:
+        return factor.name
+    return " and ".join(kb.medications[m].name for m in listed if m in taken)
 
 
 def _citation(kb: Knowledge, sid: str) -> Citation:
@@ -87,7 +97,7 @@ def assess(
             text=m.factor.text + (f" ({m.qualifier})" if m.qualifier else ""),
             sources=m.factor.sources,
             id=m.factor.id,
-            name=m.factor.name,
+            name=_factor_name(kb, m.factor, f.medications),
             category=m.factor.category,
         )
         for m in f.risk_factors

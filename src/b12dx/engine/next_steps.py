@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from b12dx.engine.explain import explained
+from b12dx.engine.explain import explained, merge_sources
 from b12dx.engine.findings import Findings
 from b12dx.engine.labs import LabSummary
 from b12dx.engine.status import StatusResult
@@ -86,14 +86,19 @@ def plan(
 ) -> list[NextStep]:
     steps: list[NextStep] = []
 
-    def add(step_id: str, rule: str, text: str | None = None, **extra: object) -> None:
+    def add(
+        step_id: str,
+        rule: str,
+        text: str | None = None,
+        sources: list[str] | None = None,
+        **extra: object,
+    ) -> None:
         if any(x.id == step_id for x in steps):
             return
         entry = kb.next_steps[step_id]
         body = text if text is not None else entry.text
-        steps.append(
-            explained(kb, NextStep, rule, text=body, sources=entry.sources, id=step_id, **extra)
-        )
+        cited = sources if sources is not None else entry.sources
+        steps.append(explained(kb, NextStep, rule, text=body, sources=cited, id=step_id, **extra))
 
     if f.red_flags:
         # Rule emergency.whole_plan: nothing else is asked of the person now.
@@ -178,17 +183,25 @@ def plan(
     if (lowering and (s.testing or st.deficient)) or folic_alone:
         parts = []
         if lowering and (s.testing or st.deficient):
-            names = ", ".join(kb.medications[m].name.lower() for m in lowering)
-            parts.append(
-                f"Review {names}: {'it lowers' if len(lowering) == 1 else 'these lower'} B12 "
-                "absorption; check B12 while it continues."
-            )
+            # Each medicine the person takes, with what its review says: metformin
+            # continues (MHRA 2022), an antiepileptic is never stopped for B12.
+            for m in lowering:
+                med = kb.medications[m]
+                parts.append(f"{med.name}: {med.review}")
         if folic_alone:
             parts.append(
                 "Folic acid: do not give it without B12 while B12 may be low (it can correct "
                 "the anaemia and hide the deficiency); test B12 and treat it alongside."
             )
-        add("review_medication", "next.review_medication", " ".join(parts))
+        add(
+            "review_medication",
+            "next.review_medication",
+            " ".join(parts),
+            sources=merge_sources(
+                kb.next_steps["review_medication"].sources,
+                *(kb.medications[m].review_sources for m in lowering),
+            ),
+        )
     if f.has_cause("dietary") or f.patient.age_years >= 50:
         add("dietary_changes", "next.dietary_changes")
     if t.treatment is not None and t.under_way:

@@ -300,7 +300,7 @@ def cited_source_ids(obj: object) -> Iterator[str]:
     if isinstance(obj, BaseModel):
         for name in type(obj).model_fields:
             value = getattr(obj, name)
-            if name == "sources" and isinstance(value, list):
+            if name in ("sources", "review_sources") and isinstance(value, list):
                 yield from value
             elif name == "source" and isinstance(value, str):
                 yield value

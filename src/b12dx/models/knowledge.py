@@ -81,6 +81,10 @@ class CodedEntry(Cited):
 
 class Medication(CodedEntry):
     everyday_names: list[str] = Field(min_length=1)
+    # What the medicine review says about it when it lowers B12 (next.review_medication),
+    # and the sources for that advice.
+    review: str | None = None
+    review_sources: list[str] = Field(default_factory=list)
 
 
 class Trigger(_KB):
