@@ -12,7 +12,9 @@ Expectation keys (each optional; only those present are checked):
   / _exclude, red_flags_include,
   lab_bands ({test: band}), lab_si ({test: value_si}), milestones ({id: date}),
   milestones_exclude, milestones_count, differential_fit ({id: fit}; null = not shown),
-  diet_rda, diet_life_stage,
+  diet_rda (the US RDA), diet_life_stage, diet_reference_micrograms (the profile country's),
+  diet_foods_include / _exclude, diet_foods_count, diet_text_include ([substring] of the
+  diet text and notes),
   treatment_rule, treatment_text_include ([substring]), schedule_dates_include ([date]),
   recovery_progress ({milestone: status}, exactly the milestones judged; {} for none),
   recovery_progress_symptoms ({milestone: [symptom id]}), note_text_include
@@ -144,6 +146,25 @@ def _check(a: Assessment, expect: dict[str, Any]) -> list[str]:
         same(f"differential_fit.{did}", fits.get(did), fit)
     if "diet_rda" in expect:
         same("diet_rda", a.diet.rda_micrograms, expect["diet_rda"])
+    foods = [x.id for x in a.diet.foods]
+    for food in expect.get("diet_foods_include", []):
+        if food not in foods:
+            problems.append(f"diet foods should include {food!r}; got {foods}")
+    for food in expect.get("diet_foods_exclude", []):
+        if food in foods:
+            problems.append(f"diet foods should not include {food!r}")
+    if "diet_foods_count" in expect:
+        same("diet_foods_count", len(foods), expect["diet_foods_count"])
+    if "diet_reference_micrograms" in expect:
+        same(
+            "diet_reference_micrograms",
+            a.diet.reference_intake_micrograms,
+            expect["diet_reference_micrograms"],
+        )
+    for words in expect.get("diet_text_include", []):
+        told = " ".join([a.diet.text, *a.diet.notes])
+        if words not in told:
+            problems.append(f"diet advice should say {words!r}; got {told!r}")
     if "diet_life_stage" in expect:
         same("diet_life_stage", a.diet.life_stage, expect["diet_life_stage"])
     return problems

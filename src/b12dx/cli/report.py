@@ -185,8 +185,17 @@ def render(a: Assessment, console: Console | None = None) -> None:
         amount = f"{food.micrograms:g}" + (
             f"-{food.micrograms_max:g}" if food.micrograms_max else ""
         )
-        diet.add_row(food.name, food.serving, amount, f"{food.percent_of_rda}%")
-    console.print(diet)
+        share = food.percent_of_reference
+        diet.add_row(
+            food.name,
+            food.serving,
+            amount,
+            f"{share if share is not None else food.percent_of_rda}%",
+        )
+    if a.diet.foods:
+        console.print(diet)
+    else:
+        console.print(f"\n[bold]B12 in food[/]: {a.diet.text}")
     for note in a.diet.notes:
         console.print(f"  • {note}")
 

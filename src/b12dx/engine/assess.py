@@ -109,7 +109,8 @@ def assess(
         for r in f.red_flags
     ]
     path = status.pathway(kb, st)
-    advice = diet.advise(kb, record)
+    ordered = {x.id for x in steps}
+    advice = diet.advise(kb, prof, f, labs, bool(ordered & next_steps.B12_TESTS))
     pieces: list[Any] = [
         s.reasons,
         risk_items,

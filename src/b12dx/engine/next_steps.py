@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from b12dx.engine.diet import absorption_problem
 from b12dx.engine.explain import explained, merge_sources
 from b12dx.engine.findings import Findings
 from b12dx.engine.labs import LabSummary
@@ -23,6 +24,9 @@ _LOWERING = (
     "topiramate",
 )
 
+
+# The steps that order a B12 test: no supplement before the blood is taken.
+B12_TESTS = frozenset({"order_total_b12", "order_active_b12", "order_mma", "order_homocysteine"})
 
 # The tests a pre-treatment sample holds, in the order named (next_steps.yaml ids).
 _SAMPLE = {
@@ -202,8 +206,20 @@ def plan(
                 *(kb.medications[m].review_sources for m in lowering),
             ),
         )
-    if f.has_cause("dietary") or f.patient.age_years >= 50:
-        add("dietary_changes", "next.dietary_changes")
+    # Rule next.dietary_changes: never diet first where absorption is the problem or a
+    # dose is overdue, and no supplement before the blood test has been taken.
+    absorption = absorption_problem(f, labs)
+    lapsed = t.overdue_since is not None or t.reload
+    if (f.has_cause("dietary") or f.patient.age_years >= 50) and not (absorption or lapsed):
+        if {x.id for x in steps} & B12_TESTS:
+            add(
+                "dietary_changes",
+                "next.dietary_changes",
+                "Increase B12 intake from food and fortified foods; start any B12 "
+                "supplement only after the blood for the test has been taken.",
+            )
+        else:
+            add("dietary_changes", "next.dietary_changes")
     if t.treatment is not None and t.under_way:
         if t.overdue_since is not None:
             add(

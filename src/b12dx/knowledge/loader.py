@@ -366,6 +366,7 @@ def check(kb: Knowledge) -> Iterator[str]:
         kb.recovery.baseline,
         kb.diet.notes,
         kb.diet.rda,
+        kb.diet.uk_rni,
         kb.fhir,
         kb.cds,
         kb.screening,

@@ -244,12 +244,21 @@ class FoodItem(_Out):
     micrograms: float
     micrograms_max: float | None = None
     percent_of_rda: int
+    percent_of_reference: int | None = Field(
+        default=None, description="Per serving, of the profile's reference intake."
+    )
     fortified: bool
 
 
 class DietAdvice(Explained):
     life_stage: str
-    rda_micrograms: float
+    rda_micrograms: float = Field(description="The US RDA for the life stage (ods-b12).")
+    reference_intake: str | None = Field(
+        default=None,
+        description="Whose reference intake the advice gives: the profile's country's "
+        "(UK reference nutrient intake, US recommended dietary allowance).",
+    )
+    reference_intake_micrograms: float | None = None
     foods: list[FoodItem]
     notes: list[str]
 

@@ -202,6 +202,9 @@ class Profile(Cited):
     review_after_months: int | None = None
     review_after_months_pregnancy: int | None = None
     maintenance_grace_days: int | None = None
+    # Whose reference intakes and portions the diet advice gives: uk (RNI, metric
+    # portions) or us (RDA, US portions).
+    diet_reference: Literal["uk", "us"] = "uk"
     # A loading dose this many days late means the loading has lapsed (engine.course).
     loading_grace_days: int | None = None
     # The regimens a course already given may follow and still count as treatment for a
@@ -331,10 +334,12 @@ class Food(Cited):
     id: str
     name: str
     serving: str
+    serving_metric: str | None = None
     ug: float
     ug_max: float | None = None
     suits: list[str]
     fortified: bool = False
+    avoid_in_pregnancy: bool = False
 
 
 class FoodNote(Cited):
@@ -355,7 +360,8 @@ class Rda(Cited):
 class Diet(_KB):
     foods: list[Food]
     notes: list[FoodNote]
-    rda: list[Rda]
+    rda: list[Rda]  # US recommended dietary allowance (ods-b12)
+    uk_rni: list[Rda]  # UK reference nutrient intake (coma-1991)
 
 
 class Worded(Cited):
