@@ -85,8 +85,12 @@ def test_report_shows_urgency_schedule_and_sources(capsys) -> None:
         "Sources",
         "Vitamin B12 deficiency in over 16s",
         "does not replace",
+        "from 2028-01",  # sensory conduction may take 14 months or more: not "by"
     ):
         assert expected in out
+    # The urgency line cites its rule and sources like every other line.
+    head = out[: out.index("Summary")]
+    assert "(rule urgency." in head and "sources [" in head
 
 
 def test_report_of_a_red_flag_leads_with_emergency(capsys) -> None:

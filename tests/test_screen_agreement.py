@@ -25,7 +25,8 @@ same numbers screening reads from ``screening.yaml``:
   a course under way; those people are left out, and counted.
 - ``indeterminate_not_followed_up`` ⇔ the latest total or active B12 result is
   ``indeterminate``, older than the follow-up window (91 days), and the engine's next
-  steps order MMA or active B12. The engine orders them only before treatment (no dose
+  steps order MMA or active B12 (or, for a result it finds out of date for today's
+  symptoms, a fresh B12 test). The engine orders them only before treatment (no dose
   given) and whenever no MMA is on record; screening asks for the follow-up within 91
   days. Compared among people with no B12 dose and no MMA/active B12 at all after the
   result (otherwise the two questions differ by design).
@@ -137,7 +138,12 @@ def engine_indeterminate(r: Record, x: Assessment) -> tuple[bool, bool]:
     follow = KB.screening.follow_up_tests[lab.test]
     after = [_day(y["date"]) for y in r.get("labs", []) if y["test"] in follow]
     judged = not _dose_dates(r) and not any(d >= lab.date for d in after)
-    ordered = {s.id for s in x.next_steps} & {f"order_{t}" for t in follow}
+    steps = {s.id for s in x.next_steps}
+    ordered = steps & {f"order_{t}" for t in follow}
+    # A result the engine finds out of date for today's symptoms (lab.out_of_date) is
+    # followed up with a fresh B12 test rather than an MMA on the old sample.
+    if not lab.used_for_status and "Out of date" in lab.text:
+        ordered = steps & {"order_total_b12", "order_active_b12"}
     due = lab.date + dt.timedelta(days=W.follow_up_days) < AS_OF
     return bool(ordered) and due, judged
 

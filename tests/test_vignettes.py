@@ -3,8 +3,8 @@
 
 Expectation keys (each optional; only those present are checked):
   testing_recommended, suspicion, neurological_involvement, deficiency_status, urgency,
-  pathway_step, regimen (null = no treatment), drug, route, duration, under_way,
-  duration_settled, overdue_since, review_dates,
+  pathway_step, pathway_states ({step id: state}), regimen (null = no treatment), drug,
+  route, duration, under_way, duration_settled, overdue_since, review_dates,
   schedule_first (date of the first listed dose), schedule_min_doses,
   schedule_phases ({"loading": n, "maintenance": n} minimum counts),
   next_steps_include / next_steps_exclude, warnings_include / warnings_exclude,
@@ -18,7 +18,8 @@ Expectation keys (each optional; only those present are checked):
   treatment_rule, treatment_text_include ([substring]), schedule_dates_include ([date]),
   recovery_progress ({milestone: status}, exactly the milestones judged; {} for none),
   recovery_progress_symptoms ({milestone: [symptom id]}), note_text_include
-  ({note id: [substring]}), next_step_text_include ({step id: [substring]}).
+  ({note id: [substring]}), next_step_text_include ({step id: [substring]}),
+  status_text_include ([substring] of the status reasons).
 A case whose record is invalid expects only input_errors: the field paths that
 ``InputError`` must name.
 """
@@ -57,6 +58,9 @@ def _check(a: Assessment, expect: dict[str, Any]) -> list[str]:
     for key, got in simple.items():
         if key in expect:
             same(key, got, expect[key])
+    states = {x.id: x.state for x in a.diagnostic_pathway.steps}
+    for step, state in expect.get("pathway_states", {}).items():
+        same(f"pathway_states.{step}", states.get(step), state)
     t = a.treatment
     if "regimen" in expect:
         same("regimen", t.regimen if t else None, expect["regimen"])
@@ -137,6 +141,10 @@ def _check(a: Assessment, expect: dict[str, Any]) -> list[str]:
         for piece in pieces:
             if not any(piece in text for text in texts):
                 problems.append(f"next step {sid} should say {piece!r}; got {texts!r}")
+    for words in expect.get("status_text_include", []):
+        told = " ".join(r.text for r in a.status_reasons)
+        if words not in told:
+            problems.append(f"status reasons should say {words!r}; got {told!r}")
     for nid, pieces in expect.get("note_text_include", {}).items():
         for piece in pieces:
             if piece not in note_texts.get(nid, ""):

@@ -49,7 +49,10 @@ def render(a: Assessment, console: Console | None = None) -> None:
     head.append(f" {a.urgency.replace('_', ' ').upper()} ", style=URGENCY_STYLE[a.urgency])
     head.append(f"  {kb.urgency[a.urgency].plain}\n", style="bold")
     for r in a.urgency_reasons:
-        head.append(f"{r.text}\n")
+        # The urgency line cites its rule and sources, as every other line does.
+        cited = "".join(f"[{numbers[x]}]" for x in r.sources if x in numbers)
+        head.append(f"{r.text} ")
+        head.append(f"(rule {r.rule}; sources {cited})\n", style="dim")
     console.print(
         Panel(
             head,
@@ -76,6 +79,9 @@ def render(a: Assessment, console: Console | None = None) -> None:
     steps = "  ".join(f"{STEP_MARK[s.state]} {s.name}" for s in a.diagnostic_pathway.steps)
     console.print(f"\n[bold]Diagnostic pathway[/]  {steps}")
     console.print(f"  {a.diagnostic_pathway.text}")
+    for s in a.diagnostic_pathway.steps:
+        if s.note:
+            console.print(f"  {s.name}: {s.state.replace('_', ' ')} ({s.note})")
 
     if a.labs:
         labs = Table(title="Lab results", title_justify="left", expand=False)
@@ -132,10 +138,10 @@ def render(a: Assessment, console: Console | None = None) -> None:
 
     if a.recovery_milestones:
         rec = Table(title="Expected recovery (from the first dose)", title_justify="left")
-        rec.add_column("By")
+        rec.add_column("When")
         rec.add_column("Milestone")
         for m in a.recovery_milestones:
-            rec.add_row(str(m.expected_by), f"{m.name} {_refs(m.sources, numbers)}")
+            rec.add_row(m.when_text, f"{m.name} {_refs(m.sources, numbers)}")
         console.print(rec)
         if a.recovery_outcome:
             console.print(f"  {a.recovery_outcome.text}")

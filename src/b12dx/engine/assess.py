@@ -11,7 +11,7 @@ from b12dx.engine import diet, differentials, next_steps, recovery, status, susp
 from b12dx.engine import treatment as treatment_rules
 from b12dx.engine import urgency as urgency_rules
 from b12dx.engine.explain import explained
-from b12dx.engine.findings import find
+from b12dx.engine.findings import Findings, find
 from b12dx.engine.labs import interpret_labs
 from b12dx.engine.validate import check_patient, parse_patient, resolve_as_of
 from b12dx.engine.warnings import notes, raise_warnings
@@ -46,6 +46,15 @@ def _factor_name(kb: Knowledge, factor: RiskFactor, taken: frozenset[str]) -> st
     return " and ".join(kb.medications[m].name for m in listed if m in taken)
 
 
+def symptoms_since(f: Findings) -> dt.date | None:
+    """The earliest onset of the B12 symptoms present (from their durations), when known."""
+    weeks = [f.symptoms[x].duration_weeks for x in f.b12_symptoms]
+    known = [float(w) for w in weeks if w is not None]
+    if not known:
+        return None
+    return f.as_of - dt.timedelta(days=round(max(known) * 7))
+
+
 def _citation(kb: Knowledge, sid: str) -> Citation:
     key = ("citation", sid)
     if key not in kb.derived:
@@ -75,7 +84,9 @@ def assess(
     check_patient(record, kb, day)
 
     f = find(kb, record, day)
-    labs = interpret_labs(kb, prof, record, f.first_dose)
+    labs = interpret_labs(
+        kb, prof, record, f.first_dose, symptoms_since(f), day, symptomatic=bool(f.b12_symptoms)
+    )
     s = suspicion.judge(kb, f, labs)
     given = treatment_rules.presentation(kb, prof, f, labs)
     st = status.decide(kb, f, labs, s, given.course)
@@ -108,7 +119,7 @@ def assess(
         )
         for r in f.red_flags
     ]
-    path = status.pathway(kb, st)
+    path = status.pathway(kb, st, f, labs, given.course)
     ordered = {x.id for x in steps}
     advice = diet.advise(kb, prof, f, labs, bool(ordered & next_steps.B12_TESTS))
     pieces: list[Any] = [

@@ -4,9 +4,10 @@ that decide the deficiency status (the latest per test, taken before any B12 was
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from b12dx.engine.explain import explained
+from b12dx.engine.schedule import add_months
 from b12dx.engine.units import family_base, find_unit
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.assessment import LabItem
@@ -30,6 +31,9 @@ class LabSummary:
     items: list[LabItem]
     usable: dict[str, LabReading]  # test id -> the reading that decides status
     taken_after_treatment: list[str]  # tests with results drawn after B12 was given
+    # The latest result of each test that is out of date for today's symptoms (rule
+    # lab.out_of_date): shown, not used for the status.
+    out_of_date: list[LabItem] = field(default_factory=list)
 
     def band(self, test: str) -> str | None:
         reading = self.usable.get(test)
@@ -160,8 +164,19 @@ def _interpret_numeric(
 
 
 def interpret_labs(
-    kb: Knowledge, profile: Profile, patient: PatientRecord, first_dose: dt.date | None
+    kb: Knowledge,
+    profile: Profile,
+    patient: PatientRecord,
+    first_dose: dt.date | None,
+    symptoms_since: dt.date | None = None,
+    as_of: dt.date | None = None,
+    symptomatic: bool = False,
 ) -> LabSummary:
+    """With B12 symptoms present (``symptomatic``) and no B12 given, a B12 result older
+    than its test's ``out_of_date_months`` before ``as_of``, or taken before the symptoms
+    began (``symptoms_since``, when their durations are known), is out of date: it does
+    not decide the status of today's symptoms (rule lab.out_of_date)."""
+
     # The latest result per test decides; undated results count as older than dated ones.
     def when(lab: LabResult) -> dt.date:
         return lab.date or dt.date.min
@@ -181,8 +196,18 @@ def interpret_labs(
         if lab.test not in latest or when(lab) >= when(patient.labs[latest[lab.test]]):
             latest[lab.test] = i
 
+    def stale(lab: LabResult) -> bool:
+        months = kb.labs[lab.test].out_of_date_months
+        if not symptomatic or first_dose is not None or months is None or as_of is None:
+            return False  # no symptom to judge, or the pre-treatment diagnosis: it stands
+        if lab.date is None:
+            return False
+        limit = add_months(as_of, -months)
+        return lab.date < (max(symptoms_since, limit) if symptoms_since else limit)
+
     items: list[LabItem] = []
     usable: dict[str, LabReading] = {}
+    old: list[LabItem] = []
     for i, lab in enumerate(patient.labs):
         test = kb.labs[lab.test]
         used = latest.get(lab.test) == i
@@ -210,7 +235,22 @@ def interpret_labs(
             unit = find_unit(kb, test, lab.unit)
             assert unit is not None  # checked by validate
             reading = _interpret_numeric(kb, profile, patient, test, lab, unit, used)
+        if used and stale(lab):
+            assert lab.date is not None and as_of is not None
+            why = (
+                "before the symptoms began"
+                if symptoms_since is not None and lab.date < symptoms_since
+                else f"more than {kb.labs[lab.test].out_of_date_months} months ago"
+            )
+            note = (
+                f" Out of date for today's symptoms (taken {lab.date}, {why}): it does not "
+                "decide the status; repeat the test."
+            )
+            update = {"used_for_status": False, "text": reading.item.text + note}
+            reading = LabReading(reading.item.model_copy(update=update), None)
+            old.append(reading.item)
+            used = False
         items.append(reading.item)
         if used:
             usable[lab.test] = reading
-    return LabSummary(items, usable, sorted(set(after_treatment)))
+    return LabSummary(items, usable, sorted(set(after_treatment)), old)

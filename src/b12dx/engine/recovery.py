@@ -53,6 +53,7 @@ def milestones(
                 id=m.id,
                 name=m.name,
                 expected_by=due,
+                open_ended=m.open_ended,
             )
         )
     outcome = None

@@ -84,7 +84,17 @@ def decide(
             reason("status.mma_elevated_renal")
         else:
             out.status = "confirmed"
-            reason("status.mma_elevated")
+            if labs.si("egfr") is None and "chronic_kidney_disease" not in f.conditions:
+                # An MMA-based status holds only with normal kidney function: say so when
+                # no eGFR is on record (eGFR below 60 raises MMA by itself).
+                reason(
+                    "status.mma_elevated",
+                    kb.rules["status.mma_elevated"].text
+                    + " This holds only if kidney function is normal: no eGFR is recorded"
+                    " (an eGFR below 60 raises MMA by itself); check it.",
+                )
+            else:
+                reason("status.mma_elevated")
         out.step = "functional_test"
     elif b12 == "deficient":
         if pregnant_total_only:
@@ -174,19 +184,50 @@ def decide(
     return out
 
 
-def pathway(kb: Knowledge, result: StatusResult) -> DiagnosticPathway:
+def _skipped_or_done(
+    step: str, f: Findings, labs: LabSummary, course: Course
+) -> tuple[str, str | None]:
+    """A step before the current one: done when what it asks for is in the record, else
+    not needed, with why (rule status.pathway)."""
+    b12 = labs.band("total_b12") or labs.band("active_b12")
+    if step == "assess_testing":
+        return "done", None
+    if step in ("initial_test", "interpret_b12"):
+        if b12 is not None:
+            return "done", None
+        if course.under_way:
+            return "not_needed", "treatment is under way; B12 levels no longer diagnose"
+        return "not_needed", "the status rests on other results"
+    if step == "functional_test":
+        if labs.band("mma") is not None or labs.band("homocysteine") is not None:
+            return "done", None
+        if b12 == "deficient":
+            return "not_needed", "B12 in the deficient band confirms deficiency without MMA"
+        return "not_needed", "no MMA was measured"
+    if step == "find_cause":
+        known = [m.factor.name for m in f.risk_factors if m.factor.obvious_cause]
+        if labs.band("intrinsic_factor_antibody") is not None or known:
+            return "done", (f"cause: {', '.join(known)}" if known else None)
+        return "not_needed", "no cause work-up recorded"
+    return "done", None
+
+
+def pathway(
+    kb: Knowledge, result: StatusResult, f: Findings, labs: LabSummary, course: Course
+) -> DiagnosticPathway:
     steps = sorted(kb.algorithm.values(), key=lambda a: a.order)
     current = next(i for i, a in enumerate(steps) if a.id == result.step)
     ended = result.status == "unlikely"
     out: list[PathwayStep] = []
     for i, a in enumerate(steps):
+        note = None
         if i < current:
-            state = "done"
+            state, note = _skipped_or_done(a.id, f, labs, course)
         elif i == current:
             state = "current"
         else:
             state = "not_needed" if ended else "pending"
-        out.append(PathwayStep(id=a.id, name=a.name, state=state))
+        out.append(PathwayStep(id=a.id, name=a.name, state=state, note=note))
     here = steps[current]
     return explained(
         kb,

@@ -134,6 +134,9 @@ class PathwayStep(_Out):
     id: str
     name: str
     state: StepState
+    note: str | None = Field(
+        default=None, description="Why a step was not needed, or what settled it."
+    )
 
 
 class DiagnosticPathway(Explained):
@@ -197,6 +200,16 @@ class Milestone(Explained):
     id: MilestoneId
     name: str
     expected_by: dt.date
+    open_ended: bool = Field(
+        default=False,
+        description="`expected_by` is the earliest date, not a deadline: the recovery may "
+        "take longer (sensory conduction: 14 months or more).",
+    )
+
+    @property
+    def when_text(self) -> str:
+        """``by 2027-01-01``, or ``from 2027-01-01`` when it may take longer."""
+        return f"{'from' if self.open_ended else 'by'} {self.expected_by}"
 
 
 class SymptomProgress(_Out):

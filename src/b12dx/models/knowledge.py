@@ -157,6 +157,9 @@ class LabTest(Cited):
     same_day_with_symptoms: list[str] = Field(default_factory=list)
     # A result in one of these bands is seen within 2 weeks (rule urgency.abnormal_result).
     soon_bands: list[str] = Field(default_factory=list)
+    # Rule lab.out_of_date: before treatment, a result older than this, or taken before
+    # the symptoms began, does not decide the status of today's symptoms.
+    out_of_date_months: int | None = None
 
 
 class BandWhen(_KB):
@@ -266,6 +269,8 @@ class MilestoneDef(Cited):
     name: str
     expected_by_days: int | None = None
     expected_by_months: float | None = None
+    # The date is the earliest, not a deadline ("may take 14 months or more").
+    open_ended: bool = False
     applies: Literal["neurological", "anaemia", "always"]
     text: str
     choice: str | None = None
