@@ -156,6 +156,8 @@ def notes(
         note("folic_acid_pregnancy")
     if has_mood_symptom(kb, f):
         note("mood_help")
+    if st.deficient or (f.neurological and s.high):
+        note("nitrous_oxide_procedures")
     if s.high and st.status in ("indeterminate", "not_assessed") and labs.usable:
         note("discordant_results")
     if "discordant_mma" in st.notes:
