@@ -62,7 +62,9 @@ def summary(kb: Knowledge, result: Assessment) -> str:
     elif result.deficiency_status == "indeterminate":
         head = f"B12 result indeterminate{nerves}"
     elif any(w.id == "maintenance_overdue" for w in result.warnings):
-        head = "B12 maintenance overdue"
+        t = result.treatment
+        phase = t.overdue_phase if t is not None and t.overdue_phase else "maintenance"
+        head = f"B12 {phase} dose overdue"
     else:
         head = f"Possible B12 deficiency{nerves} ({result.suspicion.level} suspicion)"
     return shorten(f"{head}: {first_step[:1].lower()}{first_step[1:]}" if first_step else head)

@@ -340,7 +340,8 @@ def next_dose(a: Assessment, last_given: dt.date) -> str:
     if t is None:
         return "No further dose is planned: the current assessment does not indicate treatment."
     if t.overdue_since is not None:
-        return f"Maintenance is overdue: it was due {t.overdue_since}."
+        phase = (t.overdue_phase or "maintenance").capitalize()
+        return f"{phase} is overdue: the dose was due {t.overdue_since}."
     upcoming = [d for d in t.schedule if d.date > last_given and d.date >= a.as_of]
     if not upcoming:
         return "No further dose is planned in the schedule's 12 months."

@@ -147,9 +147,7 @@ def plan(
     # An abnormal result that is out of date (rule lab.out_of_date) still asks for a fresh
     # test: it was never followed up, and it does not decide today's symptoms.
     stale_abnormal = any(x.band not in ("normal", None) for x in labs.out_of_date)
-    testing_wanted = (
-        s.testing or s.level != "low" or st.status != "not_assessed" or stale_abnormal
-    )
+    testing_wanted = s.testing or s.level != "low" or st.status != "not_assessed" or stale_abnormal
     if testing_wanted and not f.doses:
         if f.nitrous_oxide and st.need_homocysteine:
             add("order_homocysteine", "next.nitrous_oxide_functional_test")

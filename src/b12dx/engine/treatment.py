@@ -275,6 +275,7 @@ def decide(
         schedule=schedule,
         review_dates=[review] if review >= f.as_of else [],
         overdue_since=overdue_since,
+        overdue_phase=c.lapsed_phase() if overdue_since is not None else None,
     )
     return TreatmentDecision(
         treatment,

@@ -187,6 +187,9 @@ class Treatment(Explained):
         description="The due date of the course's next dose (loading or maintenance) that has "
         "passed beyond the profile's allowance.",
     )
+    overdue_phase: Phase | None = Field(
+        default=None, description="The phase of the overdue dose: loading or maintenance."
+    )
 
     @property
     def duration_text(self) -> str:

@@ -98,7 +98,8 @@ def items_for(
             item(
                 "maintenance_overdue",
                 t.overdue_since,
-                f"Maintenance {what} was due {t.overdue_since} ({late} days ago)",
+                f"{(t.overdue_phase or 'maintenance').capitalize()} {what} was due "
+                f"{t.overdue_since} ({late} days ago)",
             )
         # The schedule of a course under way starts on as_of, whose dose may already have
         # been given: a dose recorded on a date is done, not due.

@@ -14,8 +14,9 @@ the past is then:
   overdue  no dose yet, the allowance has passed, and it is still its turn
   due      no dose yet, within the allowance
 
-The allowance is the profile's ``maintenance_grace_days`` for maintenance doses (the
-engine's own measure of when maintenance is overdue) and none for loading doses.
+The allowance is the profile's ``maintenance_grace_days`` for maintenance doses and its
+``loading_grace_days`` for loading doses (the engine's own measures of when a dose is
+overdue, engine.course).
 Daily plans (oral tablets) are summarised, not checked dose by dose.
 """
 
@@ -144,6 +145,7 @@ def compare(
     given: Sequence[Given],
     today: dt.date,
     grace_days: int,
+    loading_grace_days: int = 0,
 ) -> DosePlan:
     """``saved``: each saved assessment's date and plan, oldest first."""
     plan: list[Planned] = []
@@ -174,7 +176,7 @@ def compare(
             unplanned.append(g)
             continue
         k = min(range(len(checked)), key=lambda j: (abs((checked[j].due - g.day).days), j))
-        lo, hi = _window(checked, k, grace_days)
+        lo, hi = _window(checked, k, grace_days, loading_grace_days)
         if not lo <= g.day <= hi:
             unplanned.append(g)
             continue
@@ -189,7 +191,7 @@ def compare(
     past: list[PlanRow] = []
     upcoming: list[PlanRow] = []
     for k, p in enumerate(checked):
-        allowance = grace_days if p.phase == "maintenance" else 0
+        allowance = grace_days if p.phase == "maintenance" else loading_grace_days
         match = chosen.get(k)
         if match is not None:
             late = (match.day - p.due).days
@@ -197,7 +199,7 @@ def compare(
         elif p.due >= today:
             row = PlanRow(p, "due" if p.due == today else "upcoming")
         else:
-            _, hi = _window(checked, k, grace_days)
+            _, hi = _window(checked, k, grace_days, loading_grace_days)
             if p.due == since:  # the engine's own finding: maintenance overdue since then
                 row = PlanRow(p, "overdue", late_days=(today - p.due).days)
             elif hi < today and k + 1 < len(checked) and checked[k + 1].due <= today:
@@ -219,7 +221,9 @@ def compare(
     return out
 
 
-def _window(plan: Sequence[Planned], k: int, grace_days: int) -> tuple[dt.date, dt.date]:
+def _window(
+    plan: Sequence[Planned], k: int, grace_days: int, loading_grace_days: int = 0
+) -> tuple[dt.date, dt.date]:
     """The days whose doses count for planned dose ``k``: halfway to its neighbours (the
     gap on the other side where it has none; the allowance when it has neither)."""
     due = plan[k].due
@@ -229,7 +233,7 @@ def _window(plan: Sequence[Planned], k: int, grace_days: int) -> tuple[dt.date, 
     after = after if after is not None else before
     lo = (before - 1) // 2 if before is not None else grace_days
     hi = after // 2 if after is not None else grace_days
-    allowance = grace_days if plan[k].phase == "maintenance" else 0
+    allowance = grace_days if plan[k].phase == "maintenance" else loading_grace_days
     return due - dt.timedelta(days=lo), due + dt.timedelta(days=max(hi, allowance))
 
 

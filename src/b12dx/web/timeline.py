@@ -138,6 +138,7 @@ def timeline_context(
         given,
         today,
         profile.maintenance_grace_days or 0,
+        profile.loading_grace_days or 0,
     )
     charts = (
         lab_charts(kb, profile, record, p.labs, assessment.labs)
