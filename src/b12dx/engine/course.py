@@ -12,6 +12,7 @@ treatment.course_lapsed).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 from dataclasses import dataclass
 
@@ -38,8 +39,14 @@ def fits(dose: TreatmentDose, regimen: Regimen) -> bool:
         return False
     if dose.dose_mg is None:
         return True
-    low, high = regimen.dose_range_mg
+    low, high = _dose_range(regimen.dose)
     return low - TOLERANCE_MG <= float(dose.dose_mg) <= high + TOLERANCE_MG
+
+
+@functools.lru_cache(maxsize=64)
+def _dose_range(dose: str) -> tuple[float, float]:
+    # A regimen's dose text is parsed once (models.knowledge.Regimen.dose_range_mg).
+    return Regimen.range_of(dose)
 
 
 def adequate_regimens(

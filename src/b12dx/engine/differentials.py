@@ -17,7 +17,11 @@ def weigh(kb: Knowledge, f: Findings, labs: LabSummary) -> list[DifferentialItem
     facts = feature_facts(kb, f.patient, f.symptoms, bands)
     # Ordinary strain is weighed on the symptoms as the strain rule reads them (rule
     # suspicion.strain_aching: an ache after exertion is the strain's local aching).
-    strain_facts = feature_facts(kb, f.patient, f.strain_symptoms, bands)
+    strain_facts = (
+        facts
+        if f.strain_symptoms is f.symptoms
+        else feature_facts(kb, f.patient, f.strain_symptoms, bands)
+    )
     out: list[DifferentialItem] = []
     for d in kb.differentials.values():
         seen = strain_facts if d.id == STRAIN else facts

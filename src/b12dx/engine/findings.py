@@ -296,8 +296,9 @@ def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
     symptoms = {s.id: s for s in record.symptoms}
     b12 = [s for s in symptoms if kb.symptoms[s].role == "b12"]
     aching = _strain_ache(symptoms)
-    strain_view = dict(symptoms)
+    strain_view = symptoms  # the same mapping unless an ache is re-read as strain
     if aching:
+        strain_view = dict(symptoms)
         ache = strain_view.pop(STRAIN_ACHE)
         strain_view.setdefault(STRAIN_SORENESS, ache.model_copy(update={"id": STRAIN_SORENESS}))
     strain_fit, _, _ = differential_fit(

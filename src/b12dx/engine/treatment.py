@@ -118,10 +118,10 @@ def presentation(kb: Knowledge, profile: Profile, f: Findings, labs: LabSummary)
     # The course follows the presentation's regimen when its last dose is one of it, else
     # the first adequate regimen its last dose fits (injections under way for a cause
     # whose regimen is oral, rule treatment.injection_course).
-    counted = [d for d in f.doses if any(courses.fits(d, r) for r in adequate)]
     followed = regimen
-    if counted and not courses.fits(counted[-1], regimen):
-        followed = next(r for r in adequate if courses.fits(counted[-1], r))
+    last = next((d for d in reversed(f.doses) if any(courses.fits(d, r) for r in adequate)), None)
+    if last is not None and not courses.fits(last, regimen):
+        followed = next(r for r in adequate if courses.fits(last, r))
     c = courses.judge(kb, profile, followed, adequate, f.doses, f.as_of, months)
     return Presentation(key, cause, behind, regimen, rule, c, months, adequate)
 

@@ -243,7 +243,12 @@ class Regimen(Cited):
     @property
     def dose_range_mg(self) -> tuple[float, float]:
         """The dose, or its range, in mg."""
-        m = REGIMEN_DOSE.match(self.dose)
+        return self.range_of(self.dose)
+
+    @staticmethod
+    def range_of(dose: str) -> tuple[float, float]:
+        """A regimen dose text ("1 mg", "50-150 micrograms") as its range in mg."""
+        m = REGIMEN_DOSE.match(dose)
         assert m is not None  # the field's pattern
         per_mg = 1.0 if m[3] == "mg" else 0.001
         low = float(m[1]) * per_mg
