@@ -145,6 +145,21 @@ def test_deficient_is_untreated_when_no_b12_starts_within_31_days(tmp_path: Path
     assert ("treated", "deficient_untreated") not in found
 
 
+def test_a_recorded_b12_deficiency_diagnosis_left_untreated_is_a_gap(tmp_path: Path) -> None:
+    """A diagnosis of B12 deficiency (ICD-10 D51.9 read as b12_deficiency) with no B12
+    given within a month is deficient and untreated, as a deficient result would be."""
+    conditions = [
+        {"person_id": p, "condition_id": "b12_deficiency", "start_date": D(2023, 1, 5),
+         "end_date": None}
+        for p in ("untreated", "treated")
+    ]  # fmt: skip
+    doses = [{"person_id": "treated", "date": D(2023, 1, 20), "route": "im",
+              "drug": "hydroxocobalamin"}]  # fmt: skip
+    found = gaps(tmp_path, {"condition": conditions, "b12_dose": doses})
+    assert ("untreated", "deficient_untreated") in found
+    assert ("treated", "deficient_untreated") not in found
+
+
 def test_folic_acid_without_any_b12_test_or_treatment(tmp_path: Path) -> None:
     folic = [
         {

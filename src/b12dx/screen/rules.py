@@ -490,9 +490,27 @@ def _deficient_untreated(
         tr, [r.person_id == tr.person_id, tr.date <= r.date + _days(th.treatment_days)]
     ).select(r.person_id, r.test)
     missing = r.anti_join(treated, ["person_id", "test"])
-    missing = missing.group_by("person_id").aggregate(
-        reasons=_join_texts(_result_text(kb, missing))
+    by_result = missing.select("person_id", reason=_result_text(kb, missing))
+    # A recorded diagnosis of B12 deficiency (conditions.yaml b12_deficiency: ICD-10 D51,
+    # E53.8) is deficiency as the engine reads it (status.recorded_diagnosis): untreated a
+    # month after it was recorded, it is the same gap.
+    c = t["condition"]
+    dx = c.filter(
+        c.condition_id == "b12_deficiency",
+        c.start_date.notnull(),
+        c.start_date + _days(th.treatment_days) < ibis.literal(th.as_of),
+        c.end_date.isnull() | (c.end_date >= ibis.literal(th.as_of)),
     )
+    dx_treated = dx.join(
+        tr, [dx.person_id == tr.person_id, tr.date <= dx.start_date + _days(th.treatment_days)]
+    ).select(dx.person_id)
+    dx = dx.anti_join(dx_treated, "person_id")
+    by_dx = dx.group_by("person_id").aggregate(since=dx.start_date.min())
+    by_dx = by_dx.select(
+        "person_id", reason="B12 deficiency diagnosed (recorded) on " + _text(by_dx.since)
+    )
+    both = ibis.union(by_result, by_dx, distinct=False)
+    missing = both.group_by("person_id").aggregate(reasons=_join_texts(both.reason))
     return missing.select(
         "person_id",
         reasons=missing.reasons + f"; no B12 treatment within {th.treatment_days} days after",
