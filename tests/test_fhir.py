@@ -262,7 +262,9 @@ def test_a_recorded_b12_or_folate_deficiency_diagnosis_is_read_and_counts() -> N
     a = assess(imported.record | {"as_of": AS_OF.isoformat()})
     assert a.deficiency_status == "likely"
     assert "status.recorded_diagnosis" in [r.rule for r in a.status_reasons]
-    assert a.treatment is not None and a.treatment.duration_settled
+    # No cause on record: it is looked for, and the duration waits for it.
+    assert a.treatment is not None and not a.treatment.duration_settled
+    assert "order_intrinsic_factor_antibodies" in [s.id for s in a.next_steps]
 
 
 def test_total_and_partial_gastrectomy_are_told_apart() -> None:

@@ -632,21 +632,26 @@ def test_every_exported_name_is_importable_from_the_package() -> None:
 def test_a_course_under_way_is_an_adequate_course(
     record: dict[str, Any], profile: str | None
 ) -> None:
-    """Treatment under way means doses of the regimen continued were really given (drug,
-    injection or not, a dose in its range), and for neurological involvement by injection."""
+    """Treatment under way means doses of the regimen continued were really given (its
+    drug, or another cobalamin by injection; injection or not; at least its dose), and for
+    neurological involvement by injection; methylcobalamin never makes a course."""
     result = assess(record, profile=profile)
     t = result.treatment
     if t is None or not t.under_way:
         return
     regimen = KB.regimens[t.regimen]
-    low, high = regimen.dose_range_mg
+    low, _high = regimen.dose_range_mg
     injected = {"im", "sc", "iv"}
+    cobalamins = {"hydroxocobalamin", "cyanocobalamin"}
     given = [
         d
         for d in record.get("b12_treatment", [])
-        if d["drug"] == regimen.drug
-        and (d["route"] in injected) == (regimen.route in injected)
-        and (d.get("dose_mg") is None or low - 1e-9 <= d["dose_mg"] <= high + 1e-9)
+        if (d["route"] in injected) == (regimen.route in injected)
+        and (
+            d["drug"] == regimen.drug
+            or (d["route"] in injected and {d["drug"], regimen.drug} <= cobalamins)
+        )
+        and (d.get("dose_mg") is None or d["dose_mg"] >= low - 1e-9)
     ]
     assert given, (t.regimen, record.get("b12_treatment"))
     if result.neurological_involvement:

@@ -11,13 +11,12 @@ from b12dx.engine import diet, differentials, next_steps, recovery, status, susp
 from b12dx.engine import treatment as treatment_rules
 from b12dx.engine import urgency as urgency_rules
 from b12dx.engine.explain import explained
-from b12dx.engine.findings import Findings, find
+from b12dx.engine.findings import Findings, factor_name, find
 from b12dx.engine.labs import interpret_labs
 from b12dx.engine.validate import check_patient, parse_patient, resolve_as_of
 from b12dx.engine.warnings import notes, raise_warnings
 from b12dx.knowledge.loader import Knowledge, load_knowledge
 from b12dx.models.assessment import Assessment, Citation, RedFlagItem, RiskFactorItem
-from b12dx.models.knowledge import RiskFactor
 from b12dx.models.patient import PatientRecord
 from b12dx.version import ENGINE_VERSION, SCHEMA_VERSION
 
@@ -35,15 +34,6 @@ def _cited(pieces: Iterable[Any]) -> list[str]:
             if item is not None:
                 seen.update(dict.fromkeys(item.sources))
     return list(seen)
-
-
-def _factor_name(kb: Knowledge, factor: RiskFactor, taken: frozenset[str]) -> str:
-    """A risk factor's name, naming only the medicines this person takes when the factor
-    covers several ("Primidone", not "Colchicine, phenobarbital, ... or topiramate")."""
-    listed = factor.trigger.medication or []
-    if len(listed) < 2:
-        return factor.name
-    return " and ".join(kb.medications[m].name for m in listed if m in taken)
 
 
 def symptoms_since(f: Findings) -> dt.date | None:
@@ -108,7 +98,7 @@ def assess(
             text=m.factor.text + (f" ({m.qualifier})" if m.qualifier else ""),
             sources=m.factor.sources,
             id=m.factor.id,
-            name=_factor_name(kb, m.factor, f.medications),
+            name=factor_name(kb, m.factor, f.medications),
             category=m.factor.category,
         )
         for m in f.risk_factors

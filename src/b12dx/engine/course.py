@@ -32,15 +32,29 @@ def route_family(route: str) -> str:
     return "injection" if route in INJECTION_ROUTES else route
 
 
+# Injected cobalamins that stand for one another in a course: hydroxocobalamin is
+# preferred (BNF, retained longer), but cyanocobalamin 1 mg IM monthly is standard
+# practice elsewhere (fda-cyanocobalamin) and is no less a course of treatment.
+INJECTED_COBALAMINS = frozenset({"hydroxocobalamin", "cyanocobalamin"})
+
+
 def fits(dose: TreatmentDose, regimen: Regimen) -> bool:
-    """The dose is one of the regimen's: same drug, same route family, a dose in its range
-    (a dose whose amount is not recorded is taken at its drug and route)."""
-    if dose.drug != regimen.drug or route_family(dose.route) != route_family(regimen.route):
+    """The dose gives at least what the regimen gives: its drug (by injection, either
+    cobalamin), its route family, and at least its dose (B12 has no toxicity: a larger
+    dose is no less treatment; a dose whose amount is not recorded is taken at its drug
+    and route)."""
+    family = route_family(dose.route)
+    if family != route_family(regimen.route):
+        return False
+    same = dose.drug == regimen.drug or (
+        family == "injection" and {dose.drug, regimen.drug} <= INJECTED_COBALAMINS
+    )
+    if not same:
         return False
     if dose.dose_mg is None:
         return True
-    low, high = _dose_range(regimen.dose)
-    return low - TOLERANCE_MG <= float(dose.dose_mg) <= high + TOLERANCE_MG
+    low, _high = _dose_range(regimen.dose)
+    return float(dose.dose_mg) >= low - TOLERANCE_MG
 
 
 @functools.lru_cache(maxsize=64)
@@ -89,19 +103,22 @@ class Position:
 
 
 def position(
-    regimen: Regimen, dates: list[dt.date], review: dt.date, as_of: dt.date, spaced_days: int
+    regimen: Regimen, dates: list[dt.date], review: dt.date, as_of: dt.date, grace_days: int
 ) -> Position:
     """Count the doses given (``dates``, oldest first, at least one) into the regimen's
     phases: fixed-count phases take their number of doses, a phase ``until: first_review``
     the doses before the review (and is over once the review date is reached), the last
-    phase the rest. Doses already given further apart than loading (the last two more than
-    ``spaced_days`` apart) are maintenance: a record that begins with maintenance, its
-    loading given before the record, is not a loading course stopped early."""
+    phase the rest. Doses already given at the maintenance interval (the last two at least
+    the interval less its ``grace_days`` apart) are maintenance: a record that begins with
+    maintenance, its loading given before the record, is not a loading course stopped
+    early; a loading course with a missed week is still loading."""
     i = 0
     last = dates[0]
     phases = regimen.phases
-    if len(phases) > 1 and len(dates) >= 2 and (dates[-1] - dates[-2]).days > spaced_days:
-        return Position(len(phases) - 1, 0, next_after(dates[-1], phases[-1]))
+    final = phases[-1]
+    grace = dt.timedelta(days=grace_days)
+    if len(phases) > 1 and len(dates) >= 2 and dates[-1] + grace >= next_after(dates[-2], final):
+        return Position(len(phases) - 1, 0, next_after(dates[-1], final))
     for index, phase in enumerate(phases):
         remaining = dates[i:]
         if index == len(phases) - 1:
@@ -202,8 +219,7 @@ def judge(
     dates = current_course(regimen, sorted({d.date for d in counted}), profile)
     counted = [d for d in counted if d.date >= dates[0]]
     review = add_months(dates[0], review_months)
-    spaced = loading_step_days(regimen) + (profile.loading_grace_days or 0)
-    at = position(regimen, dates, review, as_of, spaced)
+    at = position(regimen, dates, review, as_of, profile.maintenance_grace_days or 0)
     phase = at.phase(regimen).phase
     allowance = profile.loading_grace_days if phase == "loading" else profile.maintenance_grace_days
     overdue = at.due if at.due + dt.timedelta(days=allowance or 0) < as_of else None

@@ -49,7 +49,8 @@ class Findings:
     strain_pattern: bool
     # The symptoms as the strain comparison reads them (a strain ache as local aching).
     strain_symptoms: dict[str, SymptomEntry]
-    # Difficulty swallowing with no other nerve feature: suspected-cancer referral (NG12).
+    # Difficulty swallowing (not sudden, 16 and over): suspected-cancer referral (NG12);
+    # with no other nerve feature it is not counted as B12 neuropathy.
     cancer_pathway: bool
     red_flags: list[RedFlag]
     risk_factors: list[MatchedRiskFactor]
@@ -77,6 +78,14 @@ class Findings:
         return self.patient.age_years < ADULT_AGE
 
     @property
+    def swollen_painful_leg(self) -> bool:
+        """Leg pain or aching with swelling: a deep vein thrombosis is excluded the same
+        day (rule urgency.swollen_leg, nice-ng158)."""
+        return SWELLING in self.symptoms and bool(
+            {STRAIN_ACHE, "localized_muscle_soreness", "burning_pain"} & self.symptoms.keys()
+        )
+
+    @property
     def folic_prophylaxis(self) -> bool:
         """Folic acid taken in pregnancy to prevent neural tube defects
         (nhs-pregnancy-vitamins): never to be stopped, never the masking warning, which is
@@ -101,6 +110,15 @@ class Findings:
 
     def has_cause(self, *causes: str) -> bool:
         return any(m.factor.cause in causes for m in self.risk_factors)
+
+
+def factor_name(kb: Knowledge, factor: RiskFactor, taken: frozenset[str]) -> str:
+    """A risk factor's name, naming only the medicines this person takes when the factor
+    covers several ("Primidone", not "Colchicine, phenobarbital, ... or topiramate")."""
+    listed = factor.trigger.medication or []
+    if len(listed) < 2:
+        return factor.name
+    return " and ".join(kb.medications[m].name for m in listed if m in taken)
 
 
 def feature_facts(
@@ -273,22 +291,31 @@ def _baselines(
     return out
 
 
-# Rule suspicion.strain_aching: the seed's strain is "localised soreness or aching": an
-# aching leg that began suddenly after exertion, or that rest relieves, is that aching,
-# not the gradual neuropathic ache of B12 (seed-weakness comparison table).
+# Rule suspicion.strain_aching: the seed's strain is "localised soreness or aching", sudden
+# and after an activity: an aching leg that began suddenly after exertion is that aching,
+# not the gradual neuropathic ache of B12 (seed-weakness comparison table). Rest relieving
+# it is not enough on its own (leg pain relieved by rest is also the pattern of
+# claudication), and a swollen painful leg is never re-read (DVT, rule urgency.swollen_leg).
 STRAIN = "muscle_strain"  # differentials.yaml: the seed's ordinary strain
 STRAIN_ACHE = "leg_ache"
-STRAIN_CONTEXT = ("recent_overexertion", "improves_with_rest")
+STRAIN_CONTEXT = "recent_overexertion"
+SWELLING = "swelling_or_bruising"
 STRAIN_SORENESS = "localized_muscle_soreness"
-# Rule urgency.suspected_cancer_referral: difficulty swallowing without another nerve
-# feature is not B12's pattern; it is referred for urgent endoscopy (NICE NG12 1.2.1).
+# Rule urgency.suspected_cancer_referral: difficulty swallowing is referred for urgent
+# endoscopy (NICE NG12 1.2.1); without another nerve feature it is not B12's pattern.
 DYSPHAGIA = "swallowing_difficulty"
+# Rule next.bulbar_symptoms: swallowing and speech trouble together are a bulbar picture
+# (motor neurone disease among its causes, NICE NG42): neurology.
+BULBAR = frozenset({"swallowing_difficulty", "speech_difficulty"})
 
 
 def _strain_ache(symptoms: Mapping[str, SymptomEntry]) -> bool:
     ache = symptoms.get(STRAIN_ACHE)
     return (
-        ache is not None and ache.onset == "sudden" and any(x in symptoms for x in STRAIN_CONTEXT)
+        ache is not None
+        and ache.onset == "sudden"
+        and STRAIN_CONTEXT in symptoms
+        and SWELLING not in symptoms
     )
 
 
@@ -322,13 +349,11 @@ def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
         b12 = [s for s in b12 if not kb.symptoms[s].weakness and not (aching and s == STRAIN_ACHE)]
     others = [s for s in b12 if s in kb.neurological_symptoms and s != DYSPHAGIA]
     dysphagia = symptoms.get(DYSPHAGIA)
+    # NG12 1.2.1 refers anyone with dysphagia; alone, it is not counted as B12 neuropathy.
     cancer_pathway = (
-        dysphagia is not None
-        and dysphagia.onset != "sudden"
-        and record.age_years >= ADULT_AGE
-        and not others
+        dysphagia is not None and dysphagia.onset != "sudden" and record.age_years >= ADULT_AGE
     )
-    if cancer_pathway:
+    if cancer_pathway and not others:
         b12 = [s for s in b12 if s != DYSPHAGIA]
     neuro = [s for s in b12 if s in kb.neurological_symptoms]
     red_flags = [f for f in kb.red_flags.values() if _red_flag(kb, f, symptoms)]
@@ -345,24 +370,28 @@ def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
         for sid, r in baselines.items()
         if sid in kb.neurological_symptoms and rank(r.rating) > 0
     ]
+    first = doses[0].date if doses else None
+
+    def since_first(sid: str) -> list[SymptomRating]:
+        return [r for r in ratings.get(sid, []) if first is None or r.date >= first]
+
+    # Worse: recorded as progressing, or rated higher now than at its best since the
+    # first dose (severe, then mild, then moderate is coming back).
     worsening = [
         sid
         for sid in neuro
         if symptoms[sid].progressing is True
         or (
-            sid in baselines
-            and ratings.get(sid)
-            and rank(ratings[sid][-1].rating) > rank(baselines[sid].rating)
+            bool(since_first(sid))
+            and rank(ratings[sid][-1].rating) > min(rank(r.rating) for r in since_first(sid))
         )
     ]
-    first = doses[0].date if doses else None
+    # Back, for a lapsed course: worse, or with nothing to say it is not (no ratings since
+    # the first dose and not recorded as stable).
     returning = [
         sid
         for sid in neuro
-        if symptoms[sid].progressing is True
-        or not [r for r in ratings.get(sid, []) if first is None or r.date >= first]
-        or rank(ratings[sid][-1].rating)
-        > min(rank(r.rating) for r in ratings[sid] if first is None or r.date >= first)
+        if sid in worsening or (not since_first(sid) and symptoms[sid].progressing is not False)
     ]
     return Findings(
         patient=record,

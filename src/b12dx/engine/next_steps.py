@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from b12dx.engine.diet import absorption_problem
+from b12dx.engine.diet import INFANT_AGE, absorption_problem
 from b12dx.engine.explain import explained, merge_sources
-from b12dx.engine.findings import Findings
+from b12dx.engine.findings import BULBAR, Findings
 from b12dx.engine.labs import LabSummary
 from b12dx.engine.status import StatusResult
 from b12dx.engine.suspicion import SuspicionResult
@@ -24,6 +24,9 @@ _LOWERING = (
     "topiramate",
 )
 
+
+# Rules whose step stands beside another step of the same id (a distinct referral).
+_OWN_STEP = frozenset({"next.suspected_cancer_referral", "next.worsening_on_treatment"})
 
 # The steps that order a B12 test: no supplement before the blood is taken.
 B12_TESTS = frozenset({"order_total_b12", "order_active_b12", "order_mma", "order_homocysteine"})
@@ -97,7 +100,13 @@ def plan(
         sources: list[str] | None = None,
         **extra: object,
     ) -> None:
-        if any(x.id == step_id for x in steps):
+        # One step per id, except a referral made by its own rule (the suspected-cancer
+        # referral beside same-day haematology advice: both are specialist advice).
+        if any(
+            x.id == step_id
+            and (x.rule == rule or (rule not in _OWN_STEP and x.rule not in _OWN_STEP))
+            for x in steps
+        ):
             return
         entry = kb.next_steps[step_id]
         body = text if text is not None else entry.text
@@ -108,12 +117,6 @@ def plan(
         # Rule emergency.whole_plan: nothing else is asked of the person now.
         add("emergency_assessment", "next.emergency_assessment")
         return steps
-    if f.cancer_pathway:
-        add(
-            "seek_specialist_advice",
-            "next.suspected_cancer_referral",
-            kb.rules["next.suspected_cancer_referral"].text,
-        )
     if t.reload:
         assert t.treatment is not None
         add(
@@ -135,13 +138,25 @@ def plan(
             "specialist advice (haematology or neurology) and reconsider the diagnosis; "
             "the dose, frequency or route may need adjusting.",
         )
+    if f.cancer_pathway:
+        add(
+            "seek_specialist_advice",
+            "next.suspected_cancer_referral",
+            kb.rules["next.suspected_cancer_referral"].text,
+        )
     if f.under_16 and f.neurological:
         # Whatever the risk record shows, as urgency.child_neurological decides.
+        given = (
+            f" B12 doses are recorded (the last on {f.last_dose}): the paediatric team "
+            "reviews the course and any dose now due."
+            if f.doses
+            else ""
+        )
         add(
             "seek_specialist_advice",
             "next.paediatric_specialist",
             "Urgent paediatric specialist assessment: adult thresholds and regimens are not "
-            "validated under 16.",
+            "validated under 16." + given,
         )
 
     # An abnormal result that is out of date (rule lab.out_of_date) still asks for a fresh
@@ -194,7 +209,19 @@ def plan(
             # continues (MHRA 2022), an antiepileptic is never stopped for B12.
             for m in lowering:
                 med = kb.medications[m]
-                parts.append(f"{med.name}: {med.review}")
+                if t.treatment is not None:
+                    # With B12 treatment planned or under way, no periodic B12 checks: the
+                    # response is judged by symptoms (post-treatment levels do not tell).
+                    parts.append(
+                        f"{med.name}: "
+                        + (
+                            med.review_treated
+                            or "continue it as prescribed; the B12 treatment replaces what "
+                            "it lowers (judge the response by symptoms, not B12 levels)."
+                        )
+                    )
+                else:
+                    parts.append(f"{med.name}: {med.review}")
         if folic_alone:
             parts.append(
                 "Folic acid: do not give it without B12 while B12 may be low (it can correct "
@@ -213,7 +240,10 @@ def plan(
     # dose is overdue, and no supplement before the blood test has been taken.
     absorption = absorption_problem(f, labs)
     lapsed = t.overdue_since is not None or t.reload
-    if (f.has_cause("dietary") or f.patient.age_years >= 50) and not (absorption or lapsed):
+    infant = f.patient.age_years < INFANT_AGE  # B12 from milk: no food advice (diet)
+    if (f.has_cause("dietary") or f.patient.age_years >= 50) and not (
+        absorption or lapsed or infant
+    ):
         if {x.id for x in steps} & B12_TESTS:
             add(
                 "dietary_changes",
@@ -232,12 +262,26 @@ def plan(
                 f"{t.overdue_since} now, then continue as scheduled; do not stop.",
                 due=f.as_of,
             )
+        elif t.phase == "loading":
+            add(
+                "continue_maintenance",
+                "next.continue_maintenance",
+                "Continue the loading doses as scheduled, then maintenance; do not stop.",
+            )
         else:
             add("continue_maintenance", "next.continue_maintenance")
     if t.review is not None and t.review >= f.as_of:
         add("schedule_review", "next.schedule_review", due=t.review)
-    if needs_monitoring(f) and not st.deficient and not t.under_way and not f.red_flags:
+    if (
+        needs_monitoring(f)
+        and not st.deficient
+        and t.treatment is None
+        and not f.doses
+        and not f.red_flags
+    ):
         add("periodic_monitoring", "next.periodic_monitoring")
+    if f.symptoms.keys() >= BULBAR:
+        add("refer_neurology", "next.bulbar_symptoms", kb.rules["next.bulbar_symptoms"].text)
     if f.neurological and st.status == "unlikely":
         add("refer_neurology", "next.refer_neurology_other_cause")
     if any(d.id == "multiple_sclerosis" and d.fit == "good" for d in dx):

@@ -156,14 +156,22 @@ def decide(
         out.need_homocysteine = f.nitrous_oxide
         reason("status.not_tested")
 
-    if out.status in ("not_assessed", "indeterminate") and "b12_deficiency" in f.conditions:
+    if "b12_deficiency" in f.conditions and out.status in ("not_assessed", "indeterminate"):
         # Rule status.recorded_diagnosis: a diagnosis of B12 deficiency in the record
-        # (ICD-10 D51, E53.8) counts where no result here decides, as after treatment.
+        # (ICD-10 D51, E53.8) counts where no result here decides, as after treatment;
+        # it replaces the "not tested" reasons rather than standing beside them.
         out.status = "likely"
         out.need_initial = out.need_mma = out.need_active_b12 = False
         out.need_homocysteine = False
+        r.clear()
         reason("status.recorded_diagnosis")
         out.step = "interpret_b12"
+    elif "b12_deficiency" in f.conditions and out.status == "unlikely":
+        # Rule status.recorded_diagnosis_discordant: a normal level beside a recorded
+        # deficiency may be a level after treatment given elsewhere: not "unlikely".
+        out.status = "indeterminate"
+        r.clear()
+        reason("status.recorded_diagnosis_discordant")
     if out.deficient:
         ifa = labs.band("intrinsic_factor_antibody")
         obvious = any(m.factor.obvious_cause for m in f.risk_factors) or ifa == "positive"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from b12dx.engine import course as courses
 from b12dx.engine.course import INJECTION_ROUTES, Course
 from b12dx.engine.explain import explained
-from b12dx.engine.findings import Findings
+from b12dx.engine.findings import Findings, factor_name
 from b12dx.engine.labs import LabSummary
 from b12dx.engine.schedule import SCHEDULE_MONTHS, add_months, lay_out, lay_out_phases
 from b12dx.engine.status import StatusResult
@@ -49,6 +49,7 @@ class TreatmentDecision:
     under_way: bool = False  # a course adequate for the presentation is being given
     reload: bool = False  # the course lapsed with nerve symptoms: loading starts again
     lapsed_phase: str | None = None  # loading / maintenance, when overdue
+    phase: str | None = None  # the phase of the next dose of a course under way
 
 
 def _cause(f: Findings, labs: LabSummary) -> tuple[str, list[str]]:
@@ -147,12 +148,17 @@ _PROVISIONAL = "to be decided when deficiency and its cause are established (con
 
 def _duration_settled(f: Findings, status: StatusResult, labs: LabSummary) -> bool:
     """Rule treatment.duration_settled: a duration is stated only when deficiency is
-    established (a confirmed or likely status, a recorded diagnosis of it, or positive
-    intrinsic factor antibodies) or the cause alone justifies B12 for life whatever the
-    level (total gastrectomy, BNF); otherwise it is decided at review."""
-    if status.deficient or labs.band("intrinsic_factor_antibody") == "positive":
+    established with its cause (a confirmed or likely status, or a recorded diagnosis,
+    with no cause work-up pending; or positive intrinsic factor antibodies) or the cause
+    alone justifies B12 for life whatever the level (total gastrectomy, pernicious
+    anaemia); otherwise it is decided at review."""
+    if any(m.factor.establishes_need for m in f.risk_factors):
         return True
-    return any(m.factor.establishes_need for m in f.risk_factors)
+    if labs.band("intrinsic_factor_antibody") == "positive":
+        return True
+    # Deficiency established, and its cause known: while the cause work-up is pending the
+    # duration waits for it (a medicine's "while it continues" may turn out lifelong).
+    return status.deficient and not status.need_cause_workup and not status.need_coeliac
 
 
 def _not_counted_text(kb: Knowledge, p: Presentation) -> str:
@@ -224,17 +230,31 @@ def decide(
     schedule = list(plan.doses)
     overdue_since = c.overdue_since if under_way else None
 
-    why = f"Chosen for {'neurological involvement' if neuro else p.cause.replace('_', ' ')}"
+    cause = "a cause not yet identified" if p.cause == "unknown" else p.cause.replace("_", " ")
+    why = f"Chosen for {'neurological involvement' if neuro else cause}"
     if neuro and not f.neurological:
         why += " at the start of the course"
     if p.behind:
-        why += f" ({', '.join(p.behind).replace('_', ' ')})"
+        names = [
+            factor_name(kb, kb.risk_factors[x], f.medications)
+            if x in kb.risk_factors
+            else x.replace("_", " ")
+            for x in p.behind
+        ]
+        why += f" ({', '.join(n.lower() for n in names)})"
     if rule == "treatment.injection_course":
         why = f"Continued as the injection course under way; cause: {why[len('Chosen for ') :]}"
     shown = duration.replace("_", " ") if settled else _PROVISIONAL
     text = f"{regimen.text} {why}; duration: {shown}."
     if under_way:
         text += f" Course under way since {start}."
+        given = {d.drug for d in c.counted} - {regimen.drug}
+        if given:
+            text += (
+                f" It is being given as {', '.join(sorted(given))} by injection, which counts "
+                f"as this course; {regimen.drug} is preferred (BNF): consider switching at "
+                "review."
+            )
         if overdue_since is not None:
             text += (
                 f" The {c.lapsed_phase()} dose due on {overdue_since} has not been given: "
@@ -286,4 +306,5 @@ def decide(
         under_way=under_way,
         reload=reload,
         lapsed_phase=c.lapsed_phase(),
+        phase=c.at.phase(regimen).phase if under_way and c.at is not None else None,
     )

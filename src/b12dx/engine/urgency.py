@@ -92,6 +92,8 @@ def _by_presentation(
             out.append(_level(kb, "soon", "urgency.abnormal_result", f"{why}: investigated soon."))
     if f.cancer_pathway:
         out.append(_level(kb, "soon", "urgency.suspected_cancer_referral"))
+    if f.swollen_painful_leg:
+        out.append(_level(kb, "urgent", "urgency.swollen_leg"))
     if f.neurological and (not t.under_way or f.worsening_neuro):
         out.append(_level(kb, "soon", "urgency.neurological_symptoms"))
     if has_mood_symptom(kb, f):

@@ -54,6 +54,7 @@ def raise_warnings(
         f.neurological
         and st.status != "unlikely"
         and not t.under_way
+        and not t.reload
         and (st.deficient or s.testing or s.high or st.status == "indeterminate")
     ):
         weeks = max((f.symptoms[x].duration_weeks or 0) for x in f.neuro_symptoms)
@@ -80,7 +81,11 @@ def raise_warnings(
     if (
         b12_band in ("normal", "indeterminate") and s.level != "low" and st.status != "unlikely"
     ) or (b12_band is None and s.high and not f.doses):
-        warn("normal_b12_does_not_exclude")
+        text = kb.warnings["normal_b12_does_not_exclude"].text
+        if labs.band("mma") is not None or f.doses:
+            # MMA was measured, or B12 given (MMA no longer tells): no "measure MMA".
+            text = text.split(" With clinical suspicion")[0]
+        warn("normal_b12_does_not_exclude", text)
     fbc_normal = labs.band("hemoglobin") == "normal" or labs.band("mcv") == "normal"
     if fbc_normal and s.level != "low" and st.status != "unlikely":
         warn("no_anemia_does_not_exclude")
@@ -154,9 +159,11 @@ def notes(
         note("under_16")
     if f.folic_prophylaxis:
         note("folic_acid_pregnancy")
+    if f.swollen_painful_leg:
+        note("swollen_leg")
     if has_mood_symptom(kb, f):
         note("mood_help")
-    if st.deficient or (f.neurological and s.high):
+    if st.deficient:
         note("nitrous_oxide_procedures")
     if s.high and st.status in ("indeterminate", "not_assessed") and labs.usable:
         note("discordant_results")

@@ -84,6 +84,8 @@ class Medication(CodedEntry):
     # What the medicine review says about it when it lowers B12 (next.review_medication),
     # and the sources for that advice.
     review: str | None = None
+    # What it says while B12 treatment is planned or under way, when that differs.
+    review_treated: str | None = None
     review_sources: list[str] = Field(default_factory=list)
 
 

@@ -571,23 +571,20 @@ def _course_due(
     n: ir.IntegerValue,
     last: ir.DateValue,
     start: ir.DateValue,
-    last_gap: ir.IntegerValue,
+    prev_last: ir.DateValue,
 ) -> tuple[ir.DateValue, ir.IntegerValue]:
     """(next dose due, its allowance in days) for a course of ``n`` doses begun on
-    ``start`` whose last two doses were ``last_gap`` days apart, counted into the
-    regimen's phases as engine.course.position counts them."""
+    ``start`` whose dose before the last was on ``prev_last``, counted into the regimen's
+    phases as engine.course.position counts them."""
     review = (start + ibis.interval(months=th.review_months)).cast("date")
     branches: list[tuple[ir.BooleanValue, ir.DateValue, int]] = []
+    final = regimen.phases[-1]
     if len(regimen.phases) > 1:
-        # Doses already spaced wider than loading are maintenance (engine.course.position).
-        spaced = loading_step_days(regimen) + th.loading_grace_days
-        branches.append(
-            (
-                last_gap.notnull() & (last_gap > spaced),
-                _after(last, regimen.phases[-1]),
-                th.grace_days,
-            )
+        # Doses already at the maintenance interval are maintenance (engine.course.position).
+        spaced = prev_last.notnull() & (
+            (last + _days(th.grace_days)).cast("date") >= _after(prev_last, final)
         )
+        branches.append((spaced, _after(last, final), th.grace_days))
     before = 0  # doses in the fixed-count phases before this one
     phases = regimen.phases
     for index, phase in enumerate(phases[:-1]):
@@ -612,10 +609,11 @@ def _course_due(
             if before + taken > 0:
                 branches.append((n == before + taken, due, grace))
         before += count
-    final = (_after(last, phases[-1]), th.grace_days)
-    due_expr: ir.DateValue = ibis.cases(*((c, d) for c, d, _ in branches), else_=final[0])
+    due_expr: ir.DateValue = ibis.cases(
+        *((c, d) for c, d, _ in branches), else_=_after(last, final)
+    )
     grace_expr: ir.IntegerValue = ibis.cases(
-        *((c, ibis.literal(g)) for c, _, g in branches), else_=ibis.literal(final[1])
+        *((c, ibis.literal(g)) for c, _, g in branches), else_=ibis.literal(th.grace_days)
     )
     return due_expr, grace_expr
 
@@ -661,16 +659,16 @@ def _maintenance_overdue(
     starts = d.filter(restart).group_by("person_id").aggregate(course_start=d.date.max())
     c = d.join(starts, "person_id")
     c = c.filter(c.date >= c.course_start)
-    c = c.mutate(gap=ibis.ifelse(c.prev >= c.course_start, c.date.delta(c.prev, unit="day"), None))
+    c = c.mutate(prev_in=ibis.ifelse(c.prev >= c.course_start, c.prev, None))
     g = c.group_by(["person_id", "course_start", "is_neuro"]).aggregate(
-        doses=c.count(), last_dose=c.date.max(), last_gap=c.gap.argmax(c.date)
+        doses=c.count(), last_dose=c.date.max(), prev_last=c.prev_in.argmax(c.date)
     )
     g = g.filter(g.doses >= kb.screening.maintenance.min_doses)
     n_due, n_grace = _course_due(
-        neuro_regimen, th, g.doses, g.last_dose, g.course_start, g.last_gap
+        neuro_regimen, th, g.doses, g.last_dose, g.course_start, g.prev_last
     )
     o_due, o_grace = _course_due(
-        other_regimen, th, g.doses, g.last_dose, g.course_start, g.last_gap
+        other_regimen, th, g.doses, g.last_dose, g.course_start, g.prev_last
     )
 
     def words(i: Interval) -> str:
