@@ -9,7 +9,7 @@ from b12dx.engine.labs import LabSummary
 from b12dx.engine.status import StatusResult
 from b12dx.engine.suspicion import SuspicionResult
 from b12dx.engine.treatment import TreatmentDecision
-from b12dx.engine.urgency import needs_monitoring
+from b12dx.engine.urgency import needs_monitoring, severe_results
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.assessment import DifferentialItem, NextStep, NextStepId
 
@@ -26,7 +26,9 @@ _LOWERING = (
 
 
 # Rules whose step stands beside another step of the same id (a distinct referral).
-_OWN_STEP = frozenset({"next.suspected_cancer_referral", "next.worsening_on_treatment"})
+_OWN_STEP = frozenset(
+    {"next.suspected_cancer_referral", "next.worsening_on_treatment", "next.severe_anaemia"}
+)
 
 # The steps that order a B12 test: no supplement before the blood is taken.
 B12_TESTS = frozenset({"order_total_b12", "order_active_b12", "order_mma", "order_homocysteine"})
@@ -138,6 +140,14 @@ def plan(
             "specialist advice (haematology or neurology) and reconsider the diagnosis; "
             "the dose, frequency or route may need adjusting.",
         )
+    severe = severe_results(kb, f, labs)
+    if severe:
+        add(
+            "seek_specialist_advice",
+            "next.severe_anaemia",
+            f"Same-day assessment of {'; '.join(severe)} (haematology advice, or admission "
+            "if unwell), alongside the B12 plan.",
+        )
     if f.cancer_pathway:
         add(
             "seek_specialist_advice",
@@ -189,7 +199,16 @@ def plan(
     if st.need_coeliac:
         add("order_coeliac_serology", "next.order_coeliac_serology")
     if t.treatment is not None and not t.start_now and not t.under_way:
-        add("start_treatment", "next.start_treatment")
+        if "b12_deficiency" in f.conditions and not f.doses:
+            add(
+                "start_treatment",
+                "next.start_treatment",
+                "Ask first whether B12 is already being given elsewhere (a diagnosis is "
+                "recorded but no dose); if not, start B12 replacement as set out in the "
+                "treatment plan.",
+            )
+        else:
+            add("start_treatment", "next.start_treatment")
     if f.nitrous_oxide:
         add("stop_nitrous_oxide", "next.stop_nitrous_oxide")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from b12dx.engine.explain import explained
 from b12dx.engine.findings import Findings
-from b12dx.engine.labs import LabSummary, result_text
+from b12dx.engine.labs import LabReading, LabSummary, result_text
 from b12dx.engine.status import StatusResult
 from b12dx.engine.suspicion import SuspicionResult
 from b12dx.engine.treatment import TreatmentDecision
@@ -64,6 +64,32 @@ def decide(
     return min(candidates, key=lambda c: kb.urgency[c[0]].order)
 
 
+def _severe(kb: Knowledge, f: Findings, test_id: str, reading: LabReading) -> str | None:
+    """Why a result needs the person seen the same day (rule urgency.severe_result): below
+    its test's same-day value, or abnormal with one of its symptoms; None otherwise."""
+    test = kb.labs[test_id]
+    if reading.si is None or isinstance(reading.item.value, str):
+        return None
+    shown = result_text(test, reading.item.value, reading.item.unit or "", reading.si)
+    if test.same_day_below_si is not None and reading.si < test.same_day_below_si:
+        return f"{shown} is below {test.same_day_below_si:g} {test.si_unit}"
+    with_symptoms = [x for x in test.same_day_with_symptoms if x in f.symptoms]
+    if reading.item.band not in ("normal", None) and with_symptoms:
+        names = ", ".join(kb.symptoms[x].clinical_name.lower() for x in with_symptoms)
+        return f"{shown} ({reading.item.band}) with {names}"
+    return None
+
+
+def severe_results(kb: Knowledge, f: Findings, labs: LabSummary) -> list[str]:
+    """Each result that needs the person seen the same day, with why."""
+    out = []
+    for test_id, reading in labs.usable.items():
+        why = _severe(kb, f, test_id, reading)
+        if why is not None:
+            out.append(why)
+    return out
+
+
 def _by_presentation(
     kb: Knowledge, f: Findings, labs: LabSummary, t: TreatmentDecision
 ) -> list[Level]:
@@ -73,21 +99,16 @@ def _by_presentation(
         # Seizures, developmental delay or regression, or any nerve sign in a child: a
         # breastfed infant's risk is the mother's B12, which the record cannot show.
         out.append(_level(kb, "urgent", "urgency.child_neurological"))
+    for why in severe_results(kb, f, labs):
+        out.append(_level(kb, "urgent", "urgency.severe_result", f"{why}: seen the same day."))
     for test_id, reading in labs.usable.items():
         test = kb.labs[test_id]
         if reading.si is None or isinstance(reading.item.value, str):
             continue  # a qualitative result has no value to weigh here
-        low = test.same_day_below_si is not None and reading.si < test.same_day_below_si
-        with_symptoms = [x for x in test.same_day_with_symptoms if x in f.symptoms]
-        shown = result_text(test, reading.item.value, reading.item.unit or "", reading.si)
-        if low:
-            why = f"{shown} is below {test.same_day_below_si:g} {test.si_unit}"
-            out.append(_level(kb, "urgent", "urgency.severe_result", f"{why}: seen the same day."))
-        elif reading.item.band not in ("normal", None) and with_symptoms:
-            names = ", ".join(kb.symptoms[x].clinical_name.lower() for x in with_symptoms)
-            why = f"{shown} ({reading.item.band}) with {names}"
-            out.append(_level(kb, "urgent", "urgency.severe_result", f"{why}: seen the same day."))
-        elif reading.item.band in test.soon_bands:
+        if _severe(kb, f, test_id, reading) is not None:
+            continue
+        if reading.item.band in test.soon_bands:
+            shown = result_text(test, reading.item.value, reading.item.unit or "", reading.si)
             why = f"{shown} ({reading.item.band})"
             out.append(_level(kb, "soon", "urgency.abnormal_result", f"{why}: investigated soon."))
     if f.cancer_pathway:
