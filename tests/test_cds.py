@@ -47,6 +47,7 @@ from starlette.routing import Route
 from b12dx import Assessment, assess, load_knowledge
 from b12dx.cds.auth import ClientAuthenticator, TrustedIssuer
 from b12dx.cds.feedback import FeedbackStore
+from b12dx.cds.fhir_servers import FhirServer
 from b12dx.cds.routes import CdsSettings
 from b12dx.fhir.read import patient_reference, read_bulk_export, reference_id
 from b12dx.fhir.record import record_from_resources
@@ -65,7 +66,7 @@ CHILD = "63ee2253-bdd5-da55-2ad2-b4984d0ad700"  # boy born 2011, nothing on reco
 ADULT = "cbc86e51-9eca-3855-76ec-c058f72c5761"  # man born 1995, no PPI, no metformin
 ADULT_AS_OF = dt.date(2024, 1, 1)
 
-BASE = "http://test"
+BASE = "http://127.0.0.1"
 PV = "/cds-services/b12dx-patient-view"
 OS = "/cds-services/b12dx-order-select"
 SIGN = "/cds-services/b12dx-order-sign"
@@ -423,10 +424,15 @@ def asgi_client(app: Any) -> httpx.AsyncClient:
 
 
 @pytest_asyncio.fixture
-async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    """The service as of 1994-01-01 (the metformin patient's time), no client auth."""
-    async with asgi_client(cds_app(tmp_path)) as c:
+async def client(tmp_path: Path, fhir_server: FhirStandIn) -> AsyncIterator[httpx.AsyncClient]:
+    """The service as of 1994-01-01 (the metformin patient's time), no client auth, with
+    the loopback FHIR stand-in on its allowlist (a private address, allowed explicitly)."""
+    async with asgi_client(cds_app(tmp_path, fhir_servers=allowed(fhir_server))) as c:
         yield c
+
+
+def allowed(server: FhirStandIn) -> tuple[FhirServer, ...]:
+    return (FhirServer(server.base, private=True),)
 
 
 async def cards_of(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> list[Any]:
@@ -756,7 +762,7 @@ async def test_spec_patient_view_example_is_412_naming_the_missing_keys(client) 
     assert set(err["missing"]) == REQUIRED_KEYS
     for key in REQUIRED_KEYS:
         assert key in err["message"]
-    assert "https" in err["message"]
+    assert "not a FHIR server this service may call" in err["message"]
 
 
 async def test_spec_patient_view_example_with_our_keys_filled(client) -> None:
@@ -947,18 +953,20 @@ async def test_server_without_token_is_not_used(client, fhir) -> None:
 
 
 async def test_plain_http_remote_server_is_refused(client) -> None:
-    """Plain http is only accepted on loopback: a remote http server is never called."""
+    """A server not on the allowlist is never called, plain http or not."""
     body = hook_request("patient-view", METFORMIN_PATIENT) | fhir_access("http://192.0.2.1/fhir")
     r = await client.post(PV, json=body)
     assert r.status_code == 412
-    assert "https" in r.json()["message"]
+    assert "not a FHIR server this service may call" in r.json()["message"]
 
 
 async def test_slow_server_is_412_within_the_timeout(tmp_path, fhir) -> None:
     """A search that stalls past fetch_timeout_seconds (0.5 s) ends in 412 quickly,
     not after the server's 10 s."""
     fhir.slow["Condition"] = 10
-    async with asgi_client(cds_app(tmp_path, fetch_timeout_seconds=0.5)) as c:
+    async with asgi_client(
+        cds_app(tmp_path, fetch_timeout_seconds=0.5, fhir_servers=allowed(fhir))
+    ) as c:
         body = hook_request("patient-view", METFORMIN_PATIENT) | fhir_access(fhir.base)
         start = time.monotonic()
         r = await c.post(PV, json=body)

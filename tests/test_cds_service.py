@@ -28,6 +28,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from b12dx import assess, load_knowledge
 from b12dx.cds.auth import ClientAuthenticator, TrustedIssuer
 from b12dx.cds.feedback import FeedbackStore
+from b12dx.cds.fhir_servers import FhirServer as AllowedServer
 from b12dx.cds.routes import CdsSettings
 from b12dx.fhir.read import read_bulk_export
 from b12dx.fhir.record import record_from_resources
@@ -39,7 +40,7 @@ SPEC = Path(__file__).parent / "fixtures" / "cds_spec"
 METFORMIN_PATIENT = "79a66c97-6131-3213-f3c9-4606946ab056"
 YOUNG_PATIENT = "cbc86e51-9eca-3855-76ec-c058f72c5761"
 THEN = dt.date(1994, 1, 1)
-BASE = "http://test"
+BASE = "http://127.0.0.1"
 PV = "/cds-services/b12dx-patient-view"
 SCT = "http://snomed.info/sct"
 
@@ -382,6 +383,7 @@ class FhirServer:
         self.delay = 0.0
         self.fail = False
         self.foreign_next = False
+        self.self_next = False  # every page links to itself
         app = FastAPI()
 
         @app.get("/fhir/{rtype}/{rid}")
@@ -429,6 +431,8 @@ class FhirServer:
             if self.foreign_next:
                 url = url.replace(hostname="localhost")
             bundle["link"] = [{"relation": "next", "url": str(url)}]
+        if self.self_next:
+            bundle["link"] = [{"relation": "next", "url": str(request.url)}]
         return bundle
 
     @property
@@ -458,6 +462,18 @@ def fhir_server() -> Iterator[FhirServer]:
         yield server
 
 
+@pytest_asyncio.fixture
+async def fhir_client(tmp_path: Path, fhir_server: FhirServer) -> AsyncIterator[httpx.AsyncClient]:
+    """The service with the loopback FHIR stand-in on its allowlist (private, explicitly)."""
+    settings = CdsSettings(
+        feedback=FeedbackStore(tmp_path / "fb.sqlite3"),
+        today=lambda: THEN,
+        fhir_servers=(AllowedServer(fhir_server.url, private=True),),
+    )
+    async with make_client(settings) as c:
+        yield c
+
+
 def with_server(body: dict[str, Any], server: FhirServer) -> dict[str, Any]:
     return body | {
         "fhirServer": server.url,
@@ -472,8 +488,9 @@ def with_server(body: dict[str, Any], server: FhirServer) -> dict[str, Any]:
 
 
 async def test_missing_prefetch_is_read_from_the_fhir_server_with_paging(
-    client, fhir_server
+    fhir_client, fhir_server
 ) -> None:
+    client = fhir_client
     full = await client.post(
         PV, json=call("patient-view", METFORMIN_PATIENT, prefetch(fhir_server.resources))
     )
@@ -497,7 +514,10 @@ async def test_missing_prefetch_is_read_from_the_fhir_server_with_paging(
 async def test_a_slow_fhir_server_is_412_within_the_timeout(tmp_path: Path, fhir_server) -> None:
     fhir_server.delay = 3.0
     settings = CdsSettings(
-        feedback=FeedbackStore(tmp_path / "f"), today=lambda: THEN, fetch_timeout_seconds=0.5
+        feedback=FeedbackStore(tmp_path / "f"),
+        today=lambda: THEN,
+        fetch_timeout_seconds=0.5,
+        fhir_servers=(AllowedServer(fhir_server.url, private=True),),
     )
     async with make_client(settings) as c:
         t0 = time.perf_counter()
@@ -507,7 +527,8 @@ async def test_a_slow_fhir_server_is_412_within_the_timeout(tmp_path: Path, fhir
         assert r.status_code == 412 and time.perf_counter() - t0 < 2.5
 
 
-async def test_a_failing_fhir_server_or_wrong_token_is_412(client, fhir_server) -> None:
+async def test_a_failing_fhir_server_or_wrong_token_is_412(fhir_client, fhir_server) -> None:
+    client = fhir_client
     fhir_server.fail = True
     r = await client.post(
         PV, json=with_server(call("patient-view", METFORMIN_PATIENT, None), fhir_server)
@@ -618,8 +639,11 @@ async def test_jwt_client_authentication(tmp_path: Path) -> None:
         assert r.status_code == 200
 
 
-async def test_next_links_away_from_the_fhir_server_are_not_followed(client, fhir_server) -> None:
+async def test_next_links_away_from_the_fhir_server_are_not_followed(
+    fhir_client, fhir_server
+) -> None:
     """The access token is for fhirServer only; a next link elsewhere must not receive it."""
+    client = fhir_client
     fhir_server.foreign_next = True
     r = await client.post(
         PV, json=with_server(call("patient-view", METFORMIN_PATIENT, None), fhir_server)
@@ -632,3 +656,93 @@ async def test_a_patient_id_that_is_not_a_fhir_id_is_refused(client) -> None:
     body = call("patient-view", "1&code=x", None)
     r = await client.post(PV, json=body)
     assert r.status_code == 400 and "patientId" in r.text
+
+
+# -- hostile fhirServer (server-side request forgery) -------------------------------------
+
+
+async def test_a_fhir_server_not_on_the_allowlist_is_never_called(client, fhir_server) -> None:
+    """Without the stand-in on its allowlist the service does not call it, and says only
+    that it may not (not whether anything answered there)."""
+    r = await client.post(
+        PV, json=with_server(call("patient-view", METFORMIN_PATIENT, None), fhir_server)
+    )
+    assert r.status_code == 412
+    assert "not a FHIR server this service may call" in r.json()["message"]
+    assert fhir_server.seen == []
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        "https://169.254.169.254/latest/meta-data",  # cloud metadata
+        "https://10.0.0.5/fhir",
+        "https://[fd00::1]/fhir",
+        "http://127.0.0.1:1/fhir",
+        "https://localhost/fhir",
+    ],
+)
+async def test_internal_addresses_are_refused_alike(client, server) -> None:
+    body = call("patient-view", METFORMIN_PATIENT, None) | {
+        "fhirServer": server,
+        "fhirAuthorization": {"access_token": "t", "token_type": "Bearer"},
+    }
+    r = await client.post(PV, json=body)
+    assert r.status_code == 412
+    assert r.json()["message"].endswith("fhirServer is not a FHIR server this service may call")
+
+
+async def test_an_allowlisted_name_that_resolves_to_loopback_is_refused(
+    tmp_path: Path, fhir_server
+) -> None:
+    """An allowlist entry without "private": true must resolve to public addresses only:
+    localhost (DNS rebinding's target) is refused before any connection is made."""
+    port = fhir_server.port
+    settings = CdsSettings(
+        feedback=FeedbackStore(tmp_path / "f"),
+        today=lambda: THEN,
+        fhir_servers=(AllowedServer(f"https://localhost:{port}/fhir"),),
+    )
+    async with make_client(settings) as c:
+        body = call("patient-view", METFORMIN_PATIENT, None) | {
+            "fhirServer": f"https://localhost:{port}/fhir",
+            "fhirAuthorization": {"access_token": "t", "token_type": "Bearer"},
+        }
+        r = await c.post(PV, json=body)
+    assert r.status_code == 412 and fhir_server.seen == []
+
+
+async def test_a_self_referencing_next_link_is_read_once(fhir_client, fhir_server) -> None:
+    """A page whose next link is itself: read once, then the search fails (412); one call
+    sends a bounded number of requests, not a hundred."""
+    fhir_server.self_next = True
+    r = await fhir_client.post(
+        PV, json=with_server(call("patient-view", METFORMIN_PATIENT, None), fhir_server)
+    )
+    assert r.status_code == 412
+    assert len(fhir_server.seen) == len(set(fhir_server.seen))
+    assert len(fhir_server.seen) <= 10
+
+
+async def test_a_hook_call_must_be_json(client) -> None:
+    """A form post (what any web page can send without asking) is refused: 415."""
+    r = await client.post(PV, content=b"hook=patient-view", headers={"content-type": "text/plain"})
+    assert r.status_code == 415
+    r = await client.post(
+        f"{PV}/feedback",
+        content=b"{}",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 415
+
+
+async def test_without_authentication_only_a_loopback_host_may_call(tmp_path: Path) -> None:
+    """DNS rebinding: a page at evil.example resolving to 127.0.0.1 sends Host
+    evil.example; with client authentication off that is refused (403)."""
+    settings = CdsSettings(feedback=FeedbackStore(tmp_path / "f"), today=lambda: THEN)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(settings)), base_url="http://evil.example"
+    ) as c:
+        r = await c.post(PV, json=call("patient-view", METFORMIN_PATIENT, None))
+        assert r.status_code == 403
+        assert (await c.get("/cds-services")).status_code == 403

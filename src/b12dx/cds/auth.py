@@ -54,6 +54,8 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from b12dx.cds.fhir_servers import FhirServer, parse_servers
+
 __all__ = [
     "ALGORITHMS",
     "AuthError",
@@ -118,6 +120,9 @@ class TrustedIssuer:
     jwks_url: str | None = None
     # Excluded from the hash: a mapping is not hashable, and ``iss`` identifies the entry.
     jwks: Mapping[str, Any] | None = field(default=None, hash=False)
+    # The FHIR servers this client may ask the service to read from (cds/fhir_servers.py);
+    # none: its calls are answered from their prefetch only.
+    fhir_servers: tuple[FhirServer, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.iss, str) or not self.iss.strip():
@@ -154,9 +159,14 @@ def load_issuers(path: Path) -> list[TrustedIssuer]:
     The file looks like::
 
         {"issuers": [
-            {"iss": "https://ehr.example.org", "jwks_url": "https://ehr.example.org/jwks"},
+            {"iss": "https://ehr.example.org", "jwks_url": "https://ehr.example.org/jwks",
+             "fhir_servers": ["https://ehr.example.org/fhir/r4"]},
             {"iss": "other-ehr", "jwks": {"keys": [{"kty": "EC", "crv": "P-384", ...}]}}
         ]}
+
+    ``fhir_servers``: the FHIR base URLs this client may have the service read from
+    (``{"url": ..., "private": true}`` for one on a private network); without it the
+    client's calls are answered from their prefetch alone.
 
     Raises ValueError naming the file, the entry and the field, and what is accepted.
     """
@@ -186,10 +196,11 @@ def load_issuers(path: Path) -> list[TrustedIssuer]:
             raise ValueError(
                 f'{where}: expected an object with "iss" and one of "jwks_url" or "jwks"'
             )
-        unknown = sorted(set(entry) - {"iss", "jwks_url", "jwks"})
+        unknown = sorted(set(entry) - {"iss", "jwks_url", "jwks", "fhir_servers"})
         if unknown:
             raise ValueError(
-                f'{where}: unknown field(s) {unknown}; accepted: "iss", "jwks_url", "jwks"'
+                f'{where}: unknown field(s) {unknown}; accepted: "iss", "jwks_url", "jwks", '
+                '"fhir_servers"'
             )
         iss = entry.get("iss")
         if not isinstance(iss, str):
@@ -201,7 +212,8 @@ def load_issuers(path: Path) -> list[TrustedIssuer]:
         if jwks is not None and not isinstance(jwks, dict):
             raise ValueError(f'{where}: "jwks" must be a JWK Set object {{"keys": [...]}}')
         try:
-            issuer = TrustedIssuer(iss=iss, jwks_url=jwks_url, jwks=jwks)
+            servers = parse_servers(entry.get("fhir_servers", []), f"{where}.fhir_servers")
+            issuer = TrustedIssuer(iss=iss, jwks_url=jwks_url, jwks=jwks, fhir_servers=servers)
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
         if issuer.iss in seen:
@@ -424,6 +436,11 @@ class ClientAuthenticator:
         (:meth:`authenticate` itself then refuses everything: it fails closed).
         """
         return bool(self._issuers)
+
+    def fhir_servers(self, iss: str) -> tuple[FhirServer, ...]:
+        """The FHIR servers the verified issuer ``iss`` may name."""
+        state = self._issuers.get(iss)
+        return state.issuer.fhir_servers if state is not None else ()
 
     def authenticate(self, authorization: str | None, audience: str) -> ClientIdentity:
         """Verify the ``Authorization`` header of a request to the endpoint ``audience``.

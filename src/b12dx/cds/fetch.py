@@ -10,18 +10,34 @@ respond with an HTTP 412 Precondition Failed status code" (:class:`PreconditionF
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from b12dx.cds.fhir_servers import FhirServer, PinnedTransport, ServerRefused, check
 from b12dx.cds.services import PrefetchKey
 from b12dx.fhir.read import Resource
 
 MAX_PAGES = 20  # a patient's search rarely needs more; a runaway paging loop stops here
+# Every GET one hook call may send, all searches together: a next link that points back
+# at itself, or a server that pages without end, cannot turn one call into hundreds.
+MAX_REQUESTS_PER_CALL = 40
+# The largest answer read from the FHIR server (a large patient's search is a few MB).
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+
+
+@dataclass
+class _Budget:
+    left: int = MAX_REQUESTS_PER_CALL
+
+    def take(self) -> None:
+        if self.left <= 0:
+            raise ValueError("the request budget of this call is spent")
+        self.left -= 1
 
 
 class PreconditionFailed(Exception):
@@ -70,22 +86,6 @@ def _is_error(outcome: Mapping[str, Any]) -> bool:
     return any(i.get("severity") in ("fatal", "error") for i in outcome.get("issue") or [])
 
 
-def _allowed_server(url: str) -> bool:
-    # CDS Hooks: "The scheme MUST be https when production data is exchanged"; plain http
-    # is accepted only on this machine (a FHIR server on loopback, tests, development).
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return True
-    if parts.scheme != "http" or not parts.hostname:
-        return False
-    if parts.hostname == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(parts.hostname).is_loopback
-    except ValueError:
-        return False
-
-
 def _fill(template: str, context: Mapping[str, Any]) -> str:
     query = template
     for name, value in context.items():
@@ -94,25 +94,49 @@ def _fill(template: str, context: Mapping[str, Any]) -> str:
     return query
 
 
-async def _search(client: httpx.AsyncClient, base: str, query: str) -> list[Resource]:
+async def _get(client: httpx.AsyncClient, url: str) -> tuple[int, Any]:
+    """(status, parsed JSON body) of one GET, reading at most MAX_RESPONSE_BYTES."""
+    async with client.stream("GET", url) as response:
+        if response.status_code == 404:
+            return 404, None
+        response.raise_for_status()
+        chunks, size = [], 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > MAX_RESPONSE_BYTES:
+                raise ValueError("the FHIR server's answer is larger than the service reads")
+            chunks.append(chunk)
+    return response.status_code, json.loads(b"".join(chunks))
+
+
+async def _search(
+    client: httpx.AsyncClient, base: str, query: str, budget: _Budget
+) -> list[Resource]:
     url: str | None = urljoin(base.rstrip("/") + "/", query)
     origin = urlsplit(base)[:2]
     out: list[Resource] = []
+    seen: set[str] = set()
     for _ in range(MAX_PAGES):
         if url is None:
             return out
         if urlsplit(url)[:2] != origin:
             # The token is for fhirServer only: a next link elsewhere is not followed.
             raise ValueError("a next page link points away from fhirServer")
-        response = await client.get(url)
-        if response.status_code == 404 and not query.count("?"):
+        if url in seen:
+            raise ValueError("a next page link repeats a page already read")
+        seen.add(url)
+        budget.take()
+        status, body = await _get(client, url)
+        if status == 404 and not query.count("?"):
             return out  # a read of a resource that does not exist: no data
-        response.raise_for_status()
-        page = _resources(response.json())
+        if status == 404:
+            raise ValueError("the FHIR server has no such search")
+        page = _resources(body)
         if page is None:
             raise ValueError("the FHIR server answered with an OperationOutcome")
         out.extend(page)
-        body = response.json()
+        if not isinstance(body, Mapping) or not isinstance(body.get("link") or [], list):
+            return out
         url = next(
             (
                 link.get("url")
@@ -129,7 +153,10 @@ async def gather(
     keys: list[PrefetchKey],
     *,
     timeout_seconds: float,
+    servers: Sequence[FhirServer] = (),
 ) -> Gathered:
+    """``servers``: the FHIR servers this caller may have the service call
+    (cds/fhir_servers.py); any other fhirServer is refused."""
     """Every resource the keys ask for, from prefetch or the server; 412 when it cannot."""
     prefetch = request.get("prefetch") or {}
     if not isinstance(prefetch, Mapping):
@@ -150,15 +177,18 @@ async def gather(
     server = request.get("fhirServer")
     auth = request.get("fhirAuthorization")
     token = auth.get("access_token") if isinstance(auth, Mapping) else None
-    usable = isinstance(server, str) and _allowed_server(server) and isinstance(token, str)
-    if not usable:
+    why = None
+    target = None
+    if not (isinstance(server, str) and isinstance(token, str)):
+        why = "no fhirServer with fhirAuthorization was given"
+    else:
+        try:
+            target = await check(server, servers)
+        except ServerRefused as exc:
+            why = str(exc)
+    if target is None:
         required = [k.key for k in missing if k.required]
         if required:
-            why = (
-                "no fhirServer with fhirAuthorization was given"
-                if not (isinstance(server, str) and isinstance(token, str))
-                else "fhirServer must be https (http only on loopback)"
-            )
             raise PreconditionFailed(
                 f"prefetch incomplete ({', '.join(required)}) and {why}", required
             )
@@ -167,10 +197,14 @@ async def gather(
 
     assert isinstance(server, str) and isinstance(token, str)
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}
+    budget = _Budget()
     async with httpx.AsyncClient(
-        headers=headers, timeout=timeout_seconds, follow_redirects=False
+        headers=headers,
+        timeout=timeout_seconds,
+        follow_redirects=False,
+        transport=PinnedTransport(target),
     ) as client:
-        tasks = [_search(client, server, _fill(k.template, context)) for k in missing]
+        tasks = [_search(client, server, _fill(k.template, context), budget) for k in missing]
         try:
             results = await asyncio.wait_for(
                 asyncio.gather(*tasks, return_exceptions=True), timeout_seconds

@@ -6,7 +6,9 @@ POST /cds-services/{id}/feedback    what the clinician did with a card (idempote
 
 Client authentication (Bearer JWT, RS384/ES384, allowlisted issuers) is on whenever
 issuers are configured (``B12DX_CDS_ISSUERS``: a JSON file, see ``cds/auth.py``);
-without them the service answers anyone, and says so at start.
+without them the service answers only this machine by a loopback name, and says so at
+start. A hook call is read only as application/json, and the FHIR server it names is
+called only when allowlisted (``cds/fhir_servers.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -27,6 +30,7 @@ from b12dx.cds.auth import AuthError, ClientAuthenticator, ClientIdentity, load_
 from b12dx.cds.cards import patient_view_cards
 from b12dx.cds.feedback import FeedbackError, FeedbackStore, default_path, parse
 from b12dx.cds.fetch import PreconditionFailed, gather
+from b12dx.cds.fhir_servers import FhirServer, servers_from_env
 from b12dx.cds.orders import draft_orders, order_cards
 from b12dx.cds.services import discovery, prefetch_keys
 from b12dx.engine.assess import assess
@@ -36,6 +40,7 @@ from b12dx.fhir.read import Resource
 from b12dx.fhir.record import record_from_resources
 from b12dx.jsonio import parse_json, parse_large_json
 from b12dx.knowledge.loader import load_knowledge
+from b12dx.web.settings import is_loopback
 
 log = logging.getLogger("b12dx.cds")
 
@@ -45,6 +50,9 @@ class CdsSettings:
     authenticator: ClientAuthenticator = field(default_factory=lambda: ClientAuthenticator([]))
     feedback: FeedbackStore = field(default_factory=lambda: FeedbackStore(default_path()))
     fetch_timeout_seconds: float = 3.0
+    # Without issuers, the FHIR servers callers may name (B12DX_CDS_FHIR_SERVERS); with
+    # issuers, each issuer's own list applies instead.
+    fhir_servers: tuple[FhirServer, ...] = ()
     public_url: str | None = None  # the base URL clients call, when behind a proxy
     today: Callable[[], dt.date] = dt.date.today  # the adapter reads the clock, not the engine
 
@@ -55,6 +63,7 @@ def settings_from_env() -> CdsSettings:
     timeout = float(os.environ.get("B12DX_CDS_FETCH_TIMEOUT", "3"))
     return CdsSettings(
         authenticator=ClientAuthenticator(issuers),
+        fhir_servers=servers_from_env(os.environ.get("B12DX_CDS_FHIR_SERVERS")),
         fetch_timeout_seconds=timeout,
         public_url=os.environ.get("B12DX_PUBLIC_URL") or None,
     )
@@ -78,6 +87,18 @@ def build_router(settings: CdsSettings) -> APIRouter:
     def authenticate(request: Request, *audiences: str) -> ClientIdentity | JSONResponse | None:
         auth = settings.authenticator
         if not auth.enabled:
+            # Without client authentication only this machine may call, by a loopback
+            # name: a web page the clinician visits (its script, or DNS rebinding of
+            # evil.example to 127.0.0.1) is refused by its Host.
+            client = request.client.host if request.client else None  # None: a socket
+            name = urlsplit("//" + request.headers.get("host", "")).hostname
+            if (client is not None and not is_loopback(client)) or not is_loopback(name):
+                return _error(
+                    403,
+                    "forbidden",
+                    "CDS client authentication is off: only this machine may call, "
+                    "addressing it by a loopback name",
+                )
             return None
         header = request.headers.get("authorization")
         failure: AuthError | None = None
@@ -91,7 +112,7 @@ def build_router(settings: CdsSettings) -> APIRouter:
         response.headers["WWW-Authenticate"] = 'Bearer realm="b12dx CDS Hooks"'
         return response
 
-    @router.get("", summary="CDS Hooks discovery", responses={401: _ERR})
+    @router.get("", summary="CDS Hooks discovery", responses={401: _ERR, 403: _ERR})
     async def list_services(request: Request) -> Any:
         who = authenticate(request, f"{base_url(request)}/cds-services")
         if isinstance(who, JSONResponse):
@@ -101,7 +122,7 @@ def build_router(settings: CdsSettings) -> APIRouter:
     @router.post(
         "/{service_id}",
         summary="Call a CDS service (a hook)",
-        responses={400: _ERR, 401: _ERR, 404: _ERR, 412: _ERR, 413: _ERR},
+        responses={400: _ERR, 401: _ERR, 403: _ERR, 404: _ERR, 412: _ERR, 413: _ERR, 415: _ERR},
     )
     async def call_service(service_id: str, request: Request) -> Any:
         service = services.get(service_id)
@@ -110,6 +131,8 @@ def build_router(settings: CdsSettings) -> APIRouter:
         who = authenticate(request, f"{base_url(request)}/cds-services/{service_id}")
         if isinstance(who, JSONResponse):
             return who
+        if not _is_json(request):
+            return _not_json()
         try:
             body = parse_large_json(await request.body(), "the request")
         except InputError as exc:
@@ -120,8 +143,18 @@ def build_router(settings: CdsSettings) -> APIRouter:
         context = body["context"]
         patient_ref = f"Patient/{context['patientId']}"
         try:
+            # The FHIR servers this caller may name: its issuer's, or without client
+            # authentication the service's own list (cds/fhir_servers.py).
+            servers = (
+                settings.authenticator.fhir_servers(who.iss)
+                if isinstance(who, ClientIdentity)
+                else settings.fhir_servers
+            )
             got = await gather(
-                body, prefetch_keys(kb), timeout_seconds=settings.fetch_timeout_seconds
+                body,
+                prefetch_keys(kb),
+                timeout_seconds=settings.fetch_timeout_seconds,
+                servers=servers,
             )
         except PreconditionFailed as exc:
             return _error(412, "precondition_failed", exc.message, missing=exc.missing)
@@ -151,7 +184,7 @@ def build_router(settings: CdsSettings) -> APIRouter:
     @router.post(
         "/{service_id}/feedback",
         summary="Feedback on a card",
-        responses={400: _ERR, 401: _ERR, 404: _ERR, 413: _ERR},
+        responses={400: _ERR, 401: _ERR, 403: _ERR, 404: _ERR, 413: _ERR, 415: _ERR},
     )
     async def feedback(service_id: str, request: Request) -> Any:
         if service_id not in services:
@@ -161,6 +194,8 @@ def build_router(settings: CdsSettings) -> APIRouter:
         who = authenticate(request, f"{base}/feedback", base)
         if isinstance(who, JSONResponse):
             return who
+        if not _is_json(request):
+            return _not_json()
         try:
             items = parse(parse_json(await request.body(), "the request"))
         except InputError as exc:
@@ -173,6 +208,17 @@ def build_router(settings: CdsSettings) -> APIRouter:
         return {"recorded": new, "already_recorded": repeated}
 
     return router
+
+
+def _is_json(request: Request) -> bool:
+    """CDS Hooks calls are JSON: a body of any other type (a form a web page can post
+    without asking) is refused."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return kind == "application/json"
+
+
+def _not_json() -> JSONResponse:
+    return _error(415, "unsupported_media_type", "the request must be application/json")
 
 
 def _check_request(body: Any, hook: str) -> list[str]:
