@@ -38,3 +38,11 @@ def create_file(path: Path) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+def owner_only_from_now() -> None:
+    """Every file and folder this process creates from now on is its owner's only (umask
+    tightened to 077), for a command that writes patient data through libraries that take
+    no mode (DuckDB, Arrow: screening results, an import's records, an export)."""
+    old = os.umask(0o077)
+    os.umask(old | 0o077)

@@ -9,6 +9,7 @@ from typing import Any
 
 from b12dx.errors import InputError
 from b12dx.jsonio import parse_json
+from b12dx.private_files import owner_only_from_now
 
 
 def read_record(path: str) -> Any:
@@ -41,6 +42,7 @@ def output_file(path: Path, option: str, force: bool) -> Path:
     """``path`` (expanded) when a file may be written there: a new name in a folder that
     exists, or an existing file with ``--force``."""
     path = path.expanduser()
+    owner_only_from_now()  # what is written holds patient data (private_files)
     if path.is_dir() or not path.parent.is_dir():
         raise InputError.single(
             option, f"cannot write {path}", "a file name in a folder that exists"
@@ -56,6 +58,7 @@ def output_folder(path: Path, option: str, force: bool) -> Path:
     """``path`` (expanded) when results may be written into it: a new or empty folder, or
     one that holds files with ``--force``. The folder is not made here."""
     path = path.expanduser()
+    owner_only_from_now()  # what is written holds patient data (private_files)
     if path.exists() and not path.is_dir():
         raise InputError.single(option, f"{path} is a file", "a folder for the results")
     if path.is_dir() and any(path.iterdir()) and not force:
