@@ -746,3 +746,72 @@ async def test_without_authentication_only_a_loopback_host_may_call(tmp_path: Pa
         r = await c.post(PV, json=call("patient-view", METFORMIN_PATIENT, None))
         assert r.status_code == 403
         assert (await c.get("/cds-services")).status_code == 403
+
+
+# -- bounded work per call --------------------------------------------------------------
+
+
+def _orders(n: int, pid: str = METFORMIN_PATIENT) -> list[dict[str, Any]]:
+    """n overlapping metformin orders (the shape that made course building quadratic)."""
+    out = []
+    for i in range(n):
+        day = (dt.date(1980, 1, 1) + dt.timedelta(days=i % 4000)).isoformat()
+        out.append(
+            {
+                "resourceType": "MedicationRequest",
+                "id": f"mr-{i}",
+                "status": "active",
+                "intent": "order",
+                "subject": {"reference": f"Patient/{pid}"},
+                "medicationCodeableConcept": {
+                    "coding": [{"system": "http://www.whocc.no/atc", "code": "A10BA02"}]
+                },
+                "authoredOn": day,
+                "dispenseRequest": {"validityPeriod": {"start": day, "end": "1995-01-01"}},
+            }
+        )
+    return out
+
+
+def _b12_result(i: int) -> dict[str, Any]:
+    day = (dt.date(1980, 1, 1) + dt.timedelta(days=i % 4000)).isoformat()
+    return {
+        "resourceType": "Observation",
+        "id": f"b12-{i}",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "2132-9"}]},
+        "subject": {"reference": f"Patient/{METFORMIN_PATIENT}"},
+        "effectiveDateTime": day,
+        "valueQuantity": {"value": 400 + i % 50, "unit": "pg/mL", "code": "pg/mL"},
+    }
+
+
+async def test_more_resources_of_a_type_than_one_patient_needs_is_413(client) -> None:
+    resources = [synthea(METFORMIN_PATIENT)[0], *_orders(5001)]
+    r = await client.post(PV, json=call("patient-view", METFORMIN_PATIENT, prefetch(resources)))
+    assert r.status_code == 413
+    assert "MedicationRequest: 5001" in r.json()["message"]
+
+
+async def test_a_large_call_does_not_stop_the_worker_answering_others(client) -> None:
+    """The record is read and assessed off the event loop: while a call with 5,000 orders
+    and 5,000 results is worked on (about 2 s of CPU), /health still answers at once."""
+    import asyncio
+
+    resources = [
+        synthea(METFORMIN_PATIENT)[0],
+        *_orders(5000),
+        *(_b12_result(i) for i in range(5000)),
+    ]
+    body = call("patient-view", METFORMIN_PATIENT, prefetch(resources))
+    heavy = asyncio.create_task(client.post(PV, json=body))
+    await asyncio.sleep(0.05)
+    waits = []
+    while not heavy.done():
+        t0 = time.perf_counter()
+        assert (await client.get("/api/v1/health")).status_code == 200
+        waits.append(time.perf_counter() - t0)
+        await asyncio.sleep(0.02)
+    assert (await heavy).status_code == 200
+    assert waits, "the call finished before /health was asked"
+    assert max(waits) < 0.5, f"/health waited {max(waits):.2f} s"

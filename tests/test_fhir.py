@@ -7,6 +7,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -556,3 +557,46 @@ def test_cli_fhir_import_keeps_an_out_folder_that_holds_files_unless_forced(
 def test_cli_fhir_import_of_a_folder_without_ndjson_exits_2(tmp_path: Path) -> None:
     done = run_cli("fhir-import", str(tmp_path))
     assert done.returncode == 2 and "no .ndjson files" in done.stderr
+
+
+def _orders(n: int, pid: str = "p1") -> list[dict[str, Any]]:
+    """n overlapping metformin orders (the shape that made course building quadratic)."""
+    out = []
+    for i in range(n):
+        day = (dt.date(1980, 1, 1) + dt.timedelta(days=i % 4000)).isoformat()
+        out.append(
+            {
+                "resourceType": "MedicationRequest",
+                "id": f"mr-{i}",
+                "status": "active",
+                "intent": "order",
+                "subject": {"reference": f"Patient/{pid}"},
+                "medicationCodeableConcept": {
+                    "coding": [{"system": "http://www.whocc.no/atc", "code": "A10BA02"}]
+                },
+                "authoredOn": day,
+                "dispenseRequest": {"validityPeriod": {"start": day, "end": "1995-01-01"}},
+            }
+        )
+    return out
+
+
+def test_building_courses_grows_linearly_with_the_orders() -> None:
+    """8x the overlapping orders takes well under 8x squared the time (16,000 took 12 s
+    when each order recomputed its run's end); measured as a ratio, so a slow machine
+    does not fail it."""
+    kb = load_knowledge()
+    patient = {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1930-01-01"}
+
+    def seconds(n: int) -> float:
+        resources = [patient, *_orders(n)]
+        t0 = time.perf_counter()
+        imported = record_from_resources(resources, dt.date(1994, 1, 1), kb)
+        took = time.perf_counter() - t0
+        assert [m["id"] for m in imported.record["medications"]] == ["metformin"]
+        return took
+
+    seconds(200)  # warm
+    small = min(seconds(2000) for _ in range(2))
+    large = seconds(16000)
+    assert large / small < 16, f"2,000 orders {small:.2f} s, 16,000 {large:.2f} s"

@@ -17,10 +17,12 @@ def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
     def loose_umask() -> None:
         os.umask(0o022)  # the common default: files 0644, folders 0755
 
+    # The default store under B12DX_DATA_DIR, whatever database another test points at.
+    base = {k: v for k, v in os.environ.items() if k != "B12DX_DATABASE_URL"}
     done = subprocess.run(
         [*CLI, *args],
         cwd=cwd,
-        env={**os.environ, **(env or {})},
+        env={**base, **(env or {})},
         preexec_fn=loose_umask,
         capture_output=True,
         text=True,

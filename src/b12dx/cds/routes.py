@@ -13,10 +13,12 @@ called only when allowlisted (``cds/fhir_servers.py``).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import os
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,10 @@ from b12dx.knowledge.loader import load_knowledge
 from b12dx.web.settings import is_loopback
 
 log = logging.getLogger("b12dx.cds")
+
+# The most resources of one type read for one patient in one hook call (a patient with
+# decades of orders has about 2,000; the answer past it is 413).
+MAX_RESOURCES_PER_TYPE = 5000
 
 
 @dataclass
@@ -159,27 +165,43 @@ def build_router(settings: CdsSettings) -> APIRouter:
         except PreconditionFailed as exc:
             return _error(412, "precondition_failed", exc.message, missing=exc.missing)
         resources = _dedupe(got.resources)
+        counts = Counter(str(r.get("resourceType")) for r in resources)
+        over = sorted((t, n) for t, n in counts.items() if n > MAX_RESOURCES_PER_TYPE)
+        if over:
+            # A bound on the work one call may cause: no one patient needs more.
+            listed = ", ".join(f"{t}: {n}" for t, n in over)
+            return _error(
+                413,
+                "too_many_resources",
+                f"{listed}; at most {MAX_RESOURCES_PER_TYPE} resources of each type are "
+                "read for one patient",
+            )
         today = settings.today()
-        try:
-            imported = record_from_resources(resources, today, kb)
-        except InputError as exc:
-            # No single patient, no birth date, or the patient has died: there is no
-            # advice to give, and a card saying so on every chart would be noise.
-            log.info("%s: no assessment (%s)", service_id, exc.errors[0].path)
-            return {"cards": []}
-        try:
-            if service.hook == "patient-view":
-                result = with_fhir_input(assess(imported.record, knowledge=kb), imported)
-                cards = patient_view_cards(
-                    kb, result, imported.record, patient_ref, base_url(request)
-                )
-            else:
-                orders = draft_orders(context, selected_only=service.hook == "order-select")
-                cards = order_cards(kb, imported, orders, today, patient_ref)
-        except B12dxError as exc:
-            log.info("%s: record not assessable (%s)", service_id, type(exc).__name__)
-            return {"cards": []}
-        return {"cards": cards}
+        link_base = base_url(request)
+
+        def answer() -> dict[str, Any]:
+            try:
+                imported = record_from_resources(resources, today, kb)
+            except InputError as exc:
+                # No single patient, no birth date, or the patient has died: there is no
+                # advice to give, and a card saying so on every chart would be noise.
+                log.info("%s: no assessment (%s)", service_id, exc.errors[0].path)
+                return {"cards": []}
+            try:
+                if service.hook == "patient-view":
+                    result = with_fhir_input(assess(imported.record, knowledge=kb), imported)
+                    cards = patient_view_cards(kb, result, imported.record, patient_ref, link_base)
+                else:
+                    orders = draft_orders(context, selected_only=service.hook == "order-select")
+                    cards = order_cards(kb, imported, orders, today, patient_ref)
+            except B12dxError as exc:
+                log.info("%s: record not assessable (%s)", service_id, type(exc).__name__)
+                return {"cards": []}
+            return {"cards": cards}
+
+        # Reading the record and assessing it is CPU work: off the event loop, so that one
+        # large patient does not stop the worker answering anyone else.
+        return await asyncio.to_thread(answer)
 
     @router.post(
         "/{service_id}/feedback",

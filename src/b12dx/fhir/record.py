@@ -628,12 +628,17 @@ class _Builder:
         medications = []
         for mid, courses in self.courses.items():
             courses.sort(key=lambda c: (c.start, c.end))
+            # One pass, each run's end kept as it grows: linear in the orders (the end
+            # recomputed for every order made 16,000 overlapping orders take 12 s).
             runs: list[list[_Course]] = []
+            run_end = dt.date.min
             for c in courses:
-                if runs and (c.start - max(x.end for x in runs[-1])).days <= gap:
+                if runs and (c.start - run_end).days <= gap:
                     runs[-1].append(c)
+                    run_end = max(run_end, c.end)
                 else:
                     runs.append([c])
+                    run_end = c.end
             last = runs[-1]
             for earlier in runs[:-1]:
                 for c in earlier:
