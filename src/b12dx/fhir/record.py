@@ -161,6 +161,25 @@ def _parse(resource: Mapping[str, Any]) -> Any:
         raise _Skip(f"not valid FHIR R4 ({exc})") from None
 
 
+def _is_resource(value: Any) -> bool:
+    return isinstance(value, Mapping) and isinstance(value.get("resourceType"), str)
+
+
+def _malformed(resource: Mapping[str, Any], exc: Exception) -> str:
+    """Why a resource that broke the reader is not used: FHIR R4 validation's first
+    problem (the field and what is wrong), else the kind of fault."""
+    try:
+        data = {k: v for k, v in resource.items() if not str(k).startswith("_")}
+        get_fhir_model_class(str(resource["resourceType"])).model_validate(data)
+    except ValidationError as invalid:
+        first = invalid.errors()[0]
+        where = ".".join(str(p) for p in first["loc"] if not isinstance(p, int)) or "resource"
+        return f"not valid FHIR R4 ({where}: {first['msg']})"
+    except Exception:
+        pass
+    return f"not valid FHIR R4 (a field of the wrong shape: {type(exc).__name__})"
+
+
 def to_date(value: Any) -> tuple[dt.date | None, bool]:
     """A FHIR date, dateTime or instant as a date (the date as written), and whether partial."""
     if value is None:
@@ -262,6 +281,11 @@ class _Builder:
             note = self._dispatch(resource, reference)
         except _Skip as skip:
             self.ignored.append(ResourceNote(reference, str(skip)))
+        except (TypeError, AttributeError, KeyError, ValueError, IndexError) as exc:
+            # A malformed resource (a field of the wrong shape where the reader looks
+            # before validating) is not used, and says which field: never a traceback,
+            # and the rest of the record still stands.
+            self.ignored.append(ResourceNote(reference, _malformed(resource, exc)))
         else:
             if note:
                 self.used.append(ResourceNote(reference, note))
@@ -761,6 +785,18 @@ def record_from_resources(
     patient had died by ``as_of``. Everything else that cannot be used is reported as
     ignored, with the reason, and the rest of the record still stands.
     """
+    not_resources = [i for i, r in enumerate(resources) if not _is_resource(r)]
+    if not_resources:
+        i = not_resources[0]
+        raise InputError(
+            [
+                FieldError(
+                    f"entry[{i}]",
+                    "is not a FHIR resource (a JSON object with a resourceType)",
+                    "FHIR R4 resources",
+                )
+            ]
+        )
     patients = [r for r in resources if r.get("resourceType") == "Patient"]
     if len(patients) != 1:
         found = "no Patient resource" if not patients else f"{len(patients)} Patient resources"

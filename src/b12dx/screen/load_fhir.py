@@ -41,8 +41,19 @@ class _Writers:
             for name, schema in SCHEMAS.items()
         }
         self.counts = dict.fromkeys(SCHEMAS, 0)
+        self.kinds = {
+            name: [(f.name, _python_kind(f.type)) for f in schema]
+            for name, schema in SCHEMAS.items()
+        }
 
     def add(self, table: str, row: dict[str, Any]) -> None:
+        # A value of the wrong shape (a resource's field that is not what FHIR says) is
+        # refused here, where the resource can still be counted as not used, not when the
+        # batch is written and the whole screen would stop.
+        for name, kind in self.kinds[table]:
+            value = row.get(name)
+            if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+                raise ValueError(f"{table}.{name}: {type(value).__name__}")
         buffer = self.rows[table]
         buffer.append(row)
         if len(buffer) >= BATCH_ROWS:
@@ -59,6 +70,19 @@ class _Writers:
         for name in SCHEMAS:
             self.flush(name)
             self.writers[name].close()
+
+
+def _python_kind(kind: pa.DataType) -> type | tuple[type, ...]:
+    """The Python values a column of this Arrow type accepts from the mapper."""
+    if pa.types.is_string(kind):
+        return str
+    if pa.types.is_date(kind):
+        return dt.date
+    if pa.types.is_integer(kind):
+        return int
+    if pa.types.is_floating(kind):
+        return (int, float)
+    return object
 
 
 def _codings(resource: Mapping[str, Any], key: str) -> list[Any]:
@@ -94,6 +118,17 @@ class _Mapper:
         self.skipped[why] = self.skipped.get(why, 0) + 1
 
     def map(self, r: dict[str, Any]) -> None:
+        """Map one resource; a malformed one is counted as not used (by its type), never
+        the end of the screen."""
+        try:
+            self._map(r)
+        except (TypeError, AttributeError, KeyError, ValueError, IndexError):
+            kind = r.get("resourceType") if isinstance(r, dict) else None
+            self.skip(
+                f"{kind if isinstance(kind, str) else 'resource'}: malformed (not valid FHIR R4)"
+            )
+
+    def _map(self, r: dict[str, Any]) -> None:
         handler: Callable[[dict[str, Any], str], None] | None = getattr(
             self, f"_{r['resourceType']}", None
         )
