@@ -140,3 +140,24 @@ async def test_security_headers_on_every_response(client, path: str) -> None:
     assert r.headers["x-content-type-options"] == "nosniff"
     assert r.headers["x-frame-options"] == "DENY"
     assert r.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.asyncio
+async def test_an_error_names_the_first_problems_and_counts_the_rest(client) -> None:
+    """10,000 unknown symptom ids: the 422 names the first 20 and counts the rest, and is
+    smaller than the request (it was 174 times its size)."""
+    record = {
+        "as_of": "2026-11-20",
+        "age_years": 50,
+        "symptoms": [{"id": f"unknown_{i}"} for i in range(10000)],
+    }
+    body = json.dumps(record).encode()
+    r = await client.post(
+        "/api/v1/assess", content=body, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422
+    out = r.json()
+    assert len(out["errors"]) == 20 and out["errors_not_shown"] == 9980
+    assert out["errors"][0]["path"] == "symptoms[0].id"
+    assert "and 9980 more problems" in out["message"]
+    assert len(r.content) < len(body)

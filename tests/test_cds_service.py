@@ -815,3 +815,33 @@ async def test_a_large_call_does_not_stop_the_worker_answering_others(client) ->
     assert (await heavy).status_code == 200
     assert waits, "the call finished before /health was asked"
     assert max(waits) < 0.5, f"/health waited {max(waits):.2f} s"
+
+
+async def test_one_feedback_post_stores_a_bounded_amount(client) -> None:
+    """More than 100 items, a card id or reason of any size: refused (400), not stored."""
+    item = {
+        "card": "c1",
+        "outcome": "overridden",
+        "outcomeTimestamp": "2026-11-20T10:00:00Z",
+        "overrideReason": {"reason": {"code": "x"}, "userComment": "ok"},
+    }
+    many = {"feedback": [item | {"card": f"c{i}"} for i in range(101)]}
+    assert (await client.post(f"{PV}/feedback", json=many)).status_code == 400
+    big_reason = {"feedback": [item | {"overrideReason": {"userComment": "x" * 5000}}]}
+    r = await client.post(f"{PV}/feedback", json=big_reason)
+    assert r.status_code == 400 and "overrideReason" in r.text
+    long_card = {"feedback": [item | {"card": "c" * 1000}]}
+    assert (await client.post(f"{PV}/feedback", json=long_card)).status_code == 400
+    ok = await client.post(f"{PV}/feedback", json={"feedback": [item]})
+    assert ok.status_code == 200 and ok.json()["recorded"] == 1
+
+
+async def test_cds_open_answers_beyond_loopback_without_authentication(tmp_path: Path) -> None:
+    """`b12dx serve --cds-open`: asked for in so many words, a remote Host is answered."""
+    settings = CdsSettings(
+        feedback=FeedbackStore(tmp_path / "f"), today=lambda: THEN, open_beyond_loopback=True
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(settings)), base_url="http://ehr.example"
+    ) as c:
+        assert (await c.get("/cds-services")).status_code == 200

@@ -264,3 +264,12 @@ def test_installed_command_reads_stdin_in_a_real_process() -> None:
         [exe, "assess", "-"], input="{", capture_output=True, text=True, check=False
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_serve_refuses_unauthenticated_cds_beyond_loopback(capsys, monkeypatch) -> None:
+    """Every CDS call should carry a JWT: beyond loopback, no issuers means refusing to
+    start (exit 2, naming --cds-issuers and --cds-open), before anything is opened."""
+    monkeypatch.delenv("B12DX_CDS_ISSUERS", raising=False)
+    code, _, err = run(capsys, "serve", "--host", "0.0.0.0", "--port", "1")
+    assert code == 2
+    assert "--cds-issuers" in err and "--cds-open" in err

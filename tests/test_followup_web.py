@@ -438,7 +438,17 @@ def test_serve_requires_login_beyond_loopback_and_refuses_to_turn_it_off(tmp_pat
 def test_serve_beyond_loopback_with_login_off_exits_2(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("B12DX_REQUIRE_LOGIN", raising=False)
     with pytest.raises(SystemExit) as done:
-        main(["serve", "--host", "0.0.0.0", "--no-require-login", "--db", str(tmp_path / "x.db")])
+        main(
+            [
+                "serve",
+                "--host",
+                "0.0.0.0",
+                "--no-require-login",
+                "--cds-open",
+                "--db",
+                str(tmp_path / "x.db"),
+            ]
+        )
     assert done.value.code == 2
     assert "--no-require-login" in capsys.readouterr().err
 

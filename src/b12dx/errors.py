@@ -35,6 +35,12 @@ class FieldError:
         return text
 
 
+# The most problems an error names in full: a record of 10,000 unknown ids is told about
+# its first ones and how many more there are, not answered with an error 200 times its
+# own size.
+MAX_ERRORS_SHOWN = 20
+
+
 class InputError(B12dxError):
     """The patient record cannot be assessed as given."""
 
@@ -42,20 +48,28 @@ class InputError(B12dxError):
         if not errors:
             raise ValueError("InputError needs at least one FieldError")
         self.errors = errors
-        super().__init__("; ".join(str(e) for e in errors))
+        shown = "; ".join(str(e) for e in errors[:MAX_ERRORS_SHOWN])
+        more = len(errors) - MAX_ERRORS_SHOWN
+        super().__init__(shown + (f"; and {more} more problems" if more > 0 else ""))
 
     @classmethod
     def single(cls, path: str, message: str, accepted: str | None = None) -> InputError:
         return cls([FieldError(path, message, accepted)])
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        """The error as JSON: the first MAX_ERRORS_SHOWN problems, and the count of the
+        rest in ``errors_not_shown``."""
+        out: dict[str, object] = {
             "error": "invalid_input",
             "message": str(self),
             "errors": [
-                {"path": e.path, "message": e.message, "accepted": e.accepted} for e in self.errors
+                {"path": e.path, "message": e.message, "accepted": e.accepted}
+                for e in self.errors[:MAX_ERRORS_SHOWN]
             ],
         }
+        if len(self.errors) > MAX_ERRORS_SHOWN:
+            out["errors_not_shown"] = len(self.errors) - MAX_ERRORS_SHOWN
+        return out
 
 
 class ProfileError(B12dxError):

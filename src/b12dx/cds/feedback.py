@@ -60,11 +60,23 @@ def default_path() -> Path:
     return Path(base) / "cds-feedback.sqlite3"
 
 
+# Bounds on what one feedback post may store (a card's outcome is a few hundred bytes;
+# without them three posts stored 94 MB).
+MAX_ITEMS = 100
+MAX_ID_CHARS = 128
+MAX_SUGGESTIONS = 20
+MAX_REASON_BYTES = 2048
+
+
 def parse(body: Any) -> list[Feedback]:
     errors: list[dict[str, str]] = []
     items = body.get("feedback") if isinstance(body, Mapping) else None
     if not isinstance(items, list) or not items:
         raise FeedbackError([{"path": "feedback", "message": "must be a non-empty list"}])
+    if len(items) > MAX_ITEMS:
+        raise FeedbackError(
+            [{"path": "feedback", "message": f"holds {len(items)} items; at most {MAX_ITEMS}"}]
+        )
     out: list[Feedback] = []
     for i, item in enumerate(items):
         where = f"feedback[{i}]"
@@ -73,8 +85,13 @@ def parse(body: Any) -> list[Feedback]:
             continue
         card, outcome, when = item.get("card"), item.get("outcome"), item.get("outcomeTimestamp")
         accepted = item.get("acceptedSuggestions") or []
-        if not isinstance(card, str) or not card:
-            errors.append({"path": f"{where}.card", "message": "is required (the card's uuid)"})
+        if not isinstance(card, str) or not card or len(card) > MAX_ID_CHARS:
+            errors.append(
+                {
+                    "path": f"{where}.card",
+                    "message": f"is required (the card's uuid, at most {MAX_ID_CHARS} characters)",
+                }
+            )
         if outcome not in ("accepted", "overridden"):
             errors.append({"path": f"{where}.outcome", "message": "must be accepted or overridden"})
         if not isinstance(when, str) or _timestamp(when) is None:
@@ -86,9 +103,16 @@ def parse(body: Any) -> list[Feedback]:
             if isinstance(accepted, list)
             else []
         )
-        if not isinstance(accepted, list) or not all(isinstance(x, str) for x in ids):
+        if (
+            not isinstance(accepted, list)
+            or len(accepted) > MAX_SUGGESTIONS
+            or not all(isinstance(x, str) and len(x) <= MAX_ID_CHARS for x in ids)
+        ):
             errors.append(
-                {"path": f"{where}.acceptedSuggestions", "message": "must be a list of {id}"}
+                {
+                    "path": f"{where}.acceptedSuggestions",
+                    "message": f"must be a list of at most {MAX_SUGGESTIONS} {{id}}",
+                }
             )
         elif outcome == "accepted" and not ids:
             errors.append(
@@ -98,8 +122,16 @@ def parse(body: Any) -> list[Feedback]:
                 }
             )
         reason = item.get("overrideReason")
-        if reason is not None and not isinstance(reason, Mapping):
-            errors.append({"path": f"{where}.overrideReason", "message": "must be an object"})
+        if reason is not None and (
+            not isinstance(reason, Mapping)
+            or len(json.dumps(reason, default=str)) > MAX_REASON_BYTES
+        ):
+            errors.append(
+                {
+                    "path": f"{where}.overrideReason",
+                    "message": f"must be an object of at most {MAX_REASON_BYTES} bytes",
+                }
+            )
         if not errors:
             out.append(
                 Feedback(

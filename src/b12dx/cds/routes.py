@@ -46,6 +46,8 @@ from b12dx.web.settings import is_loopback
 
 log = logging.getLogger("b12dx.cds")
 
+ENV_CDS_OPEN = "B12DX_CDS_OPEN"  # set by `b12dx serve --cds-open`
+
 # The most resources of one type read for one patient in one hook call (a patient with
 # decades of orders has about 2,000; the answer past it is 413).
 MAX_RESOURCES_PER_TYPE = 5000
@@ -59,6 +61,8 @@ class CdsSettings:
     # Without issuers, the FHIR servers callers may name (B12DX_CDS_FHIR_SERVERS); with
     # issuers, each issuer's own list applies instead.
     fhir_servers: tuple[FhirServer, ...] = ()
+    # `b12dx serve --cds-open`: without issuers, answer callers beyond this machine too.
+    open_beyond_loopback: bool = False
     public_url: str | None = None  # the base URL clients call, when behind a proxy
     today: Callable[[], dt.date] = dt.date.today  # the adapter reads the clock, not the engine
 
@@ -70,6 +74,7 @@ def settings_from_env() -> CdsSettings:
     return CdsSettings(
         authenticator=ClientAuthenticator(issuers),
         fhir_servers=servers_from_env(os.environ.get("B12DX_CDS_FHIR_SERVERS")),
+        open_beyond_loopback=os.environ.get(ENV_CDS_OPEN) == "1",
         fetch_timeout_seconds=timeout,
         public_url=os.environ.get("B12DX_PUBLIC_URL") or None,
     )
@@ -92,6 +97,8 @@ def build_router(settings: CdsSettings) -> APIRouter:
 
     def authenticate(request: Request, *audiences: str) -> ClientIdentity | JSONResponse | None:
         auth = settings.authenticator
+        if not auth.enabled and settings.open_beyond_loopback:
+            return None  # served unauthenticated on purpose (b12dx serve --cds-open)
         if not auth.enabled:
             # Without client authentication only this machine may call, by a loopback
             # name: a web page the clinician visits (its script, or DNS rebinding of

@@ -224,6 +224,14 @@ def serve(
             "loopback. Off is refused beyond loopback.",
         ),
     ] = None,
+    cds_open: Annotated[
+        bool,
+        typer.Option(
+            "--cds-open",
+            help="Serve CDS Hooks beyond loopback without client authentication (refused "
+            "otherwise: every CDS call should carry a signed JWT).",
+        ),
+    ] = False,
 ) -> None:
     """Start the web app (patient check, clinician view, follow-up), the JSON API and CDS
     Hooks."""
@@ -232,15 +240,27 @@ def serve(
     import uvicorn
 
     from b12dx.cds.auth import load_issuers
-    from b12dx.web.settings import ENV_CDS_OPEN_WARNED, check_port, configure_serve
+    from b12dx.cds.routes import ENV_CDS_OPEN
+    from b12dx.web.settings import ENV_CDS_OPEN_WARNED, check_port, configure_serve, is_loopback
+
+    if cds_issuers is not None:
+        os.environ["B12DX_CDS_ISSUERS"] = str(cds_issuers)
+    issuers_file = os.environ.get("B12DX_CDS_ISSUERS")
+    if not issuers_file and not is_loopback(host) and not cds_open:
+        # CDS Hooks: every call carries a JWT. Beyond this machine, no issuers means no
+        # client authentication, which is only served when asked for in so many words.
+        raise InputError.single(
+            "--cds-issuers",
+            f"CDS Hooks on {host} without trusted issuers would answer anyone who reaches it",
+            "--cds-issuers FILE (or B12DX_CDS_ISSUERS), or --cds-open to serve CDS unauthenticated",
+        )
+    if cds_open:
+        os.environ[ENV_CDS_OPEN] = "1"
 
     check_port(host, port)  # before the database is opened or made
     for line in configure_serve(host, db, require_login):
         sys.stderr.write(f"b12dx: {line}\n")
 
-    if cds_issuers is not None:
-        os.environ["B12DX_CDS_ISSUERS"] = str(cds_issuers)
-    issuers_file = os.environ.get("B12DX_CDS_ISSUERS")
     if issuers_file:
         try:
             count = len(load_issuers(Path(issuers_file)))
