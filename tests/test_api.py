@@ -161,3 +161,12 @@ async def test_an_error_names_the_first_problems_and_counts_the_rest(client) -> 
     assert out["errors"][0]["path"] == "symptoms[0].id"
     assert "and 9980 more problems" in out["message"]
     assert len(r.content) < len(body)
+
+
+async def test_hsts_only_over_tls() -> None:
+    app = create_app()
+    for base, wanted in (("https://127.0.0.1", "max-age=31536000"), ("http://127.0.0.1", None)):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=base) as c:
+            r = await c.get("/api/v1/health")
+        assert r.headers.get("strict-transport-security") == wanted

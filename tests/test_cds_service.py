@@ -845,3 +845,15 @@ async def test_cds_open_answers_beyond_loopback_without_authentication(tmp_path:
         transport=httpx.ASGITransport(app=create_app(settings)), base_url="http://ehr.example"
     ) as c:
         assert (await c.get("/cds-services")).status_code == 200
+
+
+@pytest.mark.parametrize("pid", ["..", ".", "..."])
+async def test_a_patient_id_of_dots_alone_is_refused(client, pid) -> None:
+    """Patient/.. would read the FHIR server's base URL with the caller's token."""
+    r = await client.post(PV, json=call("patient-view", pid, None))
+    assert r.status_code == 400 and "patientId" in r.text
+
+
+async def test_a_wrong_method_is_405_with_allow(client) -> None:
+    r = await client.get(PV)
+    assert r.status_code == 405 and r.headers["allow"] == "POST"

@@ -600,3 +600,27 @@ def test_building_courses_grows_linearly_with_the_orders() -> None:
     small = min(seconds(2000) for _ in range(2))
     large = seconds(16000)
     assert large / small < 16, f"2,000 orders {small:.2f} s, 16,000 {large:.2f} s"
+
+
+def test_cli_fhir_import_never_overwrites_one_record_with_another(tmp_path: Path) -> None:
+    """A patient called import-report, and ids that differ only in case (one file on a
+    case-insensitive file system): every record gets its own file, the report says which,
+    and the report itself is not overwritten."""
+    export = tmp_path / "export"
+    export.mkdir()
+    ids = ["import-report", "Ann", "ann", "ANN"]
+    patients = [
+        {"resourceType": "Patient", "id": pid, "gender": "female", "birthDate": "1950-01-01"}
+        for pid in ids
+    ]
+    (export / "Patient.ndjson").write_text("".join(json.dumps(p) + "\n" for p in patients))
+    out = tmp_path / "out"
+    done = run_cli("fhir-import", str(export), "--out", str(out), "--as-of", "2026-11-20")
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "import-report.json").read_text())
+    files = [p["file"] for p in report["patients"]]
+    assert [p["patient"] for p in report["patients"]] == [f"Patient/{i}" for i in ids]
+    assert len({f.casefold() for f in files}) == 4 and "import-report.json" not in files
+    for entry in report["patients"]:
+        assert (out / entry["file"]).is_file()
+    assert len(list(out.glob("*.json"))) == 5

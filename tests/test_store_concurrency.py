@@ -309,6 +309,24 @@ def test_two_server_workers_the_cli_and_store_writers_at_once_lose_nothing(
         text=True,
         cwd=WRITER.parent,
     )
+    # The writer's lines as they come: the others start once it is ready, and it is
+    # stopped only after it has committed while they ran (on a loaded machine its start
+    # alone can outlast the command-line processes).
+    said: list[str] = []
+    ready, wrote = threading.Event(), threading.Event()
+
+    def listen() -> None:
+        assert writer.stdout is not None
+        for line in writer.stdout:
+            said.append(line)
+            if line.startswith("ready "):
+                ready.set()
+            if line.startswith("ok "):
+                wrote.set()
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert ready.wait(TIMEOUT_S), "the store writer did not start"
     clients = [threading.Thread(target=http_client) for _ in range(HTTP_THREADS)]
     for c in clients:
         c.start()
@@ -320,8 +338,13 @@ def test_two_server_workers_the_cli_and_store_writers_at_once_lose_nothing(
         for c in clients:
             c.join(TIMEOUT_S)
     # The writer is stopped mid-loop: what it said it committed must be there.
+    wrote.wait(TIMEOUT_S)
     writer.kill()
-    writer_out, writer_err = writer.communicate(timeout=TIMEOUT_S)
+    writer.wait(TIMEOUT_S)
+    listener.join(TIMEOUT_S)
+    assert writer.stderr is not None
+    writer_err = writer.stderr.read()
+    writer_out = "".join(said)
     elapsed = time.perf_counter() - started
 
     failures = [(status, answer) for _, status, answer, _ in http if status != 201]

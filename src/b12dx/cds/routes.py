@@ -264,8 +264,16 @@ def _check_request(body: Any, hook: str) -> list[str]:
         return problems
     pid = context.get("patientId")
     # A FHIR id: it goes into the queries sent to the FHIR server, so nothing else may.
-    if not isinstance(pid, str) or not re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", pid):
-        problems.append("context.patientId: is required, a FHIR id ([A-Za-z0-9-.], 1-64)")
+    # Dots alone ("..", ".") are a FHIR id by the pattern but a path step in a URL: the
+    # read of Patient/.. would fetch the FHIR server's base.
+    if (
+        not isinstance(pid, str)
+        or not re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", pid)
+        or set(pid) <= {"."}
+    ):
+        problems.append(
+            "context.patientId: is required, a FHIR id ([A-Za-z0-9-.], 1-64, not dots alone)"
+        )
     if hook in ("order-select", "order-sign"):
         draft = context.get("draftOrders")
         if not isinstance(draft, dict) or draft.get("resourceType") != "Bundle":

@@ -19,6 +19,17 @@ from b12dx.fhir.read import read_bulk_export
 from b12dx.fhir.record import record_from_resources
 from b12dx.knowledge.loader import load_knowledge
 
+REPORT = "import-report.json"
+
+
+def _free_name(base: str, taken: set[str]) -> str:
+    """``base``, or ``base-2``, ``base-3``... the first not yet taken (case-folded)."""
+    name, n = base, 2
+    while name.casefold() in taken:
+        name, n = f"{base}-{n}", n + 1
+    taken.add(name.casefold())
+    return name
+
 
 def _write_atomic(path: Path, text: str) -> None:
     # Write beside the target and rename, so a reader never sees half a file.
@@ -53,6 +64,9 @@ def run_import(
         "skipped": [],
     }
     rows: list[tuple[str, ...]] = []
+    # File names taken, case-folded as a case-insensitive file system folds them; the
+    # report's own name is taken from the start: no record overwrites another, or it.
+    taken = {REPORT.removesuffix(".json").casefold()}
     for pid, resources in export:
         try:
             imported = record_from_resources(resources, as_of, kb)
@@ -63,7 +77,9 @@ def run_import(
         entry["record"] = imported.record
         report["patients"].append(entry)
         if out is not None:
-            _write_atomic(out / f"{_safe(pid)}.json", json.dumps(imported.record, indent=2) + "\n")
+            name = _free_name(_safe(pid), taken)
+            entry["file"] = f"{name}.json"
+            _write_atomic(out / f"{name}.json", json.dumps(imported.record, indent=2) + "\n")
         else:
             line = {"patient": f"Patient/{pid}", "record": imported.record}
             sys.stdout.write(json.dumps(line) + "\n")
@@ -86,7 +102,7 @@ def run_import(
     if out is not None:
         for entry in report["patients"]:
             entry.pop("record")
-        _write_atomic(out / "import-report.json", json.dumps(report, indent=2) + "\n")
+        _write_atomic(out / REPORT, json.dumps(report, indent=2) + "\n")
 
     counts = ", ".join(f"{n} {t}" for t, n in sorted(export.counts.items()))
     err.print(f"Read {len(export.files)} files: {counts}.")

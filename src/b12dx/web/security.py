@@ -36,6 +36,8 @@ HEADERS = [
     (b"cache-control", b"no-store"),
 ]
 
+HSTS = (b"strict-transport-security", b"max-age=31536000")
+
 
 class SecurityHeaders:
     def __init__(self, app: ASGIApp) -> None:
@@ -46,10 +48,16 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        # Served over TLS (directly, or behind a proxy uvicorn trusts for the scheme): the
+        # browser is told to use https only from now on (HSTS, a year).
+        tls = scope.get("scheme") == "https"
+
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 present = {k.lower() for k, _ in message.get("headers", [])}
                 extra = [(k, v) for k, v in HEADERS if k not in present]
+                if tls and HSTS[0] not in present:
+                    extra.append(HSTS)
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
