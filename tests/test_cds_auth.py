@@ -637,3 +637,14 @@ def test_plain_http_jwks_url_is_allowed_only_on_loopback() -> None:
 def test_duplicate_issuers_are_refused_by_the_authenticator(jwks) -> None:
     with pytest.raises(ValueError, match="twice"):
         ClientAuthenticator([TrustedIssuer(ISS, jwks=jwks), TrustedIssuer(ISS, jwks=jwks)])
+
+
+@pytest.mark.parametrize("typ", [None, "at+jwt", "JOSE", 5])
+def test_a_token_whose_typ_is_not_jwt_is_refused(auth, clock, rsa_key, typ) -> None:
+    """CDS Hooks: the JWT header's typ is "JWT"; an access or ID token is not a call."""
+    token = sign(rsa_key, "RS384", "rsa-1", claims(clock), typ=typ)
+    assert ("typ" in jwt.get_unverified_header(token)) == (typ is not None)
+    with pytest.raises(AuthError, match="typ"):
+        auth.authenticate(f"Bearer {token}", AUD)
+    lower = sign(rsa_key, "RS384", "rsa-1", claims(clock), typ="jwt")
+    assert auth.authenticate(f"Bearer {lower}", AUD).iss == ISS

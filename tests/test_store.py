@@ -989,3 +989,30 @@ def test_control_characters_in_names_are_refused_on_every_backend(
         ),
     )
     assert err.errors[0].path == "given_by"
+
+
+@pytest.mark.parametrize(
+    "text", ["\u202e\u202d", "\u200b\u200c\u200d", "\u2066\u2069\ufeff", " \u200b "]
+)
+def test_a_name_of_only_invisible_characters_is_refused(
+    db: Database, kb: Knowledge, text: str
+) -> None:
+    """Bidi overrides and zero-width characters show nothing: a patient list row with no
+    name a clinician can read is refused, naming the field."""
+    err = rejected(
+        db,
+        lambda s: patients.add(
+            s, kb, NURSE, NOW, name=text, birth_date=dt.date(1958, 3, 4), sex="female"
+        ),
+    )
+    assert err.errors[0].path == "name" and "invisible" in err.errors[0].message
+    with db.transaction() as s:
+        assert patients.add(
+            s,
+            kb,
+            NURSE,
+            NOW,
+            name="Zoë \u200bO\u2019Neil",
+            birth_date=dt.date(1958, 3, 4),
+            sex="female",
+        ).name.startswith("Zoë")

@@ -462,6 +462,11 @@ class ClientAuthenticator:
         except (jwt.PyJWTError, ValueError, TypeError):
             raise self._refuse("the bearer token is not a well-formed JWT") from None
 
+        # CDS Hooks 2.0.1: the JWT header's typ is "JWT"; a token of another kind (an access
+        # token, an ID token replayed here) is not a client's call (RFC 8725 §3.11).
+        typ = header.get("typ")
+        if not isinstance(typ, str) or typ.upper() != "JWT":
+            raise self._refuse('the token\'s typ header must be "JWT"')
         # The algorithm allowlist comes first and is ours, not the token's (RFC 8725 §3.1).
         alg = header.get("alg")
         if alg not in ALGORITHMS:

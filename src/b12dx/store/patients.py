@@ -50,6 +50,12 @@ def has_control_characters(text: str) -> bool:
     return any(unicodedata.category(ch) == "Cc" for ch in text)
 
 
+def has_visible_characters(text: str) -> bool:
+    """A name a person can read: at least one letter, mark or digit, not only format
+    characters (bidi overrides, zero-width joiners) and spaces that show nothing."""
+    return any(unicodedata.category(ch)[0] in "LMN" for ch in text)
+
+
 def _one_of(values: Iterable[object]) -> str:
     return ", ".join(str(v) for v in values)
 
@@ -73,6 +79,10 @@ def check_details(
         errors.append(FieldError("name", "must be 1 to 200 characters"))
     elif name is not None and has_control_characters(name):
         errors.append(FieldError("name", "must not contain control characters"))
+    elif name is not None and not has_visible_characters(name):
+        errors.append(
+            FieldError("name", "must hold a letter or digit, not only invisible characters")
+        )
     if birth_date is not None:
         if birth_date > today:
             errors.append(FieldError("birth_date", f"{birth_date} is in the future"))
