@@ -130,3 +130,23 @@ async def test_clinician_form_errors_name_the_field(client) -> None:
     r = await client.post("/clinician", data={"age_years": "40", "lab_mma_value": "abc"})
     assert r.status_code == 422
     assert "labs.mma.value" in r.text and "not a number" in r.text
+
+
+async def test_the_check_tells_a_patient_each_step_in_words_that_fit_it(client) -> None:
+    """Difficulty swallowing, getting worse, at 72: the patient is told about the urgent
+    endoscopy referral (NG12), not the generic 'blood specialist today' of the step id."""
+    form = {
+        "sym_swallowing_difficulty": "yes",
+        "onset": "gradual",
+        "duration_value": "8",
+        "duration_unit": "weeks",
+        "progressing": "yes",
+        "age_years": "72",
+        "sex": "male",
+        "diet": "omnivore",
+    }
+    r = await client.post("/check", data=form)
+    assert r.status_code == 200
+    assert banner(r.text) == "soon"
+    assert "endoscopy" in r.text
+    assert "blood specialist today" not in r.text

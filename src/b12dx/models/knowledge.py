@@ -415,6 +415,9 @@ class Rule(Cited):
     topic: str
     text: str
     choice: str | None = None  # why, where the sources did not settle it
+    # What the patient check says for a step this rule makes, when the step's own plain
+    # words (next_steps.yaml) would say something else.
+    plain: str | None = None
 
 
 class CodeSystem(_KB):
