@@ -33,6 +33,7 @@ from b12dx.cds.routes import CdsSettings
 from b12dx.fhir.read import read_bulk_export
 from b12dx.fhir.record import record_from_resources
 from b12dx.web.app import create_app
+from fhir_orders import overlapping_metformin_orders
 
 pytestmark = pytest.mark.asyncio
 SYNTHEA = Path(__file__).parent / "fixtures" / "synthea-bulk-10"
@@ -751,26 +752,8 @@ async def test_without_authentication_only_a_loopback_host_may_call(tmp_path: Pa
 # -- bounded work per call --------------------------------------------------------------
 
 
-def _orders(n: int, pid: str = METFORMIN_PATIENT) -> list[dict[str, Any]]:
-    """n overlapping metformin orders (the shape that made course building quadratic)."""
-    out = []
-    for i in range(n):
-        day = (dt.date(1980, 1, 1) + dt.timedelta(days=i % 4000)).isoformat()
-        out.append(
-            {
-                "resourceType": "MedicationRequest",
-                "id": f"mr-{i}",
-                "status": "active",
-                "intent": "order",
-                "subject": {"reference": f"Patient/{pid}"},
-                "medicationCodeableConcept": {
-                    "coding": [{"system": "http://www.whocc.no/atc", "code": "A10BA02"}]
-                },
-                "authoredOn": day,
-                "dispenseRequest": {"validityPeriod": {"start": day, "end": "1995-01-01"}},
-            }
-        )
-    return out
+def _orders(n: int) -> list[dict[str, Any]]:
+    return overlapping_metformin_orders(n, METFORMIN_PATIENT)
 
 
 def _b12_result(i: int) -> dict[str, Any]:

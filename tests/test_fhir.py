@@ -19,6 +19,7 @@ from b12dx.fhir.assess import assess_bundle
 from b12dx.fhir.out import assessment_bundle
 from b12dx.fhir.read import read_bulk_export
 from b12dx.fhir.record import record_from_resources
+from fhir_orders import overlapping_metformin_orders
 
 SYNTHEA = Path(__file__).parent / "fixtures" / "synthea-bulk-10"
 METFORMIN_PATIENT = "79a66c97-6131-3213-f3c9-4606946ab056"
@@ -559,26 +560,8 @@ def test_cli_fhir_import_of_a_folder_without_ndjson_exits_2(tmp_path: Path) -> N
     assert done.returncode == 2 and "no .ndjson files" in done.stderr
 
 
-def _orders(n: int, pid: str = "p1") -> list[dict[str, Any]]:
-    """n overlapping metformin orders (the shape that made course building quadratic)."""
-    out = []
-    for i in range(n):
-        day = (dt.date(1980, 1, 1) + dt.timedelta(days=i % 4000)).isoformat()
-        out.append(
-            {
-                "resourceType": "MedicationRequest",
-                "id": f"mr-{i}",
-                "status": "active",
-                "intent": "order",
-                "subject": {"reference": f"Patient/{pid}"},
-                "medicationCodeableConcept": {
-                    "coding": [{"system": "http://www.whocc.no/atc", "code": "A10BA02"}]
-                },
-                "authoredOn": day,
-                "dispenseRequest": {"validityPeriod": {"start": day, "end": "1995-01-01"}},
-            }
-        )
-    return out
+def _orders(n: int) -> list[dict[str, Any]]:
+    return overlapping_metformin_orders(n, "p1")
 
 
 def test_building_courses_grows_linearly_with_the_orders() -> None:

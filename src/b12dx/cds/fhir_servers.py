@@ -25,7 +25,7 @@ import asyncio
 import ipaddress
 import json
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -171,11 +171,3 @@ class PinnedTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
-
-
-def issuer_servers(issuers: Iterable[Any], iss: str) -> tuple[FhirServer, ...]:
-    """The allowlist of the issuer ``iss`` (``TrustedIssuer.fhir_servers``)."""
-    for issuer in issuers:
-        if issuer.iss == iss:
-            return tuple(issuer.fhir_servers)
-    return ()

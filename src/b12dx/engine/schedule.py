@@ -59,9 +59,10 @@ def _phase_dates(
 def lay_out(regimen: Regimen, start: dt.date, first_review: dt.date, until: dt.date) -> Plan:
     """Every planned dose from ``start`` up to and including ``until``. Phases with
     ``day_offsets`` are anchored at the start; the last phase repeats to ``until``."""
-    return _lay_out(tuple(regimen.phases), regimen.dose, start, first_review, until)
+    return lay_out_phases(tuple(regimen.phases), regimen.dose, start, first_review, until)
 
 
+@functools.lru_cache(maxsize=128)
 def lay_out_phases(
     phases: tuple[RegimenPhase, ...],
     dose: str,
@@ -69,19 +70,8 @@ def lay_out_phases(
     first_review: dt.date,
     until: dt.date,
 ) -> Plan:
-    """As ``lay_out`` for the rest of a course: ``phases`` from where it stands
-    (engine.course.remaining_phases), the first dose on ``start``."""
-    return _lay_out(phases, dose, start, first_review, until)
-
-
-@functools.lru_cache(maxsize=128)
-def _lay_out(
-    phases: tuple[RegimenPhase, ...],
-    dose: str,
-    start: dt.date,
-    first_review: dt.date,
-    until: dt.date,
-) -> Plan:
+    """``lay_out`` of the phases given: a whole regimen's, or the rest of a course from
+    where it stands (engine.course.remaining_phases), the first dose on ``start``."""
     # A plan depends only on the regimen and the dates, and everyone who starts a regimen
     # on the same day shares it; a year of daily oral doses is 366 objects, so plans are
     # reused (they are immutable).

@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from b12dx.engine import course as courses
-from b12dx.engine.course import INJECTION_ROUTES, Course
+from b12dx.engine.course import Course
 from b12dx.engine.explain import explained
 from b12dx.engine.findings import Findings, factor_name
 from b12dx.engine.labs import LabSummary
@@ -18,7 +18,7 @@ from b12dx.knowledge.loader import Knowledge
 from b12dx.models.assessment import Treatment
 from b12dx.models.knowledge import Profile, Regimen
 
-__all__ = ["INJECTION_ROUTES", "TreatmentDecision", "decide", "presentation"]
+__all__ = ["Presentation", "TreatmentDecision", "decide", "presentation"]
 
 # Which cause decides the regimen when several are present: the one that needs the most.
 _CAUSE_ORDER = ("malabsorption", "genetic", "autoimmune", "exposure", "medication", "dietary")
