@@ -29,6 +29,7 @@ from b12dx.cds.auth import (
     TrustedIssuer,
     load_issuers,
 )
+from b12dx.cds.replay import SharedReplayCache
 
 ISS = "https://ehr.example.org"
 AUD = "https://cds.example.org/cds-services/b12-patient-view"
@@ -115,6 +116,14 @@ def clock() -> Clock:
 @pytest.fixture
 def auth(jwks, clock) -> ClientAuthenticator:
     return ClientAuthenticator([TrustedIssuer(ISS, jwks=jwks)], clock=clock)
+
+
+@pytest.fixture(params=["memory", "shared"])
+def replaying(request, jwks, clock, tmp_path) -> ClientAuthenticator:
+    """An authenticator with each kind of replay cache: the process's own, and the file
+    every worker of the server shares (what `b12dx serve` uses)."""
+    cache = SharedReplayCache(tmp_path / "tokens.sqlite3") if request.param == "shared" else None
+    return ClientAuthenticator([TrustedIssuer(ISS, jwks=jwks)], clock=clock, replay=cache)
 
 
 def refused(auth: ClientAuthenticator, authorization: str | None, audience: str = AUD) -> str:
@@ -237,7 +246,8 @@ def test_non_string_issuer_is_refused(auth, clock, rsa_key) -> None:
 # -- replay --------------------------------------------------------------------------
 
 
-def test_replayed_jti_is_refused_and_a_new_jti_accepted(auth, clock, rsa_key) -> None:
+def test_replayed_jti_is_refused_and_a_new_jti_accepted(replaying, clock, rsa_key) -> None:
+    auth = replaying
     payload = claims(clock)
     token = sign(rsa_key, "RS384", "rsa-1", payload)
     auth.authenticate(f"Bearer {token}", AUD)
@@ -258,7 +268,8 @@ def test_a_refused_token_does_not_burn_its_jti(auth, clock, rsa_key) -> None:
     assert auth.authenticate(f"Bearer {sign(rsa_key, 'RS384', 'rsa-1', payload)}", AUD)
 
 
-def test_replay_cache_forgets_a_jti_once_its_token_has_expired(auth, clock, rsa_key) -> None:
+def test_replay_cache_forgets_a_jti_once_its_token_has_expired(replaying, clock, rsa_key) -> None:
+    auth = replaying
     for _ in range(3):
         auth.authenticate(f"Bearer {sign(rsa_key, 'RS384', 'rsa-1', claims(clock))}", AUD)
     assert len(auth._replay) == 3
@@ -267,7 +278,8 @@ def test_replay_cache_forgets_a_jti_once_its_token_has_expired(auth, clock, rsa_
     assert len(auth._replay) == 1
 
 
-def test_concurrent_replays_let_exactly_one_through(auth, clock, rsa_key) -> None:
+def test_concurrent_replays_let_exactly_one_through(replaying, clock, rsa_key) -> None:
+    auth = replaying
     header = f"Bearer {sign(rsa_key, 'RS384', 'rsa-1', claims(clock))}"
     outcomes: list[bool] = []
     lock = threading.Lock()
@@ -289,6 +301,32 @@ def test_concurrent_replays_let_exactly_one_through(auth, clock, rsa_key) -> Non
     for t in threads:
         t.join()
     assert sorted(outcomes) == [False] * 7 + [True]
+
+
+def test_a_token_accepted_by_one_worker_is_refused_by_every_other(
+    jwks, clock, rsa_key, tmp_path
+) -> None:
+    # Each worker of `b12dx serve --workers N` builds its own authenticator over the same
+    # file; with the per-process cache each of two workers accepted the token once.
+    path = tmp_path / "tokens.sqlite3"
+    workers = [
+        ClientAuthenticator(
+            [TrustedIssuer(ISS, jwks=jwks)], clock=clock, replay=SharedReplayCache(path)
+        )
+        for _ in range(3)
+    ]
+    header = f"Bearer {sign(rsa_key, 'RS384', 'rsa-1', claims(clock))}"
+    assert workers[0].authenticate(header, AUD)
+    for other in workers[1:]:
+        assert refused(other, header) == "the token has already been used (replayed jti)"
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_service_shares_its_replay_cache_between_workers(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("B12DX_DATA_DIR", str(tmp_path))
+    from b12dx.cds.routes import settings_from_env
+
+    assert isinstance(settings_from_env().authenticator._replay, SharedReplayCache)
 
 
 # -- algorithms and keys -------------------------------------------------------------

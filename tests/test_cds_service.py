@@ -800,6 +800,30 @@ async def test_a_large_call_does_not_stop_the_worker_answering_others(client) ->
     assert max(waits) < 0.5, f"/health waited {max(waits):.2f} s"
 
 
+async def test_a_call_past_the_time_bound_is_413(tmp_path: Path) -> None:
+    """A call's reading and assessing is bounded in time as well as in resources: past
+    the bound the answer is a 413 saying so, not a worker held for as long as it takes."""
+    settings = CdsSettings(
+        feedback=FeedbackStore(tmp_path / "fb.sqlite3"),
+        today=lambda: THEN,
+        work_timeout_seconds=0.05,
+    )
+    resources = [
+        synthea(METFORMIN_PATIENT)[0],
+        *_orders(5000),
+        *(_b12_result(i) for i in range(5000)),
+    ]
+    async with make_client(settings) as c:
+        r = await c.post(PV, json=call("patient-view", METFORMIN_PATIENT, prefetch(resources)))
+        assert r.status_code == 413, r.text
+        assert r.json()["error"] == "too_much_work" and "0.05 s" in r.json()["message"]
+        # The same call within the default bound is answered.
+        small = [synthea(METFORMIN_PATIENT)[0], low_b12(METFORMIN_PATIENT)]
+        settings.work_timeout_seconds = 10.0
+        ok = await c.post(PV, json=call("patient-view", METFORMIN_PATIENT, prefetch(small)))
+        assert ok.status_code == 200 and ok.json()["cards"]
+
+
 async def test_one_feedback_post_stores_a_bounded_amount(client) -> None:
     """More than 100 items, a card id or reason of any size: refused (400), not stored."""
     item = {

@@ -281,6 +281,31 @@ async def test_five_wrong_passwords_lock_the_account_for_15_minutes(site, secure
 
 
 @pytest.mark.asyncio
+async def test_one_client_is_slowed_down_after_20_sign_in_attempts_a_minute(site, monkeypatch):
+    """A client spraying usernames costs an argon2 check each: past 20 attempts in a
+    minute it is told to wait (429), and no password is checked until it may try again."""
+    from b12dx.web import rate_limit
+
+    app = site.app(require_login=True)
+    clock = [1000.0]
+    app.state.followup.sign_in_limiter.clock = lambda: clock[0]
+    async with client_for(app) as c:
+        for i in range(rate_limit.SIGN_IN_ATTEMPTS):
+            assert (await sign_in(c, f"user{i}", "wrong password!")).status_code == 401
+        failures = site.count(AuditEntry)
+        real = users.verify_password
+        checked: list[str] = []
+        monkeypatch.setattr(users, "verify_password", lambda *a: checked.append("x"))
+        slowed = await sign_in(c, "nurse.a")
+        assert slowed.status_code == 429
+        assert "Too many sign-in attempts" in slowed.text and "Wait 60" in slowed.text
+        assert checked == [] and site.count(AuditEntry) == failures, "nothing checked"
+        monkeypatch.setattr(users, "verify_password", real)
+        clock[0] += 61
+        assert (await sign_in(c, "nurse.a")).status_code == 303, "a minute later, it may"
+
+
+@pytest.mark.asyncio
 async def test_a_right_password_resets_the_failure_count(site, secure):
     for _ in range(users.MAX_FAILED_LOGINS - 1):
         await sign_in(secure, "nurse.a", "not the password")
@@ -316,8 +341,7 @@ async def test_a_hash_made_with_old_parameters_is_replaced_at_sign_in(site, monk
         users.user_named(s, "nurse.a").password_hash = old
     stronger = PasswordHasher(time_cost=2, memory_cost=2048)
     monkeypatch.setattr(users, "HASHER", stronger)
-    with site.db.transaction() as s:
-        assert users.authenticate(s, "nurse.a", PASSWORD, site.clock()) is not None
+    assert users.sign_in(site.db, "nurse.a", PASSWORD, site.clock()) is not None
     with site.db.transaction() as s:
         new = users.user_named(s, "nurse.a").password_hash
     assert new != old and not stronger.check_needs_rehash(new)
@@ -981,15 +1005,14 @@ def test_accounts_command_line(tmp_path, capsys, monkeypatch):
 
     database = open_database(db)
     now = dt.datetime.now(dt.UTC)
-    with database.transaction() as s:
-        for _ in range(users.MAX_FAILED_LOGINS):
-            users.authenticate(s, "sam", "wrong password!", now)
+    for _ in range(users.MAX_FAILED_LOGINS):
+        assert users.sign_in(database, "sam", "wrong password!", now) is None
     code, out, _ = run_cli(capsys, monkeypatch, "user", "list", "--db", db)
     assert "locked until" in out
     code, out, _ = run_cli(capsys, monkeypatch, "user", "unlock", "SAM", "--db", db)
     assert code == 0 and "unlocked" in out
-    with database.transaction() as s:
-        assert users.authenticate(s, "sam", PASSWORD, now) is not None
+    assert users.sign_in(database, "sam", PASSWORD, now) is not None
+    with database.reading() as s:
         trail = [(e.action, e.entity) for e in s.scalars(select(AuditEntry))]
     assert ("unlock", "user") in trail and ("create", "user") in trail
     database.dispose()
@@ -1005,10 +1028,8 @@ def test_a_password_change_or_deactivation_ends_the_users_sessions(tmp_path, cap
     assert code == 0
     database = open_database(db)
     now = dt.datetime.now(dt.UTC)
-    with database.transaction() as s:
-        user = users.authenticate(s, "sam", PASSWORD, now)
-        assert user is not None
-        token, _ = users.start_session(s, user, now)
+    token = users.sign_in(database, "sam", PASSWORD, now)
+    assert token is not None
 
     new_password = PASSWORD + " new"
     code, _, err = run_cli(capsys, monkeypatch, "user", "password", "sam", "--password-stdin",
@@ -1021,20 +1042,19 @@ def test_a_password_change_or_deactivation_ends_the_users_sessions(tmp_path, cap
     assert code == 0 and "signed out everywhere" in out
     with database.transaction() as s:
         assert users.resume_session(s, token, now) is None
-        assert users.authenticate(s, "sam", PASSWORD, now) is None
-        user = users.authenticate(s, "sam", new_password, now)
-        assert user is not None
-        token, _ = users.start_session(s, user, now)
+    assert users.sign_in(database, "sam", PASSWORD, now) is None
+    token = users.sign_in(database, "sam", new_password, now)
+    assert token is not None
 
     code, out, _ = run_cli(capsys, monkeypatch, "user", "deactivate", "sam", "--db", db)
     assert code == 0 and "deactivated" in out
     with database.transaction() as s:
         assert users.resume_session(s, token, now) is None
-        assert users.authenticate(s, "sam", new_password, now) is None
+    assert users.sign_in(database, "sam", new_password, now) is None
     assert "deactivated" in run_cli(capsys, monkeypatch, "user", "list", "--db", db)[1]
     code, _, _ = run_cli(capsys, monkeypatch, "user", "activate", "sam", "--db", db)
-    with database.transaction() as s:
-        assert code == 0 and users.authenticate(s, "sam", new_password, now) is not None
+    assert code == 0 and users.sign_in(database, "sam", new_password, now) is not None
+    with database.reading() as s:
         trail = [e.action for e in s.scalars(select(AuditEntry)) if e.entity == "user"]
     assert trail.count("set_password") == 1 and "deactivate" in trail and "activate" in trail
     assert run_cli(capsys, monkeypatch, "user", "deactivate", "nobody", "--db", db)[0] == 2

@@ -15,6 +15,7 @@ import json
 import os
 import sqlite3
 import stat
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -925,7 +926,7 @@ BAD_BACKUPS: dict[str, Callable[[Backup], bytes]] = {
     "gzip_not_json": lambda _: gzip.compress(b"patient,dose\n1,2\n"),
     "json_list": lambda _: _gz([1, 2, 3]),
     "foreign_format": lambda _: _gz({"format": "something-else", "tables": {}}),
-    "newer_format": changed(lambda d: d.__setitem__("version", 2)),
+    "newer_format": changed(lambda d: d.__setitem__("version", 3)),
     "other_revision": changed(lambda d: d.__setitem__("schema_revision", "0001")),
     "tables_not_a_map": changed(lambda d: d.__setitem__("tables", [])),
     "rows_not_a_list": changed(lambda d: d["tables"].__setitem__("patients", "x")),
@@ -940,7 +941,31 @@ BAD_BACKUPS: dict[str, Callable[[Backup], bytes]] = {
     "duplicate_id": changed(
         lambda d: d["tables"]["doses_given"].append(d["tables"]["doses_given"][0])
     ),
+    # Rows each well formed but refused by the rules a normal write follows: restored,
+    # the API answered 422 for the patient (and 400 for the whole due list).
+    "unknown_profile": set_row("patients", "profile", "no-such-profile"),
+    "future_birth_date": set_row("patients", "birth_date", "2999-01-01"),
+    "unknown_sex": set_row("patients", "sex", "x"),
+    "pregnant_male": changed(
+        lambda d: d["tables"]["patients"][0].update(sex="male", pregnant=True)
+    ),
+    "invisible_name": set_row("patients", "name", "\u202e\u200b"),
+    "nul_in_name": set_row("patients", "name", "Zo\u00eb\x00Nand\u00fa"),
+    "unknown_condition": set_row("patient_conditions", "condition_id", "no_such_condition"),
+    "unknown_medication": set_row("patient_medications", "medication_id", "snake_oil"),
+    "unknown_test": set_row("lab_results", "test", "no_such_test"),
+    "unknown_unit": set_row("lab_results", "unit", "furlongs"),
+    "impossible_value": set_row("lab_results", "value_number", -5),
+    "future_lab": set_row("lab_results", "taken_on", "2999-01-01"),
+    "unknown_rating": set_row("symptom_ratings", "rating", "unbearable"),
+    "unknown_symptom": set_row("symptom_ratings", "symptom_id", "no_such_symptom"),
+    "unknown_drug": set_row("doses_given", "drug", "snake oil"),
+    "unknown_route": set_row("doses_given", "route", "ear"),
+    "broken_snapshot": set_row("assessments", "assessment", "{}"),
 }
+
+# What a message about a refused backup must never show: a patient's details.
+PATIENT_DETAILS = ("Zo", "Ñandú", "Nand", "1958", "Bob Other")
 
 
 @pytest.mark.parametrize("case", BAD_BACKUPS)
@@ -953,8 +978,100 @@ def test_a_bad_backup_file_is_a_backup_error_and_changes_nothing(
     path.write_bytes(BAD_BACKUPS[case](good))
     with pytest.raises(BackupError) as caught:
         backup.restore(db, backup.read(path), NURSE, NOW, replace=True)
-    assert str(caught.value).startswith(("backup:", "restore:")), str(caught.value)
+    message = str(caught.value)
+    assert message.startswith(("backup:", "restore:")), message
+    assert not any(detail in message for detail in PATIENT_DETAILS), message
     assert backup.dump(db) == good
+
+
+def _lines(*items: object) -> bytes:
+    return gzip.compress(b"".join(json.dumps(i).encode() + b"\n" for i in items))
+
+
+def test_a_backup_file_is_written_and_read_row_by_row(
+    populated: tuple[Database, str], tmp_path: Path
+) -> None:
+    """A header line, a row a line, an end line with the counts: a file cut short, or
+    with rows added or taken away, is refused whole."""
+    db, _ = populated
+    good = backup.dump(db)
+    path = tmp_path / "b.gz"
+    counts = backup.write(db, path)
+    lines = gzip.decompress(path.read_bytes()).splitlines()
+    header, *rows, end = (json.loads(line) for line in lines)
+    assert header["version"] == 2 and header["tables"] == list(good["tables"])
+    assert len(rows) == sum(counts.values()) and end == {"end": True, "rows": counts}
+
+    for name, data in {
+        "cut_short": _lines(header, *rows),
+        "a_row_less": _lines(header, *rows[:-1], end),
+        "a_row_more": _lines(header, *rows, rows[-1], end),
+        "not_a_row": _lines(header, {"patients": 1}, end),
+    }.items():
+        bad = tmp_path / f"{name}.gz"
+        bad.write_bytes(data)
+        with pytest.raises(BackupError):
+            backup.restore(db, backup.read(bad), NURSE, NOW, replace=True)
+        assert backup.dump(db) == good, name
+
+
+def test_a_backup_that_unpacks_to_more_than_the_bound_is_refused_early(
+    populated: tuple[Database, str], tmp_path: Path
+) -> None:
+    """A few MB of gzip can unpack to gigabytes: a 1.4 MB file took 2.9 GB to restore
+    and a 2 MB one died of MemoryError. Now the rows are read as they come, a line is at
+    most 1 MB, and the whole at most --max-size-mb."""
+    import resource
+
+    db, _ = populated
+    good = backup.dump(db)
+    header = json.dumps(
+        {"format": "b12dx-backup", "version": 2, "schema_revision": good["schema_revision"]}
+    ).encode()
+    bomb = tmp_path / "bomb.gz"
+    with gzip.open(bomb, "wb") as out:
+        out.write(header + b"\n")
+        chunk = b" " * 2**20
+        for _ in range(512):  # 512 MB of one line of spaces
+            out.write(chunk)
+    assert bomb.stat().st_size < 2 * 2**20
+    rows = [
+        json.dumps(["practices", {"id": i, "name": f"P{i}", "created_at": NOW.isoformat()}])
+        .encode()
+        for i in range(10, 200_000)
+    ]
+    many = tmp_path / "many.gz"
+    with gzip.open(many, "wb") as out:
+        out.write(header + b"\n" + b"\n".join(rows) + b"\n")
+
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    with pytest.raises(BackupError, match="over 1 MB"):
+        backup.restore(db, backup.read(bomb), NURSE, NOW, replace=True)
+    with pytest.raises(BackupError, match="over 1 MB, the most"):
+        backup.restore(db, backup.read(many, max_bytes=2**20), NURSE, NOW, replace=True)
+    took = time.perf_counter() - t0
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+    assert took < 10, f"refusing took {took:.1f} s"
+    assert grown_mb < 200, f"refusing grew the process by {grown_mb:.0f} MB"
+    assert backup.dump(db) == good
+
+
+def test_the_command_line_restore_names_no_patient_in_its_errors(
+    populated: tuple[Database, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A PostgreSQL restore of a name holding a NUL printed a traceback with every
+    patient's name, birth date and calendar token."""
+    from b12dx.cli.app import main
+
+    db, _ = populated
+    path = tmp_path / "nul.gz"
+    path.write_bytes(BAD_BACKUPS["nul_in_name"](backup.dump(db)))
+    with pytest.raises(SystemExit) as exited:
+        main(["restore", str(path), "--replace", "--db", db.url])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "backup:" in err, err
+    assert "Traceback" not in err and not any(d in err for d in PATIENT_DETAILS), err
 
 
 def test_a_missing_backup_file_is_a_backup_error(tmp_path: Path) -> None:
@@ -1016,3 +1133,12 @@ def test_a_name_of_only_invisible_characters_is_refused(
             birth_date=dt.date(1958, 3, 4),
             sex="female",
         ).name.startswith("Zoë")
+
+
+def test_a_practice_can_be_added_to_a_new_database(db: Database) -> None:
+    """On PostgreSQL the local practice's explicit id 1 was not seen by the id sequence,
+    so the first practice added to a new database failed on a duplicate id."""
+    from b12dx.store import users
+
+    with db.transaction() as s:
+        assert users.create_practice(s, NURSE, NOW, "Riverside").id == 2

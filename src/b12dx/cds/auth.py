@@ -37,7 +37,6 @@ and the URL it is serving, and maps :class:`AuthError` to HTTP 401.
 
 from __future__ import annotations
 
-import heapq
 import ipaddress
 import json
 import logging
@@ -55,6 +54,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from b12dx.cds.fhir_servers import FhirServer, parse_servers
+from b12dx.cds.replay import MemoryReplayCache, ReplayCache
 
 __all__ = [
     "ALGORITHMS",
@@ -352,41 +352,6 @@ class _IssuerState:
 
 
 # --------------------------------------------------------------------------------------
-# Replay protection
-
-
-class _ReplayCache:
-    """(iss, jti) pairs already accepted, each forgotten once its token has expired.
-
-    A token past ``exp + leeway`` is refused as expired anyway, so that is when its jti
-    can be dropped: memory is bounded by the traffic of one token lifetime.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._seen: dict[tuple[str, str], float] = {}
-        self._expiries: list[tuple[float, str, str]] = []  # min-heap by forget time
-
-    def first_use(self, iss: str, jti: str, *, forget_after: float, now: float) -> bool:
-        """Record (iss, jti); False if it was already recorded and not yet forgotten."""
-        with self._lock:
-            while self._expiries and self._expiries[0][0] <= now:
-                when, old_iss, old_jti = heapq.heappop(self._expiries)
-                if self._seen.get((old_iss, old_jti)) == when:
-                    del self._seen[(old_iss, old_jti)]
-            key = (iss, jti)
-            if key in self._seen:
-                return False
-            self._seen[key] = forget_after
-            heapq.heappush(self._expiries, (forget_after, iss, jti))
-            return True
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._seen)
-
-
-# --------------------------------------------------------------------------------------
 # The authenticator
 
 
@@ -409,6 +374,7 @@ class ClientAuthenticator:
         jwks_timeout_seconds: float = 2.0,
         jwks_cache_seconds: int = 300,
         clock: Callable[[], float] = time.time,
+        replay: ReplayCache | None = None,
     ) -> None:
         if leeway_seconds < 0 or max_lifetime_seconds <= 0:
             raise ValueError("leeway_seconds must be >= 0 and max_lifetime_seconds > 0")
@@ -419,7 +385,8 @@ class ClientAuthenticator:
         self._jwks_timeout = float(jwks_timeout_seconds)
         self._jwks_cache_seconds = float(jwks_cache_seconds)
         self._clock = clock
-        self._replay = _ReplayCache()
+        # Shared by every worker when the service passes one (cds/replay.py).
+        self._replay: ReplayCache = replay if replay is not None else MemoryReplayCache()
         self._issuers: dict[str, _IssuerState] = {}
         for issuer in issuers:
             if issuer.iss in self._issuers:

@@ -18,6 +18,8 @@ import datetime as dt
 import logging
 import os
 import re
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +36,8 @@ from b12dx.cds.feedback import FeedbackError, FeedbackStore, default_path, parse
 from b12dx.cds.fetch import PreconditionFailed, gather
 from b12dx.cds.fhir_servers import FhirServer, servers_from_env
 from b12dx.cds.orders import draft_orders, order_cards
+from b12dx.cds.replay import SharedReplayCache
+from b12dx.cds.replay import default_path as replay_path
 from b12dx.cds.services import discovery, prefetch_keys
 from b12dx.engine.assess import assess
 from b12dx.errors import B12dxError, InputError
@@ -58,6 +62,9 @@ class CdsSettings:
     authenticator: ClientAuthenticator = field(default_factory=lambda: ClientAuthenticator([]))
     feedback: FeedbackStore = field(default_factory=lambda: FeedbackStore(default_path()))
     fetch_timeout_seconds: float = 3.0
+    # The longest one call's reading and assessing may take (413 past it); a patient at
+    # the resource bound takes about 2 s on a 2-core machine.
+    work_timeout_seconds: float = 10.0
     # Without issuers, the FHIR servers callers may name (B12DX_CDS_FHIR_SERVERS); with
     # issuers, each issuer's own list applies instead.
     fhir_servers: tuple[FhirServer, ...] = ()
@@ -71,11 +78,14 @@ def settings_from_env() -> CdsSettings:
     issuers_file = os.environ.get("B12DX_CDS_ISSUERS")
     issuers = load_issuers(Path(issuers_file)) if issuers_file else []
     timeout = float(os.environ.get("B12DX_CDS_FETCH_TIMEOUT", "3"))
+    work_timeout = float(os.environ.get("B12DX_CDS_WORK_TIMEOUT", "10"))
     return CdsSettings(
-        authenticator=ClientAuthenticator(issuers),
+        # One replay cache for every worker of the server (cds/replay.py).
+        authenticator=ClientAuthenticator(issuers, replay=SharedReplayCache(replay_path())),
         fhir_servers=servers_from_env(os.environ.get("B12DX_CDS_FHIR_SERVERS")),
         open_beyond_loopback=os.environ.get(ENV_CDS_OPEN) == "1",
         fetch_timeout_seconds=timeout,
+        work_timeout_seconds=work_timeout,
         public_url=os.environ.get("B12DX_PUBLIC_URL") or None,
     )
 
@@ -91,6 +101,9 @@ def build_router(settings: CdsSettings) -> APIRouter:
     router = APIRouter(prefix="/cds-services", tags=["CDS Hooks"])
     kb = load_knowledge()
     services = {s.id: s for s in kb.cds.services}
+    # At most one call's CPU work per core at once; the others wait their turn (within
+    # the same time bound) instead of slowing every call down together.
+    working = asyncio.Semaphore(os.cpu_count() or 1)
 
     def base_url(request: Request) -> str:
         return (settings.public_url or str(request.base_url)).rstrip("/")
@@ -135,7 +148,16 @@ def build_router(settings: CdsSettings) -> APIRouter:
     @router.post(
         "/{service_id}",
         summary="Call a CDS service (a hook)",
-        responses={400: _ERR, 401: _ERR, 403: _ERR, 404: _ERR, 412: _ERR, 413: _ERR, 415: _ERR},
+        responses={
+            400: _ERR,
+            401: _ERR,
+            403: _ERR,
+            404: _ERR,
+            412: _ERR,
+            413: _ERR,
+            415: _ERR,
+            503: _ERR,
+        },
     )
     async def call_service(service_id: str, request: Request) -> Any:
         service = services.get(service_id)
@@ -186,6 +208,8 @@ def build_router(settings: CdsSettings) -> APIRouter:
         today = settings.today()
         link_base = base_url(request)
 
+        abandoned = threading.Event()
+
         def answer() -> dict[str, Any]:
             try:
                 imported = record_from_resources(resources, today, kb)
@@ -193,6 +217,8 @@ def build_router(settings: CdsSettings) -> APIRouter:
                 # No single patient, no birth date, or the patient has died: there is no
                 # advice to give, and a card saying so on every chart would be noise.
                 log.info("%s: no assessment (%s)", service_id, exc.errors[0].path)
+                return {"cards": []}
+            if abandoned.is_set():  # past the time bound: nobody waits for the rest
                 return {"cards": []}
             try:
                 if service.hook == "patient-view":
@@ -207,8 +233,34 @@ def build_router(settings: CdsSettings) -> APIRouter:
             return {"cards": cards}
 
         # Reading the record and assessing it is CPU work: off the event loop, so that one
-        # large patient does not stop the worker answering anyone else.
-        return await asyncio.to_thread(answer)
+        # large patient does not stop the worker answering anyone else; and bounded in
+        # time, so that no call holds a worker thread for longer than the bound.
+        limit = settings.work_timeout_seconds
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(limit):
+                await working.acquire()
+        except TimeoutError:
+            busy = _error(503, "busy", "the service is busy with other calls; try again")
+            busy.headers["Retry-After"] = "5"
+            return busy
+        work = asyncio.ensure_future(asyncio.to_thread(answer))
+        # The turn is given back when the thread ends, not when its caller stops waiting.
+        work.add_done_callback(lambda _: working.release())
+        try:
+            return await asyncio.wait_for(
+                asyncio.shield(work), max(0.0, limit - (time.monotonic() - started))
+            )
+        except TimeoutError:
+            abandoned.set()
+            log.info("%s: over the time bound", service_id)
+            return _error(
+                413,
+                "too_much_work",
+                f"the record took longer than {limit:g} s to read and assess "
+                f"({len(resources)} resources); send fewer (a prefetch of what the "
+                "discovery document asks for is enough)",
+            )
 
     @router.post(
         "/{service_id}/feedback",

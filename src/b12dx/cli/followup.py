@@ -656,13 +656,23 @@ def restore_cmd(
         bool,
         typer.Option("--replace", help="Overwrite a database that already holds patients."),
     ] = False,
+    max_size_mb: Annotated[
+        int,
+        typer.Option(
+            "--max-size-mb",
+            min=1,
+            help="The most the backup may hold uncompressed, in MB (a bound against a "
+            "file that unpacks to far more than any practice holds).",
+        ),
+    ] = 2048,
     db: DbOption = None,
 ) -> None:
-    """Restore a backup into the database, in one transaction (all or nothing)."""
+    """Restore a backup into the database, in one transaction (all or nothing); every
+    patient is checked as `record` would check it."""
     from b12dx.store import backup
     from b12dx.store.audit import Actor
 
-    data = backup.read(file)
+    data = backup.read(file, max_bytes=max_size_mb * 2**20)
     with base.database(db) as database:
         counts = backup.restore(database, data, Actor(base.login()), base.now(), replace=replace)
     base.out(f"Restored {file}: " + _counts(counts))

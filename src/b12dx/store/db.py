@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,10 +81,41 @@ def _sqlite_setup(dbapi_connection: Any, _record: Any) -> None:
     cur.close()
 
 
+READ_ONLY = "b12dx_read_only"  # the execution option that marks a read transaction
+
+
 def _sqlite_begin(conn: Any) -> None:
-    # Take the write lock when a transaction starts, so two writers queue on busy_timeout
-    # instead of one failing when it upgrades a read lock ("database is locked").
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # A write transaction takes the write lock when it starts, so two writers queue on
+    # busy_timeout instead of one failing when it upgrades a read lock ("database is
+    # locked"). A read takes none: in WAL mode it reads one snapshot while writers go on.
+    if conn.get_execution_options().get(READ_ONLY):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class WriteInReadError(B12dxError):
+    """A read transaction tried to write: the caller should have opened a write one."""
+
+
+def _refuse_flush(session: Session, _context: Any, _instances: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise WriteInReadError("a read transaction tried to write (use Database.transaction)")
+
+
+def _refuse_dml(state: Any) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        raise WriteInReadError("a read transaction tried to write (use Database.transaction)")
+
+
+def later_if_reading(session: Session, change: Callable[[Session], object]) -> None:
+    """Apply ``change`` now in a write transaction; in a read one, just after it ends (in
+    a short write transaction of its own), so that a read that finds something to tidy
+    (an expired sign-in, an idle deadline to move) need not hold the write lock."""
+    if session.info.get(READ_ONLY):
+        session.info.setdefault("after_read", []).append(change)
+    else:
+        change(session)
 
 
 @dataclass
@@ -92,6 +123,7 @@ class Database:
     url: str
     engine: Engine
     sessions: sessionmaker[Session]
+    read_sessions: sessionmaker[Session]
     created: bool = False  # the schema was set up by this open: a new database
 
     @property
@@ -107,6 +139,21 @@ class Database:
         """One unit of work: committed whole at the end or rolled back whole."""
         with self.sessions.begin() as session:
             yield session
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read: one consistent snapshot of the database, holding no write lock, so the
+        clinic's writers carry on while it runs (SQLite: a deferred BEGIN in WAL mode;
+        PostgreSQL: REPEATABLE READ, READ ONLY). A write inside it raises
+        :class:`WriteInReadError`; see :func:`later_if_reading` for tidying up."""
+        with self.read_sessions.begin() as session:
+            session.info[READ_ONLY] = True
+            yield session
+            after: list[Callable[[Session], object]] = session.info.pop("after_read", [])
+        if after:
+            with self.transaction() as s:
+                for change in after:
+                    change(s)
 
     @property
     def where(self) -> str:
@@ -248,7 +295,25 @@ def open_database(url: str | None = None, *, upgrade: bool = True) -> Database:
             f"the database schema is at {found or 'nothing'}, this b12dx needs "
             f"{head_revision()}: open it without --no-migrate to upgrade it"
         )
-    return Database(resolved, engine, sessionmaker(engine, expire_on_commit=False), created)
+    return Database(
+        resolved,
+        engine,
+        sessionmaker(engine, expire_on_commit=False),
+        _read_sessions(engine),
+        created,
+    )
+
+
+def _read_sessions(engine: Engine) -> sessionmaker[Session]:
+    options: dict[str, Any] = {READ_ONLY: True}
+    if engine.dialect.name == "postgresql":
+        # One snapshot for the whole read (a backup's tables agree with each other), and
+        # read only, so that a write by mistake fails rather than takes locks.
+        options |= {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+    maker = sessionmaker(engine.execution_options(**options), expire_on_commit=False)
+    event.listen(maker, "before_flush", _refuse_flush)
+    event.listen(maker, "do_orm_execute", _refuse_dml)
+    return maker
 
 
 def _redact(url: str) -> str:

@@ -235,14 +235,14 @@ def get(session: Session, actor: Actor, patient_id: str, *, full: bool = True) -
         raise NotFoundError(f"patient: no patient {patient_id!r} in this practice")
     q = select(Patient).where(Patient.id == pid, Patient.practice_id == actor.practice_id)
     if full:
-        q = q.options(*_history_loads())
+        q = q.options(*history_loads())
     patient = session.scalars(q).one_or_none()
     if patient is None:
         raise NotFoundError(f"patient: no patient {patient_id!r} in this practice")
     return patient
 
 
-def _history_loads() -> list[ExecutableOption]:
+def history_loads() -> list[ExecutableOption]:
     return [
         selectinload(Patient.conditions),
         selectinload(Patient.medications),
@@ -256,12 +256,12 @@ def _history_loads() -> list[ExecutableOption]:
 def all_in_practice(session: Session, actor: Actor, *, full: bool = False) -> list[Patient]:
     q = select(Patient).where(Patient.practice_id == actor.practice_id)
     if full:
-        q = q.options(*_history_loads())
+        q = q.options(*history_loads())
     return list(session.scalars(q.order_by(Patient.name, Patient.id)))
 
 
 def by_calendar_token(session: Session, token: str) -> Patient | None:
-    q = select(Patient).where(Patient.calendar_token == token).options(*_history_loads())
+    q = select(Patient).where(Patient.calendar_token == token).options(*history_loads())
     return session.scalars(q).one_or_none()
 
 

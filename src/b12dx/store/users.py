@@ -29,12 +29,13 @@ from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from b12dx.errors import B12dxError, FieldError, InputError
 from b12dx.store import audit
 from b12dx.store.audit import Actor
+from b12dx.store.db import Database, later_if_reading
 from b12dx.store.tables import AuditEntry, LoginSession, Practice, User
 
 MAX_FAILED_LOGINS = 5
@@ -307,25 +308,57 @@ def _failed(session: Session, user: User | None, now: dt.datetime, reason: str) 
     )
 
 
-def authenticate(session: Session, username: str, password: str, now: dt.datetime) -> User | None:
-    """The user, when the password is right and the account usable; else None (see the
-    module's docstring for the lockout)."""
+@dataclass(frozen=True)
+class PasswordVerdict:
+    """What argon2 said of a password, reached outside any transaction (one verification
+    is tens of milliseconds of CPU: holding the write lock through it queued every other
+    request behind each sign-in)."""
+
+    username: str  # normalised; "" when it cannot be a username
+    checked_hash: str | None  # the stored hash the password was verified against
+    right: bool
+    too_long: bool
+    new_hash: str | None  # the password hashed anew when the stored parameters are old
+
+
+def verify_password(db: Database, username: str, password: str) -> PasswordVerdict:
+    """Look the user's hash up in a read, then verify the password with no transaction
+    open. An unknown username gets the same argon2 work as a known one."""
     name = normalise_username(username)
     valid = 0 < len(name) <= 100 and set(name) <= USERNAME_CHARS  # no NUL reaches the query
-    user = (
-        session.scalars(select(User).where(User.username == name).with_for_update()).first()
-        if valid
-        else None
-    )
-    if user is None or len(password) > MAX_PASSWORD_LENGTH:
+    stored = None
+    if valid:
+        with db.reading() as s:
+            stored = s.scalars(select(User.password_hash).where(User.username == name)).first()
+    too_long = len(password) > MAX_PASSWORD_LENGTH
+    if stored is None or too_long:
         _verify_dummy(password[:MAX_PASSWORD_LENGTH])
-        _failed(session, user, now, "unknown user" if user is None else "password too long")
-        return None
+        return PasswordVerdict(name if valid else "", stored, False, too_long, None)
     try:
-        HASHER.verify(user.password_hash, password)
+        HASHER.verify(stored, password)
         right = True
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         right = False
+    new_hash = HASHER.hash(password) if right and HASHER.check_needs_rehash(stored) else None
+    return PasswordVerdict(name, stored, right, False, new_hash)
+
+
+def authenticate(session: Session, verdict: PasswordVerdict, now: dt.datetime) -> User | None:
+    """Apply a verdict in a write transaction: the user, when the password was right and
+    the account is usable; else None, counted towards the lockout (see the module's
+    docstring). The user's row is read again under the write lock, so two sign-ins at
+    once count both failures, and a password changed since the verdict is not right."""
+    user = (
+        session.scalars(
+            select(User).where(User.username == verdict.username).with_for_update()
+        ).first()
+        if verdict.username
+        else None
+    )
+    if user is None or verdict.too_long:
+        _failed(session, user, now, "unknown user" if user is None else "password too long")
+        return None
+    right = verdict.right and user.password_hash == verdict.checked_hash
     if not user.active:
         _failed(session, user, now, "account deactivated")
         return None
@@ -351,12 +384,21 @@ def authenticate(session: Session, username: str, password: str, now: dt.datetim
         return None
     user.failed_logins = 0
     user.locked_until = None
-    if HASHER.check_needs_rehash(user.password_hash):
-        user.password_hash = HASHER.hash(password)
+    if verdict.new_hash is not None:
+        user.password_hash = verdict.new_hash
     audit.record(
         session, Actor(user.username, user.practice_id), now, "login", "user", user.id, None, {}
     )
     return user
+
+
+def sign_in(db: Database, username: str, password: str, now: dt.datetime) -> str | None:
+    """Verify the password (no transaction open), then in one short write transaction
+    count the attempt and start a session: the token for the cookie, or None."""
+    verdict = verify_password(db, username, password)
+    with db.transaction() as s:
+        user = authenticate(s, verdict, now)
+        return None if user is None else start_session(s, user, now)[0]
 
 
 # -- sessions ----------------------------------------------------------------------------
@@ -407,11 +449,23 @@ def resume_session(session: Session, token: str, now: dt.datetime) -> SignedIn |
         return None
     user = session.get(User, row.user_id)
     absolute = utc(row.created_at) + ABSOLUTE_TIMEOUT
+    row_id = row.id
     if user is None or not user.active or utc(row.expires_at) <= now or absolute <= now:
-        session.delete(row)
+        later_if_reading(
+            session, lambda s: s.execute(delete(LoginSession).where(LoginSession.id == row_id))
+        )
         return None
     if now + IDLE_TIMEOUT - utc(row.expires_at) >= REFRESH_AFTER:
-        row.expires_at = min(now + IDLE_TIMEOUT, absolute)
+        deadline = min(now + IDLE_TIMEOUT, absolute)
+        later_if_reading(
+            session,
+            lambda s: s.execute(
+                update(LoginSession)
+                .where(LoginSession.id == row_id)
+                .values(expires_at=deadline)
+                .execution_options(synchronize_session=False)
+            ),
+        )
     return SignedIn(row.id, user.id, user.username, user.practice_id, row.csrf_token)
 
 

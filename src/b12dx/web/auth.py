@@ -38,6 +38,7 @@ from starlette.responses import Response
 from b12dx.store import users
 from b12dx.store.audit import LOCAL_PRACTICE_ID, Actor
 from b12dx.store.db import Database, open_database
+from b12dx.web.rate_limit import SlidingWindowLimiter
 from b12dx.web.settings import FollowupSettings, is_loopback
 
 T = TypeVar("T")
@@ -89,6 +90,7 @@ class Followup:
         self.settings = settings
         self._db: Database | None = None
         self._lock = threading.Lock()
+        self.sign_in_limiter = SlidingWindowLimiter()
         try:
             local_user = getpass.getuser()
         except (KeyError, OSError):
@@ -229,15 +231,20 @@ class Followup:
         self, request: Request, work: Callable[[Session], T], *, signed_in: bool = True
     ) -> T:
         """``work`` in one transaction, in a worker thread (the database calls block):
-        committed when it returns, rolled back when it raises. ``signed_in``: ``work``
+        committed when it returns, rolled back when it raises; a read (no write lock) for
+        GET and HEAD, a write transaction otherwise. ``signed_in``: ``work``
         needs a visitor, so a request without a session cookie is turned away before the
         database is opened."""
         self.guard(request)
         if signed_in and self.settings.require_login and self.session_cookie not in request.cookies:
             raise NotSignedIn
 
+        # A page or an answer that only shows (GET) reads a snapshot without the write
+        # lock, so it never waits behind a writer (a backup, a sign-in) nor holds one up.
+        reading = request.method in ("GET", "HEAD")
+
         def in_transaction() -> T:
-            with self.db.transaction() as s:
+            with self.db.reading() if reading else self.db.transaction() as s:
                 try:
                     return work(s)
                 except NotSignedIn as exc:

@@ -19,6 +19,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from b12dx.errors import FieldError, InputError
 from b12dx.knowledge.loader import load_knowledge
@@ -28,6 +29,7 @@ from b12dx.store.tables import Patient
 from b12dx.web.auth import Followup, Visitor, followup
 from b12dx.web.ics import followup_calendar
 from b12dx.web.pages import templates
+from b12dx.web.rate_limit import client_address
 from b12dx.web.settings import check_as_of
 from b12dx.web.timeline import last_assessments, timeline_context
 
@@ -146,14 +148,22 @@ async def login(request: Request) -> Response:
     fu.check_form(anonymous, form)
     username, password = form.get("username", ""), form.get("password", "")
 
-    def work(s: Session) -> str | None:
-        user = users.authenticate(s, username, password, fu.settings.now())
-        if user is None:
-            return None
-        token, _ = users.start_session(s, user, fu.settings.now())
-        return token
-
-    token = await fu.run(request, work, signed_in=False)
+    fu.guard(request)
+    wait = fu.sign_in_limiter.wait(client_address(request))
+    if wait:
+        return _render(
+            request,
+            "login.html",
+            anonymous,
+            429,
+            next=_safe_next(form.get("next")),
+            too_many=True,
+            wait_seconds=wait,
+            username=username,
+        )
+    # The password is checked outside any transaction (argon2 is slow on purpose), then
+    # one short write counts the attempt and starts the session.
+    token = await run_in_threadpool(users.sign_in, fu.db, username, password, fu.settings.now())
     if token is None:
         return _render(
             request,
