@@ -90,7 +90,7 @@ class Followup:
         self.settings = settings
         self._db: Database | None = None
         self._lock = threading.Lock()
-        self.sign_in_limiter = SlidingWindowLimiter()
+        self.sign_in_limiter = SlidingWindowLimiter(attempts=settings.sign_in_per_minute)
         try:
             local_user = getpass.getuser()
         except (KeyError, OSError):

@@ -3,9 +3,9 @@
 Each attempt costs an argon2 verification (tens of milliseconds of CPU, on purpose), and
 the lockout (store/users.py) protects one account, not the server: a client spraying
 usernames could keep both cores busy. So one client address may try at most
-``SIGN_IN_ATTEMPTS`` times in ``SIGN_IN_WINDOW_S`` seconds; past that it is told to
-wait (HTTP 429) without any password being checked. A practice behind one address
-signing in at the start of a clinic stays well under the bound.
+``SIGN_IN_ATTEMPTS`` times in ``SIGN_IN_WINDOW_S`` seconds (``B12DX_SIGN_IN_PER_MINUTE``
+changes it); past that it is told to wait (HTTP 429) without any password being checked.
+A practice behind one address signing in at the start of a clinic stays under it.
 
 The count is kept by each worker process (with ``--workers N`` a client may try N times
 as often); it holds no patient data and is forgotten on restart.

@@ -6,6 +6,7 @@ B12DX_REQUIRE_LOGIN  1 (default) or 0; 0 is only for a server on loopback
 B12DX_CSRF_SECRET    hex key signing the CSRF cookie used before sign-in and when login is
                      off; ``serve`` makes a random one per start so all workers share it
 B12DX_PUBLIC_URL     the URL users reach the server at (calendar links), behind a proxy
+B12DX_SIGN_IN_PER_MINUTE  sign-in attempts one client address may make a minute (20)
 B12DX_CDS_OPEN_WARNED  1 when ``serve`` has already warned, once, that CDS clients need
                      not authenticate: its workers do not warn again
 """
@@ -27,6 +28,7 @@ ENV_REQUIRE_LOGIN = "B12DX_REQUIRE_LOGIN"
 ENV_CSRF_SECRET = "B12DX_CSRF_SECRET"
 ENV_DATABASE_URL = "B12DX_DATABASE_URL"
 ENV_CDS_OPEN_WARNED = "B12DX_CDS_OPEN_WARNED"
+ENV_SIGN_IN_PER_MINUTE = "B12DX_SIGN_IN_PER_MINUTE"
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
 
 
@@ -54,6 +56,9 @@ class FollowupSettings:
     require_login: bool = True
     csrf_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     public_url: str | None = None
+    # Sign-in attempts per client address a minute (web/rate_limit.py); a practice
+    # whose staff all reach the server from one address may need more.
+    sign_in_per_minute: int = 20
     now: Callable[[], dt.datetime] = utcnow  # the adapter reads the clock, not the store
 
     @property
@@ -88,7 +93,22 @@ def settings_from_env() -> FollowupSettings:
         require_login=_flag(os.environ.get(ENV_REQUIRE_LOGIN), True),
         csrf_secret=bytes.fromhex(secret) if secret else secrets.token_bytes(32),
         public_url=os.environ.get("B12DX_PUBLIC_URL") or None,
+        sign_in_per_minute=_positive(os.environ.get(ENV_SIGN_IN_PER_MINUTE), 20),
     )
+
+
+def _positive(value: str | None, default: int) -> int:
+    if value is None or not value.strip():
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise InputError.single(
+            ENV_SIGN_IN_PER_MINUTE, f"{value!r} is not a whole number", "1 or more"
+        )
+    return number
 
 
 def configure_serve(host: str, db: str | None, require_login: bool | None) -> list[str]:
@@ -106,9 +126,10 @@ def configure_serve(host: str, db: str | None, require_login: bool | None) -> li
             "change patient records",
             "--no-require-login only with --host 127.0.0.1, ::1 or localhost",
         )
+    _positive(os.environ.get(ENV_SIGN_IN_PER_MINUTE), 20)  # an error here, not in a worker
     database = open_database(db)
     try:
-        with database.transaction() as s:
+        with database.reading() as s:
             count = len(users.users(s))
     finally:
         database.dispose()
