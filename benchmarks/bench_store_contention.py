@@ -1,6 +1,7 @@
 """Does the clinic keep working while people sign in and while a backup runs?
 
     .venv/bin/python benchmarks/bench_store_contention.py [--src DIR] [--runs 3]
+        [--seconds 6] [--audit-rows 200000]
 
 Starts `b12dx serve` (one worker, sign-in required, a SQLite database with one practice,
 one user with a real argon2 hash, 50 patients and 200,000 audit rows so that a backup
@@ -39,7 +40,6 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
 B12DX = Path(sys.executable).parent / "b12dx"
-PHASE_S = 6.0
 
 
 def _free_port() -> int:
@@ -48,7 +48,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _setup(url: str, env: dict[str, str]) -> None:
+def _setup(url: str, env: dict[str, str], audit_rows: int) -> None:
     """The database, made by the code under test (its migrations), then filled."""
     script = f"""
 import datetime as dt, sqlite3
@@ -72,7 +72,7 @@ con = sqlite3.connect({url.removeprefix("sqlite:///")!r})
 con.executemany(
     "INSERT INTO audit_log (at, actor, practice_id, patient_id, action, entity, entity_id,"
     " detail) VALUES (?, 'nurse.a', 2, NULL, 'view', 'patient', NULL, '{{}}')",
-    [(now.isoformat(),) for _ in range(200_000)],
+    [(now.isoformat(),) for _ in range({audit_rows})],
 )
 con.commit()
 """
@@ -120,10 +120,10 @@ def _summary(times: list[float]) -> dict[str, float]:
     }
 
 
-def run_once(env: dict[str, str]) -> dict[str, Any]:
+def run_once(env: dict[str, str], phase_s: float, audit_rows: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'clinic.sqlite3'}"
-        _setup(url, env)
+        _setup(url, env, audit_rows)
         port = _free_port()
         base = f"http://127.0.0.1:{port}"
         server_env = env | {"B12DX_SIGN_IN_PER_MINUTE": "100000"}
@@ -141,7 +141,7 @@ def run_once(env: dict[str, str]) -> dict[str, Any]:
                 except httpx.HTTPError:
                     time.sleep(0.1)
             nurse = _sign_in(base, "nurse.a")
-            result: dict[str, Any] = {"quiet": _summary(_reads(base, nurse, PHASE_S))}
+            result: dict[str, Any] = {"quiet": _summary(_reads(base, nurse, phase_s))}
 
             stop = threading.Event()
             signed = [0]
@@ -156,11 +156,11 @@ def run_once(env: dict[str, str]) -> dict[str, Any]:
             loader = threading.Thread(target=sign_ins)
             loader.start()
             try:
-                result["sign-ins"] = _summary(_reads(base, nurse, PHASE_S))
+                result["sign-ins"] = _summary(_reads(base, nurse, phase_s))
             finally:
                 stop.set()
                 loader.join()
-            result["sign-ins"]["sign_ins_per_s"] = signed[0] / PHASE_S
+            result["sign-ins"]["sign_ins_per_s"] = signed[0] / phase_s
 
             backup_file = Path(tmp) / "nightly.b12dx-backup"
             t0 = time.perf_counter()
@@ -184,9 +184,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--src", type=Path, default=ROOT / "src")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=6.0, help="length of each phase")
+    parser.add_argument("--audit-rows", type=int, default=200_000)
     args = parser.parse_args()
     env = dict(os.environ) | {"PYTHONPATH": str(args.src.resolve())}
-    runs = [run_once(env) for _ in range(args.runs)]
+    runs = [run_once(env, args.seconds, args.audit_rows) for _ in range(args.runs)]
     print(f"code: {args.src}  ({dt.date.today()})")
     for phase in ("quiet", "sign-ins", "backup"):
         cells = []

@@ -38,6 +38,10 @@ SMOKE: dict[str, tuple[list[str], str]] = {
     "bench_cds.py": (["--requests", "3", "--runs", "1"], "median"),
     "bench_screen.py": (["300", "1"], "medians of 1:"),
     "bench_synth.py": (["300"], "synth 300 patients"),
+    "bench_store_contention.py": (
+        ["--runs", "1", "--seconds", "0.5", "--audit-rows", "1000"],
+        "sign-ins",
+    ),
 }
 
 
