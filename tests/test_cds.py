@@ -49,9 +49,18 @@ from b12dx.cds.auth import ClientAuthenticator, TrustedIssuer
 from b12dx.cds.feedback import FeedbackStore
 from b12dx.cds.fhir_servers import FhirServer
 from b12dx.cds.routes import CdsSettings
+from b12dx.cds.state import CdsState
 from b12dx.fhir.read import patient_reference, read_bulk_export, reference_id
 from b12dx.fhir.record import record_from_resources
 from b12dx.web.app import create_app
+
+
+@pytest.fixture(autouse=True)
+def _cds_data_dir(tmp_path, monkeypatch) -> None:
+    """The CDS service's own files (card and record state, replay cache, feedback) go
+    under the test's folder, never the user's data directory."""
+    monkeypatch.setenv("B12DX_DATA_DIR", str(tmp_path / "b12dx-data"))
+
 
 pytestmark = pytest.mark.asyncio
 
@@ -381,13 +390,24 @@ def loinc_codes(service_request: Resource) -> set[str]:
     return {c["code"] for c in service_request["code"]["coding"] if c["system"] == LOINC}
 
 
+# The CDS state stores of the apps made by cds_app, newest first: where a card's link
+# finds its record.
+STATES: list[CdsState] = []
+
+
 def linked_record(card: dict[str, Any]) -> dict[str, Any]:
-    """The patient record the card's link carries in its URL fragment (base64url JSON)."""
-    (link,) = [lk for lk in card["links"] if "#record=" in lk["url"]]
+    """The patient record the card's link refers to: the link carries a reference only,
+    never the record (it would stay in browser history and logs)."""
+    (link,) = [lk for lk in card["links"] if "/clinician?ref=" in lk["url"]]
     assert link["type"] == "absolute"
-    page, payload = link["url"].split("#record=", 1)
-    assert page == f"{BASE}/clinician"
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    page, token = link["url"].split("?ref=", 1)
+    assert page == f"{BASE}/clinician" and len(token) >= 32
+    assert '"labs"' not in link["url"] and "%7B" not in link["url"]
+    for state in STATES:
+        record = state.handed_over(token)
+        if record is not None:
+            return record
+    raise AssertionError(f"no record handed over for {token}")
 
 
 def assert_patient_card(card: dict[str, Any], result: Assessment, record: dict[str, Any]) -> None:
@@ -415,6 +435,8 @@ def assert_patient_card(card: dict[str, Any], result: Assessment, record: dict[s
 
 def cds_app(tmp_path: Path, **settings: Any) -> Any:
     settings.setdefault("feedback", FeedbackStore(tmp_path / "cds-feedback.sqlite3"))
+    settings.setdefault("state", CdsState(tmp_path / "cds-state.sqlite3"))
+    STATES.insert(0, settings["state"])
     settings.setdefault("today", lambda: THEN)
     return create_app(cds_settings=CdsSettings(**settings))
 
@@ -525,8 +547,9 @@ def build_fhir_app(state: FhirStandIn) -> Starlette:
         pid = request.query_params.get("patient")
         if not pid:
             return fhir_json(outcome("error", "patient is required"), 400)
+        # FHIR token search: system|code, or a bare code matching it in any system.
         wanted = {
-            tuple(token.split("|", 1))
+            tuple(token.split("|", 1)) if "|" in token else (None, token)
             for token in (request.query_params.get("code") or "").split(",")
             if token
         }
@@ -538,7 +561,8 @@ def build_fhir_app(state: FhirStandIn) -> Starlette:
             codings = {
                 (c.get("system"), c.get("code")) for c in (r.get("code") or {}).get("coding", [])
             }
-            if wanted and not codings & wanted:
+            bare = {(None, code) for _, code in codings}
+            if wanted and not (codings | bare) & wanted:
                 continue
             matches.append(r)
         offset = int(request.query_params.get("_offset", "0"))
@@ -635,6 +659,9 @@ async def test_discovery_lists_the_three_services(client) -> None:
             tokens = re.findall(r"\{\{(.*?)\}\}", template)
             assert set(tokens) == {"context.patientId"}, key
             assert re.fullmatch(r"[A-Z][A-Za-z]+(/\{\{context\.patientId\}\}|\?.+)", template)
+            # Many FHIR servers and proxies refuse a URL over 2 KB ("findings" was 2,130
+            # characters with a system on every code).
+            assert len(template) <= 1000, (key, len(template))
         assert s["prefetch"]["patient"] == "Patient/{{context.patientId}}"
     # The spec's own discovery example has the same shape.
     example = json.loads((SPEC / "discovery-response.json").read_text())
@@ -879,7 +906,7 @@ async def test_no_prefetch_fetches_everything_with_the_token(client, fhir) -> No
     observations = fhir.asked("Observation")
     assert len(observations) == 2  # labs and findings, each a coded search
     assert all(s.query["patient"] == METFORMIN_PATIENT and s.query["code"] for s in observations)
-    assert any("http://loinc.org|2132-9" in s.query["code"].split(",") for s in observations)
+    assert any("2132-9" in s.query["code"].split(",") for s in observations)
 
 
 async def test_partial_prefetch_fetches_only_the_rest(client, fhir) -> None:
@@ -1382,11 +1409,19 @@ def feedback_body(**item: Any) -> dict[str, Any]:
     return {"feedback": [{k: v for k, v in (base | item).items() if v is not None}]}
 
 
+def issued(tmp_path: Path, service: str, body: dict[str, Any]) -> CdsState:
+    """The CDS state of an app that issued the cards a feedback body names."""
+    state = CdsState(tmp_path / "cds-state.sqlite3")
+    state.remember_cards(service, [i["card"] for i in body["feedback"] if "card" in i])
+    return state
+
+
 async def test_feedback_is_recorded_once(tmp_path) -> None:
     """The spec's feedback example is stored; the same feedback again changes nothing."""
     store = FeedbackStore(tmp_path / "fb.sqlite3")
     body = json.loads((SPEC / "feedback-request.json").read_text())
-    async with asgi_client(cds_app(tmp_path, feedback=store)) as c:
+    state = issued(tmp_path, "b12dx-patient-view", body)
+    async with asgi_client(cds_app(tmp_path, feedback=store, state=state)) as c:
         r1 = await c.post(f"{PV}/feedback", json=body)
         r2 = await c.post(f"{PV}/feedback", json=body)
     assert r1.status_code == 200 and r1.json() == {"recorded": 1, "already_recorded": 0}
@@ -1432,7 +1467,8 @@ async def test_override_with_reason_is_recorded(tmp_path) -> None:
         "userComment": "Tested last week at another clinic",
     }
     body = feedback_body(outcome="overridden", acceptedSuggestions=None, overrideReason=reason)
-    async with asgi_client(cds_app(tmp_path, feedback=store)) as c:
+    state = issued(tmp_path, "b12dx-order-sign", body)
+    async with asgi_client(cds_app(tmp_path, feedback=store, state=state)) as c:
         r = await c.post(f"{SIGN}/feedback", json=body)
     assert r.status_code == 200 and r.json()["recorded"] == 1
     (row,) = store.all()
@@ -1451,6 +1487,12 @@ async def test_override_with_reason_is_recorded(tmp_path) -> None:
         ({"acceptedSuggestions": 5}, "feedback[0].acceptedSuggestions"),
         ({"card": None}, "feedback[0].card"),
         ({"overrideReason": "because"}, "feedback[0].overrideReason"),
+        ({"outcome": "overridden", "overrideReason": {}}, "feedback[0].overrideReason"),
+        (
+            {"outcome": "overridden", "overrideReason": {"userComment": " "}},
+            "feedback[0].overrideReason",
+        ),
+        ({"card": "never-issued-by-this-service"}, "feedback[0].card"),
     ],
     ids=[
         "outcome-maybe",
@@ -1461,12 +1503,17 @@ async def test_override_with_reason_is_recorded(tmp_path) -> None:
         "suggestions-not-list",
         "no-card",
         "reason-not-object",
+        "reason-empty",
+        "reason-blank-comment",
+        "card-never-issued",
     ],
 )
 async def test_invalid_feedback_is_400_naming_the_field(tmp_path, item, field_path) -> None:
-    """Feedback not as the spec describes it: 400 naming the field; nothing stored."""
+    """Feedback not as the spec describes it, or for a card this service never issued:
+    400 naming the field; nothing stored."""
     store = FeedbackStore(tmp_path / "fb.sqlite3")
-    async with asgi_client(cds_app(tmp_path, feedback=store)) as c:
+    state = issued(tmp_path, "b12dx-patient-view", feedback_body())
+    async with asgi_client(cds_app(tmp_path, feedback=store, state=state)) as c:
         r = await c.post(f"{PV}/feedback", json=feedback_body(**item))
     assert r.status_code == 400, r.text
     assert field_path in r.json()["message"]
@@ -1623,7 +1670,8 @@ async def test_feedback_accepts_the_feedback_url_as_audience(tmp_path, ec_key, r
     jwks = {"keys": [public_jwk(rsa_key, "rsa-1"), public_jwk(ec_key, "ec-1")]}
     auth = ClientAuthenticator([TrustedIssuer(iss=ISS, jwks=jwks)])
     body = json.loads((SPEC / "feedback-request.json").read_text())
-    async with asgi_client(cds_app(tmp_path, authenticator=auth, feedback=store)) as c:
+    state = issued(tmp_path, "b12dx-patient-view", body)
+    async with asgi_client(cds_app(tmp_path, authenticator=auth, feedback=store, state=state)) as c:
         refused(await c.post(f"{PV}/feedback", json=body), "no Authorization header")
         assert store.all() == []
         token = sign(ec_key, "ES384", "ec-1", claims(f"{PV_AUD}/feedback"))

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import html
 import json
+import re
 import socket
 import threading
 import time
@@ -30,10 +32,21 @@ from b12dx.cds.auth import ClientAuthenticator, TrustedIssuer
 from b12dx.cds.feedback import FeedbackStore
 from b12dx.cds.fhir_servers import FhirServer as AllowedServer
 from b12dx.cds.routes import CdsSettings
+from b12dx.cds.state import CdsState
+from b12dx.cds.state import default_path as default_state_path
 from b12dx.fhir.read import read_bulk_export
 from b12dx.fhir.record import record_from_resources
 from b12dx.web.app import create_app
 from fhir_orders import overlapping_metformin_orders
+from test_fhir_schema import problems as fhir_problems
+
+
+@pytest.fixture(autouse=True)
+def _cds_data_dir(tmp_path, monkeypatch) -> None:
+    """The CDS service's own files (card and record state, replay cache, feedback) go
+    under the test's folder, never the user's data directory."""
+    monkeypatch.setenv("B12DX_DATA_DIR", str(tmp_path / "b12dx-data"))
+
 
 pytestmark = pytest.mark.asyncio
 SYNTHEA = Path(__file__).parent / "fixtures" / "synthea-bulk-10"
@@ -153,11 +166,16 @@ async def test_patient_view_card_for_a_synthea_patient_with_deficiency(client) -
         for action in s["actions"]:
             res = action["resource"]
             get_fhir_model_class(res["resourceType"]).model_validate(res)
+            assert fhir_problems(res) == [], res  # HL7's JSON Schema as well
     link = card["links"][0]
-    assert link["type"] == "absolute" and "/clinician#record=" in link["url"]
-    frag = link["url"].split("#record=")[1]
-    decoded = json.loads(base64.urlsafe_b64decode(frag + "=" * (-len(frag) % 4)))
-    assert decoded == imported.record
+    # The link refers to the record, kept by the service for a clinic day; the record
+    # itself is never in the URL (browser history, proxy and EHR logs keep URLs).
+    assert link["type"] == "absolute" and "/clinician?ref=" in link["url"]
+    assert "paresthesia" not in link["url"] and len(link["url"]) < 200
+    page = await client.get(link["url"].removeprefix(BASE))
+    assert page.status_code == 200 and "B12 deficiency" in page.text
+    held = re.search(r'name="record_json" value="([^"]*)"', page.text)
+    assert held and json.loads(html.unescape(held.group(1))) == imported.record
 
 
 async def test_the_synthea_metformin_user_gets_a_testing_card(client) -> None:
@@ -266,6 +284,9 @@ async def test_folic_acid_for_possible_deficiency_without_b12_is_critical(client
         "resourceId": "MedicationRequest/fa",
     } in actions
     assert any(a["type"] == "create" for a in actions)
+    for action in actions:
+        if "resource" in action:
+            assert fhir_problems(action["resource"]) == [], action
 
     # Not selected: order-select stays quiet; order-sign looks at every draft.
     ctx_other = {"draftOrders": orders(draft("fa", FOLIC)), "selections": ["MedicationRequest/x"]}
@@ -500,7 +521,11 @@ async def test_missing_prefetch_is_read_from_the_fhir_server_with_paging(
     )
     assert fetched.status_code == 200, fetched.text
     a, b = full.json()["cards"][0], fetched.json()["cards"][0]
-    assert (a["summary"], a["indicator"], a["links"]) == (b["summary"], b["indicator"], b["links"])
+    assert (a["summary"], a["indicator"]) == (b["summary"], b["indicator"])
+    # Each link refers to its own copy of the record, and the two records are the same.
+    pages = [await client.get(card["links"][0]["url"].removeprefix(BASE)) for card in (a, b)]
+    held = [re.search(r'name="record_json" value="([^"]*)"', p.text) for p in pages]
+    assert all(held) and held[0].group(1) == held[1].group(1)  # type: ignore[union-attr]
     assert any("_page=1" in u for u in fhir_server.seen)  # 1000+ orders came in pages
     # Partial prefetch: only what is missing is asked for.
     fhir_server.seen.clear()
@@ -546,8 +571,10 @@ async def test_a_failing_fhir_server_or_wrong_token_is_412(fhir_client, fhir_ser
 
 async def test_feedback_is_recorded_once(tmp_path: Path) -> None:
     store = FeedbackStore(tmp_path / "fb.sqlite3")
-    async with make_client(CdsSettings(feedback=store)) as c:
-        body = json.loads((SPEC / "feedback-request.json").read_text())
+    body = json.loads((SPEC / "feedback-request.json").read_text())
+    state = CdsState(tmp_path / "state.sqlite3")
+    state.remember_cards("b12dx-patient-view", [i["card"] for i in body["feedback"]])
+    async with make_client(CdsSettings(feedback=store, state=state)) as c:
         first = await c.post(f"{PV}/feedback", json=body)
         again = await c.post(f"{PV}/feedback", json=body)
         assert first.status_code == 200 and first.json()["recorded"] == len(body["feedback"])
@@ -632,6 +659,7 @@ async def test_jwt_client_authentication(tmp_path: Path) -> None:
         assert d.status_code == 200
         assert (await c.get("/cds-services")).status_code == 401
         fb = json.loads((SPEC / "feedback-request.json").read_text())
+        settings.state.remember_cards("b12dx-patient-view", [i["card"] for i in fb["feedback"]])
         r = await c.post(
             f"{PV}/feedback",
             json=fb,
@@ -839,6 +867,7 @@ async def test_one_feedback_post_stores_a_bounded_amount(client) -> None:
     assert r.status_code == 400 and "overrideReason" in r.text
     long_card = {"feedback": [item | {"card": "c" * 1000}]}
     assert (await client.post(f"{PV}/feedback", json=long_card)).status_code == 400
+    CdsState(default_state_path()).remember_cards("b12dx-patient-view", ["c1"])
     ok = await client.post(f"{PV}/feedback", json={"feedback": [item]})
     assert ok.status_code == 200 and ok.json()["recorded"] == 1
 
@@ -864,3 +893,98 @@ async def test_a_patient_id_of_dots_alone_is_refused(client, pid) -> None:
 async def test_a_wrong_method_is_405_with_allow(client) -> None:
     r = await client.get(PV)
     assert r.status_code == 405 and r.headers["allow"] == "POST"
+
+
+# -- what browser-based clients and the clinician need ----------------------------------
+
+
+async def test_cors_on_the_cds_routes_for_the_origins_configured(tmp_path: Path) -> None:
+    """CDS Hooks 2.0.1: browser-based clients (the CDS Hooks sandbox) call from their own
+    origin. The origins given may; others get no CORS headers; the rest of the app never
+    has any (its forms and cookies stay same-origin)."""
+    sandbox = "https://sandbox.cds-hooks.org"
+    settings = CdsSettings(
+        feedback=FeedbackStore(tmp_path / "fb.sqlite3"), today=lambda: THEN, cors_origins=(sandbox,)
+    )
+    preflight = {
+        "Origin": sandbox,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type",
+    }
+    async with make_client(settings) as c:
+        r = await c.options(PV, headers=preflight)
+        assert r.status_code == 200
+        assert r.headers["access-control-allow-origin"] == sandbox
+        assert "authorization" in r.headers["access-control-allow-headers"].lower()
+        got = await c.get("/cds-services", headers={"Origin": sandbox})
+        assert got.headers["access-control-allow-origin"] == sandbox
+        other = await c.options(PV, headers=preflight | {"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+        for path in ("/api/v1/health", "/patients", "/clinician"):
+            page = await c.get(path, headers={"Origin": sandbox})
+            assert "access-control-allow-origin" not in page.headers, path
+    async with make_client(
+        CdsSettings(feedback=FeedbackStore(tmp_path / "fb2.sqlite3"), today=lambda: THEN)
+    ) as c:
+        r = await c.options(PV, headers=preflight)
+        assert "access-control-allow-origin" not in r.headers, "none unless configured"
+
+
+async def test_cors_origins_are_checked() -> None:
+    from b12dx.cds.routes import cors_origins
+    from b12dx.errors import InputError
+
+    assert cors_origins("https://a.example, http://localhost:3000/") == (
+        "https://a.example",
+        "http://localhost:3000",
+    )
+    assert cors_origins("*") == ("*",)
+    assert cors_origins(None) == ()
+    for bad in ("a.example", "https://a.example/path", "ftp://a.example"):
+        with pytest.raises(InputError) as caught:
+            cors_origins(bad)
+        assert caught.value.errors[0].path == "B12DX_CDS_CORS_ORIGINS"
+
+
+async def test_a_card_link_expires_after_a_clinic_day(tmp_path: Path) -> None:
+    now = [1_800_000_000.0]
+    state = CdsState(tmp_path / "state.sqlite3", clock=lambda: now[0])
+    settings = CdsSettings(
+        feedback=FeedbackStore(tmp_path / "fb.sqlite3"), today=lambda: THEN, state=state
+    )
+    resources = [*synthea(METFORMIN_PATIENT), low_b12(METFORMIN_PATIENT)]
+    async with make_client(settings) as c:
+        r = await c.post(PV, json=call("patient-view", METFORMIN_PATIENT, prefetch(resources)))
+        path = r.json()["cards"][0]["links"][0]["url"].removeprefix(BASE)
+        assert (await c.get(path)).status_code == 200
+        now[0] += 12 * 3600 + 1
+        expired = await c.get(path)
+        assert expired.status_code == 404 and "This link has expired" in expired.text
+        assert (await c.get("/clinician?ref=made-up")).status_code == 404
+
+
+async def test_every_summary_is_one_whole_sentence_under_140_characters(kb_cards) -> None:
+    """Never cut mid-word or mid-sentence (it was "…" after 138 characters)."""
+    for summary in kb_cards:
+        assert len(summary) < 140, summary
+        assert summary.endswith(".") and "…" not in summary, summary
+        assert summary.count(". ") == 0, f"more than one sentence: {summary}"
+
+
+@pytest.fixture
+def kb_cards() -> list[str]:
+    """The summary of the patient-view card for every vignette that has one, and of each
+    order check."""
+    from b12dx.cds.cards import patient_view_cards
+
+    kb = load_knowledge()
+    out = []
+    for path in sorted((Path(__file__).parent / "vignettes").glob("*.json")):
+        case = json.loads(path.read_text())
+        try:
+            result = assess(case["patient"], profile=case.get("profile"))
+        except Exception:  # an input-error vignette
+            continue
+        out += [c["summary"] for c in patient_view_cards(kb, result, "Patient/p", None)]
+    assert len(out) > 50
+    return out

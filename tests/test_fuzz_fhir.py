@@ -28,6 +28,14 @@ from b12dx.knowledge.loader import load_knowledge
 from b12dx.screen.load_fhir import load_fhir
 from b12dx.web.app import create_app
 
+
+@pytest.fixture(autouse=True)
+def _cds_data_dir(tmp_path, monkeypatch) -> None:
+    """The CDS service's own files (card and record state, replay cache, feedback) go
+    under the test's folder, never the user's data directory."""
+    monkeypatch.setenv("B12DX_DATA_DIR", str(tmp_path / "b12dx-data"))
+
+
 SYNTHEA = Path(__file__).parent / "fixtures" / "synthea-bulk-10"
 VALUES: list[Any] = [None, 0, -1, 1.5, "", "x", "2020-13-45", [], {}, [1], {"a": 1}, True]
 AS_OF = dt.date(2020, 1, 1)

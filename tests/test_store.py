@@ -1036,8 +1036,9 @@ def test_a_backup_that_unpacks_to_more_than_the_bound_is_refused_early(
             out.write(chunk)
     assert bomb.stat().st_size < 2 * 2**20
     rows = [
-        json.dumps(["practices", {"id": i, "name": f"P{i}", "created_at": NOW.isoformat()}])
-        .encode()
+        json.dumps(
+            ["practices", {"id": i, "name": f"P{i}", "created_at": NOW.isoformat()}]
+        ).encode()
         for i in range(10, 200_000)
     ]
     many = tmp_path / "many.gz"

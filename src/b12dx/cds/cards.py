@@ -11,8 +11,6 @@ browser never sends to a server, so no log sees it).
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from typing import Any
 
@@ -26,12 +24,14 @@ INDICATOR_ORDER = {"info": 0, "warning": 1, "critical": 2}
 OVERRIDE_SYSTEM = "https://b12dx.org/cds/override-reason"
 
 
-def shorten(text: str, limit: int = SUMMARY_LIMIT) -> str:
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1].rsplit(" ", 1)[0].rstrip(",;:")
-    return cut + "…"
+def sentence(*candidates: str, limit: int = SUMMARY_LIMIT) -> str:
+    """The first candidate that fits the summary as one whole sentence (never cut): the
+    candidates run from the most to the least said, and the last must fit."""
+    for text in candidates:
+        text = " ".join(text.split()).rstrip(".;: ")
+        if text and len(text) + 1 <= limit:
+            return text + "."
+    raise ValueError(f"no summary fits in {limit} characters: {candidates[-1]!r}")
 
 
 def actionable(result: Assessment) -> bool:
@@ -54,8 +54,14 @@ def indicator(kb: Knowledge, result: Assessment) -> str:
 def summary(kb: Knowledge, result: Assessment) -> str:
     first_step = result.next_steps[0].text.rstrip(".") if result.next_steps else ""
     if result.red_flags:
-        head = f"Red flag ({result.red_flags[0].name.lower()}): not B12 until proven otherwise"
-        return shorten(f"{head}. {kb.urgency['emergency'].text}")
+        flag = result.red_flags[0].name.lower()
+        emergency = kb.urgency["emergency"].text.rstrip(".")
+        return sentence(
+            f"Red flag ({flag}), not B12 until proven otherwise: {emergency[:1].lower()}"
+            f"{emergency[1:]}",
+            f"Red flag ({flag}): emergency assessment now, not B12 until proven otherwise",
+            "Red flag: emergency assessment now, not B12 until proven otherwise",
+        )
     nerves = " with nerve involvement" if result.neurological_involvement else ""
     if result.deficiency_status in ("confirmed", "likely"):
         head = f"B12 deficiency {result.deficiency_status}{nerves}"
@@ -67,7 +73,8 @@ def summary(kb: Knowledge, result: Assessment) -> str:
         head = f"B12 {phase} dose overdue"
     else:
         head = f"Possible B12 deficiency{nerves} ({result.suspicion.level} suspicion)"
-    return shorten(f"{head}: {first_step[:1].lower()}{first_step[1:]}" if first_step else head)
+    step = f"{head}: {first_step[:1].lower()}{first_step[1:]}" if first_step else head
+    return sentence(step, f"{head}; see the next steps", head)
 
 
 def _bullets(lines: list[str]) -> str:
@@ -174,18 +181,12 @@ def suggestions(kb: Knowledge, result: Assessment, patient: str) -> list[dict[st
     return out
 
 
-def record_link(base_url: str, record: dict[str, Any]) -> dict[str, str]:
-    payload = base64.urlsafe_b64encode(json.dumps(record, separators=(",", ":")).encode())
-    return {
-        "label": "Open the full assessment in b12dx",
-        "url": f"{base_url.rstrip('/')}/clinician#record={payload.decode().rstrip('=')}",
-        "type": "absolute",
-    }
-
-
 def patient_view_cards(
-    kb: Knowledge, result: Assessment, record: dict[str, Any], patient: str, base_url: str
+    kb: Knowledge, result: Assessment, patient: str, link: str | None
 ) -> list[dict[str, Any]]:
+    """The card for an assessment worth acting on (none otherwise). ``link`` opens the
+    full assessment in the clinician view: a URL that refers to the record, never one
+    that holds it."""
     if not actionable(result):
         return []
     card: dict[str, Any] = {
@@ -194,9 +195,12 @@ def patient_view_cards(
         "detail": detail(result),
         "indicator": indicator(kb, result),
         "source": source(kb, result),
-        "links": [record_link(base_url, record)],
         "overrideReasons": override_reasons(kb),
     }
+    if link is not None:
+        card["links"] = [
+            {"label": "Open the full assessment in b12dx", "url": link, "type": "absolute"}
+        ]
     offered = suggestions(kb, result, patient)
     if offered:
         card["suggestions"] = offered

@@ -132,6 +132,15 @@ def parse(body: Any) -> list[Feedback]:
                     "message": f"must be an object of at most {MAX_REASON_BYTES} bytes",
                 }
             )
+        elif reason is not None and not _says_why(reason):
+            # CDS Hooks 2.0.1: an override reason is a Coding (one of the card's
+            # overrideReasons) and/or the user's comment; an empty one says nothing.
+            errors.append(
+                {
+                    "path": f"{where}.overrideReason",
+                    "message": "must hold a reason (a Coding with a code) or a userComment",
+                }
+            )
         if not errors:
             out.append(
                 Feedback(
@@ -145,6 +154,17 @@ def parse(body: Any) -> list[Feedback]:
     if errors:
         raise FeedbackError(errors)
     return out
+
+
+def _says_why(reason: Mapping[str, Any]) -> bool:
+    coding = reason.get("reason")
+    comment = reason.get("userComment")
+    coded = isinstance(coding, Mapping) and isinstance(coding.get("code"), str) and coding["code"]
+    said = isinstance(comment, str) and comment.strip()
+    well_formed = (coding is None or isinstance(coding, Mapping)) and (
+        comment is None or isinstance(comment, str)
+    )
+    return bool(well_formed and (coded or said))
 
 
 def _timestamp(text: str) -> dt.datetime | None:

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from b12dx.cds.cards import override_reasons, shorten
+from b12dx.cds.cards import override_reasons, sentence
 from b12dx.engine.assess import assess
 from b12dx.fhir.out import medication_request, service_request
 from b12dx.fhir.record import FhirImport, medicine_of, months_between, planned_days
@@ -126,7 +126,10 @@ def order_cards(
         cards.append(
             {
                 "uuid": str(uuid.uuid4()),
-                "summary": shorten(check.summary.format(medicine=name)),
+                "summary": sentence(
+                    check.summary.format(medicine=name),
+                    check.summary.format(medicine="This medicine"),
+                ),
                 "detail": " ".join(check.detail.format(medicine=name.lower()).split()),
                 "indicator": check.indicator,
                 "source": _source(kb, check.sources),
@@ -156,7 +159,7 @@ def order_cards(
 def _pregnancy_folic_card(kb: Knowledge, check: Any, patient: str) -> dict[str, Any]:
     return {
         "uuid": str(uuid.uuid4()),
-        "summary": shorten(check.summary),
+        "summary": sentence(check.summary),
         "detail": " ".join(check.detail.split()),
         "indicator": check.indicator,
         "source": _source(kb, check.sources),
@@ -235,7 +238,7 @@ def _folic_card(
     why = "; ".join(r.text for r in current.suspicion.reasons[:3])
     return {
         "uuid": str(uuid.uuid4()),
-        "summary": shorten(check.summary),
+        "summary": sentence(check.summary),
         "detail": " ".join(check.detail.split())
         + (f"\n\n**Why B12 deficiency is possible:** {why}" if why else ""),
         "indicator": check.indicator,

@@ -31,7 +31,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from b12dx.cds.auth import AuthError, ClientAuthenticator, ClientIdentity, load_issuers
-from b12dx.cds.cards import patient_view_cards
+from b12dx.cds.cards import actionable, patient_view_cards
 from b12dx.cds.feedback import FeedbackError, FeedbackStore, default_path, parse
 from b12dx.cds.fetch import PreconditionFailed, gather
 from b12dx.cds.fhir_servers import FhirServer, servers_from_env
@@ -39,6 +39,8 @@ from b12dx.cds.orders import draft_orders, order_cards
 from b12dx.cds.replay import SharedReplayCache
 from b12dx.cds.replay import default_path as replay_path
 from b12dx.cds.services import discovery, prefetch_keys
+from b12dx.cds.state import CARD_MEMORY, CdsState
+from b12dx.cds.state import default_path as state_path
 from b12dx.engine.assess import assess
 from b12dx.errors import B12dxError, InputError
 from b12dx.fhir.assess import with_fhir_input
@@ -51,6 +53,7 @@ from b12dx.web.settings import is_loopback
 log = logging.getLogger("b12dx.cds")
 
 ENV_CDS_OPEN = "B12DX_CDS_OPEN"  # set by `b12dx serve --cds-open`
+ENV_CORS_ORIGINS = "B12DX_CDS_CORS_ORIGINS"  # set by `b12dx serve --cds-cors-origins`
 
 # The most resources of one type read for one patient in one hook call (a patient with
 # decades of orders has about 2,000; the answer past it is 413).
@@ -61,6 +64,8 @@ MAX_RESOURCES_PER_TYPE = 5000
 class CdsSettings:
     authenticator: ClientAuthenticator = field(default_factory=lambda: ClientAuthenticator([]))
     feedback: FeedbackStore = field(default_factory=lambda: FeedbackStore(default_path()))
+    # Cards issued and records handed to the clinician view, shared by every worker.
+    state: CdsState = field(default_factory=lambda: CdsState(state_path()))
     fetch_timeout_seconds: float = 3.0
     # The longest one call's reading and assessing may take (413 past it); a patient at
     # the resource bound takes about 2 s on a 2-core machine.
@@ -71,6 +76,9 @@ class CdsSettings:
     # `b12dx serve --cds-open`: without issuers, answer callers beyond this machine too.
     open_beyond_loopback: bool = False
     public_url: str | None = None  # the base URL clients call, when behind a proxy
+    # Web origins whose pages may call the CDS routes (CORS; "*" for any), e.g. the CDS
+    # Hooks sandbox's. None by default: a page on another site cannot call them.
+    cors_origins: tuple[str, ...] = ()
     today: Callable[[], dt.date] = dt.date.today  # the adapter reads the clock, not the engine
 
 
@@ -87,7 +95,26 @@ def settings_from_env() -> CdsSettings:
         fetch_timeout_seconds=timeout,
         work_timeout_seconds=work_timeout,
         public_url=os.environ.get("B12DX_PUBLIC_URL") or None,
+        cors_origins=cors_origins(os.environ.get(ENV_CORS_ORIGINS)),
     )
+
+
+def cors_origins(value: str | None) -> tuple[str, ...]:
+    """The origins of ``B12DX_CDS_CORS_ORIGINS`` (comma-separated), each checked."""
+    if not value or not value.strip():
+        return ()
+    origins = tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
+    for origin in origins:
+        parts = urlsplit(origin)
+        if origin != "*" and (
+            parts.scheme not in ("http", "https") or not parts.netloc or parts.path
+        ):
+            raise InputError.single(
+                ENV_CORS_ORIGINS,
+                f"{origin!r} is not a web origin",
+                "origins such as https://sandbox.cds-hooks.org, comma-separated, or *",
+            )
+    return origins
 
 
 _ERR: dict[str, Any] = {"description": "An error: {error, message} naming what is wrong."}
@@ -223,13 +250,20 @@ def build_router(settings: CdsSettings) -> APIRouter:
             try:
                 if service.hook == "patient-view":
                     result = with_fhir_input(assess(imported.record, knowledge=kb), imported)
-                    cards = patient_view_cards(kb, result, imported.record, patient_ref, link_base)
+                    link = None
+                    if actionable(result):
+                        # The link refers to the record kept here for a clinic day; the
+                        # record itself never goes into a URL (cds/state.py).
+                        token = settings.state.hand_over(imported.record)
+                        link = f"{link_base}/clinician?ref={token}"
+                    cards = patient_view_cards(kb, result, patient_ref, link)
                 else:
                     orders = draft_orders(context, selected_only=service.hook == "order-select")
                     cards = order_cards(kb, imported, orders, today, patient_ref)
             except B12dxError as exc:
                 log.info("%s: record not assessable (%s)", service_id, type(exc).__name__)
                 return {"cards": []}
+            settings.state.remember_cards(service_id, [str(c["uuid"]) for c in cards])
             return {"cards": cards}
 
         # Reading the record and assessing it is CPU work: off the event loop, so that one
@@ -283,6 +317,18 @@ def build_router(settings: CdsSettings) -> APIRouter:
             return _error(400, "bad_request", str(exc.errors[0]))
         except FeedbackError as exc:
             return _error(400, "bad_request", str(exc), errors=exc.errors)
+        unknown = [
+            {
+                "path": f"feedback[{i}].card",
+                "message": "no card with this uuid was issued by this service in the last "
+                f"{int(CARD_MEMORY // 86400)} days",
+            }
+            for i, item in enumerate(items)
+            if not settings.state.issued(service_id, item.card)
+        ]
+        if unknown:
+            message = "; ".join(f"{e['path']}: {e['message']}" for e in unknown)
+            return _error(400, "bad_request", message, errors=unknown)
         new, repeated = settings.feedback.record(
             service_id, items, who.iss if isinstance(who, ClientIdentity) else None
         )

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from b12dx.fhir.codes import code_index
 from b12dx.knowledge.loader import Knowledge
 
 
@@ -22,9 +21,15 @@ class PrefetchKey:
     required: bool
 
 
-def _codes_param(kb: Knowledge, pairs: list[tuple[str, str]]) -> str:
-    index = code_index(kb)
-    return ",".join(f"{index.uri_by_system[system]}|{code}" for system, code in pairs)
+# Many FHIR servers and proxies refuse a URL over 2 KB. The codes are given bare (a FHIR
+# token search without a system matches the code in any system): the reader maps each
+# coding by its system anyway, and a SNOMED CT id, a LOINC code and a b12dx code cannot
+# be mistaken for one another.
+MAX_TEMPLATE_CHARS = 2000
+
+
+def _codes_param(pairs: list[tuple[str, str]]) -> str:
+    return ",".join(dict.fromkeys(code for _, code in pairs))
 
 
 def prefetch_keys(kb: Knowledge) -> list[PrefetchKey]:
@@ -45,9 +50,9 @@ def prefetch_keys(kb: Knowledge) -> list[PrefetchKey]:
     keys = [
         PrefetchKey("patient", f"Patient/{p}", True),
         PrefetchKey("conditions", f"Condition?patient={p}", True),
-        PrefetchKey("labs", f"Observation?patient={p}&code={_codes_param(kb, lab_codes)}", True),
+        PrefetchKey("labs", f"Observation?patient={p}&code={_codes_param(lab_codes)}", True),
         PrefetchKey(
-            "findings", f"Observation?patient={p}&code={_codes_param(kb, finding_codes)}", False
+            "findings", f"Observation?patient={p}&code={_codes_param(finding_codes)}", False
         ),
         PrefetchKey("medicationRequests", f"MedicationRequest?patient={p}", True),
         PrefetchKey("medicationStatements", f"MedicationStatement?patient={p}", False),

@@ -95,7 +95,7 @@ def assess(
         from b12dx.knowledge.loader import load_knowledge
 
         patient = result.fhir_input.patient if result.fhir_input else None
-        bundle = assessment_bundle(load_knowledge(), result, patient or "Patient/unknown")
+        bundle = assessment_bundle(load_knowledge(), result, patient)
         sys.stdout.write(json.dumps(bundle, indent=2) + "\n")
         return
     if json_out:
@@ -224,6 +224,15 @@ def serve(
             "loopback. Off is refused beyond loopback.",
         ),
     ] = None,
+    cds_cors_origins: Annotated[
+        str | None,
+        typer.Option(
+            "--cds-cors-origins",
+            help="Web origins whose pages may call the CDS Hooks services (CORS), "
+            "comma-separated, e.g. https://sandbox.cds-hooks.org, or *; default: "
+            "B12DX_CDS_CORS_ORIGINS, else none.",
+        ),
+    ] = None,
     cds_open: Annotated[
         bool,
         typer.Option(
@@ -240,7 +249,7 @@ def serve(
     import uvicorn
 
     from b12dx.cds.auth import load_issuers
-    from b12dx.cds.routes import ENV_CDS_OPEN
+    from b12dx.cds.routes import ENV_CDS_OPEN, ENV_CORS_ORIGINS, cors_origins
     from b12dx.web.settings import ENV_CDS_OPEN_WARNED, check_port, configure_serve, is_loopback
 
     if cds_issuers is not None:
@@ -256,6 +265,14 @@ def serve(
         )
     if cds_open:
         os.environ[ENV_CDS_OPEN] = "1"
+    if cds_cors_origins is not None:
+        os.environ[ENV_CORS_ORIGINS] = cds_cors_origins
+    try:
+        origins = cors_origins(os.environ.get(ENV_CORS_ORIGINS))
+    except InputError as exc:
+        raise InputError.single(
+            "--cds-cors-origins", exc.errors[0].message, exc.errors[0].accepted
+        ) from None
 
     check_port(host, port)  # before the database is opened or made
     for line in configure_serve(host, db, require_login):
@@ -274,6 +291,8 @@ def serve(
         )
         os.environ[ENV_CDS_OPEN_WARNED] = "1"  # said once here, not again by each worker
 
+    if origins:
+        sys.stderr.write(f"b12dx: CDS Hooks may be called by pages of: {', '.join(origins)}\n")
     if host not in ("127.0.0.1", "localhost", "::1"):
         sys.stderr.write(f"b12dx: serving on {host}: reachable beyond this machine.\n")
     uvicorn.run(

@@ -26,7 +26,7 @@ def listing(topic: str | None, console: Console | None = None) -> None:
         console.print(table)
         console.print(
             "b12dx knowledge TOPIC lists a topic; b12dx knowledge codes lists the code tables "
-            "(LOINC, SNOMED CT, ICD-10, RxNorm, ATC) that health records are read with; "
+            "(LOINC, SNOMED CT, ICD-10, ICD-10-CM, RxNorm, ATC) that health records are read with; "
             "b12dx explain ID explains an entry."
         )
         return

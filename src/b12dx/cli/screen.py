@@ -54,6 +54,15 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--force", help="Write into an --out folder that is not empty."),
         ] = False,
+        omop_type_concepts: Annotated[
+            str | None,
+            typer.Option(
+                "--omop-type-concepts",
+                help="OMOP input: keep only drug exposures and measurements of these "
+                "provenances (drug_type_concept_id / measurement_type_concept_id, "
+                "comma-separated, e.g. 32817 for EHR records); default: all.",
+            ),
+        ] = None,
         spark_master: Annotated[
             str | None,
             typer.Option(
@@ -90,6 +99,15 @@ def register(app: typer.Typer) -> None:
             fail(f"--engine: {engine!r} is not an engine (accepted: {', '.join(ENGINES)})")
         if spark_master is not None and engine != "spark":
             fail("--spark-master: only used with --engine spark")
+        type_concepts: tuple[int, ...] = ()
+        if omop_type_concepts is not None:
+            parts = [p.strip() for p in omop_type_concepts.split(",") if p.strip()]
+            if not parts or not all(p.isdigit() for p in parts):
+                fail(
+                    f"--omop-type-concepts: {omop_type_concepts!r} is not a list of concept "
+                    "ids (accepted: whole numbers, comma-separated, e.g. 32817,32818)"
+                )
+            type_concepts = tuple(int(p) for p in parts)
         try:
             output_folder(out, "--out", force)
             day, made = _as_of(source, as_of)
@@ -114,7 +132,9 @@ def register(app: typer.Typer) -> None:
                     progress.update(task, description=name, advance=1 if started else 0)
                     started = True
 
-                result, paths = screen(source, out, kb, chosen, day, engine, step, spark_master)
+                result, paths = screen(
+                    source, out, kb, chosen, day, engine, step, spark_master, type_concepts
+                )
                 step("writing report.html")
                 html_report(result, out / "report.html", kb)
                 progress.update(task, advance=1)

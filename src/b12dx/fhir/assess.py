@@ -15,7 +15,7 @@ from b12dx.models.assessment import Assessment, FhirInput, ResourceUse
 
 def with_fhir_input(result: Assessment, imported: FhirImport) -> Assessment:
     report = FhirInput(
-        patient=f"Patient/{imported.patient_id}" if imported.patient_id else None,
+        patient=imported.patient_reference,
         used=[ResourceUse(resource=n.reference, note=n.note) for n in imported.used],
         ignored=[ResourceUse(resource=n.reference, note=n.note) for n in imported.ignored],
     )

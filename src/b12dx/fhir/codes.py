@@ -25,6 +25,11 @@ class Meaning:
     id: str
     code: Code
 
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """The entry's id and those a combination code also records (``Code.also``)."""
+        return (self.id, *self.code.also)
+
 
 @dataclass(frozen=True)
 class CodeIndex:

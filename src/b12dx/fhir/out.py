@@ -27,6 +27,16 @@ from b12dx.models.knowledge import Code
 RISK_PROBABILITY = "http://terminology.hl7.org/CodeSystem/risk-probability"
 
 
+def subject(patient: str | None) -> dict[str, str]:
+    """The Reference to the person assessed: their Patient (``Patient/id``, or the
+    Bundle's ``urn:uuid:`` fullUrl when the Patient had no id), or, for a record that
+    names no patient (a b12dx contract record), a Reference that says so in words rather
+    than one that points at no resource."""
+    if patient:
+        return {"reference": patient}
+    return {"display": "The person assessed (the record gives no patient id)"}
+
+
 def coding(kb: Knowledge, code: Code) -> dict[str, str]:
     uri = next(cs.uris[0] for cs in kb.fhir.code_systems if cs.name == code.system)
     return {"system": uri, "code": code.code, "display": code.display}
@@ -42,7 +52,9 @@ def ordered_test_codes(kb: Knowledge, step_id: str) -> list[Code]:
     return list(step.order_codes) if step is not None else []
 
 
-def service_request(kb: Knowledge, step_id: str, patient: str, reason: str) -> dict[str, Any]:
+def service_request(
+    kb: Knowledge, step_id: str, patient: str | None, reason: str
+) -> dict[str, Any]:
     codes = ordered_test_codes(kb, step_id)
     if not codes:
         raise ValueError(f"next step {step_id!r} orders no test")
@@ -64,7 +76,7 @@ def service_request(kb: Knowledge, step_id: str, patient: str, reason: str) -> d
             }
         ],
         "code": _concept(kb, codes, step.text.rstrip(".")),
-        "subject": {"reference": patient},
+        "subject": subject(patient),
         "reasonCode": [{"text": reason}],
         "note": [{"text": f"Suggested by b12dx ({', '.join(step.sources)})."}],
     }
@@ -90,7 +102,7 @@ def _dose_quantity(dose: str) -> dict[str, Any] | None:
     return {"value": float(m[1]), "unit": m[2], "system": "http://unitsofmeasure.org", "code": unit}
 
 
-def medication_request(kb: Knowledge, treatment: Treatment, patient: str) -> dict[str, Any]:
+def medication_request(kb: Knowledge, treatment: Treatment, patient: str | None) -> dict[str, Any]:
     """The regimen as a draft MedicationRequest, one dosage instruction per schedule run."""
     drug_codes = {str(k): v for k, v in kb.fhir.b12_drugs.items()}.get(treatment.drug, [])
     route_codes = {str(k): v for k, v in kb.fhir.routes.items()}.get(treatment.route, [])
@@ -116,7 +128,7 @@ def medication_request(kb: Knowledge, treatment: Treatment, patient: str) -> dic
         "status": "draft",
         "intent": "proposal",
         "medicationCodeableConcept": _concept(kb, drug_codes, treatment.drug),
-        "subject": {"reference": patient},
+        "subject": subject(patient),
         "reasonCode": [{"text": "Vitamin B12 deficiency"}],
         "note": [
             {
@@ -130,7 +142,7 @@ def medication_request(kb: Knowledge, treatment: Treatment, patient: str) -> dic
     }
 
 
-def risk_assessment(result: Assessment, patient: str) -> dict[str, Any]:
+def risk_assessment(result: Assessment, patient: str | None) -> dict[str, Any]:
     basis = [
         {"reference": u.resource} for u in (result.fhir_input.used if result.fhir_input else [])
     ]
@@ -142,7 +154,7 @@ def risk_assessment(result: Assessment, patient: str) -> dict[str, Any]:
         "resourceType": "RiskAssessment",
         "id": str(uuid.uuid4()),
         "status": "final",
-        "subject": {"reference": patient},
+        "subject": subject(patient),
         "occurrenceDateTime": result.as_of.isoformat(),
         "method": {
             "text": f"b12dx {result.engine_version}, knowledge {result.knowledge_version}, "
@@ -164,7 +176,7 @@ def risk_assessment(result: Assessment, patient: str) -> dict[str, Any]:
     return resource
 
 
-def assessment_bundle(kb: Knowledge, result: Assessment, patient: str) -> dict[str, Any]:
+def assessment_bundle(kb: Knowledge, result: Assessment, patient: str | None) -> dict[str, Any]:
     """A collection Bundle: the risk assessment, the suggested tests and the regimen."""
     resources = [risk_assessment(result, patient)]
     reason = f"B12 deficiency {result.deficiency_status}, suspicion {result.suspicion.level}"

@@ -62,10 +62,13 @@ class FhirImport:
     record: dict[str, Any]
     used: list[ResourceNote] = field(default_factory=list)
     ignored: list[ResourceNote] = field(default_factory=list)
+    # How the assessment refers to this patient: Patient/id, else the Bundle entry's
+    # fullUrl (urn:uuid:...) when the Patient has no id, else None.
+    patient_reference: str | None = None
 
     def report(self) -> dict[str, Any]:
         return {
-            "patient": f"Patient/{self.patient_id}" if self.patient_id else None,
+            "patient": self.patient_reference,
             "used": [n.to_json() for n in self.used],
             "ignored": [n.to_json() for n in self.ignored],
         }
@@ -448,7 +451,7 @@ class _Builder:
             if ended is not None and ended <= self.as_of:
                 raise _Skip(f"resolved on {ended}")
         if meaning.kind == "condition":
-            return self._add_condition(meaning.id)
+            return "; ".join(self._add_condition(cid) for cid in meaning.ids)
         if meaning.kind == "pregnancy":
             return self._pregnancy(onset, None, "Condition")
         if meaning.kind == "diet":
@@ -467,7 +470,8 @@ class _Builder:
             proc.performedDateTime or (proc.performedPeriod.start if proc.performedPeriod else None)
         )
         self._when(when, "performed")
-        return self._add_condition(meaning.id) + (f" (performed {when})" if when else "")
+        added = "; ".join(self._add_condition(cid) for cid in meaning.ids)
+        return added + (f" (performed {when})" if when else "")
 
     def _add_condition(self, cid: str) -> str:
         self.conditions.setdefault(cid, {"id": cid})
@@ -850,7 +854,9 @@ def record_from_resources(
     ):
         if values:
             record[key] = values
-    return FhirImport(pid, record, builder.used, builder.ignored)
+    url = raw_patient.get("_fullUrl")
+    reference = f"Patient/{pid}" if pid else (url if isinstance(url, str) and url else None)
+    return FhirImport(pid, record, builder.used, builder.ignored, reference)
 
 
 def _patient_fields(

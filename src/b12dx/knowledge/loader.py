@@ -22,9 +22,11 @@ import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from b12dx.errors import KnowledgeError, ProfileError
+from b12dx.knowledge.check_digits import loinc_problem, snomed_problem
 from b12dx.models.knowledge import (
     AlgorithmStep,
     CdsKnowledge,
+    Code,
     CodedEntry,
     Diet,
     Differential,
@@ -314,6 +316,47 @@ def cited_source_ids(obj: object) -> Iterator[str]:
             yield from cited_source_ids(value)
 
 
+def all_codes(obj: object, where: str = "") -> Iterator[tuple[str, Code]]:
+    """Every code anywhere inside a model, list or dict, with where it sits."""
+    if isinstance(obj, Code):
+        yield where, obj
+    elif isinstance(obj, BaseModel):
+        for name in type(obj).model_fields:
+            yield from all_codes(getattr(obj, name), f"{where}.{name}" if where else name)
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from all_codes(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(obj, list | tuple):
+        for i, value in enumerate(obj):
+            yield from all_codes(value, f"{where}[{i}]")
+
+
+def knowledge_codes(kb: Knowledge) -> Iterator[tuple[str, Code]]:
+    """Every code of the knowledge base, named by topic and entry."""
+    for topic, entries in kb.topics().items():
+        yield from all_codes(entries, topic)
+    for name in ("fhir", "cds", "screening"):
+        yield from all_codes(getattr(kb, name), name)
+
+
+def _code_problems(kb: Knowledge) -> Iterator[str]:
+    # A code with a check digit that does not check cannot be in any release: it would
+    # go out to health records (in orders, in prefetch queries) and match nothing.
+    for where, code in knowledge_codes(kb):
+        problem = None
+        if code.system == "SNOMED CT":
+            problem = snomed_problem(code.code)
+        elif code.system == "LOINC":
+            problem = loinc_problem(code.code)
+        if problem:
+            yield f"{where}: {code.system} {code.code}: {problem}"
+        if code.verified and not code.verified_by:
+            yield f"{where}: {code.system} {code.code} is verified but names no verified_by"
+        for cid in code.also:
+            if cid not in kb.conditions:
+                yield f"{where}: {code.system} {code.code} also names unknown condition {cid!r}"
+
+
 def _feature_problems(kb: Knowledge, where: str, feature: str) -> Iterator[str]:
     kind, _, value = feature.partition(":")
     known: dict[str, Mapping[str, object]] = {
@@ -436,6 +479,7 @@ def check(kb: Knowledge) -> Iterator[str]:
             if c not in kb.conditions:
                 yield f"regimens.{r.id}: unknown condition {c!r}"
     yield from _fhir_problems(kb)
+    yield from _code_problems(kb)
     yield from _screening_problems(kb)
     defaults = [p.id for p in kb.profiles.values() if p.default]
     if len(defaults) != 1:

@@ -42,7 +42,15 @@ class Source(_KB):
 
 
 CodeSystemName = Literal[
-    "LOINC", "ICD-10", "ATC", "RxNorm", "SNOMED CT", "UCUM", "CDC Race", "HL7 Interpretation"
+    "LOINC",
+    "ICD-10",
+    "ICD-10-CM",
+    "ATC",
+    "RxNorm",
+    "SNOMED CT",
+    "UCUM",
+    "CDC Race",
+    "HL7 Interpretation",
 ]
 
 
@@ -50,8 +58,14 @@ class Code(_KB):
     system: CodeSystemName
     code: str
     display: str
+    # True only where a test confirms the code against a named source, which
+    # ``verified_by`` names (tests/test_codes.py holds each source's check).
     verified: bool
+    verified_by: str | None = None
     note: str | None = None
+    # Other conditions a combination code also records (ICD-10-CM E10.42 is type 1
+    # diabetes with diabetic polyneuropathy): each is added beside the entry's own.
+    also: list[str] = []
 
 
 class SymptomGroup(Cited):

@@ -184,10 +184,11 @@ class _Mapper:
             end = start  # resolved, date unknown: not active after it was recorded
         if meaning.id in self.kb.fhir.lasting_conditions:
             end = None
-        self.out.add(
-            "condition",
-            {"person_id": pid, "condition_id": meaning.id, "start_date": start, "end_date": end},
-        )
+        for cid in meaning.ids:
+            self.out.add(
+                "condition",
+                {"person_id": pid, "condition_id": cid, "start_date": start, "end_date": end},
+            )
 
     def _Procedure(self, r: dict[str, Any], pid: str) -> None:
         if r.get("status") not in self.st.procedure_used:
@@ -197,15 +198,16 @@ class _Mapper:
         if meaning is None:
             self.skip("Procedure code not in the knowledge base")
             return
-        self.out.add(
-            "condition",
-            {
-                "person_id": pid,
-                "condition_id": meaning.id,
-                "start_date": _period_start(r, "performed"),
-                "end_date": None,
-            },
-        )
+        for cid in meaning.ids:
+            self.out.add(
+                "condition",
+                {
+                    "person_id": pid,
+                    "condition_id": cid,
+                    "start_date": _period_start(r, "performed"),
+                    "end_date": None,
+                },
+            )
 
     def _medicine(self, r: dict[str, Any]) -> str | None:
         key = json.dumps(

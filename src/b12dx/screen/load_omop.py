@@ -72,6 +72,7 @@ SOURCES: dict[str, _Source] = {
             ("route_source_value", _TEXT),
             ("drug_source_value", _TEXT),
             ("drug_source_concept_id", _ID),
+            ("drug_type_concept_id", _ID),
         ),
     ),
     "measurement": _Source(
@@ -83,6 +84,7 @@ SOURCES: dict[str, _Source] = {
             ("unit_source_value", _TEXT),
             ("measurement_source_value", _TEXT),
             ("measurement_source_concept_id", _ID),
+            ("measurement_type_concept_id", _ID),
         ),
     ),
     "condition_occurrence": _Source(
@@ -109,17 +111,48 @@ SOURCES: dict[str, _Source] = {
 OPTIONAL_SOURCES: dict[str, _Source] = {
     "concept": _Source(
         (("concept_id", _ID), ("vocabulary_id", _TEXT), ("concept_code", _TEXT)),
+        (("standard_concept", _TEXT), ("invalid_reason", _TEXT)),
+    ),
+    "concept_relationship": _Source(
+        (("concept_id_1", _ID), ("concept_id_2", _ID), ("relationship_id", _TEXT)),
+        (("invalid_reason", _TEXT),),
+    ),
+    "concept_ancestor": _Source(
+        (("ancestor_concept_id", _ID), ("descendant_concept_id", _ID)),
+        (("min_levels_of_separation", _INT),),
     ),
     "death": _Source((("person_id", _ID), ("death_date", _DATE))),
+    "observation_period": _Source(
+        (
+            ("person_id", _ID),
+            ("observation_period_start_date", _DATE),
+            ("observation_period_end_date", _DATE),
+        ),
+    ),
 }
+# How OHDSI tools reach the concept a record means from the one it names: a
+# non-standard or replaced concept "Maps to" a standard one ("Concept replaced by" for a
+# code retired in a later vocabulary); a product descends from its ingredient and its
+# ATC class (concept_ancestor).
+MAPPING_RELATIONSHIPS = ("Maps to", "Concept replaced by")
+CODED = (
+    ("drug_exposure", "drug", "drug"),
+    ("condition_occurrence", "condition", "condition"),
+    ("procedure_occurrence", "procedure", "procedure"),
+    ("observation", "observation", "observation"),
+    ("measurement", "measurement", "measurement"),
+)
 FINDING_KINDS = ("symptom", "diet", "exposure", "pregnancy")
 
 
 def _file(source: Path, table: str) -> Path | None:
-    for ext in ("parquet", "csv"):
-        path = source / f"{table}.{ext}"
-        if path.exists():
-            return path
+    # OHDSI ships its CDM tables in upper case (PERSON.csv, as in Eunomia); ETLs often
+    # write them in lower case.
+    for name in (table, table.upper()):
+        for ext in ("parquet", "csv"):
+            path = source / f"{name}.{ext}"
+            if path.exists():
+                return path
     return None
 
 
@@ -200,16 +233,45 @@ def _lookups(con: duckdb.DuckDBPyConnection, kb: Knowledge, has_concept: bool) -
         con.register(f"{name}_arrow", table)
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_arrow")
         con.unregister(f"{name}_arrow")
-    # concept_id -> (system, code) of the vocabularies b12dx reads.
+    # concept_id -> (system, code) of the vocabularies b12dx reads; ``valid`` unless the
+    # vocabulary retired it (invalid_reason D or U).
     if has_concept:
         con.execute(
             """CREATE TABLE omop_code AS
-            SELECT c.concept_id, v.system, trim(c.concept_code) AS code
+            SELECT c.concept_id, v.system, trim(c.concept_code) AS code,
+                   coalesce(trim(c.invalid_reason), '') = '' AS valid
             FROM src_concept c JOIN kb_vocab v USING (vocabulary_id)
             WHERE c.concept_id IS NOT NULL AND c.concept_code IS NOT NULL"""
         )
     else:
-        con.execute("CREATE TABLE omop_code (concept_id BIGINT, system VARCHAR, code VARCHAR)")
+        con.execute(
+            "CREATE TABLE omop_code (concept_id BIGINT, system VARCHAR, code VARCHAR, "
+            "valid BOOLEAN)"
+        )
+    # The concepts the records name, and where each leads (MAPPING_RELATIONSHIPS, then
+    # its ancestors, nearest first): ``hop`` 1 for a mapping, 1 + levels for an ancestor.
+    # Only concepts the records use are followed, so a full vocabulary's hundreds of
+    # millions of ancestor rows are read once and mostly skipped.
+    used = " UNION ".join(
+        f"SELECT {concept}_concept_id AS id FROM src_{table} "
+        f"UNION SELECT {source}_source_concept_id FROM src_{table}"
+        for table, concept, source in CODED
+    )
+    relationships = ", ".join(_q(r) for r in MAPPING_RELATIONSHIPS)
+    con.execute(f"CREATE TABLE omop_used AS SELECT DISTINCT id FROM ({used}) WHERE id IS NOT NULL")
+    con.execute(
+        f"""CREATE TABLE omop_link AS
+        SELECT r.concept_id_1 AS concept_id, r.concept_id_2 AS target, 1 AS hop
+        FROM src_concept_relationship r SEMI JOIN omop_used u ON u.id = r.concept_id_1
+        WHERE r.relationship_id IN ({relationships})
+          AND coalesce(trim(r.invalid_reason), '') = ''
+          AND r.concept_id_1 <> r.concept_id_2
+        UNION ALL
+        SELECT a.descendant_concept_id, a.ancestor_concept_id,
+               1 + coalesce(a.min_levels_of_separation, 1)
+        FROM src_concept_ancestor a SEMI JOIN omop_used u ON u.id = a.descendant_concept_id
+        WHERE a.descendant_concept_id <> a.ancestor_concept_id"""
+    )
 
 
 def _resolve(con: duckdb.DuckDBPyConnection, table: str, concept: str, source: str) -> None:
@@ -221,20 +283,33 @@ def _resolve(con: duckdb.DuckDBPyConnection, table: str, concept: str, source: s
             SELECT DISTINCT {concept}_concept_id AS cid, {source}_source_concept_id AS sid,
                    {source}_source_value AS sv
             FROM src_{table}
+        ), named AS (
+            -- the concept itself (a retired one after what replaces it), then where it
+            -- maps or descends from; the record's concept before its source concept
+            SELECT keys.*, c.system, c.code, IF(c.valid, 1, 3) AS tier, 0 AS hop
+            FROM keys JOIN omop_code c ON c.concept_id = keys.cid
+            UNION ALL
+            SELECT keys.*, c.system, c.code, 2 AS tier, l.hop FROM keys
+            JOIN omop_link l ON l.concept_id = keys.cid JOIN omop_code c ON c.concept_id = l.target
+            UNION ALL
+            SELECT keys.*, c.system, c.code, IF(c.valid, 4, 6) AS tier, 0 AS hop
+            FROM keys JOIN omop_code c ON c.concept_id = keys.sid
+            UNION ALL
+            SELECT keys.*, c.system, c.code, 5 AS tier, l.hop FROM keys
+            JOIN omop_link l ON l.concept_id = keys.sid JOIN omop_code c ON c.concept_id = l.target
         ), candidates AS (
-            SELECT keys.*, c.system, c.code, 1 AS tier FROM keys JOIN omop_code c
-                ON c.concept_id = keys.cid
+            SELECT * FROM named
             UNION ALL
-            SELECT keys.*, c.system, c.code, 2 AS tier FROM keys JOIN omop_code c
-                ON c.concept_id = keys.sid
-            UNION ALL
-            SELECT keys.*, NULL AS system, trim(keys.sv) AS code, 3 AS tier FROM keys
+            SELECT keys.*, NULL AS system, trim(keys.sv) AS code, 7 AS tier, 0 AS hop FROM keys
             WHERE keys.sv IS NOT NULL AND trim(keys.sv) <> ''
         ), matched AS (
             SELECT cand.cid, cand.sid, cand.sv, k.system, cand.code, k.kind, k.id,
-                   row_number() OVER (
+                   -- the best code; a combination code's rows (one per condition it
+                   -- records) tie, and all are kept
+                   rank() OVER (
                        PARTITION BY cand.cid, cand.sid, cand.sv
-                       ORDER BY cand.tier, length(k.code) DESC, k.system, k.kind, k.id
+                       ORDER BY cand.tier, cand.hop, length(k.code) DESC, k.system, k.kind,
+                                k.code
                    ) AS pick
             FROM candidates cand JOIN kb_codes k
               ON (cand.system IS NULL OR k.system = cand.system) AND (
@@ -267,7 +342,13 @@ def _copy(con: duckdb.DuckDBPyConnection, name: str, select: str, work: Path) ->
     con.execute(f"COPY (SELECT {cols} FROM ({select})) TO {target} (FORMAT parquet)")
 
 
-def _sql(kb: Knowledge) -> dict[str, str]:
+def _sql(kb: Knowledge, type_concepts: tuple[int, ...] = ()) -> dict[str, str]:
+    """The SQL of each screening table. ``type_concepts``: keep only drug exposures and
+    measurements of these provenances (``*_type_concept_id``, e.g. 32817 EHR), for data
+    that mix claims with EHR records; empty keeps all."""
+    listed = ", ".join(str(int(c)) for c in type_concepts)
+    drug_kept = f"AND t.drug_type_concept_id IN ({listed})" if listed else ""
+    meas_kept = f"AND t.measurement_type_concept_id IN ({listed})" if listed else ""
     routes = ", ".join(_q(r) for r in kb.screening.maintenance.routes)
     findings = ", ".join(_q(k) for k in FINDING_KINDS)
     drugs = _coded("drug_exposure", "drug", "drug")
@@ -288,7 +369,7 @@ def _sql(kb: Knowledge) -> dict[str, str]:
         LEFT JOIN omop_code oc ON oc.concept_id = t.route_concept_id
         LEFT JOIN kb_routes rc ON rc.key = oc.code
         LEFT JOIN kb_routes rw ON rw.key = lower(trim(t.route_source_value))
-        WHERE r.kind = 'medication'"""
+        WHERE r.kind = 'medication' {drug_kept}"""
     return {
         "person": """
             SELECT CAST(p.person_id AS VARCHAR) AS person_id,
@@ -335,7 +416,7 @@ def _sql(kb: Knowledge) -> dict[str, str]:
             FROM {obs} WHERE r.kind IN ({findings})
             UNION ALL
             SELECT CAST(t.person_id AS VARCHAR), r.kind, r.id, t.measurement_date
-            FROM {meas} WHERE r.kind IN ({findings})""",
+            FROM {meas} WHERE r.kind IN ({findings}) {meas_kept}""",
         "lab": f"""
             SELECT CAST(t.person_id AS VARCHAR) AS person_id, r.id AS test,
                    t.value_as_number * u.factor AS value_si, NULL AS value_text,
@@ -344,7 +425,7 @@ def _sql(kb: Knowledge) -> dict[str, str]:
             JOIN kb_tests kt ON kt.test = r.id AND kt.kind = 'numeric'
             LEFT JOIN omop_code uc ON uc.concept_id = t.unit_concept_id
             JOIN kb_units u ON u.test = r.id AND u.unit_key = {unit_key}
-            WHERE r.kind = 'lab' AND t.value_as_number IS NOT NULL
+            WHERE r.kind = 'lab' AND t.value_as_number IS NOT NULL {meas_kept}
             UNION ALL
             SELECT CAST(t.person_id AS VARCHAR), r.id, NULL, q.value_text, NULL,
                    t.measurement_date
@@ -352,14 +433,26 @@ def _sql(kb: Knowledge) -> dict[str, str]:
             JOIN kb_tests kt ON kt.test = r.id AND kt.kind = 'qualitative'
             JOIN omop_code vc ON vc.concept_id = t.value_as_concept_id
             JOIN kb_qualitative q ON q.system = vc.system AND q.code = vc.code
-            WHERE r.kind = 'lab'""",
+            WHERE r.kind = 'lab' {meas_kept}""",
+        "observation_period": """
+            SELECT CAST(person_id AS VARCHAR) AS person_id,
+                   observation_period_start_date AS start_date,
+                   observation_period_end_date AS end_date
+            FROM src_observation_period
+            WHERE observation_period_start_date IS NOT NULL""",
     }
 
 
 def load_omop(
-    kb: Knowledge, source: Path, work: Path, *, threads: int | None = None
+    kb: Knowledge,
+    source: Path,
+    work: Path,
+    *,
+    threads: int | None = None,
+    type_concepts: tuple[int, ...] = (),
 ) -> ScreeningTables:
-    """Map the OMOP tables in ``source`` into the screening tables in ``work``."""
+    """Map the OMOP tables in ``source`` into the screening tables in ``work``
+    (``type_concepts``: see ``_sql``)."""
     missing = [name for name in SOURCES if _file(source, name) is None]
     if missing:
         raise InputError(
@@ -385,18 +478,14 @@ def load_omop(
             if path is not None:
                 _view(con, name, path, spec)
             else:
-                cols = ", ".join(f"NULL::{typ} AS {col}" for col, typ in spec.required)
+                cols = ", ".join(
+                    f"NULL::{typ} AS {col}" for col, typ in (*spec.required, *spec.optional)
+                )
                 con.execute(f"CREATE VIEW src_{name} AS SELECT {cols} WHERE FALSE")
         _lookups(con, kb, present["concept"])
-        for table, concept, src in (
-            ("drug_exposure", "drug", "drug"),
-            ("condition_occurrence", "condition", "condition"),
-            ("procedure_occurrence", "procedure", "procedure"),
-            ("observation", "observation", "observation"),
-            ("measurement", "measurement", "measurement"),
-        ):
+        for table, concept, src in CODED:
             _resolve(con, table, concept, src)
-        sql = _sql(kb)
+        sql = _sql(kb, type_concepts)
         con.execute(sql.pop("drugs"))
         for name, select in sql.items():
             _copy(con, name, select, work)

@@ -13,7 +13,8 @@ from b12dx.knowledge.loader import Knowledge
 
 def code_table(kb: Knowledge) -> pa.Table:
     """(system, code, hierarchical, kind, id): every code the knowledge base maps. A
-    hierarchical code (ICD-10, ATC) also matches the codes below it (E11 matches E11.9)."""
+    hierarchical code (ICD-10, ATC) also matches the codes below it (E11 matches E11.9).
+    A combination code has a row for each condition it records (``Code.also``)."""
     index = code_index(kb)
     rows = [
         {
@@ -21,9 +22,10 @@ def code_table(kb: Knowledge) -> pa.Table:
             "code": code,
             "hierarchical": system in index.hierarchical,
             "kind": meaning.kind,
-            "id": meaning.id,
+            "id": entry_id,
         }
         for (system, code), meaning in index.table.items()
+        for entry_id in meaning.ids
     ]
     return pa.Table.from_pylist(
         rows,

@@ -1,4 +1,4 @@
-"""The screening tables: every input is normalized into these six tables before any rule
+"""The screening tables: every input is normalized into these tables before any rule
 runs, so the rules are written once for FHIR and OMOP alike.
 
 Ids are the knowledge base's (``medication_id`` "metformin", ``condition_id``
@@ -14,6 +14,7 @@ cut-offs, pmol/L ones against the pmol/L cut-offs).
 - condition: diagnoses and operations; ``end_date`` null while active.
 - lab: one row per result.
 - finding: symptoms, diets and exposures recorded on a date.
+- observation_period: when a person was under observation (OMOP); none means always.
 """
 
 from __future__ import annotations
@@ -66,6 +67,15 @@ LAB = pa.schema(
         ("date", pa.date32()),
     ]
 )
+# OMOP observation periods: a person is screened only on a day one of theirs covers. A
+# source without any (a FHIR export) leaves the table empty, and then everyone counts.
+OBSERVATION_PERIOD = pa.schema(
+    [
+        ("person_id", pa.string()),
+        ("start_date", pa.date32()),
+        ("end_date", pa.date32()),
+    ]
+)
 FINDING = pa.schema(
     [
         ("person_id", pa.string()),
@@ -82,12 +92,13 @@ SCHEMAS: dict[str, pa.Schema] = {
     "condition": CONDITION,
     "lab": LAB,
     "finding": FINDING,
+    "observation_period": OBSERVATION_PERIOD,
 }
 
 
 @dataclass(frozen=True)
 class ScreeningTables:
-    """Where the six tables are: one Parquet file each, in ``directory``."""
+    """Where the screening tables are: one Parquet file each, in ``directory``."""
 
     directory: Path
 

@@ -154,18 +154,30 @@ def _alive_adults_with_band(j: ir.Table, th: Thresholds, kb: Knowledge) -> ir.Ta
     )
 
 
+def _observed(t: Tables, th: Thresholds) -> ir.Table:
+    """The people under observation on as_of: one of their observation periods covers it,
+    or the source records none for them (a FHIR export has no such periods). OMOP: a
+    person outside every period may have been seen elsewhere, so no gap is theirs."""
+    p, o = t["person"], t["observation_period"]
+    a = ibis.literal(th.as_of)
+    covering = o.filter(o.start_date <= a, o.end_date.isnull() | (o.end_date >= a))
+    return p.filter(p.person_id.isin(covering.person_id) | ~p.person_id.isin(o.person_id))
+
+
 def _screened(rows: ir.Table, t: Tables, th: Thresholds, kb: Knowledge) -> ir.Table:
-    """``rows`` of people screened (alive and adult on as_of), with their age band. Ages
-    are computed after the join, for the flagged rows only, not the whole population."""
-    p = t["person"]
+    """``rows`` of people screened (alive, adult and under observation on as_of), with
+    their age band. Ages are computed after the join, for the flagged rows only, not the
+    whole population."""
+    p = _observed(t, th)
     j = rows.join(p, "person_id").select(rows, p.birth_date, p.death_date)
     return _alive_adults_with_band(j, th, kb)
 
 
 def population_expr(t: Tables, kb: Knowledge, profile: Profile, as_of: dt.date) -> ir.Table:
-    """People screened per age band (alive and adult on as_of): the denominators."""
+    """People screened per age band (alive, adult and observed on as_of): the
+    denominators."""
     th = thresholds(kb, profile, as_of)
-    p = _alive_adults_with_band(t["person"].select("birth_date", "death_date"), th, kb)
+    p = _alive_adults_with_band(_observed(t, th).select("birth_date", "death_date"), th, kb)
     return p.group_by("age_band").aggregate(people=p.count()).order_by("age_band")
 
 

@@ -209,7 +209,7 @@ def detect_input(source: Path) -> str:
     names = {p.name for p in source.iterdir()}
     if any(n.endswith((".ndjson", ".ndjson.gz")) for n in names):
         return "fhir"
-    if names & {"person.csv", "person.parquet"}:
+    if names & {"person.csv", "person.parquet", "PERSON.csv", "PERSON.parquet"}:
         return "omop"
     raise InputError(
         [
@@ -232,10 +232,19 @@ def screen(
     engine: str = "duckdb",
     step: Step | None = None,
     spark_master: str | None = None,
+    omop_type_concepts: tuple[int, ...] = (),
 ) -> tuple[ScreenResult, dict[str, Path]]:
-    """Load ``source`` into screening tables (in ``out/tables``), find the gaps, write them."""
+    """Load ``source`` into screening tables (in ``out/tables``), find the gaps, write them.
+    ``omop_type_concepts``: OMOP only, keep drug exposures and measurements of these
+    provenances (``*_type_concept_id``)."""
     say = step or (lambda _name: None)
     kind = detect_input(source)
+    if omop_type_concepts and kind != "omop":
+        from b12dx.errors import InputError
+
+        raise InputError.single(
+            "--omop-type-concepts", "applies to OMOP tables only; INPUT is a FHIR export"
+        )
     work = out / "tables"
     say(f"loading the {'FHIR export' if kind == 'fhir' else 'OMOP tables'}")
     if kind == "fhir":
@@ -245,7 +254,8 @@ def screen(
     else:
         from b12dx.screen.load_omop import load_omop
 
-        tables, skipped = load_omop(kb, source, work), {}
+        tables = load_omop(kb, source, work, type_concepts=omop_type_concepts)
+        skipped = {}
     result = screen_tables(tables, kb, profile, as_of, engine, say, spark_master)
     result = replace(result, left_out=dict(sorted(skipped.items(), key=lambda kv: -kv[1])))
     say("writing gaps.parquet, gaps.csv, summary.csv, population.csv")

@@ -36,7 +36,8 @@ OMOP_VOCABULARY = {
     "SNOMED CT": "SNOMED",
     "LOINC": "LOINC",
     "RxNorm": "RxNorm",
-    "ICD-10": "ICD10CM",
+    "ICD-10": "ICD10",
+    "ICD-10-CM": "ICD10CM",
     "ATC": "ATC",
 }
 

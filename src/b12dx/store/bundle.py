@@ -129,9 +129,8 @@ def _day(day: dt.date) -> str:
 def lab_codes(test: LabTest, unit: str | None) -> list[Code]:
     """The LOINC code for a result: the one of the unit's kind (``[Mass/volume]`` for a
     mass unit, ``[Moles/volume]`` for a molar one) where the test has both, else the
-    test's first. Codes the knowledge base marks as not the test itself (red cell
-    folate under serum folate) are never written."""
-    loinc = [c for c in test.codes if c.system == "LOINC" and "not accepted" not in c.display]
+    test's first."""
+    loinc = [c for c in test.codes if c.system == "LOINC"]
     if not loinc:
         return []
     found = next((u for u in test.units if unit is not None and u.unit == unit), None)

@@ -279,6 +279,17 @@ class Reader:
             if ext.url == EXTENSION["egfr"] and ext.valueQuantity is not None:
                 egfr = float(ext.valueQuantity.value)
         self._condition_id(ref, cid, recorded or onset, egfr)
+        self._also(codings, cid, ref, recorded or onset)
+
+    def _also(self, codings: list[Any], cid: str, ref: str, day: dt.date | None) -> None:
+        """The other conditions a combination code records (ICD-10-CM E10.42: type 1
+        diabetes beside the neuropathy), each added once."""
+        meaning = self.index.first(codings, ("condition",))
+        if meaning is None or meaning.id != cid:
+            return
+        for extra in meaning.code.also:
+            if ("condition", extra) not in self.seen:
+                self._condition_id(ref, extra, day, None)
 
     def _condition_id(self, ref: str, cid: str, day: dt.date | None, egfr: float | None) -> None:
         self._once(("condition", cid), ref)
@@ -300,6 +311,7 @@ class Reader:
             "performedDateTime",
         )
         self._condition_id(ref, cid, when, None)
+        self._also(codings, cid, ref, when)
 
     def _observation(self, raw: Resource, ref: str) -> None:
         code = _codings(raw.get("code"))

@@ -29,6 +29,7 @@ from b12dx.knowledge.loader import load_knowledge
 from b12dx.schema import input_schema
 from b12dx.version import ENGINE_VERSION
 from b12dx.web import api, followup, pages
+from b12dx.web.cors import CdsCorsMiddleware
 from b12dx.web.security import BodySizeLimit, SecurityHeaders
 from b12dx.web.settings import ENV_CDS_OPEN_WARNED, FollowupSettings
 
@@ -126,7 +127,10 @@ def create_app(
             "CDS Hooks client authentication is OFF: no trusted issuers configured "
             "(set B12DX_CDS_ISSUERS to a JSON file of issuers and their JWKS)."
         )
+    app.state.cds_state = settings.state  # the clinician view reads a card's record
     app.include_router(build_router(settings))
+    if settings.cors_origins:
+        app.add_middleware(CdsCorsMiddleware, origins=settings.cors_origins)
     followup.install(app, followup_settings)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

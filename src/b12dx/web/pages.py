@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from b12dx.cds.state import CdsState
 from b12dx.engine.assess import assess
 from b12dx.engine.schedule import dose_runs
 from b12dx.errors import InputError
@@ -96,8 +97,31 @@ def _clinician_context(a: Assessment) -> dict[str, Any]:
 
 
 @router.get("/clinician", response_class=HTMLResponse)
-def clinician_form(request: Request) -> HTMLResponse:
-    return _render(request, "clinician.html", form={}, errors=[], today=dt.date.today())
+def clinician_form(request: Request, ref: str | None = None) -> HTMLResponse:
+    if ref is None:
+        return _render(request, "clinician.html", form={}, errors=[], today=dt.date.today())
+    # A CDS card's link: the record it refers to, kept for a clinic day (cds/state.py).
+    state: CdsState = request.app.state.cds_state
+    record = state.handed_over(ref)
+    if record is None:
+        return _render(
+            request,
+            "clinician.html",
+            status=404,
+            form={},
+            errors=[],
+            today=dt.date.today(),
+            expired_link=True,
+        )
+    a = assess(record, as_of=None if record.get("as_of") else dt.date.today())
+    return _render(
+        request,
+        "clinician_result.html",
+        a=a,
+        record_json=json.dumps(record),
+        profile=a.profile,
+        **_clinician_context(a),
+    )
 
 
 @router.post("/clinician", response_class=HTMLResponse)

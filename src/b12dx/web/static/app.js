@@ -9,23 +9,6 @@
   var errors = document.getElementById("errors");
   if (errors) { errors.focus(); }
 
-  // A link from a CDS Hooks card carries the record in the URL fragment, which the
-  // browser never sends to a server: fill the record field and assess it.
-  var recordField = document.getElementById("record_json");
-  var hash = window.location.hash;
-  if (recordField && hash.indexOf("#record=") === 0) {
-    try {
-      var b64 = hash.slice(8).replace(/-/g, "+").replace(/_/g, "/");
-      while (b64.length % 4) { b64 += "="; }
-      var bytes = Uint8Array.from(atob(b64), function (c) { return c.charCodeAt(0); });
-      recordField.value = new TextDecoder().decode(bytes);
-      history.replaceState(null, "", window.location.pathname);
-      recordField.form.submit();
-    } catch (e) {
-      recordField.value = "";
-    }
-  }
-
   // Recording a lab result: offer only the chosen test's units.
   document.querySelectorAll("select[data-unit-select]").forEach(function (tests) {
     var units = document.getElementById(tests.getAttribute("data-unit-select"));
