@@ -89,8 +89,12 @@ class SharedReplayCache:
         self.path = path
         self._ready = False
         self._lock = threading.Lock()
+        self._local = threading.local()  # one connection per thread, kept
 
     def _connect(self) -> sqlite3.Connection:
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is not None:
+            return con
         with self._lock:
             if not self._ready:
                 make_folder(self.path.parent)
@@ -105,32 +109,25 @@ class SharedReplayCache:
         # A crash may lose the last commits (WAL, NORMAL): a token accepted just before a
         # crash of the machine could be replayed once after it, within its five minutes.
         con.execute("PRAGMA synchronous=NORMAL")
+        self._local.con = con
         return con
 
     def first_use(self, iss: str, jti: str, *, forget_after: float, now: float) -> bool:
         con = self._connect()
+        con.execute("BEGIN IMMEDIATE")
         try:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                con.execute("DELETE FROM cds_token_seen WHERE forget_after <= ?", (now,))
-                cur = con.execute(
-                    "INSERT OR IGNORE INTO cds_token_seen (iss, jti, forget_after) "
-                    "VALUES (?, ?, ?)",
-                    (iss, jti, forget_after),
-                )
-                new = cur.rowcount == 1
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        finally:
-            con.close()
+            con.execute("DELETE FROM cds_token_seen WHERE forget_after <= ?", (now,))
+            cur = con.execute(
+                "INSERT OR IGNORE INTO cds_token_seen (iss, jti, forget_after) VALUES (?, ?, ?)",
+                (iss, jti, forget_after),
+            )
+            new = cur.rowcount == 1
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
         return new
 
     def __len__(self) -> int:
-        con = self._connect()
-        try:
-            (count,) = con.execute("SELECT count(*) FROM cds_token_seen").fetchone()
-        finally:
-            con.close()
+        (count,) = self._connect().execute("SELECT count(*) FROM cds_token_seen").fetchone()
         return int(count)

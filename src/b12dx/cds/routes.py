@@ -247,15 +247,16 @@ def build_router(settings: CdsSettings) -> APIRouter:
                 return {"cards": []}
             if abandoned.is_set():  # past the time bound: nobody waits for the rest
                 return {"cards": []}
+            handoff: tuple[str, dict[str, Any]] | None = None
             try:
                 if service.hook == "patient-view":
                     result = with_fhir_input(assess(imported.record, knowledge=kb), imported)
-                    link = None
                     if actionable(result):
                         # The link refers to the record kept here for a clinic day; the
                         # record itself never goes into a URL (cds/state.py).
-                        token = settings.state.hand_over(imported.record)
-                        link = f"{link_base}/clinician?ref={token}"
+                        token = settings.state.new_reference()
+                        handoff = (token, imported.record)
+                    link = f"{link_base}/clinician?ref={token}" if handoff else None
                     cards = patient_view_cards(kb, result, patient_ref, link)
                 else:
                     orders = draft_orders(context, selected_only=service.hook == "order-select")
@@ -263,7 +264,7 @@ def build_router(settings: CdsSettings) -> APIRouter:
             except B12dxError as exc:
                 log.info("%s: record not assessable (%s)", service_id, type(exc).__name__)
                 return {"cards": []}
-            settings.state.remember_cards(service_id, [str(c["uuid"]) for c in cards])
+            settings.state.answered(service_id, [str(c["uuid"]) for c in cards], handoff)
             return {"cards": cards}
 
         # Reading the record and assessing it is CPU work: off the event loop, so that one

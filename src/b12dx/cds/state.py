@@ -49,16 +49,21 @@ def default_path() -> Path:
 
 
 class CdsState:
-    """Cards issued and records handed over; one connection per call, so any thread of
-    any worker may use it."""
+    """Cards issued and records handed over. Each thread keeps its own connection (a
+    hook call costs one short transaction, not a connect), so any thread of any worker
+    may use it."""
 
     def __init__(self, path: Path, clock: Any = time.time) -> None:
         self.path = path
         self.clock = clock
         self._ready = False
         self._lock = threading.Lock()
+        self._local = threading.local()
 
     def _connect(self) -> sqlite3.Connection:
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is not None:
+            return con
         with self._lock:
             if not self._ready:
                 make_folder(self.path.parent)
@@ -71,63 +76,78 @@ class CdsState:
                     con.execute(statement)
                 con.commit()
                 self._ready = True
+        # WAL with NORMAL sync: no fsync on each commit (a hook call answers in tens of
+        # milliseconds). A crash of the machine may lose the last cards and links, which
+        # costs a refused feedback or an expired link, never a wrong answer.
+        con.execute("PRAGMA synchronous=NORMAL")
+        self._local.con = con
         return con
 
-    def remember_cards(self, service: str, cards: Iterable[str]) -> None:
+    @staticmethod
+    def new_reference() -> str:
+        """A reference for a card's link (random, 32 characters), saved with
+        :meth:`answered`."""
+        return secrets.token_urlsafe(24)
+
+    def answered(
+        self,
+        service: str,
+        cards: Iterable[str],
+        handoff: tuple[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """One hook call's answer, in one transaction: the cards issued and, when a card
+        links to the clinician view, the record its reference stands for. What has
+        outlived its time is dropped on the way."""
         now = self.clock()
         rows = [(service, card, now) for card in cards]
-        if not rows:
-            return
         con = self._connect()
-        try:
-            with con:
+        with con:
+            if rows:
                 con.execute(
                     "DELETE FROM cds_cards_issued WHERE issued_at < ?", (now - CARD_MEMORY,)
                 )
                 con.executemany("INSERT OR IGNORE INTO cds_cards_issued VALUES (?, ?, ?)", rows)
-        finally:
-            con.close()
-
-    def issued(self, service: str, card: str) -> bool:
-        """Whether this service issued ``card`` within ``CARD_MEMORY``."""
-        con = self._connect()
-        try:
-            found = con.execute(
-                "SELECT 1 FROM cds_cards_issued WHERE service = ? AND card = ? AND issued_at >= ?",
-                (service, card, self.clock() - CARD_MEMORY),
-            ).fetchone()
-        finally:
-            con.close()
-        return found is not None
-
-    def hand_over(self, record: dict[str, Any]) -> str:
-        """Keep ``record`` for the clinician view; the reference for the link."""
-        token = secrets.token_urlsafe(24)
-        now = self.clock()
-        con = self._connect()
-        try:
-            with con:
+            if handoff is not None:
+                token, record = handoff
                 con.execute("DELETE FROM cds_record_handoff WHERE expires_at <= ?", (now,))
                 con.execute(
                     "INSERT INTO cds_record_handoff VALUES (?, ?, ?)",
                     (token, json.dumps(record, separators=(",", ":")), now + HANDOFF_LIFETIME),
                 )
-        finally:
-            con.close()
+
+    def remember_cards(self, service: str, cards: Iterable[str]) -> None:
+        self.answered(service, cards)
+
+    def issued(self, service: str, card: str) -> bool:
+        """Whether this service issued ``card`` within ``CARD_MEMORY``."""
+        found = (
+            self._connect()
+            .execute(
+                "SELECT 1 FROM cds_cards_issued WHERE service = ? AND card = ? AND issued_at >= ?",
+                (service, card, self.clock() - CARD_MEMORY),
+            )
+            .fetchone()
+        )
+        return found is not None
+
+    def hand_over(self, record: dict[str, Any]) -> str:
+        """Keep ``record`` for the clinician view; the reference for the link."""
+        token = self.new_reference()
+        self.answered("", [], (token, record))
         return token
 
     def handed_over(self, token: str) -> dict[str, Any] | None:
         """The record a link refers to, or None when the reference is unknown or expired."""
         if not token or len(token) > 64:
             return None
-        con = self._connect()
-        try:
-            row = con.execute(
+        row = (
+            self._connect()
+            .execute(
                 "SELECT record FROM cds_record_handoff WHERE token = ? AND expires_at > ?",
                 (token, self.clock()),
-            ).fetchone()
-        finally:
-            con.close()
+            )
+            .fetchone()
+        )
         if row is None:
             return None
         record: dict[str, Any] = json.loads(row[0])
