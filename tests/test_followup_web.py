@@ -1059,3 +1059,29 @@ def test_a_password_change_or_deactivation_ends_the_users_sessions(tmp_path, cap
     assert trail.count("set_password") == 1 and "deactivate" in trail and "activate" in trail
     assert run_cli(capsys, monkeypatch, "user", "deactivate", "nobody", "--db", db)[0] == 2
     database.dispose()
+
+
+@pytest.mark.asyncio
+async def test_a_new_patient_is_not_enough_recorded_and_the_list_shows_today(site, secure):
+    """Nothing recorded is never a green "self care"; the list shows today's assessment,
+    which a new result changes before anyone saves one."""
+    token = await signed_in(secure)
+    r = await api_post(secure, "/api/v1/patients", PATIENT, token)
+    pid = r.json()["id"]
+    page = (await secure.get(f"/patients/{pid}")).text
+    assessment = page.split('id="assessment"')[1].split("</section>")[0]
+    assert "NOT ENOUGH RECORDED TO ASSESS" in assessment and "SELF CARE" not in assessment
+    assert "Save this assessment" not in assessment
+    listed = (await secure.get("/patients")).text
+    row = listed.split(f"/patients/{pid}")[1].split("</tr>")[0]
+    assert "not enough recorded" in row and "none yet" in row
+
+    lab = {"test": "total_b12", "value": 90, "unit": "pg/mL", "date": days_ago(3)}
+    assert (await api_post(secure, f"/api/v1/patients/{pid}/labs", lab, token)).status_code == 201
+    listed = (await secure.get("/patients")).text
+    row = listed.split(f"/patients/{pid}")[1].split("</tr>")[0]
+    today_cell = row.split("<td>")[-2]
+    assert "not enough recorded" not in today_cell and "confirmed" in today_cell, today_cell
+    assert row.split("<td>")[-1].startswith("none yet"), "nothing was saved"
+    page = (await secure.get(f"/patients/{pid}")).text
+    assert "NOT ENOUGH RECORDED" not in page

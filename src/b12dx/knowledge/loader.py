@@ -25,6 +25,7 @@ from b12dx.errors import KnowledgeError, ProfileError
 from b12dx.knowledge.check_digits import loinc_problem, snomed_problem
 from b12dx.models.knowledge import (
     AlgorithmStep,
+    CareAccess,
     CdsKnowledge,
     Code,
     CodedEntry,
@@ -79,6 +80,7 @@ class Knowledge:
     warnings: dict[str, WarningDef]
     next_steps: dict[str, NextStepDef]
     urgency: dict[str, UrgencyDef]
+    care_access: dict[str, CareAccess]
     algorithm: dict[str, AlgorithmStep]
     facts: dict[str, Fact]
     rules: dict[str, Rule]
@@ -128,6 +130,7 @@ class Knowledge:
             "warnings": self.warnings,
             "next_steps": self.next_steps,
             "urgency": self.urgency,
+            "care_access": self.care_access,
             "algorithm": self.algorithm,
             "facts": self.facts,
             "rules": self.rules,
@@ -223,6 +226,7 @@ def load_knowledge_from(directory: Path) -> Knowledge:
         warnings=_entries(directory, "warnings", WarningDef),
         next_steps=_entries(directory, "next_steps", NextStepDef),
         urgency=_entries(directory, "urgency", UrgencyDef),
+        care_access=_entries(directory, "care_access", CareAccess),
         algorithm=_entries(directory, "algorithm", AlgorithmStep),
         facts=_entries(directory, "facts", Fact),
         rules=_entries(directory, "rules", Rule),
@@ -481,6 +485,13 @@ def check(kb: Knowledge) -> Iterator[str]:
     yield from _fhir_problems(kb)
     yield from _code_problems(kb)
     yield from _screening_problems(kb)
+    for p in kb.profiles.values():
+        if p.region not in kb.care_access:
+            yield f"profiles.{p.id}: region {p.region!r} has no entry in care_access.yaml"
+    for region in kb.care_access.values():
+        for urgency in kb.urgency:
+            if urgency not in region.where:
+                yield f"care_access.{region.id}: no 'where' for urgency {urgency!r}"
     defaults = [p.id for p in kb.profiles.values() if p.default]
     if len(defaults) != 1:
         yield f"profiles: exactly one default profile needed, found {defaults}"

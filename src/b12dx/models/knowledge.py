@@ -224,6 +224,8 @@ class Profile(Cited):
     # Whose reference intakes and portions the diet advice gives: uk (RNI, metric
     # portions) or us (RDA, US portions).
     diet_reference: Literal["uk", "us"] = "uk"
+    # Where to go and how (care_access.yaml): the country whose services are named.
+    region: Literal["uk", "us"] = "uk"
     # A loading dose this many days late means the loading has lapsed (engine.course).
     loading_grace_days: int | None = None
     # The regimens a course already given may follow and still count as treatment for a
@@ -409,6 +411,19 @@ class WarningDef(Worded):
 
 class UrgencyDef(Worded):
     order: int
+
+
+class CareAccess(Cited):
+    """Where to go and how, in one region (care_access.yaml)."""
+
+    id: str
+    name: str
+    emergency_number: str
+    other_emergency_numbers: list[str] = Field(default_factory=list)
+    emergency_place: str
+    do_not_drive: str
+    tell_them: str
+    where: dict[str, str]
 
 
 class AlgorithmStep(Cited):

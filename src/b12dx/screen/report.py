@@ -154,11 +154,13 @@ def html_report(result: ScreenResult, path: Path, kb: Knowledge) -> None:
     )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>b12dx screening {result.as_of}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body{{font-family:sans-serif;max-width:64rem;margin:2rem auto;padding:0 1rem;
 line-height:1.4}}table{{border-collapse:collapse;margin-bottom:1rem}}
+.scroll{{overflow-x:auto;max-width:100%}}svg{{max-width:100%;height:auto}}
 td,th{{border:1px solid #ccc;padding:.25rem .5rem;vertical-align:top;text-align:left}}
 td.n{{text-align:right}}small{{color:#555}}</style>
-</head><body>
+</head><body><main>
 <h1>B12 care gaps as of {result.as_of}</h1>
 <p><b>{result.people:,}</b> people screened (alive and aged {
         kb.screening.min_age_years
@@ -182,8 +184,12 @@ A gap is a prompt to review the record, not a diagnosis.</p>
 <h2>Counts per gap, age band and risk factor</h2>
 <table><tr><th>gap</th><th>age band</th><th>risk factor</th><th>patients</th></tr>
 {table_rows}</table>
-</body></html>
+</main></body></html>
 """
+    # Wide tables scroll inside themselves on a phone, and a keyboard can scroll them.
+    page = page.replace(
+        "<table>", '<div class="scroll" role="region" tabindex="0" aria-label="Table"><table>'
+    ).replace("</table>", "</table></div>")
     partial = path.with_name(f".{path.name}.partial")
     partial.write_text(page, encoding="utf-8")
     partial.replace(path)

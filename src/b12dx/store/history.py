@@ -77,6 +77,20 @@ def _medications(patient: Patient, as_of: dt.date) -> list[dict[str, Any]]:
     ]
 
 
+def nothing_recorded(patient: Patient) -> bool:
+    """Whether nothing clinical is recorded yet (no rating, result, condition, medicine,
+    exposure or dose): the engine would then call a person "self care", which says
+    nothing about someone nobody has asked about yet."""
+    return not (
+        patient.labs
+        or patient.ratings
+        or patient.conditions
+        or patient.medications
+        or patient.exposures
+        or patient.doses
+    )
+
+
 def record_at(patient: Patient, as_of: dt.date) -> PatientRecord:
     """The contract record of ``patient`` on ``as_of``."""
     data: dict[str, Any] = {

@@ -21,10 +21,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from b12dx.errors import FieldError, InputError
+from b12dx.errors import B12dxError, FieldError, InputError
 from b12dx.knowledge.loader import load_knowledge
 from b12dx.models.patient import Diet, Drug, Route, Sex
-from b12dx.store import due, entries, patients, snapshots, users
+from b12dx.store import due, entries, history, patients, snapshots, users
 from b12dx.store.tables import Patient
 from b12dx.web.auth import Followup, Visitor, followup
 from b12dx.web.ics import followup_calendar
@@ -222,11 +222,12 @@ def _patients_page(
     errors: list[FieldError] | None = None,
     status: int = 200,
 ) -> HTMLResponse:
-    people = patients.all_in_practice(s, visitor.actor)
+    people = patients.all_in_practice(s, visitor.actor, full=True)
     if query.strip():
         q = query.strip().lower()
         wanted = patients.normalise_id(query)
         people = [p for p in people if q in p.name.lower() or p.id == wanted]
+    today = _today(followup(request))
     return _render(
         request,
         "patients.html",
@@ -234,13 +235,31 @@ def _patients_page(
         status,
         people=people,
         last=last_assessments(s, [p.id for p in people]),
+        current=_today_status(people, today),
         query=query,
         form=form or {},
         errors=errors or [],
         sexes=get_args(Sex),
         diets=get_args(Diet),
-        today=_today(followup(request)),
+        today=today,
     )
+
+
+def _today_status(people: list[Patient], today: dt.date) -> dict[str, Any]:
+    """Each patient's assessment as of today (what the list shows, not the last one
+    saved): "nothing" when nothing clinical is recorded, None when the record cannot be
+    assessed."""
+    kb = load_knowledge()
+    out: dict[str, Any] = {}
+    for p in people:
+        if history.nothing_recorded(p):
+            out[p.id] = "nothing"
+            continue
+        try:
+            out[p.id] = snapshots.current(kb, p, today).assessment
+        except B12dxError:
+            out[p.id] = None
+    return out
 
 
 @router.get("/patients", response_class=HTMLResponse)

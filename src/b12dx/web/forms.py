@@ -55,6 +55,17 @@ RED_FLAG_QUESTIONS = [
     RedFlagQuestion(
         "rf_vision", "Sudden loss of sight or sudden double vision", "vision_loss", "sudden"
     ),
+    # NICE NG128: sudden numbness of the face, an arm or a leg, and sudden confusion, are
+    # signs of a stroke (the engine's sudden-deficit red flag).
+    RedFlagQuestion(
+        "rf_numbness",
+        "Sudden numbness of your face, an arm or a leg, especially on one side",
+        "numbness",
+        "sudden",
+    ),
+    RedFlagQuestion(
+        "rf_confusion", "Sudden confusion, or trouble understanding", "confusion", "sudden"
+    ),
 ]
 
 LAB_TESTS = (
@@ -81,6 +92,43 @@ def _float(form: FormData, field: str, path: str) -> float | None:
 
 def red_flags_answered(form: FormData) -> bool:
     return any(form.get(q.field) for q in RED_FLAG_QUESTIONS)
+
+
+def check_problems(form: FormData, kb: Knowledge) -> list[tuple[str, str]]:
+    """What the patient check cannot go on without, in plain words (GOV.UK error
+    messages: what to do, with an example), each with the id of the answer to fix."""
+    problems: list[tuple[str, str]] = []
+    if not red_flags_answered(form) and not form.get("rf_none"):
+        problems.append(("rf_none", "Tick what is happening to you now, or tick 'None of these'"))
+    duration = form.get("duration_value", "").strip()
+    if duration and _number(duration) is None:
+        problems.append(("duration_value", "Enter how long as a number, for example 6"))
+    age = form.get("age_years", "").strip()
+    number = _number(age) if age else None
+    if not age:
+        problems.append(("age_years", "Enter your age in years, for example 67"))
+    elif number is None or not 0 <= number <= 120:
+        problems.append(("age_years", "Enter your age as a number of years, for example 67"))
+    for test in LAB_TESTS:
+        raw = form.get(f"lab_{test}_value", "").strip()
+        if not raw:
+            continue
+        name = kb.labs[test].name
+        name = name[:1].lower() + name[1:]
+        if _number(raw) is None:
+            problems.append((f"lab_{test}_value", f"Enter the {name} result as a number"))
+        elif not form.get(f"lab_{test}_unit"):
+            problems.append(
+                (f"lab_{test}_unit", f"Choose the unit printed beside your {name} result")
+            )
+    return problems
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text.replace(",", "."))
+    except ValueError:
+        return None
 
 
 def _labs(form: FormData, kb: Knowledge, detailed: bool) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from b12dx.cds.state import CdsState
@@ -25,6 +25,35 @@ router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 # A lab value in its SI unit, written by the one rounding rule (b12dx.numbers).
 templates.env.filters["si"] = format_si
+
+
+def feature_words(feature: str) -> str:
+    """A differential's feature in words ("type 2 diabetes", "age 65 or over"), never the
+    rule's id ("condition:type2_diabetes", "age_min:65")."""
+    kb = load_knowledge()
+    kind, _, value = feature.partition(":")
+    tables: dict[str, Any] = {
+        "symptom": kb.symptoms,
+        "group": kb.symptom_groups,
+        "condition": kb.conditions,
+        "medication": kb.medications,
+        "exposure": kb.exposures,
+    }
+    if kind in tables and value in tables[kind]:
+        name = str(tables[kind][value].name)
+        return name if name[:2].isupper() else name[:1].lower() + name[1:]
+    if kind == "onset":
+        return {"sudden": "sudden onset", "gradual": "gradual onset"}.get(value, value)
+    if kind == "age_min":
+        return f"age {value} or over"
+    if kind == "lab":
+        test, _, band = value.partition("=")
+        name = kb.labs[test].name if test in kb.labs else test
+        return f"{name[:1].lower()}{name[1:]} {band}".strip()
+    return feature.replace("_", " ")
+
+
+templates.env.filters["feature"] = feature_words
 
 URGENCY_HEADLINE = {
     "emergency": "Call emergency services or go to the emergency department now",
@@ -56,33 +85,155 @@ def index(request: Request) -> HTMLResponse:
     return _render(request, "index.html")
 
 
+# The patient check's answers stay in the form (hidden fields on the "Check your
+# answers" page): nothing is stored, so nothing outlives the visit.
 @router.get("/check", response_class=HTMLResponse)
 def check_form(request: Request) -> HTMLResponse:
-    return _render(request, "check.html", questions=forms.RED_FLAG_QUESTIONS, form={}, errors=[])
+    return _check_page(request, {})
+
+
+def _check_page(
+    request: Request,
+    form: forms.FormData,
+    problems: list[tuple[str, str]] | None = None,
+    start_step: int = 0,
+    status: int = 200,
+) -> HTMLResponse:
+    problems = problems or []
+    return _render(
+        request,
+        "check.html",
+        status=status,
+        questions=forms.RED_FLAG_QUESTIONS,
+        form=form,
+        problems=problems,
+        problems_by_field=dict(problems),
+        start_step=start_step,
+    )
+
+
+def _care(kb: Any, profile: str | None = None) -> Any:
+    """Where to go and how, in the profile's country (care_access.yaml)."""
+    return kb.care_access[kb.profile(profile).region]
+
+
+def _emergency(form: forms.FormData, kb: Any) -> Assessment | None:
+    """The assessment, when the answers given so far already make an emergency (the
+    engine's red-flag rules decide). Age may not be asked yet: an adult's is assumed for
+    this question only, as no emergency rule depends on age; results are left out."""
+    partial = {k: v for k, v in form.items() if not k.startswith("lab_")}
+    if not partial.get("age_years", "").strip() or not any(
+        c.isdigit() for c in partial.get("age_years", "")
+    ):
+        partial["age_years"] = "40"
+    try:
+        a = assess(forms.patient_check_record(partial, kb), as_of=dt.date.today())
+    except InputError:
+        return None
+    return a if a.urgency == "emergency" else None
+
+
+def _step_of(field: str, kb: Any) -> int:
+    """The step of the check that holds an answer (to show it again with its error)."""
+    groups = [g for g in kb.symptom_groups if g != "red_flag"]
+    order = ["rf", *groups, "onset", "about", "medicines", "conditions", "exposures", "labs"]
+    if field.startswith("rf_"):
+        return 0
+    if field.startswith("duration"):
+        return order.index("onset")
+    if field.startswith("lab_"):
+        return order.index("labs")
+    return order.index("about")
+
+
+@router.post("/check/triage")
+async def check_triage(request: Request) -> JSONResponse:
+    """Between steps (with JavaScript): do the answers so far already make an emergency?
+    Then the check stops there, whatever step it is on."""
+    form = await _form(request)
+    return JSONResponse({"emergency": _emergency(form, load_knowledge()) is not None})
 
 
 @router.post("/check", response_class=HTMLResponse)
 async def check_result(request: Request) -> HTMLResponse:
     form = await _form(request)
     kb = load_knowledge()
-    if forms.red_flags_answered(form) and not form.get("age_years", "").strip():
-        # Red-flag answers go straight to the emergency advice, before any other question.
-        ticked = [q for q in forms.RED_FLAG_QUESTIONS if form.get(q.field)]
-        return _render(request, "check_emergency.html", ticked=ticked)
+    care = _care(kb)
+    action = form.get("action", "")
+    if action.startswith("change:"):
+        step = action.removeprefix("change:")
+        return _check_page(request, form, start_step=int(step) if step.isdigit() else 0)
+    emergency = _emergency(form, kb)
+    if emergency is not None:
+        # A red flag ends the check at whatever step it was answered: only the action.
+        return _render(
+            request, "check_emergency.html", a=emergency, care=care, names=_flag_names(form)
+        )
+    problems = forms.check_problems(form, kb)
+    if problems:
+        return _check_page(
+            request, form, problems, start_step=_step_of(problems[0][0], kb), status=422
+        )
     try:
         record = forms.patient_check_record(form, kb)
         a = assess(record, as_of=dt.date.today())
     except InputError as exc:
+        plain = [(e.path, f"Check this answer: {e.message}") for e in exc.errors]
+        return _check_page(request, form, plain, status=422)
+    if form.get("confirmed") != "yes":
         return _render(
-            request,
-            "check.html",
-            status=422,
-            questions=forms.RED_FLAG_QUESTIONS,
-            form=form,
-            errors=exc.errors,
+            request, "check_answers.html", form=form, record=record, steps=_answer_rows(form, kb)
         )
     tests = [s for s in a.next_steps if s.id.startswith("order_")]
-    return _render(request, "check_result.html", a=a, record=record, tests=tests)
+    return _render(request, "check_result.html", a=a, record=record, tests=tests, care=care)
+
+
+def _flag_names(form: forms.FormData) -> list[str]:
+    return [q.text for q in forms.RED_FLAG_QUESTIONS if form.get(q.field)]
+
+
+def _answer_rows(form: forms.FormData, kb: Any) -> list[tuple[int, str, list[str]]]:
+    """(step, question, answers in words) for the "Check your answers" page."""
+    rows: list[tuple[int, str, list[str]]] = []
+    rows.append((0, "Emergency signs", _flag_names(form) or ["None of these"]))
+    groups = [g for g in kb.symptom_groups if g != "red_flag"]
+    for i, gid in enumerate(groups, start=1):
+        ticked = [
+            s.name for s in kb.symptoms.values() if s.group == gid and form.get(f"sym_{s.id}")
+        ]
+        none = ["None of these"] if form.get(f"none_{gid}") else ["Nothing ticked"]
+        rows.append((i, kb.symptom_groups[gid].name, ticked or none))
+    step = len(groups) + 1
+    onset = {"gradual": "Slowly, over weeks or months", "sudden": "Suddenly, over hours or days"}
+    when = [onset[form["onset"]]] if form.get("onset") in onset else []
+    if form.get("duration_value", "").strip():
+        when.append(f"For {form['duration_value'].strip()} {form.get('duration_unit', 'weeks')}")
+    if form.get("progressing") in ("yes", "no"):
+        when.append("Getting worse" if form["progressing"] == "yes" else "Not getting worse")
+    rows.append((step, "When it started", when or ["Not answered"]))
+    about = [f"{form.get('age_years', '').strip()} years old"]
+    sex = {"female": "Female", "male": "Male", "other": "Other"}.get(form.get("sex", ""))
+    about += [sex] if sex else []
+    about += ["Pregnant"] if form.get("pregnant") else []
+    about += ["Breastfeeding"] if form.get("breastfeeding") else []
+    rows.append((step + 1, "About you", about))
+    meds = [
+        m.name + (" (for 2 years or more)" if form.get(f"med_{m.id}_long") else "")
+        for m in kb.medications.values()
+        if form.get(f"med_{m.id}")
+    ]
+    rows.append((step + 2, "Medicines", meds or ["None"]))
+    conds = [c.plain_name or c.name for c in kb.conditions.values() if form.get(f"cond_{c.id}")]
+    rows.append((step + 3, "Conditions and operations", conds or ["None"]))
+    exps = [e.plain_name or e.name for e in kb.exposures.values() if form.get(f"exp_{e.id}")]
+    rows.append((step + 4, "Nitrous oxide and alcohol", exps or ["None"]))
+    labs = [
+        f"{kb.labs[t].name}: {form[f'lab_{t}_value'].strip()} {form.get(f'lab_{t}_unit', '')}"
+        for t in forms.LAB_TESTS
+        if form.get(f"lab_{t}_value", "").strip()
+    ]
+    rows.append((step + 5, "Blood test results", labs or ["None"]))
+    return rows
 
 
 def _clinician_context(a: Assessment) -> dict[str, Any]:
@@ -161,7 +312,12 @@ async def clinician_calendar(request: Request) -> Response:
     if a.treatment is None:
         raise InputError.single("", "no treatment is indicated, so there is no schedule")
     return Response(
-        schedule_calendar(a.treatment, a.as_of),
+        schedule_calendar(
+            a.treatment,
+            a.as_of,
+            kb.regimens.get(a.treatment.regimen),
+            form.get("reference") or None,
+        ),
         media_type="text/calendar",
         headers={"content-disposition": 'attachment; filename="b12-schedule.ics"'},
     )

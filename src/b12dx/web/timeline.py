@@ -17,7 +17,7 @@ from b12dx.knowledge.loader import Knowledge
 from b12dx.models.assessment import Assessment
 from b12dx.store import audit, patients, snapshots
 from b12dx.store.audit import Actor
-from b12dx.store.history import age_years
+from b12dx.store.history import age_years, nothing_recorded
 from b12dx.store.tables import AssessmentSnapshot, AuditEntry, Patient
 from b12dx.web.charts import TimeAxis, day_label, lab_charts, symptom_chart
 from b12dx.web.plan import Given, Planned, compare
@@ -152,6 +152,7 @@ def timeline_context(
         "age": age_years(p.birth_date, today),
         "today": today,
         "a": assessment,
+        "nothing_recorded": nothing_recorded(p),
         "assess_errors": assess_errors,
         "history": list(reversed(history)),
         "lab_charts": charts,

@@ -30,18 +30,23 @@
     limit(true);
   });
 
-  // The patient check: one step at a time, with Back / Next and a progress line.
+  // The patient check: one step at a time, each its own history entry (the phone's back
+  // gesture goes back one step), Back, a progress line with the step's name, Enter moves
+  // on, an explicit answer where one is needed, and after each step the server is asked
+  // whether the answers so far already make an emergency (then the check stops there).
   var form = document.querySelector("form.stepper");
   if (!form) { return; }
   var steps = Array.prototype.slice.call(form.querySelectorAll("fieldset.step"));
-  var back = form.querySelector("button.back");
+  var back = form.querySelector("button.back-link");
   var next = form.querySelector("button.next");
   var submit = form.querySelector("button[type=submit]");
   var progress = form.querySelector(".progress");
-  var current = 0;
-  if (errors) {
-    // Show the step that holds the age question when the server asked for it again.
-    steps.forEach(function (step, i) { if (step.querySelector("#age_years")) { current = i; } });
+  var current = Math.min(parseInt(form.getAttribute("data-start-step") || "0", 10) || 0,
+                         steps.length - 1);
+
+  function answered(step) {
+    return !step.hasAttribute("data-needs-answer") ||
+      step.querySelector("input:checked") !== null;
   }
 
   function show(index, focus) {
@@ -50,8 +55,10 @@
     back.hidden = index === 0;
     next.hidden = index === steps.length - 1;
     submit.hidden = index !== steps.length - 1;
+    next.disabled = !answered(steps[index]);
     progress.hidden = false;
-    progress.textContent = "Step " + (index + 1) + " of " + steps.length;
+    progress.textContent = "Step " + (index + 1) + " of " + steps.length + ": " +
+      steps[index].getAttribute("data-step-name");
     if (focus) {
       var heading = steps[index].querySelector("h2");
       heading.setAttribute("tabindex", "-1");
@@ -59,24 +66,77 @@
     }
   }
 
-  function redFlagTicked() {
-    return form.querySelector("input[data-red-flag]:checked") !== null;
+  function go(index) {
+    show(index, true);
+    history.pushState({ checkStep: index }, "", "#step-" + (index + 1));
+  }
+
+  window.addEventListener("popstate", function (event) {
+    var state = event.state;
+    show(state && typeof state.checkStep === "number" ? state.checkStep : 0, true);
+  });
+
+  // "None of these" leaves out every other answer of its step, and the other way round.
+  steps.forEach(function (step) {
+    var none = step.querySelector("input[data-exclusive]");
+    step.addEventListener("change", function (event) {
+      var box = event.target;
+      if (none && box.type === "checkbox" && box.checked) {
+        if (box === none) {
+          step.querySelectorAll("input[type=checkbox]").forEach(function (other) {
+            if (other !== none) { other.checked = false; }
+          });
+        } else if (!box.closest(".sub")) {
+          none.checked = false;
+        }
+      }
+      if (step === steps[current]) { next.disabled = !answered(step); }
+    });
+  });
+
+  function triage() {
+    // The server's engine decides; a failure to ask it is not an answer, so the check
+    // goes on and the server asks again when the answers are sent.
+    return fetch(form.getAttribute("data-triage"), { method: "POST", body: new FormData(form) })
+      .then(function (response) { return response.ok ? response.json() : { emergency: false }; })
+      .catch(function () { return { emergency: false }; });
   }
 
   next.addEventListener("click", function () {
-    // Red-flag answers go straight to the emergency advice.
-    if (current === 0 && redFlagTicked()) { form.submit(); return; }
-    show(Math.min(current + 1, steps.length - 1), true);
+    if (!answered(steps[current])) { return; }
+    next.disabled = true;
+    triage().then(function (result) {
+      next.disabled = false;
+      if (result.emergency) { form.submit(); return; }
+      go(Math.min(current + 1, steps.length - 1));
+    });
   });
-  back.addEventListener("click", function () { show(Math.max(current - 1, 0), true); });
-  form.addEventListener("submit", function (event) {
-    var age = form.querySelector("#age_years");
-    if (!redFlagTicked() && age && !age.value.trim()) {
+  back.addEventListener("click", function () { history.back(); });
+
+  // Enter (or a phone's Go key) in a text box moves to the next step, as Next does; on
+  // the last step it sends the answers to be checked.
+  form.addEventListener("keydown", function (event) {
+    var target = event.target;
+    if (event.key !== "Enter" || target.tagName !== "INPUT" ||
+        target.type === "checkbox" || target.type === "radio") { return; }
+    if (current < steps.length - 1) {
       event.preventDefault();
-      steps.forEach(function (step, i) { if (step.contains(age)) { show(i, false); } });
-      age.setAttribute("aria-invalid", "true");
-      age.focus();
+      next.click();
     }
   });
-  show(current, false);
+
+  // An error summary's link shows the step that holds its answer, then goes to it.
+  document.querySelectorAll(".error-summary a[href^='#']").forEach(function (link) {
+    link.addEventListener("click", function (event) {
+      var target = document.getElementById(link.getAttribute("href").slice(1));
+      if (!target) { return; }
+      event.preventDefault();
+      steps.forEach(function (step, i) { if (step.contains(target)) { show(i, false); } });
+      target.focus();
+    });
+  });
+
+  history.replaceState({ checkStep: current }, "", "#step-" + (current + 1));
+  // The error summary keeps the focus when there is one (it is announced first).
+  show(current, current > 0 && !errors);
 })();

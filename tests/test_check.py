@@ -1,0 +1,138 @@
+"""The patient check as a person answers it (server side; tests/test_browser.py walks it
+in Chromium): a red flag ends it at any step with only the action, a red-flag answer is
+explicit, errors are in plain words linked to the answer, the answers are checked before
+the result, and the result says where to go and how."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from b12dx.web.app import create_app
+
+pytestmark = pytest.mark.asyncio
+
+TYPICAL = {
+    "rf_none": "yes",
+    "sym_paresthesia": "yes",
+    "onset": "gradual",
+    "duration_value": "3",
+    "duration_unit": "months",
+    "age_years": "45",
+    "sex": "female",
+    "med_metformin": "yes",
+    "med_metformin_long": "yes",
+}
+
+
+@pytest_asyncio.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+        yield c
+
+
+def banner(html: str) -> str:
+    found = re.search(r'class="banner urgency-([a-z_]+)"', html)
+    assert found, "no banner"
+    return found.group(1)
+
+
+async def test_a_sudden_onset_ends_the_check_at_that_step(client) -> None:
+    """Tingling that came on suddenly (step "When it started") is a red flag (NICE NG128):
+    the check stops there, before age, medicines and results are asked."""
+    answers = {"rf_none": "yes", "sym_numbness": "yes", "onset": "sudden"}
+    triage = await client.post("/check/triage", data=answers)
+    assert triage.json() == {"emergency": True}
+    calm = await client.post("/check/triage", data=answers | {"onset": "gradual"})
+    assert calm.json() == {"emergency": False}
+    r = await client.post("/check", data=answers)
+    assert r.status_code == 200 and banner(r.text) == "emergency"
+
+
+async def test_the_emergency_page_holds_only_the_action(client) -> None:
+    r = await client.post("/check", data={"rf_confusion": "yes"})
+    html = r.text
+    assert banner(html) == "emergency"
+    assert '<a class="call-button" href="tel:999">Call 999</a>' in html
+    assert "A&amp;E" in html and "Do not drive yourself" in html and "112" in html
+    assert "What to tell them" in html and "Sudden confusion" in html
+    for absent in ("Foods that contain B12", "supplement", "Tests to ask", "testing"):
+        assert absent not in html, absent
+
+
+@pytest.mark.parametrize("field", ["rf_numbness", "rf_confusion"])
+async def test_sudden_numbness_and_confusion_are_asked_first(client, field) -> None:
+    form = (await client.get("/check")).text
+    first_step = form.split('data-step-name="Emergency signs"')[1].split("</fieldset>")[0]
+    assert f'id="{field}"' in first_step and 'id="rf_none"' in first_step
+    r = await client.post("/check", data={field: "yes"})
+    assert banner(r.text) == "emergency"
+
+
+async def test_the_red_flag_question_needs_an_explicit_answer(client) -> None:
+    answers = {k: v for k, v in TYPICAL.items() if k != "rf_none"}
+    r = await client.post("/check", data=answers)
+    assert r.status_code == 422
+    assert (
+        '<a href="#rf_none">Tick what is happening to you now, or tick &#39;None of these&#39;</a>'
+        in r.text
+    )
+    assert 'data-start-step="0"' in r.text, "the form opens at the step to answer"
+    assert re.search(r'id="sym_paresthesia"[^>]*checked', r.text), "answers kept"
+
+
+async def test_errors_are_plain_words_linked_to_the_answer(client) -> None:
+    r = await client.post(
+        "/check",
+        data=TYPICAL | {"age_years": "sixty", "lab_total_b12_value": "180"},
+    )
+    assert r.status_code == 422
+    html = r.text
+    assert "There is a problem" in html
+    assert '<a href="#age_years">Enter your age as a number of years, for example 67</a>' in html
+    assert 'href="#lab_total_b12_unit">Choose the unit printed beside your total' in html
+    assert 'id="age_years-error"' in html and 'aria-invalid="true"' in html
+    for jargon in ("age_years:", "labs[0]", "is required"):
+        assert jargon not in html, jargon
+
+
+async def test_the_answers_are_checked_before_the_result(client) -> None:
+    check = await client.post("/check", data=TYPICAL)
+    assert check.status_code == 200 and "<h1>Check your answers</h1>" in check.text
+    assert "Pins and needles" in check.text and "45 years old" in check.text
+    assert "Metformin (for 2 years or more)" in check.text
+    hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', check.text))
+    assert hidden == TYPICAL, "every answer carried, nothing stored"
+    # Change: back to that step with every answer kept.
+    step = re.search(
+        r'name="action" value="(change:\d+)"[^>]*>Change<span class="visually-hidden"> about you',
+        check.text,
+    )
+    assert step
+    back = await client.post("/check", data=hidden | {"action": step.group(1)})
+    assert f'data-start-step="{step.group(1).split(":")[1]}"' in back.text
+    assert 'value="45"' in back.text
+    result = await client.post("/check", data=hidden | {"confirmed": "yes"})
+    assert banner(result.text) == "urgent"
+    assert "Call your GP surgery today and ask for an appointment today" in result.text
+    assert "111" in result.text
+
+
+async def test_enter_cannot_skip_the_medicines_any_more(client) -> None:
+    """A 45-year-old with tingling on metformin: the answers given before the age (and
+    those after) all count, so the result is a same-day visit, not "routine"."""
+    r = await client.post("/check", data=TYPICAL | {"confirmed": "yes"})
+    assert banner(r.text) == "urgent"
+
+
+async def test_no_supplement_before_the_blood_test(client) -> None:
+    r = await client.post("/check", data=TYPICAL | {"confirmed": "yes"})
+    what_to_do = r.text.split("<h2>What to do</h2>")[1].split("</section>")[0]
+    assert "supplement" not in what_to_do.lower()
+    assert "Summary to take to your doctor" in r.text
+    assert "(paraesthesia)" in r.text or "(paresthesia)" in r.text
