@@ -430,7 +430,18 @@ def test_clinician_form_result_and_calendar(tab: Tab) -> None:
     recovery = page.locator("svg.recovery")
     expect(recovery).to_be_visible()
     assert recovery.locator("g.milestone circle").count() >= 5
+    # The action first: "Do now" right under the banner, above the fold of a laptop.
+    do_now = page.locator("section.do-now")
+    expect(do_now).to_be_in_viewport()
+    expect(do_now).to_contain_text("Hydroxocobalamin 1 mg IM")
+    expect(do_now).to_contain_text("first dose")
+    box = do_now.bounding_box()
+    assert box is not None and box["y"] < page.locator("svg.pathway").bounding_box()["y"]  # type: ignore[index]
+    # The evidence is one click away: differential, diet and sources are folded.
+    expect(page.locator("table.differential")).to_be_hidden()
+    page.locator("summary", has_text="Differential diagnosis").click()
     assert page.locator("table.differential tbody tr").count() > 0
+    page.locator("summary", has_text="Sources").click()
     sources = page.locator("section.sources ol li a[href]")
     assert sources.count() > 0
     expect(page.locator("table").filter(has_text="Total")).not_to_have_count(0)
@@ -448,8 +459,13 @@ def test_clinician_form_result_and_calendar(tab: Tab) -> None:
     page.emulate_media(media="print")
     expect(page.locator("header.site")).to_be_hidden()
     expect(page.locator("form[action='/clinician/schedule.ics']")).to_be_hidden()
-    expect(page.locator("svg.pathway")).to_be_visible()
+    expect(page.locator("section.do-now")).to_be_visible()
+    expect(page.locator("svg.pathway")).to_be_hidden()
     shot(page, "clinician-result-print")
+    pdf = page.pdf(format="A4")
+    (SCREENSHOTS / "clinician-result-print.pdf").write_bytes(pdf)
+    pages = pdf.count(b"/Type /Page") - pdf.count(b"/Type /Pages")
+    assert pages == 1, f"the clinician summary prints on {pages} pages (it was 7)"
     page.emulate_media(media="screen")
     expect(page.locator("header.site")).to_be_visible()
 

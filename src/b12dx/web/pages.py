@@ -55,6 +55,16 @@ def feature_words(feature: str) -> str:
 
 templates.env.filters["feature"] = feature_words
 
+
+def number_as_written(value: Any) -> str:
+    """A result as the person wrote it: 120, not 120.0."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+templates.env.filters["num"] = number_as_written
+
 URGENCY_HEADLINE = {
     "emergency": "Call emergency services or go to the emergency department now",
     "urgent": "See a doctor today",
