@@ -25,7 +25,7 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 
 def banner(html: str) -> str:
-    match = re.search(r'class="banner urgency-([a-z_]+)"', html)
+    match = re.search(r'class="banner urgency-([a-z_]+)[ "]', html)
     assert match, "no urgency banner"
     return match.group(1)
 
