@@ -273,3 +273,60 @@ def test_serve_refuses_unauthenticated_cds_beyond_loopback(capsys, monkeypatch) 
     code, _, err = run(capsys, "serve", "--host", "0.0.0.0", "--port", "1")
     assert code == 2
     assert "--cds-issuers" in err and "--cds-open" in err
+
+
+# -- the terminal report at 80 columns ------------------------------------------------------
+
+
+def _example(capsys: pytest.CaptureFixture[str], name: str) -> str:
+    code, out, _ = run(capsys, "example", name)
+    assert code == 0
+    return out
+
+
+def _assess_80(capsys, monkeypatch, tmp_path, *extra: str) -> str:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("COLUMNS", "80")
+    record = tmp_path / "record.json"
+    record.write_text(_example(capsys, "nitrous_oxide"))
+    code, out, err = run(capsys, "assess", str(record), "--as-of", "2026-11-21", *extra)
+    assert code == 0, err
+    return out
+
+
+def test_the_report_fits_80_columns_with_hanging_indents_and_no_cut_text(
+    capsys, monkeypatch, tmp_path
+) -> None:
+    out = _assess_80(capsys, monkeypatch, tmp_path)
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "..." not in out and "…" not in out, "nothing cut short (addresses wrap)"
+    # A wrapped bullet's next line starts under its text, not under the bullet.
+    for i, line in enumerate(lines[:-1]):
+        if line.startswith("  • ") and len(line.rstrip()) > 70:
+            assert lines[i + 1].startswith("    "), (line, lines[i + 1])
+    assert "https://bnf.nice.org.uk/drugs/hydroxocobalamin/" in out.replace("\n", "").replace(
+        " ", ""
+    )
+
+
+def test_brief_gives_the_urgency_what_to_do_now_the_results_and_the_schedule(
+    capsys, monkeypatch, tmp_path
+) -> None:
+    out = _assess_80(capsys, monkeypatch, tmp_path, "--brief")
+    assert out.startswith(" URGENT ")
+    assert "Do now" in out and "Hydroxocobalamin 1 mg IM, first dose 2026-11-21" in out
+    assert "Total serum vitamin B12 410 pmol/L: normal" in out
+    assert "loading: 2026-11-21" in out
+    for absent in ("Sources", "Differential", "B12 in food"):
+        assert absent not in out
+    assert len(out.splitlines()) < 20
+    code, _, err = run(capsys, "assess", str(tmp_path / "record.json"), "--brief", "--json")
+    assert code == 2 and "--brief" in err
+
+
+def test_explain_prints_readable_text_not_python(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run(capsys, "explain", "im_neurological")
+    assert code == 0
+    assert "{'" not in out and "[{" not in out and "': " not in out
+    assert "phase: maintenance; every months: 2" in out

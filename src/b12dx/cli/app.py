@@ -72,6 +72,12 @@ def assess(
             help="Assess as of this date (YYYY-MM-DD); default: the record's as_of, else today.",
         ),
     ] = None,
+    brief: Annotated[
+        bool,
+        typer.Option(
+            "--brief", help="Only the urgency, what to do now, the results and the schedule."
+        ),
+    ] = False,
 ) -> None:
     """Assess one person: testing, suspicion, labs, status, urgency, plan, sources."""
     from b12dx.cli.io import parse_date, read_record
@@ -80,6 +86,8 @@ def assess(
 
     if json_out and fhir_out:  # each prints one document on its own; neither may win
         raise InputError.single("", "--json and --fhir cannot be used together")
+    if brief and (json_out or fhir_out):
+        raise InputError.single("", "--brief is for the terminal report: not with --json or --fhir")
     record = read_record(file)
     when: dt.date | None = parse_date(as_of, "--as-of") if as_of else None
     if is_fhir(record):
@@ -101,9 +109,19 @@ def assess(
     if json_out:
         sys.stdout.write(result.model_dump_json(indent=2, exclude_none=False) + "\n")
         return
-    from b12dx.cli.report import render
+    from rich.console import Console
 
-    render(result)
+    from b12dx.cli.report import render, render_brief
+
+    console = Console()
+    if brief:
+        render_brief(result, console)
+    elif console.is_terminal:
+        # The full report is longer than a screen: page it, as git and man do.
+        with console.pager(styles=True):
+            render(result, console)
+    else:
+        render(result, console)
 
 
 @app.command("fhir-import")

@@ -75,12 +75,38 @@ def explain(entry_id: str, console: Console | None = None) -> None:
         )
     for topic, entry in found:
         console.print(f"[bold]{entry_id}[/] [dim]({topic})[/]")
+        rows = Table.grid(padding=(0, 1))
+        rows.add_column(no_wrap=True)
+        rows.add_column(overflow="fold")
         for name, value in entry.model_dump(exclude_none=True).items():
             if name in _SKIP or value in ([], {}, ""):
                 continue
-            console.print(f"  [bold]{name}[/]: {value}")
+            rows.add_row(f"  [bold]{name.replace('_', ' ')}[/]", _readable(value))
+        console.print(rows)
         for sid in dict.fromkeys(cited_source_ids(entry)):
             src = kb.sources[sid]
             where = src.url or (f"PMID {src.pmid}" if src.pmid else src.file or "")
-            console.print(f"  [dim]source[/] {sid}: {src.title}" + (f" — {where}" if where else ""))
-            console.print(f"      [italic]{src.statement}[/]")
+            sources = Table.grid(padding=(0, 1))
+            sources.add_column(no_wrap=True)
+            sources.add_column(overflow="fold")
+            sources.add_row(
+                "  [dim]source[/]", f"{sid}: {src.title}" + (f" — {where}" if where else "")
+            )
+            sources.add_row("", f"[italic]{src.statement}[/]")
+            console.print(sources)
+
+
+def _readable(value: object, depth: int = 0) -> str:
+    """A knowledge value as a person reads it: lists as lines or a comma list, mappings as
+    "key: value", never a Python repr."""
+    if isinstance(value, dict):
+        parts = [f"{k.replace('_', ' ')}: {_readable(v, depth + 1)}" for k, v in value.items()]
+        return ("; " if depth else "\n").join(parts)
+    if isinstance(value, list | tuple):
+        items = [_readable(v, depth + 1) for v in value]
+        if all(not isinstance(v, dict | list | tuple) for v in value):
+            return ", ".join(items)
+        return "\n".join(f"- {item}" for item in items)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return " ".join(str(value).split())

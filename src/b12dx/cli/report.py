@@ -11,6 +11,7 @@ from rich.text import Text
 
 from b12dx.engine.schedule import dose_runs
 from b12dx.knowledge.loader import load_knowledge
+from b12dx.knowledge.wording import feature_words, short_lab_name
 from b12dx.models.assessment import Assessment
 from b12dx.numbers import format_si
 
@@ -38,6 +39,68 @@ STEP_MARK = {
 
 def _refs(sources: Iterable[str], numbers: dict[str, int]) -> str:
     return "[dim]" + "".join(f"[{numbers[s]}]" for s in sources if s in numbers) + "[/]"
+
+
+def _items(console: Console, rows: Iterable[tuple[str, str]]) -> None:
+    """A list whose wrapped lines hang under their text, not under the bullet."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    for mark, text in rows:
+        grid.add_row(mark, text)
+    console.print(grid)
+
+
+def _do_now(a: Assessment) -> list[str]:
+    """The two or three lines a clinician acts on first."""
+    if a.red_flags:
+        names = ", ".join(f.name.lower() for f in a.red_flags)
+        return [f"[bold]Emergency assessment now[/] (not B12 until proven otherwise): {names}"]
+    lines = []
+    t = a.treatment
+    if t is not None and not t.under_way:
+        runs = dose_runs(t.schedule)
+        then = f"; then {runs[0][3]}" if runs else ""
+        if len(runs) > 1:
+            then += f", later {runs[-1][3]}"
+        drug = t.drug[:1].upper() + t.drug[1:]
+        lines.append(f"[bold]{drug} {t.dose} {t.route.upper()}[/], first dose {t.start}{then}")
+    for step in a.next_steps[: 3 - len(lines)]:
+        lines.append(step.text + (f" [bold](by {step.due})[/]" if step.due else ""))
+    return lines
+
+
+def render_brief(a: Assessment, console: Console | None = None) -> None:
+    """`b12dx assess --brief`: urgency, what to do now, the results and the schedule."""
+    console = console or Console()
+    kb = load_knowledge()
+    status = a.deficiency_status.replace("_", " ")
+    console.print(
+        Text(f" {a.urgency.replace('_', ' ').upper()} ", style=URGENCY_STYLE[a.urgency]),
+        f"[bold]{kb.urgency[a.urgency].plain}[/] Deficiency {status}.",
+    )
+    console.print("[bold]Do now[/]")
+    _items(console, ((f"{i}.", line) for i, line in enumerate(_do_now(a), 1)))
+    if a.labs:
+        console.print("[bold]Results[/]")
+        rows = []
+        for lab in a.labs:
+            value = f"{lab.value:g}" if isinstance(lab.value, int | float) else str(lab.value)
+            written = f"{value} {lab.unit or ''}".strip()
+            when = f" ({lab.date})" if lab.date else ""
+            rows.append(
+                ("•", f"{short_lab_name(kb, lab.test)} {written}: [bold]{lab.band}[/]{when}")
+            )
+        _items(console, rows)
+    if a.treatment is not None:
+        console.print("[bold]Schedule[/]")
+        _items(
+            console,
+            (
+                ("•", f"{phase}: {start} to {end}, {interval} ({count} doses of {dose})")
+                for phase, start, end, interval, count, dose in dose_runs(a.treatment.schedule)
+            ),
+        )
 
 
 def render(a: Assessment, console: Console | None = None) -> None:
@@ -73,8 +136,13 @@ def render(a: Assessment, console: Console | None = None) -> None:
     summary.add_row("Neurological involvement", "yes" if a.neurological_involvement else "no")
     summary.add_row("Deficiency status", f"[bold]{a.deficiency_status.replace('_', ' ')}[/]")
     console.print(Panel(summary, title="Summary", border_style="blue"))
-    for r in [*a.suspicion.reasons, *a.status_reasons]:
-        console.print(f"  • {r.text} {_refs(r.sources, numbers)}")
+    _items(
+        console,
+        (
+            ("  •", f"{r.text} {_refs(r.sources, numbers)}")
+            for r in [*a.suspicion.reasons, *a.status_reasons]
+        ),
+    )
 
     steps = "  ".join(f"{STEP_MARK[s.state]} {s.name}" for s in a.diagnostic_pathway.steps)
     console.print(f"\n[bold]Diagnostic pathway[/]  {steps}")
@@ -96,7 +164,7 @@ def render(a: Assessment, console: Console | None = None) -> None:
             band = lab.band if lab.used_for_status else f"[dim]{lab.band} (not used)[/]"
             style = "bold red" if lab.band in ("deficient", "elevated", "positive") else ""
             labs.add_row(
-                kb.labs[lab.test].name,
+                short_lab_name(kb, lab.test),
                 f"{lab.value} {lab.unit or ''}".strip(),
                 si,
                 f"[{style}]{band}[/]" if style else band,
@@ -107,19 +175,32 @@ def render(a: Assessment, console: Console | None = None) -> None:
 
     if a.next_steps:
         console.print("\n[bold]Next steps[/]")
-        for i, step in enumerate(a.next_steps, 1):
-            due = f" [bold](by {step.due})[/]" if step.due else ""
-            console.print(f"  {i}. {step.text}{due} {_refs(step.sources, numbers)}")
+        _items(
+            console,
+            (
+                (
+                    f"  {i}.",
+                    step.text
+                    + (f" [bold](by {step.due})[/]" if step.due else "")
+                    + f" {_refs(step.sources, numbers)}",
+                )
+                for i, step in enumerate(a.next_steps, 1)
+            ),
+        )
 
     if a.warnings:
         console.print("\n[bold]Warnings[/]")
-        for w in a.warnings:
-            console.print(
-                f"  [{SEVERITY_STYLE[w.severity]}]{w.severity.upper()}[/] {w.text} "
-                f"{_refs(w.sources, numbers)}"
-            )
-    for n in a.notes:
-        console.print(f"  [cyan]NOTE[/] {n.text} {_refs(n.sources, numbers)}")
+        _items(
+            console,
+            (
+                (
+                    f"  [{SEVERITY_STYLE[w.severity]}]{w.severity.upper()}[/]",
+                    f"{w.text} {_refs(w.sources, numbers)}",
+                )
+                for w in a.warnings
+            ),
+        )
+    _items(console, (("  [cyan]NOTE[/]", f"{n.text} {_refs(n.sources, numbers)}") for n in a.notes))
 
     t = a.treatment
     if t is not None:
@@ -167,8 +248,13 @@ def render(a: Assessment, console: Console | None = None) -> None:
 
     if a.risk_factors:
         console.print("\n[bold]Risk factors[/]")
-        for rf in a.risk_factors:
-            console.print(f"  • [bold]{rf.name}[/]: {rf.text} {_refs(rf.sources, numbers)}")
+        _items(
+            console,
+            (
+                ("  •", f"[bold]{rf.name}[/]: {rf.text} {_refs(rf.sources, numbers)}")
+                for rf in a.risk_factors
+            ),
+        )
 
     dx = Table(title="Differential diagnosis", title_justify="left")
     dx.add_column("Fit")
@@ -179,7 +265,9 @@ def render(a: Assessment, console: Console | None = None) -> None:
             continue
         style = {"good": "bold", "partial": ""}[d.fit]
         dx.add_row(
-            d.fit, f"[{style}]{d.name}[/]" if style else d.name, ", ".join(d.matched_features)
+            d.fit,
+            f"[{style}]{d.name}[/]" if style else d.name,
+            ", ".join(feature_words(kb, f) for f in d.matched_features),
         )
     if dx.row_count:
         console.print(dx)
@@ -202,10 +290,11 @@ def render(a: Assessment, console: Console | None = None) -> None:
         console.print(diet)
     else:
         console.print(f"\n[bold]B12 in food[/]: {a.diet.text}")
-    for note in a.diet.notes:
-        console.print(f"  • {note}")
+    _items(console, (("  •", note) for note in a.diet.notes))
 
     sources = Table.grid(padding=(0, 1))
+    sources.add_column(no_wrap=True)
+    sources.add_column(overflow="fold")  # a long address wraps; it is never cut with "..."
     for c in a.citations:
         sources.add_row(f"[{numbers[c.id]}]", f"{c.title}" + (f" — {c.url}" if c.url else ""))
     console.print(Panel(Group(sources), title="Sources", border_style="dim"))

@@ -16,6 +16,7 @@ from b12dx.engine.assess import assess
 from b12dx.engine.schedule import dose_runs
 from b12dx.errors import InputError
 from b12dx.knowledge.loader import load_knowledge
+from b12dx.knowledge.wording import feature_words
 from b12dx.models.assessment import Assessment
 from b12dx.numbers import format_si
 from b12dx.web import forms
@@ -27,33 +28,11 @@ templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 templates.env.filters["si"] = format_si
 
 
-def feature_words(feature: str) -> str:
-    """A differential's feature in words ("type 2 diabetes", "age 65 or over"), never the
-    rule's id ("condition:type2_diabetes", "age_min:65")."""
-    kb = load_knowledge()
-    kind, _, value = feature.partition(":")
-    tables: dict[str, Any] = {
-        "symptom": kb.symptoms,
-        "group": kb.symptom_groups,
-        "condition": kb.conditions,
-        "medication": kb.medications,
-        "exposure": kb.exposures,
-    }
-    if kind in tables and value in tables[kind]:
-        name = str(tables[kind][value].name)
-        return name if name[:2].isupper() else name[:1].lower() + name[1:]
-    if kind == "onset":
-        return {"sudden": "sudden onset", "gradual": "gradual onset"}.get(value, value)
-    if kind == "age_min":
-        return f"age {value} or over"
-    if kind == "lab":
-        test, _, band = value.partition("=")
-        name = kb.labs[test].name if test in kb.labs else test
-        return f"{name[:1].lower()}{name[1:]} {band}".strip()
-    return feature.replace("_", " ")
+def _feature(feature: str) -> str:
+    return feature_words(load_knowledge(), feature)
 
 
-templates.env.filters["feature"] = feature_words
+templates.env.filters["feature"] = _feature
 
 
 def number_as_written(value: Any) -> str:
