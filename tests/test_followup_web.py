@@ -1085,3 +1085,52 @@ async def test_a_new_patient_is_not_enough_recorded_and_the_list_shows_today(sit
     assert row.split("<td>")[-1].startswith("none yet"), "nothing was saved"
     page = (await secure.get(f"/patients/{pid}")).text
     assert "NOT ENOUGH RECORDED" not in page
+
+
+@pytest.mark.asyncio
+async def test_the_clinic_lists_follow_up_tests_filters_exports_and_records_from_the_row(
+    site, local
+):
+    """An indeterminate B12 with no MMA or active B12 after it is a follow-up test, due and
+    then overdue after 91 days (`b12dx screen`'s rule); the list filters by kind, downloads
+    as CSV, and a due injection is recorded from its row."""
+    fresh = await add_patient(local, name="Ida Indeterminate", conditions=[])
+    lab = {"test": "total_b12", "value": 250, "unit": "pg/mL", "date": days_ago(10)}
+    assert (await api_post(local, f"/api/v1/patients/{fresh}/labs", lab)).status_code == 201
+    stale = await add_patient(local, name="Olga Old", conditions=[])
+    lab = lab | {"date": days_ago(120)}
+    assert (await api_post(local, f"/api/v1/patients/{stale}/labs", lab)).status_code == 201
+    treated = await add_patient(local)
+    await course(local, treated)
+
+    params = {"as_of": TODAY.isoformat(), "within": "30"}
+    page = (await local.get("/clinic", params=params)).text
+    overdue = page.split('id="overdue-title"')[1].split("</section>")[0]
+    upcoming = page.split('id="due-title"')[1].split("</section>")[0]
+    assert 'data-kind="test_overdue"' in overdue and "Olga Old" in overdue
+    assert 'data-kind="test_due"' in upcoming and "Ida Indeterminate" in upcoming
+    assert "Indeterminate Total serum vitamin B12" in upcoming and " or " in upcoming
+
+    only = (await local.get("/clinic", params=params | {"kind": "test_overdue"})).text
+    assert "Olga Old" in only and "Ida Indeterminate" not in only and "Ann Smith" not in only
+
+    csv_text = (await local.get("/clinic.csv", params=params)).text
+    rows = csv_text.splitlines()
+    assert rows[0].startswith("patient_id,patient_name,what,kind,date,overdue")
+    assert any(stale in r and "Follow-up test overdue" in r for r in rows)
+
+    # The overdue maintenance injection of the treated patient: "Given today" records it.
+    form = re.search(
+        rf'<form method="post" action="/patients/{treated}/doses" class="inline-form">(.*?)</form>',
+        page,
+        re.S,
+    )
+    assert form, "no 'Given today' on the overdue injection's row"
+    fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', form.group(1)))
+    assert fields["date"] == TODAY.isoformat() and fields["drug"] == "hydroxocobalamin"
+    r = await local.post(f"/patients/{treated}/doses", data=fields)
+    assert r.status_code == 303 and r.headers["location"].startswith("/clinic?")
+    after = (await local.get(r.headers["location"])).text
+    assert "Dose recorded for patient" in after
+    doses = (await local.get(f"/api/v1/patients/{treated}")).json()["doses"]
+    assert TODAY.isoformat() in {d["date"] for d in doses}

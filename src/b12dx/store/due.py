@@ -22,6 +22,8 @@ from b12dx.store.tables import AssessmentSnapshot, Patient
 
 Kind = Literal[
     "maintenance_overdue",
+    "test_overdue",
+    "test_due",
     "dose_due",
     "review_overdue",
     "review_due",
@@ -35,10 +37,12 @@ KIND_ORDER: tuple[str, ...] = (
     "cannot_assess",
     "act_now",
     "maintenance_overdue",
+    "test_overdue",
     "review_overdue",
     "start_treatment",
     "recovery_behind",
     "dose_due",
+    "test_due",
     "review_due",
 )
 RECOVERY_NOTE = "recovery_behind"
@@ -52,13 +56,25 @@ class DueItem:
     date: dt.date
     text: str
     urgency: str
+    # For a dose row: what to give, so the dose can be recorded from the list.
+    drug: str | None = None
+    dose: str | None = None
+    route: str | None = None
 
     @property
     def overdue(self) -> bool:
-        return self.kind in ("maintenance_overdue", "review_overdue", "act_now", "cannot_assess")
+        return self.kind in (
+            "maintenance_overdue",
+            "test_overdue",
+            "review_overdue",
+            "act_now",
+            "cannot_assess",
+        )
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        for key in ("drug", "dose", "route"):
+            d.pop(key)
         d["date"] = self.date.isoformat()
         d["overdue"] = self.overdue
         return d
@@ -87,12 +103,15 @@ def items_for(
     a = current(kb, patient, as_of).assessment
     out: list[DueItem] = []
 
-    def item(kind: Kind, day: dt.date, text: str) -> None:
-        out.append(DueItem(patient.id, patient.name, kind, day, text, a.urgency))
+    def item(kind: Kind, day: dt.date, text: str, give: tuple[str, str, str] | None = None) -> None:
+        drug, dose, route = give or (None, None, None)
+        out.append(DueItem(patient.id, patient.name, kind, day, text, a.urgency, drug, dose, route))
 
+    _follow_up_tests(kb, patient, a, as_of, until, item)
     t = a.treatment
     if t is not None and t.under_way:
         what = f"{t.drug} {t.dose} {t.route.upper()}"
+        give = (t.drug, t.dose, t.route)
         if t.overdue_since is not None:
             late = (as_of - t.overdue_since).days
             item(
@@ -100,6 +119,7 @@ def items_for(
                 t.overdue_since,
                 f"{(t.overdue_phase or 'maintenance').capitalize()} {what} was due "
                 f"{t.overdue_since} ({late} days ago)",
+                give,
             )
         # The schedule of a course under way starts on as_of, whose dose may already have
         # been given: a dose recorded on a date is done, not due.
@@ -110,7 +130,7 @@ def items_for(
             if dose.date in given:
                 continue
             if as_of <= dose.date <= until:
-                item("dose_due", dose.date, f"{dose.phase.capitalize()} dose: {what}")
+                item("dose_due", dose.date, f"{dose.phase.capitalize()} dose: {what}", give)
     elif t is not None:
         steps = {s.id for s in a.next_steps}
         if "start_treatment_now" in steps or "start_treatment" in steps:
@@ -137,6 +157,43 @@ def items_for(
         note = next(n for n in a.notes if n.id == RECOVERY_NOTE)
         item("recovery_behind", as_of, note.text)
     return out
+
+
+def _follow_up_tests(
+    kb: Knowledge,
+    patient: Patient,
+    a: Any,
+    as_of: dt.date,
+    until: dt.date,
+    item: Any,
+) -> None:
+    """An indeterminate result needs its follow-up test (screening.yaml follow_up_tests:
+    MMA or active B12 after a total B12), within follow_up_days: due until then, overdue
+    after, as `b12dx screen`'s indeterminate_not_followed_up rule has it."""
+    sc = kb.screening
+    if a.treatment is not None and a.treatment.under_way:
+        return  # on treatment a B12 level says little, and treatment goes on regardless
+    for lab in a.labs:
+        follow = sc.follow_up_tests.get(lab.test)
+        if not follow or lab.band != "indeterminate" or lab.date is None:
+            continue
+        later = [x for x in patient.labs if x.test == lab.test and x.taken_on > lab.date]
+        if later:
+            continue  # a newer result of the same test is the one that counts
+        done = [x for x in patient.labs if x.test in follow and x.taken_on >= lab.date]
+        if done:
+            continue
+        names = " or ".join(kb.labs[t].name.split(" (")[0] for t in follow)
+        deadline = lab.date + dt.timedelta(days=sc.windows.follow_up_days)
+        text = f"Indeterminate {kb.labs[lab.test].name.split(' (')[0]} on {lab.date}: order {names}"
+        if deadline < as_of:
+            item(
+                "test_overdue",
+                deadline,
+                text + f" (not done within {sc.windows.follow_up_days} days)",
+            )
+        elif lab.date <= until:
+            item("test_due", max(lab.date, as_of), text)
 
 
 def due(

@@ -416,6 +416,11 @@ async def _change(request: Request, pid: str, kind: str, anchor: str, form: dict
                 errors=errors, status=422, confirm_dose=unusual is not None,
             ),
         )  # fmt: skip
+    back = form.get("return_to", "")
+    if back.startswith("/clinic") and "//" not in back:
+        # Recorded from the clinic's list: back to the list, which says so.
+        joiner = "&" if "?" in back else "?"
+        return RedirectResponse(f"{back}{joiner}recorded={found}", status_code=303)
     return RedirectResponse(f"/patients/{found}?saved={kind}#{anchor}", status_code=303)
 
 
@@ -447,12 +452,76 @@ async def new_calendar_link(request: Request, pid: str) -> Any:
 # -- the clinic's list ---------------------------------------------------------------
 
 
+KIND_LABELS = {
+    "cannot_assess": "Cannot be assessed",
+    "act_now": "Act now",
+    "maintenance_overdue": "Injection overdue",
+    "test_overdue": "Follow-up test overdue",
+    "review_overdue": "Review overdue",
+    "start_treatment": "Start treatment",
+    "recovery_behind": "Recovery behind",
+    "dose_due": "Injection due",
+    "test_due": "Follow-up test due",
+    "review_due": "Review due",
+}
+
+
+@router.get("/clinic.csv")
+async def clinic_csv(request: Request) -> Response:
+    """The same list as /clinic, for a spreadsheet (the practice's own patients)."""
+    import csv
+    import io
+
+    fu = followup(request)
+    today = _today(fu)
+
+    def work(s: Session) -> str:
+        visitor = fu.visitor(s, request)
+        as_of = _date({"as_of": request.query_params.get("as_of", "")}, "as_of") or today
+        check_as_of(as_of, today)
+        within = int(request.query_params.get("within") or 14)
+        kind = request.query_params.get("kind", "")
+        items = due.due(s, load_knowledge(), visitor.actor, as_of, within)
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(
+            ["patient_id", "patient_name", "what", "kind", "date", "overdue", "urgency", "detail"]
+        )
+        for i in items:
+            if kind and i.kind != kind:
+                continue
+            writer.writerow(
+                [
+                    i.patient_id,
+                    i.patient_name,
+                    KIND_LABELS[i.kind],
+                    i.kind,
+                    i.date,
+                    i.overdue,
+                    i.urgency,
+                    i.text,
+                ]
+            )
+        return out.getvalue()
+
+    try:
+        body = await fu.run(request, work)
+    except ValueError:
+        raise InputError.single("within", "is not a number of days", "0 to 366") from None
+    return Response(
+        body,
+        media_type="text/csv",
+        headers={"content-disposition": 'attachment; filename="b12-due.csv"'},
+    )
+
+
 @router.get("/clinic", response_class=HTMLResponse)
 async def clinic(request: Request) -> Response:
     fu = followup(request)
     today = _today(fu)
     raw_as_of = request.query_params.get("as_of", "")
     raw_within = request.query_params.get("within", "")
+    kind = request.query_params.get("kind", "")
 
     def work(s: Session) -> HTMLResponse:
         visitor = fu.visitor(s, request)
@@ -474,13 +543,19 @@ async def clinic(request: Request) -> Response:
                 items = due.due(s, load_knowledge(), visitor.actor, as_of, within)
             except InputError as exc:
                 errors += exc.errors
+        kinds = list(dict.fromkeys(i.kind for i in items))
+        shown = [i for i in items if not kind or i.kind == kind]
         return _render(
             request,
             "clinic.html",
             visitor,
             422 if errors else 200,
-            overdue=[i for i in items if i.overdue],
-            upcoming=[i for i in items if not i.overdue],
+            overdue=[i for i in shown if i.overdue],
+            upcoming=[i for i in shown if not i.overdue],
+            kinds=kinds,
+            kind=kind,
+            labels=KIND_LABELS,
+            recorded=request.query_params.get("recorded", ""),
             as_of=as_of,
             raw_as_of=raw_as_of or as_of.isoformat(),
             within=raw_within or str(within),
