@@ -1134,3 +1134,35 @@ async def test_the_clinic_lists_follow_up_tests_filters_exports_and_records_from
     assert "Dose recorded for patient" in after
     doses = (await local.get(f"/api/v1/patients/{treated}")).json()["doses"]
     assert TODAY.isoformat() in {d["date"] for d in doses}
+
+
+@pytest.mark.asyncio
+async def test_the_nurse_sees_the_injections_at_a_glance_and_records_today_in_one_click(
+    site, local
+):
+    pid = await add_patient(local)
+    await course(local, pid)
+    page = (await local.get(f"/patients/{pid}")).text
+    card = page.split('id="nurse-title"')[1].split("</section>")[0]
+    assert "Overdue since" in card, "the lapsed maintenance is the first thing said"
+    assert "Last given" in card and "hydroxocobalamin 1 mg IM" in card
+    assert re.search(r"Loading</dt><dd>\d+ of \d+ given", card)
+    form = re.search(
+        r'<form method="post" action="/patients/[^"]+/doses" class="record-today">(.*?)</form>',
+        card,
+        re.S,
+    )
+    assert form
+    fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', form.group(1)))
+    assert fields["date"] == TODAY.isoformat() and fields["dose"] == "1 mg"
+    fields |= {"batch": "AB1234", "site": "left deltoid"}
+    r = await local.post(f"/patients/{pid}/doses", data=fields)
+    assert r.status_code == 303, r.text[:300]
+    doses = (await local.get(f"/api/v1/patients/{pid}")).json()["doses"]
+    today = [d for d in doses if d["date"] == TODAY.isoformat()]
+    assert today and today[0]["batch"] == "AB1234" and today[0]["site"] == "left deltoid"
+    page = (await local.get(f"/patients/{pid}")).text
+    card = page.split('id="nurse-title"')[1].split("</section>")[0]
+    assert f"{TODAY.isoformat()}: hydroxocobalamin 1 mg IM, left deltoid" in card
+    trail = [e.detail for e in site.audit() if e.action == "create" and e.entity == "dose"]
+    assert trail[-1]["batch"] == "AB1234"

@@ -83,6 +83,8 @@ DOSE_OPTIONS = {
     "dose": "--dose",
     "route": "--route",
     "given_by": "--given-by",
+    "batch": "--batch",
+    "site": "--site",
 }
 RATING_OPTIONS = {"date": "--date", "symptom": "--symptom", "rating": "--rating"}
 
@@ -523,6 +525,10 @@ def record_dose(
     given_by: Annotated[
         str | None, typer.Option("--given-by", help="Who gave it; default the login.")
     ] = None,
+    batch: Annotated[str | None, typer.Option("--batch", help="The batch (lot) number.")] = None,
+    site: Annotated[
+        str | None, typer.Option("--site", help='The injection site, e.g. "left deltoid".')
+    ] = None,
     force: Annotated[
         bool,
         typer.Option(
@@ -558,6 +564,8 @@ def record_dose(
                 given_by=given_by,
                 kb=c.kb,
                 force=force,
+                batch=batch,
+                site=site,
             )
         except entries.UnusualDose as exc:
             raise exc.confirm_with("--force") from None

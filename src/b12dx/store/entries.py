@@ -180,6 +180,8 @@ def add_dose(
     given_by: str | None = None,
     kb: Knowledge | None = None,
     force: bool = False,
+    batch: str | None = None,
+    site: str | None = None,
 ) -> DoseEntry:
     """Record a dose given. With ``kb`` (what the clinic records now), a dose that does
     not fit any of its regimens for the drug and route (the amount, or too soon after or
@@ -202,6 +204,10 @@ def add_dose(
         errors.append(FieldError("given_by", "must be 1 to 100 characters"))
     elif has_control_characters(who):
         errors.append(FieldError("given_by", "must not contain control characters"))
+    batch, site = (" ".join(x.split()) or None if x else None for x in (batch, site))
+    for field, text in (("batch", batch), ("site", site)):
+        if text is not None and (len(text) > 40 or has_control_characters(text)):
+            errors.append(FieldError(field, "must be at most 40 characters, on one line"))
     if errors:
         raise InputError(errors)
     assert mg is not None
@@ -227,6 +233,8 @@ def add_dose(
         given_by=who,
         recorded_at=now,
         recorded_by=actor.name,
+        batch=batch,
+        site=site,
     )
     patient.doses.append(entry)
     session.flush()
@@ -239,6 +247,8 @@ def add_dose(
         entry.id,
         patient.id,
         {"date": str(given_on), "drug": drug, "dose_mg": mg, "route": route, "given_by": who}
+        | ({"batch": batch} if batch else {})
+        | ({"site": site} if site else {})
         | ({"confirmed": [str(c) for c in concerns]} if concerns else {}),
     )
     return entry

@@ -211,6 +211,8 @@ class DoseEntry(Base):
     given_by: Mapped[str] = mapped_column(String(100))
     recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     recorded_by: Mapped[str] = mapped_column(String(100))
+    batch: Mapped[str | None] = mapped_column(String(40))  # lot number on the ampoule
+    site: Mapped[str | None] = mapped_column(String(40))  # e.g. left deltoid
 
 
 class AssessmentSnapshot(Base):

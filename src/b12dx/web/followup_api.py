@@ -69,6 +69,8 @@ class DoseIn(_In):
     dose: str = Field(description='Amount and unit: "1 mg", "1000 micrograms".')
     route: Route
     given_by: str | None = Field(default=None, description="Default: the signed-in user.")
+    batch: str | None = Field(default=None, description="The batch (lot) number.")
+    site: str | None = Field(default=None, description='The injection site, e.g. "left deltoid".')
     force: bool = Field(
         default=False,
         description="Record it although it does not fit the knowledge base's regimens for "
@@ -187,6 +189,8 @@ def dose_json(d: DoseEntry) -> dict[str, Any]:
         "dose_mg": d.dose_mg,
         "route": d.route,
         "given_by": d.given_by,
+        "batch": d.batch,
+        "site": d.site,
         "recorded_at": _dt(d.recorded_at),
         "recorded_by": d.recorded_by,
     }
@@ -404,6 +408,7 @@ async def add_dose(request: Request, patient_id: str) -> Response:
                 s, v.actor, fu.settings.now(), p,
                 given_on=body.date, drug=body.drug, dose=body.dose, route=body.route,
                 given_by=body.given_by, kb=kb, force=body.force,
+                batch=body.batch, site=body.site,
             )  # fmt: skip
         except entries.UnusualDose as exc:
             raise exc.confirm_with('"force": true') from None

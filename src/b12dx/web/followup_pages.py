@@ -389,6 +389,8 @@ async def _change(request: Request, pid: str, kind: str, anchor: str, form: dict
                 given_by=form.get("given_by") or None,
                 kb=kb,
                 force=form.get("force") == "1",  # the "Record anyway" box
+                batch=form.get("batch") or None,
+                site=form.get("site") or None,
             )  # fmt: skip
         elif kind == "rating":
             entries.add_rating(

@@ -104,6 +104,28 @@ def _milestones(a: Assessment, kb: Knowledge, today: dt.date) -> tuple[list[Mile
     return rows, chart
 
 
+def _glance(p: Patient, plan: Any) -> dict[str, Any]:
+    """The nurse's card: the next injection, the last given, loading and missed doses."""
+    rows = [*plan.past, *plan.upcoming]
+    loading = [r for r in rows if r.planned.phase == "loading"]
+    given = [r for r in loading if r.status in ("given", "late")]
+    last = max(p.doses, key=lambda d: (d.given_on, d.id), default=None)
+    return {
+        "show": bool(p.doses or rows),
+        "next": plan.upcoming[0] if plan.upcoming else None,
+        "last": last,
+        "loading_given": len(given),
+        "loading_planned": len(loading)
+        + (
+            plan.later
+            if loading and plan.upcoming and plan.upcoming[-1].planned.phase == "loading"
+            else 0
+        ),
+        "loading_done": bool(loading) and len(given) == len(loading) and not plan.later,
+        "missed": plan.counts.get("missed", 0),
+    }
+
+
 def timeline_context(
     s: Session, kb: Knowledge, actor: Actor, pid: str, today: dt.date
 ) -> dict[str, Any]:
@@ -149,6 +171,7 @@ def timeline_context(
     charted = {c.test for c in charts}
     return {
         "patient": p,
+        "summary": _glance(p, dose_plan),
         "age": age_years(p.birth_date, today),
         "today": today,
         "a": assessment,
