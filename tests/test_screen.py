@@ -395,3 +395,34 @@ def test_screen_errors_exit_2_naming_the_option(
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_the_report_is_a_worklist_most_urgent_first_with_each_gaps_list(tmp_path: Path) -> None:
+    """Cards in clinical priority (deficient and untreated first), in words, each with its
+    count and its own list to download; the counts table can be filtered in the page."""
+    import csv
+    import re
+
+    data, out = tmp_path / "in", tmp_path / "out"
+    assert (
+        CliRunner().invoke(app, ["synth", "--patients", "400", "--out", str(data)]).exit_code == 0
+    )
+    result = CliRunner().invoke(app, ["screen", str(data), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    html = (out / "report.html").read_text()
+    kb = load_knowledge()
+    from b12dx.screen.rules import GAPS
+
+    assert sorted(kb.screening.gap_labels) == sorted(GAPS), "every gap has its words"
+    cards = re.findall(r'<h3 id="card-([a-z0-9_]+)">(\d+)\. ([^<]+)</h3>', html)
+    assert [c[0] for c in cards] == list(kb.screening.gap_labels)
+    assert cards[0][0] == "deficient_untreated" and cards[0][2] == "Deficient and not treated"
+    with (out / "gaps.csv").open() as f:
+        all_rows = list(csv.DictReader(f))
+    for gap, _rank, _label in cards:
+        with (out / f"gaps-{gap}.csv").open() as f:
+            rows = list(csv.DictReader(f))
+        assert rows == [r for r in all_rows if r["gap"] == gap]
+        assert f'href="gaps-{gap}.csv" download>Download the list ({len(rows):,})' in html
+    assert 'select id="f-gap" data-filter="gap"' in html and "<script>" in html
+    assert "<main>" in html and 'name="viewport"' in html

@@ -569,3 +569,5 @@ class ScreeningKnowledge(Cited):
     omop_vocabularies: dict[str, CodeSystemName]
     omop_gender: dict[int, str]
     route_words: dict[str, list[str]]
+    # Each gap in words, in the order an analyst's worklist takes them (report.html).
+    gap_labels: dict[str, str] = Field(default_factory=dict)

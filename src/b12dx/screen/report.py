@@ -1,5 +1,9 @@
 """The screening summary: a Rich table for the console and a self-contained HTML report
-(inline SVG bar charts, no scripts or external files, so it can be mailed or archived).
+(inline SVG bar charts and one small inline script for the filter; no external files, so
+it can be mailed or archived), with each gap's list beside it as a CSV file.
+
+The report is a worklist: one card per gap in clinical priority (screening.yaml
+gap_labels), each with its count, rate, definition and its own list to download.
 
 Rates are per 1,000 people screened (alive and adult on the as-of date), overall and per
 age band, so practices and age groups of different sizes can be compared."""
@@ -70,7 +74,7 @@ def _bars(title: str, counts: list[tuple[str, int]], note: str = "") -> str:
 
 def _gap_table(result: ScreenResult, kb: Knowledge, counts: Counter[str]) -> str:
     rows = []
-    for gap in GAPS:
+    for gap in _priority(kb):
         rule = kb.rules[f"screen.{gap}"]
         sources = ", ".join(
             f'<span title="{html.escape(kb.sources[s].title)}">{html.escape(s)}</span>'
@@ -78,7 +82,8 @@ def _gap_table(result: ScreenResult, kb: Knowledge, counts: Counter[str]) -> str
         )
         n = counts.get(gap, 0)
         rows.append(
-            f"<tr><td><b>{html.escape(gap)}</b><br><small>{html.escape(rule.id)}</small></td>"
+            f"<tr><td><b>{html.escape(_label(kb, gap))}</b><br>"
+            f"<small>{html.escape(rule.id)}</small></td>"
             f"<td>{html.escape(rule.text)}</td><td class=n>{n:,}</td>"
             f"<td class=n>{_per_1000(n, result.people)}</td><td>{sources}</td></tr>"
         )
@@ -90,7 +95,7 @@ def _gap_table(result: ScreenResult, kb: Knowledge, counts: Counter[str]) -> str
     )
 
 
-def _age_table(result: ScreenResult) -> str:
+def _age_table(result: ScreenResult, kb: Knowledge) -> str:
     band_people = dict(
         zip(
             result.population.column("age_band").to_pylist(),
@@ -106,13 +111,13 @@ def _age_table(result: ScreenResult) -> str:
     ):
         per_band[band][gap] += 1
     # <wbr> lets the long gap names wrap at their underscores, so the table fits the page.
-    head = "".join(f"<th>{html.escape(g).replace('_', '_<wbr>')}</th>" for g in GAPS)
+    head = "".join(f"<th>{html.escape(_label(kb, g))}</th>" for g in _priority(kb))
     rows = []
     for band, people in band_people.items():
         cells = "".join(
             f"<td class=n>{per_band[band][g]:,}<br><small>"
             f"{_per_1000(per_band[band][g], people)}/1,000</small></td>"
-            for g in GAPS
+            for g in _priority(kb)
         )
         rows.append(f"<tr><td>{html.escape(band)}</td><td class=n>{people:,}</td>{cells}</tr>")
     return (
@@ -135,10 +140,123 @@ def _left_out(result: ScreenResult) -> str:
     )
 
 
-def html_report(result: ScreenResult, path: Path, kb: Knowledge) -> None:
-    """Write the report under a temporary name and rename it into place."""
-    counts = gap_counts(result)
+def _label(kb: Knowledge, gap: str) -> str:
+    return kb.screening.gap_labels.get(gap, gap.replace("_", " "))
+
+
+def _priority(kb: Knowledge) -> list[str]:
+    """The gaps in the worklist's order: screening.yaml's, then any it does not list."""
+    listed = [g for g in kb.screening.gap_labels if g in GAPS]
+    return listed + [g for g in GAPS if g not in listed]
+
+
+def _gap_lists(result: ScreenResult, folder: Path) -> dict[str, str]:
+    """Each gap's own list (its rows of gaps.csv), written beside the report."""
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    from b12dx.screen.run import csv_ready
+
+    names = {}
+    for gap in GAPS:
+        rows = result.gaps.filter(pc.equal(result.gaps.column("gap"), gap))
+        name = f"gaps-{gap}.csv"
+        partial = folder / f".{name}.partial"
+        pacsv.write_csv(csv_ready(rows), partial)
+        partial.replace(folder / name)
+        names[gap] = name
+    return names
+
+
+def _cards(result: ScreenResult, kb: Knowledge, counts: Counter[str], lists: dict[str, str]) -> str:
+    cards = []
+    for rank, gap in enumerate(_priority(kb), 1):
+        rule = kb.rules[f"screen.{gap}"]
+        n = counts.get(gap, 0)
+        cards.append(
+            f'<section class="card" aria-labelledby="card-{gap}"><h3 id="card-{gap}">'
+            f"{rank}. {html.escape(_label(kb, gap))}</h3>"
+            f'<p class="count"><b>{n:,}</b> patients · {_per_1000(n, result.people)} per '
+            f"1,000 screened</p><p>{html.escape(rule.text)}</p>"
+            f'<p><a href="{lists[gap]}" download>Download the list ({n:,})</a> '
+            f"<small>rule {html.escape(rule.id)}</small></p></section>"
+        )
+    return (
+        "<h2>Worklist, most urgent first</h2>" + '<div class="cards">' + "".join(cards) + "</div>"
+    )
+
+
+FILTER_SCRIPT = """
+<script>
+(function () {
+  var table = document.getElementById("counts");
+  if (!table) { return; }
+  var selects = document.querySelectorAll("select[data-filter]");
+  function apply() {
+    var shown = 0;
+    table.querySelectorAll("tbody tr").forEach(function (row) {
+      var keep = true;
+      selects.forEach(function (s) {
+        if (s.value && row.getAttribute("data-" + s.getAttribute("data-filter")) !== s.value) {
+          keep = false;
+        }
+      });
+      row.hidden = !keep;
+      if (keep) { shown += Number(row.getAttribute("data-patients")); }
+    });
+    document.getElementById("filtered").textContent = shown.toLocaleString();
+  }
+  selects.forEach(function (s) { s.addEventListener("change", apply); });
+  document.getElementById("filters").hidden = false;
+  apply();
+})();
+</script>"""
+
+
+def _counts_table(result: ScreenResult, kb: Knowledge) -> str:
     summary = result.summary.to_pylist()
+    rows = "".join(
+        f'<tr data-gap="{html.escape(r["gap"])}" data-band="{html.escape(r["age_band"])}" '
+        f'data-risk="{html.escape(r["risk_factor"])}" data-patients="{r["patients"]}">'
+        f"<td>{html.escape(_label(kb, r['gap']))}</td><td>{html.escape(r['age_band'])}</td>"
+        f"<td>{html.escape(r['risk_factor'])}</td><td class=n>{r['patients']:,}</td></tr>"
+        for r in summary
+    )
+
+    def options(key: str, values: list[str], label: str) -> str:
+        opts = "".join(
+            f'<option value="{html.escape(v)}">'
+            f"{html.escape(_label(kb, v) if key == 'gap' else v)}</option>"
+            for v in values
+        )
+        return (
+            f'<label for="f-{key}">{label}</label> <select id="f-{key}" data-filter="{key}">'
+            f'<option value="">all</option>{opts}</select>'
+        )
+
+    gaps = [g for g in _priority(kb) if any(r["gap"] == g for r in summary)]
+    bands = sorted({r["age_band"] for r in summary})
+    risks = sorted({r["risk_factor"] for r in summary})
+    return (
+        "<h2>Counts per gap, age band and risk factor</h2>"
+        '<form id="filters" class="filters" hidden>'
+        + options("gap", gaps, "Gap")
+        + " "
+        + options("band", bands, "Age band")
+        + " "
+        + options("risk", risks, "Risk factor")
+        + ' <span aria-live="polite">Patients shown: <b id="filtered"></b></span></form>'
+        '<div class="scroll" role="region" tabindex="0" aria-label="Counts">'
+        '<table id="counts"><thead><tr><th>gap</th><th>age band</th><th>risk factor</th>'
+        "<th>patients</th></tr></thead><tbody>" + rows + "</tbody></table></div>"
+    )
+
+
+def html_report(result: ScreenResult, path: Path, kb: Knowledge) -> None:
+    """Write the report (and each gap's list beside it) under temporary names and rename
+    them into place."""
+    counts = gap_counts(result)
+    lists = _gap_lists(result, path.parent)
     by_rf: dict[str, set[str]] = defaultdict(set)
     for row in result.gaps.select(["person_id", "risk_factors"]).to_pylist():
         for rf in row["risk_factors"] or ["none"]:
@@ -147,11 +265,6 @@ def html_report(result: ScreenResult, path: Path, kb: Knowledge) -> None:
         rf: kb.risk_factors[rf].name if rf in kb.risk_factors else "no screened risk factor"
         for rf in by_rf
     }
-    table_rows = "".join(
-        f"<tr><td>{html.escape(r['gap'])}</td><td>{html.escape(r['age_band'])}</td>"
-        f"<td>{html.escape(r['risk_factor'])}</td><td class=n>{r['patients']:,}</td></tr>"
-        for r in summary
-    )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>b12dx screening {result.as_of}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -159,8 +272,12 @@ def html_report(result: ScreenResult, path: Path, kb: Knowledge) -> None:
 line-height:1.4}}table{{border-collapse:collapse;margin-bottom:1rem}}
 .scroll{{overflow-x:auto;max-width:100%}}svg{{max-width:100%;height:auto}}
 td,th{{border:1px solid #ccc;padding:.25rem .5rem;vertical-align:top;text-align:left}}
-td.n{{text-align:right}}small{{color:#555}}</style>
-</head><body><main>
+td.n{{text-align:right}}small{{color:#555}}
+.cards{{display:grid;grid-template-columns:repeat(auto-fit,minmax(18rem,1fr));gap:.75rem}}
+.card{{border:1px solid #ccc;border-left:6px solid #a4000f;padding:.25rem .75rem}}
+.card h3{{margin:.4rem 0}}.card .count{{font-size:1.1rem}}
+.filters{{margin:.5rem 0;display:flex;flex-wrap:wrap;gap:.5rem;align-items:center}}</style>
+</head><body><header><p><small>b12dx population screening</small></p></header><main>
 <h1>B12 care gaps as of {result.as_of}</h1>
 <p><b>{result.people:,}</b> people screened (alive and aged {
         kb.screening.min_age_years
@@ -169,9 +286,10 @@ of {result.records:,} in the input; profile {html.escape(result.profile)}; engin
 {html.escape(result.engine)}. Each flagged patient's reasons, rule and sources are in
 gaps.csv and gaps.parquet; the counts below are in summary.csv and population.csv.
 A gap is a prompt to review the record, not a diagnosis.</p>
+{_cards(result, kb, counts, lists)}
 {_gap_table(result, kb, counts)}
-{_bars("Patients per gap", [(g, counts.get(g, 0)) for g in GAPS])}
-{_age_table(result)}
+{_bars("Patients per gap", [(_label(kb, g), counts.get(g, 0)) for g in _priority(kb)])}
+{_age_table(result, kb)}
 {
         _bars(
             "Flagged patients per risk factor",
@@ -181,10 +299,8 @@ A gap is a prompt to review the record, not a diagnosis.</p>
         )
     }
 {_left_out(result)}
-<h2>Counts per gap, age band and risk factor</h2>
-<table><tr><th>gap</th><th>age band</th><th>risk factor</th><th>patients</th></tr>
-{table_rows}</table>
-</main></body></html>
+{_counts_table(result, kb)}
+</main>{FILTER_SCRIPT}</body></html>
 """
     # Wide tables scroll inside themselves on a phone, and a keyboard can scroll them.
     page = page.replace(

@@ -160,7 +160,7 @@ def screen_tables(
     return ScreenResult(gaps, summary, as_of, profile.id, engine, people, records, population)
 
 
-def _csv_ready(table: pa.Table) -> pa.Table:
+def csv_ready(table: pa.Table) -> pa.Table:
     """Lists joined with ';' so the CSV has one value per cell."""
     cols = {}
     for name in table.column_names:
@@ -177,7 +177,7 @@ def write_outputs(result: ScreenResult, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     writers: dict[str, Callable[[Path], None]] = {
         "gaps.parquet": lambda p: pq.write_table(result.gaps, p),
-        "gaps.csv": lambda p: pacsv.write_csv(_csv_ready(result.gaps), p),
+        "gaps.csv": lambda p: pacsv.write_csv(csv_ready(result.gaps), p),
         "summary.csv": lambda p: pacsv.write_csv(result.summary, p),
         "population.csv": lambda p: pacsv.write_csv(result.population, p),
     }
