@@ -1166,3 +1166,35 @@ async def test_the_nurse_sees_the_injections_at_a_glance_and_records_today_in_on
     assert f"{TODAY.isoformat()}: hydroxocobalamin 1 mg IM, left deltoid" in card
     trail = [e.detail for e in site.audit() if e.action == "create" and e.entity == "dose"]
     assert trail[-1]["batch"] == "AB1234"
+
+
+@pytest.mark.asyncio
+async def test_a_wrong_entry_is_marked_entered_in_error_never_deleted(site, local):
+    """A dose recorded for the wrong patient: marked with why, audited, kept in its table,
+    and left out of the assessment (the course is judged without it)."""
+    pid = await add_patient(local)
+    lab = {"test": "total_b12", "value": 90, "unit": "pg/mL", "date": days_ago(3)}
+    assert (await api_post(local, f"/api/v1/patients/{pid}/labs", lab)).status_code == 201
+    before = (await local.get(f"/api/v1/patients/{pid}")).json()
+    assert before["assessment"]["deficiency_status"] == "confirmed"
+    lab_id = before["labs"][0]["id"]
+    page = (await local.get(f"/patients/{pid}")).text
+    form = page.split('id="correct-title"')[1].split("</section>")[0]
+    assert f'value="lab:{lab_id}"' in form
+    data = {"csrf_token": csrf_in(page), "entry": f"lab:{lab_id}", "reason": "no"}
+    short = await local.post(f"/patients/{pid}/entered-in-error", data=data)
+    assert short.status_code == 422 and "3 to 200 characters" in short.text
+    data["reason"] = "another patient's result"
+    r = await local.post(f"/patients/{pid}/entered-in-error", data=data)
+    assert r.status_code == 303
+    after = (await local.get(f"/api/v1/patients/{pid}")).json()
+    assert after["labs"] == [] and after["assessment"]["deficiency_status"] != "confirmed"
+    from b12dx.store.tables import LabEntry
+
+    with site.db.reading() as s:
+        kept = s.get(LabEntry, lab_id)
+        assert kept is not None and kept.void_reason == "another patient's result"
+    trail = [(e.action, e.detail) for e in site.audit() if e.action == "entered_in_error"]
+    assert trail == [("entered_in_error", {"reason": "another patient's result"})]
+    again = await local.post(f"/patients/{pid}/entered-in-error", data=data)
+    assert again.status_code == 422, "an entry is marked once"

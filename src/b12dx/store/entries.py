@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -300,3 +300,48 @@ def add_rating(
         {"symptom": symptom, "rating": rating, "date": str(rated_on)},
     )
     return entry
+
+
+# What can be marked entered in error, by the name the web and API use.
+VOIDABLE: dict[str, tuple[type[LabEntry | SymptomRatingEntry | DoseEntry], str]] = {
+    "lab": (LabEntry, "labs"),
+    "rating": (SymptomRatingEntry, "ratings"),
+    "dose": (DoseEntry, "doses"),
+}
+
+
+def void_entry(
+    session: Session,
+    actor: Actor,
+    now: dt.datetime,
+    patient: Patient,
+    *,
+    kind: str,
+    entry_id: int,
+    reason: str,
+) -> None:
+    """Mark a lab result, rating or dose entered in error, with why. Nothing is deleted:
+    the entry stays (with who marked it and when) for the audit trail and the saved
+    assessments that used it, and is left out of the patient's record from now on."""
+    if kind not in VOIDABLE:
+        raise InputError.single("kind", f"{kind!r} cannot be marked", ", ".join(VOIDABLE))
+    model, collection = VOIDABLE[kind]
+    why = " ".join(reason.split())
+    if not 3 <= len(why) <= 200 or has_control_characters(why):
+        raise InputError.single(
+            "reason", "say why the entry is wrong, in 3 to 200 characters", "e.g. wrong patient"
+        )
+    # One of the three entry models; they share the columns used here.
+    entry: Any = session.scalars(select(model).where(model.id == entry_id)).first()
+    if entry is None or entry.patient_id != patient.id or entry.voided_at is not None:
+        raise InputError.single(
+            "entry", f"no {kind} {entry_id} recorded for this patient (or already marked)"
+        )
+    entry.voided_at = now
+    entry.voided_by = actor.name
+    entry.void_reason = why
+    session.flush()
+    session.expire(patient, [collection])
+    audit.record(
+        session, actor, now, "entered_in_error", kind, entry.id, patient.id, {"reason": why}
+    )

@@ -121,15 +121,22 @@ class Patient(Base):
     exposures: Mapped[list[PatientExposure]] = relationship(
         cascade="all, delete-orphan", order_by="PatientExposure.id"
     )
+    # The entries as recorded, without those entered in error (which stay in their tables).
     labs: Mapped[list[LabEntry]] = relationship(
-        cascade="all, delete-orphan", order_by="(LabEntry.taken_on, LabEntry.id)"
+        cascade="all, delete-orphan",
+        primaryjoin="and_(Patient.id == LabEntry.patient_id, LabEntry.voided_at.is_(None))",
+        order_by="(LabEntry.taken_on, LabEntry.id)",
     )
     ratings: Mapped[list[SymptomRatingEntry]] = relationship(
         cascade="all, delete-orphan",
+        primaryjoin="and_(Patient.id == SymptomRatingEntry.patient_id, "
+        "SymptomRatingEntry.voided_at.is_(None))",
         order_by="(SymptomRatingEntry.rated_on, SymptomRatingEntry.id)",
     )
     doses: Mapped[list[DoseEntry]] = relationship(
-        cascade="all, delete-orphan", order_by="(DoseEntry.given_on, DoseEntry.id)"
+        cascade="all, delete-orphan",
+        primaryjoin="and_(Patient.id == DoseEntry.patient_id, DoseEntry.voided_at.is_(None))",
+        order_by="(DoseEntry.given_on, DoseEntry.id)",
     )
 
 
@@ -181,6 +188,11 @@ class LabEntry(Base):
     reference_high: Mapped[float | None] = mapped_column(Float)
     recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     recorded_by: Mapped[str] = mapped_column(String(100))
+    # Entered in error: kept (the audit trail and saved assessments refer to it), and
+    # left out of everything the patient's record is read for (Patient's collections).
+    voided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    voided_by: Mapped[str | None] = mapped_column(String(100))
+    void_reason: Mapped[str | None] = mapped_column(String(200))
 
 
 class SymptomRatingEntry(Base):
@@ -195,6 +207,11 @@ class SymptomRatingEntry(Base):
     rated_on: Mapped[dt.date] = mapped_column(Date)
     recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     recorded_by: Mapped[str] = mapped_column(String(100))
+    # Entered in error: kept (the audit trail and saved assessments refer to it), and
+    # left out of everything the patient's record is read for (Patient's collections).
+    voided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    voided_by: Mapped[str | None] = mapped_column(String(100))
+    void_reason: Mapped[str | None] = mapped_column(String(200))
 
 
 class DoseEntry(Base):
@@ -213,6 +230,11 @@ class DoseEntry(Base):
     recorded_by: Mapped[str] = mapped_column(String(100))
     batch: Mapped[str | None] = mapped_column(String(40))  # lot number on the ampoule
     site: Mapped[str | None] = mapped_column(String(40))  # e.g. left deltoid
+    # Entered in error: kept (the audit trail and saved assessments refer to it), and
+    # left out of everything the patient's record is read for (Patient's collections).
+    voided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    voided_by: Mapped[str | None] = mapped_column(String(100))
+    void_reason: Mapped[str | None] = mapped_column(String(200))
 
 
 class AssessmentSnapshot(Base):

@@ -11,7 +11,7 @@ Nothing is written when the answer is an error.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, TypeVar, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -83,6 +83,12 @@ class RatingIn(_In):
     symptom: str = Field(description="Symptom id (GET /api/v1/knowledge/symptoms).")
     rating: Rating
     date: dt.date
+
+
+class EnteredInErrorIn(_In):
+    kind: Literal["lab", "rating", "dose"] = Field(description="What the entry is.")
+    id: int = Field(description="The entry's id (as GET /api/v1/patients/{id} lists it).")
+    reason: str = Field(description="Why it is wrong (3 to 200 characters).")
 
 
 class AssessIn(_In):
@@ -433,6 +439,28 @@ async def add_rating(request: Request, patient_id: str) -> Response:
             symptom=body.symptom, rating=body.rating, rated_on=body.date,
         )  # fmt: skip
         return rating_json(entry)
+
+    return _json(await fu.run(request, work), 201)
+
+
+@router.post(
+    "/patients/{patient_id}/entered-in-error",
+    **_child_post("Mark a lab result, rating or dose as entered in error", EnteredInErrorIn),
+)
+async def mark_entered_in_error(request: Request, patient_id: str) -> Response:
+    """The entry is kept, with why, and left out of the patient's record from now on."""
+    fu = followup(request)
+    raw = await request.body()
+
+    def work(s: Session) -> dict[str, Any]:
+        v = fu.visitor(s, request)
+        fu.check_json(request, v)
+        p = patients.get(s, v.actor, patient_id)
+        body = _body(EnteredInErrorIn, raw)
+        entries.void_entry(
+            s, v.actor, fu.settings.now(), p, kind=body.kind, entry_id=body.id, reason=body.reason
+        )
+        return {"kind": body.kind, "id": body.id, "entered_in_error": True, "reason": body.reason}
 
     return _json(await fu.run(request, work), 201)
 

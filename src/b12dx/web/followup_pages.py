@@ -41,6 +41,7 @@ SAVED = {
     "rating": "Symptom rating saved.",
     "assessment": "Assessment saved.",
     "calendar": "New calendar link made; the old one no longer works.",
+    "void": "Entry marked as entered in error; it is no longer part of the assessment.",
 }
 DUE_WINDOWS = (7, 14, 30, 90)
 RECORD_ANYWAY = "Record anyway"  # the dose form's confirmation box (patient.html)
@@ -399,6 +400,14 @@ async def _change(request: Request, pid: str, kind: str, anchor: str, form: dict
                 rating=form.get("rating", ""),
                 rated_on=_required_date(form, "date"),
             )  # fmt: skip
+        elif kind == "void":
+            what, _, number = form.get("entry", "").partition(":")
+            if not number.isdigit():
+                raise InputError.single("entry", "choose the entry that is wrong")
+            entries.void_entry(
+                s, visitor.actor, now, p, kind=what, entry_id=int(number),
+                reason=form.get("reason", ""),
+            )  # fmt: skip
         elif kind == "assessment":
             snapshots.save(s, kb, visitor.actor, now, p, _today(fu))
         elif kind == "calendar":
@@ -439,6 +448,11 @@ async def record_dose(request: Request, pid: str) -> Any:
 @router.post("/patients/{pid}/symptoms")
 async def record_rating(request: Request, pid: str) -> Any:
     return await _change(request, pid, "rating", "symptoms", await _form(request))
+
+
+@router.post("/patients/{pid}/entered-in-error")
+async def mark_entered_in_error(request: Request, pid: str) -> Any:
+    return await _change(request, pid, "void", "correct", await _form(request))
 
 
 @router.post("/patients/{pid}/assessments")
