@@ -1198,3 +1198,52 @@ async def test_a_wrong_entry_is_marked_entered_in_error_never_deleted(site, loca
     assert trail == [("entered_in_error", {"reason": "another patient's result"})]
     again = await local.post(f"/patients/{pid}/entered-in-error", data=data)
     assert again.status_code == 422, "an entry is marked once"
+
+
+@pytest.mark.asyncio
+async def test_a_review_rates_every_followed_symptom_and_details_are_recorded_on_the_web(
+    site, local
+):
+    pid = await add_patient(local, conditions=[])
+    for sid in ("paresthesia", "fatigue"):
+        body = {"symptom": sid, "rating": "severe", "date": days_ago(30)}
+        assert (await api_post(local, f"/api/v1/patients/{pid}/symptoms", body)).status_code == 201
+    page = (await local.get(f"/patients/{pid}")).text
+    review = page.split('id="review-form"')[1].split("</form>")[0]
+    assert 'name="rate_paresthesia"' in review and 'name="rate_fatigue"' in review
+    assert "checked" not in review, "no answer is chosen for the nurse"
+    single = page.split('id="rating-form"')[1].split("</form>")[0]
+    assert "checked" not in single
+    empty = await local.post(
+        f"/patients/{pid}/review", data={"csrf_token": csrf_in(page), "date": days_ago(0)}
+    )
+    assert empty.status_code == 422 and "rate at least one symptom" in empty.text
+    done = await local.post(
+        f"/patients/{pid}/review",
+        data={
+            "csrf_token": csrf_in(page),
+            "date": days_ago(0),
+            "rate_paresthesia": "mild",
+            "rate_fatigue": "none",
+        },
+    )
+    assert done.status_code == 303
+    ratings = (await local.get(f"/api/v1/patients/{pid}")).json()["ratings"]
+    today = {r["symptom"]: r["rating"] for r in ratings if r["date"] == days_ago(0)}
+    assert today == {"paresthesia": "mild", "fatigue": "none"}
+
+    details = await local.post(
+        f"/patients/{pid}/details",
+        data={
+            "csrf_token": csrf_in(page),
+            "start_medication": "metformin",
+            "since": days_ago(800),
+            "add_exposure": "nitrous_oxide",
+            "pregnant": "yes",
+        },
+    )
+    assert details.status_code == 303, details.text[:300]
+    patient = (await local.get(f"/api/v1/patients/{pid}")).json()["patient"]
+    assert [m["id"] for m in patient["medications"]] == ["metformin"]
+    assert [e["id"] for e in patient["exposures"]] == ["nitrous_oxide"]
+    assert patient["pregnant"] is True

@@ -167,6 +167,17 @@ def patient_json(p: Patient) -> dict[str, Any]:
         "diet": p.diet,
         "ethnicity": p.ethnicity,
         "conditions": [c.condition_id for c in p.conditions],
+        "medications": [
+            {
+                "id": m.medication_id,
+                "started_on": m.started_on.isoformat() if m.started_on else None,
+                "stopped_on": m.stopped_on.isoformat() if m.stopped_on else None,
+            }
+            for m in p.medications
+        ],
+        "exposures": [{"id": e.exposure_id, "ongoing": e.ongoing} for e in p.exposures],
+        "pregnant": p.pregnant,
+        "breastfeeding": p.breastfeeding,
         "profile": p.profile,
         "created_at": _dt(p.created_at),
     }

@@ -42,6 +42,8 @@ SAVED = {
     "assessment": "Assessment saved.",
     "calendar": "New calendar link made; the old one no longer works.",
     "void": "Entry marked as entered in error; it is no longer part of the assessment.",
+    "review": "Review saved.",
+    "details": "Changes saved.",
 }
 DUE_WINDOWS = (7, 14, 30, 90)
 RECORD_ANYWAY = "Record anyway"  # the dose form's confirmation box (patient.html)
@@ -400,6 +402,31 @@ async def _change(request: Request, pid: str, kind: str, anchor: str, form: dict
                 rating=form.get("rating", ""),
                 rated_on=_required_date(form, "date"),
             )  # fmt: skip
+        elif kind == "review":
+            day = _required_date(form, "date")
+            chosen = [
+                (sid, form[f"rate_{sid}"])
+                for sid in dict.fromkeys(r.symptom_id for r in p.ratings)
+                if form.get(f"rate_{sid}")
+            ]
+            if not chosen:
+                raise InputError.single("review", "rate at least one symptom")
+            for sid, rating in chosen:
+                entries.add_rating(
+                    s, kb, visitor.actor, now, p, symptom=sid, rating=rating, rated_on=day
+                )
+        elif kind == "details":
+            start = form.get("start_medication", "")
+            stop = form.get("stop_medication", "")
+            pregnant = {"yes": True, "no": False}.get(form.get("pregnant", ""))
+            patients.update(
+                s, kb, visitor.actor, now, p,
+                start_medications=[(start, _date(form, "since"))] if start else [],
+                stop_medications=[(stop, _required_date(form, "stopped"))] if stop else [],
+                add_conditions=[form["add_condition"]] if form.get("add_condition") else [],
+                add_exposures=[form["add_exposure"]] if form.get("add_exposure") else [],
+                pregnant=pregnant if pregnant != p.pregnant else None,
+            )  # fmt: skip
         elif kind == "void":
             what, _, number = form.get("entry", "").partition(":")
             if not number.isdigit():
@@ -448,6 +475,16 @@ async def record_dose(request: Request, pid: str) -> Any:
 @router.post("/patients/{pid}/symptoms")
 async def record_rating(request: Request, pid: str) -> Any:
     return await _change(request, pid, "rating", "symptoms", await _form(request))
+
+
+@router.post("/patients/{pid}/review")
+async def record_review(request: Request, pid: str) -> Any:
+    return await _change(request, pid, "review", "symptoms", await _form(request))
+
+
+@router.post("/patients/{pid}/details")
+async def record_details(request: Request, pid: str) -> Any:
+    return await _change(request, pid, "details", "record", await _form(request))
 
 
 @router.post("/patients/{pid}/entered-in-error")
