@@ -410,10 +410,26 @@ def test_clinician_form_result_and_calendar(tab: Tab) -> None:
     page.locator("#age_years").fill("58")
     page.locator("#sex").select_option("female")
     page.locator("#cond_pernicious_anemia").check()
-    page.locator("#sym_paresthesia").check()
+    # Red flags first, each answered; then symptoms are added by name, not scrolled for.
+    flags = page.locator(".red-flag-block input[value=no]")
+    assert flags.count() >= 5
+    for i in range(flags.count()):
+        flags.nth(i).check()
+    expect(page.locator("tr[data-symptom]:visible")).to_have_count(0)
+    search = page.locator("#symptom-search")
+    search.fill("Paraesthesia")
+    search.press("Enter")
+    expect(page.locator("#sym_paresthesia_onset")).to_be_focused()
+    expect(page.locator("#sym_paresthesia")).to_be_checked()
     page.locator("#sym_paresthesia_onset").select_option("gradual")
     page.locator("#sym_paresthesia_weeks").fill("20")
-    page.locator("#sym_balance_problems").check()
+    search.fill("weak")  # more than one match: says so, adds nothing
+    search.press("Enter")
+    expect(page.locator("#symptom-search-status")).to_contain_text("pick one")
+    search.fill("poor balance")  # the plain name works too
+    search.press("Enter")
+    expect(page.locator("#sym_balance_problems")).to_be_checked()
+    expect(page.locator("tr[data-symptom]:visible")).to_have_count(2)
     page.locator("#lab_total_b12_value").fill("120")
     page.locator("#lab_total_b12_unit").select_option("pmol/L")
     week_ago = (dt.date.today() - dt.timedelta(days=7)).isoformat()

@@ -12,6 +12,7 @@ import pytest
 import pytest_asyncio
 
 from b12dx import examples
+from b12dx.knowledge import load_knowledge
 from b12dx.web.app import create_app
 
 pytestmark = pytest.mark.asyncio
@@ -22,6 +23,15 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app())
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
         yield c
+
+
+def red_flags(answer: str = "no", **answers: str) -> dict[str, str]:
+    """The clinician form's red-flag block, every one answered (``answer`` unless named)."""
+    return {
+        f"sym_{sid}": answers.get(sid, answer)
+        for sid, s in load_knowledge().symptoms.items()
+        if s.group == "red_flag"
+    }
 
 
 def banner(html: str) -> str:
@@ -99,6 +109,7 @@ async def test_clinician_result_shows_pathway_schedule_chart_and_sources(client)
         "lab_total_b12_value": "120",
         "lab_total_b12_unit": "pmol/L",
         "lab_total_b12_date": (today - dt.timedelta(days=7)).isoformat(),
+        **red_flags(),
     }
     r = await client.post("/clinician", data=form)
     assert r.status_code == 200, r.text[:500]
@@ -130,9 +141,30 @@ async def test_clinician_json_box_takes_a_contract_record(client) -> None:
 
 
 async def test_clinician_form_errors_name_the_field(client) -> None:
-    r = await client.post("/clinician", data={"age_years": "40", "lab_mma_value": "abc"})
+    r = await client.post(
+        "/clinician", data={"age_years": "40", "lab_mma_value": "abc", **red_flags()}
+    )
     assert r.status_code == 422
     assert "labs.mma.value" in r.text and "not a number" in r.text
+
+
+async def test_clinician_form_needs_an_answer_to_every_red_flag(client) -> None:
+    """None is assumed absent: an unanswered red flag is named and the form comes back
+    with what was entered; a 'yes' is an emergency, a 'no' is not a symptom."""
+    answers = red_flags()
+    skipped = next(iter(answers))
+    del answers[skipped]
+    form = {"age_years": "40", "lab_total_b12_value": "120", "lab_total_b12_unit": "pmol/L"}
+    r = await client.post("/clinician", data={**form, **answers})
+    assert r.status_code == 422
+    assert f"symptoms.{skipped.removeprefix('sym_')}" in r.text and "answer yes or no" in r.text
+    assert 'value="120"' in r.text
+    assert r.text.count("answer yes or no") == 1
+
+    r = await client.post("/clinician", data={**form, **red_flags()})
+    assert r.status_code == 200 and banner(r.text) != "emergency"
+    r = await client.post("/clinician", data={**form, **red_flags(**{skipped[4:]: "yes"})})
+    assert r.status_code == 200 and banner(r.text) == "emergency"
 
 
 async def test_the_check_tells_a_patient_each_step_in_words_that_fit_it(client) -> None:

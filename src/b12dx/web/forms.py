@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from b12dx.errors import InputError
+from b12dx.errors import FieldError, InputError
 from b12dx.knowledge.loader import Knowledge
 
 FormData = Mapping[str, str]
@@ -223,12 +223,19 @@ def clinician_record(form: FormData, kb: Knowledge) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise InputError.single("record_json", "must be a JSON object")
         return data
+    unanswered = [
+        FieldError(f"symptoms.{sid}", f"answer yes or no: {s.clinical_name}", "yes, no")
+        for sid, s in kb.symptoms.items()
+        if s.group == "red_flag" and form.get(f"sym_{sid}") not in ("yes", "no")
+    ]
+    if unanswered:  # the form's red-flag block asks each one; none is assumed absent
+        raise InputError(unanswered)
     record = _common(form)
     if form.get("as_of"):
         record["as_of"] = form["as_of"]
     symptoms = []
     for sid in kb.symptoms:
-        if not form.get(f"sym_{sid}"):
+        if form.get(f"sym_{sid}") != "yes":  # "no" is the red-flag block's explicit answer
             continue
         entry: dict[str, Any] = {"id": sid}
         if form.get(f"sym_{sid}_onset") in ("gradual", "sudden"):

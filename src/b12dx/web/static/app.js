@@ -30,6 +30,56 @@
     limit(true);
   });
 
+  // The clinician form: symptoms are added by name (type-ahead); only those added are
+  // listed, each with its details. Without this script every symptom is listed.
+  var picker = document.querySelector(".symptom-picker");
+  if (picker) {
+    var rows = Array.prototype.slice.call(picker.querySelectorAll("tr[data-symptom]"));
+    var search = picker.querySelector("#symptom-search");
+    var table = picker.querySelector("table.symptoms");
+    var sync = function () {
+      rows.forEach(function (row) {
+        row.hidden = !row.querySelector("input[type=checkbox]").checked;
+      });
+      table.hidden = rows.every(function (row) { return row.hidden; });
+    };
+    var status = picker.querySelector("#symptom-search-status");
+    var names = function (r) {
+      return [r.getAttribute("data-name"), r.getAttribute("data-lay")].map(function (n) {
+        return n.toLowerCase();
+      });
+    };
+    var add = function () {
+      var wanted = search.value.trim().toLowerCase();
+      if (!wanted) { return; }
+      // The clinical or plain name exactly, else the one symptom whose names contain it.
+      var found = rows.filter(function (r) { return names(r).indexOf(wanted) >= 0; });
+      if (found.length !== 1) {
+        found = rows.filter(function (r) {
+          return names(r).some(function (n) { return n.indexOf(wanted) >= 0; });
+        });
+      }
+      if (found.length !== 1) {
+        status.textContent = found.length
+          ? found.length + " symptoms match \u201c" + search.value.trim() + "\u201d: pick one from the list."
+          : "No symptom matches \u201c" + search.value.trim() + "\u201d.";
+        return;
+      }
+      var row = found[0];
+      status.textContent = row.getAttribute("data-name") + " added.";
+      row.querySelector("input[type=checkbox]").checked = true;
+      sync();
+      search.value = "";
+      row.querySelector("select").focus();
+    };
+    picker.querySelector(".picker").hidden = false;
+    search.addEventListener("change", add);
+    search.addEventListener("keydown", function (event) {
+      if (event.key === "Enter") { event.preventDefault(); add(); }
+    });
+    sync();
+  }
+
   // The patient check: one step at a time, each its own history entry (the phone's back
   // gesture goes back one step), Back, a progress line with the step's name, Enter moves
   // on, an explicit answer where one is needed, and after each step the server is asked
