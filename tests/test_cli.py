@@ -330,3 +330,23 @@ def test_explain_prints_readable_text_not_python(capsys, monkeypatch) -> None:
     assert code == 0
     assert "{'" not in out and "[{" not in out and "': " not in out
     assert "phase: maintenance; every months: 2" in out
+
+
+def test_units_print_as_written_and_si_only_when_it_differs(capsys, monkeypatch, tmp_path) -> None:
+    """MMA in µmol/L (the contract spells it umol/L) is shown with the micro sign and no SI
+    column repeating it; a homocysteine in mg/L gets its SI value in µmol/L beside it."""
+    monkeypatch.setenv("COLUMNS", "120")
+    record = {
+        "age_years": 60,
+        "labs": [
+            {"test": "mma", "value": 0.52, "unit": "umol/L", "date": "2026-11-18"},
+            {"test": "homocysteine", "value": 2.7, "unit": "mg/L", "date": "2026-11-18"},
+        ],
+    }
+    code, out, err = run(capsys, "assess", write(tmp_path, record), "--as-of", "2026-11-21")
+    assert code == 0, err
+    assert "umol" not in out
+    mma = next(line for line in out.splitlines() if line.startswith("│ Methylmalonic"))
+    assert mma.count("µmol/L") == 1, mma
+    hcy = next(line for line in out.splitlines() if line.startswith("│ Total homocysteine"))
+    assert "2.7 mg/L" in hcy and "µmol/L" in hcy, hcy

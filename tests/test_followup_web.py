@@ -830,7 +830,7 @@ async def test_the_timeline_forms_record_and_show_errors_with_the_answers_kept(s
         assert r.headers["location"].startswith(f"/patients/{pid}?saved=")
     shown = await secure.get(r.headers["location"])
     assert "New calendar link made" in shown.text
-    assert 'data-test="mma"' in shown.text and "0.9 umol/L" in shown.text
+    assert 'data-test="mma"' in shown.text and "0.9 µmol/L" in shown.text
     assert 'data-symptom="leg_weakness"' in shown.text
     assert "hydroxocobalamin 1 mg IM, by nurse.a" in shown.text
 

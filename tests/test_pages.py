@@ -187,3 +187,18 @@ async def test_the_check_tells_a_patient_each_step_in_words_that_fit_it(client) 
     assert banner(r.text) == "soon"
     assert "endoscopy" in r.text
     assert "blood specialist today" not in r.text
+
+
+async def test_clinician_result_prints_units_as_written(client) -> None:
+    record = {
+        "age_years": 60,
+        "as_of": "2026-11-21",
+        "labs": [{"test": "mma", "value": 0.52, "unit": "umol/L", "date": "2026-11-18"}],
+    }
+    r = await client.post("/clinician", data={"record_json": json.dumps(record)})
+    assert r.status_code == 200
+    row = re.search(r"<tr class=\"band-[a-z]+\"><th scope=\"row\">Methylmalonic.*?</tr>", r.text)
+    assert row, "no MMA row"
+    assert row.group(0).count("µmol/L") == 1 and "umol" not in row.group(0)
+    form = await client.get("/clinician")
+    assert '<option value="umol/L" >µmol/L</option>' in form.text.replace("  ", " ")

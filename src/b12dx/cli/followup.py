@@ -25,6 +25,7 @@ import typer
 
 from b12dx.cli import followup_work as base
 from b12dx.errors import B12dxError, FieldError, InputError
+from b12dx.knowledge.wording import unit_words
 
 patient_app = typer.Typer(
     help="People followed over time: add, list, show, update, assess, export, import.",
@@ -503,7 +504,7 @@ def record_lab(
             reference_high=reference_high,
         )
         shown = (
-            f"{entry.value_number:g} {entry.unit or ''}".strip()
+            f"{entry.value_number:g} {unit_words(entry.unit)}".strip()
             if entry.value_number is not None
             else entry.value_text
         )

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from b12dx.engine.schedule import dose_runs
 from b12dx.knowledge.loader import load_knowledge
-from b12dx.knowledge.wording import feature_words, short_lab_name
+from b12dx.knowledge.wording import feature_words, short_lab_name, unit_words
 from b12dx.models.assessment import Assessment
 from b12dx.numbers import format_si
 
@@ -86,7 +86,7 @@ def render_brief(a: Assessment, console: Console | None = None) -> None:
         rows = []
         for lab in a.labs:
             value = f"{lab.value:g}" if isinstance(lab.value, int | float) else str(lab.value)
-            written = f"{value} {lab.unit or ''}".strip()
+            written = f"{value} {unit_words(lab.unit)}".strip()
             when = f" ({lab.date})" if lab.date else ""
             rows.append(
                 ("•", f"{short_lab_name(kb, lab.test)} {written}: [bold]{lab.band}[/]{when}")
@@ -156,16 +156,15 @@ def render(a: Assessment, console: Console | None = None) -> None:
         for col in ("Test", "Result", "SI", "Band", "Date", "Lab's range"):
             labs.add_column(col)
         for lab in a.labs:
-            si = (
-                f"{format_si(lab.value_si, kb.labs[lab.test].si_decimals)} {lab.unit_si}"
-                if lab.value_si is not None
-                else ""
-            )
+            si = ""
+            if lab.value_si is not None and lab.unit != lab.unit_si:  # not the same twice
+                si_value = format_si(lab.value_si, kb.labs[lab.test].si_decimals)
+                si = f"{si_value} {unit_words(lab.unit_si)}"
             band = lab.band if lab.used_for_status else f"[dim]{lab.band} (not used)[/]"
             style = "bold red" if lab.band in ("deficient", "elevated", "positive") else ""
             labs.add_row(
                 short_lab_name(kb, lab.test),
-                f"{lab.value} {lab.unit or ''}".strip(),
+                f"{lab.value} {unit_words(lab.unit)}".strip(),
                 si,
                 f"[{style}]{band}[/]" if style else band,
                 str(lab.date or ""),

@@ -10,6 +10,7 @@ from b12dx.engine.explain import explained
 from b12dx.engine.schedule import add_months
 from b12dx.engine.units import family_base, find_unit
 from b12dx.knowledge.loader import Knowledge
+from b12dx.knowledge.wording import unit_words
 from b12dx.models.assessment import LabItem
 from b12dx.models.knowledge import BandRule, LabTest, LabUnit, Profile
 from b12dx.models.patient import LabResult, PatientRecord
@@ -73,6 +74,7 @@ def apply_cutoffs(rule: BandRule, value: float) -> str:
 def describe_band(rule: BandRule, band: str, unit: str) -> str:
     """The range a band covers, e.g. '180-350 ng/L' or 'above 350 ng/L'."""
     lower: str | None = None
+    unit = unit_words(unit)
     for cut in rule.cutoffs:
         bound = cut.below if cut.below is not None else cut.upto
         if cut.band == band:
@@ -102,9 +104,9 @@ def _reference_band(rule_bands: set[str], lab: LabResult, value: float) -> str |
 def result_text(test: LabTest, value: float, unit: str, si: float) -> str:
     """A result as the reports write it: "Haemoglobin 7.9 g/dL (79 g/L)", the SI value
     added when it was recorded in another unit."""
-    shown = f"{test.name} {value:g} {unit}"
+    shown = f"{test.name} {value:g} {unit_words(unit)}"
     if unit != test.si_unit:
-        shown += f" ({format_si(si, test.si_decimals)} {test.si_unit})"
+        shown += f" ({format_si(si, test.si_decimals)} {unit_words(test.si_unit)})"
     return shown
 
 
@@ -135,7 +137,7 @@ def _interpret_numeric(
         # A laboratory's own upper limit takes precedence over the profile's default.
         rule_id = "lab.mma_lab_limit"
         band = "elevated" if value > lab.reference_high else "normal"
-        range_text = f"laboratory upper limit {lab.reference_high:g} {unit.unit}"
+        range_text = f"laboratory upper limit {lab.reference_high:g} {unit_words(unit.unit)}"
     si_rounded = rounded_float(si, test.si_decimals)
     text = f"{result_text(test, value, unit.unit, si)}: {band}"
     if range_text:

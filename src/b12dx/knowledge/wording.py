@@ -37,3 +37,11 @@ def short_lab_name(kb: Knowledge, test: str) -> str:
     columns."""
     name = kb.labs[test].name if test in kb.labs else test
     return name.split(" (")[0]
+
+
+def unit_words(unit: str | None) -> str:
+    """A unit as a person writes it: "umol/L" (the contract's ASCII spelling) is shown as
+    "µmol/L", "ug/L" as "µg/L"; everything else as given."""
+    if not unit:
+        return ""
+    return "µ" + unit[1:] if unit.startswith(("umol", "ug")) else unit

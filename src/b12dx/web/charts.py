@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from b12dx.engine.labs import band_rule
 from b12dx.engine.units import family_base, find_unit
 from b12dx.knowledge.loader import Knowledge
+from b12dx.knowledge.wording import unit_words
 from b12dx.models.assessment import LabItem
 from b12dx.models.knowledge import Profile
 from b12dx.models.patient import PatientRecord
@@ -191,6 +192,7 @@ def lab_charts(
             continue
         test = kb.labs[test_id]
         unit = test.si_unit or ""
+        said = unit_words(unit)  # as a person writes it: µmol/L
         cuts = thresholds_si(kb, profile, record, test_id)
         top = _nice_ceiling(max([si for _, si in rows] + [v for v, _ in cuts]) * 1.15)
         axis = time_axis([lab.taken_on for lab, _ in rows], LEFT, WIDTH - RIGHT)
@@ -204,9 +206,9 @@ def lab_charts(
         points = []
         for lab, si in rows:
             assert lab.value_number is not None
-            recorded = f"{lab.value_number:g} {lab.unit}"
+            recorded = f"{lab.value_number:g} {unit_words(lab.unit)}"
             band = bands.get((test_id, lab.taken_on, lab.value_number))
-            shown = recorded if lab.unit == unit else f"{recorded} = {si_text(si)} {unit}"
+            shown = recorded if lab.unit == unit else f"{recorded} = {si_text(si)} {said}"
             title = f"{day_label(lab.taken_on)}: {shown}" + (f" ({band})" if band else "")
             points.append(
                 LabPoint(
@@ -218,11 +220,11 @@ def lab_charts(
         first, last = points[0], points[-1]
         description = (
             f"{len(points)} result{'s' if len(points) != 1 else ''} from "
-            f"{day_label(first.day)} to {day_label(last.day)}; latest {si_text(last.si)} {unit}"
+            f"{day_label(first.day)} to {day_label(last.day)}; latest {si_text(last.si)} {said}"
             + (f" ({last.band})" if last.band else "")
-            + (f"; first {si_text(first.si)} {unit}" if len(points) > 1 else "")
+            + (f"; first {si_text(first.si)} {said}" if len(points) > 1 else "")
             + (
-                ". Thresholds: " + "; ".join(label for _, label in cuts) + f" {unit}"
+                ". Thresholds: " + "; ".join(label for _, label in cuts) + f" {said}"
                 if cuts
                 else ""
             )

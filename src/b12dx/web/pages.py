@@ -16,7 +16,7 @@ from b12dx.engine.assess import assess
 from b12dx.engine.schedule import dose_runs
 from b12dx.errors import InputError
 from b12dx.knowledge.loader import load_knowledge
-from b12dx.knowledge.wording import feature_words
+from b12dx.knowledge.wording import feature_words, unit_words
 from b12dx.models.assessment import Assessment
 from b12dx.numbers import format_si
 from b12dx.web import forms
@@ -43,6 +43,7 @@ def number_as_written(value: Any) -> str:
 
 
 templates.env.filters["num"] = number_as_written
+templates.env.filters["unit"] = unit_words
 
 URGENCY_HEADLINE = {
     "emergency": "Call emergency services or go to the emergency department now",
