@@ -644,6 +644,11 @@ def test_the_screening_report_is_accessible(tab: Tab, tmp_path: Path) -> None:
     page = tab.page
     page.goto((out / "report.html").as_uri())
     expect(page.locator("h1")).to_have_count(1)
+    # The breakdown by practice: its funnel plot drawn, the other gaps' one click away.
+    expect(page.locator("#by-site")).to_be_visible()
+    expect(page.locator("svg[aria-labelledby^='funnel-0'] circle")).not_to_have_count(0)
+    page.locator("summary", has_text="Funnel plot").first.click()
+    expect(page.locator("svg[aria-labelledby^='funnel-1']")).to_be_visible()
     shot(page, "screening-report")
     page.set_viewport_size(PHONE)
     assert no_horizontal_scroll(page), "the screening report scrolls sideways on a phone"

@@ -99,6 +99,21 @@ def _date(value: Any) -> dt.date | None:
     return to_date(value)[0]
 
 
+def _care_site(patient: Mapping[str, Any]) -> str | None:
+    """Where the patient is registered: managingOrganization, else the first
+    generalPractitioner that is an Organization (the practice), else the first one (a
+    named GP); by its display, else its reference."""
+    gps = [g for g in patient.get("generalPractitioner") or [] if isinstance(g, Mapping)]
+    gps.sort(key=lambda g: not str(g.get("reference", "")).startswith("Organization/"))
+    refs = [_object(patient, "managingOrganization"), *gps]
+    for ref in refs:
+        for key in ("display", "reference"):
+            value = ref.get(key)
+            if isinstance(value, str) and value.strip():
+                return value.strip()[:200]
+    return None
+
+
 def _period_start(resource: Mapping[str, Any], prefix: str) -> dt.date | None:
     period = resource.get(f"{prefix}Period")
     start = period.get("start") if isinstance(period, Mapping) else None
@@ -153,6 +168,7 @@ class _Mapper:
                 "birth_date": _date(r.get("birthDate")),
                 "sex": r.get("gender"),
                 "death_date": _date(r.get("deceasedDateTime")),
+                "care_site": _care_site(r),
             },
         )
 

@@ -15,7 +15,8 @@ Tables, as the FHIR loader maps the same facts (``load_fhir``):
 
 - person: birth date from birth_datetime, else year/month/day_of_birth (a missing month
   or day is taken as the latest possible, so nobody is screened before min_age); sex from
-  gender_concept_id (screening.yaml ``omop_gender``); death_date from ``death`` if present.
+  gender_concept_id (screening.yaml ``omop_gender``); death_date from ``death`` if present;
+  care_site from care_site_id, named by ``care_site`` when it has the row.
 - drug_exposure: a B12 medicine given by a maintenance route (screening.yaml
   ``maintenance.routes``: route_concept_id's code, else route_source_value's word,
   ``lookups.route_table``) is a dose (b12_dose, with the B12 named by fhir.yaml
@@ -61,7 +62,12 @@ _ID, _INT, _NUM, _TEXT, _DATE, _TS = "BIGINT", "INTEGER", "DOUBLE", "VARCHAR", "
 SOURCES: dict[str, _Source] = {
     "person": _Source(
         (("person_id", _ID), ("gender_concept_id", _ID), ("year_of_birth", _INT)),
-        (("month_of_birth", _INT), ("day_of_birth", _INT), ("birth_datetime", _TS)),
+        (
+            ("month_of_birth", _INT),
+            ("day_of_birth", _INT),
+            ("birth_datetime", _TS),
+            ("care_site_id", _ID),
+        ),
     ),
     "drug_exposure": _Source(
         (("person_id", _ID), ("drug_concept_id", _ID), ("drug_exposure_start_date", _DATE)),
@@ -122,6 +128,7 @@ OPTIONAL_SOURCES: dict[str, _Source] = {
         (("min_levels_of_separation", _INT),),
     ),
     "death": _Source((("person_id", _ID), ("death_date", _DATE))),
+    "care_site": _Source((("care_site_id", _ID),), (("care_site_name", _TEXT),)),
     "observation_period": _Source(
         (
             ("person_id", _ID),
@@ -380,9 +387,16 @@ def _sql(kb: Knowledge, type_concepts: tuple[int, ...] = ()) -> dict[str, str]:
                                  ELSE make_date(p.year_of_birth,
                                                 coalesce(p.month_of_birth, 12),
                                                 p.day_of_birth) END) AS birth_date,
-                   g.sex, d.death_date
+                   g.sex, d.death_date,
+                   CASE WHEN p.care_site_id IS NOT NULL
+                        THEN coalesce(nullif(trim(cs.care_site_name), ''),
+                                      'care site ' || CAST(p.care_site_id AS VARCHAR))
+                        END AS care_site
             FROM src_person p
             LEFT JOIN kb_gender g ON g.gender_concept_id = p.gender_concept_id
+            LEFT JOIN (SELECT care_site_id, min(care_site_name) AS care_site_name
+                       FROM src_care_site GROUP BY care_site_id) cs
+                   ON cs.care_site_id = p.care_site_id
             LEFT JOIN (SELECT person_id, min(death_date) AS death_date FROM src_death
                        GROUP BY person_id) d ON d.person_id = p.person_id""",
         "drugs": f"""CREATE TABLE drugs AS {dose_or_course}""",

@@ -31,6 +31,10 @@ PERSON = pa.schema(
         ("birth_date", pa.date32()),
         ("sex", pa.string()),
         ("death_date", pa.date32()),
+        # The practice or care site the person is registered with, where the input says
+        # (OMOP person.care_site_id, FHIR Patient.managingOrganization or
+        # generalPractitioner): the report's breakdown by site. Null when not recorded.
+        ("care_site", pa.string()),
     ]
 )
 MEDICATION = pa.schema(

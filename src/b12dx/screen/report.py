@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from b12dx.knowledge.loader import Knowledge
+from b12dx.screen.report_sites import care_site_section
 from b12dx.screen.rules import GAPS
 from b12dx.screen.run import ScreenResult
 
@@ -290,6 +291,7 @@ A gap is a prompt to review the record, not a diagnosis.</p>
 {_gap_table(result, kb, counts)}
 {_bars("Patients per gap", [(_label(kb, g), counts.get(g, 0)) for g in _priority(kb)])}
 {_age_table(result, kb)}
+{care_site_section(result, _priority(kb), lambda g: _label(kb, g))}
 {
         _bars(
             "Flagged patients per risk factor",

@@ -169,7 +169,7 @@ def _screened(rows: ir.Table, t: Tables, th: Thresholds, kb: Knowledge) -> ir.Ta
     their age band. Ages are computed after the join, for the flagged rows only, not the
     whole population."""
     p = _observed(t, th)
-    j = rows.join(p, "person_id").select(rows, p.birth_date, p.death_date)
+    j = rows.join(p, "person_id").select(rows, p.birth_date, p.death_date, p.care_site)
     return _alive_adults_with_band(j, th, kb)
 
 
@@ -179,6 +179,14 @@ def population_expr(t: Tables, kb: Knowledge, profile: Profile, as_of: dt.date) 
     th = thresholds(kb, profile, as_of)
     p = _alive_adults_with_band(_observed(t, th).select("birth_date", "death_date"), th, kb)
     return p.group_by("age_band").aggregate(people=p.count()).order_by("age_band")
+
+
+def care_site_expr(t: Tables, kb: Knowledge, profile: Profile, as_of: dt.date) -> ir.Table:
+    """People screened per care site (null: not recorded): the sites' denominators."""
+    th = thresholds(kb, profile, as_of)
+    p = _observed(t, th).select("birth_date", "death_date", "care_site")
+    p = _alive_adults_with_band(p, th, kb)
+    return p.group_by("care_site").aggregate(people=p.count()).order_by("care_site")
 
 
 def all_current_courses(t: Tables, th: Thresholds, medication_ids: list[str]) -> ir.Table:
@@ -729,7 +737,7 @@ _BUILDERS = {
 
 def build_gaps(t: Tables, kb: Knowledge, profile: Profile, as_of: dt.date) -> ir.Table:
     """One row per flagged person and gap: person_id, gap, rule_id, sources, reasons,
-    as_of, age_band, risk_factors. Only people alive and adult on as_of are screened."""
+    as_of, age_band, care_site, risk_factors. Only people alive and adult on as_of are screened."""
     th = thresholds(kb, profile, as_of)
     risk_ids = kb.screening.untested_at_risk.risk_factors
     medicines = {"folic_acid", *(kb.risk_factors["metformin"].trigger.medication or ["metformin"])}
@@ -768,6 +776,7 @@ def build_gaps(t: Tables, kb: Knowledge, profile: Profile, as_of: dt.date) -> ir
         gaps.reasons,
         as_of=ibis.literal(as_of),
         age_band=gaps.age_band,
+        care_site=gaps.care_site,
         risk_factors=ibis.coalesce(per_person.risk_factors, ibis.literal([], type="array<string>")),
     )
     return out.order_by(["gap", "person_id"])

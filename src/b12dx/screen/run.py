@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.knowledge import Profile
 from b12dx.screen.model import SCHEMAS, ScreeningTables
-from b12dx.screen.rules import build_gaps, population_expr, summary_expr
+from b12dx.screen.rules import build_gaps, care_site_expr, population_expr, summary_expr
 
 ENGINES = ("duckdb", "spark")
 # The steps ``screen`` announces through ``step`` (for a progress bar).
@@ -52,6 +52,8 @@ class ScreenResult:
     population: pa.Table  # age_band, people (screened)
     # FHIR resources the loader did not use, per reason (OMOP rows are not counted yet).
     left_out: dict[str, int] = field(default_factory=dict)
+    # care_site, people (screened); one null row when the input names no sites.
+    care_sites: pa.Table | None = None
 
 
 @contextmanager
@@ -155,9 +157,13 @@ def screen_tables(
         say("counting per gap, age band and risk factor")
         records = int(t["person"].count().to_pyarrow().as_py())
         population = population_expr(t, kb, profile, as_of).to_pyarrow()
+        care_sites = care_site_expr(t, kb, profile, as_of).to_pyarrow()
         summary = con.to_pyarrow(summary_expr(ibis.memtable(gaps)))
     people = sum(population.column("people").to_pylist())
-    return ScreenResult(gaps, summary, as_of, profile.id, engine, people, records, population)
+    return ScreenResult(
+        gaps, summary, as_of, profile.id, engine, people, records, population,
+        care_sites=care_sites,
+    )  # fmt: skip
 
 
 def csv_ready(table: pa.Table) -> pa.Table:
@@ -172,8 +178,9 @@ def csv_ready(table: pa.Table) -> pa.Table:
 
 
 def write_outputs(result: ScreenResult, out: Path) -> dict[str, Path]:
-    """gaps.parquet, gaps.csv, summary.csv and population.csv in ``out``. Each is written
-    under a temporary name and renamed into place, so a file never holds half a result."""
+    """gaps.parquet, gaps.csv, summary.csv, population.csv and care_sites.csv in ``out``.
+    Each is written under a temporary name and renamed into place, so a file never holds
+    half a result."""
     out.mkdir(parents=True, exist_ok=True)
     writers: dict[str, Callable[[Path], None]] = {
         "gaps.parquet": lambda p: pq.write_table(result.gaps, p),
@@ -181,6 +188,9 @@ def write_outputs(result: ScreenResult, out: Path) -> dict[str, Path]:
         "summary.csv": lambda p: pacsv.write_csv(result.summary, p),
         "population.csv": lambda p: pacsv.write_csv(result.population, p),
     }
+    if result.care_sites is not None:  # people screened per care site: the sites' denominators
+        sites = result.care_sites
+        writers["care_sites.csv"] = lambda p: pacsv.write_csv(sites, p)
     paths = {}
     for name, write in writers.items():
         paths[name] = out / name

@@ -21,7 +21,7 @@ import orjson
 from b12dx.fhir.codes import code_index
 from b12dx.knowledge.loader import Knowledge
 from b12dx.screen.synth_events import RESULT_UNITS, Concepts, Records, Rows
-from b12dx.screen.synth_population import Population
+from b12dx.screen.synth_population import Population, practice_of
 
 RESOURCE_TYPES = (
     "Patient",
@@ -69,8 +69,10 @@ class FhirWriter:
         births = self._dates(pop.birth_day)
         self._emit("Patient", [
             {"resourceType": "Patient", "id": str(p), "gender": "female" if f else "male",
-             "birthDate": b}
-            for p, f, b in zip(pop.person.tolist(), pop.female.tolist(), births, strict=True)
+             "birthDate": b, "managingOrganization": {
+                 "reference": f"Organization/practice-{s}", "display": f"Practice {s}"}}
+            for p, f, b, s in zip(pop.person.tolist(), pop.female.tolist(), births,
+                                  practice_of(pop.person).tolist(), strict=True)
         ])  # fmt: skip
         self._conditions(rec.conditions)
         self._procedures(rec.procedures)

@@ -23,7 +23,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from b12dx.screen.synth_events import FIRST_LOCAL_CONCEPT, RESULT_UNITS, Concepts, Records, Rows
-from b12dx.screen.synth_population import Population
+from b12dx.screen.synth_population import PRACTICE_SHARES, Population, practice_of
 
 MALE, FEMALE = 8507, 8532  # OMOP Gender concepts, as the CDM requires
 I64, I32, F64, S, D, TS = (
@@ -45,6 +45,11 @@ SCHEMAS: dict[str, list[tuple[str, pa.DataType]]] = {
         ("gender_source_value", S), ("gender_source_concept_id", I32),
         ("race_source_value", S), ("race_source_concept_id", I32),
         ("ethnicity_source_value", S), ("ethnicity_source_concept_id", I32),
+    ],
+    "care_site": [
+        ("care_site_id", I64), ("care_site_name", S), ("place_of_service_concept_id", I32),
+        ("location_id", I64), ("care_site_source_value", S),
+        ("place_of_service_source_value", S),
     ],
     "condition_occurrence": [
         ("condition_occurrence_id", I64), ("person_id", I64), ("condition_concept_id", I64),
@@ -177,6 +182,7 @@ class OmopWriter:
             "day_of_birth": (d - m.astype("datetime64[D]")).astype(np.int64) + 1,
             "birth_datetime": pa.array(birth.astype("datetime64[s]"), type=TS),
             "race_concept_id": 0, "ethnicity_concept_id": 0,
+            "care_site_id": practice_of(pop.person),
             "person_source_value": pa.array(pop.person).cast(S),
             "gender_source_value": pa.array(np.where(female, "F", "M")),
         }, n))  # fmt: skip
@@ -270,6 +276,11 @@ class OmopWriter:
             "valid_start_date": pa.array([dt.date(1970, 1, 1)] * n),
             "valid_end_date": pa.array([dt.date(2099, 12, 31)] * n),
         }, n))  # fmt: skip
+        sites = np.arange(1, len(PRACTICE_SHARES) + 1)
+        self._write("care_site", _table("care_site", {
+            "care_site_id": sites, "care_site_name": [f"Practice {i}" for i in sites],
+            "place_of_service_concept_id": 0,
+        }, len(sites)))  # fmt: skip
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
