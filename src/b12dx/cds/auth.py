@@ -37,7 +37,6 @@ and the URL it is serving, and maps :class:`AuthError` to HTTP 401.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import math
@@ -55,6 +54,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from b12dx.cds.fhir_servers import FhirServer, parse_servers
 from b12dx.cds.replay import MemoryReplayCache, ReplayCache
+from b12dx.network import is_loopback
 
 __all__ = [
     "ALGORITHMS",
@@ -88,8 +88,6 @@ _MIN_RSA_BITS = 2048
 _MAX_JTI_CHARS = 256
 #: JWK members that only a private key has; a JWKS holding them is a leaked key.
 _PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
-#: Hosts for which a plain-http JWKS URL is tolerated (tests, a sidecar on the same host).
-_LOOPBACK_NAMES = frozenset({"localhost"})
 
 
 class AuthError(Exception):
@@ -233,18 +231,9 @@ def _check_jwks_url(url: str) -> None:
         raise ValueError(f'"jwks_url" {url!r} is not an absolute URL (https://host/path)')
     if parts.scheme == "https":
         return
-    if parts.scheme == "http" and _is_loopback(parts.hostname):
+    if parts.scheme == "http" and is_loopback(parts.hostname):
         return
     raise ValueError(f'"jwks_url" {url!r} must use https (plain http only for localhost/127.0.0.1)')
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # --------------------------------------------------------------------------------------

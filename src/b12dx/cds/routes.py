@@ -48,7 +48,7 @@ from b12dx.fhir.read import Resource
 from b12dx.fhir.record import record_from_resources
 from b12dx.jsonio import parse_json, parse_large_json
 from b12dx.knowledge.loader import load_knowledge
-from b12dx.web.settings import is_loopback
+from b12dx.network import is_loopback
 
 log = logging.getLogger("b12dx.cds")
 

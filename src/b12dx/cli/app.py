@@ -268,7 +268,8 @@ def serve(
 
     from b12dx.cds.auth import load_issuers
     from b12dx.cds.routes import ENV_CDS_OPEN, ENV_CORS_ORIGINS, cors_origins
-    from b12dx.web.settings import ENV_CDS_OPEN_WARNED, check_port, configure_serve, is_loopback
+    from b12dx.network import is_loopback
+    from b12dx.web.settings import ENV_CDS_OPEN_WARNED, check_port, configure_serve
 
     if cds_issuers is not None:
         os.environ["B12DX_CDS_ISSUERS"] = str(cds_issuers)

@@ -118,6 +118,12 @@ def thresholds(kb: Knowledge, profile: Profile, as_of: dt.date) -> Thresholds:
     )
 
 
+def latest_start(th: Thresholds, min_months: float) -> dt.date:
+    """The latest start date of a course at least ``min_months`` long on as_of (a month
+    is DAYS_PER_MONTH days, rounded up to whole days, as the engine counts it)."""
+    return th.as_of - dt.timedelta(days=math.ceil(min_months * DAYS_PER_MONTH))
+
+
 def _days(n: int) -> ir.IntervalScalar:
     return ibis.interval(days=n)
 
@@ -246,8 +252,7 @@ def current_courses(
     ``min_months`` long on as_of."""
     c = courses.filter(courses.medication_id.isin(medication_ids))
     if min_months:
-        latest_start = th.as_of - dt.timedelta(days=math.ceil(min_months * DAYS_PER_MONTH))
-        c = c.filter(c.course_start <= ibis.literal(latest_start))
+        c = c.filter(c.course_start <= ibis.literal(latest_start(th, min_months)))
     return c
 
 
@@ -279,7 +284,7 @@ def risk_factor_facts(
     mapped to its risk factor by a CASE expression."""
     a = ibis.literal(th.as_of)
     meds: list[tuple[str, str]] = []
-    latest_start: dict[str, dt.date] = {}
+    start_by: dict[str, dt.date] = {}
     conds: list[tuple[str, str]] = []
     finds: dict[str, list[tuple[str, str]]] = {"diet": [], "exposure": []}
     for rf_id in ids:
@@ -287,9 +292,8 @@ def risk_factor_facts(
         if trig.medication is not None:
             meds += [(m, rf_id) for m in trig.medication]
             if trig.min_duration_months:
-                days = math.ceil(trig.min_duration_months * DAYS_PER_MONTH)
                 for m in trig.medication:
-                    latest_start[m] = th.as_of - dt.timedelta(days=days)
+                    start_by[m] = latest_start(th, trig.min_duration_months)
         elif trig.condition is not None:
             conds += [(c, rf_id) for c in trig.condition]
         elif trig.diet is not None:
@@ -301,9 +305,9 @@ def risk_factor_facts(
     parts: list[ir.Table] = []
     if meds:
         c = courses.filter(courses.medication_id.isin(sorted({m for m, _ in meds})))
-        if latest_start:
+        if start_by:
             latest = ibis.cases(
-                *[(c.medication_id == m, ibis.literal(d)) for m, d in latest_start.items()],
+                *[(c.medication_id == m, ibis.literal(d)) for m, d in start_by.items()],
                 else_=ibis.literal(th.as_of),
             )
             c = c.filter(c.course_start <= latest)

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.knowledge import Profile
+from b12dx.network import LOOPBACK
 from b12dx.screen.model import SCHEMAS, ScreeningTables
 from b12dx.screen.rules import build_gaps, care_site_expr, population_expr, summary_expr
 
@@ -35,7 +36,6 @@ STEPS = 6
 DEFAULT_SPARK_MASTER = "local[*]"
 SPARK_MASTER_ENV = "B12DX_SPARK_MASTER"
 # Where a local Spark listens: this machine only.
-LOOPBACK = "127.0.0.1"
 
 Step = Callable[[str], None]
 

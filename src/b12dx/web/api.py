@@ -18,7 +18,9 @@ from b12dx.version import ENGINE_VERSION, SCHEMA_VERSION
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
 
-_ERROR = {
+# The body of every 4xx the API answers (errors.InputError.as_dict), for OpenAPI; the
+# follow-up API documents its errors with it too.
+ERROR_RESPONSE = {
     "content": {
         "application/json": {
             "schema": {
@@ -57,9 +59,9 @@ def _json(data: Any, status: int = 200) -> Response:
     "as `b12dx assess --json`. `as_of` defaults to today when the record has none.",
     responses={
         200: {"model": Assessment, "description": "The assessment"},
-        400: {"description": "Unknown profile", **_ERROR},
-        413: {"description": "Body larger than the limit", **_ERROR},
-        422: {"description": "Invalid record: each error names its field path", **_ERROR},
+        400: {"description": "Unknown profile", **ERROR_RESPONSE},
+        413: {"description": "Body larger than the limit", **ERROR_RESPONSE},
+        422: {"description": "Invalid record: each error names its field path", **ERROR_RESPONSE},
     },
     openapi_extra={
         "requestBody": {
@@ -123,7 +125,7 @@ def knowledge_topics() -> dict[str, Any]:
 @router.get(
     "/knowledge/{topic}",
     summary="Every entry of one topic",
-    responses={404: {"description": "Unknown topic", **_ERROR}},
+    responses={404: {"description": "Unknown topic", **ERROR_RESPONSE}},
 )
 def knowledge_topic(topic: str) -> Response:
     topics = load_knowledge().topics()
@@ -135,7 +137,7 @@ def knowledge_topic(topic: str) -> Response:
 @router.get(
     "/knowledge/{topic}/{entry_id}",
     summary="One entry with its sources",
-    responses={404: {"description": "Unknown topic or entry", **_ERROR}},
+    responses={404: {"description": "Unknown topic or entry", **ERROR_RESPONSE}},
 )
 def knowledge_entry(topic: str, entry_id: str) -> Response:
     kb = load_knowledge()

@@ -35,11 +35,12 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from b12dx.network import is_loopback
 from b12dx.store import users
 from b12dx.store.audit import LOCAL_PRACTICE_ID, Actor
 from b12dx.store.db import Database, open_database
 from b12dx.web.rate_limit import SlidingWindowLimiter
-from b12dx.web.settings import FollowupSettings, is_loopback
+from b12dx.web.settings import FollowupSettings
 
 T = TypeVar("T")
 CSRF_FIELD = "csrf_token"

@@ -30,7 +30,7 @@ from b12dx.store.tables import (
     Patient,
     SymptomRatingEntry,
 )
-from b12dx.web.api import _ERROR
+from b12dx.web.api import ERROR_RESPONSE
 from b12dx.web.auth import followup
 from b12dx.web.settings import check_as_of
 
@@ -257,7 +257,7 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         422: "Invalid input: each error names its field and what is accepted",
         503: "The database is unavailable",
     }
-    return {c: {"description": text[c], **_ERROR} for c in codes}
+    return {c: {"description": text[c], **ERROR_RESPONSE} for c in codes}
 
 
 READ = _responses(401, 403, 404, 422, 503)

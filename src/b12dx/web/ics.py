@@ -7,6 +7,7 @@ import uuid
 
 from icalendar import Alarm, Calendar, Event
 
+from b12dx.engine.course import route_family
 from b12dx.models.assessment import Treatment
 from b12dx.models.knowledge import Regimen, RegimenPhase
 
@@ -101,9 +102,6 @@ def _interval(phase: RegimenPhase) -> str:
     return "day" if phase.every_days == 1 else f"{phase.every_days} days"
 
 
-INJECTED = ("im", "sc", "iv")
-
-
 def followup_calendar(patient_id: str, treatment: Treatment | None, now: dt.datetime) -> bytes:
     """A stored patient's planned doses and reviews, for a calendar subscription.
 
@@ -118,7 +116,7 @@ def followup_calendar(patient_id: str, treatment: Treatment | None, now: dt.date
     cal.add("x-published-ttl", "P1D")
     if treatment is None:
         return bytes(cal.to_ical())
-    kind = "B12 injection" if treatment.route in INJECTED else "B12 dose"
+    kind = "B12 injection" if route_family(treatment.route) == "injection" else "B12 dose"
     what = f"{treatment.drug} {treatment.dose} {treatment.route.upper()}"
     for dose in treatment.schedule:
         event = Event()

@@ -13,6 +13,7 @@ from fastapi.templating import Jinja2Templates
 
 from b12dx.cds.state import CdsState
 from b12dx.engine.assess import assess
+from b12dx.engine.course import route_family
 from b12dx.engine.schedule import dose_runs
 from b12dx.errors import InputError
 from b12dx.knowledge.loader import load_knowledge
@@ -44,6 +45,7 @@ def number_as_written(value: Any) -> str:
 
 templates.env.filters["num"] = number_as_written
 templates.env.filters["unit"] = unit_words
+templates.env.filters["route_family"] = route_family  # "injection" for im, sc, iv
 
 URGENCY_HEADLINE = {
     "emergency": "Call emergency services or go to the emergency department now",

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
-import ipaddress
 import os
 import secrets
 import socket
@@ -23,31 +22,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from b12dx.errors import InputError
+from b12dx.network import is_loopback
 
 ENV_REQUIRE_LOGIN = "B12DX_REQUIRE_LOGIN"
 ENV_CSRF_SECRET = "B12DX_CSRF_SECRET"
 ENV_DATABASE_URL = "B12DX_DATABASE_URL"
 ENV_CDS_OPEN_WARNED = "B12DX_CDS_OPEN_WARNED"
 ENV_SIGN_IN_PER_MINUTE = "B12DX_SIGN_IN_PER_MINUTE"
-LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def is_loopback(host: str | None) -> bool:
-    """Whether ``host`` (a name or an address, IPv6 with or without brackets) is this
-    machine's loopback interface."""
-    if host is None:
-        return False
-    name = host.strip().lower().removeprefix("[").removesuffix("]")
-    if name in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)
