@@ -33,7 +33,7 @@ import orjson
 
 from b12dx.knowledge.loader import load_knowledge
 from b12dx.screen.model import SCHEMAS, ScreeningTables
-from b12dx.screen.synth import DEFAULT_AS_OF, generate
+from b12dx.synth.generate import DEFAULT_AS_OF, generate
 
 SAMPLE = 2_000
 CLI = "from b12dx.cli.app import app; app()"

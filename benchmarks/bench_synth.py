@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from b12dx.screen.synth import generate
+from b12dx.synth.generate import generate
 
 
 def main() -> None:

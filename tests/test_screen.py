@@ -330,7 +330,7 @@ def test_synthetic_data_is_screened_as_of_the_date_it_was_made_for(tmp_path: Pat
     --as-of wins; a manifest that gives no date is an error, not today."""
     import pyarrow.csv as pacsv
 
-    from b12dx.screen.synth import generate
+    from b12dx.synth.generate import generate
 
     made = tmp_path / "pop"
     made.mkdir()

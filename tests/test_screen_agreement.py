@@ -1,6 +1,6 @@
 """Set-wise screening agrees with the single-patient engine, person by person.
 
-10,000 synthetic people (``b12dx.screen.synth``, seed 0) are written as a FHIR Bulk Data
+10,000 synthetic people (``b12dx.synth.generate``, seed 0) are written as a FHIR Bulk Data
 export, screened set-wise on DuckDB (``screen.load_fhir`` + ``screen.run.screen_tables``),
 and each of them is also read with ``fhir.record.record_from_resources`` and assessed
 with ``engine.assess`` at the same as_of and profile. For every gap the flagged person
@@ -67,7 +67,7 @@ from b12dx.models.assessment import Assessment
 from b12dx.screen.load_fhir import load_fhir
 from b12dx.screen.rules import GAPS
 from b12dx.screen.run import screen_tables
-from b12dx.screen.synth import DEFAULT_AS_OF, generate
+from b12dx.synth.generate import DEFAULT_AS_OF, generate
 
 KB = load_knowledge()
 PATIENTS = 10_000

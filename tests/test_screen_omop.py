@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from b12dx.cli.app import app
 from b12dx.knowledge.loader import load_knowledge
-from b12dx.screen.synth import generate
+from b12dx.synth.generate import generate
 
 D = dt.date
 AS_OF = D(2023, 6, 1)  # 12 calendar months back is 2022-06-01

@@ -132,7 +132,7 @@ def test_fhir_sites_come_from_the_managing_organisation_then_the_practice(
 def test_omop_sites_are_named_from_care_site_and_absent_without_care_site_id(
     tmp_path: Path,
 ) -> None:
-    from b12dx.screen.synth_omop import SCHEMAS
+    from b12dx.synth.omop import SCHEMAS
 
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()

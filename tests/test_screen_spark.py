@@ -18,7 +18,7 @@ from b12dx.screen.load_fhir import load_fhir
 from b12dx.screen.model import ScreeningTables
 from b12dx.screen.rules import GAPS
 from b12dx.screen.run import screen_tables
-from b12dx.screen.synth import DEFAULT_AS_OF, generate
+from b12dx.synth.generate import DEFAULT_AS_OF, generate
 
 pyspark = pytest.importorskip("pyspark", reason="the spark extra is not installed")
 

@@ -18,11 +18,11 @@ from b12dx.cli import synth as synth_cli
 from b12dx.fhir.read import read_bulk_export
 from b12dx.fhir.record import record_from_resources
 from b12dx.knowledge.loader import load_knowledge
-from b12dx.screen.synth import BLOCK, DEFAULT_AS_OF, generate, made_for, population_block
-from b12dx.screen.synth_events import FIRST_LOCAL_CONCEPT, Concepts
-from b12dx.screen.synth_omop import FEMALE, MALE, SCHEMAS
-from b12dx.screen.synth_population import SCENARIO_STRIDE, SCENARIOS
-from b12dx.screen.synth_rates import BY_AGE, RATES
+from b12dx.synth.events import FIRST_LOCAL_CONCEPT, Concepts
+from b12dx.synth.generate import BLOCK, DEFAULT_AS_OF, generate, made_for, population_block
+from b12dx.synth.omop import FEMALE, MALE, SCHEMAS
+from b12dx.synth.population import SCENARIO_STRIDE, SCENARIOS
+from b12dx.synth.rates import BY_AGE, RATES
 
 KB = load_knowledge()
 DOC = Path(__file__).resolve().parents[1] / "docs" / "screening-population.md"

@@ -329,7 +329,7 @@ def serve(
 # patient, record, due, backup, restore: follow-up over time (b12dx.store)
 followup.register(app)
 screen.register(app)
-synth.register(app)  # synthetic population for screening (b12dx.screen.synth)
+synth.register(app)  # synthetic population for screening (b12dx.synth.generate)
 
 
 def main(argv: list[str] | None = None) -> None:

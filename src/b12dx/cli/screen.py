@@ -15,7 +15,7 @@ def _as_of(source: Path, as_of: str | None) -> tuple[dt.date, bool]:
     wins; else the date in the input's b12dx-synth.json (``b12dx synth`` histories end on
     it, and screened as of today their gaps are miscounted); else today."""
     from b12dx.cli.io import parse_date
-    from b12dx.screen.synth import made_for
+    from b12dx.synth.generate import made_for
 
     if as_of:
         return parse_date(as_of, "--as-of"), False
@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
         from b12dx.knowledge.loader import load_knowledge
         from b12dx.screen.report import console_summary, html_report
         from b12dx.screen.run import ENGINES, STEPS, screen
-        from b12dx.screen.synth import MANIFEST
+        from b12dx.synth.generate import MANIFEST
 
         def fail(message: str) -> None:
             sys.stderr.write(f"b12dx: error: {message}\n")

@@ -1,6 +1,6 @@
 """``b12dx synth``: write a deterministic synthetic population to test and benchmark screening.
 
-The population and its sources are ``b12dx.screen.synth``; this module only reads the
+The population and its sources are ``b12dx.synth.generate``; this module only reads the
 options, checks them and shows progress.
 """
 
@@ -49,7 +49,7 @@ def synth(
     results, B12 treatment) with every screening gap and its near miss."""
     from b12dx.cli.io import output_folder
     from b12dx.errors import InputError
-    from b12dx.screen.synth import DEFAULT_AS_OF, FORMATS, generate
+    from b12dx.synth.generate import DEFAULT_AS_OF, FORMATS, generate
 
     if patients < 1:
         _fail(f"--patients is {patients}; give a whole number of 1 or more")

@@ -20,8 +20,8 @@ import orjson
 
 from b12dx.fhir.codes import code_index
 from b12dx.knowledge.loader import Knowledge
-from b12dx.screen.synth_events import RESULT_UNITS, Concepts, Records, Rows
-from b12dx.screen.synth_population import Population, practice_of
+from b12dx.synth.events import RESULT_UNITS, Concepts, Records, Rows
+from b12dx.synth.population import Population, practice_of
 
 RESOURCE_TYPES = (
     "Patient",

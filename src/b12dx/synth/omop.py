@@ -22,8 +22,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from b12dx.screen.synth_events import FIRST_LOCAL_CONCEPT, RESULT_UNITS, Concepts, Records, Rows
-from b12dx.screen.synth_population import PRACTICE_SHARES, Population, practice_of
+from b12dx.synth.events import FIRST_LOCAL_CONCEPT, RESULT_UNITS, Concepts, Records, Rows
+from b12dx.synth.population import PRACTICE_SHARES, Population, practice_of
 
 MALE, FEMALE = 8507, 8532  # OMOP Gender concepts, as the CDM requires
 I64, I32, F64, S, D, TS = (

@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.knowledge import Code
-from b12dx.screen.synth_population import (
+from b12dx.synth.population import (
     B12_UNITS,
     LOADING_OFFSETS,
     MAINTENANCE_DAYS,

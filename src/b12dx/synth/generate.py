@@ -1,10 +1,10 @@
 """A deterministic synthetic population for testing and benchmarking population screening.
 
 ``generate(patients, out, fmt, seed, as_of)`` draws adults with realistic prevalences
-(``synth_rates``: every rate with its source; ``docs/screening-population.md``) of diets,
+(``synth.rates``: every rate with its source; ``docs/screening-population.md``) of diets,
 medicines, conditions, symptoms, B12/MMA results and B12 treatment, and writes them as
 OMOP CDM 5.4 tables (``omop``: CSV, ``parquet``) or a FHIR Bulk Data export (``ndjson``).
-Every 200th person is one of the fixed scenarios (``synth_population.SCENARIOS``): each
+Every 200th person is one of the fixed scenarios (``synth.population.SCENARIOS``): each
 screening gap and its near miss, so that even a small population holds them all.
 
 Determinism: people are drawn in blocks of ``BLOCK`` with a generator seeded from
@@ -31,8 +31,8 @@ import numpy as np
 
 from b12dx.errors import InputError
 from b12dx.knowledge.loader import Knowledge, load_knowledge
-from b12dx.screen.synth_events import Concepts, Records, records
-from b12dx.screen.synth_population import Population, apply_scenarios, draw
+from b12dx.synth.events import Concepts, Records, records
+from b12dx.synth.population import Population, apply_scenarios, draw
 
 Format = Literal["ndjson", "parquet", "omop"]
 FORMATS: tuple[Format, ...] = ("ndjson", "parquet", "omop")
@@ -78,11 +78,11 @@ def generate(
     concepts = Concepts(kb)
     writer: _Writer
     if fmt == "ndjson":
-        from b12dx.screen.synth_fhir import FhirWriter
+        from b12dx.synth.fhir import FhirWriter
 
         writer = FhirWriter(out, as_of, concepts, kb)
     else:
-        from b12dx.screen.synth_omop import OmopWriter
+        from b12dx.synth.omop import OmopWriter
 
         writer = OmopWriter(out, as_of, concepts, parquet=fmt == "parquet")
     try:

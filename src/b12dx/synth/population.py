@@ -3,7 +3,7 @@
 Every date is a number of days before the reference date (``as_of``); -1 means "none".
 A person holds at most one of each thing (one diet, one course of each medicine, one
 recent B12 result, ...), which keeps the whole block a set of flat arrays that numpy
-draws at once. The rates are in ``synth_rates``; the fixed scenarios (every gap and its
+draws at once. The rates are in ``synth.rates``; the fixed scenarios (every gap and its
 near miss) are laid over every ``SCENARIO_STRIDE``-th person by ``apply_scenarios``.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import numpy.typing as npt
 
-from b12dx.screen.synth_rates import AGE_BANDS, BY_AGE, rate
+from b12dx.synth.rates import AGE_BANDS, BY_AGE, rate
 
 I32 = npt.NDArray[np.int32]
 F64 = npt.NDArray[np.float64]
