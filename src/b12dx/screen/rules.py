@@ -1,4 +1,6 @@
-"""The six care gaps as Ibis expressions over the screening tables (``model``).
+"""The six care gaps as Ibis expressions over the screening tables (``model``), built
+from the facts they share (``facts``) and the numbers resolved for the date
+(``thresholds``).
 
 ``build_gaps`` builds one expression; whichever backend holds the tables (DuckDB, PySpark)
 executes it, so the rules exist once. Every threshold is read from the knowledge base and
@@ -21,18 +23,21 @@ the profile where the engine reads it:
 from __future__ import annotations
 
 import datetime as dt
-import math
-from collections.abc import Mapping
-from dataclasses import dataclass
 
 import ibis
 import ibis.expr.types as ir
 
 from b12dx.engine.course import loading_step_days
-from b12dx.engine.schedule import add_months, maintenance_interval
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.knowledge import Profile, Regimen, RegimenPhase
-from b12dx.numbers import format_si_expr
+from b12dx.screen import facts
+from b12dx.screen.facts import (
+    all_current_courses,
+    current_courses,
+    latest_results,
+    risk_factor_facts,
+)
+from b12dx.screen.thresholds import Interval, Tables, Thresholds, thresholds
 
 GAPS = (
     "untested_at_risk",
@@ -42,302 +47,6 @@ GAPS = (
     "folic_acid_without_b12",
     "maintenance_overdue",
 )
-
-DAYS_PER_MONTH = 365.25 / 12  # as b12dx.fhir.record counts course months
-
-Tables = Mapping[str, ir.Table]
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A regimen's maintenance interval: calendar months, or days."""
-
-    regimen: str
-    months: int | None
-    days: int | None
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """The numbers the rules use, resolved from the knowledge base and profile."""
-
-    as_of: dt.date
-    min_age: int
-    lookback_start: dt.date  # a B12 test on or after this date is "in the last 12 months"
-    symptom_start: dt.date
-    follow_up_days: int
-    treatment_days: int
-    gap_days: int  # orders at most this far apart are one course
-    maintenance: tuple[Interval, Interval]  # (neurological, other) injection regimens
-    regimens: tuple[Regimen, Regimen]  # the same two regimens, for their loading phases
-    grace_days: int
-    loading_grace_days: int
-    review_months: int
-
-
-def thresholds(kb: Knowledge, profile: Profile, as_of: dt.date) -> Thresholds:
-    sc = kb.screening
-    w = sc.windows
-
-    def interval(regimen_id: str) -> Interval:
-        phase = maintenance_interval(kb.regimens[regimen_id])
-        days = phase.every_days if phase.every_months is None else None
-        return Interval(regimen_id, phase.every_months, days)
-
-    def length(i: Interval) -> float:
-        return i.months * DAYS_PER_MONTH if i.months is not None else float(i.days or 0)
-
-    # The engine chooses the neurological regimen for neurological involvement, otherwise
-    # by cause; a cause whose regimen is oral is not a course of injections, so among the
-    # injection regimens the longest is taken (nobody is flagged whom the engine's choice
-    # of injections would not yet call due).
-    by_cause = profile.regimen_by_cause
-    others = [
-        interval(r)
-        for cause, r in by_cause.items()
-        if cause != "neurological" and kb.regimens[r].route in sc.maintenance.routes
-    ]
-    neuro = by_cause["neurological"]
-    if kb.regimens[neuro].route not in sc.maintenance.routes:
-        raise ValueError(f"profile {profile.id}: the neurological regimen is not an injection")
-    other = max(others, key=length) if others else interval(neuro)
-    assert profile.review_after_months is not None
-    return Thresholds(
-        as_of=as_of,
-        min_age=sc.min_age_years,
-        lookback_start=add_months(as_of, -w.test_lookback_months),
-        symptom_start=add_months(as_of, -w.symptom_months),
-        follow_up_days=w.follow_up_days,
-        treatment_days=w.treatment_start_days,
-        gap_days=kb.fhir.medication_runs.gap_days,
-        maintenance=(interval(neuro), other),
-        regimens=(kb.regimens[neuro], kb.regimens[other.regimen]),
-        grace_days=profile.maintenance_grace_days or 0,
-        loading_grace_days=profile.loading_grace_days or 0,
-        review_months=profile.review_after_months,
-    )
-
-
-def latest_start(th: Thresholds, min_months: float) -> dt.date:
-    """The latest start date of a course at least ``min_months`` long on as_of (a month
-    is DAYS_PER_MONTH days, rounded up to whole days, as the engine counts it)."""
-    return th.as_of - dt.timedelta(days=math.ceil(min_months * DAYS_PER_MONTH))
-
-
-def _days(n: int) -> ir.IntervalScalar:
-    return ibis.interval(days=n)
-
-
-def _text(value: ir.Value) -> ir.StringValue:
-    return value.cast("string")
-
-
-def _join_texts(texts: ir.StringColumn) -> ir.StringScalar:
-    return texts.collect().sort().join("; ")
-
-
-# --- building blocks --------------------------------------------------------------------
-
-
-def _alive_adults_with_band(j: ir.Table, th: Thresholds, kb: Knowledge) -> ir.Table:
-    """Rows of ``j`` (with birth_date, death_date) for people alive on as_of and aged
-    min_age or more, with their age band; birth_date and death_date dropped."""
-    a = ibis.literal(th.as_of)
-    j = j.filter(j.birth_date <= a, j.death_date.isnull() | (j.death_date > a))
-    birthday_later = (j.birth_date.month() > th.as_of.month) | (
-        (j.birth_date.month() == th.as_of.month) & (j.birth_date.day() > th.as_of.day)
-    )
-    j = j.mutate(age=th.as_of.year - j.birth_date.year() - ibis.ifelse(birthday_later, 1, 0))
-    j = j.filter(j.age >= th.min_age)
-    bands = kb.screening.age_bands
-    cases = []
-    for i, low in enumerate(bands):
-        label = f"{low}-{bands[i + 1] - 1}" if i + 1 < len(bands) else f"{low}+"
-        upper = bands[i + 1] if i + 1 < len(bands) else 10_000
-        cases.append(((j.age >= low) & (j.age < upper), label))
-    return j.mutate(age_band=ibis.cases(*cases, else_="unknown")).drop(
-        "birth_date", "death_date", "age"
-    )
-
-
-def _observed(t: Tables, th: Thresholds) -> ir.Table:
-    """The people under observation on as_of: one of their observation periods covers it,
-    or the source records none for them (a FHIR export has no such periods). OMOP: a
-    person outside every period may have been seen elsewhere, so no gap is theirs."""
-    p, o = t["person"], t["observation_period"]
-    a = ibis.literal(th.as_of)
-    covering = o.filter(o.start_date <= a, o.end_date.isnull() | (o.end_date >= a))
-    return p.filter(p.person_id.isin(covering.person_id) | ~p.person_id.isin(o.person_id))
-
-
-def _screened(rows: ir.Table, t: Tables, th: Thresholds, kb: Knowledge) -> ir.Table:
-    """``rows`` of people screened (alive, adult and under observation on as_of), with
-    their age band. Ages are computed after the join, for the flagged rows only, not the
-    whole population."""
-    p = _observed(t, th)
-    j = rows.join(p, "person_id").select(rows, p.birth_date, p.death_date, p.care_site)
-    return _alive_adults_with_band(j, th, kb)
-
-
-def population_expr(t: Tables, kb: Knowledge, profile: Profile, as_of: dt.date) -> ir.Table:
-    """People screened per age band (alive, adult and observed on as_of): the
-    denominators."""
-    th = thresholds(kb, profile, as_of)
-    p = _alive_adults_with_band(_observed(t, th).select("birth_date", "death_date"), th, kb)
-    return p.group_by("age_band").aggregate(people=p.count()).order_by("age_band")
-
-
-def care_site_expr(t: Tables, kb: Knowledge, profile: Profile, as_of: dt.date) -> ir.Table:
-    """People screened per care site (null: not recorded): the sites' denominators."""
-    th = thresholds(kb, profile, as_of)
-    p = _observed(t, th).select("birth_date", "death_date", "care_site")
-    p = _alive_adults_with_band(p, th, kb)
-    return p.group_by("care_site").aggregate(people=p.count()).order_by("care_site")
-
-
-def all_current_courses(t: Tables, th: Thresholds, medication_ids: list[str]) -> ir.Table:
-    """(person_id, medication_id, course_start): the course of each listed medicine current
-    on as_of, counted as b12dx.fhir.record counts it: orders at most ``gap_days`` apart are
-    one course; the last course begun by as_of is current when an order is open, reaches
-    as_of, or is continued by a later order. Computed once for every medicine the rules
-    need (one window pass), then filtered per rule by ``current_courses``."""
-    a = ibis.literal(th.as_of)
-    m = t["medication"].filter(t["medication"].medication_id.isin(medication_ids))
-    before = m.filter(m.start_date <= a).mutate(
-        link_end=ibis.greatest(ibis.coalesce(m.end_date, m.start_date), m.start_date),
-        open=m.end_date.isnull().cast("int8"),
-    )
-    keys = [before.person_id, before.medication_id]
-    earlier = ibis.window(
-        group_by=keys, order_by=[before.start_date, before.link_end], rows=(None, -1)
-    )
-    prev_end = before.link_end.max().over(earlier)
-    starts_run = prev_end.isnull() | (before.start_date > prev_end + _days(th.gap_days))
-    runs = before.mutate(
-        run_start=ibis.ifelse(starts_run, before.start_date, ibis.null("date")),
-        open_start=ibis.ifelse(before.open == 1, before.start_date, ibis.null("date")),
-    )
-    # Every order before the last course ends more than gap_days before it begins, so the
-    # last course is the orders from the last course start on: its end is the latest end
-    # of all, and it is open when the latest open order starts on or after its start.
-    last = runs.group_by(["person_id", "medication_id"]).aggregate(
-        course_start=runs.run_start.max(),
-        course_end=runs.link_end.max(),
-        latest_open=runs.open_start.max(),
-    )
-    last = last.mutate(
-        any_open=(last.latest_open.notnull() & (last.latest_open >= last.course_start)).cast("int8")
-    )
-    after = m.filter(m.start_date > a)
-    later = after.group_by(["person_id", "medication_id"]).aggregate(
-        next_start=after.start_date.min()
-    )
-    c = last.left_join(later, ["person_id", "medication_id"]).select(
-        last.person_id,
-        last.medication_id,
-        last.course_start,
-        last.course_end,
-        last.any_open,
-        later.next_start,
-    )
-    continued = c.next_start.notnull() & (c.next_start <= c.course_end + _days(th.gap_days))
-    current = (c.any_open == 1) | (c.course_end >= a) | continued
-    return c.filter(current).select("person_id", "medication_id", "course_start")
-
-
-def current_courses(
-    courses: ir.Table, th: Thresholds, medication_ids: list[str], min_months: float | None
-) -> ir.Table:
-    """The current courses (``all_current_courses``) of these medicines that are at least
-    ``min_months`` long on as_of."""
-    c = courses.filter(courses.medication_id.isin(medication_ids))
-    if min_months:
-        c = c.filter(c.course_start <= ibis.literal(latest_start(th, min_months)))
-    return c
-
-
-def _active_conditions(t: Tables, th: Thresholds, ids: list[str]) -> ir.Table:
-    a = ibis.literal(th.as_of)
-    c = t["condition"]
-    return c.filter(
-        c.condition_id.isin(ids),
-        c.start_date.isnull() | (c.start_date <= a),
-        c.end_date.isnull() | (c.end_date >= a),
-    )
-
-
-def _lookup(column: ir.StringValue, pairs: list[tuple[str, str]], what: str) -> ir.StringValue:
-    """The risk factor a code stands for, as one CASE expression (a code stands for one)."""
-    seen: dict[str, str] = {}
-    for code, rf_id in pairs:
-        if seen.setdefault(code, rf_id) != rf_id:
-            raise ValueError(f"{what} {code!r} triggers both {seen[code]!r} and {rf_id!r}")
-    return ibis.cases(*[(column == code, rf_id) for code, rf_id in seen.items()])
-
-
-def risk_factor_facts(
-    t: Tables, th: Thresholds, kb: Knowledge, ids: list[str], courses: ir.Table
-) -> ir.Table:
-    """(person_id, risk_factor, fact): each listed risk factor present on as_of, with the
-    fact that shows it ("metformin since 2015-03-02"). One pass per kind of trigger
-    (medicine, condition, diet or exposure) however many risk factors are listed, the code
-    mapped to its risk factor by a CASE expression."""
-    a = ibis.literal(th.as_of)
-    meds: list[tuple[str, str]] = []
-    start_by: dict[str, dt.date] = {}
-    conds: list[tuple[str, str]] = []
-    finds: dict[str, list[tuple[str, str]]] = {"diet": [], "exposure": []}
-    for rf_id in ids:
-        trig = kb.risk_factors[rf_id].trigger
-        if trig.medication is not None:
-            meds += [(m, rf_id) for m in trig.medication]
-            if trig.min_duration_months:
-                for m in trig.medication:
-                    start_by[m] = latest_start(th, trig.min_duration_months)
-        elif trig.condition is not None:
-            conds += [(c, rf_id) for c in trig.condition]
-        elif trig.diet is not None:
-            finds["diet"] += [(d, rf_id) for d in trig.diet]
-        elif trig.exposure is not None:
-            finds["exposure"] += [(x, rf_id) for x in trig.exposure]
-        else:
-            raise ValueError(f"risk factor {rf_id!r}: its trigger cannot be screened set-wise")
-    parts: list[ir.Table] = []
-    if meds:
-        c = courses.filter(courses.medication_id.isin(sorted({m for m, _ in meds})))
-        if start_by:
-            latest = ibis.cases(
-                *[(c.medication_id == m, ibis.literal(d)) for m, d in start_by.items()],
-                else_=ibis.literal(th.as_of),
-            )
-            c = c.filter(c.course_start <= latest)
-        fact = c.medication_id + " since " + _text(c.course_start)
-        parts.append(
-            c.select("person_id", risk_factor=_lookup(c.medication_id, meds, "medicine"), fact=fact)
-        )
-    if conds:
-        x = _active_conditions(t, th, sorted({c for c, _ in conds}))
-        fact = x.condition_id + ibis.ifelse(
-            x.start_date.isnull(), "", " since " + _text(x.start_date)
-        )
-        parts.append(
-            x.select(
-                "person_id", risk_factor=_lookup(x.condition_id, conds, "condition"), fact=fact
-            )
-        )
-    f = t["finding"]
-    for kind, pairs in finds.items():
-        if pairs:
-            x = f.filter(f.kind == kind, f.id.isin(sorted({c for c, _ in pairs})), f.date <= a)
-            fact = x.id + " recorded " + _text(x.date)
-            parts.append(x.select("person_id", risk_factor=_lookup(x.id, pairs, kind), fact=fact))
-    rows = ibis.union(*parts, distinct=False)
-    return rows.group_by(["person_id", "risk_factor"]).aggregate(fact=rows.fact.min())
-
-
-def _b12_tests(t: Tables, th: Thresholds, kb: Knowledge) -> ir.Table:
-    lab = t["lab"]
-    return lab.filter(lab.test.isin(kb.screening.b12_tests), lab.date <= ibis.literal(th.as_of))
 
 
 def _untested(candidates: ir.Table, ctx: dict[str, ir.Table], th: Thresholds) -> ir.Table:
@@ -349,85 +58,10 @@ def _untested(candidates: ir.Table, ctx: dict[str, ir.Table], th: Thresholds) ->
     j = j.filter(j.last_test.isnull() | (j.last_test < ibis.literal(th.lookback_start)))
     text = (
         ibis.literal(f"no B12 test since {th.lookback_start} (last: ")
-        + ibis.coalesce(_text(j.last_test), ibis.literal("none on record"))
+        + ibis.coalesce(facts.text(j.last_test), ibis.literal("none on record"))
         + ")"
     )
     return j.mutate(untested=text).drop("last_test")
-
-
-def band_expr(
-    kb: Knowledge, profile: Profile, test: str, value_si: ir.FloatingValue, family: ir.StringValue
-) -> ir.StringValue:
-    """The profile's band of a result, compared in SI (engine.labs.band_rule/apply_cutoffs)."""
-    lab = kb.labs[test]
-    cases: list[tuple[ir.BooleanValue, ir.StringValue]] = []
-    for rule in reversed(profile.bands[test]):
-        w = rule.when
-        if w.sex is not None or w.pregnant is not None or w.age_min is not None:
-            raise ValueError(f"profile {profile.id}: {test} bands by person; not screened")
-        factor = 1.0
-        if w.unit_family is not None:
-            factor = next(u for u in lab.units if u.family == w.unit_family).factor
-        band: ir.StringValue = ibis.literal(rule.otherwise)
-        for cut in reversed(rule.cutoffs):
-            if cut.below is not None:
-                hit = value_si < ibis.literal(cut.below * factor)
-            else:
-                assert cut.upto is not None
-                hit = value_si <= ibis.literal(cut.upto * factor)
-            band = ibis.ifelse(hit, ibis.literal(cut.band), band)
-        matches = family == w.unit_family if w.unit_family is not None else ibis.literal(True)
-        cases.insert(0, (matches, band))
-    return ibis.cases(*cases, else_=ibis.null("string"))
-
-
-def latest_results(tests: ir.Table, kb: Knowledge, profile: Profile) -> ir.Table:
-    """The latest result of each B12 test on or before as_of (``_b12_tests``), banded."""
-    x = tests.filter(tests.value_si.notnull())
-    order = ibis.window(group_by=[x.person_id, x.test], order_by=[ibis.desc(x.date), x.value_si])
-    x = x.mutate(rn=ibis.row_number().over(order))
-    x = x.filter(x.rn == 0)
-    cases = [
-        (x.test == test, band_expr(kb, profile, test, x.value_si, x.unit_family))
-        for test in kb.screening.b12_tests
-        if test in profile.bands
-    ]
-    return x.mutate(band=ibis.cases(*cases, else_=ibis.null("string"))).select(
-        "person_id", "test", "value_si", "date", "band"
-    )
-
-
-def _result_text(kb: Knowledge, r: ir.Table) -> ir.StringValue:
-    names = ibis.cases(
-        *[(r.test == test, ibis.literal(kb.labs[test].name)) for test in kb.screening.b12_tests],
-        else_=r.test,
-    )
-    units = ibis.cases(
-        *[
-            (r.test == test, ibis.literal(kb.labs[test].si_unit or ""))
-            for test in kb.screening.b12_tests
-        ],
-        else_="",
-    )
-    values = ibis.cases(
-        *[
-            (r.test == test, format_si_expr(r.value_si, kb.labs[test].si_decimals))
-            for test in kb.screening.b12_tests
-        ],
-        else_=ibis.null("string"),  # only the B12 tests reach here (_b12_tests)
-    )
-    return names + " " + values + " " + units + " on " + _text(r.date) + " (" + r.band + ")"
-
-
-def _b12_treatment_dates(t: Tables) -> ir.Table:
-    """(person_id, date): every B12 dose given and every B12 order started."""
-    d = t["b12_dose"].select("person_id", "date")
-    m = t["medication"]
-    orders = m.filter(m.medication_id == "b12_supplement").select("person_id", date=m.start_date)
-    return ibis.union(d, orders, distinct=False)
-
-
-# --- the gaps ---------------------------------------------------------------------------
 
 
 def _untested_at_risk(
@@ -435,7 +69,7 @@ def _untested_at_risk(
 ) -> ir.Table:
     ua = kb.screening.untested_at_risk
     rf = ctx["rf_facts"]
-    rf_text = rf.group_by("person_id").aggregate(risks=_join_texts(rf.fact))
+    rf_text = rf.group_by("person_id").aggregate(risks=facts.join_texts(rf.fact))
     a = ibis.literal(th.as_of)
     f = t["finding"]
     b12_symptoms = [s.id for s in kb.symptoms.values() if s.role == "b12"]
@@ -445,15 +79,15 @@ def _untested_at_risk(
         f.date <= a,
         f.date >= ibis.literal(th.symptom_start),
     )
-    sym = sym.select("person_id", sign=sym.id + " recorded " + _text(sym.date))
-    dx = _active_conditions(t, th, ua.presenting_conditions)
+    sym = sym.select("person_id", sign=sym.id + " recorded " + facts.text(sym.date))
+    dx = facts.active_conditions(t, th, ua.presenting_conditions)
     dx = dx.select(
         "person_id",
         sign=dx.condition_id
-        + ibis.ifelse(dx.start_date.isnull(), "", " since " + _text(dx.start_date)),
+        + ibis.ifelse(dx.start_date.isnull(), "", " since " + facts.text(dx.start_date)),
     )
     signs = ibis.union(sym, dx, distinct=False)
-    signs = signs.group_by("person_id").aggregate(signs=_join_texts(signs.sign))
+    signs = signs.group_by("person_id").aggregate(signs=facts.join_texts(signs.sign))
     j = _untested(rf_text.join(signs, "person_id"), ctx, th)
     return j.select(
         "person_id",
@@ -468,7 +102,7 @@ def _monitoring_due(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.
     )
     j = _untested(c, ctx, th)
     return j.select(
-        "person_id", reasons="metformin since " + _text(j.course_start) + "; " + j.untested
+        "person_id", reasons="metformin since " + facts.text(j.course_start) + "; " + j.untested
     )
 
 
@@ -476,7 +110,7 @@ def _indeterminate(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.T
     r = ctx["latest"]
     r = r.filter(
         r.band == "indeterminate",
-        r.date + _days(th.follow_up_days) < ibis.literal(th.as_of),
+        r.date + facts.days(th.follow_up_days) < ibis.literal(th.as_of),
     )
     lab = t["lab"]
     parts = []
@@ -488,14 +122,14 @@ def _indeterminate(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.T
             [
                 rr.person_id == fu.person_id,
                 fu.date >= rr.date,
-                fu.date <= rr.date + _days(th.follow_up_days),
+                fu.date <= rr.date + facts.days(th.follow_up_days),
             ],
         ).select(rr.person_id)
         missing = rr.anti_join(done, "person_id")
         parts.append(
             missing.select(
                 "person_id",
-                reasons=_result_text(kb, missing)
+                reasons=facts.result_text(kb, missing)
                 + f"; no {' or '.join(follow)} within {th.follow_up_days} days after",
             )
         )
@@ -506,15 +140,17 @@ def _deficient_untreated(
     t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Table]
 ) -> ir.Table:
     r = ctx["latest"]
-    r = r.filter(r.band == "deficient", r.date + _days(th.treatment_days) < ibis.literal(th.as_of))
-    tr = _b12_treatment_dates(t)
+    r = r.filter(
+        r.band == "deficient", r.date + facts.days(th.treatment_days) < ibis.literal(th.as_of)
+    )
+    tr = facts.b12_treatment_dates(t)
     # Any B12 given before the result, or up to a month after it, is treatment (a result
     # drawn after B12 was given does not diagnose, engine.labs).
     treated = r.join(
-        tr, [r.person_id == tr.person_id, tr.date <= r.date + _days(th.treatment_days)]
+        tr, [r.person_id == tr.person_id, tr.date <= r.date + facts.days(th.treatment_days)]
     ).select(r.person_id, r.test)
     missing = r.anti_join(treated, ["person_id", "test"])
-    by_result = missing.select("person_id", reason=_result_text(kb, missing))
+    by_result = missing.select("person_id", reason=facts.result_text(kb, missing))
     # A recorded diagnosis of B12 deficiency (conditions.yaml b12_deficiency: ICD-10 D51,
     # E53.8) is deficiency as the engine reads it (status.recorded_diagnosis): untreated a
     # month after it was recorded, it is the same gap.
@@ -522,19 +158,19 @@ def _deficient_untreated(
     dx = c.filter(
         c.condition_id == "b12_deficiency",
         c.start_date.notnull(),
-        c.start_date + _days(th.treatment_days) < ibis.literal(th.as_of),
+        c.start_date + facts.days(th.treatment_days) < ibis.literal(th.as_of),
         c.end_date.isnull() | (c.end_date >= ibis.literal(th.as_of)),
     )
     dx_treated = dx.join(
-        tr, [dx.person_id == tr.person_id, tr.date <= dx.start_date + _days(th.treatment_days)]
+        tr, [dx.person_id == tr.person_id, tr.date <= dx.start_date + facts.days(th.treatment_days)]
     ).select(dx.person_id)
     dx = dx.anti_join(dx_treated, "person_id")
     by_dx = dx.group_by("person_id").aggregate(since=dx.start_date.min())
     by_dx = by_dx.select(
-        "person_id", reason="B12 deficiency diagnosed (recorded) on " + _text(by_dx.since)
+        "person_id", reason="B12 deficiency diagnosed (recorded) on " + facts.text(by_dx.since)
     )
     both = ibis.union(by_result, by_dx, distinct=False)
-    missing = both.group_by("person_id").aggregate(reasons=_join_texts(both.reason))
+    missing = both.group_by("person_id").aggregate(reasons=facts.join_texts(both.reason))
     return missing.select(
         "person_id",
         reasons=missing.reasons + f"; no B12 treatment within {th.treatment_days} days after",
@@ -575,9 +211,9 @@ def _folic_acid(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Tabl
     return gap.select(
         "person_id",
         reasons="folic acid since "
-        + _text(gap.course_start)
+        + facts.text(gap.course_start)
         + "; no B12 test or B12 treatment since "
-        + _text(gap.since),
+        + facts.text(gap.since),
     )
 
 
@@ -586,7 +222,7 @@ def _after(day: ir.DateValue, phase: RegimenPhase) -> ir.DateValue:
     cast back to a date)."""
     if phase.every_months is not None:
         return (day + ibis.interval(months=phase.every_months)).cast("date")
-    return (day + _days(phase.every_days or 1)).cast("date")
+    return (day + facts.days(phase.every_days or 1)).cast("date")
 
 
 def _course_due(
@@ -606,7 +242,7 @@ def _course_due(
     if len(regimen.phases) > 1:
         # Doses already at the maintenance interval are maintenance (engine.course.position).
         spaced = prev_last.notnull() & (
-            (last + _days(th.grace_days)).cast("date") >= _after(prev_last, final)
+            (last + facts.days(th.grace_days)).cast("date") >= _after(prev_last, final)
         )
         branches.append((spaced, _after(last, final), th.grace_days))
     before = 0  # doses in the fixed-count phases before this one
@@ -627,7 +263,7 @@ def _course_due(
                     if taken
                     else max(phase.day_offsets[0], 1)
                 )
-                due = (last + _days(gap)).cast("date")
+                due = (last + facts.days(gap)).cast("date")
             else:
                 due = _after(last, phase)
             if before + taken > 0:
@@ -670,10 +306,10 @@ def _maintenance_overdue(
     # begins a new course (engine.course.current_course).
     w = ibis.window(group_by="person_id", order_by="date")
     d = d.mutate(prev=d.date.lag().over(w), next=d.date.lead().over(w))
-    grace = _days(th.grace_days)
+    grace = facts.days(th.grace_days)
 
     def reloaded(r: Regimen) -> ir.BooleanValue:
-        step = _days(loading_step_days(r) + th.loading_grace_days)
+        step = facts.days(loading_step_days(r) + th.loading_grace_days)
         lapsed = _after(d.prev, r.phases[-1]) + grace < d.date
         return lapsed & d.next.notnull() & (d.next <= (d.date + step).cast("date"))
 
@@ -712,19 +348,19 @@ def _maintenance_overdue(
     return g.select(
         "person_id",
         reasons="last B12 injection "
-        + _text(g.last_dose)
+        + facts.text(g.last_dose)
         + " ("
-        + _text(g.doses)
+        + facts.text(g.doses)
         + " injections since "
-        + _text(g.course_start)
+        + facts.text(g.course_start)
         + "); the next was due on "
         # Ibis types date + months as a date, DuckDB returns a timestamp and the cast is
         # elided: the first 10 characters are the date on every backend.
-        + _text(g.due).substr(0, 10)
+        + facts.text(g.due).substr(0, 10)
         + " ("
         + g.regimen
         + "), "
-        + _text(g.grace)
+        + facts.text(g.grace)
         + " days' allowance has passed",
     )
 
@@ -748,7 +384,7 @@ def build_gaps(t: Tables, kb: Knowledge, profile: Profile, as_of: dt.date) -> ir
     for rf_id in risk_ids:
         medicines.update(kb.risk_factors[rf_id].trigger.medication or [])
     courses = all_current_courses(t, th, sorted(medicines))
-    tests = _b12_tests(t, th, kb)
+    tests = facts.b12_tests(t, th, kb)
     ctx = {
         "courses": courses,
         "rf_facts": risk_factor_facts(t, th, kb, risk_ids, courses),
@@ -769,7 +405,7 @@ def build_gaps(t: Tables, kb: Knowledge, profile: Profile, as_of: dt.date) -> ir
             )
         )
     gaps = ibis.union(*parts, distinct=False)
-    gaps = _screened(gaps, t, th, kb)
+    gaps = facts.screened(gaps, t, th, kb)
     rf = ctx["rf_facts"]
     per_person = rf.group_by("person_id").aggregate(risk_factors=rf.risk_factor.collect().sort())
     out = gaps.left_join(per_person, "person_id").select(

@@ -26,8 +26,9 @@ import pyarrow.parquet as pq
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.knowledge import Profile
 from b12dx.network import LOOPBACK
+from b12dx.screen.facts import care_site_expr, population_expr
 from b12dx.screen.model import SCHEMAS, ScreeningTables
-from b12dx.screen.rules import build_gaps, care_site_expr, population_expr, summary_expr
+from b12dx.screen.rules import build_gaps, summary_expr
 
 ENGINES = ("duckdb", "spark")
 # The steps ``screen`` announces through ``step`` (for a progress bar).
