@@ -61,9 +61,10 @@ import pytest
 from b12dx.engine.assess import assess
 from b12dx.engine.schedule import add_months
 from b12dx.fhir.read import read_bulk_export
-from b12dx.fhir.record import DAYS_PER_MONTH, record_from_resources
+from b12dx.fhir.record import record_from_resources
 from b12dx.knowledge.loader import load_knowledge
 from b12dx.models.assessment import Assessment
+from b12dx.numbers import DAYS_PER_MONTH
 from b12dx.screen.load_fhir import load_fhir
 from b12dx.screen.rules import GAPS
 from b12dx.screen.run import screen_tables

@@ -33,6 +33,9 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 # Places kept when undoing the binary error of a product (step 1 above).
+# A month of a course or of a duration, in days: the mean Gregorian month, so twelve of
+# them are a year. FHIR reading, the follow-up record and screening count months by it.
+DAYS_PER_MONTH = 365.25 / 12
 CLEAN_DECIMALS = 9
 # DECIMAL precision used in SQL: 9 places after the point leaves 9 before it, more than
 # any plausible_si bound (labs.yaml) needs.

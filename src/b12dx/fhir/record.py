@@ -13,11 +13,9 @@ only the relevant ones keeps a CDS Hooks call well inside its time budget.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -27,9 +25,20 @@ from b12dx.engine.units import accepted_units, find_unit
 from b12dx.errors import FieldError, InputError
 from b12dx.fhir.codes import CodeIndex, Meaning, code_index, in_codes, qualifier
 from b12dx.fhir.read import Resource, patient_reference, reference_id
+from b12dx.fhir.values import (
+    age_on,
+    coding_label,
+    codings_of,
+    dose_mg,
+    drug_by_name,
+    months_between,
+    plain_number,
+    raw_codings_of,
+    supply_days,
+    to_date,
+)
 from b12dx.knowledge.loader import Knowledge
 
-DAYS_PER_MONTH = 365.25 / 12
 SEVERITY_ORDER = {"mild": 1, "moderate": 2, "severe": 3}
 USED_TYPES = frozenset(
     {
@@ -183,55 +192,6 @@ def _malformed(resource: Mapping[str, Any], exc: Exception) -> str:
     return f"not valid FHIR R4 (a field of the wrong shape: {type(exc).__name__})"
 
 
-def to_date(value: Any) -> tuple[dt.date | None, bool]:
-    """A FHIR date, dateTime or instant as a date (the date as written), and whether partial."""
-    if value is None:
-        return None, False
-    if isinstance(value, dt.datetime):
-        return value.date(), False
-    if isinstance(value, dt.date):
-        return value, False
-    text = str(value)
-    m = re.fullmatch(r"(\d{4})(?:-(\d{2}))?(?:-(\d{2}))?(?:T.*)?", text)
-    if not m:
-        return None, False
-    year, month, day = int(m[1]), int(m[2] or 1), int(m[3] or 1)
-    try:
-        return dt.date(year, month, day), m[3] is None
-    except ValueError:
-        return None, False
-
-
-def age_on(birth: dt.date, when: dt.date) -> int:
-    return when.year - birth.year - ((when.month, when.day) < (birth.month, birth.day))
-
-
-def months_between(start: dt.date, end: dt.date) -> int:
-    return max(0, math.floor((end - start).days / DAYS_PER_MONTH))
-
-
-def _codings(concept: Any) -> list[Any]:
-    if concept is None:
-        return []
-    if isinstance(concept, Mapping):
-        return list(concept.get("coding") or [])
-    return list(concept.coding or [])
-
-
-def _raw_codings(resource: Mapping[str, Any], key: str) -> list[Any]:
-    concept = resource.get(key)
-    return _codings(concept) if isinstance(concept, Mapping) else []
-
-
-def _label(codings: Iterable[Any], index: CodeIndex) -> str:
-    for c in codings:
-        get = c.get if isinstance(c, Mapping) else lambda k, c=c: getattr(c, k, None)
-        system = index.system_of(get("system")) or get("system") or "no system"
-        display = get("display")
-        return f"{system} {get('code')}" + (f" '{display}'" if display else "")
-    return "no coded value"
-
-
 @dataclass
 class _Course:
     start: dt.date
@@ -273,7 +233,7 @@ class _Builder:
     def _meaning(self, codings: list[Any], kinds: Iterable[str]) -> Meaning:
         meaning = self.index.first(codings, kinds)
         if meaning is None:
-            raise _Skip(f"code not in b12dx's tables ({_label(codings, self.index)})")
+            raise _Skip(f"code not in b12dx's tables ({coding_label(codings, self.index)})")
         return meaning
 
     # -- per resource type -----------------------------------------------------------
@@ -308,10 +268,10 @@ class _Builder:
         return self._medication(resource, reference)
 
     def _observation(self, raw: Resource) -> str | None:
-        codings = _raw_codings(raw, "code")
+        codings = raw_codings_of(raw, "code")
         symptom_form = in_codes(self.index, self.kb.fhir.symptom_observation, codings)
         if symptom_form:
-            codings = _raw_codings(raw, "valueCodeableConcept")
+            codings = raw_codings_of(raw, "valueCodeableConcept")
         meaning = self._meaning(codings, ("lab", "symptom", "pregnancy", "diet", "exposure"))
         obs = _parse(raw)
         status = str(obs.status)
@@ -331,7 +291,7 @@ class _Builder:
             return self._lab(meaning.id, obs, when)
         if meaning.kind == "pregnancy":
             if meaning.code.system == "LOINC":  # pregnancy status: the value says which
-                value = _codings(obs.valueCodeableConcept)
+                value = codings_of(obs.valueCodeableConcept)
                 if self.index.first(value, ("pregnancy",)) is None:
                     raise _Skip("pregnancy status is not 'pregnant'")
             return self._pregnancy(when, None, "Observation")
@@ -351,10 +311,11 @@ class _Builder:
     def _absent(self, obs: Any) -> bool:
         if obs.valueBoolean is False:
             return True
-        if in_codes(self.index, self.kb.fhir.absent, _codings(obs.valueCodeableConcept)):
+        if in_codes(self.index, self.kb.fhir.absent, codings_of(obs.valueCodeableConcept)):
             return True
         return any(
-            in_codes(self.index, self.kb.fhir.absent, _codings(i)) for i in obs.interpretation or []
+            in_codes(self.index, self.kb.fhir.absent, codings_of(i))
+            for i in obs.interpretation or []
         )
 
     def _lab(self, test_id: str, obs: Any, when: dt.date | None) -> str:
@@ -380,7 +341,7 @@ class _Builder:
         unit = find_unit(self.kb, test, str(unit_text))
         if unit is None:
             raise _Skip(f"unit {unit_text!r} is not a unit of {test_id} ({accepted_units(test)})")
-        number = _number(q.value)
+        number = plain_number(q.value)
         assert test.plausible_si is not None
         low, high = test.plausible_si
         if not low <= number * unit.factor <= high:
@@ -395,8 +356,8 @@ class _Builder:
                     or unit_text
                 )
                 same = find_unit(self.kb, test, str(bound_unit))
-                if same is not None and same.unit == unit.unit and _number(bound.value) > 0:
-                    entry.setdefault(key, _number(bound.value))
+                if same is not None and same.unit == unit.unit and plain_number(bound.value) > 0:
+                    entry.setdefault(key, plain_number(bound.value))
         if (
             "reference_low" in entry
             and "reference_high" in entry
@@ -408,8 +369,8 @@ class _Builder:
 
     def _qualitative(self, obs: Any) -> str:
         fm = self.kb.fhir
-        concepts = [_codings(obs.valueCodeableConcept)] + [
-            _codings(i) for i in obs.interpretation or []
+        concepts = [codings_of(obs.valueCodeableConcept)] + [
+            codings_of(i) for i in obs.interpretation or []
         ]
         for codings in concepts:
             if in_codes(self.index, fm.positive, codings):
@@ -422,15 +383,15 @@ class _Builder:
         raise _Skip("no positive or negative result")
 
     def _clinical_status(self, cond: Any) -> str | None:
-        codes = _codings(cond.clinicalStatus)
+        codes = codings_of(cond.clinicalStatus)
         return str(codes[0].code) if codes else None
 
     def _condition(self, raw: Resource) -> str | None:
-        codings = _raw_codings(raw, "code")
+        codings = raw_codings_of(raw, "code")
         meaning = self._meaning(codings, ("condition", "symptom", "pregnancy", "diet", "exposure"))
         cond = _parse(raw)
         fm = self.kb.fhir
-        verification = _codings(cond.verificationStatus)
+        verification = codings_of(cond.verificationStatus)
         if verification and verification[0].code in fm.statuses.condition_verification_ignored:
             raise _Skip(f"verification status {verification[0].code}")
         onset, _ = to_date(
@@ -458,11 +419,11 @@ class _Builder:
             return self._diet(meaning.id, onset)
         if meaning.kind == "exposure":
             return self._exposure(meaning.id)
-        severity = qualifier(self.index, fm.severity, _codings(cond.severity))
+        severity = qualifier(self.index, fm.severity, codings_of(cond.severity))
         return self._symptom(meaning.id, onset, severity)
 
     def _procedure(self, raw: Resource) -> str | None:
-        meaning = self._meaning(_raw_codings(raw, "code"), ("condition",))
+        meaning = self._meaning(raw_codings_of(raw, "code"), ("condition",))
         proc = _parse(raw)
         if proc.status not in self.kb.fhir.statuses.procedure_used:
             raise _Skip(f"status {proc.status}")
@@ -526,11 +487,11 @@ class _Builder:
 
     # -- medicines -------------------------------------------------------------------
 
-    def _medicine_codings(self, raw: Resource) -> tuple[list[Any], str]:
+    def _medicine_codings_of(self, raw: Resource) -> tuple[list[Any], str]:
         """The codings and text that name the medicine, following medicationReference."""
         concept = raw.get("medicationCodeableConcept")
         if isinstance(concept, Mapping):
-            return _codings(concept), str(concept.get("text") or "")
+            return codings_of(concept), str(concept.get("text") or "")
         ref = raw.get("medicationReference")
         target: Mapping[str, Any] | None = None
         if isinstance(ref, Mapping) and isinstance(ref.get("reference"), str):
@@ -546,11 +507,11 @@ class _Builder:
         code = target.get("code")
         if not isinstance(code, Mapping):
             return [], ""
-        return _codings(code), str(code.get("text") or "")
+        return codings_of(code), str(code.get("text") or "")
 
     def _medicine(self, raw: Resource) -> tuple[Meaning | None, str, str]:
         """(meaning by code, medication id, how it was matched)."""
-        codings, text = self._medicine_codings(raw)
+        codings, text = self._medicine_codings_of(raw)
         if self.index.first(codings, ("exposure",)) is not None:
             # Nitrous oxide given as an anaesthetic is not the recreational exposure.
             raise _Skip("a medicine that b12dx records only as an exposure the patient reports")
@@ -572,7 +533,7 @@ class _Builder:
         hit = self.by_name[names]
         if hit is not None:
             return None, hit[0], f"by name '{hit[1]}'"
-        named = _label(codings, self.index) if codings else text or "no code"
+        named = coding_label(codings, self.index) if codings else text or "no code"
         raise _Skip(f"medicine not in b12dx's tables ({named})")
 
     def _medication(self, raw: Resource, reference: str) -> str | None:
@@ -591,7 +552,7 @@ class _Builder:
             ongoing = status in st.medication_request_ongoing
             supply = res.dispenseRequest.expectedSupplyDuration if res.dispenseRequest else None
             if end is None and start is not None and supply is not None and supply.value:
-                days = _supply_days(supply)
+                days = supply_days(supply)
                 repeats = res.dispenseRequest.numberOfRepeatsAllowed or 0
                 if days:
                     end = start + dt.timedelta(days=days * (repeats + 1))
@@ -635,17 +596,17 @@ class _Builder:
         if when is None:
             raise _Skip("no date given")
         self._when(when, "given")
-        codings, text = self._medicine_codings(raw)
-        drug = qualifier(self.index, self.kb.fhir.b12_drugs, codings) or _drug_by_name(text)
+        codings, text = self._medicine_codings_of(raw)
+        drug = qualifier(self.index, self.kb.fhir.b12_drugs, codings) or drug_by_name(text)
         if drug is None:
             raise _Skip("which B12 was given is not recorded")
         route = None
         if adm.dosage is not None:
-            route = qualifier(self.index, self.kb.fhir.routes, _codings(adm.dosage.route))
+            route = qualifier(self.index, self.kb.fhir.routes, codings_of(adm.dosage.route))
         if route is None:
             raise _Skip("route not recorded")
         dose: dict[str, Any] = {"date": when.isoformat(), "drug": drug, "route": route}
-        mg = _dose_mg(adm.dosage.dose if adm.dosage else None)
+        mg = dose_mg(adm.dosage.dose if adm.dosage else None)
         if mg is not None:
             dose["dose_mg"] = mg
         self.doses.append(dose)
@@ -710,57 +671,6 @@ def medicine_of(resource: Resource, kb: Knowledge) -> str | None:
         return builder._medicine(resource)[1]
     except _Skip:
         return None
-
-
-def planned_days(order: Resource) -> int | None:
-    """How long a MedicationRequest is meant to run: validity period, or supply x fills."""
-    dispense = order.get("dispenseRequest")
-    if not isinstance(dispense, Mapping):
-        return None
-    validity = dispense.get("validityPeriod") or {}
-    start, _ = to_date(validity.get("start"))
-    end, _ = to_date(validity.get("end"))
-    if start and end and end >= start:
-        return (end - start).days
-    supply = dispense.get("expectedSupplyDuration")
-    if isinstance(supply, Mapping) and isinstance(supply.get("value"), int | float):
-        factor = {"d": 1, "day": 1, "days": 1, "wk": 7, "week": 7, "mo": 30, "month": 30}
-        unit = str(supply.get("code") or supply.get("unit") or "").lower()
-        if unit in factor:
-            repeats = dispense.get("numberOfRepeatsAllowed")
-            fills = 1 + (repeats if isinstance(repeats, int) and repeats > 0 else 0)
-            return int(supply["value"] * factor[unit] * fills)
-    return None
-
-
-def _number(value: Decimal | float | int) -> float | int:
-    f = float(value)
-    return int(f) if f.is_integer() else f
-
-
-def _supply_days(q: Any) -> float | None:
-    factor = {"d": 1, "day": 1, "days": 1, "wk": 7, "week": 7, "mo": 30, "month": 30}
-    unit = str(q.code or q.unit or "").lower()
-    return float(q.value) * factor[unit] if unit in factor else None
-
-
-def _dose_mg(q: Any) -> float | None:
-    if q is None or q.value is None:
-        return None
-    unit = str(q.code or q.unit or "").lower()
-    factor = {"mg": 1.0, "ug": 0.001, "mcg": 0.001, "µg": 0.001, "microgram": 0.001}.get(unit)
-    if factor is None:
-        return None
-    mg = float(q.value) * factor
-    return mg if 0 < mg <= 10 else None
-
-
-def _drug_by_name(text: str) -> str | None:
-    low = text.lower()
-    for name in ("hydroxocobalamin", "cyanocobalamin", "methylcobalamin"):
-        if name in low:
-            return name
-    return "cyanocobalamin" if re.search(r"\bvitamin b\s*12\b", low) else None
 
 
 def _name_patterns(kb: Knowledge) -> list[tuple[str, re.Pattern[str]]]:

@@ -22,7 +22,8 @@ import pyarrow.parquet as pq
 from b12dx.engine.units import find_unit
 from b12dx.fhir.codes import CodeIndex, code_index, qualifier
 from b12dx.fhir.read import iter_export, patient_reference, reference_id
-from b12dx.fhir.record import medicine_of, planned_days, to_date
+from b12dx.fhir.record import medicine_of
+from b12dx.fhir.values import planned_days, to_date
 from b12dx.knowledge.loader import Knowledge
 from b12dx.screen.model import SCHEMAS, ScreeningTables
 

@@ -13,8 +13,7 @@ import ibis.expr.types as ir
 from b12dx.engine.schedule import add_months, maintenance_interval
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.knowledge import Profile, Regimen
-
-DAYS_PER_MONTH = 365.25 / 12  # as b12dx.fhir.record counts course months
+from b12dx.numbers import DAYS_PER_MONTH
 
 Tables = Mapping[str, ir.Table]
 

@@ -24,7 +24,8 @@ from b12dx.engine.units import find_unit
 from b12dx.errors import FieldError, InputError
 from b12dx.fhir.codes import code_index, in_codes, qualifier
 from b12dx.fhir.read import bundle_resources, patient_reference, reference_id
-from b12dx.fhir.record import ResourceNote, medicine_of, to_date
+from b12dx.fhir.record import ResourceNote, medicine_of
+from b12dx.fhir.values import to_date
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.patient import Drug, PatientRecord
 from b12dx.store.bundle import EXTENSION, PATIENT_ID_SYSTEM, SYSTEM

@@ -9,9 +9,9 @@ from typing import Any
 
 from b12dx.engine.validate import parse_patient
 from b12dx.models.patient import PatientRecord
+from b12dx.numbers import DAYS_PER_MONTH
 from b12dx.store.tables import Patient
 
-DAYS_PER_MONTH = 30.4375  # 365.25 / 12
 _RANK = {"none": 0, "mild": 1, "moderate": 2, "severe": 3}
 
 

@@ -1,0 +1,116 @@
+"""Values read from FHIR R4 resources the same way wherever a resource is read (one
+patient, a bundle for the store, a population): dates as written, codings, quantities
+(dose in mg, supply in days), a B12 drug named in free text and how long an order runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from b12dx.fhir.codes import CodeIndex
+from b12dx.fhir.read import Resource
+from b12dx.numbers import DAYS_PER_MONTH
+
+
+def to_date(value: Any) -> tuple[dt.date | None, bool]:
+    """A FHIR date, dateTime or instant as a date (the date as written), and whether partial."""
+    if value is None:
+        return None, False
+    if isinstance(value, dt.datetime):
+        return value.date(), False
+    if isinstance(value, dt.date):
+        return value, False
+    text = str(value)
+    m = re.fullmatch(r"(\d{4})(?:-(\d{2}))?(?:-(\d{2}))?(?:T.*)?", text)
+    if not m:
+        return None, False
+    year, month, day = int(m[1]), int(m[2] or 1), int(m[3] or 1)
+    try:
+        return dt.date(year, month, day), m[3] is None
+    except ValueError:
+        return None, False
+
+
+def age_on(birth: dt.date, when: dt.date) -> int:
+    return when.year - birth.year - ((when.month, when.day) < (birth.month, birth.day))
+
+
+def months_between(start: dt.date, end: dt.date) -> int:
+    return max(0, math.floor((end - start).days / DAYS_PER_MONTH))
+
+
+def codings_of(concept: Any) -> list[Any]:
+    if concept is None:
+        return []
+    if isinstance(concept, Mapping):
+        return list(concept.get("coding") or [])
+    return list(concept.coding or [])
+
+
+def raw_codings_of(resource: Mapping[str, Any], key: str) -> list[Any]:
+    concept = resource.get(key)
+    return codings_of(concept) if isinstance(concept, Mapping) else []
+
+
+def coding_label(codings: Iterable[Any], index: CodeIndex) -> str:
+    for c in codings:
+        get = c.get if isinstance(c, Mapping) else lambda k, c=c: getattr(c, k, None)
+        system = index.system_of(get("system")) or get("system") or "no system"
+        display = get("display")
+        return f"{system} {get('code')}" + (f" '{display}'" if display else "")
+    return "no coded value"
+
+
+def planned_days(order: Resource) -> int | None:
+    """How long a MedicationRequest is meant to run: validity period, or supply x fills."""
+    dispense = order.get("dispenseRequest")
+    if not isinstance(dispense, Mapping):
+        return None
+    validity = dispense.get("validityPeriod") or {}
+    start, _ = to_date(validity.get("start"))
+    end, _ = to_date(validity.get("end"))
+    if start and end and end >= start:
+        return (end - start).days
+    supply = dispense.get("expectedSupplyDuration")
+    if isinstance(supply, Mapping) and isinstance(supply.get("value"), int | float):
+        factor = {"d": 1, "day": 1, "days": 1, "wk": 7, "week": 7, "mo": 30, "month": 30}
+        unit = str(supply.get("code") or supply.get("unit") or "").lower()
+        if unit in factor:
+            repeats = dispense.get("numberOfRepeatsAllowed")
+            fills = 1 + (repeats if isinstance(repeats, int) and repeats > 0 else 0)
+            return int(supply["value"] * factor[unit] * fills)
+    return None
+
+
+def plain_number(value: Decimal | float | int) -> float | int:
+    f = float(value)
+    return int(f) if f.is_integer() else f
+
+
+def supply_days(q: Any) -> float | None:
+    factor = {"d": 1, "day": 1, "days": 1, "wk": 7, "week": 7, "mo": 30, "month": 30}
+    unit = str(q.code or q.unit or "").lower()
+    return float(q.value) * factor[unit] if unit in factor else None
+
+
+def dose_mg(q: Any) -> float | None:
+    if q is None or q.value is None:
+        return None
+    unit = str(q.code or q.unit or "").lower()
+    factor = {"mg": 1.0, "ug": 0.001, "mcg": 0.001, "µg": 0.001, "microgram": 0.001}.get(unit)
+    if factor is None:
+        return None
+    mg = float(q.value) * factor
+    return mg if 0 < mg <= 10 else None
+
+
+def drug_by_name(text: str) -> str | None:
+    low = text.lower()
+    for name in ("hydroxocobalamin", "cyanocobalamin", "methylcobalamin"):
+        if name in low:
+            return name
+    return "cyanocobalamin" if re.search(r"\bvitamin b\s*12\b", low) else None
