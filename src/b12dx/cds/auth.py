@@ -10,7 +10,8 @@ JWK Set (``jku``), and its payload carries ``iss`` (who the client is), ``aud`` 
 the CDS Service endpoint being invoked), ``exp``/``iat`` (a lifetime the spec says SHOULD
 be at most five minutes), ``jti`` (a nonce against replay) and optionally ``sub`` and
 ``tenant``. The spec tells services to allowlist the issuers (and their ``jku``) they
-trust; that allowlist is the list of :class:`TrustedIssuer` given to
+trust; that allowlist is the list of :class:`TrustedIssuer` (read and keyed in
+``issuers``) given to
 :class:`ClientAuthenticator`.
 
 Design choices, each a defence against a known JWT attack (RFC 8725):
@@ -44,17 +45,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import jwt
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from b12dx.cds.fhir_servers import FhirServer, parse_servers
+from b12dx.cds.fhir_servers import FhirServer
+from b12dx.cds.issuers import JwksError, Key, TrustedIssuer, load_issuers, parse_jwks
 from b12dx.cds.replay import MemoryReplayCache, ReplayCache
-from b12dx.network import is_loopback
 
 __all__ = [
     "ALGORITHMS",
@@ -82,12 +80,8 @@ _MAX_AUTHORIZATION_CHARS = 16_384
 _MAX_JWKS_BYTES = 256 * 1024
 #: Minimum time between two fetches of one JWKS URL, whatever the tokens say.
 _MIN_REFETCH_SECONDS = 10.0
-#: RSA keys shorter than this are not trusted (NIST SP 800-131A; RFC 7518 §3.3).
-_MIN_RSA_BITS = 2048
 #: A jti is a nonce; bounding its length bounds the replay cache's memory.
 _MAX_JTI_CHARS = 256
-#: JWK members that only a private key has; a JWKS holding them is a leaked key.
-_PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 
 class AuthError(Exception):
@@ -105,39 +99,6 @@ class AuthError(Exception):
 
 
 @dataclass(frozen=True)
-class TrustedIssuer:
-    """A CDS Client we trust, and where its public keys come from.
-
-    Exactly one of ``jwks_url`` (fetched, cached, refetched on key rotation) or ``jwks``
-    (an inline JWK Set ``{"keys": [...]}``) is given. ``jwks_url`` must be https (plain
-    http is tolerated only for loopback hosts): the keys fetched decide whom we trust, so
-    they must not be swappable on the wire.
-    """
-
-    iss: str
-    jwks_url: str | None = None
-    # Excluded from the hash: a mapping is not hashable, and ``iss`` identifies the entry.
-    jwks: Mapping[str, Any] | None = field(default=None, hash=False)
-    # The FHIR servers this client may ask the service to read from (cds/fhir_servers.py);
-    # none: its calls are answered from their prefetch only.
-    fhir_servers: tuple[FhirServer, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.iss, str) or not self.iss.strip():
-            raise ValueError('"iss" must be a non-empty string (the CDS Client\'s issuer id)')
-        if (self.jwks_url is None) == (self.jwks is None):
-            raise ValueError(
-                'give exactly one of "jwks_url" (an https URL serving the JWK Set) '
-                'or "jwks" (an inline JWK Set {"keys": [...]})'
-            )
-        if self.jwks_url is not None:
-            _check_jwks_url(self.jwks_url)
-        if self.jwks is not None:
-            # Parsed here so that a bad inline key fails at start-up, not at first request.
-            _parse_jwks(self.jwks, strict=True)
-
-
-@dataclass(frozen=True)
 class ClientIdentity:
     """Who called, once the token has been verified."""
 
@@ -147,188 +108,13 @@ class ClientIdentity:
     tenant: str | None
 
 
-# --------------------------------------------------------------------------------------
-# Configuration
-
-
-def load_issuers(path: Path) -> list[TrustedIssuer]:
-    """Read the trusted CDS Clients from a JSON file.
-
-    The file looks like::
-
-        {"issuers": [
-            {"iss": "https://ehr.example.org", "jwks_url": "https://ehr.example.org/jwks",
-             "fhir_servers": ["https://ehr.example.org/fhir/r4"]},
-            {"iss": "other-ehr", "jwks": {"keys": [{"kty": "EC", "crv": "P-384", ...}]}}
-        ]}
-
-    ``fhir_servers``: the FHIR base URLs this client may have the service read from
-    (``{"url": ..., "private": true}`` for one on a private network); without it the
-    client's calls are answered from their prefetch alone.
-
-    Raises ValueError naming the file, the entry and the field, and what is accepted.
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read the CDS issuers file ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: the CDS issuers file is not UTF-8 text") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(
-            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
-        ) from None
-    if not isinstance(data, dict) or not isinstance(data.get("issuers"), list):
-        raise ValueError(f'{path}: expected a JSON object {{"issuers": [...]}}')
-    unknown_top = sorted(set(data) - {"issuers"})
-    if unknown_top:
-        raise ValueError(f'{path}: unknown field(s) {unknown_top}; accepted: "issuers"')
-
-    issuers: list[TrustedIssuer] = []
-    seen: dict[str, int] = {}
-    for index, entry in enumerate(data["issuers"]):
-        where = f"{path}: issuers[{index}]"
-        if not isinstance(entry, dict):
-            raise ValueError(
-                f'{where}: expected an object with "iss" and one of "jwks_url" or "jwks"'
-            )
-        unknown = sorted(set(entry) - {"iss", "jwks_url", "jwks", "fhir_servers"})
-        if unknown:
-            raise ValueError(
-                f'{where}: unknown field(s) {unknown}; accepted: "iss", "jwks_url", "jwks", '
-                '"fhir_servers"'
-            )
-        iss = entry.get("iss")
-        if not isinstance(iss, str):
-            raise ValueError(f'{where}: "iss" must be a non-empty string (the client\'s issuer id)')
-        jwks_url = entry.get("jwks_url")
-        if jwks_url is not None and not isinstance(jwks_url, str):
-            raise ValueError(f'{where}: "jwks_url" must be a string (an https URL)')
-        jwks = entry.get("jwks")
-        if jwks is not None and not isinstance(jwks, dict):
-            raise ValueError(f'{where}: "jwks" must be a JWK Set object {{"keys": [...]}}')
-        try:
-            servers = parse_servers(entry.get("fhir_servers", []), f"{where}.fhir_servers")
-            issuer = TrustedIssuer(iss=iss, jwks_url=jwks_url, jwks=jwks, fhir_servers=servers)
-        except ValueError as exc:
-            raise ValueError(f"{where}: {exc}") from None
-        if issuer.iss in seen:
-            raise ValueError(
-                f'{where}: "iss" repeats issuers[{seen[issuer.iss]}]; each issuer appears once'
-            )
-        seen[issuer.iss] = index
-        issuers.append(issuer)
-    return issuers
-
-
-def _check_jwks_url(url: str) -> None:
-    if not isinstance(url, str):
-        raise ValueError('"jwks_url" must be a string (an https URL)')
-    parts = urlsplit(url)
-    if not parts.hostname:
-        raise ValueError(f'"jwks_url" {url!r} is not an absolute URL (https://host/path)')
-    if parts.scheme == "https":
-        return
-    if parts.scheme == "http" and is_loopback(parts.hostname):
-        return
-    raise ValueError(f'"jwks_url" {url!r} must use https (plain http only for localhost/127.0.0.1)')
-
-
-# --------------------------------------------------------------------------------------
-# Keys
-
-
-@dataclass(frozen=True)
-class _Key:
-    """One verification key, bound to the single algorithm it may verify."""
-
-    kid: str | None
-    alg: str
-    jwk: jwt.PyJWK
-
-
-class _JwksError(Exception):
-    """A JWK Set could not be obtained or read (detail is for the log only)."""
-
-
-def _parse_jwks(jwks: Any, *, strict: bool) -> tuple[_Key, ...]:
-    """The RS384/ES384 public keys of a JWK Set.
-
-    ``strict`` (inline configuration) raises ValueError for anything suspicious so the
-    operator sees it at start-up; otherwise (a fetched JWKS) unusable keys are skipped,
-    since a client may legitimately publish keys for other purposes or algorithms.
-    """
-    fail: type[Exception] = ValueError if strict else _JwksError
-    if not isinstance(jwks, Mapping) or not isinstance(jwks.get("keys"), list):
-        raise fail('a JWK Set must be an object {"keys": [...]}')
-    keys: list[_Key] = []
-    for index, jwk in enumerate(jwks["keys"]):
-        where = f"keys[{index}]"
-        if not isinstance(jwk, Mapping):
-            if strict:
-                raise ValueError(f"{where}: a JWK must be an object")
-            continue
-        if _PRIVATE_JWK_MEMBERS & set(jwk):
-            # A private or symmetric key in a *public* key set is a leaked secret (or an
-            # HMAC key, which we never accept): refuse to use it rather than trust it.
-            if strict:
-                raise ValueError(
-                    f"{where}: contains private or symmetric key material; "
-                    "configure only the client's public keys"
-                )
-            logger.warning("JWKS key %s ignored: it contains private key material", where)
-            continue
-        key = _key_from_jwk(jwk, where, strict=strict)
-        if key is not None:
-            keys.append(key)
-    if strict and not keys:
-        raise ValueError("the JWK Set holds no RSA or EC P-384 public key (for RS384/ES384)")
-    return tuple(keys)
-
-
-def _key_from_jwk(jwk: Mapping[str, Any], where: str, *, strict: bool) -> _Key | None:
-    if jwk.get("use") not in (None, "sig"):
-        return None  # an encryption key: not for verifying signatures
-    kty, crv = jwk.get("kty"), jwk.get("crv")
-    if kty == "RSA":
-        alg = "RS384"
-    elif kty == "EC" and crv == "P-384":
-        alg = "ES384"
-    else:
-        # Other key types/curves (e.g. P-256 for ES256) cannot verify RS384/ES384.
-        return None
-    if jwk.get("alg") not in (None, alg):
-        return None  # the key is declared for another algorithm (e.g. RS256): respect it
-    kid = jwk.get("kid")
-    if kid is not None and not isinstance(kid, str):
-        if strict:
-            raise ValueError(f'{where}: "kid" must be a string')
-        return None
-    try:
-        # Binding the algorithm here means PyJWT will only ever verify with this one.
-        pyjwk = jwt.PyJWK(dict(jwk), algorithm=alg)
-    except (jwt.PyJWTError, ValueError, TypeError) as exc:
-        if strict:
-            raise ValueError(f"{where}: not a valid {kty} public key ({exc})") from None
-        logger.warning("JWKS key %s ignored: not a valid %s public key", where, kty)
-        return None
-    if isinstance(pyjwk.key, rsa.RSAPublicKey) and pyjwk.key.key_size < _MIN_RSA_BITS:
-        if strict:
-            raise ValueError(f"{where}: RSA key shorter than {_MIN_RSA_BITS} bits")
-        logger.warning("JWKS key %s ignored: RSA key shorter than %d bits", where, _MIN_RSA_BITS)
-        return None
-    return _Key(kid=kid, alg=alg, jwk=pyjwk)
-
-
 @dataclass
 class _RemoteJwks:
     """Cache state of one JWKS URL; ``lock`` serialises fetches so N requests wait for one."""
 
     url: str
     lock: threading.Lock = field(default_factory=threading.Lock)
-    keys: tuple[_Key, ...] | None = None
+    keys: tuple[Key, ...] | None = None
     fetched_at: float = -math.inf
     last_attempt: float = -math.inf
 
@@ -336,7 +122,7 @@ class _RemoteJwks:
 @dataclass(frozen=True)
 class _IssuerState:
     issuer: TrustedIssuer
-    inline_keys: tuple[_Key, ...] | None
+    inline_keys: tuple[Key, ...] | None
     remote: _RemoteJwks | None
 
 
@@ -380,7 +166,7 @@ class ClientAuthenticator:
         for issuer in issuers:
             if issuer.iss in self._issuers:
                 raise ValueError(f"issuer {issuer.iss!r} is configured twice")
-            inline = _parse_jwks(issuer.jwks, strict=True) if issuer.jwks is not None else None
+            inline = parse_jwks(issuer.jwks, strict=True) if issuer.jwks is not None else None
             remote = _RemoteJwks(issuer.jwks_url) if issuer.jwks_url is not None else None
             self._issuers[issuer.iss] = _IssuerState(issuer, inline, remote)
 
@@ -508,21 +294,21 @@ class ClientAuthenticator:
 
     def _candidate_keys(
         self, state: _IssuerState, alg: str, kid: str | None, *, refresh: bool
-    ) -> list[_Key]:
+    ) -> list[Key]:
         if state.inline_keys is not None:
             keys = state.inline_keys
         else:
             assert state.remote is not None
             try:
                 keys = self._remote_keys(state.remote, refresh=refresh)
-            except _JwksError as exc:
+            except JwksError as exc:
                 logger.warning(
                     "CDS client refused: JWKS of iss=%s unavailable (%s)", state.issuer.iss, exc
                 )
                 raise AuthError("the issuer's signing keys could not be retrieved") from None
         return [k for k in keys if k.alg == alg and (kid is None or k.kid == kid)]
 
-    def _remote_keys(self, remote: _RemoteJwks, *, refresh: bool) -> tuple[_Key, ...]:
+    def _remote_keys(self, remote: _RemoteJwks, *, refresh: bool) -> tuple[Key, ...]:
         keys = remote.keys
         if not refresh and keys is not None and self._is_fresh(remote):
             return keys  # fast path without the lock: tuples are replaced, never mutated
@@ -538,11 +324,11 @@ class ClientAuthenticator:
                 if fresh:
                     assert remote.keys is not None
                     return remote.keys
-                raise _JwksError("the last fetch failed moments ago")
+                raise JwksError("the last fetch failed moments ago")
             remote.last_attempt = now
             try:
                 keys = self._fetch(remote.url)
-            except _JwksError:
+            except JwksError:
                 if fresh:
                     assert remote.keys is not None
                     return remote.keys  # a failed refresh keeps the still-valid keys
@@ -553,7 +339,7 @@ class ClientAuthenticator:
     def _is_fresh(self, remote: _RemoteJwks) -> bool:
         return self._clock() - remote.fetched_at < self._jwks_cache_seconds
 
-    def _fetch(self, url: str) -> tuple[_Key, ...]:
+    def _fetch(self, url: str) -> tuple[Key, ...]:
         body = bytearray()
         try:
             # No redirects: the configured URL is the trust anchor, not wherever it points.
@@ -562,18 +348,18 @@ class ClientAuthenticator:
                 client.stream("GET", url, headers={"Accept": "application/json"}) as response,
             ):
                 if response.status_code != 200:
-                    raise _JwksError(f"HTTP status {response.status_code}")
+                    raise JwksError(f"HTTP status {response.status_code}")
                 for chunk in response.iter_bytes():
                     body += chunk
                     if len(body) > _MAX_JWKS_BYTES:
-                        raise _JwksError(f"response larger than {_MAX_JWKS_BYTES} bytes")
+                        raise JwksError(f"response larger than {_MAX_JWKS_BYTES} bytes")
         except httpx.HTTPError as exc:
-            raise _JwksError(type(exc).__name__) from None
+            raise JwksError(type(exc).__name__) from None
         try:
             data = json.loads(bytes(body))
         except ValueError:
-            raise _JwksError("response is not JSON") from None
-        keys = _parse_jwks(data, strict=False)
+            raise JwksError("response is not JSON") from None
+        keys = parse_jwks(data, strict=False)
         logger.info("fetched JWKS %s: %d usable key(s)", url, len(keys))
         return keys
 
