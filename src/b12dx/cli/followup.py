@@ -7,6 +7,8 @@ the file in the user's data directory) and works as ``cli:<login>`` in the local
 practice, or the one ``--practice`` names; each change is one transaction with its audit
 entry, so on any error nothing is written (``followup_work``). The commands read and
 print; what is recorded is checked by the store and what is decided is the engine's.
+The ``record`` commands are in ``followup_record``, the options they share in
+``followup_options``.
 
 Errors follow the command line's convention (``b12dx.cli.app.main``): exit 2 and one
 message naming the option and what it accepts.
@@ -24,41 +26,22 @@ from typing import Annotated
 import typer
 
 from b12dx.cli import followup_work as base
-from b12dx.errors import B12dxError, FieldError, InputError
-from b12dx.knowledge.wording import unit_words
+from b12dx.cli.followup_options import (
+    AsOfOption,
+    DbOption,
+    ForceOption,
+    JsonOption,
+    PatientArg,
+    PracticeOption,
+    ProfileOption,
+)
+from b12dx.cli.followup_record import record_app
+from b12dx.errors import FieldError, InputError
 
 patient_app = typer.Typer(
     help="People followed over time: add, list, show, update, assess, export, import.",
     no_args_is_help=True,
 )
-record_app = typer.Typer(
-    help="Record what happened to a patient: a lab result, a dose given, a symptom rating.",
-    no_args_is_help=True,
-)
-
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        help="Database URL (sqlite:///PATH, postgresql://...) or a SQLite file; default "
-        "B12DX_DATABASE_URL, else b12dx.sqlite3 in the user data directory.",
-    ),
-]
-PracticeOption = Annotated[
-    str | None,
-    typer.Option("--practice", help="Work in this practice (its name); default the local one."),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
-AsOfOption = Annotated[
-    str | None, typer.Option("--as-of", help="As of this date (YYYY-MM-DD); default today.")
-]
-ProfileOption = Annotated[
-    str | None,
-    typer.Option("--profile", help="Guideline profile: nice-ng239 (default), bsh-2014, us-label."),
-]
-PatientArg = Annotated[str, typer.Argument(metavar="ID", help="The patient's id.")]
-ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite the file if it exists.")]
-DateOption = Annotated[str, typer.Option("--date", help="The day it happened (YYYY-MM-DD).")]
 
 # The store names fields as the record does; the command line names its options.
 ADD_OPTIONS = {
@@ -69,25 +52,6 @@ ADD_OPTIONS = {
     "ethnicity": "--ethnicity",
     "condition": "--condition",
 }
-LAB_OPTIONS = {
-    "test": "--test",
-    "lab": "--test",
-    "value": "--value",
-    "unit": "--unit",
-    "date": "--date",
-    "reference_low": "--reference-low",
-    "reference_high": "--reference-high",
-}
-DOSE_OPTIONS = {
-    "date": "--date",
-    "drug": "--drug",
-    "dose": "--dose",
-    "route": "--route",
-    "given_by": "--given-by",
-    "batch": "--batch",
-    "site": "--site",
-}
-RATING_OPTIONS = {"date": "--date", "symptom": "--symptom", "rating": "--rating"}
 
 
 # -- patient ---------------------------------------------------------------------------
@@ -460,152 +424,6 @@ def patient_import(
     for note in result.ignored:
         err.write(f"  not imported: {note.reference}: {note.note}\n")
     base.out(pid)
-
-
-# -- record ----------------------------------------------------------------------------
-
-
-@record_app.command("lab")
-def record_lab(
-    patient_id: PatientArg,
-    test: Annotated[str, typer.Option("--test", help="Test id, e.g. total_b12, mma, mcv.")],
-    value: Annotated[str, typer.Option("--value", help="A number, or positive / negative.")],
-    date: DateOption,
-    unit: Annotated[
-        str | None, typer.Option("--unit", help="The result's unit, e.g. pg/mL, pmol/L.")
-    ] = None,
-    reference_low: Annotated[
-        float | None, typer.Option("--reference-low", help="The lab's lower limit (same unit).")
-    ] = None,
-    reference_high: Annotated[
-        float | None, typer.Option("--reference-high", help="The lab's upper limit (same unit).")
-    ] = None,
-    db: DbOption = None,
-    practice: PracticeOption = None,
-) -> None:
-    """Record a lab result (checked as the engine checks it: test, unit, plausible value)."""
-    from b12dx.store import entries, patients
-
-    day = base.date_option(date, "--date")
-    assert day is not None
-    with base.work(db, practice) as c, base.options(LAB_OPTIONS):
-        p = patients.get(c.session, c.actor, patient_id)
-        entry = entries.add_lab(
-            c.session,
-            c.kb,
-            c.actor,
-            c.now,
-            p,
-            test=test,
-            value=value,
-            unit=unit,
-            taken_on=day,
-            reference_low=reference_low,
-            reference_high=reference_high,
-        )
-        shown = (
-            f"{entry.value_number:g} {unit_words(entry.unit)}".strip()
-            if entry.value_number is not None
-            else entry.value_text
-        )
-        line = f"Recorded for {p.id} ({p.name}): {c.kb.labs[test].name} {shown} on {day}."
-    base.out(line)
-
-
-@record_app.command("dose")
-def record_dose(
-    patient_id: PatientArg,
-    date: DateOption,
-    drug: Annotated[
-        str, typer.Option("--drug", help="hydroxocobalamin, cyanocobalamin or methylcobalamin.")
-    ],
-    dose: Annotated[
-        str, typer.Option("--dose", help='The amount, e.g. "1 mg", "1000 micrograms".')
-    ],
-    route: Annotated[str, typer.Option("--route", help="im, oral, sc, iv, sublingual or nasal.")],
-    given_by: Annotated[
-        str | None, typer.Option("--given-by", help="Who gave it; default the login.")
-    ] = None,
-    batch: Annotated[str | None, typer.Option("--batch", help="The batch (lot) number.")] = None,
-    site: Annotated[
-        str | None, typer.Option("--site", help='The injection site, e.g. "left deltoid".')
-    ] = None,
-    force: Annotated[
-        bool,
-        typer.Option(
-            "--force",
-            help="Record it although it does not fit b12dx's regimens (an amount none gives, "
-            "or sooner after another dose than any gives), once checked.",
-        ),
-    ] = False,
-    db: DbOption = None,
-    practice: PracticeOption = None,
-) -> None:
-    """Record a dose of B12 given, and say when the next one is due.
-
-    A dose that does not fit the knowledge base's regimens for the drug and route is
-    refused, saying why, unless --force."""
-    from b12dx.cli.followup_view import next_dose
-    from b12dx.store import entries, patients, snapshots
-
-    day = base.date_option(date, "--date")
-    assert day is not None
-    with base.work(db, practice) as c, base.options(DOSE_OPTIONS):
-        p = patients.get(c.session, c.actor, patient_id)
-        try:
-            entry = entries.add_dose(
-                c.session,
-                c.actor,
-                c.now,
-                p,
-                given_on=day,
-                drug=drug,
-                dose=dose,
-                route=route,
-                given_by=given_by,
-                kb=c.kb,
-                force=force,
-                batch=batch,
-                site=site,
-            )
-        except entries.UnusualDose as exc:
-            raise exc.confirm_with("--force") from None
-        line = (
-            f"Recorded for {p.id} ({p.name}): {drug} {entry.dose_mg:g} mg {route.upper()} on "
-            f"{day}, given by {entry.given_by}."
-        )
-        try:  # the dose is kept even when the record cannot be assessed today
-            a = snapshots.current(c.kb, p, c.today).assessment
-            after = next_dose(a, max(d.given_on for d in p.doses))
-        except B12dxError as exc:
-            after = f"When the next dose is due could not be worked out: {exc}"
-    base.out(line)
-    base.out(after)
-
-
-@record_app.command("symptom")
-def record_symptom(
-    patient_id: PatientArg,
-    symptom: Annotated[
-        str, typer.Option("--symptom", help="Symptom id (b12dx knowledge symptoms).")
-    ],
-    rating: Annotated[str, typer.Option("--rating", help="none, mild, moderate or severe.")],
-    date: DateOption,
-    db: DbOption = None,
-    practice: PracticeOption = None,
-) -> None:
-    """Record how a symptom is on a day (none records that it has gone)."""
-    from b12dx.store import entries, patients
-
-    day = base.date_option(date, "--date")
-    assert day is not None
-    with base.work(db, practice) as c, base.options(RATING_OPTIONS):
-        p = patients.get(c.session, c.actor, patient_id)
-        entries.add_rating(
-            c.session, c.kb, c.actor, c.now, p, symptom=symptom, rating=rating, rated_on=day
-        )
-        line = f"Recorded for {p.id} ({p.name}): {c.kb.symptoms[symptom].name} {rating} on {day}."
-    base.out(line)
 
 
 # -- across the practice ---------------------------------------------------------------
