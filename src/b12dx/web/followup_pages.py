@@ -1,6 +1,6 @@
 """Follow-up pages (server-rendered, working without JavaScript): sign-in, the practice's
-patients, each patient's timeline with its forms, the clinic's due list, and the
-per-patient calendar feed.
+patients and each patient's timeline with its forms (the clinic's due list and the
+calendar feed are in ``clinic_pages``; both render with ``render``).
 
 Every form POST is checked for its CSRF token before anything else happens; a change is
 written with its audit entry in one transaction, then the browser is sent back to the
@@ -11,7 +11,6 @@ Patient names never travel in URLs (the search is a POST), so they are in no acc
 from __future__ import annotations
 
 import datetime as dt
-import string
 from collections.abc import Mapping
 from typing import Any, get_args
 from urllib.parse import quote
@@ -24,13 +23,11 @@ from starlette.concurrency import run_in_threadpool
 from b12dx.errors import B12dxError, FieldError, InputError
 from b12dx.knowledge.loader import load_knowledge
 from b12dx.models.patient import Diet, Drug, Route, Sex
-from b12dx.store import due, entries, history, patients, snapshots, users
+from b12dx.store import entries, history, patients, snapshots, users
 from b12dx.store.tables import Patient
 from b12dx.web.auth import Followup, Visitor, followup
-from b12dx.web.ics import followup_calendar
 from b12dx.web.pages import templates
 from b12dx.web.rate_limit import client_address
-from b12dx.web.settings import check_as_of
 from b12dx.web.timeline import last_assessments, timeline_context
 
 router = APIRouter(include_in_schema=False)
@@ -45,12 +42,10 @@ SAVED = {
     "review": "Review saved.",
     "details": "Changes saved.",
 }
-DUE_WINDOWS = (7, 14, 30, 90)
 RECORD_ANYWAY = "Record anyway"  # the dose form's confirmation box (patient.html)
-TOKEN_CHARS = frozenset(string.ascii_letters + string.digits + "-_")  # token_urlsafe
 
 
-def _render(
+def render(
     request: Request, name: str, visitor: Visitor | None, status: int = 200, **context: Any
 ) -> HTMLResponse:
     response = templates.TemplateResponse(
@@ -72,9 +67,7 @@ def _render(
 def message_page(
     request: Request, status: int, title: str, text: str, *, sign_in: bool = False
 ) -> HTMLResponse:
-    return _render(
-        request, "fu_message.html", None, status, title=title, text=text, sign_in=sign_in
-    )
+    return render(request, "fu_message.html", None, status, title=title, text=text, sign_in=sign_in)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -88,11 +81,11 @@ async def _form(request: Request) -> dict[str, str]:
     return out
 
 
-def _today(fu: Followup) -> dt.date:
+def today_for(fu: Followup) -> dt.date:
     return fu.settings.now().date()
 
 
-def _date(form: Mapping[str, str], field: str) -> dt.date | None:
+def form_date(form: Mapping[str, str], field: str) -> dt.date | None:
     raw = form.get(field, "").strip()
     if not raw:
         return None
@@ -113,7 +106,7 @@ def _number(form: Mapping[str, str], field: str) -> float | None:
 
 
 def _required_date(form: Mapping[str, str], field: str) -> dt.date:
-    day = _date(form, field)
+    day = form_date(form, field)
     if day is None:
         raise InputError.single(field, "is required", "YYYY-MM-DD")
     return day
@@ -136,7 +129,7 @@ async def login_form(request: Request, next: str | None = None) -> Response:
         return RedirectResponse("/patients", status_code=303)
     fu.guard(request)
     signed_out = request.query_params.get("signed_out") == "1"
-    return _render(
+    return render(
         request, "login.html", fu.anonymous(request), next=_safe_next(next), signed_out=signed_out
     )
 
@@ -154,7 +147,7 @@ async def login(request: Request) -> Response:
     fu.guard(request)
     wait = fu.sign_in_limiter.wait(client_address(request))
     if wait:
-        return _render(
+        return render(
             request,
             "login.html",
             anonymous,
@@ -168,7 +161,7 @@ async def login(request: Request) -> Response:
     # one short write counts the attempt and starts the session.
     token = await run_in_threadpool(users.sign_in, fu.db, username, password, fu.settings.now())
     if token is None:
-        return _render(
+        return render(
             request,
             "login.html",
             anonymous,
@@ -190,7 +183,7 @@ async def logout_form(request: Request) -> Response:
     if not fu.settings.require_login:
         return RedirectResponse("/patients", status_code=303)
     visitor = await fu.run(request, lambda s: fu.visitor(s, request))
-    return _render(request, "logout.html", visitor)
+    return render(request, "logout.html", visitor)
 
 
 @router.post("/logout")
@@ -230,8 +223,8 @@ def _patients_page(
         q = query.strip().lower()
         wanted = patients.normalise_id(query)
         people = [p for p in people if q in p.name.lower() or p.id == wanted]
-    today = _today(followup(request))
-    return _render(
+    today = today_for(followup(request))
+    return render(
         request,
         "patients.html",
         visitor,
@@ -333,11 +326,11 @@ def _timeline(
     confirm_dose: bool = False,
 ) -> HTMLResponse:
     fu = followup(request)
-    context = timeline_context(s, load_knowledge(), visitor.actor, pid, _today(fu))
+    context = timeline_context(s, load_knowledge(), visitor.actor, pid, today_for(fu))
     base = fu.settings.public_url or str(request.base_url)
     calendar_url = f"{base.rstrip('/')}/calendar/{quote(context['patient'].calendar_token)}.ics"
     saved = request.query_params.get("saved") if status == 200 else None
-    return _render(
+    return render(
         request,
         "patient.html",
         visitor,
@@ -421,7 +414,7 @@ async def _change(request: Request, pid: str, kind: str, anchor: str, form: dict
             pregnant = {"yes": True, "no": False}.get(form.get("pregnant", ""))
             patients.update(
                 s, kb, visitor.actor, now, p,
-                start_medications=[(start, _date(form, "since"))] if start else [],
+                start_medications=[(start, form_date(form, "since"))] if start else [],
                 stop_medications=[(stop, _required_date(form, "stopped"))] if stop else [],
                 add_conditions=[form["add_condition"]] if form.get("add_condition") else [],
                 add_exposures=[form["add_exposure"]] if form.get("add_exposure") else [],
@@ -436,7 +429,7 @@ async def _change(request: Request, pid: str, kind: str, anchor: str, form: dict
                 reason=form.get("reason", ""),
             )  # fmt: skip
         elif kind == "assessment":
-            snapshots.save(s, kb, visitor.actor, now, p, _today(fu))
+            snapshots.save(s, kb, visitor.actor, now, p, today_for(fu))
         elif kind == "calendar":
             patients.new_calendar_token(s, visitor.actor, now, p)
         return p.id
@@ -500,152 +493,3 @@ async def save_assessment(request: Request, pid: str) -> Any:
 @router.post("/patients/{pid}/calendar-token")
 async def new_calendar_link(request: Request, pid: str) -> Any:
     return await _change(request, pid, "calendar", "calendar", await _form(request))
-
-
-# -- the clinic's list ---------------------------------------------------------------
-
-
-KIND_LABELS = {
-    "cannot_assess": "Cannot be assessed",
-    "act_now": "Act now",
-    "maintenance_overdue": "Injection overdue",
-    "test_overdue": "Follow-up test overdue",
-    "review_overdue": "Review overdue",
-    "start_treatment": "Start treatment",
-    "recovery_behind": "Recovery behind",
-    "dose_due": "Injection due",
-    "test_due": "Follow-up test due",
-    "review_due": "Review due",
-}
-
-
-@router.get("/clinic.csv")
-async def clinic_csv(request: Request) -> Response:
-    """The same list as /clinic, for a spreadsheet (the practice's own patients)."""
-    import csv
-    import io
-
-    fu = followup(request)
-    today = _today(fu)
-
-    def work(s: Session) -> str:
-        visitor = fu.visitor(s, request)
-        as_of = _date({"as_of": request.query_params.get("as_of", "")}, "as_of") or today
-        check_as_of(as_of, today)
-        within = int(request.query_params.get("within") or 14)
-        kind = request.query_params.get("kind", "")
-        items = due.due(s, load_knowledge(), visitor.actor, as_of, within)
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(
-            ["patient_id", "patient_name", "what", "kind", "date", "overdue", "urgency", "detail"]
-        )
-        for i in items:
-            if kind and i.kind != kind:
-                continue
-            writer.writerow(
-                [
-                    i.patient_id,
-                    i.patient_name,
-                    KIND_LABELS[i.kind],
-                    i.kind,
-                    i.date,
-                    i.overdue,
-                    i.urgency,
-                    i.text,
-                ]
-            )
-        return out.getvalue()
-
-    try:
-        body = await fu.run(request, work)
-    except ValueError:
-        raise InputError.single("within", "is not a number of days", "0 to 366") from None
-    return Response(
-        body,
-        media_type="text/csv",
-        headers={"content-disposition": 'attachment; filename="b12-due.csv"'},
-    )
-
-
-@router.get("/clinic", response_class=HTMLResponse)
-async def clinic(request: Request) -> Response:
-    fu = followup(request)
-    today = _today(fu)
-    raw_as_of = request.query_params.get("as_of", "")
-    raw_within = request.query_params.get("within", "")
-    kind = request.query_params.get("kind", "")
-
-    def work(s: Session) -> HTMLResponse:
-        visitor = fu.visitor(s, request)
-        errors: list[FieldError] = []
-        as_of, within = today, 14
-        try:
-            as_of = _date({"as_of": raw_as_of}, "as_of") or today
-            check_as_of(as_of, today)
-        except InputError as exc:
-            errors += exc.errors
-        if raw_within.strip():
-            try:
-                within = int(raw_within)
-            except ValueError:
-                errors.append(FieldError("within", f"{raw_within!r} is not a number of days"))
-        items: list[due.DueItem] = []
-        if not errors:
-            try:
-                items = due.due(s, load_knowledge(), visitor.actor, as_of, within)
-            except InputError as exc:
-                errors += exc.errors
-        kinds = list(dict.fromkeys(i.kind for i in items))
-        shown = [i for i in items if not kind or i.kind == kind]
-        return _render(
-            request,
-            "clinic.html",
-            visitor,
-            422 if errors else 200,
-            overdue=[i for i in shown if i.overdue],
-            upcoming=[i for i in shown if not i.overdue],
-            kinds=kinds,
-            kind=kind,
-            labels=KIND_LABELS,
-            recorded=request.query_params.get("recorded", ""),
-            as_of=as_of,
-            raw_as_of=raw_as_of or as_of.isoformat(),
-            within=raw_within or str(within),
-            windows=DUE_WINDOWS,
-            errors=errors,
-        )
-
-    return await fu.run(request, work)
-
-
-# -- calendar feed -------------------------------------------------------------------
-
-
-@router.get("/calendar/{token}.ics")
-async def calendar_feed(request: Request, token: str) -> Response:
-    """A patient's dose schedule for a calendar app: no sign-in (calendar apps cannot),
-    so the address itself is the secret; the feed names the patient by id only."""
-    fu = followup(request)
-    kb = load_knowledge()
-    today = _today(fu)
-
-    def work(s: Session) -> bytes | None:
-        wellformed = len(token) <= 64 and set(token) <= TOKEN_CHARS
-        p: Patient | None = patients.by_calendar_token(s, token) if wellformed else None
-        if p is None:
-            return None
-        try:
-            treatment = snapshots.current(kb, p, today).assessment.treatment
-        except InputError:
-            treatment = None
-        return followup_calendar(p.id, treatment, fu.settings.now())
-
-    body = await fu.run(request, work, signed_in=False)
-    if body is None:
-        return Response("no such calendar\n", status_code=404, media_type="text/plain")
-    return Response(
-        body,
-        media_type="text/calendar",
-        headers={"content-disposition": 'inline; filename="b12-schedule.ics"'},
-    )
