@@ -23,8 +23,9 @@ from typing import Any
 
 from b12dx.cds.cards import override_reasons, sentence
 from b12dx.engine.assess import assess
+from b12dx.fhir.medicines import medicine_of
 from b12dx.fhir.out import medication_request, service_request
-from b12dx.fhir.record import FhirImport, medicine_of
+from b12dx.fhir.record import FhirImport
 from b12dx.fhir.values import months_between, planned_days
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.assessment import Assessment

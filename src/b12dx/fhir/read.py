@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,31 @@ def patient_reference(resource: Mapping[str, Any]) -> str | None:
 def reference_id(reference: str) -> str:
     """The id in a reference: "Patient/123" -> "123", "urn:uuid:abc" -> "abc"."""
     return reference.rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+
+
+def by_reference(resources: Iterable[Resource]) -> dict[str, Resource]:
+    """The resources by every reference that can name them: the Bundle entry's fullUrl
+    and ``Type/id``."""
+    found: dict[str, Resource] = {}
+    for r in resources:
+        if isinstance(r.get("_fullUrl"), str):
+            found[r["_fullUrl"]] = r
+        if r.get("id"):
+            found[f"{r['resourceType']}/{r['id']}"] = r
+    return found
+
+
+def about_another_patient(resource: Mapping[str, Any], patient: Mapping[str, Any]) -> str | None:
+    """The reference of the other patient a resource is about, or None when it is about
+    ``patient`` (by ``Patient/id``, the entry's fullUrl or the id alone) or names none."""
+    about = patient_reference(resource)
+    if about is None:
+        return None
+    pid = patient.get("id")
+    mine = {f"Patient/{pid}", str(patient.get("_fullUrl", ""))} - {"", "Patient/None"}
+    if about in mine or (pid is not None and reference_id(about) == pid):
+        return None
+    return about
 
 
 @dataclass

@@ -43,11 +43,28 @@ def months_between(start: dt.date, end: dt.date) -> int:
     return max(0, math.floor((end - start).days / DAYS_PER_MONTH))
 
 
+def element(obj: Any, name: str) -> Any:
+    """An element of a resource or datatype, read alike from its JSON or its model."""
+    return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+
+
+def start_of(obj: Any, prefix: str) -> Any:
+    """When a choice of dateTime or Period begins: ``{prefix}DateTime``, else the start of
+    ``{prefix}Period`` (onset, performed, effective), as written."""
+    return element(obj, f"{prefix}DateTime") or element(element(obj, f"{prefix}Period"), "start")
+
+
+def observed(obs: Any) -> Any:
+    """When an Observation was made: effective[x], else the instant it was issued."""
+    return start_of(obs, "effective") or element(obs, "effectiveInstant") or element(obs, "issued")
+
+
 def codings_of(concept: Any) -> list[Any]:
     if concept is None:
         return []
     if isinstance(concept, Mapping):
-        return list(concept.get("coding") or [])
+        codings = concept.get("coding")
+        return list(codings) if isinstance(codings, list) else []
     return list(concept.coding or [])
 
 
@@ -58,10 +75,9 @@ def raw_codings_of(resource: Mapping[str, Any], key: str) -> list[Any]:
 
 def coding_label(codings: Iterable[Any], index: CodeIndex) -> str:
     for c in codings:
-        get = c.get if isinstance(c, Mapping) else lambda k, c=c: getattr(c, k, None)
-        system = index.system_of(get("system")) or get("system") or "no system"
-        display = get("display")
-        return f"{system} {get('code')}" + (f" '{display}'" if display else "")
+        system = index.system_of(element(c, "system")) or element(c, "system") or "no system"
+        display = element(c, "display")
+        return f"{system} {element(c, 'code')}" + (f" '{display}'" if display else "")
     return "no coded value"
 
 

@@ -89,7 +89,7 @@ def care_site_expr(t: Tables, kb: Knowledge, profile: Profile, as_of: dt.date) -
 
 def all_current_courses(t: Tables, th: Thresholds, medication_ids: list[str]) -> ir.Table:
     """(person_id, medication_id, course_start): the course of each listed medicine current
-    on as_of, counted as b12dx.fhir.record counts it: orders at most ``gap_days`` apart are
+    on as_of, counted as b12dx.fhir.medicines counts it: orders at most ``gap_days`` apart are
     one course; the last course begun by as_of is current when an order is open, reaches
     as_of, or is continued by a later order. Computed once for every medicine the rules
     need (one window pass), then filtered per rule by ``current_courses``."""

@@ -21,9 +21,9 @@ import pyarrow.parquet as pq
 
 from b12dx.engine.units import find_unit
 from b12dx.fhir.codes import CodeIndex, code_index, qualifier
+from b12dx.fhir.medicines import medicine_of
 from b12dx.fhir.read import iter_export, patient_reference, reference_id
-from b12dx.fhir.record import medicine_of
-from b12dx.fhir.values import planned_days, to_date
+from b12dx.fhir.values import planned_days, raw_codings_of, start_of, to_date
 from b12dx.knowledge.loader import Knowledge
 from b12dx.screen.model import SCHEMAS, ScreeningTables
 
@@ -86,11 +86,6 @@ def _python_kind(kind: pa.DataType) -> type | tuple[type, ...]:
     return object
 
 
-def _codings(resource: Mapping[str, Any], key: str) -> list[Any]:
-    concept = resource.get(key)
-    return list(concept.get("coding") or []) if isinstance(concept, Mapping) else []
-
-
 def _object(resource: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     value = resource.get(key)
     return value if isinstance(value, Mapping) else {}
@@ -116,9 +111,7 @@ def _care_site(patient: Mapping[str, Any]) -> str | None:
 
 
 def _period_start(resource: Mapping[str, Any], prefix: str) -> dt.date | None:
-    period = resource.get(f"{prefix}Period")
-    start = period.get("start") if isinstance(period, Mapping) else None
-    return _date(resource.get(f"{prefix}DateTime") or start)
+    return _date(start_of(resource, prefix))
 
 
 class _Mapper:
@@ -174,11 +167,11 @@ class _Mapper:
         )
 
     def _Condition(self, r: dict[str, Any], pid: str) -> None:
-        verification = {c.get("code") for c in _codings(r, "verificationStatus")}
+        verification = {c.get("code") for c in raw_codings_of(r, "verificationStatus")}
         if verification & set(self.st.condition_verification_ignored):
             self.skip("Condition refuted or entered in error")
             return
-        meaning = self.index.first(_codings(r, "code"))
+        meaning = self.index.first(raw_codings_of(r, "code"))
         if meaning is None:
             self.skip("Condition code not in the knowledge base")
             return
@@ -192,7 +185,7 @@ class _Mapper:
             self.skip(f"Condition coded as {meaning.kind}")
             return
         end = _period_start(r, "abatement")
-        clinical = {c.get("code") for c in _codings(r, "clinicalStatus")}
+        clinical = {c.get("code") for c in raw_codings_of(r, "clinicalStatus")}
         if (
             end is None
             and clinical & set(self.st.condition_clinical_ignored)
@@ -211,7 +204,7 @@ class _Mapper:
         if r.get("status") not in self.st.procedure_used:
             self.skip("Procedure not done")
             return
-        meaning = self.index.first(_codings(r, "code"), ("condition",))
+        meaning = self.index.first(raw_codings_of(r, "code"), ("condition",))
         if meaning is None:
             self.skip("Procedure code not in the knowledge base")
             return
@@ -277,7 +270,7 @@ class _Mapper:
         self, pid: str, mid: str, start: dt.date, end: dt.date | None, ongoing: bool
     ) -> None:
         # Open (null end) only while ongoing; a stopped order with no end ends on its start,
-        # as b12dx.fhir.record counts courses.
+        # as b12dx.fhir.medicines counts courses.
         if end is None and not ongoing:
             end = start
         self.out.add(
@@ -294,7 +287,7 @@ class _Mapper:
             return
         when = _period_start(r, "effective")
         dosage = _object(r, "dosage")
-        route = qualifier(self.index, self.kb.fhir.routes, _codings(dosage, "route"))
+        route = qualifier(self.index, self.kb.fhir.routes, raw_codings_of(dosage, "route"))
         concept = r.get("medicationCodeableConcept") or {}
         drug = qualifier(self.index, self.kb.fhir.b12_drugs, concept.get("coding") or [])
         if when is None:
@@ -306,7 +299,7 @@ class _Mapper:
         if r.get("status") not in self.st.observation_used:
             self.skip("Observation not final")
             return
-        meaning = self.index.first(_codings(r, "code"))
+        meaning = self.index.first(raw_codings_of(r, "code"))
         when = _period_start(r, "effective") or _date(r.get("effectiveInstant"))
         if meaning is None:
             self.skip("Observation code not in the knowledge base")

@@ -38,7 +38,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from b12dx.errors import B12dxError, FieldError, InputError, ProfileError
-from b12dx.fhir.record import ResourceNote
+from b12dx.fhir.validate import ResourceNote
 from b12dx.knowledge.loader import Knowledge
 from b12dx.store import audit, entries, patients
 from b12dx.store.audit import Actor

@@ -17,30 +17,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from fhir.resources.R4B import get_fhir_model_class
-from pydantic import ValidationError
-
 from b12dx.engine.units import find_unit
 from b12dx.errors import FieldError, InputError
 from b12dx.fhir.codes import code_index, in_codes, qualifier
-from b12dx.fhir.read import bundle_resources, patient_reference, reference_id
-from b12dx.fhir.record import ResourceNote, medicine_of
-from b12dx.fhir.values import to_date
+from b12dx.fhir.medicines import medicine_named, medicine_of
+from b12dx.fhir.read import Resource, about_another_patient, bundle_resources, by_reference
+from b12dx.fhir.validate import NotUsed, NotValid, ResourceNote, label_of, model_of
+from b12dx.fhir.values import coding_label, codings_of, element, observed, start_of, to_date
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.patient import Drug, PatientRecord
 from b12dx.store.bundle import EXTENSION, PATIENT_ID_SYSTEM, SYSTEM
 
-Resource = dict[str, Any]
 Kind = Literal["lab", "rating", "dose", "medication", "exposure"]
 NOT_KEPT = {
     "MedicationRequest": "an order is not a record of what was taken or given",
     "Medication": "read where a statement or administration refers to it",
 }
 NO_GIVER = "not recorded"
-
-
-class _Ignore(Exception):
-    """This resource is not imported; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -76,63 +69,21 @@ def refused(reference: str, path: str, message: str, accepted: str | None = None
     return InputError([FieldError(f"{reference}.{path}" if path else reference, message, accepted)])
 
 
-def _ref(resource: Mapping[str, Any], position: int) -> str:
-    rid = resource.get("id")
-    rtype = resource.get("resourceType", "Resource")
-    return f"{rtype}/{rid}" if isinstance(rid, str) and rid else f"{rtype} #{position + 1}"
-
-
 def _model(resource: Resource, reference: str) -> Any:
     """The fhir.resources model of a resource, or an InputError naming the bad field."""
-    data = {k: v for k, v in resource.items() if not k.startswith("_")}
     try:
-        return get_fhir_model_class(str(resource["resourceType"])).model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"] if not isinstance(p, int))
-        message = str(first["msg"]).removeprefix("Value error, ")
-        raise refused(reference, where, f"not valid FHIR R4: {message}") from None
-    except (KeyError, ValueError, TypeError) as exc:
-        raise refused(reference, "", f"not valid FHIR R4: {exc}") from None
-
-
-def _codings(concept: Any) -> list[Any]:
-    if concept is None:
-        return []
-    if isinstance(concept, Mapping):
-        codings = concept.get("coding")
-        return list(codings) if isinstance(codings, list) else []
-    return list(concept.coding or [])
-
-
-def _get(obj: Any, name: str) -> Any:
-    return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+        return model_of(resource)
+    except NotValid as bad:
+        message = bad.message.removeprefix("Value error, ")
+        raise refused(reference, bad.where, f"not valid FHIR R4: {message}") from None
 
 
 def _own(codings: list[Any], kind: str) -> str | None:
     """The code of b12dx's own coding of ``kind``, if the concept has one."""
     for c in codings:
-        if _get(c, "system") == SYSTEM[kind] and _get(c, "code"):
-            return str(_get(c, "code"))
+        if element(c, "system") == SYSTEM[kind] and element(c, "code"):
+            return str(element(c, "code"))
     return None
-
-
-def _label(codings: list[Any], reader: Reader) -> str:
-    for c in codings:
-        system = _get(c, "system")
-        display = _get(c, "display")
-        name = reader.index.system_of(system) or system or "no system"
-        return f"{name} {_get(c, 'code')}" + (f" '{display}'" if display else "")
-    return "no code"
-
-
-def _effective(obs: Any) -> Any:
-    return (
-        obs.effectiveDateTime
-        or (obs.effectivePeriod.start if obs.effectivePeriod else None)
-        or obs.effectiveInstant
-        or obs.issued
-    )
 
 
 class Reader:
@@ -171,7 +122,7 @@ class Reader:
         twice) is ignored; a different value under the same key is for the checks."""
         earlier = self.seen.get(key)
         if earlier is not None:
-            raise _Ignore(f"the same as {earlier}, already imported")
+            raise NotUsed(f"the same as {earlier}, already imported")
         self.seen[key] = ref
 
     def _add(self, ref: str, kind: Kind, note: str, **values: Any) -> None:
@@ -201,7 +152,7 @@ class Reader:
         fm = self.kb.fhir
         for ext in p.extension or []:
             if ext.url == EXTENSION["diet"]:
-                d["diet"] = _own(_codings(ext.valueCodeableConcept), "diet") or "omnivore"
+                d["diet"] = _own(codings_of(ext.valueCodeableConcept), "diet") or "omnivore"
             elif ext.url == EXTENSION["ethnicity"] and ext.valueCoding is not None:
                 d["ethnicity"] = str(ext.valueCoding.code)
             elif ext.url == EXTENSION["breastfeeding"]:
@@ -228,23 +179,23 @@ class Reader:
         try:
             if handler is None:
                 why = NOT_KEPT.get(rtype, "b12dx does not keep this kind of resource")
-                raise _Ignore(f"{rtype} is not imported: {why}")
+                raise NotUsed(f"{rtype} is not imported: {why}")
             handler(resource, ref)
-        except _Ignore as skip:
+        except NotUsed as skip:
             self.plan.ignored.append(ResourceNote(ref, str(skip)))
 
     def _condition(self, raw: Resource, ref: str) -> None:
-        codings = _codings(raw.get("code"))
+        codings = codings_of(raw.get("code"))
         cid = self._id(codings, "condition", self.kb.conditions, ref)
         other = self.index.first(codings, ("exposure", "diet", "pregnancy", "symptom"))
         if cid is None and other is None:
-            raise _Ignore(f"code not in b12dx's tables ({_label(codings, self)})")
+            raise NotUsed(f"code not in b12dx's tables ({coding_label(codings, self.index)})")
         cond = _model(raw, ref)
         fm = self.kb.fhir
-        verification = _codings(cond.verificationStatus)
+        verification = codings_of(cond.verificationStatus)
         if verification and verification[0].code in fm.statuses.condition_verification_ignored:
-            raise _Ignore(f"verification status {verification[0].code}")
-        status = _codings(cond.clinicalStatus)
+            raise NotUsed(f"verification status {verification[0].code}")
+        status = codings_of(cond.clinicalStatus)
         clinical = str(status[0].code) if status else None
         ended, _ = to_date(
             cond.abatementDateTime or (cond.abatementPeriod.end if cond.abatementPeriod else None)
@@ -253,28 +204,24 @@ class Reader:
             ended is not None and ended <= self.today
         )
         why_over = f"clinical status {clinical}" if ended is None else f"ended on {ended}"
-        onset = self._date(
-            cond.onsetDateTime or (cond.onsetPeriod.start if cond.onsetPeriod else None),
-            ref,
-            "onsetDateTime",
-        )
+        onset = self._date(start_of(cond, "onset"), ref, "onsetDateTime")
         recorded = self._date(cond.recordedDate, ref, "recordedDate")
         if cid is None:
             assert other is not None
             if other.kind == "symptom":
-                raise _Ignore(
+                raise NotUsed(
                     f"symptom {other.id} as a Condition: b12dx keeps symptoms as ratings on "
                     "dates (an Observation coded LOINC 75325-1 Symptom, with a severity)"
                 )
             if over:
-                raise _Ignore(why_over)
+                raise NotUsed(why_over)
             if other.kind == "exposure":
                 return self._exposure(ref, other.id, True)
             if other.kind == "diet":
                 return self._diet(ref, other.id, onset or recorded)
             return self._pregnancy(ref, onset or recorded)
         if over and cid not in fm.lasting_conditions:
-            raise _Ignore(why_over)
+            raise NotUsed(why_over)
         egfr = None
         for ext in cond.extension or []:
             if ext.url == EXTENSION["egfr"] and ext.valueQuantity is not None:
@@ -298,30 +245,25 @@ class Reader:
         self.plan.used.append(ResourceNote(ref, f"condition: {cid}"))
 
     def _procedure(self, raw: Resource, ref: str) -> None:
-        codings = _codings(raw.get("code"))
+        codings = codings_of(raw.get("code"))
         cid = self._id(codings, "condition", self.kb.conditions, ref)
         if cid is None:
-            raise _Ignore(f"code not in b12dx's tables ({_label(codings, self)})")
+            raise NotUsed(f"code not in b12dx's tables ({coding_label(codings, self.index)})")
         proc = _model(raw, ref)
         if proc.status not in self.kb.fhir.statuses.procedure_used:
-            raise _Ignore(f"status {proc.status}")
-        when = self._date(
-            proc.performedDateTime
-            or (proc.performedPeriod.start if proc.performedPeriod else None),
-            ref,
-            "performedDateTime",
-        )
+            raise NotUsed(f"status {proc.status}")
+        when = self._date(start_of(proc, "performed"), ref, "performedDateTime")
         self._condition_id(ref, cid, when, None)
         self._also(codings, cid, ref, when)
 
     def _observation(self, raw: Resource, ref: str) -> None:
-        code = _codings(raw.get("code"))
-        value = _codings(raw.get("valueCodeableConcept"))
+        code = codings_of(raw.get("code"))
+        value = codings_of(raw.get("valueCodeableConcept"))
         fm = self.kb.fhir
         if in_codes(self.index, fm.symptom_observation, code):
             sid = self._id(value, "symptom", self.kb.symptoms, ref)
             if sid is None:
-                raise _Ignore(f"symptom not in b12dx's tables ({_label(value, self)})")
+                raise NotUsed(f"symptom not in b12dx's tables ({coding_label(value, self.index)})")
             return self._rating(raw, ref, sid)
         test = self._id(code, "lab", self.kb.labs, ref)
         if test is not None:
@@ -329,15 +271,15 @@ class Reader:
         exposure = self._id(code, "exposure", self.kb.exposures, ref)
         meaning = self.index.first(code, ("symptom", "pregnancy", "diet"))
         if exposure is None and meaning is None:
-            raise _Ignore(f"code not in b12dx's tables ({_label(code, self)})")
+            raise NotUsed(f"code not in b12dx's tables ({coding_label(code, self.index)})")
         if meaning is not None and meaning.kind == "symptom":
             return self._rating(raw, ref, meaning.id)
         obs = _model(raw, ref)
         if str(obs.status) not in fm.statuses.observation_used:
-            raise _Ignore(f"status {obs.status}")
-        when = self._date(_effective(obs), ref, "effectiveDateTime")
+            raise NotUsed(f"status {obs.status}")
+        when = self._date(observed(obs), ref, "effectiveDateTime")
         if self._absent(obs):
-            raise _Ignore("records the finding as absent")
+            raise NotUsed("records the finding as absent")
         if exposure is not None:
             state = _own(value, "exposure-status")
             return self._exposure(ref, exposure, None if state is None else state == "ongoing")
@@ -345,15 +287,15 @@ class Reader:
         if meaning.kind == "diet":
             return self._diet(ref, meaning.id, when)
         if meaning.code.system == "LOINC" and self.index.first(value, ("pregnancy",)) is None:
-            raise _Ignore("pregnancy status is not 'pregnant'")
+            raise NotUsed("pregnancy status is not 'pregnant'")
         return self._pregnancy(ref, when)
 
     def _absent(self, obs: Any) -> bool:
         absent = self.kb.fhir.absent
         return (
             obs.valueBoolean is False
-            or in_codes(self.index, absent, _codings(obs.valueCodeableConcept))
-            or any(in_codes(self.index, absent, _codings(i)) for i in obs.interpretation or [])
+            or in_codes(self.index, absent, codings_of(obs.valueCodeableConcept))
+            or any(in_codes(self.index, absent, codings_of(i)) for i in obs.interpretation or [])
         )
 
     def _lab(self, raw: Resource, ref: str, test_id: str) -> None:
@@ -361,18 +303,18 @@ class Reader:
         fm = self.kb.fhir
         used = fm.statuses.observation_used
         if str(obs.status) not in used:
-            raise _Ignore(f"status {obs.status}: only {', '.join(used)} results are kept")
-        when = self._date(_effective(obs), ref, "effectiveDateTime")
+            raise NotUsed(f"status {obs.status}: only {', '.join(used)} results are kept")
+        when = self._date(observed(obs), ref, "effectiveDateTime")
         if when is None:
-            raise _Ignore("no date (effectiveDateTime)")
+            raise NotUsed("no date (effectiveDateTime)")
         test = self.kb.labs[test_id]
         notes: list[str] = []
         value: str | float
         unit: str | None = None
         limits: dict[str, float] = {}
         if test.kind == "qualitative":
-            codings = _codings(obs.valueCodeableConcept) + [
-                c for i in obs.interpretation or [] for c in _codings(i)
+            codings = codings_of(obs.valueCodeableConcept) + [
+                c for i in obs.interpretation or [] for c in codings_of(i)
             ]
             if in_codes(self.index, fm.positive, codings):
                 value = "positive"
@@ -381,13 +323,13 @@ class Reader:
             elif (obs.valueString or "").strip().lower() in ("positive", "negative"):
                 value = str(obs.valueString).strip().lower()
             else:
-                raise _Ignore("no positive or negative result")
+                raise NotUsed("no positive or negative result")
         else:
             q = obs.valueQuantity
             if q is None or q.value is None:
-                raise _Ignore("no numeric value (valueQuantity)")
+                raise NotUsed("no numeric value (valueQuantity)")
             if q.comparator:
-                raise _Ignore(f"value {q.comparator}{q.value} is a bound, not a result")
+                raise NotUsed(f"value {q.comparator}{q.value} is a bound, not a result")
             value = float(q.value)
             unit = self._unit(test_id, q)
             for rng in obs.referenceRange or []:
@@ -433,13 +375,13 @@ class Reader:
         obs = _model(raw, ref)
         fm = self.kb.fhir
         if str(obs.status) not in fm.statuses.observation_used:
-            raise _Ignore(f"status {obs.status}")
-        when = self._date(_effective(obs), ref, "effectiveDateTime")
+            raise NotUsed(f"status {obs.status}")
+        when = self._date(observed(obs), ref, "effectiveDateTime")
         if when is None:
-            raise _Ignore("no date (effectiveDateTime): a rating is kept with its date")
+            raise NotUsed("no date (effectiveDateTime): a rating is kept with its date")
         rating = self._grade(obs)
         if rating is None:
-            raise _Ignore(
+            raise NotUsed(
                 "no rating: a severity (mild, moderate, severe) or absent, as a component "
                 "coded SNOMED CT 246112005 Severity"
             )
@@ -452,7 +394,7 @@ class Reader:
         component, else the finding recorded as absent."""
         fm = self.kb.fhir
         for comp in obs.component or []:
-            codings = _codings(comp.valueCodeableConcept)
+            codings = codings_of(comp.valueCodeableConcept)
             own = _own(codings, "symptom-rating")
             if own is not None:
                 return own  # an unknown one is refused by the rating check, naming the values
@@ -470,32 +412,24 @@ class Reader:
     def _medicine_concept(self, raw: Resource) -> Resource:
         """The resource with a referenced Medication's code in place of the reference,
         so the knowledge base's lookups (codes, then names) see it."""
-        ref = raw.get("medicationReference")
-        if not isinstance(ref, Mapping) or not isinstance(ref.get("reference"), str):
+        if not isinstance(raw.get("medicationReference"), Mapping):
             return raw
-        target_ref = str(ref["reference"])
-        if target_ref.startswith("#"):
-            contained = raw.get("contained") or []
-            target = next((c for c in contained if c.get("id") == target_ref[1:]), None)
-        else:
-            target = self.by_url.get(target_ref)
-        concept = target.get("code") if isinstance(target, Mapping) else None
-        if not isinstance(concept, Mapping):
-            concept = {"text": ref.get("display") or ""}
+        codings, text = medicine_named(raw, self.by_url.get)
+        concept = {"coding": codings, "text": text}
         return {k: v for k, v in raw.items() if k != "medicationReference"} | {
             "medicationCodeableConcept": concept
         }
 
     def _statement(self, raw: Resource, ref: str) -> None:
         named = self._medicine_concept(raw)
-        codings = _codings(named.get("medicationCodeableConcept"))
+        codings = codings_of(named.get("medicationCodeableConcept"))
         mid = _own(codings, "medication") or medicine_of(named, self.kb)
         if mid is None or mid not in self.kb.medications:
-            raise _Ignore(f"medicine not in b12dx's tables ({_label(codings, self)})")
+            raise NotUsed(f"medicine not in b12dx's tables ({coding_label(codings, self.index)})")
         res = _model(raw, ref)
         st = self.kb.fhir.statuses
         if res.status in st.medication_statement_ignored:
-            raise _Ignore(f"status {res.status}")
+            raise NotUsed(f"status {res.status}")
         period = res.effectivePeriod
         start = self._date(
             (period.start if period else None) or res.effectiveDateTime,
@@ -510,7 +444,7 @@ class Reader:
             end, _ = to_date(res.dateAsserted)
             end = end or start
             if end is None:
-                raise _Ignore(f"status {res.status} with no dates: when it was taken is unknown")
+                raise NotUsed(f"status {res.status} with no dates: when it was taken is unknown")
             note = f" (status {res.status} with no end date: taken as stopped on {end})"
         span = f"since {start}" if start else "start unknown"
         span += f", stopped {end}" if end else ""
@@ -520,7 +454,7 @@ class Reader:
     def _administration(self, raw: Resource, ref: str) -> None:
         named = self._medicine_concept(raw)
         concept = named.get("medicationCodeableConcept")
-        codings = _codings(concept)
+        codings = codings_of(concept)
         text = str(concept.get("text") or "") if isinstance(concept, Mapping) else ""
         fm = self.kb.fhir
         drug = (
@@ -530,26 +464,24 @@ class Reader:
         )
         if drug is None:
             if medicine_of(named, self.kb) == "b12_supplement":
-                raise _Ignore("which B12 was given is not recorded")
-            raise _Ignore(f"not a dose of B12 ({_label(codings, self) if codings else text})")
+                raise NotUsed("which B12 was given is not recorded")
+            raise NotUsed(
+                f"not a dose of B12 ({coding_label(codings, self.index) if codings else text})"
+            )
         adm = _model(raw, ref)
         if adm.status not in fm.statuses.medication_administration_used:
-            raise _Ignore(f"status {adm.status}")
-        when = self._date(
-            adm.effectiveDateTime or (adm.effectivePeriod.start if adm.effectivePeriod else None),
-            ref,
-            "effectiveDateTime",
-        )
+            raise NotUsed(f"status {adm.status}")
+        when = self._date(start_of(adm, "effective"), ref, "effectiveDateTime")
         if when is None:
-            raise _Ignore("no date given")
+            raise NotUsed("no date given")
         dosage = adm.dosage
-        route_codings = _codings(dosage.route) if dosage is not None else []
+        route_codings = codings_of(dosage.route) if dosage is not None else []
         route = _own(route_codings, "route") or qualifier(self.index, fm.routes, route_codings)
         if route is None:
-            raise _Ignore("route not recorded (dosage.route)")
+            raise NotUsed("route not recorded (dosage.route)")
         q = dosage.dose if dosage is not None else None
         if q is None or q.value is None:
-            raise _Ignore("dose not recorded (dosage.dose)")
+            raise NotUsed("dose not recorded (dosage.dose)")
         dose = f"{q.value} {q.code or q.unit or ''}".strip()
         performers = [p.actor.display for p in adm.performer or [] if p.actor.display]
         given_by = performers[0] if performers else NO_GIVER
@@ -575,9 +507,9 @@ class Reader:
     def _pregnancy(self, ref: str, when: dt.date | None) -> None:
         limit = self.kb.fhir.pregnancy_max_days
         if self.plan.details.get("sex") == "male":
-            raise _Ignore("pregnancy recorded for a male patient")
+            raise NotUsed("pregnancy recorded for a male patient")
         if when is not None and (self.today - when).days > limit:
-            raise _Ignore(f"pregnancy recorded {when}, more than {limit} days ago: taken as over")
+            raise NotUsed(f"pregnancy recorded {when}, more than {limit} days ago: taken as over")
         self.plan.pregnant = True
         self.plan.used.append(ResourceNote(ref, "pregnant"))
 
@@ -620,24 +552,16 @@ def read_bundle(kb: Knowledge, data: Any, today: dt.date) -> Plan:
     if len(found) != 1:
         what = "no Patient resource" if not found else f"{len(found)} Patient resources"
         raise InputError.single("Patient", f"the Bundle holds {what}", "exactly one Patient")
-    by_url: dict[str, Resource] = {}
-    for r in resources:
-        if isinstance(r.get("_fullUrl"), str):
-            by_url[r["_fullUrl"]] = r
-        if r.get("id"):
-            by_url[f"{r['resourceType']}/{r['id']}"] = r
-    reader = Reader(kb, today, by_url)
+    reader = Reader(kb, today, by_reference(resources))
     raw_patient = found[0]
-    reader.patient(raw_patient, _ref(raw_patient, resources.index(raw_patient)))
-    pid = raw_patient.get("id")
-    mine = {f"Patient/{pid}", str(raw_patient.get("_fullUrl", ""))} - {"", "Patient/None"}
+    reader.patient(raw_patient, label_of(raw_patient, resources.index(raw_patient)))
     for position, resource in enumerate(resources):
         if resource is raw_patient:
             continue
-        ref = _ref(resource, position)
-        about = patient_reference(resource)
-        if about is not None and about not in mine and (pid is None or reference_id(about) != pid):
-            reader.plan.ignored.append(ResourceNote(ref, f"about another patient ({about})"))
+        ref = label_of(resource, position)
+        other = about_another_patient(resource, raw_patient)
+        if other is not None:
+            reader.plan.ignored.append(ResourceNote(ref, f"about another patient ({other})"))
             continue
         reader.read(resource, ref)
     if reader.diet is not None and "diet" not in reader.plan.details:
