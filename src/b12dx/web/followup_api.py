@@ -11,7 +11,9 @@ Nothing is written when the answer is an error.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal, TypeVar, get_args
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar, get_args
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -23,6 +25,7 @@ from b12dx.jsonio import parse_json
 from b12dx.knowledge.loader import load_knowledge
 from b12dx.models.patient import Diet, Drug, Rating, Route, Sex
 from b12dx.store import due, entries, patients, snapshots, users
+from b12dx.store.audit import Actor
 from b12dx.store.tables import (
     AssessmentSnapshot,
     DoseEntry,
@@ -388,70 +391,88 @@ def _child_post(summary: str, model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-@router.post("/patients/{patient_id}/labs", **_child_post("Record a lab result", LabIn))
-async def add_lab(request: Request, patient_id: str) -> Response:
+@dataclass(frozen=True)
+class _Write(Generic[M]):
+    """What a write to one patient works with: the session, who is writing and when,
+    the patient (found in the writer's practice) and the request body."""
+
+    s: Session
+    actor: Actor
+    now: dt.datetime
+    patient: Patient
+    body: M
+
+
+async def _patient_write(
+    request: Request,
+    patient_id: str,
+    model: type[M],
+    write: Callable[[_Write[M]], dict[str, Any]],
+) -> Response:
+    """A JSON write to one patient: the session and CSRF token checked, the patient found
+    in the writer's practice (else 404), the body read as ``model`` (else 422), then
+    ``write`` in one transaction; 201 with what was written."""
     fu = followup(request)
-    kb = load_knowledge()
     raw = await request.body()
 
     def work(s: Session) -> dict[str, Any]:
         v = fu.visitor(s, request)
         fu.check_json(request, v)
         p = patients.get(s, v.actor, patient_id)
-        body = _body(LabIn, raw)
-        entry = entries.add_lab(
-            s, kb, v.actor, fu.settings.now(), p,
-            test=body.test, value=body.value, unit=body.unit, taken_on=body.date,
-            reference_low=body.reference_low, reference_high=body.reference_high,
-        )  # fmt: skip
-        return lab_json(entry)
+        body = _body(model, raw)
+        return write(_Write(s, v.actor, fu.settings.now(), p, body))
 
     return _json(await fu.run(request, work), 201)
 
 
+@router.post("/patients/{patient_id}/labs", **_child_post("Record a lab result", LabIn))
+async def add_lab(request: Request, patient_id: str) -> Response:
+    kb = load_knowledge()
+
+    def write(w: _Write[LabIn]) -> dict[str, Any]:
+        b = w.body
+        entry = entries.add_lab(
+            w.s, kb, w.actor, w.now, w.patient,
+            test=b.test, value=b.value, unit=b.unit, taken_on=b.date,
+            reference_low=b.reference_low, reference_high=b.reference_high,
+        )  # fmt: skip
+        return lab_json(entry)
+
+    return await _patient_write(request, patient_id, LabIn, write)
+
+
 @router.post("/patients/{patient_id}/doses", **_child_post("Record a dose given", DoseIn))
 async def add_dose(request: Request, patient_id: str) -> Response:
-    fu = followup(request)
     kb = load_knowledge()
-    raw = await request.body()
 
-    def work(s: Session) -> dict[str, Any]:
-        v = fu.visitor(s, request)
-        fu.check_json(request, v)
-        p = patients.get(s, v.actor, patient_id)
-        body = _body(DoseIn, raw)
+    def write(w: _Write[DoseIn]) -> dict[str, Any]:
+        b = w.body
         try:
             entry = entries.add_dose(
-                s, v.actor, fu.settings.now(), p,
-                given_on=body.date, drug=body.drug, dose=body.dose, route=body.route,
-                given_by=body.given_by, kb=kb, force=body.force,
-                batch=body.batch, site=body.site,
+                w.s, w.actor, w.now, w.patient,
+                given_on=b.date, drug=b.drug, dose=b.dose, route=b.route,
+                given_by=b.given_by, kb=kb, force=b.force, batch=b.batch, site=b.site,
             )  # fmt: skip
         except entries.UnusualDose as exc:
             raise exc.confirm_with('"force": true') from None
         return dose_json(entry)
 
-    return _json(await fu.run(request, work), 201)
+    return await _patient_write(request, patient_id, DoseIn, write)
 
 
 @router.post("/patients/{patient_id}/symptoms", **_child_post("Rate a symptom", RatingIn))
 async def add_rating(request: Request, patient_id: str) -> Response:
-    fu = followup(request)
     kb = load_knowledge()
-    raw = await request.body()
 
-    def work(s: Session) -> dict[str, Any]:
-        v = fu.visitor(s, request)
-        fu.check_json(request, v)
-        p = patients.get(s, v.actor, patient_id)
-        body = _body(RatingIn, raw)
+    def write(w: _Write[RatingIn]) -> dict[str, Any]:
+        b = w.body
         entry = entries.add_rating(
-            s, kb, v.actor, fu.settings.now(), p,
-            symptom=body.symptom, rating=body.rating, rated_on=body.date,
+            w.s, kb, w.actor, w.now, w.patient,
+            symptom=b.symptom, rating=b.rating, rated_on=b.date,
         )  # fmt: skip
         return rating_json(entry)
 
-    return _json(await fu.run(request, work), 201)
+    return await _patient_write(request, patient_id, RatingIn, write)
 
 
 @router.post(
@@ -460,20 +481,15 @@ async def add_rating(request: Request, patient_id: str) -> Response:
 )
 async def mark_entered_in_error(request: Request, patient_id: str) -> Response:
     """The entry is kept, with why, and left out of the patient's record from now on."""
-    fu = followup(request)
-    raw = await request.body()
 
-    def work(s: Session) -> dict[str, Any]:
-        v = fu.visitor(s, request)
-        fu.check_json(request, v)
-        p = patients.get(s, v.actor, patient_id)
-        body = _body(EnteredInErrorIn, raw)
+    def write(w: _Write[EnteredInErrorIn]) -> dict[str, Any]:
+        b = w.body
         entries.void_entry(
-            s, v.actor, fu.settings.now(), p, kind=body.kind, entry_id=body.id, reason=body.reason
+            w.s, w.actor, w.now, w.patient, kind=b.kind, entry_id=b.id, reason=b.reason
         )
-        return {"kind": body.kind, "id": body.id, "entered_in_error": True, "reason": body.reason}
+        return {"kind": b.kind, "id": b.id, "entered_in_error": True, "reason": b.reason}
 
-    return _json(await fu.run(request, work), 201)
+    return await _patient_write(request, patient_id, EnteredInErrorIn, write)
 
 
 @router.post(
@@ -487,25 +503,19 @@ async def mark_entered_in_error(request: Request, patient_id: str) -> Response:
     openapi_extra=_request_body(AssessIn, required=False),
 )
 async def save_assessment(request: Request, patient_id: str) -> Response:
-    fu = followup(request)
     kb = load_knowledge()
-    raw = await request.body()
 
-    def work(s: Session) -> dict[str, Any]:
-        v = fu.visitor(s, request)
-        fu.check_json(request, v)
-        p = patients.get(s, v.actor, patient_id)
-        body = _body(AssessIn, raw)
-        now = fu.settings.now()
-        as_of = body.as_of or now.date()
-        if as_of > now.date():
-            raise InputError.single("as_of", f"{as_of} is in the future (today is {now.date()})")
-        if as_of < p.birth_date:
+    def write(w: _Write[AssessIn]) -> dict[str, Any]:
+        today = w.now.date()
+        as_of = w.body.as_of or today
+        if as_of > today:
+            raise InputError.single("as_of", f"{as_of} is in the future (today is {today})")
+        if as_of < w.patient.birth_date:
             raise InputError.single("as_of", f"{as_of} is before the patient's birth date")
-        snap, a = snapshots.save(s, kb, v.actor, now, p, as_of)
-        return snapshot_json(s, snap) | {"assessment": a.model_dump(mode="json")}
+        snap, a = snapshots.save(w.s, kb, w.actor, w.now, w.patient, as_of)
+        return snapshot_json(w.s, snap) | {"assessment": a.model_dump(mode="json")}
 
-    return _json(await fu.run(request, work), 201)
+    return await _patient_write(request, patient_id, AssessIn, write)
 
 
 @router.get(
