@@ -11,7 +11,7 @@ Patient names never travel in URLs (the search is a POST), so they are in no acc
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, get_args
 from urllib.parse import quote
 
@@ -455,41 +455,29 @@ async def _change(request: Request, pid: str, kind: str, anchor: str, form: dict
     return RedirectResponse(f"/patients/{found}?saved={kind}#{anchor}", status_code=303)
 
 
-@router.post("/patients/{pid}/labs")
-async def record_lab(request: Request, pid: str) -> Any:
-    return await _change(request, pid, "lab", "labs", await _form(request))
+# The forms of a patient's page: where each posts, what it records (``_change``'s kind)
+# and the section of the page it returns to.
+_FORMS = {
+    "labs": ("lab", "labs"),
+    "doses": ("dose", "doses"),
+    "symptoms": ("rating", "symptoms"),
+    "review": ("review", "symptoms"),
+    "details": ("details", "record"),
+    "entered-in-error": ("void", "correct"),
+    "assessments": ("assessment", "assessment"),
+    "calendar-token": ("calendar", "calendar"),
+}
 
 
-@router.post("/patients/{pid}/doses")
-async def record_dose(request: Request, pid: str) -> Any:
-    return await _change(request, pid, "dose", "doses", await _form(request))
+def _form_route(kind: str, anchor: str) -> Callable[[Request, str], Awaitable[Any]]:
+    async def record(request: Request, pid: str) -> Any:
+        return await _change(request, pid, kind, anchor, await _form(request))
+
+    record.__name__ = f"record_{kind}"
+    return record
 
 
-@router.post("/patients/{pid}/symptoms")
-async def record_rating(request: Request, pid: str) -> Any:
-    return await _change(request, pid, "rating", "symptoms", await _form(request))
-
-
-@router.post("/patients/{pid}/review")
-async def record_review(request: Request, pid: str) -> Any:
-    return await _change(request, pid, "review", "symptoms", await _form(request))
-
-
-@router.post("/patients/{pid}/details")
-async def record_details(request: Request, pid: str) -> Any:
-    return await _change(request, pid, "details", "record", await _form(request))
-
-
-@router.post("/patients/{pid}/entered-in-error")
-async def mark_entered_in_error(request: Request, pid: str) -> Any:
-    return await _change(request, pid, "void", "correct", await _form(request))
-
-
-@router.post("/patients/{pid}/assessments")
-async def save_assessment(request: Request, pid: str) -> Any:
-    return await _change(request, pid, "assessment", "assessment", await _form(request))
-
-
-@router.post("/patients/{pid}/calendar-token")
-async def new_calendar_link(request: Request, pid: str) -> Any:
-    return await _change(request, pid, "calendar", "calendar", await _form(request))
+for _path, (_kind, _anchor) in _FORMS.items():
+    router.add_api_route(
+        f"/patients/{{pid}}/{_path}", _form_route(_kind, _anchor), methods=["POST"]
+    )
