@@ -134,10 +134,9 @@ def patient_show(
     The assessment is made as of today (or --as-of) and not stored; the record and the
     history are shown whole."""
     from b12dx.cli import followup_view as view
-    from b12dx.store import audit, patients, snapshots
+    from b12dx.store import audit, snapshots
 
-    with base.work(db, practice) as c:
-        p = patients.get(c.session, c.actor, patient_id)
+    with base.patient_work(db, practice, patient_id) as (c, p):
         when = base.as_of_for(as_of, c, p.birth_date)
         assessment = snapshots.current(c.kb, p, when).assessment
         kept = [
@@ -259,8 +258,7 @@ def patient_update(
             {"--add-exposure": add_exposure or [], "--end-exposure": end_exposure or []}
         ),
     }
-    with base.work(db, practice) as c, base.options(names):
-        p = patients.get(c.session, c.actor, patient_id)
+    with base.patient_work(db, practice, patient_id, names) as (c, p):
         changed = patients.update(
             c.session,
             c.kb,
@@ -303,10 +301,9 @@ def patient_assess(
 
     The history as of today (or --as-of) goes through the engine; the assessment, the
     versions that made it and the dose schedule it plans are stored for good."""
-    from b12dx.store import patients, snapshots
+    from b12dx.store import snapshots
 
-    with base.work(db, practice) as c:
-        p = patients.get(c.session, c.actor, patient_id)
+    with base.patient_work(db, practice, patient_id) as (c, p):
         when = base.as_of_for(as_of, c, p.birth_date)
         snap, a = snapshots.save(c.session, c.kb, c.actor, c.now, p, when, profile)
         saved = (
@@ -338,14 +335,13 @@ def patient_export(
     Patient, Condition, MedicationStatement, Observation (labs, symptom ratings,
     exposures, pregnancy) and MedicationAdministration resources; the export is audited."""
     from b12dx.cli.io import output_file
-    from b12dx.store import audit, patients
+    from b12dx.store import audit
     from b12dx.store.bundle import export_bundle
 
     if out is not None:
         out = output_file(out, "--out", force)
 
-    with base.work(db, practice) as c:
-        p = patients.get(c.session, c.actor, patient_id)
+    with base.patient_work(db, practice, patient_id) as (c, p):
         bundle = export_bundle(c.kb, p, c.now)
         text = json.dumps(bundle, indent=2) + "\n"
         audit.record(

@@ -62,12 +62,10 @@ def record_lab(
     practice: PracticeOption = None,
 ) -> None:
     """Record a lab result (checked as the engine checks it: test, unit, plausible value)."""
-    from b12dx.store import entries, patients
+    from b12dx.store import entries
 
-    day = base.date_option(date, "--date")
-    assert day is not None
-    with base.work(db, practice) as c, base.options(LAB_OPTIONS):
-        p = patients.get(c.session, c.actor, patient_id)
+    day = base.required_date(date, "--date")
+    with base.patient_work(db, practice, patient_id, LAB_OPTIONS) as (c, p):
         entry = entries.add_lab(
             c.session,
             c.kb,
@@ -124,12 +122,10 @@ def record_dose(
     A dose that does not fit the knowledge base's regimens for the drug and route is
     refused, saying why, unless --force."""
     from b12dx.cli.followup_view import next_dose
-    from b12dx.store import entries, patients, snapshots
+    from b12dx.store import entries, snapshots
 
-    day = base.date_option(date, "--date")
-    assert day is not None
-    with base.work(db, practice) as c, base.options(DOSE_OPTIONS):
-        p = patients.get(c.session, c.actor, patient_id)
+    day = base.required_date(date, "--date")
+    with base.patient_work(db, practice, patient_id, DOSE_OPTIONS) as (c, p):
         try:
             entry = entries.add_dose(
                 c.session,
@@ -173,12 +169,10 @@ def record_symptom(
     practice: PracticeOption = None,
 ) -> None:
     """Record how a symptom is on a day (none records that it has gone)."""
-    from b12dx.store import entries, patients
+    from b12dx.store import entries
 
-    day = base.date_option(date, "--date")
-    assert day is not None
-    with base.work(db, practice) as c, base.options(RATING_OPTIONS):
-        p = patients.get(c.session, c.actor, patient_id)
+    day = base.required_date(date, "--date")
+    with base.patient_work(db, practice, patient_id, RATING_OPTIONS) as (c, p):
         entries.add_rating(
             c.session, c.kb, c.actor, c.now, p, symptom=symptom, rating=rating, rated_on=day
         )

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from b12dx.knowledge.loader import Knowledge
     from b12dx.store.audit import Actor
     from b12dx.store.db import Database
-    from b12dx.store.tables import AssessmentSnapshot
+    from b12dx.store.tables import AssessmentSnapshot, Patient
 
 WITHIN = re.compile(r"^\s*(\d{1,4})\s*([dwm]?)\s*$", re.IGNORECASE)
 DAYS_PER = {"": 1, "d": 1, "w": 7, "m": 30}  # a month counts as 30 days (said in --help)
@@ -103,6 +103,9 @@ def database(db: str | None) -> Iterator[Database]:
         opened.dispose()
 
 
+Rename = Mapping[str, str | Callable[[FieldError], str]]
+
+
 @contextlib.contextmanager
 def work(db: str | None, practice: str | None = None) -> Iterator[Work]:
     """The database opened, one transaction (committed at the end, rolled back on any
@@ -113,7 +116,16 @@ def work(db: str | None, practice: str | None = None) -> Iterator[Work]:
         yield Work(session, load_knowledge(), practice_actor(session, practice), now())
 
 
-Rename = Mapping[str, str | Callable[[FieldError], str]]
+@contextlib.contextmanager
+def patient_work(
+    db: str | None, practice: str | None, patient_id: str, names: Rename | None = None
+) -> Iterator[tuple[Work, Patient]]:
+    """``work`` on one patient of the practice (else a 404-like InputError), with the
+    store's field errors named by the command's options (``names``)."""
+    from b12dx.store import patients
+
+    with work(db, practice) as c, options(names or {}):
+        yield c, patients.get(c.session, c.actor, patient_id)
 
 
 @contextlib.contextmanager
@@ -133,6 +145,13 @@ def date_option(value: str | None, option: str) -> dt.date | None:
     from b12dx.cli.io import parse_date
 
     return parse_date(value, option) if value is not None else None
+
+
+def required_date(value: str, option: str) -> dt.date:
+    """A date option the command requires (Typer has made sure it is given)."""
+    day = date_option(value, option)
+    assert day is not None
+    return day
 
 
 def as_of_for(value: str | None, ctx: Work, born: dt.date) -> dt.date:
