@@ -8,14 +8,18 @@ the machine could read them in the process list.
 
 from __future__ import annotations
 
-import datetime as dt
 import getpass
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from b12dx.cli import followup_work as base
+from b12dx.cli.followup_options import DbOption
 from b12dx.errors import InputError
+
+if TYPE_CHECKING:
+    from b12dx.store.audit import Actor
 
 practice_app = typer.Typer(help="Practices: each sees only its own patients.", no_args_is_help=True)
 user_app = typer.Typer(
@@ -24,25 +28,19 @@ user_app = typer.Typer(
     no_args_is_help=True,
 )
 
-DbOption = Annotated[
-    str | None,
+PasswordStdinOption = Annotated[
+    bool,
     typer.Option(
-        "--db",
-        help="Database URL (sqlite:///PATH, postgresql://...) or a SQLite file; default "
-        "B12DX_DATABASE_URL, else b12dx.sqlite3 in the user data directory.",
+        "--password-stdin", help="Read the password from the first line of standard input."
     ),
 ]
 
 
-def _actor_name() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli:unknown"
+def _actor() -> Actor:
+    """Who changes accounts: the login on this machine, in no practice."""
+    from b12dx.store.audit import Actor
 
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return Actor(base.login())
 
 
 @practice_app.command("add")
@@ -51,17 +49,11 @@ def practice_add(
     db: DbOption = None,
 ) -> None:
     """Add a practice."""
-    from b12dx.cli.followup_work import open_announced
     from b12dx.store import users
-    from b12dx.store.audit import Actor
 
-    database = open_announced(db)
-    try:
-        with database.transaction() as s:
-            p = users.create_practice(s, Actor(_actor_name()), _now(), name)
-            sys.stdout.write(f"practice {p.id}: {p.name}\n")
-    finally:
-        database.dispose()
+    with base.database(db) as database, database.transaction() as s:
+        p = users.create_practice(s, _actor(), base.now(), name)
+        sys.stdout.write(f"practice {p.id}: {p.name}\n")
 
 
 @practice_app.command("list")
@@ -69,32 +61,27 @@ def practice_list(db: DbOption = None) -> None:
     """List the practices with their number of users and patients."""
     from sqlalchemy import func, select
 
-    from b12dx.cli.followup_work import open_announced
     from b12dx.store import users
     from b12dx.store.tables import Patient, User
 
-    database = open_announced(db)
-    try:
-        with database.transaction() as s:
-            people = {
-                pid: n
-                for pid, n in s.execute(
-                    select(User.practice_id, func.count()).group_by(User.practice_id)
-                ).all()
-            }
-            patients = {
-                pid: n
-                for pid, n in s.execute(
-                    select(Patient.practice_id, func.count()).group_by(Patient.practice_id)
-                ).all()
-            }
-            sys.stdout.write(f"{'id':>4}  {'users':>5}  {'patients':>8}  name\n")
-            for p in users.practices(s):
-                sys.stdout.write(
-                    f"{p.id:>4}  {people.get(p.id, 0):>5}  {patients.get(p.id, 0):>8}  {p.name}\n"
-                )
-    finally:
-        database.dispose()
+    with base.database(db) as database, database.transaction() as s:
+        people = {
+            pid: n
+            for pid, n in s.execute(
+                select(User.practice_id, func.count()).group_by(User.practice_id)
+            ).all()
+        }
+        patients = {
+            pid: n
+            for pid, n in s.execute(
+                select(Patient.practice_id, func.count()).group_by(Patient.practice_id)
+            ).all()
+        }
+        sys.stdout.write(f"{'id':>4}  {'users':>5}  {'patients':>8}  name\n")
+        for p in users.practices(s):
+            sys.stdout.write(
+                f"{p.id:>4}  {people.get(p.id, 0):>5}  {patients.get(p.id, 0):>8}  {p.name}\n"
+            )
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -112,21 +99,13 @@ def _read_password(from_stdin: bool) -> str:
 def user_add(
     username: Annotated[str, typer.Argument(help="Letters, digits and . _ - @ (any case).")],
     practice: Annotated[str, typer.Option("--practice", help="The practice's name.")],
-    password_stdin: Annotated[
-        bool,
-        typer.Option(
-            "--password-stdin", help="Read the password from the first line of standard input."
-        ),
-    ] = False,
+    password_stdin: PasswordStdinOption = False,
     db: DbOption = None,
 ) -> None:
     """Add a user to a practice (the password is asked twice, hidden)."""
-    from b12dx.cli.followup_work import open_announced
     from b12dx.store import users
-    from b12dx.store.audit import Actor
 
-    database = open_announced(db)
-    try:
+    with base.database(db) as database:
         with database.transaction() as s:
             found = users.practice_named(s, practice)  # before asking for a password
         password = _read_password(password_stdin)
@@ -134,40 +113,33 @@ def user_add(
         with database.transaction() as s:
             u = users.create_user(
                 s,
-                Actor(_actor_name()),
-                _now(),
+                _actor(),
+                base.now(),
                 username=username,
                 password=password,
                 practice_id=found.id,
             )
             sys.stdout.write(f"user {u.username} added to {found.name}\n")
-    finally:
-        database.dispose()
 
 
 @user_app.command("list")
 def user_list(db: DbOption = None) -> None:
     """List the users: practice, and whether each is locked out or deactivated."""
-    from b12dx.cli.followup_work import open_announced
     from b12dx.store import users
 
-    database = open_announced(db)
-    now = _now()
-    try:
-        with database.transaction() as s:
-            names = {p.id: p.name for p in users.practices(s)}
-            sys.stdout.write(f"{'username':24}  {'state':28}  practice\n")
-            for u in users.users(s):
-                if not u.active:
-                    state = "deactivated"
-                elif users.is_locked(u, now) and u.locked_until is not None:
-                    until = users.utc(u.locked_until).astimezone().strftime("%Y-%m-%d %H:%M")
-                    state = f"locked until {until}"
-                else:
-                    state = "active" + (f" ({u.failed_logins} failed)" if u.failed_logins else "")
-                sys.stdout.write(f"{u.username:24}  {state:28}  {names.get(u.practice_id, '?')}\n")
-    finally:
-        database.dispose()
+    now = base.now()
+    with base.database(db) as database, database.transaction() as s:
+        names = {p.id: p.name for p in users.practices(s)}
+        sys.stdout.write(f"{'username':24}  {'state':28}  practice\n")
+        for u in users.users(s):
+            if not u.active:
+                state = "deactivated"
+            elif users.is_locked(u, now) and u.locked_until is not None:
+                until = users.utc(u.locked_until).astimezone().strftime("%Y-%m-%d %H:%M")
+                state = f"locked until {until}"
+            else:
+                state = "active" + (f" ({u.failed_logins} failed)" if u.failed_logins else "")
+            sys.stdout.write(f"{u.username:24}  {state:28}  {names.get(u.practice_id, '?')}\n")
 
 
 @user_app.command("unlock")
@@ -176,45 +148,29 @@ def user_unlock(
     db: DbOption = None,
 ) -> None:
     """Lift a lockout after repeated failed sign-ins now, instead of waiting for it to end."""
-    from b12dx.cli.followup_work import open_announced
     from b12dx.store import users
-    from b12dx.store.audit import Actor
 
-    database = open_announced(db)
-    try:
-        with database.transaction() as s:
-            u = users.unlock(s, Actor(_actor_name()), _now(), username)
-            sys.stdout.write(f"user {u.username} unlocked\n")
-    finally:
-        database.dispose()
+    with base.database(db) as database, database.transaction() as s:
+        u = users.unlock(s, _actor(), base.now(), username)
+        sys.stdout.write(f"user {u.username} unlocked\n")
 
 
 @user_app.command("password")
 def user_password(
     username: Annotated[str, typer.Argument(help="The user whose password to set.")],
-    password_stdin: Annotated[
-        bool,
-        typer.Option(
-            "--password-stdin", help="Read the password from the first line of standard input."
-        ),
-    ] = False,
+    password_stdin: PasswordStdinOption = False,
     db: DbOption = None,
 ) -> None:
     """Set a new password (asked twice, hidden); the user's signed-in sessions end."""
-    from b12dx.cli.followup_work import open_announced
     from b12dx.store import users
-    from b12dx.store.audit import Actor
 
-    database = open_announced(db)
-    try:
+    with base.database(db) as database:
         with database.transaction() as s:
             users.user_named(s, username)  # before asking for a password
         password = _read_password(password_stdin)
         with database.transaction() as s:
-            u = users.set_password(s, Actor(_actor_name()), _now(), username, password)
+            u = users.set_password(s, _actor(), base.now(), username, password)
             sys.stdout.write(f"password of {u.username} changed; signed out everywhere\n")
-    finally:
-        database.dispose()
 
 
 @user_app.command("deactivate")
@@ -237,15 +193,9 @@ def user_activate(
 
 
 def _set_active(username: str, active: bool, db: str | None) -> None:
-    from b12dx.cli.followup_work import open_announced
     from b12dx.store import users
-    from b12dx.store.audit import Actor
 
-    database = open_announced(db)
-    try:
-        with database.transaction() as s:
-            u = users.set_active(s, Actor(_actor_name()), _now(), username, active)
-            state = "activated" if active else "deactivated; signed out everywhere"
-            sys.stdout.write(f"user {u.username} {state}\n")
-    finally:
-        database.dispose()
+    with base.database(db) as database, database.transaction() as s:
+        u = users.set_active(s, _actor(), base.now(), username, active)
+        state = "activated" if active else "deactivated; signed out everywhere"
+        sys.stdout.write(f"user {u.username} {state}\n")
