@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -60,6 +60,26 @@ def _lock(session: Session, patient: Patient, collection: str) -> None:
     FOR UPDATE is not rendered there; the re-read is harmless."""
     session.execute(select(Patient.id).where(Patient.id == patient.id).with_for_update())
     session.refresh(patient, [collection])
+
+
+E = TypeVar("E", LabEntry, DoseEntry, SymptomRatingEntry)
+
+
+def _keep(
+    session: Session,
+    actor: Actor,
+    now: dt.datetime,
+    kept: list[E],
+    entry: E,
+    patient: Patient,
+    what: str,
+    detail: dict[str, Any],
+) -> E:
+    """Add a checked entry to the patient's ``kept`` list, with its audit record."""
+    kept.append(entry)
+    session.flush()
+    audit.record(session, actor, now, "create", what, entry.id, patient.id, detail)
+    return entry
 
 
 def _lab_value(raw: str | float) -> str | float:
@@ -128,26 +148,15 @@ def add_lab(
         recorded_at=now,
         recorded_by=actor.name,
     )
-    patient.labs.append(entry)
-    session.flush()
-    audit.record(
-        session,
-        actor,
-        now,
-        "create",
-        "lab_result",
-        entry.id,
-        patient.id,
-        {
-            "test": test,
-            "value": lab.value,
-            "unit": lab.unit,
-            "date": str(taken_on),
-            "reference_low": reference_low,
-            "reference_high": reference_high,
-        },
-    )
-    return entry
+    detail = {
+        "test": test,
+        "value": lab.value,
+        "unit": lab.unit,
+        "date": str(taken_on),
+        "reference_low": reference_low,
+        "reference_high": reference_high,
+    }
+    return _keep(session, actor, now, patient.labs, entry, patient, "lab_result", detail)
 
 
 class UnusualDose(InputError):
@@ -236,22 +245,13 @@ def add_dose(
         batch=batch,
         site=site,
     )
-    patient.doses.append(entry)
-    session.flush()
-    audit.record(
-        session,
-        actor,
-        now,
-        "create",
-        "dose",
-        entry.id,
-        patient.id,
+    detail = (
         {"date": str(given_on), "drug": drug, "dose_mg": mg, "route": route, "given_by": who}
         | ({"batch": batch} if batch else {})
         | ({"site": site} if site else {})
-        | ({"confirmed": [str(c) for c in concerns]} if concerns else {}),
+        | ({"confirmed": [str(c) for c in concerns]} if concerns else {})
     )
-    return entry
+    return _keep(session, actor, now, patient.doses, entry, patient, "dose", detail)
 
 
 def add_rating(
@@ -287,19 +287,8 @@ def add_rating(
         recorded_at=now,
         recorded_by=actor.name,
     )
-    patient.ratings.append(entry)
-    session.flush()
-    audit.record(
-        session,
-        actor,
-        now,
-        "create",
-        "symptom_rating",
-        entry.id,
-        patient.id,
-        {"symptom": symptom, "rating": rating, "date": str(rated_on)},
-    )
-    return entry
+    detail = {"symptom": symptom, "rating": rating, "date": str(rated_on)}
+    return _keep(session, actor, now, patient.ratings, entry, patient, "symptom_rating", detail)
 
 
 # What can be marked entered in error, by the name the web and API use.
