@@ -13,8 +13,17 @@ import contextlib
 import os
 from pathlib import Path
 
+import platformdirs
+
 FOLDER_MODE = 0o700
 FILE_MODE = 0o600
+
+
+def data_file(name: str) -> Path:
+    """Where b12dx keeps a file by default: ``B12DX_DATA_DIR``, else the user's data
+    directory (``platformdirs``: ~/.local/share/b12dx on Linux)."""
+    base = os.environ.get("B12DX_DATA_DIR") or platformdirs.user_data_dir("b12dx")
+    return Path(base) / name
 
 
 def make_folder(folder: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Mapping
@@ -18,9 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
-from b12dx.private_files import create_file, make_folder
+from b12dx.private_files import create_file, data_file, make_folder
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cds_feedback (
@@ -56,8 +53,7 @@ class Feedback:
 
 
 def default_path() -> Path:
-    base = os.environ.get("B12DX_DATA_DIR") or platformdirs.user_data_dir("b12dx")
-    return Path(base) / "cds-feedback.sqlite3"
+    return data_file("cds-feedback.sqlite3")
 
 
 # Bounds on what one feedback post may store (a card's outcome is a few hundred bytes;

@@ -18,15 +18,12 @@ Two kinds, one interface (``first_use``):
 from __future__ import annotations
 
 import heapq
-import os
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Protocol
 
-import platformdirs
-
-from b12dx.private_files import create_file, make_folder
+from b12dx.cds.shared_file import SharedFile
+from b12dx.private_files import data_file
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cds_token_seen (
@@ -47,8 +44,7 @@ class ReplayCache(Protocol):
 
 
 def default_path() -> Path:
-    base = os.environ.get("B12DX_DATA_DIR") or platformdirs.user_data_dir("b12dx")
-    return Path(base) / "cds-tokens.sqlite3"
+    return data_file("cds-tokens.sqlite3")
 
 
 class MemoryReplayCache:
@@ -87,33 +83,13 @@ class SharedReplayCache:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._ready = False
-        self._lock = threading.Lock()
-        self._local = threading.local()  # one connection per thread, kept
-
-    def _connect(self) -> sqlite3.Connection:
-        con: sqlite3.Connection | None = getattr(self._local, "con", None)
-        if con is not None:
-            return con
-        with self._lock:
-            if not self._ready:
-                make_folder(self.path.parent)
-                create_file(self.path)
-        # isolation_level None: BEGIN is ours, so the lock is taken before the read.
-        con = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-        with self._lock:
-            if not self._ready:
-                con.execute("PRAGMA journal_mode=WAL")
-                con.execute(SCHEMA)
-                self._ready = True
-        # A crash may lose the last commits (WAL, NORMAL): a token accepted just before a
+        # isolation_level None: BEGIN is ours, so the lock is taken before the read. A
+        # crash may lose the last commits (WAL, NORMAL): a token accepted just before a
         # crash of the machine could be replayed once after it, within its five minutes.
-        con.execute("PRAGMA synchronous=NORMAL")
-        self._local.con = con
-        return con
+        self._file = SharedFile(path, [SCHEMA], isolation_level=None)
 
     def first_use(self, iss: str, jti: str, *, forget_after: float, now: float) -> bool:
-        con = self._connect()
+        con = self._file.connect()
         con.execute("BEGIN IMMEDIATE")
         try:
             con.execute("DELETE FROM cds_token_seen WHERE forget_after <= ?", (now,))
@@ -129,5 +105,5 @@ class SharedReplayCache:
         return new
 
     def __len__(self) -> int:
-        (count,) = self._connect().execute("SELECT count(*) FROM cds_token_seen").fetchone()
+        (count,) = self._file.connect().execute("SELECT count(*) FROM cds_token_seen").fetchone()
         return int(count)

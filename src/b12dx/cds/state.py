@@ -13,18 +13,14 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import sqlite3
-import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
-from b12dx.private_files import create_file, make_folder
+from b12dx.cds.shared_file import SharedFile
+from b12dx.private_files import data_file
 
 CARD_MEMORY = 30 * 24 * 3600.0  # seconds: feedback comes within days of a card
 HANDOFF_LIFETIME = 12 * 3600.0  # seconds: a clinic day, as a sign-in
@@ -44,8 +40,7 @@ SCHEMA = (
 
 
 def default_path() -> Path:
-    base = os.environ.get("B12DX_DATA_DIR") or platformdirs.user_data_dir("b12dx")
-    return Path(base) / "cds-state.sqlite3"
+    return data_file("cds-state.sqlite3")
 
 
 class CdsState:
@@ -56,32 +51,9 @@ class CdsState:
     def __init__(self, path: Path, clock: Any = time.time) -> None:
         self.path = path
         self.clock = clock
-        self._ready = False
-        self._lock = threading.Lock()
-        self._local = threading.local()
-
-    def _connect(self) -> sqlite3.Connection:
-        con: sqlite3.Connection | None = getattr(self._local, "con", None)
-        if con is not None:
-            return con
-        with self._lock:
-            if not self._ready:
-                make_folder(self.path.parent)
-                create_file(self.path)
-        con = sqlite3.connect(self.path, timeout=10)
-        with self._lock:
-            if not self._ready:
-                con.execute("PRAGMA journal_mode=WAL")
-                for statement in SCHEMA:
-                    con.execute(statement)
-                con.commit()
-                self._ready = True
-        # WAL with NORMAL sync: no fsync on each commit (a hook call answers in tens of
-        # milliseconds). A crash of the machine may lose the last cards and links, which
+        # A crash of the machine may lose the last cards and links (WAL, NORMAL), which
         # costs a refused feedback or an expired link, never a wrong answer.
-        con.execute("PRAGMA synchronous=NORMAL")
-        self._local.con = con
-        return con
+        self._file = SharedFile(path, SCHEMA)
 
     @staticmethod
     def new_reference() -> str:
@@ -100,7 +72,7 @@ class CdsState:
         outlived its time is dropped on the way."""
         now = self.clock()
         rows = [(service, card, now) for card in cards]
-        con = self._connect()
+        con = self._file.connect()
         with con:
             if rows:
                 con.execute(
@@ -121,7 +93,7 @@ class CdsState:
     def issued(self, service: str, card: str) -> bool:
         """Whether this service issued ``card`` within ``CARD_MEMORY``."""
         found = (
-            self._connect()
+            self._file.connect()
             .execute(
                 "SELECT 1 FROM cds_cards_issued WHERE service = ? AND card = ? AND issued_at >= ?",
                 (service, card, self.clock() - CARD_MEMORY),
@@ -141,7 +113,7 @@ class CdsState:
         if not token or len(token) > 64:
             return None
         row = (
-            self._connect()
+            self._file.connect()
             .execute(
                 "SELECT record FROM cds_record_handoff WHERE token = ? AND expires_at > ?",
                 (token, self.clock()),

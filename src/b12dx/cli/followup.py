@@ -109,11 +109,11 @@ def patient_list(
 ) -> None:
     """The practice's patients, with their latest stored assessment."""
     from b12dx.cli.followup_view import patient_row, render_list
-    from b12dx.store import patients
+    from b12dx.store import patients, snapshots
 
     with base.work(db, practice) as c:
         people = patients.all_in_practice(c.session, c.actor)
-        last = base.latest_snapshots(c.session, [p.id for p in people])
+        last = snapshots.latest(c.session, [p.id for p in people])
         rows = [patient_row(p, last.get(p.id), c.today) for p in people]
     if json_out:
         base.out(json.dumps(rows, indent=2))

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from b12dx.knowledge.loader import Knowledge
     from b12dx.store.audit import Actor
     from b12dx.store.db import Database
-    from b12dx.store.tables import AssessmentSnapshot, Patient
+    from b12dx.store.tables import Patient
 
 WITHIN = re.compile(r"^\s*(\d{1,4})\s*([dwm]?)\s*$", re.IGNORECASE)
 DAYS_PER = {"": 1, "d": 1, "w": 7, "m": 30}  # a month counts as 30 days (said in --help)
@@ -169,22 +169,6 @@ def console() -> Any:
     from rich.console import Console
 
     return Console()
-
-
-def latest_snapshots(session: Session, ids: list[str]) -> dict[str, AssessmentSnapshot]:
-    from sqlalchemy import func, select
-
-    from b12dx.store.tables import AssessmentSnapshot
-
-    if not ids:
-        return {}
-    newest = (
-        select(func.max(AssessmentSnapshot.id))
-        .where(AssessmentSnapshot.patient_id.in_(ids))
-        .group_by(AssessmentSnapshot.patient_id)
-    )
-    rows = session.scalars(select(AssessmentSnapshot).where(AssessmentSnapshot.id.in_(newest)))
-    return {s.patient_id: s for s in rows}
 
 
 def write_atomic(path: Path, text: str, option: str) -> None:

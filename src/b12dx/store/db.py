@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import platformdirs
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -26,7 +25,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from b12dx.errors import B12dxError
-from b12dx.private_files import create_file, make_folder
+from b12dx.private_files import create_file, data_file, make_folder
 
 ENV_URL = "B12DX_DATABASE_URL"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -41,8 +40,7 @@ class DatabaseError(B12dxError):
 
 
 def default_path() -> Path:
-    base = os.environ.get("B12DX_DATA_DIR") or platformdirs.user_data_dir("b12dx")
-    return Path(base) / "b12dx.sqlite3"
+    return data_file("b12dx.sqlite3")
 
 
 def resolve_url(explicit: str | None = None) -> str:

@@ -10,14 +10,13 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from b12dx.errors import InputError
 from b12dx.knowledge.loader import Knowledge
 from b12dx.store import patients
 from b12dx.store.audit import Actor
-from b12dx.store.snapshots import current
+from b12dx.store.snapshots import current, latest
 from b12dx.store.tables import AssessmentSnapshot, Patient
 
 Kind = Literal[
@@ -78,18 +77,6 @@ class DueItem:
         d["date"] = self.date.isoformat()
         d["overdue"] = self.overdue
         return d
-
-
-def _last_snapshots(session: Session, ids: list[str]) -> dict[str, AssessmentSnapshot]:
-    if not ids:
-        return {}
-    latest = (
-        select(func.max(AssessmentSnapshot.id))
-        .where(AssessmentSnapshot.patient_id.in_(ids))
-        .group_by(AssessmentSnapshot.patient_id)
-    )
-    rows = session.scalars(select(AssessmentSnapshot).where(AssessmentSnapshot.id.in_(latest)))
-    return {s.patient_id: s for s in rows}
 
 
 def items_for(
@@ -208,7 +195,7 @@ def due(
         raise InputError.single("within", f"{within_days} days", "0 to 366 days")
     until = as_of + dt.timedelta(days=within_days)
     people = patients.all_in_practice(session, actor, full=True)
-    last = _last_snapshots(session, [p.id for p in people])
+    last = latest(session, [p.id for p in people])
     out: list[DueItem] = []
     for p in people:
         if p.birth_date > as_of:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from b12dx.engine import assess
@@ -89,6 +90,19 @@ def save(
 def history(session: Session, patient: Patient) -> list[AssessmentSnapshot]:
     q = select(AssessmentSnapshot).where(AssessmentSnapshot.patient_id == patient.id)
     return list(session.scalars(q.order_by(AssessmentSnapshot.id)))
+
+
+def latest(session: Session, ids: Sequence[str]) -> dict[str, AssessmentSnapshot]:
+    """Each patient's latest saved assessment, by patient id (one query for a list)."""
+    if not ids:
+        return {}
+    newest = (
+        select(func.max(AssessmentSnapshot.id))
+        .where(AssessmentSnapshot.patient_id.in_(ids))
+        .group_by(AssessmentSnapshot.patient_id)
+    )
+    rows = session.scalars(select(AssessmentSnapshot).where(AssessmentSnapshot.id.in_(newest)))
+    return {s.patient_id: s for s in rows}
 
 
 def planned(session: Session, snapshot: AssessmentSnapshot) -> list[PlannedDose]:

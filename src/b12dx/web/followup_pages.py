@@ -28,7 +28,7 @@ from b12dx.store.tables import Patient
 from b12dx.web.auth import Followup, Visitor, followup
 from b12dx.web.pages import templates
 from b12dx.web.rate_limit import client_address
-from b12dx.web.timeline import last_assessments, timeline_context
+from b12dx.web.timeline import timeline_context
 
 router = APIRouter(include_in_schema=False)
 SAVED = {
@@ -230,7 +230,7 @@ def _patients_page(
         visitor,
         status,
         people=people,
-        last=last_assessments(s, [p.id for p in people]),
+        last=snapshots.latest(s, [p.id for p in people]),
         current=_today_status(people, today),
         query=query,
         form=form or {},

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from b12dx.errors import FieldError, InputError
@@ -18,7 +17,7 @@ from b12dx.models.assessment import Assessment
 from b12dx.store import audit, patients, snapshots
 from b12dx.store.audit import Actor
 from b12dx.store.history import age_years, nothing_recorded
-from b12dx.store.tables import AssessmentSnapshot, AuditEntry, Patient
+from b12dx.store.tables import AuditEntry, Patient
 from b12dx.web.charts import TimeAxis, day_label, lab_charts, symptom_chart
 from b12dx.web.plan import Given, Planned, compare
 
@@ -43,19 +42,6 @@ class AuditRow:
     action: str
     entity: str
     detail: str
-
-
-def last_assessments(session: Session, ids: Sequence[str]) -> dict[str, AssessmentSnapshot]:
-    """Each patient's latest saved assessment."""
-    if not ids:
-        return {}
-    latest = (
-        select(func.max(AssessmentSnapshot.id))
-        .where(AssessmentSnapshot.patient_id.in_(ids))
-        .group_by(AssessmentSnapshot.patient_id)
-    )
-    rows = session.scalars(select(AssessmentSnapshot).where(AssessmentSnapshot.id.in_(latest)))
-    return {s.patient_id: s for s in rows}
 
 
 def _detail(detail: dict[str, Any]) -> str:
