@@ -125,65 +125,60 @@ def order_cards(
         )
         if not is_risk or _b12_recent(after, as_of, check.monitoring_months or 12):
             continue
+        test = service_request(kb, "order_total_b12", patient, f"Long-term {name.lower()}")
         cards.append(
-            {
-                "uuid": str(uuid.uuid4()),
-                "summary": sentence(
+            _order_card(
+                kb,
+                check,
+                sentence(
                     check.summary.format(medicine=name),
                     check.summary.format(medicine="This medicine"),
                 ),
-                "detail": " ".join(check.detail.format(medicine=name.lower()).split()),
-                "indicator": check.indicator,
-                "source": _source(kb, check.sources),
-                "suggestions": [
-                    {
-                        "label": "Order a B12 test",
-                        "uuid": str(uuid.uuid4()),
-                        "isRecommended": True,
-                        "actions": [
-                            {
-                                "type": "create",
-                                "description": "Order total serum B12",
-                                "resource": service_request(
-                                    kb, "order_total_b12", patient, f"Long-term {name.lower()}"
-                                ),
-                            }
-                        ],
-                    }
-                ],
-                "selectionBehavior": "at-most-one",
-                "overrideReasons": override_reasons(kb),
-            }
+                " ".join(check.detail.format(medicine=name.lower()).split()),
+                [_suggest_create("Order a B12 test", "Order total serum B12", test)],
+            )
         )
     return cards
 
 
-def _pregnancy_folic_card(kb: Knowledge, check: Any, patient: str) -> dict[str, Any]:
+def _suggest_create(label: str, description: str, resource: dict[str, Any]) -> dict[str, Any]:
+    """A recommended suggestion that creates one resource (a draft order)."""
+    return {
+        "label": label,
+        "uuid": str(uuid.uuid4()),
+        "isRecommended": True,
+        "actions": [{"type": "create", "description": description, "resource": resource}],
+    }
+
+
+def _order_card(
+    kb: Knowledge,
+    check: Any,
+    summary: str,
+    detail: str,
+    suggestions: list[dict[str, Any]],
+    selection: str = "at-most-one",
+) -> dict[str, Any]:
+    """A card about an order being signed, from its check in the knowledge base."""
     return {
         "uuid": str(uuid.uuid4()),
-        "summary": sentence(check.summary),
-        "detail": " ".join(check.detail.split()),
+        "summary": summary,
+        "detail": detail,
         "indicator": check.indicator,
         "source": _source(kb, check.sources),
-        "suggestions": [
-            {
-                "label": "Order an active B12 test as well",
-                "uuid": str(uuid.uuid4()),
-                "isRecommended": True,
-                "actions": [
-                    {
-                        "type": "create",
-                        "description": "Order active B12 (holotranscobalamin)",
-                        "resource": service_request(
-                            kb, "order_active_b12", patient, "Possible B12 deficiency in pregnancy"
-                        ),
-                    }
-                ],
-            }
-        ],
-        "selectionBehavior": "at-most-one",
+        "suggestions": suggestions,
+        "selectionBehavior": selection,
         "overrideReasons": override_reasons(kb),
     }
+
+
+def _pregnancy_folic_card(kb: Knowledge, check: Any, patient: str) -> dict[str, Any]:
+    test = service_request(kb, "order_active_b12", patient, "Possible B12 deficiency in pregnancy")
+    suggestion = _suggest_create(
+        "Order an active B12 test as well", "Order active B12 (holotranscobalamin)", test
+    )
+    detail = " ".join(check.detail.split())
+    return _order_card(kb, check, sentence(check.summary), detail, [suggestion])
 
 
 def _folic_card(
@@ -193,35 +188,14 @@ def _folic_card(
     if current.treatment is not None and current.deficiency_status in ("confirmed", "likely"):
         t = current.treatment
         suggestions.append(
-            {
-                "label": f"Start {t.name} first",
-                "uuid": str(uuid.uuid4()),
-                "isRecommended": True,
-                "actions": [
-                    {
-                        "type": "create",
-                        "description": f"Propose {t.name}",
-                        "resource": medication_request(kb, t, patient),
-                    }
-                ],
-            }
+            _suggest_create(
+                f"Start {t.name} first", f"Propose {t.name}", medication_request(kb, t, patient)
+            )
         )
     else:
+        test = service_request(kb, "order_total_b12", patient, "Folic acid ordered")
         suggestions.append(
-            {
-                "label": "Order a B12 test before folic acid",
-                "uuid": str(uuid.uuid4()),
-                "isRecommended": True,
-                "actions": [
-                    {
-                        "type": "create",
-                        "description": "Order total serum B12",
-                        "resource": service_request(
-                            kb, "order_total_b12", patient, "Folic acid ordered"
-                        ),
-                    }
-                ],
-            }
+            _suggest_create("Order a B12 test before folic acid", "Order total serum B12", test)
         )
     if order.get("id"):
         suggestions.append(
@@ -238,14 +212,7 @@ def _folic_card(
             }
         )
     why = "; ".join(r.text for r in current.suspicion.reasons[:3])
-    return {
-        "uuid": str(uuid.uuid4()),
-        "summary": sentence(check.summary),
-        "detail": " ".join(check.detail.split())
-        + (f"\n\n**Why B12 deficiency is possible:** {why}" if why else ""),
-        "indicator": check.indicator,
-        "source": _source(kb, check.sources),
-        "suggestions": suggestions,
-        "selectionBehavior": "any",
-        "overrideReasons": override_reasons(kb),
-    }
+    detail = " ".join(check.detail.split()) + (
+        f"\n\n**Why B12 deficiency is possible:** {why}" if why else ""
+    )
+    return _order_card(kb, check, sentence(check.summary), detail, suggestions, "any")

@@ -26,6 +26,7 @@ from b12dx.models.patient import Diet, Drug, Route, Sex
 from b12dx.store import entries, history, patients, snapshots, users
 from b12dx.store.tables import Patient
 from b12dx.web.auth import Followup, Visitor, followup
+from b12dx.web.forms import form_number
 from b12dx.web.pages import templates
 from b12dx.web.rate_limit import client_address
 from b12dx.web.timeline import timeline_context
@@ -93,16 +94,6 @@ def form_date(form: Mapping[str, str], field: str) -> dt.date | None:
         return dt.date.fromisoformat(raw)
     except ValueError:
         raise InputError.single(field, f"{raw!r} is not a date", "YYYY-MM-DD") from None
-
-
-def _number(form: Mapping[str, str], field: str) -> float | None:
-    raw = form.get(field, "").strip()
-    if not raw:
-        return None
-    try:
-        return float(raw.replace(",", "."))
-    except ValueError:
-        raise InputError.single(field, f"{raw!r} is not a number") from None
 
 
 def _required_date(form: Mapping[str, str], field: str) -> dt.date:
@@ -372,8 +363,8 @@ async def _change(request: Request, pid: str, kind: str, anchor: str, form: dict
                 value=value.replace(",", ".") if value[:1].isdigit() else value,
                 unit=form.get("unit") or None,
                 taken_on=_required_date(form, "date"),
-                reference_low=_number(form, "reference_low"),
-                reference_high=_number(form, "reference_high"),
+                reference_low=form_number(form, "reference_low"),
+                reference_high=form_number(form, "reference_high"),
             )  # fmt: skip
         elif kind == "dose":
             entries.add_dose(

@@ -80,14 +80,16 @@ LAB_TESTS = (
 )
 
 
-def _float(form: FormData, field: str, path: str) -> float | None:
+def form_number(form: FormData, field: str, path: str | None = None) -> float | None:
+    """A number typed in a form (a decimal comma read as a point), None when left empty;
+    an InputError naming ``path`` (default the field) when it is not a number."""
     raw = form.get(field, "").strip()
     if not raw:
         return None
     try:
         return float(raw.replace(",", "."))
     except ValueError:
-        raise InputError.single(path, f"{raw!r} is not a number") from None
+        raise InputError.single(path or field, f"{raw!r} is not a number") from None
 
 
 def red_flags_answered(form: FormData) -> bool:
@@ -134,7 +136,7 @@ def _number(text: str) -> float | None:
 def _labs(form: FormData, kb: Knowledge, detailed: bool) -> list[dict[str, Any]]:
     labs: list[dict[str, Any]] = []
     for test in LAB_TESTS:
-        value = _float(form, f"lab_{test}_value", f"labs.{test}.value")
+        value = form_number(form, f"lab_{test}_value", f"labs.{test}.value")
         if value is None:
             continue
         lab: dict[str, Any] = {
@@ -146,7 +148,7 @@ def _labs(form: FormData, kb: Knowledge, detailed: bool) -> list[dict[str, Any]]
             lab["date"] = form[f"lab_{test}_date"]
         if detailed:
             for ref in ("low", "high"):
-                ref_value = _float(form, f"lab_{test}_{ref}", f"labs.{test}.reference_{ref}")
+                ref_value = form_number(form, f"lab_{test}_{ref}", f"labs.{test}.reference_{ref}")
                 if ref_value is not None:
                     lab[f"reference_{ref}"] = ref_value
         labs.append(lab)
@@ -160,7 +162,7 @@ def _labs(form: FormData, kb: Knowledge, detailed: bool) -> list[dict[str, Any]]
 
 
 def _common(form: FormData) -> dict[str, Any]:
-    age = _float(form, "age_years", "age_years")
+    age = form_number(form, "age_years", "age_years")
     if age is None:
         raise InputError.single("age_years", "is required", "a number of years, 0 to 120")
     record: dict[str, Any] = {
@@ -183,7 +185,7 @@ def patient_check_record(form: FormData, kb: Knowledge) -> dict[str, Any]:
         if form.get(q.field):
             symptoms[q.symptom] = {"id": q.symptom, **({"onset": q.onset} if q.onset else {})}
     onset = form.get("onset") if form.get("onset") in ("gradual", "sudden") else None
-    amount = _float(form, "duration_value", "duration")
+    amount = form_number(form, "duration_value", "duration")
     weeks = None
     if amount is not None:
         weeks = amount * (4.35 if form.get("duration_unit") == "months" else 1)
@@ -240,7 +242,7 @@ def clinician_record(form: FormData, kb: Knowledge) -> dict[str, Any]:
         entry: dict[str, Any] = {"id": sid}
         if form.get(f"sym_{sid}_onset") in ("gradual", "sudden"):
             entry["onset"] = form[f"sym_{sid}_onset"]
-        weeks = _float(form, f"sym_{sid}_weeks", f"symptoms.{sid}.duration_weeks")
+        weeks = form_number(form, f"sym_{sid}_weeks", f"symptoms.{sid}.duration_weeks")
         if weeks is not None:
             entry["duration_weeks"] = weeks
         if form.get(f"sym_{sid}_severity") in ("mild", "moderate", "severe"):
@@ -253,7 +255,7 @@ def clinician_record(form: FormData, kb: Knowledge) -> dict[str, Any]:
     for cid in kb.conditions:
         if form.get(f"cond_{cid}"):
             entry = {"id": cid}
-            egfr = _float(form, f"cond_{cid}_egfr", f"conditions.{cid}.egfr")
+            egfr = form_number(form, f"cond_{cid}_egfr", f"conditions.{cid}.egfr")
             if egfr is not None:
                 entry["egfr"] = egfr
             conditions.append(entry)
@@ -262,7 +264,7 @@ def clinician_record(form: FormData, kb: Knowledge) -> dict[str, Any]:
     for mid in kb.medications:
         if form.get(f"med_{mid}"):
             entry = {"id": mid}
-            months = _float(form, f"med_{mid}_months", f"medications.{mid}.duration_months")
+            months = form_number(form, f"med_{mid}_months", f"medications.{mid}.duration_months")
             if months is not None:
                 entry["duration_months"] = months
             meds.append(entry)
@@ -278,7 +280,7 @@ def clinician_record(form: FormData, kb: Knowledge) -> dict[str, Any]:
             "drug": form.get(f"dose_{n}_drug") or "hydroxocobalamin",
             "route": form.get(f"dose_{n}_route") or "im",
         }
-        mg = _float(form, f"dose_{n}_mg", f"b12_treatment[{n}].dose_mg")
+        mg = form_number(form, f"dose_{n}_mg", f"b12_treatment[{n}].dose_mg")
         if mg is not None:
             dose["dose_mg"] = mg
         doses.append(dose)

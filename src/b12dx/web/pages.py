@@ -257,6 +257,11 @@ def clinician_form(request: Request, ref: str | None = None) -> HTMLResponse:
             expired_link=True,
         )
     a = assess(record, as_of=None if record.get("as_of") else dt.date.today())
+    return _clinician_result(request, a, record)
+
+
+def _clinician_result(request: Request, a: Assessment, record: dict[str, Any]) -> HTMLResponse:
+    """The clinician's result page, with the record it was made from (to print or save)."""
     return _render(
         request,
         "clinician_result.html",
@@ -284,14 +289,7 @@ async def clinician_result(request: Request) -> HTMLResponse:
             errors=exc.errors,
             today=dt.date.today(),
         )
-    return _render(
-        request,
-        "clinician_result.html",
-        a=a,
-        record_json=json.dumps(record),
-        profile=a.profile,
-        **_clinician_context(a),
-    )
+    return _clinician_result(request, a, record)
 
 
 @router.post("/clinician/schedule.ics")
