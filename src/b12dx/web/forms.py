@@ -7,7 +7,7 @@ this module only reshapes fields into the record and leaves every check to the e
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +78,22 @@ LAB_TESTS = (
     "serum_folate",
     "egfr",
 )
+
+
+def _ticked(
+    form: FormData, prefix: str, ids: Iterable[str], suffix: str, key: str, path: str
+) -> list[dict[str, Any]]:
+    """The ids ticked in a form (``{prefix}_{id}``), each with the number typed beside it
+    (``{prefix}_{id}_{suffix}``) as ``key`` when there is one; errors named by ``path``."""
+    chosen: list[dict[str, Any]] = []
+    for item in ids:
+        if form.get(f"{prefix}_{item}"):
+            entry: dict[str, Any] = {"id": item}
+            number = form_number(form, f"{prefix}_{item}_{suffix}", path.format(item))
+            if number is not None:
+                entry[key] = number
+            chosen.append(entry)
+    return chosen
 
 
 def form_number(form: FormData, field: str, path: str | None = None) -> float | None:
@@ -251,24 +267,12 @@ def clinician_record(form: FormData, kb: Knowledge) -> dict[str, Any]:
             entry["progressing"] = True
         symptoms.append(entry)
     record["symptoms"] = symptoms
-    conditions = []
-    for cid in kb.conditions:
-        if form.get(f"cond_{cid}"):
-            entry = {"id": cid}
-            egfr = form_number(form, f"cond_{cid}_egfr", f"conditions.{cid}.egfr")
-            if egfr is not None:
-                entry["egfr"] = egfr
-            conditions.append(entry)
-    record["conditions"] = conditions
-    meds = []
-    for mid in kb.medications:
-        if form.get(f"med_{mid}"):
-            entry = {"id": mid}
-            months = form_number(form, f"med_{mid}_months", f"medications.{mid}.duration_months")
-            if months is not None:
-                entry["duration_months"] = months
-            meds.append(entry)
-    record["medications"] = meds
+    record["conditions"] = _ticked(
+        form, "cond", kb.conditions, "egfr", "egfr", "conditions.{}.egfr"
+    )
+    record["medications"] = _ticked(
+        form, "med", kb.medications, "months", "duration_months", "medications.{}.duration_months"
+    )
     record["exposures"] = [{"id": e} for e in kb.exposures if form.get(f"exp_{e}")]
     record["labs"] = _labs(form, kb, detailed=True)
     doses = []
