@@ -130,6 +130,35 @@ def dose(d: Database, pid: str, day: dt.date, actor: Actor = NURSE, **kw: Any) -
         return entries.add_dose(s, actor, NOW, patients.get(s, actor, pid), given_on=day, **args)
 
 
+def _lab(pid: str, **kw: Any) -> Callable[[Session], object]:
+    def change(s: Session) -> object:
+        args: dict[str, Any] = {"test": "total_b12", "value": 150, "unit": "ng/L"}
+        args |= {"taken_on": dt.date(2026, 8, 1)} | kw
+        return entries.add_lab(s, load_knowledge(), NURSE, NOW, patients.get(s, NURSE, pid), **args)
+
+    return change
+
+
+def _dose(pid: str, **kw: Any) -> Callable[[Session], object]:
+    def change(s: Session) -> object:
+        args: dict[str, Any] = {"drug": "hydroxocobalamin", "dose": "1 mg", "route": "im"}
+        args |= {"given_on": dt.date(2026, 8, 1)} | kw
+        return entries.add_dose(s, NURSE, NOW, patients.get(s, NURSE, pid), **args)
+
+    return change
+
+
+def _rating(pid: str, **kw: Any) -> Callable[[Session], object]:
+    def change(s: Session) -> object:
+        args: dict[str, Any] = {"symptom": "paresthesia", "rating": "mild"}
+        args |= {"rated_on": dt.date(2026, 8, 1)} | kw
+        return entries.add_rating(
+            s, load_knowledge(), NURSE, NOW, patients.get(s, NURSE, pid), **args
+        )
+
+    return change
+
+
 def rejected(d: Database, change: Callable[[Session], object]) -> InputError:
     """Run ``change`` in a transaction; it must raise InputError and change nothing."""
     before = counts(d)
@@ -159,40 +188,9 @@ def populate(d: Database, kb: Knowledge) -> str:
             add_exposures=["nitrous_oxide"],
             start_medications=[("metformin", dt.date(2020, 2, 29))],
         )
-        entries.add_lab(
-            s,
-            kb,
-            NURSE,
-            NOW,
-            p,
-            test="total_b12",
-            value=123.4,
-            unit="pmol/L",
-            taken_on=dt.date(2026, 8, 1),
-            reference_low=150,
-            reference_high=600,
-        )
-        entries.add_rating(
-            s,
-            kb,
-            NURSE,
-            NOW,
-            p,
-            symptom="leg_weakness",
-            rating="severe",
-            rated_on=dt.date(2026, 8, 1),
-        )
-        entries.add_dose(
-            s,
-            NURSE,
-            NOW,
-            p,
-            given_on=dt.date(2026, 8, 2),
-            drug="hydroxocobalamin",
-            dose="1000 mcg",
-            route="im",
-            given_by="Nurse O'Brien",
-        )
+        _lab(pid, value=123.4, unit="pmol/L", reference_low=150, reference_high=600)(s)
+        _rating(pid, symptom="leg_weakness", rating="severe")(s)
+        _dose(pid, given_on=dt.date(2026, 8, 2), dose="1000 mcg", given_by="Nurse O'Brien")(s)
         snapshots.save(s, kb, NURSE, NOW, p, TODAY)
     return pid
 
@@ -436,28 +434,8 @@ def test_every_change_is_stored_with_an_audit_row_naming_its_actor(
 ) -> None:
     pid = add_patient(db, kb, conditions=["pernicious_anemia"])
     with db.transaction() as s:
-        p = patients.get(s, NURSE, pid)
-        entries.add_lab(
-            s,
-            kb,
-            NURSE,
-            NOW,
-            p,
-            test="total_b12",
-            value=150,
-            unit="ng/L",
-            taken_on=dt.date(2026, 8, 1),
-        )
-        entries.add_rating(
-            s,
-            kb,
-            NURSE,
-            NOW,
-            p,
-            symptom="paresthesia",
-            rating="moderate",
-            rated_on=dt.date(2026, 8, 1),
-        )
+        _lab(pid)(s)
+        _rating(pid, rating="moderate")(s)
     dose(db, pid, dt.date(2026, 8, 2), Actor("cli:gp"), dose="1000 micrograms")
     with db.transaction() as s:
         p = patients.get(s, NURSE, pid)
@@ -492,35 +470,6 @@ def test_times_are_kept_as_the_same_moment_in_utc_on_every_backend(
         [entry] = audit.entries(s, 1, pid)
     assert created == at and created.tzinfo == dt.UTC and entry.at == at
     assert backup.dump(db)["tables"]["patients"][0]["created_at"] == "2026-09-01T10:00:00+00:00"
-
-
-def _lab(pid: str, **kw: Any) -> Callable[[Session], object]:
-    def change(s: Session) -> object:
-        args: dict[str, Any] = {"test": "total_b12", "value": 150, "unit": "ng/L"}
-        args |= {"taken_on": dt.date(2026, 8, 1)} | kw
-        return entries.add_lab(s, load_knowledge(), NURSE, NOW, patients.get(s, NURSE, pid), **args)
-
-    return change
-
-
-def _dose(pid: str, **kw: Any) -> Callable[[Session], object]:
-    def change(s: Session) -> object:
-        args: dict[str, Any] = {"drug": "hydroxocobalamin", "dose": "1 mg", "route": "im"}
-        args |= {"given_on": dt.date(2026, 8, 1)} | kw
-        return entries.add_dose(s, NURSE, NOW, patients.get(s, NURSE, pid), **args)
-
-    return change
-
-
-def _rating(pid: str, **kw: Any) -> Callable[[Session], object]:
-    def change(s: Session) -> object:
-        args: dict[str, Any] = {"symptom": "paresthesia", "rating": "mild"}
-        args |= {"rated_on": dt.date(2026, 8, 1)} | kw
-        return entries.add_rating(
-            s, load_knowledge(), NURSE, NOW, patients.get(s, NURSE, pid), **args
-        )
-
-    return change
 
 
 BAD_INPUT: list[tuple[str, Callable[[str], Callable[[Session], object]], str, str]] = [
@@ -775,16 +724,7 @@ def neuro_patient(db: Database, kb: Knowledge) -> str:
     pid = add_patient(db, kb)
     with db.transaction() as s:
         p = patients.get(s, NURSE, pid)
-        entries.add_rating(
-            s,
-            kb,
-            NURSE,
-            NOW,
-            p,
-            symptom="paresthesia",
-            rating="moderate",
-            rated_on=dt.date(2026, 1, 5),
-        )
+        _rating(pid, rating="moderate", rated_on=dt.date(2026, 1, 5))(s)
         for day in alternate_days(dt.date(2026, 1, 5), dt.date(2026, 4, 4)):
             entries.add_dose(
                 s, NURSE, NOW, p, given_on=day, drug="hydroxocobalamin", dose="1 mg", route="im"
@@ -1094,17 +1034,7 @@ def test_control_characters_in_names_are_refused_on_every_backend(
     pid = add_patient(db, kb)
     err = rejected(
         db,
-        lambda s: entries.add_dose(
-            s,
-            NURSE,
-            NOW,
-            patients.get(s, NURSE, pid),
-            given_on=dt.date(2026, 1, 5),
-            drug="hydroxocobalamin",
-            dose="1 mg",
-            route="im",
-            given_by=text,
-        ),
+        _dose(pid, given_on=dt.date(2026, 1, 5), given_by=text),
     )
     assert err.errors[0].path == "given_by"
 
