@@ -7,9 +7,10 @@ import pytest
 from b12dx.knowledge import Knowledge, load_knowledge
 from node_ids import set_node_id
 
-# A throwaway PostgreSQL server for the store tests (fixtures pg_server, pg_url) and
-# one Spark session for the screening tests (fixture spark).
-pytest_plugins = ("pg", "spark")
+# A throwaway PostgreSQL server for the store tests (fixtures pg_server, pg_url), one
+# Spark session for the screening tests (fixture spark) and the CDS client-authentication
+# tests' signing keys (fixtures rsa_key, ec_key).
+pytest_plugins = ("pg", "spark", "jwt_keys")
 
 
 @pytest.fixture(scope="session")

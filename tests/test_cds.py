@@ -11,11 +11,8 @@ card should say is worked out from the engine (``b12dx.assess``) on the record t
 from __future__ import annotations
 
 import asyncio
-import base64
 import copy
 import datetime as dt
-import hashlib
-import hmac
 import json
 import math
 import os
@@ -36,9 +33,7 @@ import pytest
 import pytest_asyncio
 import uvicorn
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fhir.resources.R4B import get_fhir_model_class
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -53,6 +48,7 @@ from b12dx.cds.state import CdsState
 from b12dx.fhir.read import patient_reference, read_bulk_export, reference_id
 from b12dx.fhir.record import record_from_resources
 from b12dx.web.app import create_app
+from jwt_keys import handmade, public_jwk
 
 
 @pytest.fixture(autouse=True)
@@ -1533,31 +1529,6 @@ async def test_feedback_without_items_is_400(client, body) -> None:
 ISS = "https://ehr.example.org"
 
 
-@pytest.fixture(scope="module")
-def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture(scope="module")
-def ec_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP384R1())
-
-
-def public_jwk(private_key: Any, kid: str) -> dict[str, Any]:
-    if isinstance(private_key, rsa.RSAPrivateKey):
-        jwk = json.loads(RSAAlgorithm.to_jwk(private_key.public_key()))
-        jwk["alg"] = "RS384"
-    else:
-        jwk = json.loads(ECAlgorithm.to_jwk(private_key.public_key()))
-        jwk["alg"] = "ES384"
-    jwk.update(kid=kid, use="sig")
-    return jwk
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def claims(aud: str, **overrides: Any) -> dict[str, Any]:
     now = int(time.time())
     payload = {"iss": ISS, "aud": aud, "iat": now, "exp": now + 240, "jti": str(uuid.uuid4())}
@@ -1566,16 +1537,6 @@ def claims(aud: str, **overrides: Any) -> dict[str, Any]:
 
 def sign(key: Any, alg: str, kid: str, payload: dict[str, Any]) -> str:
     return jwt.encode(payload, key, algorithm=alg, headers={"typ": "JWT", "kid": kid})
-
-
-def handmade(header: dict[str, Any], payload: dict[str, Any], secret: bytes | None) -> str:
-    """A JWT built by hand, for the tokens PyJWT will not make (alg none, HS256 with a
-    public key as the secret)."""
-    signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(payload).encode())}"
-    if secret is None:
-        return signing_input + "."
-    mac = hmac.new(secret, signing_input.encode("ascii"), hashlib.sha256).digest()
-    return f"{signing_input}.{b64url(mac)}"
 
 
 def bearer(token: str) -> dict[str, str]:

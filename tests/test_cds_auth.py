@@ -3,9 +3,6 @@ a real HTTP JWKS endpoint on 127.0.0.1, and an injected clock for every time rul
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import socket
 import threading
@@ -20,7 +17,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from jwt.algorithms import RSAAlgorithm
 
 from b12dx.cds.auth import (
     AuthError,
@@ -30,6 +27,7 @@ from b12dx.cds.auth import (
     load_issuers,
 )
 from b12dx.cds.replay import SharedReplayCache
+from jwt_keys import b64url, handmade, public_jwk
 
 ISS = "https://ehr.example.org"
 AUD = "https://cds.example.org/cds-services/b12-patient-view"
@@ -44,27 +42,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(scope="module")
-def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture(scope="module")
-def ec_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP384R1())
-
-
-def public_jwk(private_key: Any, kid: str) -> dict[str, Any]:
-    if isinstance(private_key, rsa.RSAPrivateKey):
-        jwk = json.loads(RSAAlgorithm.to_jwk(private_key.public_key()))
-        jwk["alg"] = "RS384"
-    else:
-        jwk = json.loads(ECAlgorithm.to_jwk(private_key.public_key()))
-        jwk["alg"] = "ES384"
-    jwk.update(kid=kid, use="sig")
-    return jwk
 
 
 @pytest.fixture(scope="module")
@@ -93,19 +70,6 @@ def sign(key: Any, alg: str, kid: str | None, payload: dict[str, Any], **headers
         extra["kid"] = kid
     # PyJWS rather than jwt.encode: the latter refuses some malformed claims we test with.
     return jwt.PyJWS().encode(json.dumps(payload).encode(), key, algorithm=alg, headers=extra)
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def handmade(header: dict[str, Any], payload: dict[str, Any], secret: bytes | None) -> str:
-    """A JWT built without PyJWT, for the tokens PyJWT refuses to produce."""
-    signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(payload).encode())}"
-    if secret is None:
-        return signing_input + "."
-    mac = hmac.new(secret, signing_input.encode("ascii"), hashlib.sha256).digest()
-    return f"{signing_input}.{b64url(mac)}"
 
 
 @pytest.fixture
