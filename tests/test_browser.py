@@ -13,9 +13,7 @@ import contextlib
 import datetime as dt
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -25,6 +23,8 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
+
+from processes import b12dx_command, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -45,26 +45,15 @@ PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _b12dx() -> list[str]:
-    script = Path(sys.executable).parent / "b12dx"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "b12dx.cli.app"]
-
-
 def _server_command(port: int, *extra: str) -> list[str]:
-    return [*_b12dx(), "serve", "--host", "127.0.0.1", "--port", str(port), *extra]
+    return [*b12dx_command(), "serve", "--host", "127.0.0.1", "--port", str(port), *extra]
 
 
 @contextlib.contextmanager
 def _server(name: str, env: dict[str, str], *extra: str) -> Iterator[str]:
     """``b12dx serve`` on a free loopback port until the block ends."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = SCREENSHOTS.parent / f"{name}.log"
     with log_path.open("wb") as log:
@@ -546,7 +535,11 @@ def followup_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
          NURSE_PASSWORD + "\n"),
     ):  # fmt: skip
         done = subprocess.run(
-            [*_b12dx(), *argv, "--db", db], input=stdin, text=True, capture_output=True, env=env
+            [*b12dx_command(), *argv, "--db", db],
+            input=stdin,
+            text=True,
+            capture_output=True,
+            env=env,
         )
         assert done.returncode == 0, done.stderr
     with _server("followup-server", env, "--require-login", "--db", db) as url:
@@ -639,7 +632,7 @@ def test_the_screening_report_is_accessible(tab: Tab, tmp_path: Path) -> None:
         ["synth", "--patients", "300", "--out", str(data)],
         ["screen", str(data), "--out", str(out)],
     ):
-        done = subprocess.run([*_b12dx(), *argv], capture_output=True, text=True)
+        done = subprocess.run([*b12dx_command(), *argv], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
     page = tab.page
     page.goto((out / "report.html").as_uri())

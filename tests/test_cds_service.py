@@ -9,7 +9,6 @@ import datetime as dt
 import html
 import json
 import re
-import socket
 import threading
 import time
 import uuid
@@ -38,6 +37,7 @@ from b12dx.fhir.read import read_bulk_export
 from b12dx.fhir.record import record_from_resources
 from b12dx.web.app import create_app
 from fhir_orders import overlapping_metformin_orders
+from processes import free_port
 from test_fhir_schema import problems as fhir_problems
 
 
@@ -387,12 +387,6 @@ async def test_a_short_ppi_is_quiet_and_a_long_one_is_not(client) -> None:
 
 
 # -- a FHIR server stand-in on loopback -------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class FhirServer:

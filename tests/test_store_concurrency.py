@@ -13,7 +13,6 @@ import datetime as dt
 import itertools
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from b12dx.store import entries, patients
 from b12dx.store.audit import Actor
 from b12dx.store.db import Database, open_database
 from b12dx.store.tables import AuditEntry, DoseEntry
+from processes import b12dx_command, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -172,17 +172,6 @@ def test_the_same_dose_sent_twice_at_once_is_stored_once(url: str, kb: Knowledge
 # -- two server workers, the command line and store writers at once ----------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _b12dx() -> list[str]:
-    script = Path(sys.executable).parent / "b12dx"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "b12dx.cli.app"]
-
-
 @dataclass
 class Server:
     base: str
@@ -210,11 +199,11 @@ def has_open(pid: int, path: Path) -> bool:
 @pytest.fixture
 def server(url: str, tmp_path: Path) -> Iterator[Server]:
     """``b12dx serve --workers 2`` on the database, login off (loopback only)."""
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "server.log"
     env = os.environ | {"B12DX_DATA_DIR": str(tmp_path / "data")}
-    cmd = [*_b12dx(), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
+    cmd = [*b12dx_command(), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
     cmd += ["--db", url, "--no-require-login"]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
@@ -297,7 +286,7 @@ def test_two_server_workers_the_cli_and_store_writers_at_once_lose_nothing(
             http.append((day, status, answer, time.perf_counter() - sent))
 
     def via_cli(day: dt.date) -> subprocess.CompletedProcess[str]:
-        cmd = [*_b12dx(), "record", "dose", pid, "--date", day.isoformat(), "--db", url]
+        cmd = [*b12dx_command(), "record", "dose", pid, "--date", day.isoformat(), "--db", url]
         cmd += ["--drug", "hydroxocobalamin", "--dose", "1 mg", "--route", "im", "--force"]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, cwd=ROOT)
 
