@@ -24,6 +24,7 @@ from b12dx import InputError, PatientRecord, assess, input_schema, output_schema
 from b12dx.knowledge.loader import load_knowledge
 from b12dx.models import patient as patient_model
 from b12dx.models.knowledge import LabTest, LabUnit
+from contract_values import CONTRACT_BANDS_BY_TEST
 
 KB = load_knowledge()
 PROFILES: list[str | None] = [None, *KB.profiles]
@@ -53,18 +54,6 @@ CLINICAL_SI: dict[str, tuple[float, float]] = {
     "egfr": (10, 130),
 }
 
-# The bands the contract allows for each test (contract.md, Fixed values, labs[].band).
-CONTRACT_BANDS_BY_TEST: dict[str, set[str]] = {
-    "total_b12": {"deficient", "indeterminate", "normal"},
-    "active_b12": {"deficient", "indeterminate", "normal"},
-    "mma": {"elevated", "normal"},
-    "homocysteine": {"elevated", "normal"},
-    "mcv": {"low", "normal", "high"},
-    "hemoglobin": {"low", "normal", "high"},
-    "serum_folate": {"low", "normal", "high"},
-    "egfr": {"low", "normal", "high"},
-    "intrinsic_factor_antibody": {"positive", "negative"},
-}
 
 # Shrink the plausible range by a hair so a value converted back to SI never lands a
 # floating-point rounding outside it.
