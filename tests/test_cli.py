@@ -14,20 +14,14 @@ from typing import Any
 import pytest
 
 from b12dx import InputError, assess, examples, input_schema, output_schema
-from b12dx.cli.app import main
 from b12dx.knowledge.loader import load_knowledge
+from cli_calls import call
 
 EXAMPLES = Path(examples.__file__).parent
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(list(argv))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+    return call(capsys, argv)
 
 
 def write(tmp_path: Path, data: Any, name: str = "patient.json") -> str:

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
-from b12dx.cli.app import main
 from b12dx.cli.followup_work import parse_within
 from b12dx.engine.schedule import add_months
+from cli_calls import call
 
 TODAY = dt.date.today()
 PATIENT_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{8}\n$")
@@ -39,13 +39,7 @@ def argv(parts: tuple[str | Path, ...]) -> list[str]:
 
 
 def run(capsys: pytest.CaptureFixture[str], *parts: str | Path) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(argv(parts))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+    return call(capsys, argv(parts))
 
 
 def ok(capsys: pytest.CaptureFixture[str], *parts: str | Path) -> str:

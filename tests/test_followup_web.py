@@ -29,6 +29,7 @@ from b12dx.store.db import Database, open_database
 from b12dx.store.tables import AuditEntry, DoseEntry, LabEntry, LoginSession, Patient
 from b12dx.web.app import create_app
 from b12dx.web.settings import ENV_CDS_OPEN_WARNED, FollowupSettings, configure_serve
+from cli_calls import call
 
 TODAY = dt.date(2026, 11, 21)
 PASSWORD = "correct horse battery"
@@ -971,13 +972,7 @@ def run_cli(capsys, monkeypatch, *argv: str, stdin: str = "") -> tuple[int, str,
     import io
 
     monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-    code = 0
-    try:
-        main(list(argv))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+    return call(capsys, argv)
 
 
 def test_accounts_command_line(tmp_path, capsys, monkeypatch):
