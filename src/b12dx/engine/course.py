@@ -23,31 +23,27 @@ from b12dx.models.patient import TreatmentDose
 
 # Routes of a dose given by injection (models.patient.Route): one route family, as a
 # regimen given IM is also given by deep subcutaneous injection (fda-cyanocobalamin).
-INJECTION_ROUTES = frozenset({"im", "sc", "iv"})
 # Doses are compared in mg; "1000 micrograms" is 1 mg, give or take the float.
 TOLERANCE_MG = 1e-9
 
 
-def route_family(route: str) -> str:
-    return "injection" if route in INJECTION_ROUTES else route
+def route_family(kb: Knowledge, route: str) -> str:
+    """ "injection" for the routes one course of injections is kept up by (courses.yaml),
+    else the route itself."""
+    return "injection" if route in kb.courses.injection_routes else route
 
 
-# Injected cobalamins that stand for one another in a course: hydroxocobalamin is
-# preferred (BNF, retained longer), but cyanocobalamin 1 mg IM monthly is standard
-# practice elsewhere (fda-cyanocobalamin) and is no less a course of treatment.
-INJECTED_COBALAMINS = frozenset({"hydroxocobalamin", "cyanocobalamin"})
-
-
-def fits(dose: TreatmentDose, regimen: Regimen) -> bool:
+def fits(kb: Knowledge, dose: TreatmentDose, regimen: Regimen) -> bool:
     """The dose gives at least what the regimen gives: its drug (by injection, either
     cobalamin), its route family, and at least its dose (B12 has no toxicity: a larger
     dose is no less treatment; a dose whose amount is not recorded is taken at its drug
     and route)."""
-    family = route_family(dose.route)
-    if family != route_family(regimen.route):
+    family = route_family(kb, dose.route)
+    if family != route_family(kb, regimen.route):
         return False
+    interchangeable = kb.courses.interchangeable_injections
     same = dose.drug == regimen.drug or (
-        family == "injection" and {dose.drug, regimen.drug} <= INJECTED_COBALAMINS
+        family == "injection" and dose.drug in interchangeable and regimen.drug in interchangeable
     )
     if not same:
         return False
@@ -212,8 +208,8 @@ def judge(
     """The course under way of ``regimen`` (the adequate regimen the last dose follows)."""
     # Doses of another adequate regimen (tablets before injections began) were an earlier
     # course; doses of no adequate regimen are not treatment for this presentation.
-    counted = [d for d in doses if fits(d, regimen)]
-    not_counted = [d for d in doses if not any(fits(d, r) for r in adequate)]
+    counted = [d for d in doses if fits(kb, d, regimen)]
+    not_counted = [d for d in doses if not any(fits(kb, d, r) for r in adequate)]
     if not counted:
         return Course([], not_counted, None, None, None, None)
     dates = current_course(regimen, sorted({d.date for d in counted}), profile)

@@ -120,9 +120,11 @@ def presentation(kb: Knowledge, profile: Profile, f: Findings, labs: LabSummary)
     # the first adequate regimen its last dose fits (injections under way for a cause
     # whose regimen is oral, rule treatment.injection_course).
     followed = regimen
-    last = next((d for d in reversed(f.doses) if any(courses.fits(d, r) for r in adequate)), None)
-    if last is not None and not courses.fits(last, regimen):
-        followed = next(r for r in adequate if courses.fits(last, r))
+    last = next(
+        (d for d in reversed(f.doses) if any(courses.fits(kb, d, r) for r in adequate)), None
+    )
+    if last is not None and not courses.fits(kb, last, regimen):
+        followed = next(r for r in adequate if courses.fits(kb, last, r))
     c = courses.judge(kb, profile, followed, adequate, f.doses, f.as_of, months)
     return Presentation(key, cause, behind, regimen, rule, c, months, adequate)
 

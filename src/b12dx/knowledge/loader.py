@@ -29,6 +29,7 @@ from b12dx.models.knowledge import (
     CdsKnowledge,
     Code,
     CodedEntry,
+    Courses,
     Diet,
     Differential,
     Fact,
@@ -87,6 +88,7 @@ class Knowledge:
     fhir: FhirMapping
     cds: CdsKnowledge
     screening: ScreeningKnowledge
+    courses: Courses
     weakness_symptoms: frozenset[str] = field(default=frozenset())
     # The B12 symptoms in a neurological group: any of them is neurological involvement.
     neurological_symptoms: frozenset[str] = field(default=frozenset())
@@ -233,6 +235,7 @@ def load_knowledge_from(directory: Path) -> Knowledge:
         fhir=_one(directory, "fhir", FhirMapping),
         cds=_one(directory, "cds", CdsKnowledge),
         screening=_one(directory, "screening", ScreeningKnowledge),
+        courses=_one(directory, "courses", Courses),
         weakness_symptoms=frozenset(s.id for s in symptoms.values() if s.weakness),
         neurological_symptoms=frozenset(
             s.id
@@ -542,3 +545,6 @@ def _screening_problems(kb: Knowledge) -> Iterator[str]:
     for route in [*sc.maintenance.routes, *sc.route_words]:
         if route not in kb.fhir.routes:
             yield f"screening: route {route!r} is not in fhir.yaml routes"
+    for route in sc.maintenance.routes:
+        if route not in kb.courses.injection_routes:
+            yield f"screening.maintenance: route {route!r} is not in courses.yaml injection_routes"

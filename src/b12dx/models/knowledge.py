@@ -556,6 +556,18 @@ class MaintenanceScreen(Cited):
     min_doses: int = Field(ge=1)
 
 
+class Courses(Cited):
+    """How doses of B12 add up to a course of treatment (courses.yaml)."""
+
+    injection_routes: list[Literal["im", "oral", "sc", "iv", "sublingual", "nasal"]] = Field(
+        min_length=1
+    )
+    interchangeable_injections: list[
+        Literal["hydroxocobalamin", "cyanocobalamin", "methylcobalamin"]
+    ] = Field(min_length=1)
+    why: str
+
+
 class ScreeningKnowledge(Cited):
     """Population screening's windows and lists (``b12dx.screen``, screening.yaml)."""
 

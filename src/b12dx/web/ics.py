@@ -8,6 +8,7 @@ import uuid
 from icalendar import Alarm, Calendar, Event
 
 from b12dx.engine.course import route_family
+from b12dx.knowledge.loader import load_knowledge
 from b12dx.models.assessment import Treatment
 from b12dx.models.knowledge import Regimen, RegimenPhase
 
@@ -116,7 +117,8 @@ def followup_calendar(patient_id: str, treatment: Treatment | None, now: dt.date
     cal.add("x-published-ttl", "P1D")
     if treatment is None:
         return bytes(cal.to_ical())
-    kind = "B12 injection" if route_family(treatment.route) == "injection" else "B12 dose"
+    injection = route_family(load_knowledge(), treatment.route) == "injection"
+    kind = "B12 injection" if injection else "B12 dose"
     what = f"{treatment.drug} {treatment.dose} {treatment.route.upper()}"
     for dose in treatment.schedule:
         event = Event()

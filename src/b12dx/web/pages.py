@@ -45,7 +45,8 @@ def number_as_written(value: Any) -> str:
 
 templates.env.filters["num"] = number_as_written
 templates.env.filters["unit"] = unit_words
-templates.env.filters["route_family"] = route_family  # "injection" for im, sc, iv
+# "injection" for the routes of one course of injections (knowledge: courses.yaml)
+templates.env.filters["route_family"] = lambda route: route_family(load_knowledge(), route)
 
 URGENCY_HEADLINE = {
     "emergency": "Call emergency services or go to the emergency department now",
