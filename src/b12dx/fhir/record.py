@@ -33,6 +33,7 @@ from b12dx.fhir.validate import (
     read_model,
 )
 from b12dx.fhir.values import (
+    abated_on,
     age_on,
     coding_label,
     codings_of,
@@ -287,10 +288,7 @@ class _Builder:
         if not lasting:
             if status in fm.statuses.condition_clinical_ignored:
                 raise NotUsed(f"clinical status {status}")
-            ended, _ = to_date(
-                cond.abatementDateTime
-                or (cond.abatementPeriod.end if cond.abatementPeriod else None)
-            )
+            ended, _ = to_date(abated_on(cond))
             if ended is not None and ended <= self.as_of:
                 raise NotUsed(f"resolved on {ended}")
         if meaning.kind == "condition":

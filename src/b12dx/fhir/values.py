@@ -54,6 +54,14 @@ def start_of(obj: Any, prefix: str) -> Any:
     return element(obj, f"{prefix}DateTime") or element(element(obj, f"{prefix}Period"), "start")
 
 
+def abated_on(condition: Any) -> Any:
+    """When a condition ended, as written: abatementDateTime, else the end of
+    abatementPeriod (it abated over that period; until its end it is still there)."""
+    return element(condition, "abatementDateTime") or element(
+        element(condition, "abatementPeriod"), "end"
+    )
+
+
 def observed(obs: Any) -> Any:
     """When an Observation was made: effective[x], else the instant it was issued."""
     return start_of(obs, "effective") or element(obs, "effectiveInstant") or element(obs, "issued")

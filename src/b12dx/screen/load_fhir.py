@@ -23,7 +23,7 @@ from b12dx.engine.units import find_unit
 from b12dx.fhir.codes import CodeIndex, code_index, qualifier
 from b12dx.fhir.medicines import medicine_of
 from b12dx.fhir.read import iter_export, patient_reference, reference_id
-from b12dx.fhir.values import planned_days, raw_codings_of, start_of, to_date
+from b12dx.fhir.values import abated_on, planned_days, raw_codings_of, start_of, to_date
 from b12dx.knowledge.loader import Knowledge
 from b12dx.screen.model import SCHEMAS, ScreeningTables
 
@@ -184,7 +184,7 @@ class _Mapper:
         if meaning.kind != "condition":
             self.skip(f"Condition coded as {meaning.kind}")
             return
-        end = _period_start(r, "abatement")
+        end = _date(abated_on(r))
         clinical = {c.get("code") for c in raw_codings_of(r, "clinicalStatus")}
         if (
             end is None

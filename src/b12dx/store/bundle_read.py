@@ -23,7 +23,15 @@ from b12dx.fhir.codes import code_index, in_codes, qualifier
 from b12dx.fhir.medicines import medicine_named, medicine_of
 from b12dx.fhir.read import Resource, about_another_patient, bundle_resources, by_reference
 from b12dx.fhir.validate import NotUsed, NotValid, ResourceNote, label_of, model_of
-from b12dx.fhir.values import coding_label, codings_of, element, observed, start_of, to_date
+from b12dx.fhir.values import (
+    abated_on,
+    coding_label,
+    codings_of,
+    element,
+    observed,
+    start_of,
+    to_date,
+)
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.patient import Drug, PatientRecord
 from b12dx.store.bundle import EXTENSION, PATIENT_ID_SYSTEM, SYSTEM
@@ -197,9 +205,7 @@ class Reader:
             raise NotUsed(f"verification status {verification[0].code}")
         status = codings_of(cond.clinicalStatus)
         clinical = str(status[0].code) if status else None
-        ended, _ = to_date(
-            cond.abatementDateTime or (cond.abatementPeriod.end if cond.abatementPeriod else None)
-        )
+        ended, _ = to_date(abated_on(cond))
         over = clinical in fm.statuses.condition_clinical_ignored or (
             ended is not None and ended <= self.today
         )

@@ -1,0 +1,90 @@
+"""The three FHIR readers (one patient for the engine, the follow-up store's Bundle
+import, the population loader) read an element the same way: the rule lives once, in
+``b12dx.fhir.values``, and each reader's result shows it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from b12dx.fhir.record import record_from_resources
+from b12dx.knowledge import Knowledge
+from b12dx.screen.load_fhir import load_fhir
+from b12dx.store.bundle_read import read_bundle
+
+AS_OF = dt.date(2026, 6, 1)
+PATIENT: dict[str, Any] = {
+    "resourceType": "Patient",
+    "id": "p1",
+    "name": [{"text": "Ann Bell"}],
+    "birthDate": "1958-03-04",
+    "gender": "female",
+}
+
+
+def crohns(abatement: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "resourceType": "Condition",
+        "id": "c1",
+        "subject": {"reference": "Patient/p1"},
+        "clinicalStatus": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                    "code": "active",
+                }
+            ]
+        },
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "34000006"}]},
+        "onsetDateTime": "2025-01-01",
+    } | abatement
+
+
+def read_three_ways(
+    kb: Knowledge, tmp_path: Path, condition: dict[str, Any]
+) -> tuple[bool, bool, dt.date | None]:
+    """(the engine's record has it, the store's import keeps it, the population
+    table's end date)."""
+    engine = record_from_resources([PATIENT, condition], AS_OF, kb).record
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": PATIENT}, {"resource": condition}],
+    }
+    plan = read_bundle(kb, bundle, AS_OF)
+    export = tmp_path / "export"
+    export.mkdir()
+    for r in (PATIENT, condition):
+        (export / f"{r['resourceType']}.ndjson").write_text(json.dumps(r) + "\n")
+    tables, _counts = load_fhir(kb, export, tmp_path / "work")
+    rows = pq.read_table(tables.path("condition")).to_pylist()
+    assert [r["condition_id"] for r in rows] == ["crohns_disease"]
+    return (
+        any(c["id"] == "crohns_disease" for c in engine.get("conditions", [])),
+        any(cid == "crohns_disease" for _ref, cid, _day, _egfr in plan.conditions),
+        rows[0]["end_date"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("abatement", "current", "end"),
+    [
+        # Abating over a period that has not ended on as_of: still there.
+        ({"abatementPeriod": {"start": "2026-01-01", "end": "2027-01-01"}}, True, "2027-01-01"),
+        ({"abatementPeriod": {"start": "2026-01-01", "end": "2026-03-01"}}, False, "2026-03-01"),
+        ({"abatementDateTime": "2026-03-01"}, False, "2026-03-01"),
+        ({}, True, None),
+    ],
+)
+def test_a_condition_ends_where_every_reader_says_it_ends(
+    kb: Knowledge, tmp_path: Path, abatement: dict[str, Any], current: bool, end: str | None
+) -> None:
+    in_record, imported, end_date = read_three_ways(kb, tmp_path, crohns(abatement))
+    assert in_record == current
+    assert imported == current
+    assert end_date == (dt.date.fromisoformat(end) if end else None)
