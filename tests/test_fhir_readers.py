@@ -45,22 +45,30 @@ def crohns(abatement: dict[str, Any]) -> dict[str, Any]:
     } | abatement
 
 
+def write_export(tmp_path: Path, *resources: dict[str, Any]) -> Path:
+    export = tmp_path / "export"
+    export.mkdir()
+    for r in resources:
+        (export / f"{r['resourceType']}.ndjson").write_text(json.dumps(r) + "\n")
+    return export
+
+
+def bundle_of(*resources: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": r} for r in resources],
+    }
+
+
 def read_three_ways(
     kb: Knowledge, tmp_path: Path, condition: dict[str, Any]
 ) -> tuple[bool, bool, dt.date | None]:
     """(the engine's record has it, the store's import keeps it, the population
     table's end date)."""
     engine = record_from_resources([PATIENT, condition], AS_OF, kb).record
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "collection",
-        "entry": [{"resource": PATIENT}, {"resource": condition}],
-    }
-    plan = read_bundle(kb, bundle, AS_OF)
-    export = tmp_path / "export"
-    export.mkdir()
-    for r in (PATIENT, condition):
-        (export / f"{r['resourceType']}.ndjson").write_text(json.dumps(r) + "\n")
+    plan = read_bundle(kb, bundle_of(PATIENT, condition), AS_OF)
+    export = write_export(tmp_path, PATIENT, condition)
     tables, _counts = load_fhir(kb, export, tmp_path / "work")
     rows = pq.read_table(tables.path("condition")).to_pylist()
     assert [r["condition_id"] for r in rows] == ["crohns_disease"]
@@ -88,3 +96,24 @@ def test_a_condition_ends_where_every_reader_says_it_ends(
     assert in_record == current
     assert imported == current
     assert end_date == (dt.date.fromisoformat(end) if end else None)
+
+
+def test_a_result_dated_only_by_when_it_was_issued_has_that_date_for_every_reader(
+    kb: Knowledge, tmp_path: Path
+) -> None:
+    result = {
+        "resourceType": "Observation",
+        "id": "o1",
+        "status": "final",
+        "subject": {"reference": "Patient/p1"},
+        "code": {"coding": [{"system": "http://loinc.org", "code": "2132-9"}]},
+        "issued": "2026-05-02T09:30:00Z",
+        "valueQuantity": {"value": 180, "unit": "pg/mL"},
+    }
+    engine = record_from_resources([PATIENT, result], AS_OF, kb).record
+    assert [(lab["test"], lab["date"]) for lab in engine["labs"]] == [("total_b12", "2026-05-02")]
+    plan = read_bundle(kb, bundle_of(PATIENT, result), AS_OF)
+    assert [(a.kind, a.values["taken_on"]) for a in plan.actions] == [("lab", dt.date(2026, 5, 2))]
+    tables, _counts = load_fhir(kb, write_export(tmp_path, PATIENT, result), tmp_path / "work")
+    rows = pq.read_table(tables.path("lab")).to_pylist()
+    assert [(r["test"], r["date"]) for r in rows] == [("total_b12", dt.date(2026, 5, 2))]

@@ -23,7 +23,7 @@ from b12dx.engine.units import find_unit
 from b12dx.fhir.codes import CodeIndex, code_index, qualifier
 from b12dx.fhir.medicines import medicine_of
 from b12dx.fhir.read import iter_export, patient_reference, reference_id
-from b12dx.fhir.values import abated_on, planned_days, raw_codings_of, start_of, to_date
+from b12dx.fhir.values import abated_on, observed, planned_days, raw_codings_of, start_of, to_date
 from b12dx.knowledge.loader import Knowledge
 from b12dx.screen.model import SCHEMAS, ScreeningTables
 
@@ -300,7 +300,7 @@ class _Mapper:
             self.skip("Observation not final")
             return
         meaning = self.index.first(raw_codings_of(r, "code"))
-        when = _period_start(r, "effective") or _date(r.get("effectiveInstant"))
+        when = _date(observed(r))
         if meaning is None:
             self.skip("Observation code not in the knowledge base")
             return
