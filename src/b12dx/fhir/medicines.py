@@ -84,12 +84,9 @@ class Medicines:
     later_starts: dict[str, list[dt.date]] = field(default_factory=dict)
     by_name: dict[str, tuple[str, str] | None] = field(default_factory=dict)
 
-    def named(self, raw: Resource) -> tuple[list[Any], str]:
-        return medicine_named(raw, self.find)
-
     def medicine(self, raw: Resource) -> tuple[Meaning | None, str, str]:
         """(meaning by code, medication id, how it was matched)."""
-        codings, text = self.named(raw)
+        codings, text = medicine_named(raw, self.find)
         if self.index.first(codings, ("exposure",)) is not None:
             # Nitrous oxide given as an anaesthetic is not the recreational exposure.
             raise NotUsed("a medicine that b12dx records only as an exposure the patient reports")
@@ -174,7 +171,7 @@ class Medicines:
         if when is None:
             raise NotUsed("no date given")
         not_after(when, self.as_of, "given")
-        codings, text = self.named(raw)
+        codings, text = medicine_named(raw, self.find)
         drug = qualifier(self.index, self.kb.fhir.b12_drugs, codings) or drug_by_name(text)
         if drug is None:
             raise NotUsed("which B12 was given is not recorded")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,17 +81,20 @@ def by_reference(resources: Iterable[Resource]) -> dict[str, Resource]:
     return found
 
 
-def about_another_patient(resource: Mapping[str, Any], patient: Mapping[str, Any]) -> str | None:
-    """The reference of the other patient a resource is about, or None when it is about
-    ``patient`` (by ``Patient/id``, the entry's fullUrl or the id alone) or names none."""
-    about = patient_reference(resource)
-    if about is None:
-        return None
+def another_patient(patient: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], str | None]:
+    """A check of the resources of ``patient``'s record: it gives the reference of the
+    other patient a resource is about, or None when the resource is about ``patient``
+    (by ``Patient/id``, the entry's fullUrl or the id alone) or names no patient."""
     pid = patient.get("id")
     mine = {f"Patient/{pid}", str(patient.get("_fullUrl", ""))} - {"", "Patient/None"}
-    if about in mine or (pid is not None and reference_id(about) == pid):
-        return None
-    return about
+
+    def other(resource: Mapping[str, Any]) -> str | None:
+        about = patient_reference(resource)
+        if about is None or about in mine or (pid is not None and reference_id(about) == pid):
+            return None
+        return about
+
+    return other
 
 
 @dataclass

@@ -21,7 +21,7 @@ from b12dx.engine.units import accepted_units, find_unit
 from b12dx.errors import FieldError, InputError
 from b12dx.fhir.codes import CodeIndex, Meaning, code_index, in_codes, qualifier
 from b12dx.fhir.medicines import Medicines
-from b12dx.fhir.read import Resource, about_another_patient, by_reference
+from b12dx.fhir.read import Resource, another_patient, by_reference
 from b12dx.fhir.validate import (
     NotUsed,
     NotValid,
@@ -406,10 +406,11 @@ def record_from_resources(
     _patient_fields(patient, as_of, kb, builder, record)
 
     builder.by_url.update(by_reference(resources))
+    about_another = another_patient(raw_patient)
     for position, resource in enumerate(resources):
         if resource is raw_patient:
             continue
-        other = about_another_patient(resource, raw_patient)
+        other = about_another(resource)
         if other is not None:
             builder.ignored.append(
                 ResourceNote(label_of(resource, position), f"about another patient ({other})")

@@ -83,9 +83,11 @@ def raw_codings_of(resource: Mapping[str, Any], key: str) -> list[Any]:
 
 def coding_label(codings: Iterable[Any], index: CodeIndex) -> str:
     for c in codings:
-        system = index.system_of(element(c, "system")) or element(c, "system") or "no system"
-        display = element(c, "display")
-        return f"{system} {element(c, 'code')}" + (f" '{display}'" if display else "")
+        # Called for every resource whose code is not in the tables: one type check a coding.
+        get = c.get if isinstance(c, Mapping) else lambda name, c=c: getattr(c, name, None)
+        system = index.system_of(get("system")) or get("system") or "no system"
+        display = get("display")
+        return f"{system} {get('code')}" + (f" '{display}'" if display else "")
     return "no coded value"
 
 

@@ -21,7 +21,7 @@ from b12dx.engine.units import find_unit
 from b12dx.errors import FieldError, InputError
 from b12dx.fhir.codes import code_index, in_codes, qualifier
 from b12dx.fhir.medicines import medicine_named, medicine_of
-from b12dx.fhir.read import Resource, about_another_patient, bundle_resources, by_reference
+from b12dx.fhir.read import Resource, another_patient, bundle_resources, by_reference
 from b12dx.fhir.validate import NotUsed, NotValid, ResourceNote, label_of, model_of
 from b12dx.fhir.values import (
     abated_on,
@@ -561,11 +561,12 @@ def read_bundle(kb: Knowledge, data: Any, today: dt.date) -> Plan:
     reader = Reader(kb, today, by_reference(resources))
     raw_patient = found[0]
     reader.patient(raw_patient, label_of(raw_patient, resources.index(raw_patient)))
+    about_another = another_patient(raw_patient)
     for position, resource in enumerate(resources):
         if resource is raw_patient:
             continue
         ref = label_of(resource, position)
-        other = about_another_patient(resource, raw_patient)
+        other = about_another(resource)
         if other is not None:
             reader.plan.ignored.append(ResourceNote(ref, f"about another patient ({other})"))
             continue
