@@ -117,3 +117,42 @@ def test_a_result_dated_only_by_when_it_was_issued_has_that_date_for_every_reade
     tables, _counts = load_fhir(kb, write_export(tmp_path, PATIENT, result), tmp_path / "work")
     rows = pq.read_table(tables.path("lab")).to_pylist()
     assert [(r["test"], r["date"]) for r in rows] == [("total_b12", dt.date(2026, 5, 2))]
+
+
+@pytest.mark.parametrize(
+    ("dispense", "current"),
+    [
+        # A validity period with only its end: the order runs to that end.
+        ({"validityPeriod": {"end": "2026-09-01"}}, True),
+        ({"validityPeriod": {"end": "2026-03-01"}}, False),
+        # 30 days' supply and two repeats: 90 days from 2026-03-15, past as_of.
+        (
+            {"expectedSupplyDuration": {"value": 30, "unit": "days"}, "numberOfRepeatsAllowed": 2},
+            True,
+        ),
+        ({"expectedSupplyDuration": {"value": 30, "unit": "days"}}, False),
+    ],
+)
+def test_how_long_an_order_runs_is_read_alike_by_the_engine_and_the_screen(
+    kb: Knowledge, tmp_path: Path, dispense: dict[str, Any], current: bool
+) -> None:
+    order = {
+        "resourceType": "MedicationRequest",
+        "id": "m1",
+        "status": "completed",
+        "intent": "order",
+        "subject": {"reference": "Patient/p1"},
+        "medicationCodeableConcept": {
+            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "6809"}]
+        },
+        "authoredOn": "2026-03-15",
+        "dispenseRequest": dispense,
+    }
+    engine = record_from_resources([PATIENT, order], AS_OF, kb).record
+    on_metformin = [m["id"] for m in engine.get("medications", [])] == ["metformin"]
+    assert on_metformin == current
+    tables, _counts = load_fhir(kb, write_export(tmp_path, PATIENT, order), tmp_path / "work")
+    rows = pq.read_table(tables.path("medication")).to_pylist()
+    assert [r["medication_id"] for r in rows] == ["metformin"]
+    end = rows[0]["end_date"]
+    assert (end is not None and end >= AS_OF) == current

@@ -24,8 +24,8 @@ from b12dx.fhir.values import (
     dose_mg,
     drug_by_name,
     months_between,
+    order_span,
     start_of,
-    supply_days,
     to_date,
 )
 from b12dx.knowledge.loader import Knowledge
@@ -123,16 +123,8 @@ class Medicines:
                 raise NotUsed(f"status {status}")
             if res.intent in st.medication_request_intent_ignored:
                 raise NotUsed(f"intent {res.intent}: not an order")
-            validity = res.dispenseRequest.validityPeriod if res.dispenseRequest else None
-            start, _ = to_date((validity.start if validity else None) or res.authoredOn)
-            end, _ = to_date(validity.end if validity else None)
+            start, end = order_span(raw)  # as the population loader reads it
             ongoing = status in st.medication_request_ongoing
-            supply = res.dispenseRequest.expectedSupplyDuration if res.dispenseRequest else None
-            if end is None and start is not None and supply is not None and supply.value:
-                days = supply_days(supply)
-                repeats = res.dispenseRequest.numberOfRepeatsAllowed or 0
-                if days:
-                    end = start + dt.timedelta(days=days * (repeats + 1))
         else:
             if status in st.medication_statement_ignored:
                 raise NotUsed(f"status {status}")

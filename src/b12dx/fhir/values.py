@@ -91,16 +91,16 @@ def coding_label(codings: Iterable[Any], index: CodeIndex) -> str:
     return "no coded value"
 
 
-def planned_days(order: Resource) -> int | None:
-    """How long a MedicationRequest is meant to run: validity period, or supply x fills."""
+def _dispense(order: Resource) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    """(dispenseRequest, its validityPeriod), each {} when absent or not an object."""
     dispense = order.get("dispenseRequest")
-    if not isinstance(dispense, Mapping):
-        return None
-    validity = dispense.get("validityPeriod") or {}
-    start, _ = to_date(validity.get("start"))
-    end, _ = to_date(validity.get("end"))
-    if start and end and end >= start:
-        return (end - start).days
+    dispense = dispense if isinstance(dispense, Mapping) else {}
+    validity = dispense.get("validityPeriod")
+    return dispense, validity if isinstance(validity, Mapping) else {}
+
+
+def _supplied_days(dispense: Mapping[str, Any]) -> int | None:
+    """The days an order's supply lasts over all its fills (the first and each repeat)."""
     supply = dispense.get("expectedSupplyDuration")
     if isinstance(supply, Mapping) and isinstance(supply.get("value"), int | float):
         factor = {"d": 1, "day": 1, "days": 1, "wk": 7, "week": 7, "mo": 30, "month": 30}
@@ -112,15 +112,35 @@ def planned_days(order: Resource) -> int | None:
     return None
 
 
+def planned_days(order: Resource) -> int | None:
+    """How long a MedicationRequest is meant to run: validity period, or supply x fills."""
+    dispense, validity = _dispense(order)
+    start, _ = to_date(validity.get("start"))
+    end, _ = to_date(validity.get("end"))
+    if start and end and end >= start:
+        return (end - start).days
+    return _supplied_days(dispense)
+
+
+def order_span(order: Resource) -> tuple[dt.date | None, dt.date | None]:
+    """When a MedicationRequest starts (its validity period's start, else when it was
+    authored) and the last day it is known to run: the validity period's end, else the
+    start plus its supply over all its fills; None where the order does not say."""
+    dispense, validity = _dispense(order)
+    start, _ = to_date(validity.get("start") or order.get("authoredOn"))
+    end, _ = to_date(validity.get("end"))
+    if end is None and start is not None:
+        days = _supplied_days(dispense)
+        if days:
+            end = start + dt.timedelta(days=days)
+    if start is not None and end is not None and end < start:
+        end = start  # a period written the wrong way round runs no longer than its start
+    return start, end
+
+
 def plain_number(value: Decimal | float | int) -> float | int:
     f = float(value)
     return int(f) if f.is_integer() else f
-
-
-def supply_days(q: Any) -> float | None:
-    factor = {"d": 1, "day": 1, "days": 1, "wk": 7, "week": 7, "mo": 30, "month": 30}
-    unit = str(q.code or q.unit or "").lower()
-    return float(q.value) * factor[unit] if unit in factor else None
 
 
 def dose_mg(q: Any) -> float | None:

@@ -23,7 +23,7 @@ from b12dx.engine.units import find_unit
 from b12dx.fhir.codes import CodeIndex, code_index, qualifier
 from b12dx.fhir.medicines import medicine_of
 from b12dx.fhir.read import iter_export, patient_reference, reference_id
-from b12dx.fhir.values import abated_on, observed, planned_days, raw_codings_of, start_of, to_date
+from b12dx.fhir.values import abated_on, observed, order_span, raw_codings_of, start_of, to_date
 from b12dx.knowledge.loader import Knowledge
 from b12dx.screen.model import SCHEMAS, ScreeningTables
 
@@ -239,14 +239,10 @@ class _Mapper:
         if mid is None:
             self.skip("medicine not in the knowledge base")
             return
-        dispense = _object(r, "dispenseRequest")
-        validity = dispense.get("validityPeriod") or {}
-        start = _date(validity.get("start") or r.get("authoredOn"))
+        start, end = order_span(r)  # as the one-patient record reads it
         if start is None:
             self.skip("MedicationRequest without a date")
             return
-        days = planned_days(r)
-        end = start + dt.timedelta(days=days) if days is not None else None
         self._course(pid, mid, start, end, status in self.st.medication_request_ongoing)
 
     def _MedicationStatement(self, r: dict[str, Any], pid: str) -> None:
