@@ -26,6 +26,7 @@ from b12dx.fhir.values import (
     months_between,
     order_span,
     start_of,
+    statement_span,
     to_date,
 )
 from b12dx.knowledge.loader import Knowledge
@@ -128,11 +129,7 @@ class Medicines:
         else:
             if status in st.medication_statement_ignored:
                 raise NotUsed(f"status {status}")
-            period = res.effectivePeriod
-            start, _ = to_date(
-                (period.start if period else None) or res.effectiveDateTime or res.dateAsserted
-            )
-            end, _ = to_date(period.end if period else None)
+            start, end = statement_span(raw)  # as the population loader reads it
             ongoing = status in st.medication_statement_ongoing
         if start is None:
             raise NotUsed("no date (authoredOn, effective or validity period)")

@@ -122,6 +122,16 @@ def planned_days(order: Resource) -> int | None:
     return _supplied_days(dispense)
 
 
+def statement_span(statement: Resource) -> tuple[dt.date | None, dt.date | None]:
+    """When a MedicationStatement says the medicine was taken from (effective[x], else
+    when it was asserted) and to (the effective period's end)."""
+    period = statement.get("effectivePeriod")
+    period = period if isinstance(period, Mapping) else {}
+    start, _ = to_date(start_of(statement, "effective") or statement.get("dateAsserted"))
+    end, _ = to_date(period.get("end"))
+    return start, end
+
+
 def order_span(order: Resource) -> tuple[dt.date | None, dt.date | None]:
     """When a MedicationRequest starts (its validity period's start, else when it was
     authored) and the last day it is known to run: the validity period's end, else the

@@ -23,7 +23,15 @@ from b12dx.engine.units import find_unit
 from b12dx.fhir.codes import CodeIndex, code_index, qualifier
 from b12dx.fhir.medicines import medicine_of
 from b12dx.fhir.read import iter_export, patient_reference, reference_id
-from b12dx.fhir.values import abated_on, observed, order_span, raw_codings_of, start_of, to_date
+from b12dx.fhir.values import (
+    abated_on,
+    observed,
+    order_span,
+    raw_codings_of,
+    start_of,
+    statement_span,
+    to_date,
+)
 from b12dx.knowledge.loader import Knowledge
 from b12dx.screen.model import SCHEMAS, ScreeningTables
 
@@ -254,12 +262,10 @@ class _Mapper:
         if mid is None:
             self.skip("medicine not in the knowledge base")
             return
-        period = _object(r, "effectivePeriod")
-        start = _date(period.get("start") or r.get("effectiveDateTime") or r.get("dateAsserted"))
+        start, end = statement_span(r)  # as the one-patient record reads it
         if start is None:
             self.skip("MedicationStatement without a date")
             return
-        end = _date(period.get("end"))
         self._course(pid, mid, start, end, status in self.st.medication_statement_ongoing)
 
     def _course(
