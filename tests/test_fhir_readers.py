@@ -156,3 +156,82 @@ def test_how_long_an_order_runs_is_read_alike_by_the_engine_and_the_screen(
     assert [r["medication_id"] for r in rows] == ["metformin"]
     end = rows[0]["end_date"]
     assert (end is not None and end >= AS_OF) == current
+
+
+def read_result(
+    kb: Knowledge, tmp_path: Path, result: dict[str, Any]
+) -> tuple[list[Any], list[Any], list[dict[str, Any]]]:
+    """(the engine's labs, the store's planned labs, the population's lab rows)."""
+    engine = record_from_resources([PATIENT, result], AS_OF, kb).record.get("labs", [])
+    plan = read_bundle(kb, bundle_of(PATIENT, result), AS_OF)
+    planned = [a.values for a in plan.actions if a.kind == "lab"]
+    tables, _counts = load_fhir(kb, write_export(tmp_path, PATIENT, result), tmp_path / "work")
+    return engine, planned, pq.read_table(tables.path("lab")).to_pylist()
+
+
+def observation(code: str, **value: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": "o1",
+        "status": "final",
+        "subject": {"reference": "Patient/p1"},
+        "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+        "effectiveDateTime": "2026-05-02",
+    } | value
+
+
+def test_an_antibody_result_is_its_value_not_a_flag_beside_it(
+    kb: Knowledge, tmp_path: Path
+) -> None:
+    # The value says negative; a flag says positive. The value is the result.
+    result = observation(
+        "31444-3",
+        valueCodeableConcept={
+            "coding": [{"system": "http://snomed.info/sct", "code": "260385009"}]
+        },
+        interpretation=[
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+                        "code": "POS",
+                    }
+                ]
+            }
+        ],
+    )
+    engine, planned, rows = read_result(kb, tmp_path, result)
+    assert [lab["value"] for lab in engine] == ["negative"]
+    assert [lab["value"] for lab in planned] == ["negative"]
+    assert [r["value_text"] for r in rows] == ["negative"]
+
+
+def test_a_unit_written_out_in_words_is_read_by_its_ucum_code_by_every_reader(
+    kb: Knowledge, tmp_path: Path
+) -> None:
+    result = observation(
+        "2132-9",
+        valueQuantity={
+            "value": 180,
+            "unit": "picogram per milliliter",
+            "system": "http://unitsofmeasure.org",
+            "code": "pg/mL",
+        },
+    )
+    engine, planned, rows = read_result(kb, tmp_path, result)
+    assert [(lab["value"], lab["unit"]) for lab in engine] == [(180, "pg/mL")]
+    assert [(lab["value"], lab["unit"]) for lab in planned] == [(180.0, "pg/mL")]
+    assert [r["value_si"] for r in rows] == [pytest.approx(180 * 0.738, rel=0.01)]
+
+
+@pytest.mark.parametrize("value", [{"comparator": "<", "value": 50}, {"value": 50_000}])
+def test_a_bound_or_an_impossible_value_is_no_result_for_any_reader(
+    kb: Knowledge, tmp_path: Path, value: dict[str, Any]
+) -> None:
+    result = observation("2132-9", valueQuantity=value | {"unit": "pg/mL"})
+    engine, planned, rows = read_result(kb, tmp_path, result)
+    assert engine == [] and rows == []
+    # The store refuses a value the engine would refuse, naming the field, rather
+    # than dropping it from a patient's own record without a word.
+    if "comparator" in value:
+        assert planned == []

@@ -17,11 +17,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from b12dx.engine.units import accepted_units, find_unit
 from b12dx.errors import FieldError, InputError
 from b12dx.fhir.codes import CodeIndex, Meaning, code_index, in_codes, qualifier
 from b12dx.fhir.medicines import Medicines
 from b12dx.fhir.read import Resource, another_patient, by_reference
+from b12dx.fhir.results import (
+    numeric_result,
+    qualitative_result,
+    recorded_absent,
+    result_unit,
+)
 from b12dx.fhir.validate import (
     NotUsed,
     NotValid,
@@ -187,7 +192,7 @@ class _Builder:
                 if self.index.first(value, ("pregnancy",)) is None:
                     raise NotUsed("pregnancy status is not 'pregnant'")
             return self._pregnancy(when, None, "Observation")
-        if self._absent(obs):
+        if recorded_absent(self.kb, self.index, obs):
             raise NotUsed("records the finding as absent")
         if meaning.kind == "diet":
             return self._diet(meaning.id, when)
@@ -200,16 +205,6 @@ class _Builder:
             return self._symptom(meaning.id, when, None)
         return self._symptom(meaning.id, None, None)
 
-    def _absent(self, obs: Any) -> bool:
-        if obs.valueBoolean is False:
-            return True
-        if in_codes(self.index, self.kb.fhir.absent, codings_of(obs.valueCodeableConcept)):
-            return True
-        return any(
-            in_codes(self.index, self.kb.fhir.absent, codings_of(i))
-            for i in obs.interpretation or []
-        )
-
     def _lab(self, test_id: str, obs: Any, when: dt.date | None) -> str:
         test = self.kb.labs[test_id]
         entry: dict[str, Any] = {"test": test_id}
@@ -220,34 +215,14 @@ class _Builder:
             entry["value"] = value
             self.labs.append(entry)
             return f"labs: {test_id} {value}" + (f" on {when}" if when else "")
-        q = obs.valueQuantity
-        if q is None or q.value is None:
-            raise NotUsed("no numeric value (valueQuantity)")
-        if q.comparator:
-            raise NotUsed(f"value {q.comparator}{q.value} is a bound, not a result")
-        unit_text = q.code if q.code and (not q.system or "unitsofmeasure" in q.system) else q.unit
-        if not unit_text:
-            raise NotUsed(f"no unit (accepted: {accepted_units(test)})")
-        aliases = self.kb.fhir.lab_unit_aliases.get(test_id, {})
-        unit_text = aliases.get(str(unit_text), unit_text)
-        unit = find_unit(self.kb, test, str(unit_text))
-        if unit is None:
-            raise NotUsed(f"unit {unit_text!r} is not a unit of {test_id} ({accepted_units(test)})")
-        number = plain_number(q.value)
-        assert test.plausible_si is not None
-        low, high = test.plausible_si
-        if not low <= number * unit.factor <= high:
-            raise NotUsed(f"{number:g} {unit.unit} is outside what is possible for {test_id}")
+        number, unit = numeric_result(self.kb, test, obs)
         entry.update(value=number, unit=unit.unit)
         for rng in obs.referenceRange or []:
             for bound, key in ((rng.low, "reference_low"), (rng.high, "reference_high")):
                 if bound is None or bound.value is None:
                     continue
-                bound_unit = (
-                    aliases.get(str(bound.code or bound.unit), bound.code or bound.unit)
-                    or unit_text
-                )
-                same = find_unit(self.kb, test, str(bound_unit))
+                # A limit with no unit is in the result's unit; one in another unit is left.
+                same = result_unit(self.kb, test, bound) if bound.code or bound.unit else unit
                 if same is not None and same.unit == unit.unit and plain_number(bound.value) > 0:
                     entry.setdefault(key, plain_number(bound.value))
         if (
@@ -260,19 +235,10 @@ class _Builder:
         return f"labs: {test_id} {number:g} {unit.unit}" + (f" on {when}" if when else "")
 
     def _qualitative(self, obs: Any) -> str:
-        fm = self.kb.fhir
-        concepts = [codings_of(obs.valueCodeableConcept)] + [
-            codings_of(i) for i in obs.interpretation or []
-        ]
-        for codings in concepts:
-            if in_codes(self.index, fm.positive, codings):
-                return "positive"
-            if in_codes(self.index, fm.negative, codings):
-                return "negative"
-        text = (obs.valueString or "").strip().lower()
-        if text in ("positive", "negative"):
-            return text
-        raise NotUsed("no positive or negative result")
+        value = qualitative_result(self.kb, self.index, obs)
+        if value is None:
+            raise NotUsed("no positive or negative result")
+        return value
 
     def _clinical_status(self, cond: Any) -> str | None:
         codes = codings_of(cond.clinicalStatus)

@@ -71,7 +71,12 @@ def model_of(resource: Mapping[str, Any], elements: Collection[str] | None = Non
 
 
 class NotUsed(Exception):
-    """This resource is not used; the message says why."""
+    """This resource is not used; the message says why. ``reason``, when given, is the
+    same in a few words that do not quote the resource, for counting many of them."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 def not_after(date: dt.date | None, as_of: dt.date, what: str = "recorded") -> dt.date | None:

@@ -19,10 +19,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from b12dx.engine.units import find_unit
 from b12dx.fhir.codes import CodeIndex, code_index, qualifier
 from b12dx.fhir.medicines import medicine_of
 from b12dx.fhir.read import iter_export, patient_reference, reference_id
+from b12dx.fhir.results import numeric_result, qualitative_result
+from b12dx.fhir.validate import NotUsed
 from b12dx.fhir.values import (
     abated_on,
     observed,
@@ -316,26 +317,18 @@ class _Mapper:
             return
         test = self.kb.labs[meaning.id]
         row: dict[str, Any] = {"person_id": pid, "test": test.id, "date": when}
-        quantity = r.get("valueQuantity")
-        if test.kind == "numeric" and isinstance(quantity, Mapping):
-            value, unit_text = quantity.get("value"), quantity.get("unit") or quantity.get("code")
-            alias = self.kb.fhir.lab_unit_aliases.get(test.id, {})
-            unit = find_unit(self.kb, test, alias.get(str(unit_text), str(unit_text or "")))
-            if unit is None or not isinstance(value, int | float):
-                self.skip("lab result without a number in a unit of the test")
-                return
-            row |= {"value_si": float(value) * unit.factor, "unit_family": unit.family}
-        else:
-            concept = r.get("valueCodeableConcept") or {}
-            codings = concept.get("coding") or [] if isinstance(concept, Mapping) else []
-            fm = self.kb.fhir
-            value_text = qualifier(
-                self.index, {"positive": fm.positive, "negative": fm.negative}, codings
-            )
-            if value_text is None:
-                self.skip("qualitative result not positive or negative")
-                return
-            row["value_text"] = value_text
+        try:
+            if test.kind == "numeric":
+                value, unit = numeric_result(self.kb, test, r)
+                row |= {"value_si": float(value) * unit.factor, "unit_family": unit.family}
+            else:
+                row["value_text"] = qualitative_result(self.kb, self.index, r)
+                if row["value_text"] is None:
+                    self.skip("lab result: not positive or negative")
+                    return
+        except NotUsed as not_used:  # read as the one-patient record reads it
+            self.skip(f"lab result: {not_used.reason}")
+            return
         self.out.add("lab", row)
 
 

@@ -22,6 +22,7 @@ from b12dx.errors import FieldError, InputError
 from b12dx.fhir.codes import code_index, in_codes, qualifier
 from b12dx.fhir.medicines import medicine_named, medicine_of
 from b12dx.fhir.read import Resource, another_patient, bundle_resources, by_reference
+from b12dx.fhir.results import qualitative_result, recorded_absent
 from b12dx.fhir.validate import NotUsed, NotValid, ResourceNote, label_of, model_of
 from b12dx.fhir.values import (
     abated_on,
@@ -284,7 +285,7 @@ class Reader:
         if str(obs.status) not in fm.statuses.observation_used:
             raise NotUsed(f"status {obs.status}")
         when = self._date(observed(obs), ref, "effectiveDateTime")
-        if self._absent(obs):
+        if recorded_absent(self.kb, self.index, obs):
             raise NotUsed("records the finding as absent")
         if exposure is not None:
             state = _own(value, "exposure-status")
@@ -295,14 +296,6 @@ class Reader:
         if meaning.code.system == "LOINC" and self.index.first(value, ("pregnancy",)) is None:
             raise NotUsed("pregnancy status is not 'pregnant'")
         return self._pregnancy(ref, when)
-
-    def _absent(self, obs: Any) -> bool:
-        absent = self.kb.fhir.absent
-        return (
-            obs.valueBoolean is False
-            or in_codes(self.index, absent, codings_of(obs.valueCodeableConcept))
-            or any(in_codes(self.index, absent, codings_of(i)) for i in obs.interpretation or [])
-        )
 
     def _lab(self, raw: Resource, ref: str, test_id: str) -> None:
         obs = _model(raw, ref)
@@ -319,17 +312,10 @@ class Reader:
         unit: str | None = None
         limits: dict[str, float] = {}
         if test.kind == "qualitative":
-            codings = codings_of(obs.valueCodeableConcept) + [
-                c for i in obs.interpretation or [] for c in codings_of(i)
-            ]
-            if in_codes(self.index, fm.positive, codings):
-                value = "positive"
-            elif in_codes(self.index, fm.negative, codings):
-                value = "negative"
-            elif (obs.valueString or "").strip().lower() in ("positive", "negative"):
-                value = str(obs.valueString).strip().lower()
-            else:
+            found = qualitative_result(self.kb, self.index, obs)
+            if found is None:
                 raise NotUsed("no positive or negative result")
+            value = found
         else:
             q = obs.valueQuantity
             if q is None or q.value is None:
@@ -409,7 +395,7 @@ class Reader:
                 return found
             if in_codes(self.index, fm.absent, codings):
                 return "none"
-        if self._absent(obs):
+        if recorded_absent(self.kb, self.index, obs):
             return "none"
         return None
 
