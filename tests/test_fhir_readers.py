@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+from b12dx.cli.bulk import run_import
 from b12dx.fhir.record import record_from_resources
 from b12dx.knowledge import Knowledge
 from b12dx.screen.load_fhir import load_fhir
@@ -235,3 +236,31 @@ def test_a_bound_or_an_impossible_value_is_no_result_for_any_reader(
     # than dropping it from a patient's own record without a word.
     if "comparator" in value:
         assert planned == []
+
+
+def test_a_medicine_named_by_reference_to_a_shared_medication_is_found_in_an_export(
+    kb: Knowledge, tmp_path: Path
+) -> None:
+    metformin = {
+        "resourceType": "Medication",
+        "id": "met",
+        "code": {
+            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "6809"}]
+        },
+    }
+    taken = {
+        "resourceType": "MedicationStatement",
+        "id": "s1",
+        "status": "active",
+        "subject": {"reference": "Patient/p1"},
+        "medicationReference": {"reference": "Medication/met"},
+        "effectiveDateTime": "2024-01-01",
+    }
+    export = write_export(tmp_path, PATIENT, metformin, taken)
+    out = tmp_path / "records"
+    run_import(export, out, AS_OF, with_assessment=False, profile=None)
+    record = json.loads((out / "p1.json").read_text())
+    assert [m["id"] for m in record["medications"]] == ["metformin"]
+    tables, _counts = load_fhir(kb, export, tmp_path / "work")
+    rows = pq.read_table(tables.path("medication")).to_pylist()
+    assert [r["medication_id"] for r in rows] == ["metformin"]

@@ -69,7 +69,7 @@ def run_import(
     taken = {REPORT.removesuffix(".json").casefold()}
     for pid, resources in export:
         try:
-            imported = record_from_resources(resources, as_of, kb)
+            imported = record_from_resources(resources, as_of, kb, shared=export.shared)
         except InputError as exc:
             report["skipped"].append({"patient": f"Patient/{pid}", "reason": str(exc)})
             continue

@@ -230,10 +230,13 @@ class Medicines:
         return medications
 
 
-def medicine_of(resource: Resource, kb: Knowledge) -> str | None:
-    """The medication id a medicine resource (e.g. a draft order) names, or None."""
+def medicine_of(
+    resource: Resource, kb: Knowledge, find: Callable[[str], Resource | None] = _nowhere
+) -> str | None:
+    """The medication id a medicine resource (e.g. a draft order) names, or None;
+    ``find`` gives the Medication a ``medicationReference`` names."""
     try:
-        return Medicines(kb, dt.date.max, code_index(kb)).medicine(resource)[1]
+        return Medicines(kb, dt.date.max, code_index(kb), find).medicine(resource)[1]
     except NotUsed:
         return None
 

@@ -113,6 +113,9 @@ class BulkExport:
     problems: list[BulkProblem] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # Resources about no one patient (Medication, Organization, ...) by "Type/id": what a
+    # patient's medicationReference may name.
+    shared: dict[str, Resource] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[tuple[str, list[Resource]]]:
         """(patient id, the Patient and every resource about them), in file order."""
@@ -194,10 +197,12 @@ def read_bulk_export(directory: Path) -> BulkExport:
                 continue
             export.by_patient[reference_id(ref)].append(resource)
     for where, resource in orphans:
-        if resource["resourceType"] not in _SHARED_TYPES:
+        if resource["resourceType"] not in SHARED_TYPES:
             export.problems.append(
                 BulkProblem(where, f"{resource['resourceType']} names no patient; not used")
             )
+        elif isinstance(resource.get("id"), str):
+            export.shared[f"{resource['resourceType']}/{resource['id']}"] = resource
     for pid in list(export.by_patient):
         if pid not in export.patients:
             n = len(export.by_patient.pop(pid))
@@ -209,6 +214,6 @@ def read_bulk_export(directory: Path) -> BulkExport:
 
 # Resources that are shared rather than about one patient (a Bulk export's Medication,
 # Practitioner, Organization files): not an error when they name no patient.
-_SHARED_TYPES = frozenset(
+SHARED_TYPES = frozenset(
     {"Medication", "Practitioner", "PractitionerRole", "Organization", "Location", "Device"}
 )

@@ -21,7 +21,15 @@ import pyarrow.parquet as pq
 
 from b12dx.fhir.codes import CodeIndex, code_index, qualifier
 from b12dx.fhir.medicines import medicine_of
-from b12dx.fhir.read import iter_export, patient_reference, reference_id
+from b12dx.fhir.read import (
+    SHARED_TYPES,
+    Resource,
+    iter_export,
+    iter_ndjson,
+    ndjson_files,
+    patient_reference,
+    reference_id,
+)
 from b12dx.fhir.results import numeric_result, qualitative_result
 from b12dx.fhir.validate import NotUsed
 from b12dx.fhir.values import (
@@ -131,6 +139,7 @@ class _Mapper:
         self.st = kb.fhir.statuses
         self.medicines: dict[str, str | None] = {}  # medicine concept JSON -> medication id
         self.skipped: dict[str, int] = {}
+        self.shared: dict[str, Resource] = {}  # Medication and the like, by Type/id
 
     def skip(self, why: str) -> None:
         self.skipped[why] = self.skipped.get(why, 0) + 1
@@ -233,7 +242,7 @@ class _Mapper:
             [r.get("medicationCodeableConcept"), r.get("medicationReference")], sort_keys=True
         )
         if key not in self.medicines:
-            self.medicines[key] = medicine_of(r, self.kb)
+            self.medicines[key] = medicine_of(r, self.kb, self.shared.get)
         return self.medicines[key]
 
     def _MedicationRequest(self, r: dict[str, Any], pid: str) -> None:
@@ -332,12 +341,27 @@ class _Mapper:
         self.out.add("lab", row)
 
 
+def _shared_resources(source: Path) -> dict[str, Resource]:
+    """The Medication (and other shared) resources of an export by "Type/id", read first
+    from their own files (a Bulk export writes one file or more per type), so that a
+    medicationReference is followed wherever its file comes in the folder."""
+    shared: dict[str, Resource] = {}
+    for path in ndjson_files(source):
+        if path.name.split(".")[0] not in SHARED_TYPES:
+            continue
+        for _n, resource, _problem in iter_ndjson(path):
+            if resource is not None and isinstance(resource.get("id"), str):
+                shared[f"{resource['resourceType']}/{resource['id']}"] = resource
+    return shared
+
+
 def load_fhir(kb: Knowledge, source: Path, work: Path) -> tuple[ScreeningTables, dict[str, int]]:
     """Map an export folder into the screening tables in ``work``; returns the tables and
     the count of resources not used, by reason."""
     out = _Writers(work)
     mapper = _Mapper(kb, out)
     try:
+        mapper.shared = _shared_resources(source)
         for _where, resource, problem in iter_export(source):
             if resource is None:
                 mapper.skip(problem or "unreadable line")
