@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from b12dx.fhir.read import element
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.knowledge import Code
 
@@ -62,16 +63,12 @@ class CodeIndex:
         """The first coding (FHIR Coding models or dicts) that maps, restricted to kinds."""
         wanted = set(kinds) if kinds is not None else None
         for coding in codings:
-            system = _get(coding, "system")
-            code = _get(coding, "code")
+            system = element(coding, "system")
+            code = element(coding, "code")
             meaning = self.lookup(system, code)
             if meaning is not None and (wanted is None or meaning.kind in wanted):
                 return meaning
         return None
-
-
-def _get(obj: Any, name: str) -> Any:
-    return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
 
 
 def code_index(kb: Knowledge) -> CodeIndex:
@@ -114,8 +111,8 @@ def _build(kb: Knowledge) -> CodeIndex:
 
 def _same(index: CodeIndex, coding: Any, option: Code) -> bool:
     # A coding without a system is matched on its code alone (common in hand-made data).
-    uri = _get(coding, "system")
-    return _get(coding, "code") == option.code and (
+    uri = element(coding, "system")
+    return element(coding, "code") == option.code and (
         not uri or index.system_of(uri) == option.system
     )
 

@@ -19,6 +19,11 @@ from b12dx.errors import FieldError, InputError
 Resource = dict[str, Any]
 
 
+def element(obj: Any, name: str) -> Any:
+    """An element of a resource or datatype, read alike from its JSON or its model."""
+    return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+
+
 def is_fhir(obj: object) -> bool:
     """True for any FHIR resource (it carries resourceType); the contract's record does not."""
     return isinstance(obj, Mapping) and "resourceType" in obj

@@ -16,8 +16,9 @@ from typing import Any
 
 from b12dx.engine.units import accepted_units, find_unit
 from b12dx.fhir.codes import CodeIndex, in_codes
+from b12dx.fhir.read import element
 from b12dx.fhir.validate import NotUsed
-from b12dx.fhir.values import codings_of, element, plain_number
+from b12dx.fhir.values import codings_of, plain_number
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.knowledge import LabTest, LabUnit
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from b12dx.fhir.codes import CodeIndex
-from b12dx.fhir.read import Resource
+from b12dx.fhir.read import Resource, element
 from b12dx.numbers import DAYS_PER_MONTH
 
 
@@ -41,11 +41,6 @@ def age_on(birth: dt.date, when: dt.date) -> int:
 
 def months_between(start: dt.date, end: dt.date) -> int:
     return max(0, math.floor((end - start).days / DAYS_PER_MONTH))
-
-
-def element(obj: Any, name: str) -> Any:
-    """An element of a resource or datatype, read alike from its JSON or its model."""
-    return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
 
 
 def start_of(obj: Any, prefix: str) -> Any:

@@ -15,26 +15,26 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from b12dx.engine.units import find_unit
 from b12dx.errors import FieldError, InputError
 from b12dx.fhir.codes import code_index, in_codes, qualifier
 from b12dx.fhir.medicines import medicine_named, medicine_of
-from b12dx.fhir.read import Resource, another_patient, bundle_resources, by_reference
+from b12dx.fhir.read import Resource, another_patient, bundle_resources, by_reference, element
 from b12dx.fhir.results import qualitative_result, recorded_absent
 from b12dx.fhir.validate import NotUsed, NotValid, ResourceNote, label_of, model_of
 from b12dx.fhir.values import (
     abated_on,
     coding_label,
     codings_of,
-    element,
+    drug_by_name,
     observed,
     start_of,
     to_date,
 )
 from b12dx.knowledge.loader import Knowledge
-from b12dx.models.patient import Drug, PatientRecord
+from b12dx.models.patient import PatientRecord
 from b12dx.store.bundle import EXTENSION, PATIENT_ID_SYSTEM, SYSTEM
 
 Kind = Literal["lab", "rating", "dose", "medication", "exposure"]
@@ -452,7 +452,7 @@ class Reader:
         drug = (
             _own(codings, "drug")
             or qualifier(self.index, fm.b12_drugs, codings)
-            or next((d for d in get_args(Drug) if d in text.lower()), None)
+            or drug_by_name(text)
         )
         if drug is None:
             if medicine_of(named, self.kb) == "b12_supplement":
