@@ -264,3 +264,29 @@ def test_a_medicine_named_by_reference_to_a_shared_medication_is_found_in_an_exp
     tables, _counts = load_fhir(kb, export, tmp_path / "work")
     rows = pq.read_table(tables.path("medication")).to_pylist()
     assert [r["medication_id"] for r in rows] == ["metformin"]
+
+
+SYMPTOM_CODE = {"coding": [{"system": "http://loinc.org", "code": "75325-1"}]}
+PINS_AND_NEEDLES = {"coding": [{"system": "http://snomed.info/sct", "code": "91019004"}]}
+
+
+@pytest.mark.parametrize(
+    ("finding", "counted"),
+    [
+        ({"code": PINS_AND_NEEDLES, "status": "final"}, True),
+        # The "Symptom" form: the finding is the value.
+        ({"code": SYMPTOM_CODE, "valueCodeableConcept": PINS_AND_NEEDLES}, True),
+        ({"code": PINS_AND_NEEDLES, "status": "preliminary"}, True),
+        ({"code": PINS_AND_NEEDLES, "status": "registered"}, False),
+        ({"code": PINS_AND_NEEDLES, "valueBoolean": False}, False),
+    ],
+)
+def test_a_symptom_observation_counts_alike_for_the_engine_and_the_screen(
+    kb: Knowledge, tmp_path: Path, finding: dict[str, Any], counted: bool
+) -> None:
+    seen = observation("0") | finding
+    engine = record_from_resources([PATIENT, seen], AS_OF, kb).record
+    assert ("paresthesia" in [s["id"] for s in engine.get("symptoms", [])]) == counted
+    tables, _counts = load_fhir(kb, write_export(tmp_path, PATIENT, seen), tmp_path / "work")
+    rows = pq.read_table(tables.path("finding")).to_pylist()
+    assert ([r["id"] for r in rows] == ["paresthesia"]) == counted

@@ -180,7 +180,7 @@ class _Builder:
         if meaning.kind == "lab" and status not in self.kb.fhir.statuses.observation_used:
             accepted = ", ".join(self.kb.fhir.statuses.observation_used)
             raise NotUsed(f"status {status}: only {accepted} results are used")
-        if status in ("cancelled", "entered-in-error"):
+        if status not in self.kb.fhir.statuses.finding_used:
             raise NotUsed(f"status {status}")
         when, _ = to_date(observed(obs))
         self._when(when, "dated")

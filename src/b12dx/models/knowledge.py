@@ -458,6 +458,7 @@ class CodeSystem(_KB):
 
 class FhirStatuses(_KB):
     observation_used: list[str]
+    finding_used: list[str]
     condition_clinical_ignored: list[str]
     condition_verification_ignored: list[str]
     medication_request_ignored: list[str]

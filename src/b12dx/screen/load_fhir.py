@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from b12dx.fhir.codes import CodeIndex, code_index, qualifier
+from b12dx.fhir.codes import CodeIndex, code_index, in_codes, qualifier
 from b12dx.fhir.medicines import medicine_of
 from b12dx.fhir.read import (
     SHARED_TYPES,
@@ -30,7 +30,7 @@ from b12dx.fhir.read import (
     patient_reference,
     reference_id,
 )
-from b12dx.fhir.results import numeric_result, qualitative_result
+from b12dx.fhir.results import numeric_result, qualitative_result, recorded_absent
 from b12dx.fhir.validate import NotUsed
 from b12dx.fhir.values import (
     abated_on,
@@ -308,21 +308,33 @@ class _Mapper:
         self.out.add("b12_dose", {"person_id": pid, "date": when, "route": route, "drug": drug})
 
     def _Observation(self, r: dict[str, Any], pid: str) -> None:
-        if r.get("status") not in self.st.observation_used:
-            self.skip("Observation not final")
-            return
-        meaning = self.index.first(raw_codings_of(r, "code"))
+        # Read as the one-patient record reads it: a symptom may be the value of an
+        # Observation coded "symptom"; a finding counts unless only registered, cancelled
+        # or recorded as absent; a lab value only when final.
+        codings = raw_codings_of(r, "code")
+        if in_codes(self.index, self.kb.fhir.symptom_observation, codings):
+            codings = raw_codings_of(r, "valueCodeableConcept")
+        meaning = self.index.first(codings)
         when = _date(observed(r))
         if meaning is None:
             self.skip("Observation code not in the knowledge base")
             return
         if meaning.kind in ("symptom", "diet", "exposure"):
+            if r.get("status") not in self.st.finding_used:
+                self.skip("Observation of a finding not made (status)")
+                return
+            if recorded_absent(self.kb, self.index, r):
+                self.skip("Observation records the finding as absent")
+                return
             self.out.add(
                 "finding", {"person_id": pid, "kind": meaning.kind, "id": meaning.id, "date": when}
             )
             return
         if meaning.kind != "lab":
             self.skip(f"Observation coded as {meaning.kind}")
+            return
+        if r.get("status") not in self.st.observation_used:
+            self.skip("Observation not final")
             return
         test = self.kb.labs[meaning.id]
         row: dict[str, Any] = {"person_id": pid, "test": test.id, "date": when}

@@ -282,7 +282,7 @@ class Reader:
         if meaning is not None and meaning.kind == "symptom":
             return self._rating(raw, ref, meaning.id)
         obs = _model(raw, ref)
-        if str(obs.status) not in fm.statuses.observation_used:
+        if str(obs.status) not in fm.statuses.finding_used:
             raise NotUsed(f"status {obs.status}")
         when = self._date(observed(obs), ref, "effectiveDateTime")
         if recorded_absent(self.kb, self.index, obs):
@@ -366,7 +366,7 @@ class Reader:
     def _rating(self, raw: Resource, ref: str, symptom: str) -> None:
         obs = _model(raw, ref)
         fm = self.kb.fhir
-        if str(obs.status) not in fm.statuses.observation_used:
+        if str(obs.status) not in fm.statuses.finding_used:
             raise NotUsed(f"status {obs.status}")
         when = self._date(observed(obs), ref, "effectiveDateTime")
         if when is None:
