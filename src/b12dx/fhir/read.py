@@ -1,7 +1,7 @@
 """Reading FHIR R4 JSON: a Bundle (one patient) or a Bulk Data export (NDJSON, many).
 
-Resources stay plain JSON objects here; ``b12dx.fhir.record`` validates the ones it uses
-with the ``fhir.resources`` models. Nothing is guessed: a line that is not JSON, a
+Resources stay plain JSON objects here (``b12dx.fhir.validate`` checks the ones a reader
+uses against the ``fhir.resources`` models). Nothing is guessed: a line that is not JSON, a
 resource without a type or without a patient is reported with where it was.
 """
 

@@ -1,9 +1,10 @@
 """FHIR Bulk Data export (NDJSON) -> screening tables.
 
-Resources are streamed once through the shared reader (``b12dx.fhir.read.iter_export``),
-each mapped with the same code index, status lists and medicine matching as the
-single-patient import (``b12dx.fhir.codes``, ``b12dx.fhir.record``), and written to
-Parquet in batches, so memory stays flat however large the export. Unlike the
+Resources are streamed once through the shared reader (``b12dx.fhir.read.iter_export``;
+the shared Medication files are read first), each mapped with the reading layer the
+single-patient import uses (``b12dx.fhir``: the code index, the status lists, dates,
+results, how long an order runs, medicine matching), and written to Parquet in batches,
+so memory stays flat however large the export. Unlike the
 single-patient import nothing is decided as of a date here: every dated fact is kept
 and the rules choose by as_of.
 """
