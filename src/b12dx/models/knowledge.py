@@ -411,6 +411,8 @@ class WarningDef(Worded):
 
 class UrgencyDef(Worded):
     order: int
+    # The patient check's headline: what to do, in a few words (the page's h1).
+    headline: str
 
 
 class CareAccess(Cited):

@@ -48,20 +48,10 @@ templates.env.filters["unit"] = unit_words
 # "injection" for the routes of one course of injections (knowledge: courses.yaml)
 templates.env.filters["route_family"] = lambda route: route_family(load_knowledge(), route)
 
-URGENCY_HEADLINE = {
-    "emergency": "Call emergency services or go to the emergency department now",
-    "urgent": "See a doctor today",
-    "soon": "Book an appointment with your doctor within 2 weeks",
-    "routine": "Mention it at your next routine appointment",
-    "self_care": "You can look after this yourself",
-}
-
 
 def _render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
     kb = load_knowledge()
-    return templates.TemplateResponse(
-        request, name, {"kb": kb, "headline": URGENCY_HEADLINE, **context}, status_code=status
-    )
+    return templates.TemplateResponse(request, name, {"kb": kb, **context}, status_code=status)
 
 
 def error_page(request: Request, exc: InputError, status: int) -> HTMLResponse:
