@@ -40,6 +40,7 @@ from b12dx.models.knowledge import (
     Profile,
     Recovery,
     RedFlag,
+    RedFlagQuestion,
     Regimen,
     RiskFactor,
     Rule,
@@ -77,6 +78,7 @@ class Knowledge:
     recovery: Recovery
     differentials: dict[str, Differential]
     red_flags: dict[str, RedFlag]
+    red_flag_questions: dict[str, RedFlagQuestion]
     diet: Diet
     warnings: dict[str, WarningDef]
     next_steps: dict[str, NextStepDef]
@@ -128,6 +130,7 @@ class Knowledge:
             "milestones": {m.id: m for m in self.recovery.milestones},
             "differentials": self.differentials,
             "red_flags": self.red_flags,
+            "red_flag_questions": self.red_flag_questions,
             "foods": {f.id: f for f in self.diet.foods},
             "warnings": self.warnings,
             "next_steps": self.next_steps,
@@ -224,6 +227,7 @@ def load_knowledge_from(directory: Path) -> Knowledge:
         recovery=_one(directory, "recovery", Recovery),
         differentials=_entries(directory, "differentials", Differential),
         red_flags=_entries(directory, "red_flags", RedFlag),
+        red_flag_questions=_entries(directory, "red_flag_questions", RedFlagQuestion),
         diet=_one(directory, "foods", Diet),
         warnings=_entries(directory, "warnings", WarningDef),
         next_steps=_entries(directory, "next_steps", NextStepDef),
@@ -420,6 +424,7 @@ def check(kb: Knowledge) -> Iterator[str]:
         kb.fhir,
         kb.cds,
         kb.screening,
+        kb.courses,
     )
     for extra in extras:
         ids = list(cited_source_ids(extra))
@@ -434,6 +439,9 @@ def check(kb: Knowledge) -> Iterator[str]:
     for s in kb.symptoms.values():
         if s.group not in kb.symptom_groups:
             yield f"symptoms.{s.id}: unknown group {s.group!r}"
+    for q in kb.red_flag_questions.values():
+        if q.symptom not in kb.symptoms:
+            yield f"red_flag_questions.{q.id}: unknown symptom {q.symptom!r}"
     for rf in kb.risk_factors.values():
         t = rf.trigger
         refs: list[tuple[str, list[str] | None, Mapping[str, object]]] = [

@@ -409,6 +409,16 @@ class WarningDef(Worded):
     severity: Literal["info", "warning", "critical"]
 
 
+class RedFlagQuestion(Cited):
+    """An emergency question of the patient check (red_flag_questions.yaml): a "yes"
+    records ``symptom``, with ``onset`` when given, for the engine's red-flag rules."""
+
+    id: str = Field(pattern=r"^rf_[a-z_]+$")  # the form field
+    text: str
+    symptom: str
+    onset: Literal["gradual", "sudden"] | None = None
+
+
 class UrgencyDef(Worded):
     order: int
     # The patient check's headline: what to do, in a few words (the page's h1).

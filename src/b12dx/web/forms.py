@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from b12dx.errors import FieldError, InputError
@@ -16,57 +15,6 @@ from b12dx.knowledge.loader import Knowledge
 
 FormData = Mapping[str, str]
 
-
-@dataclass(frozen=True)
-class RedFlagQuestion:
-    field: str
-    text: str
-    symptom: str
-    onset: str | None = None
-
-
-# The emergency questions asked first in the patient check. Each maps to the symptom the
-# engine's red-flag rules (red_flags.yaml) look for, so the engine decides, not this list.
-RED_FLAG_QUESTIONS = [
-    RedFlagQuestion(
-        "rf_sudden",
-        "Weakness that came on suddenly, over hours or a few days",
-        "muscle_weakness",
-        "sudden",
-    ),
-    RedFlagQuestion(
-        "rf_ascending", "Weakness spreading up from your feet", "ascending_weakness", "sudden"
-    ),
-    RedFlagQuestion(
-        "rf_one_sided",
-        "Weakness of one side of the body, or one side of the face drooping",
-        "one_sided_weakness",
-        "sudden",
-    ),
-    RedFlagQuestion("rf_breathing", "Struggling to breathe", "breathing_difficulty", "sudden"),
-    RedFlagQuestion(
-        "rf_swallowing", "Sudden trouble swallowing or speaking", "swallowing_difficulty", "sudden"
-    ),
-    RedFlagQuestion("rf_bladder", "New problems controlling your bladder", "bladder_dysfunction"),
-    RedFlagQuestion("rf_bowel", "New problems controlling your bowels", "bowel_dysfunction"),
-    RedFlagQuestion(
-        "rf_saddle", "Numbness between your legs or around your bottom", "saddle_numbness"
-    ),
-    RedFlagQuestion(
-        "rf_vision", "Sudden loss of sight or sudden double vision", "vision_loss", "sudden"
-    ),
-    # NICE NG128: sudden numbness of the face, an arm or a leg, and sudden confusion, are
-    # signs of a stroke (the engine's sudden-deficit red flag).
-    RedFlagQuestion(
-        "rf_numbness",
-        "Sudden numbness of your face, an arm or a leg, especially on one side",
-        "numbness",
-        "sudden",
-    ),
-    RedFlagQuestion(
-        "rf_confusion", "Sudden confusion, or trouble understanding", "confusion", "sudden"
-    ),
-]
 
 LAB_TESTS = (
     "total_b12",
@@ -108,15 +56,15 @@ def form_number(form: FormData, field: str, path: str | None = None) -> float | 
         raise InputError.single(path or field, f"{raw!r} is not a number") from None
 
 
-def red_flags_answered(form: FormData) -> bool:
-    return any(form.get(q.field) for q in RED_FLAG_QUESTIONS)
+def red_flags_answered(form: FormData, kb: Knowledge) -> bool:
+    return any(form.get(q.id) for q in kb.red_flag_questions.values())
 
 
 def check_problems(form: FormData, kb: Knowledge) -> list[tuple[str, str]]:
     """What the patient check cannot go on without, in plain words (GOV.UK error
     messages: what to do, with an example), each with the id of the answer to fix."""
     problems: list[tuple[str, str]] = []
-    if not red_flags_answered(form) and not form.get("rf_none"):
+    if not red_flags_answered(form, kb) and not form.get("rf_none"):
         problems.append(("rf_none", "Tick what is happening to you now, or tick 'None of these'"))
     duration = form.get("duration_value", "").strip()
     if duration and _number(duration) is None:
@@ -197,8 +145,8 @@ def patient_check_record(form: FormData, kb: Knowledge) -> dict[str, Any]:
     """The record from the plain-language patient check."""
     record = _common(form)
     symptoms: dict[str, dict[str, Any]] = {}
-    for q in RED_FLAG_QUESTIONS:
-        if form.get(q.field):
+    for q in kb.red_flag_questions.values():
+        if form.get(q.id):
             symptoms[q.symptom] = {"id": q.symptom, **({"onset": q.onset} if q.onset else {})}
     onset = form.get("onset") if form.get("onset") in ("gradual", "sudden") else None
     amount = form_number(form, "duration_value", "duration")

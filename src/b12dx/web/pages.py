@@ -87,7 +87,7 @@ def _check_page(
         request,
         "check.html",
         status=status,
-        questions=forms.RED_FLAG_QUESTIONS,
+        questions=list(load_knowledge().red_flag_questions.values()),
         form=form,
         problems=problems,
         problems_by_field=dict(problems),
@@ -172,7 +172,7 @@ async def check_result(request: Request) -> HTMLResponse:
 
 
 def _flag_names(form: forms.FormData) -> list[str]:
-    return [q.text for q in forms.RED_FLAG_QUESTIONS if form.get(q.field)]
+    return [q.text for q in load_knowledge().red_flag_questions.values() if form.get(q.id)]
 
 
 def _answer_rows(form: forms.FormData, kb: Any) -> list[tuple[int, str, list[str]]]:
