@@ -3,8 +3,10 @@
 ``model_of`` gives the ``fhir.resources`` model of a resource (R4B models, which read
 R4) or ``NotValid`` naming the first bad field; ``label_of`` is how a report names the
 resource ("Observation/o-1", or "Observation #3" when it has no id); ``ResourceNote``
-says what became of it. The one-patient record (``b12dx.fhir.record``) and the store's
-Bundle import (``b12dx.store.bundle_read``) read resources this way.
+says what became of it, and ``NotUsed`` why a resource is left out (``not_after``: one
+dated after as_of, as the record stood then). The one-patient record
+(``b12dx.fhir.record``) and the store's Bundle import (``b12dx.store.bundle_read``) read
+resources this way; the population loader reads JSON unvalidated, for speed.
 """
 
 from __future__ import annotations
