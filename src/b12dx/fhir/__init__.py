@@ -7,6 +7,7 @@ read.py       Bundle and Bulk Data (NDJSON) readers, references, whose record it
 validate.py   a resource checked against FHIR R4 and named in reports; NotUsed
 values.py     dates as written, codings, quantities, how long an order runs
 results.py    a lab result's value: a number in a unit of the test, positive/negative
+findings.py   a finding on a date: a pregnancy still current, the latest diet
 codes.py      the knowledge base's code tables indexed by (system, code)
 medicines.py  which medicine a resource names; courses of orders; doses given
 

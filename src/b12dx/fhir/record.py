@@ -19,6 +19,7 @@ from typing import Any
 
 from b12dx.errors import FieldError, InputError
 from b12dx.fhir.codes import CodeIndex, Meaning, code_index, in_codes, qualifier
+from b12dx.fhir.findings import check_pregnancy, latest_diet
 from b12dx.fhir.medicines import Medicines
 from b12dx.fhir.read import Resource, another_patient, by_reference
 from b12dx.fhir.results import (
@@ -292,17 +293,11 @@ class _Builder:
         return f"exposures: {eid}"
 
     def _diet(self, diet: str, when: dt.date | None) -> str:
-        day = when or dt.date.min
-        if self.diet is None or day >= self.diet[0]:
-            self.diet = (day, diet)
+        self.diet = latest_diet(self.diet, diet, when)
         return f"diet: {diet}"
 
     def _pregnancy(self, start: dt.date | None, _end: dt.date | None, kind: str) -> str:
-        limit = self.kb.fhir.pregnancy_max_days
-        if self.sex == "male":
-            raise NotUsed("pregnancy recorded for a male patient")
-        if start is not None and (self.as_of - start).days > limit:
-            raise NotUsed(f"pregnancy recorded {start}, more than {limit} days before as_of")
+        check_pregnancy(self.kb, self.sex, start, self.as_of)
         self.pregnant_by = self.pregnant_by or kind
         return "pregnant: true"
 

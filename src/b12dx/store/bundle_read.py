@@ -20,6 +20,7 @@ from typing import Any, Literal
 from b12dx.engine.units import find_unit
 from b12dx.errors import FieldError, InputError
 from b12dx.fhir.codes import code_index, in_codes, qualifier
+from b12dx.fhir.findings import check_pregnancy, latest_diet
 from b12dx.fhir.medicines import medicine_named, medicine_of
 from b12dx.fhir.read import Resource, another_patient, bundle_resources, by_reference, element
 from b12dx.fhir.results import qualitative_result, recorded_absent
@@ -491,17 +492,11 @@ class Reader:
         self._add(ref, "exposure", f"exposure: {eid} ({state})", exposure=eid, ongoing=ongoing)
 
     def _diet(self, ref: str, diet: str, when: dt.date | None) -> None:
-        day = when or dt.date.min
-        if self.diet is None or day >= self.diet[0]:
-            self.diet = (day, diet)
+        self.diet = latest_diet(self.diet, diet, when)
         self.plan.used.append(ResourceNote(ref, f"diet: {diet}"))
 
     def _pregnancy(self, ref: str, when: dt.date | None) -> None:
-        limit = self.kb.fhir.pregnancy_max_days
-        if self.plan.details.get("sex") == "male":
-            raise NotUsed("pregnancy recorded for a male patient")
-        if when is not None and (self.today - when).days > limit:
-            raise NotUsed(f"pregnancy recorded {when}, more than {limit} days ago: taken as over")
+        check_pregnancy(self.kb, self.plan.details.get("sex"), when, self.today)
         self.plan.pregnant = True
         self.plan.used.append(ResourceNote(ref, "pregnant"))
 
