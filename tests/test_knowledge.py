@@ -433,3 +433,35 @@ def test_every_symptom_tracking_a_neurological_milestone_is_a_neurological_sympt
     for m in kb.recovery.milestones:
         for sid in m.tracked_by:
             assert sid == "@neurological" or sid in kb.neurological_symptoms, (m.id, sid)
+
+
+# --- the engine follows the knowledge base, not numbers of its own -------------------------
+
+
+def test_the_renal_caveat_follows_the_profiles_egfr_band(data_copy: Path) -> None:
+    from b12dx.engine.assess import assess
+
+    # Vignette 22: CKD with eGFR 42 and a raised MMA is "likely" (the renal caveat).
+    patient = {
+        "as_of": "2026-03-02",
+        "age_years": 72,
+        "sex": "male",
+        "symptoms": [{"id": "loss_of_vibration_sense", "onset": "gradual", "duration_weeks": 30}],
+        "conditions": [{"id": "chronic_kidney_disease", "egfr": 42}],
+        "labs": [
+            {"test": "total_b12", "value": 300, "unit": "pg/mL", "date": "2026-02-20"},
+            {"test": "mma", "value": 73, "unit": "ng/mL", "date": "2026-02-20"},
+        ],
+    }
+    shipped = assess(patient, knowledge=load_knowledge_from(DATA_DIR))
+    assert shipped.deficiency_status == "likely"
+
+    def lower_the_cutoff(profiles: Any) -> None:
+        default = next(p for p in profiles if p.get("default"))
+        default["bands"]["egfr"][0]["cutoffs"] = [{"below": 40, "band": "low"}]
+
+    _mutate(data_copy, "profiles", lower_the_cutoff)
+    moved = assess(patient, knowledge=load_knowledge_from(data_copy))
+    # eGFR 42 is no longer low: the raised MMA confirms.
+    assert moved.deficiency_status == "confirmed"
+    assert "renal_mma_caveat" not in [w.id for w in moved.warnings]

@@ -79,7 +79,7 @@ def assess(
     )
     s = suspicion.judge(kb, f, labs)
     given = treatment_rules.presentation(kb, prof, f, labs)
-    st = status.decide(kb, f, labs, s, given.course)
+    st = status.decide(kb, prof, f, labs, s, given.course)
     t = treatment_rules.decide(kb, prof, f, labs, st, s, given)
     level, urgency_reasons = urgency_rules.decide(kb, f, labs, s, st, t)
     dx = differentials.weigh(kb, f, labs)

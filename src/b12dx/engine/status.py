@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from b12dx.engine.course import Course
 from b12dx.engine.explain import explained
 from b12dx.engine.findings import Findings
-from b12dx.engine.labs import LabSummary
+from b12dx.engine.labs import LabSummary, apply_cutoffs, band_rule, describe_band
 from b12dx.engine.suspicion import SuspicionResult
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.assessment import DiagnosticPathway, PathwayStep, Reason
+from b12dx.models.knowledge import BandRule, Profile
 
 _RANK = {"deficient": 2, "indeterminate": 1, "normal": 0}
-RENAL_EGFR = 60.0  # eGFR below which MMA rises from the kidneys alone (renal caveat)
 
 
 @dataclass
@@ -37,12 +37,22 @@ class StatusResult:
         return self.status in ("confirmed", "likely")
 
 
-def renal_impairment(f: Findings, labs: LabSummary) -> bool:
-    egfr = labs.si("egfr")
-    if egfr is not None:
-        return egfr < RENAL_EGFR
+def _renal_rule(profile: Profile, f: Findings) -> BandRule:
+    # The profile's eGFR band "low" is where MMA rises from the kidneys alone (below 60 by
+    # default, profiles.yaml): the renal caveat follows it, not a number of its own.
+    return band_rule(profile, "egfr", f.patient, None)
+
+
+def renal_impairment(profile: Profile, f: Findings, labs: LabSummary) -> bool:
+    """An eGFR result in the profile's low band, else chronic kidney disease with no eGFR
+    or one in that band."""
+    band = labs.band("egfr")
+    if band is not None:
+        return band == "low"
+    rule = _renal_rule(profile, f)
     return any(
-        c.id == "chronic_kidney_disease" and (c.egfr is None or c.egfr < RENAL_EGFR)
+        c.id == "chronic_kidney_disease"
+        and (c.egfr is None or apply_cutoffs(rule, c.egfr) == "low")
         for c in f.patient.conditions
     )
 
@@ -59,7 +69,12 @@ def _b12_marker(f: Findings, labs: LabSummary) -> str | None:
 
 
 def decide(
-    kb: Knowledge, f: Findings, labs: LabSummary, s: SuspicionResult, course: Course
+    kb: Knowledge,
+    profile: Profile,
+    f: Findings,
+    labs: LabSummary,
+    s: SuspicionResult,
+    course: Course,
 ) -> StatusResult:
     r: list[Reason] = []
 
@@ -70,7 +85,7 @@ def decide(
     mma = labs.band("mma")
     hcy = labs.band("homocysteine")
     folate_low = labs.band("serum_folate") == "low" or "folate_deficiency" in f.conditions
-    renal = renal_impairment(f, labs)
+    renal = renal_impairment(profile, f, labs)
     pregnant_total_only = (
         f.patient.pregnant
         and labs.band("total_b12") == "deficient"
@@ -86,12 +101,13 @@ def decide(
             out.status = "confirmed"
             if labs.si("egfr") is None and "chronic_kidney_disease" not in f.conditions:
                 # An MMA-based status holds only with normal kidney function: say so when
-                # no eGFR is on record (eGFR below 60 raises MMA by itself).
+                # no eGFR is on record (an eGFR in the low band raises MMA by itself).
+                low = describe_band(_renal_rule(profile, f), "low", kb.labs["egfr"].units[0].unit)
                 reason(
                     "status.mma_elevated",
                     kb.rules["status.mma_elevated"].text
                     + " This holds only if kidney function is normal: no eGFR is recorded"
-                    " (an eGFR below 60 raises MMA by itself); check it.",
+                    f" (an eGFR {low} raises MMA by itself); check it.",
                 )
             else:
                 reason("status.mma_elevated")
