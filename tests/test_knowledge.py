@@ -386,6 +386,31 @@ def test_profile_naming_an_unknown_regimen_is_rejected_at_load(data_copy: Path) 
         load_knowledge_from(data_copy)
 
 
+def test_a_profile_without_a_low_egfr_band_for_everyone_is_rejected_at_load(
+    data_copy: Path,
+) -> None:
+    # The renal caveat is the eGFR band "low": a profile must always have one.
+    def change(profiles: list[dict[str, Any]]) -> None:
+        _by_id(profiles, "nice-ng239")["bands"]["egfr"][0]["cutoffs"] = [
+            {"below": 60, "band": "reduced"}
+        ]
+
+    _mutate(data_copy, "profiles", change)
+    with pytest.raises(KnowledgeError, match=r"profiles\.nice-ng239: eGFR bands need a 'low'"):
+        load_knowledge_from(data_copy)
+
+
+def test_a_red_flag_question_naming_an_unknown_symptom_is_rejected_at_load(
+    data_copy: Path,
+) -> None:
+    def change(questions: list[dict[str, Any]]) -> None:
+        questions[0]["symptom"] = "no_such_symptom"
+
+    _mutate(data_copy, "red_flag_questions", change)
+    with pytest.raises(KnowledgeError, match=r"red_flag_questions\.rf_sudden: unknown symptom"):
+        load_knowledge_from(data_copy)
+
+
 def test_red_flag_naming_an_unknown_symptom_is_rejected_at_load(data_copy: Path) -> None:
     def change(flags: list[dict[str, Any]]) -> None:
         flags[0]["match"]["any"] = ["no_such_symptom"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from b12dx.fhir.codes import CodeIndex, Meaning, code_index, qualifier
-from b12dx.fhir.read import Resource
+from b12dx.fhir.read import Resource, element
 from b12dx.fhir.validate import NotUsed, ResourceNote, not_after, read_model
 from b12dx.fhir.values import (
     coding_label,
@@ -87,16 +87,16 @@ class Medicines:
 
     def medicine(self, raw: Resource) -> tuple[Meaning | None, str, str]:
         """(meaning by code, medication id, how it was matched)."""
-        codings, text = medicine_named(raw, self.find)
+        return self._identify(*medicine_named(raw, self.find))
+
+    def _identify(self, codings: list[Any], text: str) -> tuple[Meaning | None, str, str]:
         if self.index.first(codings, ("exposure",)) is not None:
             # Nitrous oxide given as an anaesthetic is not the recreational exposure.
             raise NotUsed("a medicine that b12dx records only as an exposure the patient reports")
         meaning = self.index.first(codings, ("medication",))
         if meaning is not None:
             return meaning, meaning.id, f"{meaning.code.system} {meaning.code.code}"
-        names = " ".join(
-            [text, *[str(getattr(c, "display", None) or c.get("display") or "") for c in codings]]
-        )
+        names = " ".join([text, *[str(element(c, "display") or "") for c in codings]])
         if names not in self.by_name:  # a long record repeats the same few drug names
             self.by_name[names] = next(
                 (
@@ -150,7 +150,8 @@ class Medicines:
 
     def add_dose(self, raw: Resource) -> str:
         """A MedicationAdministration of B12: one dose given, with its drug and route."""
-        _, mid, _how = self.medicine(raw)
+        codings, text = medicine_named(raw, self.find)
+        _, mid, _how = self._identify(codings, text)
         if mid != "b12_supplement":
             raise NotUsed("only doses of B12 given are used from administrations")
         adm = read_model(raw)
@@ -160,7 +161,6 @@ class Medicines:
         if when is None:
             raise NotUsed("no date given")
         not_after(when, self.as_of, "given")
-        codings, text = medicine_named(raw, self.find)
         drug = qualifier(self.index, self.kb.fhir.b12_drugs, codings) or drug_by_name(text)
         if drug is None:
             raise NotUsed("which B12 was given is not recorded")

@@ -118,8 +118,8 @@ class BulkExport:
     problems: list[BulkProblem] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    # Resources about no one patient (Medication, Organization, ...) by "Type/id": what a
-    # patient's medicationReference may name.
+    # The Medication resources, about no one patient, by "Type/id": what a patient's
+    # medicationReference may name (the only reference a reader follows).
     shared: dict[str, Resource] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[tuple[str, list[Resource]]]:
@@ -206,7 +206,7 @@ def read_bulk_export(directory: Path) -> BulkExport:
             export.problems.append(
                 BulkProblem(where, f"{resource['resourceType']} names no patient; not used")
             )
-        elif isinstance(resource.get("id"), str):
+        elif resource["resourceType"] in REFERENCED_TYPES and isinstance(resource.get("id"), str):
             export.shared[f"{resource['resourceType']}/{resource['id']}"] = resource
     for pid in list(export.by_patient):
         if pid not in export.patients:
@@ -222,3 +222,5 @@ def read_bulk_export(directory: Path) -> BulkExport:
 SHARED_TYPES = frozenset(
     {"Medication", "Practitioner", "PractitionerRole", "Organization", "Location", "Device"}
 )
+# Of those, what a reader follows a reference to: the Medication a medicationReference names.
+REFERENCED_TYPES = frozenset({"Medication"})

@@ -39,8 +39,9 @@ def result_unit(kb: Knowledge, test: LabTest, quantity: Any) -> LabUnit | None:
     return None
 
 
-def numeric_result(kb: Knowledge, test: LabTest, obs: Any) -> tuple[float | int, LabUnit]:
-    """(the number, its unit) of a numeric result; NotUsed saying why there is none."""
+def result_quantity(obs: Any) -> Any:
+    """The Quantity of a numeric result; NotUsed when there is no number or it is a bound
+    (``<5``), not a result."""
     q = element(obs, "valueQuantity")
     value = element(q, "value")
     if q is None or value is None or isinstance(value, bool):
@@ -50,6 +51,13 @@ def numeric_result(kb: Knowledge, test: LabTest, obs: Any) -> tuple[float | int,
         raise NotUsed(
             f"value {comparator}{value} is a bound, not a result", "a bound, not a result"
         )
+    return q
+
+
+def numeric_result(kb: Knowledge, test: LabTest, obs: Any) -> tuple[float | int, LabUnit]:
+    """(the number, its unit) of a numeric result; NotUsed saying why there is none."""
+    q = result_quantity(obs)
+    value = element(q, "value")
     if not (element(q, "code") or element(q, "unit")):
         raise NotUsed(f"no unit (accepted: {accepted_units(test)})", "no unit")
     unit = result_unit(kb, test, q)

@@ -91,6 +91,8 @@ def not_after(date: dt.date | None, as_of: dt.date, what: str = "recorded") -> d
 # The elements b12dx reads, per resource type. Only these are validated: a health record's
 # orders carry dosage, requester and encounter detail that nothing here uses, and checking
 # it would cost most of a CDS Hooks call's time budget on a long record.
+_MEDICINE = frozenset({"status", "subject", "medicationCodeableConcept", "medicationReference"})
+_EFFECTIVE = frozenset({"effectiveDateTime", "effectivePeriod"})
 READ_ELEMENTS = {
     "Observation": {
         "code",
@@ -120,33 +122,9 @@ READ_ELEMENTS = {
         "severity",
     },
     "Procedure": {"code", "status", "subject", "performedDateTime", "performedPeriod"},
-    "MedicationRequest": {
-        "status",
-        "intent",
-        "subject",
-        "medicationCodeableConcept",
-        "medicationReference",
-        "authoredOn",
-        "dispenseRequest",
-    },
-    "MedicationStatement": {
-        "status",
-        "subject",
-        "medicationCodeableConcept",
-        "medicationReference",
-        "effectiveDateTime",
-        "effectivePeriod",
-        "dateAsserted",
-    },
-    "MedicationAdministration": {
-        "status",
-        "subject",
-        "medicationCodeableConcept",
-        "medicationReference",
-        "effectiveDateTime",
-        "effectivePeriod",
-        "dosage",
-    },
+    "MedicationRequest": _MEDICINE | {"intent", "authoredOn", "dispenseRequest"},
+    "MedicationStatement": _MEDICINE | _EFFECTIVE | {"dateAsserted"},
+    "MedicationAdministration": _MEDICINE | _EFFECTIVE | {"dosage"},
 }
 
 

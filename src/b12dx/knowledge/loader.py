@@ -482,6 +482,15 @@ def check(kb: Knowledge) -> Iterator[str]:
         for test in p.bands:
             if test not in kb.labs:
                 yield f"profiles.{p.id}: bands for unknown test {test!r}"
+        # The renal caveat (engine/status.py) is the eGFR band "low": every eGFR rule names
+        # it, and the last applies to everyone, so that one always matches.
+        egfr = p.bands.get("egfr", [])
+        if (
+            not egfr
+            or egfr[-1].when.model_dump(exclude_none=True)
+            or not all(any(c.band == "low" for c in r.cutoffs) for r in egfr)
+        ):
+            yield f"profiles.{p.id}: eGFR bands need a 'low' band, the last rule for everyone"
         for required in (
             "review_after_months",
             "review_after_months_pregnancy",

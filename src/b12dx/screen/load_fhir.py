@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from b12dx.fhir.codes import CodeIndex, code_index, in_codes, qualifier
 from b12dx.fhir.medicines import medicine_of
 from b12dx.fhir.read import (
-    SHARED_TYPES,
+    REFERENCED_TYPES,
     Resource,
     iter_export,
     iter_ndjson,
@@ -355,12 +355,12 @@ class _Mapper:
 
 
 def _shared_resources(source: Path) -> dict[str, Resource]:
-    """The Medication (and other shared) resources of an export by "Type/id", read first
-    from their own files (a Bulk export writes one file or more per type), so that a
-    medicationReference is followed wherever its file comes in the folder."""
+    """The Medication resources of an export by "Type/id", read first from their own
+    files (a Bulk export writes one file or more per type), so that a medicationReference
+    is followed wherever its file comes in the folder."""
     shared: dict[str, Resource] = {}
     for path in ndjson_files(source):
-        if path.name.split(".")[0] not in SHARED_TYPES:
+        if path.name.split(".")[0] not in REFERENCED_TYPES:
             continue
         for _n, resource, _problem in iter_ndjson(path):
             if resource is not None and isinstance(resource.get("id"), str):

@@ -23,7 +23,12 @@ from b12dx.fhir.codes import code_index, in_codes, qualifier
 from b12dx.fhir.findings import check_pregnancy, latest_diet
 from b12dx.fhir.medicines import medicine_named, medicine_of
 from b12dx.fhir.read import Resource, another_patient, bundle_resources, by_reference, element
-from b12dx.fhir.results import qualitative_result, recorded_absent
+from b12dx.fhir.results import (
+    qualitative_result,
+    recorded_absent,
+    result_quantity,
+    result_unit,
+)
 from b12dx.fhir.validate import NotUsed, NotValid, ResourceNote, label_of, model_of
 from b12dx.fhir.values import (
     abated_on,
@@ -318,11 +323,7 @@ class Reader:
                 raise NotUsed("no positive or negative result")
             value = found
         else:
-            q = obs.valueQuantity
-            if q is None or q.value is None:
-                raise NotUsed("no numeric value (valueQuantity)")
-            if q.comparator:
-                raise NotUsed(f"value {q.comparator}{q.value} is a bound, not a result")
+            q = result_quantity(obs)
             value = float(q.value)
             unit = self._unit(test_id, q)
             for rng in obs.referenceRange or []:
@@ -349,20 +350,19 @@ class Reader:
         )
 
     def _unit(self, test_id: str, q: Any) -> str | None:
-        """The unit as written when it is one of the test's, else the accepted unit its
-        UCUM code names, else the text as given (which the checks then refuse, naming the
-        accepted units)."""
+        """The unit as written when it is the test's unit the result is in (read as every
+        FHIR reader reads it, ``fhir.results.result_unit``), so an export comes back
+        exactly; else that unit; else the text as given (which the checks then refuse,
+        naming the accepted units)."""
         test = self.kb.labs[test_id]
-        aliases = self.kb.fhir.lab_unit_aliases.get(test_id, {})
+        unit = result_unit(self.kb, test, q)
         text = str(q.unit) if q.unit else None
-        code = str(q.code) if q.code and (not q.system or "unitsofmeasure" in q.system) else None
-        by_text = find_unit(self.kb, test, aliases.get(text, text)) if text else None
-        by_code = find_unit(self.kb, test, aliases.get(code, code)) if code else None
-        if by_text is not None and (by_code is None or by_code.unit == by_text.unit):
-            return aliases.get(str(text), text)
-        if by_code is not None:
-            return by_code.unit
-        return text or code
+        if unit is None:
+            ucum = not q.system or "unitsofmeasure" in q.system
+            return text or (str(q.code) if q.code and ucum else None)
+        written = self.kb.fhir.lab_unit_aliases.get(test_id, {}).get(str(text), text)
+        same = find_unit(self.kb, test, written) if written else None
+        return written if same is not None and same.unit == unit.unit else unit.unit
 
     def _rating(self, raw: Resource, ref: str, symptom: str) -> None:
         obs = _model(raw, ref)
