@@ -142,42 +142,37 @@ def override_reasons(kb: Knowledge) -> list[dict[str, str]]:
     ]
 
 
+def create_suggestion(
+    label: str, description: str, resource: dict[str, Any], recommended: bool = True
+) -> dict[str, Any]:
+    """A card's suggestion that creates one resource (a draft order)."""
+    return {
+        "label": label,
+        "uuid": str(uuid.uuid4()),
+        "isRecommended": recommended,
+        "actions": [{"type": "create", "description": description, "resource": resource}],
+    }
+
+
 def suggestions(kb: Knowledge, result: Assessment, patient: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     reason = f"B12 deficiency {result.deficiency_status}, suspicion {result.suspicion.level}"
     t = result.treatment
     if t is not None and not t.under_way and not result.red_flags:
         out.append(
-            {
-                "label": f"Start {t.name}: {t.dose} {t.route.upper()}",
-                "uuid": str(uuid.uuid4()),
-                "isRecommended": any(s.id == "start_treatment_now" for s in result.next_steps),
-                "actions": [
-                    {
-                        "type": "create",
-                        "description": f"Propose {t.name} as a dated schedule",
-                        "resource": medication_request(kb, t, patient),
-                    }
-                ],
-            }
+            create_suggestion(
+                f"Start {t.name}: {t.dose} {t.route.upper()}",
+                f"Propose {t.name} as a dated schedule",
+                medication_request(kb, t, patient),
+                recommended=any(s.id == "start_treatment_now" for s in result.next_steps),
+            )
         )
     for step in result.next_steps:
         if not ordered_test_codes(kb, step.id) or result.red_flags:
             continue
-        out.append(
-            {
-                "label": step.text.rstrip("."),
-                "uuid": str(uuid.uuid4()),
-                "isRecommended": not out,
-                "actions": [
-                    {
-                        "type": "create",
-                        "description": step.text.rstrip("."),
-                        "resource": service_request(kb, step.id, patient, reason),
-                    }
-                ],
-            }
-        )
+        text = step.text.rstrip(".")
+        resource = service_request(kb, step.id, patient, reason)
+        out.append(create_suggestion(text, text, resource, recommended=not out))
     return out
 
 

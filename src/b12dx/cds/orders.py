@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from b12dx.cds.cards import override_reasons, sentence
+from b12dx.cds.cards import create_suggestion, override_reasons, sentence
 from b12dx.engine.assess import assess
 from b12dx.fhir.medicines import medicine_of
 from b12dx.fhir.out import medication_request, service_request
@@ -135,20 +135,10 @@ def order_cards(
                     check.summary.format(medicine="This medicine"),
                 ),
                 " ".join(check.detail.format(medicine=name.lower()).split()),
-                [_suggest_create("Order a B12 test", "Order total serum B12", test)],
+                [create_suggestion("Order a B12 test", "Order total serum B12", test)],
             )
         )
     return cards
-
-
-def _suggest_create(label: str, description: str, resource: dict[str, Any]) -> dict[str, Any]:
-    """A recommended suggestion that creates one resource (a draft order)."""
-    return {
-        "label": label,
-        "uuid": str(uuid.uuid4()),
-        "isRecommended": True,
-        "actions": [{"type": "create", "description": description, "resource": resource}],
-    }
 
 
 def _order_card(
@@ -174,7 +164,7 @@ def _order_card(
 
 def _pregnancy_folic_card(kb: Knowledge, check: Any, patient: str) -> dict[str, Any]:
     test = service_request(kb, "order_active_b12", patient, "Possible B12 deficiency in pregnancy")
-    suggestion = _suggest_create(
+    suggestion = create_suggestion(
         "Order an active B12 test as well", "Order active B12 (holotranscobalamin)", test
     )
     detail = " ".join(check.detail.split())
@@ -188,14 +178,14 @@ def _folic_card(
     if current.treatment is not None and current.deficiency_status in ("confirmed", "likely"):
         t = current.treatment
         suggestions.append(
-            _suggest_create(
+            create_suggestion(
                 f"Start {t.name} first", f"Propose {t.name}", medication_request(kb, t, patient)
             )
         )
     else:
         test = service_request(kb, "order_total_b12", patient, "Folic acid ordered")
         suggestions.append(
-            _suggest_create("Order a B12 test before folic acid", "Order total serum B12", test)
+            create_suggestion("Order a B12 test before folic acid", "Order total serum B12", test)
         )
     if order.get("id"):
         suggestions.append(
