@@ -367,7 +367,11 @@ def _with_symptom(record: dict[str, Any], entry: dict[str, Any]) -> dict[str, An
 def _no_b12_plan(result: Any) -> None:
     assert result.treatment is None
     assert result.recovery_milestones == []
-    assert [s.id for s in result.next_steps] == ["emergency_assessment"]
+    # Nitrous oxide is stopped in every plan, the emergency one included.
+    using = any(f.id == "nitrous_oxide" for f in result.risk_factors)
+    assert [s.id for s in result.next_steps] == ["emergency_assessment"] + (
+        ["stop_nitrous_oxide"] if using else []
+    )
     assert [w.id for w in result.warnings] == ["red_flag_not_b12"]
     assert all(d.fit != "poor" for d in result.differentials)
 

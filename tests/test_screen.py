@@ -398,7 +398,8 @@ def test_screen_errors_exit_2_naming_the_option(
 
 
 def test_the_report_is_a_worklist_most_urgent_first_with_each_gaps_list(tmp_path: Path) -> None:
-    """Cards in clinical priority (deficient and untreated first), in words, each with its
+    """Cards in clinical priority (a new finding to be seen now first, then deficient and
+    untreated), in words, each with its
     count and its own list to download; the counts table can be filtered in the page."""
     import csv
     import re
@@ -416,7 +417,8 @@ def test_the_report_is_a_worklist_most_urgent_first_with_each_gaps_list(tmp_path
     assert sorted(kb.screening.gap_labels) == sorted(GAPS), "every gap has its words"
     cards = re.findall(r'<h3 id="card-([a-z0-9_]+)">(\d+)\. ([^<]+)</h3>', html)
     assert [c[0] for c in cards] == list(kb.screening.gap_labels)
-    assert cards[0][0] == "deficient_untreated" and cards[0][2] == "Deficient and not treated"
+    assert cards[0][0] == "new_finding" and cards[0][2].startswith("New finding to be seen now")
+    assert cards[1][0] == "deficient_untreated" and cards[1][2] == "Deficient and not treated"
     with (out / "gaps.csv").open() as f:
         all_rows = list(csv.DictReader(f))
     for gap, _rank, _label in cards:

@@ -93,6 +93,12 @@ def _flags(record: dict[str, Any], as_of: dt.date) -> set[str]:
     )
     symptomatic = bool(record.get("symptoms")) or "diabetic_neuropathy" in conds
     flags = set()
+    # A nerve symptom (every generated symptom but fatigue) first recorded within 7 days.
+    if any(
+        s["id"] != "fatigue" and s.get("duration_weeks", 99) * 7 <= 7
+        for s in record.get("symptoms", [])
+    ):
+        flags.add("new_finding")
     if risk and symptomatic and not tested_12m:
         flags.add("untested_at_risk")
     if "metformin" in meds and not tested_12m:

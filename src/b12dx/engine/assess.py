@@ -9,6 +9,7 @@ from typing import Any
 
 from b12dx.engine import diet, differentials, next_steps, recovery, status, suspicion
 from b12dx.engine import treatment as treatment_rules
+from b12dx.engine import triage as triage_rules
 from b12dx.engine import urgency as urgency_rules
 from b12dx.engine.explain import explained
 from b12dx.engine.findings import Findings, factor_name, find
@@ -16,7 +17,14 @@ from b12dx.engine.labs import interpret_labs
 from b12dx.engine.validate import check_patient, parse_patient, resolve_as_of
 from b12dx.engine.warnings import notes, raise_warnings
 from b12dx.knowledge.loader import Knowledge, load_knowledge
-from b12dx.models.assessment import Assessment, Citation, RedFlagItem, RiskFactorItem
+from b12dx.models.assessment import (
+    Assessment,
+    Citation,
+    RedFlagItem,
+    RiskFactorItem,
+    Triage,
+    TriageAlarm,
+)
 from b12dx.models.patient import PatientRecord
 from b12dx.version import ENGINE_VERSION, SCHEMA_VERSION
 
@@ -104,11 +112,31 @@ def assess(
         for m in f.risk_factors
     ]
     red_items = [
-        explained(
-            kb, RedFlagItem, "red_flag.match", text=r.name, sources=r.sources, id=r.id, name=r.name
-        )
+        explained(kb, RedFlagItem, r.rule, text=r.name, sources=r.sources, id=r.id, name=r.name)
         for r in f.red_flags
     ]
+    alarm_items = [
+        explained(
+            kb,
+            TriageAlarm,
+            a.rule,
+            sources=a.sources,
+            id=a.id,
+            level=a.level,
+            name=a.name,
+            symptoms=list(a.symptoms),
+            elsewhere=a.elsewhere.plain if a.elsewhere is not None else None,
+        )
+        for a in f.alarms
+    ]
+    triaged = Triage(
+        age_group=kb.triage.age_group(record.age_years).id,
+        tempo={sid: triage_rules.tempo(kb, e) for sid, e in f.symptoms.items()},
+        alarms=alarm_items,
+        enough_to_assess=bool(
+            f.symptoms or f.risk_factors or labs.usable or f.doses or f.conditions
+        ),
+    )
     path = status.pathway(kb, st, f, labs, given.course)
     ordered = {x.id for x in steps}
     advice = diet.advise(kb, prof, f, labs, bool(ordered & next_steps.B12_TESTS))
@@ -116,6 +144,7 @@ def assess(
         s.reasons,
         risk_items,
         red_items,
+        alarm_items,
         labs.items,
         st.reasons,
         urgency_reasons,
@@ -146,6 +175,7 @@ def assess(
         urgency=level,
         urgency_reasons=urgency_reasons,
         red_flags=red_items,
+        triage=triaged,
         diagnostic_pathway=path,
         next_steps=steps,
         warnings=warnings,

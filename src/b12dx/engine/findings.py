@@ -10,6 +10,8 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from b12dx.engine import triage
+from b12dx.engine.triage import Alarm
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.knowledge import Differential, RedFlag, RiskFactor
 from b12dx.models.patient import (
@@ -52,7 +54,10 @@ class Findings:
     # Difficulty swallowing (not sudden, 16 and over): suspected-cancer referral (NG12);
     # with no other nerve feature it is not counted as B12 neuropathy.
     cancer_pathway: bool
-    red_flags: list[RedFlag]
+    # Every triage alarm (engine/triage.py, named patterns of red_flags.yaml included),
+    # most urgent first; the emergencies among them are the red flags.
+    alarms: list[Alarm]
+    red_flags: list[Alarm]
     risk_factors: list[MatchedRiskFactor]
     short_acid_suppression: list[str]  # PPI/H2 recorded for less than the risk duration
     conditions: frozenset[str]
@@ -76,6 +81,11 @@ class Findings:
     @property
     def under_16(self) -> bool:
         return self.patient.age_years < ADULT_AGE
+
+    @property
+    def elsewhere(self) -> list[Alarm]:
+        """The alarms that are not a B12 question: sent elsewhere (triage.yaml)."""
+        return [a for a in self.alarms if a.elsewhere is not None]
 
     @property
     def swollen_painful_leg(self) -> bool:
@@ -356,7 +366,30 @@ def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
     if cancer_pathway and not others:
         b12 = [s for s in b12 if s != DYSPHAGIA]
     neuro = [s for s in b12 if s in kb.neurological_symptoms]
-    red_flags = [f for f in kb.red_flags.values() if _red_flag(kb, f, symptoms)]
+    # The findings the strain pattern accounts for raise no alarm; a severe one always does.
+    by_strain = frozenset(
+        sid
+        for sid, e in symptoms.items()
+        if ((strain and kb.symptoms[sid].weakness) or (aching and sid == STRAIN_ACHE))
+        and not (e.severity == "severe" or kb.symptoms[sid].always_severe)
+    )
+    named = [
+        Alarm(
+            id=f.id,
+            level="emergency",
+            rule="red_flag.match",
+            name=f.name,
+            symptoms=(),
+            sources=tuple(f.sources),
+        )
+        for f in kb.red_flags.values()
+        if _red_flag(kb, f, symptoms)
+    ]
+    alarms = sorted(
+        [*named, *triage.alarms(kb, record, symptoms, by_strain)],
+        key=lambda a: triage.ORDER[a.level],
+    )
+    red_flags = [a for a in alarms if a.level == "emergency"]
     risk_factors, short = _risk_factors(kb, record)
     doses = sorted(record.b12_treatment, key=lambda d: d.date)
     ratings = _ratings(record)
@@ -404,6 +437,7 @@ def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
         strain_pattern=strain,
         strain_symptoms=strain_view,
         cancer_pathway=cancer_pathway,
+        alarms=alarms,
         red_flags=red_flags,
         risk_factors=risk_factors,
         short_acid_suppression=short,

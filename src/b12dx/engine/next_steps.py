@@ -27,7 +27,12 @@ _LOWERING = (
 
 # Rules whose step stands beside another step of the same id (a distinct referral).
 _OWN_STEP = frozenset(
-    {"next.suspected_cancer_referral", "next.worsening_on_treatment", "next.severe_anaemia"}
+    {
+        "next.suspected_cancer_referral",
+        "next.worsening_on_treatment",
+        "next.severe_anaemia",
+        "next.elsewhere",
+    }
 )
 
 # The steps that order a B12 test: no supplement before the blood is taken.
@@ -84,6 +89,22 @@ def _pre_treatment_sample(
     steps[start] = steps[start].model_copy(update={"text": text})
 
 
+def _emergency_text(kb: Knowledge, f: Findings, st: StatusResult) -> str:
+    """The emergency step: where to go, what is not a B12 question, and never a
+    contradiction of what the record shows (a deficiency already confirmed)."""
+    parts = [a.elsewhere.text for a in f.red_flags if a.elsewhere is not None]
+    if st.deficient:
+        parts.append(
+            "Emergency assessment now (emergency department or emergency services). B12 "
+            "deficiency is shown by the results, but these features are not its pattern "
+            "(it develops over months): another cause such as a stroke or cord compression "
+            "is excluded first, and the emergency team decides when B12 is given."
+        )
+    else:
+        parts.append(kb.next_steps["emergency_assessment"].text)
+    return " ".join(dict.fromkeys(parts))
+
+
 def plan(
     kb: Knowledge,
     f: Findings,
@@ -116,9 +137,16 @@ def plan(
         steps.append(explained(kb, NextStep, rule, text=body, sources=cited, id=step_id, **extra))
 
     if f.red_flags:
-        # Rule emergency.whole_plan: nothing else is asked of the person now.
-        add("emergency_assessment", "next.emergency_assessment")
+        # Rule emergency.whole_plan: nothing else is asked of the person now, except to
+        # stop what is harming them (nitrous oxide inactivates B12 whatever the cause).
+        add("emergency_assessment", "next.emergency_assessment", _emergency_text(kb, f, st))
+        if f.nitrous_oxide:
+            add("stop_nitrous_oxide", "next.stop_nitrous_oxide")
         return steps
+    for alarm in f.elsewhere:
+        # Rule next.elsewhere: what b12dx does not assess goes where it belongs today.
+        assert alarm.elsewhere is not None
+        add("seek_specialist_advice", "next.elsewhere", alarm.elsewhere.text)
     if t.reload:
         assert t.treatment is not None
         add(

@@ -3,6 +3,8 @@ with one is sent to emergency care and never reassured."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from b12dx.engine.explain import explained
 from b12dx.engine.findings import Findings
 from b12dx.engine.labs import LabReading, LabSummary, result_text
@@ -55,13 +57,36 @@ def decide(
     must be seen, whatever the cause) nor than the likelihood of B12 deficiency does."""
 
     if f.red_flags:
-        names = "; ".join(r.name.lower() for r in f.red_flags)
+        names = "; ".join(r.name[:1].lower() + r.name[1:] for r in f.red_flags)
         return _level(
             kb, "emergency", "urgency.red_flag", f"Red flags that point away from B12: {names}."
         )
-    candidates = [*_by_presentation(kb, f, labs, t), _by_likelihood(kb, f, s, st, t)]
-    # The most urgent wins; on a tie the presentation's reason is given (it is listed first).
+    candidates = [
+        *_by_triage(kb, f, labs),
+        *_by_presentation(kb, f, labs, t),
+        _by_likelihood(kb, f, labs, s, st, t),
+    ]
+    # The most urgent wins; on a tie triage's reason is given (it is listed first): the B12
+    # reasoning never lowers what triage decided.
     return min(candidates, key=lambda c: kb.urgency[c[0]].order)
+
+
+def _by_triage(kb: Knowledge, f: Findings, labs: LabSummary) -> list[Level]:
+    """The triage alarms below an emergency (engine/triage.py), and an infant's anaemia."""
+    out = [
+        _level(
+            kb,
+            a.level,
+            a.rule,
+            f"{kb.rules[a.rule].text} Found: {a.name}."
+            + (f" {a.elsewhere.text}" if a.elsewhere is not None else ""),
+        )
+        for a in f.alarms
+        if a.level != "emergency"
+    ]
+    if kb.triage.age_group(f.patient.age_years).id == "infant" and labs.band("hemoglobin") == "low":
+        out.append(_level(kb, "urgent", "triage.infant_signs", None))
+    return out
 
 
 def _severe(kb: Knowledge, f: Findings, test_id: str, reading: LabReading) -> str | None:
@@ -125,6 +150,7 @@ def _by_presentation(
 def _by_likelihood(
     kb: Knowledge,
     f: Findings,
+    labs: LabSummary,
     s: SuspicionResult,
     st: StatusResult,
     t: TreatmentDecision,
@@ -170,6 +196,24 @@ def _by_likelihood(
         return _level(kb, "routine", "urgency.symptoms_review")
     if needs_monitoring(f):
         return _level(kb, "routine", "urgency.monitoring")
+    # Rule triage.self_care: self care needs something positive to support it.
     if f.strain_pattern:
         return _level(kb, "self_care", "urgency.strain_self_care")
-    return _level(kb, "self_care", "urgency.none")
+    if not f.symptoms and _recent_normal_b12(kb, f, labs):
+        return _level(kb, "self_care", "urgency.normal_result_self_care")
+    if f.symptoms:
+        return _level(kb, "routine", "urgency.symptoms_not_b12")
+    return _level(kb, "routine", "urgency.not_enough")
+
+
+def _recent_normal_b12(kb: Knowledge, f: Findings, labs: LabSummary) -> bool:
+    """A normal B12 result within triage.yaml's months (total or active B12)."""
+    months = kb.triage.self_care_normal_result_months
+    limit = f.as_of - dt.timedelta(days=round(months * 365.25 / 12))
+    for test in ("total_b12", "active_b12"):
+        reading = labs.usable.get(test)
+        if reading is not None and reading.item.band == "normal":
+            day = reading.item.date
+            if day is not None and day >= limit:
+                return True
+    return False

@@ -202,9 +202,9 @@ class _Builder:
         months = self.kb.fhir.symptom_observation_months
         if when is not None and months_between(when, self.as_of) >= months:
             raise NotUsed(f"symptom observed {when}, more than {months} months before as_of")
-        if self.kb.symptoms[meaning.id].role == "red_flag":
-            return self._symptom(meaning.id, when, None)
-        return self._symptom(meaning.id, None, None)
+        # The finding is known from its first observation on: its tempo counts from there
+        # (rule triage.new_finding), as a Condition's counts from its onset.
+        return self._symptom(meaning.id, when, None)
 
     def _lab(self, test_id: str, obs: Any, when: dt.date | None) -> str:
         test = self.kb.labs[test_id]
@@ -313,7 +313,10 @@ class _Builder:
                 )
         entry = self.symptoms.setdefault(sid, {"id": sid})
         if onset is not None:
-            weeks = (self.as_of - onset).days // 7
+            # A date says the day, never the hour: a finding dated today began within a
+            # day (acute), and is read as sudden only where the source says so.
+            days = max((self.as_of - onset).days, 1)
+            weeks = days // 7 if days % 7 == 0 else round(days / 7, 2)
             entry["duration_weeks"] = max(entry.get("duration_weeks", 0), weeks)
         if severity is not None and SEVERITY_ORDER[severity] > SEVERITY_ORDER.get(
             entry.get("severity", ""), 0
@@ -322,7 +325,7 @@ class _Builder:
         detail = ", ".join(
             p
             for p in (
-                f"{entry['duration_weeks']} weeks" if "duration_weeks" in entry else "",
+                f"{entry['duration_weeks']:g} weeks" if "duration_weeks" in entry else "",
                 severity or "",
             )
             if p

@@ -51,6 +51,7 @@ from b12dx.models.knowledge import (
     UrgencyDef,
     WarningDef,
 )
+from b12dx.models.triage import TriageKnowledge
 
 DATA_DIR = Path(__file__).parent / "data"
 
@@ -91,6 +92,7 @@ class Knowledge:
     cds: CdsKnowledge
     screening: ScreeningKnowledge
     courses: Courses
+    triage: TriageKnowledge
     weakness_symptoms: frozenset[str] = field(default=frozenset())
     # The B12 symptoms in a neurological group: any of them is neurological involvement.
     neurological_symptoms: frozenset[str] = field(default=frozenset())
@@ -240,6 +242,7 @@ def load_knowledge_from(directory: Path) -> Knowledge:
         cds=_one(directory, "cds", CdsKnowledge),
         screening=_one(directory, "screening", ScreeningKnowledge),
         courses=_one(directory, "courses", Courses),
+        triage=_one(directory, "triage", TriageKnowledge),
         weakness_symptoms=frozenset(s.id for s in symptoms.values() if s.weakness),
         neurological_symptoms=frozenset(
             s.id
@@ -425,6 +428,7 @@ def check(kb: Knowledge) -> Iterator[str]:
         kb.cds,
         kb.screening,
         kb.courses,
+        kb.triage,
     )
     for extra in extras:
         ids = list(cited_source_ids(extra))
@@ -436,9 +440,15 @@ def check(kb: Knowledge) -> Iterator[str]:
         if sid not in cited:
             yield f"sources.{sid}: cited by nothing"
 
+    places = {e.id for e in kb.triage.elsewhere}
     for s in kb.symptoms.values():
         if s.group not in kb.symptom_groups:
             yield f"symptoms.{s.id}: unknown group {s.group!r}"
+        if s.elsewhere is not None and s.elsewhere not in places:
+            yield f"symptoms.{s.id}: unknown triage.yaml elsewhere entry {s.elsewhere!r}"
+    groups = [g.id for g in kb.triage.age_groups]
+    if kb.triage.age_groups[-1].below is not None or len(set(groups)) != len(groups):
+        yield "triage.age_groups: each group once, the last with no upper bound"
     for q in kb.red_flag_questions.values():
         if q.symptom not in kb.symptoms:
             yield f"red_flag_questions.{q.id}: unknown symptom {q.symptom!r}"

@@ -111,6 +111,35 @@ class RedFlagItem(Explained):
     name: str
 
 
+class TriageAlarm(Explained):
+    """One reason the presentation must be seen within a time, whatever its cause."""
+
+    id: str
+    level: Literal["emergency", "urgent", "soon", "routine"]
+    name: str = Field(description="What was found, with its tempo, in words.")
+    symptoms: list[str]
+    elsewhere: str | None = Field(
+        default=None,
+        description="When it is not a B12 question: where it goes instead, in plain words.",
+    )
+
+
+class Triage(_Out):
+    """The triage stage: decided before and apart from the B12 reasoning, which never
+    lowers it (rules triage.*)."""
+
+    age_group: Literal["infant", "child", "adolescent", "adult", "older_adult"]
+    tempo: dict[str, Literal["sudden", "acute", "subacute", "chronic"] | None] = Field(
+        description="Each symptom's tempo: sudden (minutes to hours), acute (days), "
+        "subacute (weeks), chronic (months); null when nothing says when it began."
+    )
+    alarms: list[TriageAlarm]
+    enough_to_assess: bool = Field(
+        description="False when the record holds nothing to go on (no symptom, risk "
+        "factor or result): the urgency is then routine, never self care."
+    )
+
+
 class LabItem(Explained):
     test: str
     value: int | float | str
@@ -317,6 +346,9 @@ class Assessment(_Out):
     urgency: Urgency
     urgency_reasons: list[Reason]
     red_flags: list[RedFlagItem]
+    triage: Triage | None = Field(
+        default=None, description="The triage stage behind the urgency (added in engine 0.2)."
+    )
     diagnostic_pathway: DiagnosticPathway
     next_steps: list[NextStep]
     warnings: list[WarningItem]

@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from b12dx.models.triage import SymptomTriage
+
 
 class _KB(BaseModel):
     # defer_build: a knowledge base read back from the cache never validates, so the
@@ -74,7 +76,7 @@ class SymptomGroup(Cited):
     neurological: bool
 
 
-class Symptom(Cited):
+class Symptom(Cited, SymptomTriage):
     id: str
     group: str
     name: str

@@ -1,4 +1,4 @@
-"""The six care gaps as Ibis expressions over the screening tables (``model``), built
+"""The care gaps as Ibis expressions over the screening tables (``model``), built
 from the facts they share (``facts``) and the numbers resolved for the date
 (``thresholds``).
 
@@ -27,6 +27,7 @@ import datetime as dt
 import ibis
 import ibis.expr.types as ir
 
+from b12dx.engine import triage
 from b12dx.engine.course import loading_step_days
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.knowledge import Profile, Regimen, RegimenPhase
@@ -40,6 +41,7 @@ from b12dx.screen.facts import (
 from b12dx.screen.thresholds import Interval, Tables, Thresholds, thresholds
 
 GAPS = (
+    "new_finding",
     "untested_at_risk",
     "monitoring_due",
     "indeterminate_not_followed_up",
@@ -92,6 +94,30 @@ def _untested_at_risk(
     return j.select(
         "person_id",
         reasons="risk factors: " + j.risks + "; signs: " + j.signs + "; " + j.untested,
+    )
+
+
+def _new_finding(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Table]) -> ir.Table:
+    """Rule screen.new_finding, the engine's triage (rule triage.new_finding) read from
+    dates: a finding that needs the person seen now or today when it is new, first
+    recorded within triage's acute window. A date never says "sudden", so the acute level
+    decides. The person is seen first; the B12 gaps wait on that visit."""
+    alarm = sorted(
+        sid
+        for sid in kb.symptoms
+        if triage.level_when_new(kb, sid, "acute") in ("emergency", "urgent")
+    )
+    f = t["finding"]
+    a = ibis.literal(th.as_of)
+    sym = f.filter(f.kind == "symptom", f.id.isin(alarm), f.date <= a)
+    first = sym.group_by(["person_id", "id"]).aggregate(first=sym.date.min())
+    window = kb.triage.tempo.acute_within_days
+    new = first.filter(first.first >= ibis.literal(th.as_of - dt.timedelta(days=window)))
+    new = new.select("person_id", sign=new.id + " first recorded " + facts.text(new.first))
+    rows = new.group_by("person_id").aggregate(signs=facts.join_texts(new.sign))
+    return rows.select(
+        "person_id",
+        reasons=f"new within {window:g} days, to be seen now (not a B12 list): " + rows.signs,
     )
 
 
@@ -366,6 +392,7 @@ def _maintenance_overdue(
 
 
 _BUILDERS = {
+    "new_finding": _new_finding,
     "untested_at_risk": _untested_at_risk,
     "monitoring_due": _monitoring_due,
     "indeterminate_not_followed_up": _indeterminate,

@@ -8,6 +8,7 @@ import datetime as dt
 from typing import Any
 
 from b12dx.engine.validate import parse_patient
+from b12dx.knowledge.loader import load_knowledge
 from b12dx.models.patient import PatientRecord
 from b12dx.numbers import DAYS_PER_MONTH
 from b12dx.store.tables import Patient
@@ -32,7 +33,10 @@ def _symptoms(patient: Patient, as_of: dt.date) -> list[dict[str, Any]]:
     duration counts from the first rating of the unbroken run above none, so it is the
     known minimum (the symptom may have begun before anyone rated it). Onset and
     progression are not inferred from ratings: they decide red flags, and a rating
-    history cannot tell a sudden onset from a late first rating."""
+    history cannot tell a sudden onset from a late first rating. For the same reason a
+    first rating within triage's acute window (triage.yaml) gives no duration: that the
+    symptom was first rated this week does not say it began this week, unless it was rated
+    none within that window too."""
     by_symptom: dict[str, list[tuple[dt.date, str]]] = {}
     for r in patient.ratings:
         if r.rated_on <= as_of:
@@ -43,17 +47,18 @@ def _symptoms(patient: Patient, as_of: dt.date) -> list[dict[str, Any]]:
         if ratings[-1][1] == "none":
             continue
         first = ratings[-1][0]
+        absent: dt.date | None = None  # the last day it was rated none before the run
         for day, rating in reversed(ratings):
             if rating == "none":
+                absent = day
                 break
             first = day
-        out.append(
-            {
-                "id": sid,
-                "severity": ratings[-1][1],
-                "duration_weeks": round((as_of - first).days / 7, 1),
-            }
-        )
+        entry: dict[str, Any] = {"id": sid, "severity": ratings[-1][1]}
+        days = (as_of - first).days
+        window = load_knowledge().triage.tempo.acute_within_days
+        if days > window or (absent is not None and (as_of - absent).days <= window):
+            entry["duration_weeks"] = round(days / 7, 1)
+        out.append(entry)
     return out
 
 

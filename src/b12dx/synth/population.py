@@ -168,7 +168,9 @@ def draw(rng: np.random.Generator, first_person: int, n: int) -> Population:
     p_symptom = _by_age("symptom", band) * np.where(status == 0, 2.0, 1.0)
     has_symptom = u() < p_symptom
     symptom = np.where(has_symptom, rng.integers(0, len(SYMPTOMS), n), NONE).astype(np.int8)
-    symptom_day = _where(has_symptom, _days(rng, n, 7, 330))
+    # First recorded a day to 11 months before as_of: a few are new within triage's acute
+    # window (screen.new_finding), most are not.
+    symptom_day = _where(has_symptom, _days(rng, n, 1, 330))
 
     p_test = np.maximum.reduce(
         [
@@ -401,6 +403,9 @@ SCENARIOS: tuple[tuple[str, tuple[str, ...], Setting], ...] = (
             "b12_pmol": _B12_OK,
         },
     ),
+    # Triage (screen.new_finding): numbness first recorded 3 days ago is seen now. Its
+    # near miss is symptom_without_risk_factor (20 days: past the 7-day acute window).
+    ("numbness_new_3_days", ("new_finding",), {"age": 52, "symptom": 1, "symptom_day": 3}),
 )
 
 _CLEAR_ALL = {

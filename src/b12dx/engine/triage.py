@@ -1,0 +1,216 @@
+"""Triage: how soon the presentation needs the person seen, whatever its cause (rules
+triage.*, triage.yaml). It is decided before and apart from the B12 reasoning, which can
+add to it but never lower it (engine/urgency.py takes the most urgent of the two).
+
+It reads only attributes: each symptom's body system (its group's ``neurological``
+flag), whether it is a deficit, what it means when new, undated or severe
+(symptoms.yaml); each finding's tempo (sudden, acute, subacute, chronic) from its onset
+and duration; the person's age group. No symptom is named here, so a symptom added to
+the knowledge base is triaged by its attributes without a new rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from b12dx.knowledge.loader import Knowledge
+from b12dx.models.patient import PatientRecord, SymptomEntry
+from b12dx.models.triage import Elsewhere, Level, Tempo, TriageClass, WhenNew
+
+ORDER: dict[str, int] = {"emergency": 0, "urgent": 1, "soon": 2, "routine": 3, "self_care": 4}
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """One reason the presentation must be seen within a time, whatever its cause."""
+
+    id: str  # the red flag id when it is an emergency (red_flags[].id)
+    level: Level
+    rule: str
+    name: str  # what was found, in words
+    symptoms: tuple[str, ...]
+    sources: tuple[str, ...]
+    elsewhere: Elsewhere | None = None  # not a B12 question: where it goes instead
+
+
+def tempo(kb: Knowledge, entry: SymptomEntry) -> Tempo | None:
+    """Sudden (minutes to hours), acute (days), subacute (weeks) or chronic (months), by
+    the recorded onset word and the duration, the quicker of the two; None when nothing
+    says when it began. A finding recorded as sudden stays sudden however long ago."""
+    if entry.onset == "sudden":
+        return "sudden"
+    if entry.duration_weeks is None:
+        return None
+    limits = kb.triage.tempo
+    days = entry.duration_weeks * 7
+    if days < limits.sudden_within_days:
+        return "sudden"
+    if days <= limits.acute_within_days:
+        return "acute"
+    if entry.duration_weeks <= limits.subacute_within_weeks:
+        return "subacute"
+    return "chronic"
+
+
+def is_new(t: Tempo | None) -> bool:
+    return t in ("sudden", "acute")
+
+
+def adult(kb: Knowledge, record: PatientRecord) -> bool:
+    return record.age_years >= kb.triage.adult_from_years
+
+
+def neurological(kb: Knowledge, sid: str) -> bool:
+    """A symptom of a body system that counts as the nervous system (symptom_groups.yaml)."""
+    return kb.symptom_groups[kb.symptoms[sid].group].neurological
+
+
+def _class(kb: Knowledge, sid: str) -> TriageClass | None:
+    if not neurological(kb, sid):
+        return None
+    if kb.symptoms[sid].deficit:
+        return kb.triage.classes.get("neurological_deficit")
+    return kb.triage.classes.get("neurological_other")
+
+
+def _by_tempo(own: WhenNew | None, default: WhenNew | None, t: Tempo | None) -> Level | None:
+    """The symptom's own level for this tempo, else its class's; the more urgent wins."""
+    if t is None or t == "chronic":
+        return None
+    found: list[Level | None] = [getattr(w, t) for w in (own, default) if w is not None]
+    best: Level | None = None
+    for lv in found:
+        if lv is not None and (best is None or ORDER[lv] < ORDER[best]):
+            best = lv
+    return best
+
+
+def level_when_new(kb: Knowledge, sid: str, t: Tempo) -> Level | None:
+    """How soon a finding of this symptom is seen when it has tempo ``t`` (its own
+    when_new, else its body system's class), None when the tempo adds nothing."""
+    klass = _class(kb, sid)
+    return _by_tempo(kb.symptoms[sid].when_new, klass.when_new if klass else None, t)
+
+
+def _severe(kb: Knowledge, entry: SymptomEntry) -> bool:
+    return entry.severity == "severe" or kb.symptoms[entry.id].always_severe
+
+
+def symptom_alarms(kb: Knowledge, entry: SymptomEntry) -> list[tuple[Level, str]]:
+    """Each (level, rule) one finding calls for by its own attributes and tempo."""
+    s = kb.symptoms[entry.id]
+    klass = _class(kb, entry.id)
+    t = tempo(kb, entry)
+    out: list[tuple[Level, str]] = []
+    new = level_when_new(kb, entry.id, t) if t is not None else None
+    if new is not None:
+        out.append((new, "triage.new_finding"))
+    if t is None and s.when_undated is not None:
+        out.append((s.when_undated, "triage.undated_finding"))
+    if klass is not None and klass.when_severe is not None and _severe(kb, entry):
+        out.append((klass.when_severe, "triage.severe_finding"))
+    if s.when_severe_new is not None and is_new(t) and _severe(kb, entry):
+        out.append((s.when_severe_new, "triage.severe_finding"))
+    if (
+        klass is not None
+        and klass.when_progressing is not None
+        and klass.progressing_within_weeks is not None
+        and entry.progressing is True
+        and (t == "sudden" or (entry.duration_weeks or 0) <= klass.progressing_within_weeks)
+        and (t == "sudden" or entry.duration_weeks is not None)
+    ):
+        out.append((klass.when_progressing, "triage.progressing_finding"))
+    return out
+
+
+_WORDS = {
+    "triage.new_finding": "{tempo}",
+    "triage.undated_finding": "no date recorded",
+    "triage.severe_finding": "severe",
+    "triage.progressing_finding": "getting worse, begun within weeks",
+}
+_TEMPO_WORDS = {
+    "sudden": "sudden onset",
+    "acute": "new within days",
+    "subacute": "new within weeks",
+    "chronic": "for months",
+    None: "onset not recorded",
+}
+
+
+def _name(kb: Knowledge, rule: str, entries: Iterable[SymptomEntry]) -> str:
+    """'Gait ataxia (sensory ataxia), sudden onset; numbness, loss of sensation, new
+    within days'."""
+    parts = [
+        f"{kb.symptoms[e.id].clinical_name.lower()}, "
+        + _WORDS[rule].format(tempo=_TEMPO_WORDS[tempo(kb, e)])
+        for e in entries
+    ]
+    text = "; ".join(parts)
+    return text[:1].upper() + text[1:]
+
+
+def alarms(
+    kb: Knowledge,
+    record: PatientRecord,
+    symptoms: Mapping[str, SymptomEntry],
+    explained_by_strain: frozenset[str],
+    infant_signs: Iterable[str] = (),
+) -> list[Alarm]:
+    """Every alarm of the presentation, most urgent first, one per rule and level (each
+    names its findings). ``explained_by_strain``: findings the ordinary strain pattern of
+    seed-weakness accounts for (rule suspicion.strain_pattern), which raise no alarm.
+    ``infant_signs``: lab findings that are urgent paediatric signs in an infant (a low
+    haemoglobin), named in words."""
+    grouped: dict[tuple[Level, str, str | None], list[SymptomEntry]] = {}
+    for sid, entry in symptoms.items():
+        if sid in explained_by_strain:
+            continue
+        for level, rule in symptom_alarms(kb, entry):
+            # Where it goes instead, when a new finding needs it seen today or now.
+            sends = rule != "triage.severe_finding" and level in ("emergency", "urgent")
+            place = kb.symptoms[sid].elsewhere if sends else None
+            grouped.setdefault((level, rule, place), []).append(entry)
+    places = {e.id: e for e in kb.triage.elsewhere}
+    out: list[Alarm] = []
+    for (level, rule, place), entries in grouped.items():
+        sources = list(kb.rules[rule].sources)
+        for e in entries:
+            klass = _class(kb, e.id)
+            sources += kb.symptoms[e.id].sources if klass is None else klass.sources
+        where = places[place] if place else None
+        if where is not None:
+            sources += where.sources
+        # The red flag id when an emergency: the rule, and where it is sent if elsewhere.
+        flag_id = rule.split(".")[1] + (f"_{place}" if place else "")
+        out.append(
+            Alarm(
+                id=flag_id,
+                level=level,
+                rule=rule,
+                name=_name(kb, rule, entries),
+                symptoms=tuple(e.id for e in entries),
+                sources=tuple(dict.fromkeys(sources)),
+                elsewhere=where,
+            )
+        )
+    group = kb.triage.age_group(record.age_years)
+    if group.id == "infant":
+        signs = [
+            kb.symptoms[s].clinical_name.lower() for s in symptoms if kb.symptoms[s].infant_sign
+        ]
+        signs += list(infant_signs)
+        if signs:
+            rule = "triage.infant_signs"
+            out.append(
+                Alarm(
+                    id="infant_signs_urgent",
+                    level="urgent",
+                    rule=rule,
+                    name="; ".join(signs),
+                    symptoms=tuple(s for s in symptoms if kb.symptoms[s].infant_sign),
+                    sources=tuple(kb.rules[rule].sources),
+                )
+            )
+    return sorted(out, key=lambda a: ORDER[a.level])

@@ -1,0 +1,79 @@
+"""The triage knowledge (triage.yaml) and the triage attributes every symptom carries
+(symptoms.yaml): what the engine's triage stage reads instead of symptom ids."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Level = Literal["emergency", "urgent", "soon", "routine"]
+Tempo = Literal["sudden", "acute", "subacute", "chronic"]
+
+
+class _KB(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+
+class WhenNew(_KB):
+    """How soon a finding is seen by its tempo (a tempo not named adds nothing)."""
+
+    sudden: Level | None = None
+    acute: Level | None = None
+    subacute: Level | None = None
+
+
+class SymptomTriage(_KB):
+    """A symptom's own triage attributes (symptoms.yaml), beside its group and role."""
+
+    deficit: bool
+    when_new: WhenNew | None = None
+    when_undated: Level | None = None
+    when_severe_new: Level | None = None
+    always_severe: bool = False
+    elsewhere: str | None = None
+    infant_sign: bool = False
+
+
+class TempoLimits(_KB):
+    sudden_within_days: float = Field(gt=0)
+    acute_within_days: float = Field(gt=0)
+    subacute_within_weeks: float = Field(gt=0)
+    sources: list[str] = Field(min_length=1)
+
+
+class AgeGroup(_KB):
+    id: Literal["infant", "child", "adolescent", "adult", "older_adult"]
+    below: float | None
+    name: str
+
+
+class TriageClass(_KB):
+    when_new: WhenNew = Field(default_factory=WhenNew)
+    progressing_within_weeks: float | None = None
+    when_progressing: Level | None = None
+    when_severe: Level | None = None
+    sources: list[str] = Field(min_length=1)
+
+
+class Elsewhere(_KB):
+    """Where a finding b12dx does not assess is sent, and why it is not a B12 question."""
+
+    id: str
+    name: str
+    text: str
+    plain: str
+    sources: list[str] = Field(min_length=1)
+
+
+class TriageKnowledge(_KB):
+    tempo: TempoLimits
+    age_groups: list[AgeGroup] = Field(min_length=1)
+    adult_from_years: float
+    age_sources: list[str] = Field(min_length=1)
+    classes: dict[Literal["neurological_deficit", "neurological_other"], TriageClass]
+    elsewhere: list[Elsewhere]
+    self_care_normal_result_months: int = Field(gt=0)
+
+    def age_group(self, age_years: float) -> AgeGroup:
+        return next(g for g in self.age_groups if g.below is None or age_years < g.below)
