@@ -21,8 +21,9 @@ from argon2 import PasswordHasher
 from sqlalchemy import func, select
 
 from b12dx.cli.app import main
+from b12dx.engine.labs import band_rule
 from b12dx.errors import InputError
-from b12dx.knowledge import Knowledge
+from b12dx.models.patient import PatientRecord
 from b12dx.store import users
 from b12dx.store.audit import Actor
 from b12dx.store.db import Database, open_database
@@ -756,11 +757,6 @@ async def test_the_openapi_spec_documents_the_followup_api(local):
 # -- pages ---------------------------------------------------------------------------
 
 
-def _cutoffs(kb: Knowledge, test: str, which: int = -1) -> list[float]:
-    rule = kb.profile("nice-ng239").bands[test][which]
-    return [c.below if c.below is not None else c.upto for c in rule.cutoffs]  # type: ignore[misc]
-
-
 @pytest.mark.asyncio
 async def test_the_timeline_draws_lab_trends_with_the_profiles_thresholds(site, secure, kb):
     token = await signed_in(secure)
@@ -780,10 +776,13 @@ async def test_the_timeline_draws_lab_trends_with_the_profiles_thresholds(site, 
     drawn = [float(v) for v in re.findall(r'class="threshold" data-value="([^"]+)"', b12)]
     assert drawn == [c.below if c.below is not None else c.upto for c in molar.cutoffs]
     assert "below 133: deficient" in b12
-    # Haemoglobin: the threshold for a woman who is not pregnant (the profile's last rule).
+    # Haemoglobin: the threshold for an adult woman who is not pregnant (the profile's
+    # rule that fits her, as the engine chooses it).
     hb = html.split('data-test="hemoglobin"')[1].split("</figure>")[0]
     drawn = [float(v) for v in re.findall(r'class="threshold" data-value="([^"]+)"', hb)]
-    assert drawn == _cutoffs(kb, "hemoglobin")
+    woman = PatientRecord(age_years=40, sex="female")
+    rule = band_rule(kb.profile("nice-ng239"), "hemoglobin", woman, None)
+    assert drawn == [c.below for c in rule.cutoffs] == [120]
     # Each point keeps the value as recorded (and its SI value) on hover and in the table.
     assert "<title>" in b12 and "110 pg/mL = 81.2 pmol/L (deficient)" in b12
     assert "<desc" in b12 and "Thresholds:" in b12

@@ -372,7 +372,9 @@ def _no_b12_plan(result: Any) -> None:
     assert [s.id for s in result.next_steps] == ["emergency_assessment"] + (
         ["stop_nitrous_oxide"] if using else []
     )
-    assert [w.id for w in result.warnings] == ["red_flag_not_b12"]
+    assert [w.id for w in result.warnings] == ["red_flag_not_b12"] + (
+        ["nitrous_oxide_normal_b12"] if using else []
+    )
     assert all(d.fit != "poor" for d in result.differentials)
 
 

@@ -150,9 +150,10 @@ def test_a_symptom_absent_at_the_start_is_not_judged() -> None:
         )
     )
     assert a.recovery_progress == []
-    # ... and a nerve symptom rated none at the start does not make the course neurological
-    # either; muscle weakness present now does.
-    assert a.treatment is not None and a.treatment.rule == "treatment.regimen"
+    # ... and a nerve symptom rated none at the start and present now is new during the
+    # course: loading starts again (rule treatment.reload_on_treatment), from today.
+    assert a.treatment is not None and a.treatment.rule == "treatment.reload_on_treatment"
+    assert a.treatment.start == dt.date(2026, 5, 10)
 
 
 def test_no_course_under_way_means_no_progress_however_much_is_rated() -> None:

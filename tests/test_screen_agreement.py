@@ -130,7 +130,8 @@ def engine_deficient_untreated(r: Record, x: Assessment) -> tuple[bool, bool]:
     # A course that lapsed and is loaded again (treatment.reload) was treated: its gap is
     # maintenance_overdue, not this one.
     under_way = x.treatment is not None and (
-        x.treatment.under_way or x.treatment.rule == "treatment.reload"
+        x.treatment.under_way
+        or x.treatment.rule in ("treatment.reload", "treatment.reload_on_treatment")
     )
     treated = under_way or _medication(r, "b12_supplement") is not None
     return late < AS_OF and not treated, judged

@@ -34,9 +34,16 @@ def sentence(*candidates: str, limit: int = SUMMARY_LIMIT) -> str:
     raise ValueError(f"no summary fits in {limit} characters: {candidates[-1]!r}")
 
 
+def _same_day(result: Assessment) -> list[str]:
+    """The triage alarms that need the person seen today (below an emergency)."""
+    alarms = result.triage.alarms if result.triage is not None else []
+    return [a.name for a in alarms if a.level == "urgent"]
+
+
 def actionable(result: Assessment) -> bool:
     return bool(
         result.red_flags
+        or _same_day(result)
         or result.testing_recommended
         or result.deficiency_status in ("confirmed", "likely", "indeterminate")
         or any(w.id in ACTIONABLE_WARNINGS for w in result.warnings)
@@ -63,6 +70,13 @@ def summary(kb: Knowledge, result: Assessment) -> str:
             "Red flag: emergency assessment now, not B12 until proven otherwise",
         )
     nerves = " with nerve involvement" if result.neurological_involvement else ""
+    today = _same_day(result)
+    if today:
+        found = today[0][:1].lower() + today[0][1:]
+        return sentence(
+            f"Same-day assessment ({found}), whatever the B12 results",
+            "Same-day assessment, whatever the B12 results",
+        )
     if result.deficiency_status in ("confirmed", "likely"):
         head = f"B12 deficiency {result.deficiency_status}{nerves}"
     elif result.deficiency_status == "indeterminate":
@@ -114,6 +128,8 @@ def detail(result: Assessment) -> str:
     if t is not None:
         when = "under way" if t.under_way else f"start {t.start}"
         parts.append(f"**Treatment:** {t.name}, {t.dose} {t.route.upper()} ({when}). {t.text}")
+    if result.notes:
+        parts.append("**Notes**\n" + _bullets([n.text for n in result.notes]))
     if result.fhir_input is not None:
         parts.append(
             f"_Built from {len(result.fhir_input.used)} of "

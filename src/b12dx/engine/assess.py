@@ -139,7 +139,10 @@ def assess(
     )
     path = status.pathway(kb, st, f, labs, given.course)
     ordered = {x.id for x in steps}
-    advice = diet.advise(kb, prof, f, labs, bool(ordered & next_steps.B12_TESTS))
+    # No supplement before a blood test: one is asked for, or there is no B12 result and
+    # no treatment yet (an emergency or a referral elsewhere orders none itself).
+    untested = not f.doses and not ({"total_b12", "active_b12"} & labs.usable.keys())
+    advice = diet.advise(kb, prof, f, labs, bool(ordered & next_steps.B12_TESTS) or untested)
     pieces: list[Any] = [
         s.reasons,
         risk_items,

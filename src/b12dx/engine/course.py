@@ -215,7 +215,12 @@ def judge(
     dates = current_course(regimen, sorted({d.date for d in counted}), profile)
     counted = [d for d in counted if d.date >= dates[0]]
     review = add_months(dates[0], review_months)
-    at = position(regimen, dates, review, as_of, profile.maintenance_grace_days or 0)
+    # Loading "until the first review" runs to the review that judges whether improvement
+    # has stopped (the profile's review_after_months): the earlier review in pregnancy
+    # checks the response and does not end loading (rule treatment.loading_to_review).
+    assert profile.review_after_months is not None
+    judged = add_months(dates[0], max(review_months, profile.review_after_months))
+    at = position(regimen, dates, judged, as_of, profile.maintenance_grace_days or 0)
     phase = at.phase(regimen).phase
     allowance = profile.loading_grace_days if phase == "loading" else profile.maintenance_grace_days
     overdue = at.due if at.due + dt.timedelta(days=allowance or 0) < as_of else None
@@ -247,3 +252,28 @@ def loading_step_days(regimen: Regimen) -> int:
     if phase.every_days is not None:
         return phase.every_days
     return 31 * (phase.every_months or 1)
+
+
+def loaded_as(
+    kb: Knowledge, profile: Profile, neuro: Regimen, other: Regimen, doses: list[TreatmentDose]
+) -> bool:
+    """Whether the current injection course was given as ``neuro`` rather than ``other``
+    (rule treatment.neurological_course, read from the doses when no symptom was rated):
+    more loading doses, at ``neuro``'s loading interval, than ``other``'s loading holds, or
+    its last two doses no further apart than ``neuro``'s maintenance interval and its
+    allowance while ``other``'s is longer (alternate-day loading, then 2-monthly)."""
+    given = sorted({d.date for d in doses if fits(kb, d, neuro)})
+    if len(given) < 2 or neuro.phases[-1] == other.phases[-1]:
+        return False
+    dates = current_course(neuro, given, profile)
+    step = dt.timedelta(days=loading_step_days(neuro) + (profile.loading_grace_days or 0))
+    run = 1
+    while run < len(dates) and dates[run] - dates[run - 1] <= step:
+        run += 1
+    first = other.phases[0]
+    other_loading = len(first.day_offsets or []) or (first.doses or 0)
+    if other_loading and run > other_loading:
+        return True
+    grace = dt.timedelta(days=profile.maintenance_grace_days or 0)
+    gap_ok = dates[-1] <= next_after(dates[-2], neuro.phases[-1]) + grace
+    return run < len(dates) and gap_ok and dates[-1] - dates[-2] > step

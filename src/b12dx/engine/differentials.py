@@ -23,7 +23,10 @@ def weigh(kb: Knowledge, f: Findings, labs: LabSummary) -> list[DifferentialItem
         else feature_facts(kb, f.patient, f.strain_symptoms, bands)
     )
     out: list[DifferentialItem] = []
+    group = kb.triage.age_group(f.patient.age_years).id
     for d in kb.differentials.values():
+        if d.age_groups and group not in d.age_groups:
+            continue  # Rule differential.age_group: not weighed at this age
         seen = strain_facts if d.id == STRAIN else facts
         fit, supports, against = differential_fit(f.patient, seen, d)
         if f.red_flags and fit == "poor":

@@ -48,6 +48,9 @@ class Findings:
     neuro_symptoms: list[str]  # the B12 features that are neurological
     neuro_groups: frozenset[str]
     neurological: bool
+    # A neurological feature of B12's own pattern (peripheral nerves, cord, optic nerve),
+    # not memory or thinking alone (symptom_groups.yaml specific).
+    specific_neurological: bool
     strain_pattern: bool
     # The symptoms as the strain comparison reads them (a strain ache as local aching).
     strain_symptoms: dict[str, SymptomEntry]
@@ -71,8 +74,9 @@ class Findings:
     course_neuro_symptoms: list[str]
     # The regimen's notion of neurological: involvement now, or at the start of the course.
     neurological_course: bool
-    # Nerve symptoms present now that are getting worse: recorded as progressing, or rated
-    # higher than at the start of the course.
+    # Nerve symptoms present now that are getting worse or new during the course: recorded
+    # as progressing, rated higher than at their best since the first dose, begun after
+    # the first dose, or rated none at its start.
     worsening_neuro: list[str]
     # Nerve symptoms present now that are not known to be getting better: progressing, rated
     # above their best rating since the first dose, or with no ratings to tell.
@@ -91,9 +95,7 @@ class Findings:
     def swollen_painful_leg(self) -> bool:
         """Leg pain or aching with swelling: a deep vein thrombosis is excluded the same
         day (rule urgency.swollen_leg, nice-ng158)."""
-        return SWELLING in self.symptoms and bool(
-            {STRAIN_ACHE, "localized_muscle_soreness", "burning_pain"} & self.symptoms.keys()
-        )
+        return swollen_painful_leg(self.symptoms)
 
     @property
     def folic_prophylaxis(self) -> bool:
@@ -166,10 +168,14 @@ def differential_fit(
     supports = matched_features(record, facts, d.supports)
     against = matched_features(record, facts, d.against)
     required = matched_features(record, facts, d.good_requires_any)
-    if all(s.startswith("onset:") for s in supports):
-        # Rule differential.onset_alone: how symptoms began (sudden, gradual) says what a
-        # presentation is not, never on its own what it is: a stroke is no partial fit for
-        # ordinary strain because both are sudden.
+    if all(s.startswith(("onset:", "age_min:")) for s in supports) or (
+        d.requires_any and not matched_features(record, facts, d.requires_any)
+    ):
+        # Rule differential.onset_alone: how symptoms began (sudden, gradual) or how old
+        # the person is says what a presentation is not, never on its own what it is: a
+        # stroke is no partial fit for ordinary strain because both are sudden, nor is
+        # dementia for tingling because the person is 76. An alternative whose defining
+        # feature is missing (diabetic neuropathy without diabetes) is poor too.
         fit = "poor"
     elif (
         len(supports) >= d.good_min
@@ -191,11 +197,21 @@ def _expand(kb: Knowledge, ids: list[str]) -> set[str]:
     return out
 
 
+def _new_enough(kb: Knowledge, s: SymptomEntry) -> bool:
+    """A red-flag finding raises its flag when it began within the window or when
+    nothing says when (triage.yaml red_flag_new_within_days); other findings always."""
+    if kb.symptoms[s.id].role != "red_flag" or s.onset == "sudden" or s.duration_weeks is None:
+        return True
+    return s.duration_weeks * 7 <= kb.triage.red_flag_new_within_days
+
+
 def _red_flag(kb: Knowledge, flag: RedFlag, symptoms: dict[str, SymptomEntry]) -> bool:
     m = flag.match
 
     def ok(s: SymptomEntry, onset: str | None, within: float | None) -> bool:
         if onset is not None and s.onset != onset:
+            return False
+        if not _new_enough(kb, s):
             return False
         return within is None or (
             s.progressing is True and s.duration_weeks is not None and s.duration_weeks <= within
@@ -305,7 +321,9 @@ def _baselines(
 # and after an activity: an aching leg that began suddenly after exertion is that aching,
 # not the gradual neuropathic ache of B12 (seed-weakness comparison table). Rest relieving
 # it is not enough on its own (leg pain relieved by rest is also the pattern of
-# claudication), and a swollen painful leg is never re-read (DVT, rule urgency.swollen_leg).
+# claudication). Swelling or bruising after the exertion is the strain's own picture
+# (the seed's table); without the exertion a swollen painful leg is a DVT until excluded
+# (rule urgency.swollen_leg).
 STRAIN = "muscle_strain"  # differentials.yaml: the seed's ordinary strain
 STRAIN_ACHE = "leg_ache"
 STRAIN_CONTEXT = "recent_overexertion"
@@ -317,20 +335,31 @@ DYSPHAGIA = "swallowing_difficulty"
 # Rule next.bulbar_symptoms: swallowing and speech trouble together are a bulbar picture
 # (motor neurone disease among its causes, NICE NG42): neurology.
 BULBAR = frozenset({"swallowing_difficulty", "speech_difficulty"})
+# The pains of a swollen leg (rule urgency.swollen_leg).
+PAINS = frozenset({STRAIN_ACHE, STRAIN_SORENESS, "burning_pain"})
+
+
+def swollen_painful_leg(symptoms: Mapping[str, SymptomEntry]) -> bool:
+    """Rule urgency.swollen_leg: swelling with pain or aching, unless it is the seed's
+    strain picture (local muscle soreness after exertion), which NG158's Wells score counts
+    as another diagnosis at least as likely: strain features alone never start a DVT
+    work-up, while an aching leg that swells is a DVT until excluded."""
+    strain_picture = STRAIN_CONTEXT in symptoms and STRAIN_SORENESS in symptoms
+    return SWELLING in symptoms and bool(PAINS & symptoms.keys()) and not strain_picture
 
 
 def _strain_ache(symptoms: Mapping[str, SymptomEntry]) -> bool:
     ache = symptoms.get(STRAIN_ACHE)
-    return (
-        ache is not None
-        and ache.onset == "sudden"
-        and STRAIN_CONTEXT in symptoms
-        and SWELLING not in symptoms
-    )
+    return ache is not None and ache.onset == "sudden" and STRAIN_CONTEXT in symptoms
 
 
 def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
     symptoms = {s.id: s for s in record.symptoms}
+    # Rule findings.diagnosis_as_symptoms: a recorded neuropathy or myelopathy counts
+    # exactly as its symptoms do (conditions.yaml presents_as), with no tempo of its own.
+    for c in record.conditions:
+        for sid in kb.conditions[c.id].presents_as:
+            symptoms.setdefault(sid, SymptomEntry(id=sid))
     b12 = [s for s in symptoms if kb.symptoms[s].role == "b12"]
     aching = _strain_ache(symptoms)
     strain_view = symptoms  # the same mapping unless an ache is re-read as strain
@@ -365,6 +394,12 @@ def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
     )
     if cancer_pathway and not others:
         b12 = [s for s in b12 if s != DYSPHAGIA]
+    # A swollen painful leg is a DVT until excluded (NG158): its pain is not counted as B12
+    # neuropathy unless a nerve deficit comes with it.
+    if swollen_painful_leg(symptoms) and not any(
+        kb.symptoms[s].deficit for s in b12 if s in kb.neurological_symptoms
+    ):
+        b12 = [s for s in b12 if s not in PAINS]
     neuro = [s for s in b12 if s in kb.neurological_symptoms]
     # The findings the strain pattern accounts for raise no alarm; a severe one always does.
     by_strain = frozenset(
@@ -419,6 +454,19 @@ def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
             and rank(ratings[sid][-1].rating) > min(rank(r.rating) for r in since_first(sid))
         )
     ]
+    # New during the course: began after the first dose (its duration says so), or rated
+    # none at the start of the course and above none now.
+    for sid in neuro:
+        entry, base = symptoms[sid], baselines.get(sid)
+        began_after = (
+            first is not None
+            and entry.duration_weeks is not None
+            # In whole days: a duration in weeks to one place is a day out either way.
+            and round(entry.duration_weeks * 7) < (as_of - first).days
+        )
+        unrated_before = base is not None and rank(base.rating) == 0
+        if (began_after or unrated_before) and sid not in worsening:
+            worsening.append(sid)
     # Back, for a lapsed course: worse, or with nothing to say it is not (no ratings since
     # the first dose and not recorded as stable).
     returning = [
@@ -434,6 +482,7 @@ def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
         neuro_symptoms=neuro,
         neuro_groups=frozenset(kb.symptoms[s].group for s in neuro),
         neurological=bool(neuro),
+        specific_neurological=any(kb.symptom_groups[kb.symptoms[s].group].specific for s in neuro),
         strain_pattern=strain,
         strain_symptoms=strain_view,
         cancer_pathway=cancer_pathway,

@@ -32,6 +32,7 @@ _OWN_STEP = frozenset(
         "next.worsening_on_treatment",
         "next.severe_anaemia",
         "next.elsewhere",
+        "next.memory_service",
     }
 )
 
@@ -152,15 +153,20 @@ def plan(
         add(
             "start_treatment_now",
             "next.reload",
-            f"Restart loading today: {t.treatment.text.split('. ')[0]}. The course lapsed "
-            "and nerve symptoms are present; B12 levels after treatment are "
-            "uninterpretable, so no blood is taken for B12 first.",
+            f"Restart loading today: {t.treatment.text.split('. ')[0]}. "
+            + (
+                "Nerve symptoms are new or worse on a course that is up to date"
+                if t.worse_on_course
+                else "The course lapsed and nerve symptoms are present"
+            )
+            + "; B12 levels after treatment are uninterpretable, so no blood is taken for "
+            "B12 first.",
         )
     elif t.start_now:
         add("start_treatment_now", "next.start_treatment_now")
     if f.neurological and (st.deficient or t.start_now) and not t.under_way:
         add("seek_specialist_advice", "next.seek_specialist_advice")
-    if t.under_way and f.worsening_neuro and t.overdue_since is None:
+    if (t.under_way or t.worse_on_course) and f.worsening_neuro and t.overdue_since is None:
         add(
             "seek_specialist_advice",
             "next.worsening_on_treatment",
@@ -173,8 +179,12 @@ def plan(
         add(
             "seek_specialist_advice",
             "next.severe_anaemia",
-            f"Same-day assessment of {'; '.join(severe)} (haematology advice, or admission "
-            "if unwell), alongside the B12 plan.",
+            f"Same-day assessment of {'; '.join(severe)} "
+            + (
+                "(paediatric team, or admission if unwell)."
+                if f.under_16
+                else "(haematology advice, or admission if unwell), alongside the B12 plan."
+            ),
         )
     if f.cancer_pathway:
         add(
@@ -182,8 +192,16 @@ def plan(
             "next.suspected_cancer_referral",
             kb.rules["next.suspected_cancer_referral"].text,
         )
-    if f.under_16 and f.neurological:
-        # Whatever the risk record shows, as urgency.child_neurological decides.
+    paediatric_need = (
+        f.neurological
+        or st.deficient
+        or st.status == "indeterminate"
+        or bool(severe)
+        or any(a.rule == "triage.infant_signs" for a in f.alarms)
+    )
+    if f.under_16 and paediatric_need:
+        # Whatever the risk record shows, as urgency.child_neurological decides; a child's
+        # deficiency is dosed by the paediatric team (adult regimens not validated).
         given = (
             f" B12 doses are recorded (the last on {f.last_dose}): the paediatric team "
             "reviews the course and any dose now due."
@@ -194,7 +212,9 @@ def plan(
             "seek_specialist_advice",
             "next.paediatric_specialist",
             "Urgent paediatric specialist assessment: adult thresholds and regimens are not "
-            "validated under 16." + given,
+            "validated under 16, so the paediatric team confirms the deficiency and its cause "
+            "(in a breastfed baby, the mother's B12 too), decides the dose and starts it "
+            "without delay." + given,
         )
 
     # An abnormal result that is out of date (rule lab.out_of_date) still asks for a fresh
@@ -329,7 +349,10 @@ def plan(
         add("periodic_monitoring", "next.periodic_monitoring")
     if f.symptoms.keys() >= BULBAR:
         add("refer_neurology", "next.bulbar_symptoms", kb.rules["next.bulbar_symptoms"].text)
-    if f.neurological and st.status == "unlikely":
+    if f.neurological and st.status == "unlikely" and not f.specific_neurological:
+        # Rule next.memory_service: memory or thinking alone, B12 not the cause (NG97).
+        add("seek_specialist_advice", "next.memory_service", kb.rules["next.memory_service"].text)
+    elif f.neurological and st.status == "unlikely":
         add("refer_neurology", "next.refer_neurology_other_cause")
     if any(d.id == "multiple_sclerosis" and d.fit == "good" for d in dx):
         add("refer_neurology", "next.refer_neurology_ms")

@@ -47,21 +47,13 @@ def judge(kb: Knowledge, f: Findings, labs: LabSummary) -> SuspicionResult:
     rf_names = ", ".join(m.factor.name.lower() for m in f.risk_factors)
     macrocytosis = labs.band("mcv") == "high"
     anaemia = labs.band("hemoglobin") == "low"
-    signs = [*f.b12_symptoms]
-    if "diabetic_neuropathy" in f.conditions:
-        signs.append("diabetic_neuropathy")
+    signs = [*f.b12_symptoms]  # a diagnosed neuropathy among them (presents_as)
     blood_signs = [w for w, on in (("macrocytosis", macrocytosis), ("anaemia", anaemia)) if on]
     testing = False
 
     if (signs or blood_signs) and f.risk_factors:
         testing = True
-        what = (
-            _names(kb, f.b12_symptoms)
-            if f.b12_symptoms
-            else ", ".join(
-                ["diagnosed neuropathy" if "diabetic_neuropathy" in signs else "", *blood_signs]
-            ).strip(", ")
-        )
+        what = _names(kb, f.b12_symptoms) if f.b12_symptoms else ", ".join(blood_signs)
         add(
             "moderate",
             "testing.symptom_and_risk_factor",
@@ -93,7 +85,15 @@ def judge(kb: Knowledge, f: Findings, labs: LabSummary) -> SuspicionResult:
             "Macrocytosis (MCV above 100 fL): check B12 and folate.",
         )
 
-    if f.neurological and f.risk_factors:
+    if f.neurological and f.risk_factors and not f.specific_neurological:
+        add(
+            "moderate",
+            "suspicion.cognitive_alone",
+            f"Memory or thinking problems ({_names(kb, f.neuro_symptoms)}) with risk factors "
+            f"({rf_names}), with no nerve, cord or eye sign: B12 is checked as part of their "
+            "work-up, and a normal result makes deficiency unlikely.",
+        )
+    elif f.neurological and f.risk_factors:
         add(
             "high",
             "suspicion.neurological_with_risk_factor",
@@ -149,6 +149,21 @@ def judge(kb: Knowledge, f: Findings, labs: LabSummary) -> SuspicionResult:
             "low",
             "suspicion.no_features",
             "No symptom, sign or risk factor of B12 deficiency recorded.",
+        )
+    abnormal = [
+        x
+        for x in ("total_b12", "active_b12", "mma")
+        if labs.band(x) in ("deficient", "indeterminate", "elevated")
+    ]
+    if not testing and abnormal:
+        # Rule testing.result_on_record: a result that already shows deficiency is never
+        # contradicted by "testing not indicated".
+        testing = True
+        add(
+            "moderate",
+            "testing.result_on_record",
+            f"A B12 result on record is abnormal ({', '.join(kb.labs[x].name for x in abnormal)})"
+            ": testing was indicated, and its result is interpreted below.",
         )
     if not testing:
         reasons.append(("low", explained(kb, Reason, "testing.not_indicated")))

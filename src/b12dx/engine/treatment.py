@@ -47,7 +47,8 @@ class TreatmentDecision:
     overdue_since: dt.date | None  # the next dose's due date, passed beyond its allowance
     start_now: bool  # neurological: start without waiting for results
     under_way: bool = False  # a course adequate for the presentation is being given
-    reload: bool = False  # the course lapsed with nerve symptoms: loading starts again
+    reload: bool = False  # lapsed, or new or worse nerve symptoms: loading starts again
+    worse_on_course: bool = False  # the reload is for nerve symptoms on an up-to-date course
     lapsed_phase: str | None = None  # loading / maintenance, when overdue
     phase: str | None = None  # the phase of the next dose of a course under way
 
@@ -98,8 +99,15 @@ def presentation(kb: Knowledge, profile: Profile, f: Findings, labs: LabSummary)
     """The regimen for this presentation (neurological now or at the start of the course,
     else the cause) and the doses given judged against the regimens adequate for it."""
     cause, behind = _cause(f, labs)
-    # Neurological now, or at the start of the course under way (findings decides).
-    neuro = f.neurological_course
+    # Neurological now, or at the start of the course under way: by the ratings
+    # (findings), or, when none were made, by how the course was given (course.loaded_as).
+    neuro = f.neurological_course or courses.loaded_as(
+        kb,
+        profile,
+        kb.regimens[profile.regimen_by_cause["neurological"]],
+        kb.regimens[profile.regimen_by_cause["unknown"]],  # the injections without nerves
+        f.doses,
+    )
     key = "neurological" if neuro else cause
     regimen = kb.regimens[profile.regimen_by_cause[key]]
     rule = "treatment.neurological_course" if neuro and not f.neurological else "treatment.regimen"
@@ -135,8 +143,9 @@ def _stays_neurological(kb: Knowledge, f: Findings) -> str:
         f"{kb.symptoms[sid].name.lower()} {f.baselines[sid].rating} on {f.baselines[sid].date}"
         for sid in f.course_neuro_symptoms
     )
+    how = rated or "given as the neurological regimen: alternate-day loading or 2-monthly doses"
     return (
-        f"The course began with neurological involvement ({rated}). No nerve symptom is "
+        f"The course began with neurological involvement ({how}). No nerve symptom is "
         "present now, but the course stays a neurological one: its regimen and maintenance "
         "interval continue rather than switching to those for deficiency without nerve "
         "involvement. The improvement came with treatment and does not change how the "
@@ -205,12 +214,22 @@ def decide(
     # and not known to be getting better, findings.returning_neuro) starts again with
     # loading on the neurological regimen (BNF: alternate days until no further
     # improvement), dated from today, as a new course.
-    reload = c.lapsed and bool(f.returning_neuro)
+    # Rule treatment.reload_on_treatment: a nerve symptom new or worsening on a course
+    # that is up to date, past its loading, starts loading again the same way (BNF/SPC:
+    # 1 mg on alternate days until no further improvement), with specialist advice.
+    in_loading = (
+        c.at is not None and c.regimen is not None and c.at.phase(c.regimen).phase == "loading"
+    )
+    lapsed = c.lapsed and bool(f.returning_neuro)
+    worse_on_course = (
+        c.under_way and not lapsed and neuro and bool(f.worsening_neuro) and not in_loading
+    )
+    reload = lapsed or worse_on_course
     under_way = c.under_way and not reload
     regimen = c.regimen if under_way and c.regimen is not None else p.regimen
     rule = p.rule
     if reload:
-        rule = "treatment.reload"
+        rule = "treatment.reload_on_treatment" if worse_on_course else "treatment.reload"
     elif under_way and regimen is not p.regimen:
         rule = "treatment.injection_course"
     elif not under_way and not status.deficient and not neuro:
@@ -220,15 +239,19 @@ def decide(
 
     start = c.start if under_way and c.start is not None else f.as_of
     review = add_months(start, p.review_months)
+    # Rule treatment.loading_to_review: loading runs to the review that judges it (the
+    # profile's usual review); pregnancy's earlier review is a review, not its end.
+    assert profile.review_after_months is not None
+    judged = add_months(start, max(p.review_months, profile.review_after_months))
     horizon = add_months(f.as_of if under_way else start, SCHEDULE_MONTHS)
     if under_way:
         assert c.at is not None and c.review is not None
         review = c.review
         first = max(c.at.due, f.as_of)
         phases = courses.remaining_phases(regimen, c.at)
-        plan = lay_out_phases(phases, regimen.dose, first, review, horizon)
+        plan = lay_out_phases(phases, regimen.dose, first, judged, horizon)
     else:
-        plan = lay_out(regimen, start, review, horizon)
+        plan = lay_out(regimen, start, judged, horizon)
     schedule = list(plan.doses)
     overdue_since = c.overdue_since if under_way else None
 
@@ -262,7 +285,14 @@ def decide(
                 f" The {c.lapsed_phase()} dose due on {overdue_since} has not been given: "
                 "give it now and continue from there."
             )
-    if reload:
+    if worse_on_course:
+        worse = ", ".join(kb.symptoms[x].clinical_name.lower() for x in f.worsening_neuro)
+        text += (
+            f" Nerve symptoms are new or worse on the course begun on {c.start}, which is up "
+            f"to date ({worse}): loading starts again today, {f.as_of}, with specialist "
+            "advice within days, and recovery is counted from this new course."
+        )
+    elif reload:
         assert c.overdue_since is not None
         text += (
             f" The course begun on {c.start} lapsed (the {c.lapsed_phase()} dose due on "
@@ -307,6 +337,7 @@ def decide(
         (start_now or reload) and not under_way,
         under_way=under_way,
         reload=reload,
+        worse_on_course=worse_on_course,
         lapsed_phase=c.lapsed_phase(),
         phase=c.at.phase(regimen).phase if under_way and c.at is not None else None,
     )

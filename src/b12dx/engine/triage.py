@@ -43,7 +43,9 @@ def tempo(kb: Knowledge, entry: SymptomEntry) -> Tempo | None:
     if entry.duration_weeks is None:
         return None
     limits = kb.triage.tempo
-    days = entry.duration_weeks * 7
+    # To a tenth of a day: a duration written in weeks to two places (0.14 for a day)
+    # reads as the day it stands for.
+    days = round(entry.duration_weeks * 7, 1)
     if days < limits.sudden_within_days:
         return "sudden"
     if days <= limits.acute_within_days:

@@ -120,7 +120,11 @@ def _by_presentation(
 ) -> list[Level]:
     """How soon the presentation itself needs the person seen (rules urgency.*)."""
     out: list[Level] = []
-    if f.under_16 and f.neurological:
+    nerve_sign = f.neurological or any(
+        kb.symptom_groups[kb.symptoms[x].group].neurological and kb.symptoms[x].deficit
+        for x in f.symptoms
+    )
+    if f.under_16 and nerve_sign:
         # Seizures, developmental delay or regression, or any nerve sign in a child: a
         # breastfed infant's risk is the mother's B12, which the record cannot show.
         out.append(_level(kb, "urgent", "urgency.child_neurological"))
@@ -156,6 +160,15 @@ def _by_likelihood(
     t: TreatmentDecision,
 ) -> Level:
     """How soon the B12 question needs answering: the likelihood and the course."""
+    if t.worse_on_course:
+        names = ", ".join(kb.symptoms[x].clinical_name.lower() for x in f.worsening_neuro)
+        return _level(
+            kb,
+            "urgent",
+            "urgency.worsening_on_treatment",
+            f"New or worsening nerve symptoms despite treatment that is up to date ({names}): "
+            "loading restarts today and specialist advice is sought within days.",
+        )
     if t.reload:
         return _level(kb, "urgent", "urgency.course_lapsed_neurological")
     if t.overdue_since is not None:

@@ -49,6 +49,10 @@ def raise_warnings(
         # Rule emergency.whole_plan: no B12 warning ("do not delay B12 treatment", folic
         # acid, tests) stands beside the emergency.
         warn("red_flag_not_b12")
+        if f.nitrous_oxide:
+            # The emergency team is not to be reassured by a normal B12 in a nitrous oxide
+            # user (nitrous oxide inactivates B12: MMA and homocysteine decide).
+            warn("nitrous_oxide_normal_b12")
         return out
     if (
         f.neurological
@@ -111,7 +115,7 @@ def raise_warnings(
         warn("ethnicity_reference_range")
     if "leber_disease" in f.conditions:
         warn("leber_disease_cyanocobalamin")
-    if t.overdue_since is not None or t.reload:
+    if t.overdue_since is not None or (t.reload and not t.worse_on_course):
         # A lapsed course (loading or maintenance); on a re-load the lapse is why.
         phase = (t.lapsed_phase or "maintenance").capitalize()
         act = "Loading starts again today." if t.reload else "Give the dose now."
@@ -162,7 +166,13 @@ def notes(
     if f.swollen_painful_leg:
         note("swollen_leg")
     if has_mood_symptom(kb, f):
-        note("mood_help")
+        # Worded for the person's age (triage.yaml age groups): a parent of a baby is not
+        # given an adult crisis line.
+        group = kb.triage.age_group(f.patient.age_years).id
+        rule = {"infant": "note.mood_help_child", "child": "note.mood_help_child"}.get(
+            group, "note.mood_help_young_person" if group == "adolescent" else "note.mood_help"
+        )
+        out.append(explained(kb, Note, rule, id="mood_help"))
     if st.deficient:
         note("nitrous_oxide_procedures")
     if s.high and st.status in ("indeterminate", "not_assessed") and labs.usable:

@@ -302,15 +302,10 @@ class _Builder:
         return "pregnant: true"
 
     def _symptom(self, sid: str, onset: dt.date | None, severity: str | None) -> str:
-        if self.kb.symptoms[sid].role == "red_flag":
-            days = self.kb.fhir.red_flag_recent_days
-            if onset is None:
-                raise NotUsed(f"red-flag finding {sid} with no date: it counts only when new")
-            if (self.as_of - onset).days > days:
-                raise NotUsed(
-                    f"red-flag finding {sid} from {onset}: it counts only when new "
-                    f"(within {days} days)"
-                )
+        if self.kb.symptoms[sid].role == "red_flag" and onset is None:
+            # How new it is decides (triage.yaml red_flag_new_within_days); a coded
+            # problem with no date may be years old.
+            raise NotUsed(f"red-flag finding {sid} with no date: it counts only when new")
         entry = self.symptoms.setdefault(sid, {"id": sid})
         if onset is not None:
             # A date says the day, never the hour: a finding dated today began within a

@@ -440,6 +440,10 @@ def check(kb: Knowledge) -> Iterator[str]:
         if sid not in cited:
             yield f"sources.{sid}: cited by nothing"
 
+    for entry in [*kb.conditions.values(), *kb.exposures.values()]:
+        for sid in entry.presents_as:
+            if sid not in kb.symptoms:
+                yield f"conditions.{entry.id}: presents_as names unknown symptom {sid!r}"
     places = {e.id for e in kb.triage.elsewhere}
     for s in kb.symptoms.values():
         if s.group not in kb.symptom_groups:
@@ -475,8 +479,11 @@ def check(kb: Knowledge) -> Iterator[str]:
             if sid != "@neurological" and sid not in kb.symptoms:
                 yield f"recovery.{milestone.id}: tracked_by names unknown symptom {sid!r}"
     for d in kb.differentials.values():
-        for feature in [*d.supports, *d.against, *d.good_requires_any]:
+        for feature in [*d.supports, *d.against, *d.good_requires_any, *d.requires_any]:
             yield from _feature_problems(kb, f"differentials.{d.id}", feature)
+        for g in d.age_groups:
+            if g not in {a.id for a in kb.triage.age_groups}:
+                yield f"differentials.{d.id}: unknown age group {g!r}"
     for p in kb.profiles.values():
         for cause, regimen in [*p.regimen_by_cause.items(), *p.contraindication_fallback.items()]:
             if regimen not in kb.regimens:

@@ -74,6 +74,9 @@ class SymptomGroup(Cited):
     id: str
     name: str
     neurological: bool
+    # Whether its neurological features are B12's own pattern (peripheral nerves, cord,
+    # optic nerve): memory and thinking alone are not (rule suspicion.cognitive_alone).
+    specific: bool = True
 
 
 class Symptom(Cited, SymptomTriage):
@@ -93,6 +96,9 @@ class CodedEntry(Cited):
     name: str
     plain_name: str | None = None
     codes: list[Code] = Field(default_factory=list)
+    # A diagnosis that stands for findings (a neuropathy for numbness): it counts exactly
+    # as those symptoms do (rule findings.diagnosis_as_symptoms), wherever it is recorded.
+    presents_as: list[str] = Field(default_factory=list)
 
 
 class Medication(CodedEntry):
@@ -342,6 +348,11 @@ class Differential(Cited):
     against: list[str]
     good_min: int = 2
     good_requires_any: list[str] = Field(default_factory=list)
+    # Without one of these the alternative does not apply (diabetic neuropathy needs
+    # diabetes): a poor fit, whatever else matches.
+    requires_any: list[str] = Field(default_factory=list)
+    # The age groups (triage.yaml) it is weighed in; all when empty.
+    age_groups: list[str] = Field(default_factory=list)
 
 
 class RedFlagMatch(_KB):
@@ -503,8 +514,6 @@ class FhirMapping(Cited):
     lab_unit_aliases: dict[str, dict[str, str]] = Field(default_factory=dict)
     # A symptom observed (a point in time, unlike a problem-list entry) counts this long.
     symptom_observation_months: int = Field(gt=0)
-    # A red-flag finding (sudden weakness, new incontinence...) counts only when this new.
-    red_flag_recent_days: int = Field(gt=0)
     # A pregnancy recorded longer ago than this, with no end, is taken as over.
     pregnancy_max_days: int = Field(gt=0)
     severity: dict[Literal["mild", "moderate", "severe"], list[Code]]

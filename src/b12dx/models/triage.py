@@ -68,6 +68,7 @@ class Elsewhere(_KB):
 
 class TriageKnowledge(_KB):
     tempo: TempoLimits
+    red_flag_new_within_days: int = Field(gt=0)
     age_groups: list[AgeGroup] = Field(min_length=1)
     adult_from_years: float
     age_sources: list[str] = Field(min_length=1)

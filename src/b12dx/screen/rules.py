@@ -317,16 +317,22 @@ def _maintenance_overdue(
         d.date <= ibis.literal(th.as_of),
     )
     d = d.select("person_id", "date").distinct()
-    # Neurological involvement (a neurological B12 symptom in the window) chooses the
-    # neurological regimen, as in engine.treatment.
+    # Neurological involvement (a neurological B12 symptom in the window, or an active
+    # diagnosis that stands for one, conditions.yaml presents_as) chooses the neurological
+    # regimen, as in engine.treatment.
     f = t["finding"]
-    neuro = f.filter(
+    by_symptom = f.filter(
         f.kind == "symptom",
         f.id.isin(sorted(kb.neurological_symptoms)),
         f.date <= ibis.literal(th.as_of),
         f.date >= ibis.literal(th.symptom_start),
+    ).select("person_id")
+    standing = sorted(
+        c.id for c in kb.conditions.values() if set(c.presents_as) & kb.neurological_symptoms
     )
-    neuro = neuro.select("person_id").distinct().mutate(neuro=ibis.literal(True))
+    by_diagnosis = facts.active_conditions(t, th, standing).select("person_id")
+    neuro = ibis.union(by_symptom, by_diagnosis, distinct=True)
+    neuro = neuro.mutate(neuro=ibis.literal(True))
     d = d.left_join(neuro, "person_id").select(d, is_neuro=neuro.neuro.notnull())
     # A dose later than the maintenance interval and its grace after the one before it
     # begins a new course (engine.course.current_course).
