@@ -60,8 +60,8 @@ def test_the_eunomia_dataset_screens_as_ohdsi_ships_it(eunomia: Path, tmp_path: 
     gaps, population = _screen(eunomia, tmp_path / "out", as_of)
 
     # Counted independently from the CSVs: alive, of screening age (screening.yaml
-    # min_age_years), and under observation.
-    min_age = load_knowledge().screening.min_age_years
+    # triage.yaml adult_from_years), and under observation.
+    min_age = load_knowledge().triage.adult_from_years
     dead = {r["person_id"]: D.fromisoformat(r["death_date"]) for r in _rows(eunomia, "DEATH")}
     periods: dict[str, list[tuple[D, D]]] = {}
     for r in _rows(eunomia, "OBSERVATION_PERIOD"):

@@ -1,4 +1,4 @@
 """Version numbers reported in every assessment."""
 
-ENGINE_VERSION = "0.1.0"
+ENGINE_VERSION = "0.2.0"
 SCHEMA_VERSION = "1"

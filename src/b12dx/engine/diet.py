@@ -13,7 +13,18 @@ from b12dx.models.assessment import DietAdvice, FoodItem
 from b12dx.models.knowledge import Profile, Rda
 from b12dx.models.patient import PatientRecord
 
-INFANT_AGE = 1  # under a year, B12 comes from breast milk or formula, not adult foods
+
+def infant(kb: Knowledge, p: PatientRecord) -> bool:
+    """Under a year (triage.yaml age group infant): B12 comes from breast milk or
+    formula, not adult foods."""
+    return kb.triage.age_group(p.age_years).id == "infant"
+
+
+def food_bound_age(kb: Knowledge, p: PatientRecord) -> bool:
+    """Old enough to absorb less B12 from food (foods.yaml fortified_from_years)."""
+    return p.age_years >= kb.diet.fortified_from_years
+
+
 # The causes where B12 is not absorbed: food cannot make up for it (nice-ng239).
 ABSORPTION_CAUSES = ("malabsorption", "genetic")
 
@@ -82,17 +93,17 @@ def advise(
     p = f.patient
     us = life_stage(kb, p)
     ref = reference_intake(kb, profile, p)
-    infant = p.age_years < INFANT_AGE
-    foods = [] if infant else _foods(kb, profile, p.diet, us, ref, p.pregnant)
+    baby = infant(kb, p)
+    foods = [] if baby else _foods(kb, profile, p.diet, us, ref, p.pregnant)
     wanted = {"stores_last_years"}
-    if infant:
+    if baby:
         wanted = {"infant_b12"}
     else:
         if p.diet in ("vegan", "vegetarian", "restricted"):
             wanted.add("fortified_plant_milks")
         if p.diet in ("vegetarian", "omnivore", "restricted"):
             wanted.add("egg_yolk")
-        if p.age_years >= 50:
+        if food_bound_age(kb, p):
             wanted.add("over_50_fortified")
         if p.pregnant:
             wanted.add("liver_in_pregnancy")
@@ -103,7 +114,7 @@ def advise(
     chosen = [n for n in kb.diet.notes if n.id in wanted]
     name = _REFERENCE_NAMES[profile.diet_reference]
     text = f"Reference intake for {ref.name.lower()} ({name}): {ref.ug:g} micrograms of B12 a day."
-    if p.diet == "vegan" and not infant:
+    if p.diet == "vegan" and not baby:
         text += " A vegan diet needs fortified foods or a supplement for life"
         text += " (a supplement after the blood test)." if test_pending else "."
     return explained(

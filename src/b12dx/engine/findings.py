@@ -22,9 +22,6 @@ from b12dx.models.patient import (
     TreatmentDose,
 )
 
-# Adult thresholds and regimens are validated for over 16s only (nice-ng239).
-ADULT_AGE = 16
-
 _RANK = {rating: i for i, rating in enumerate(typing.get_args(Rating))}
 
 
@@ -43,6 +40,9 @@ class MatchedRiskFactor:
 class Findings:
     patient: PatientRecord
     as_of: dt.date
+    # Below triage.yaml's adult_from_years (16): adult thresholds and regimens are not
+    # validated (nice-ng239).
+    under_16: bool
     symptoms: dict[str, SymptomEntry]
     b12_symptoms: list[str]  # features of B12 deficiency that count for testing
     neuro_symptoms: list[str]  # the B12 features that are neurological
@@ -81,10 +81,6 @@ class Findings:
     # Nerve symptoms present now that are not known to be getting better: progressing, rated
     # above their best rating since the first dose, or with no ratings to tell.
     returning_neuro: list[str]
-
-    @property
-    def under_16(self) -> bool:
-        return self.patient.age_years < ADULT_AGE
 
     @property
     def elsewhere(self) -> list[Alarm]:
@@ -390,7 +386,9 @@ def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
     dysphagia = symptoms.get(DYSPHAGIA)
     # NG12 1.2.1 refers anyone with dysphagia; alone, it is not counted as B12 neuropathy.
     cancer_pathway = (
-        dysphagia is not None and dysphagia.onset != "sudden" and record.age_years >= ADULT_AGE
+        dysphagia is not None
+        and dysphagia.onset != "sudden"
+        and record.age_years >= kb.triage.adult_from_years
     )
     if cancer_pathway and not others:
         b12 = [s for s in b12 if s != DYSPHAGIA]
@@ -477,6 +475,7 @@ def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
     return Findings(
         patient=record,
         as_of=as_of,
+        under_16=record.age_years < kb.triage.adult_from_years,
         symptoms=symptoms,
         b12_symptoms=b12,
         neuro_symptoms=neuro,

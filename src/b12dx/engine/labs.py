@@ -19,8 +19,6 @@ from b12dx.numbers import format_si, rounded_float
 # Tests whose level B12 treatment changes: results taken after the first dose cannot
 # diagnose (nice-ng239, bsh-2014).
 B12_RESPONSIVE = frozenset({"total_b12", "active_b12", "mma", "homocysteine"})
-# The bands an out-of-date result is set aside in (rule lab.out_of_date).
-STALE_BANDS = frozenset({"normal", "indeterminate"})
 
 
 @dataclass(frozen=True)
@@ -241,7 +239,7 @@ def interpret_labs(
             reading = _interpret_numeric(kb, profile, patient, test, lab, unit, used)
         # Only a reassuring or borderline result is set aside: untreated deficiency does
         # not resolve by itself, so a deficient (or raised MMA) result still stands.
-        if used and reading.item.band in STALE_BANDS and stale(lab):
+        if used and reading.item.band in kb.labs[lab.test].out_of_date_bands and stale(lab):
             assert lab.date is not None and as_of is not None
             why = (
                 "before the symptoms began"

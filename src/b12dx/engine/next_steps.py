@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from b12dx.engine.diet import INFANT_AGE, absorption_problem
+from b12dx.engine.diet import absorption_problem, food_bound_age, infant
 from b12dx.engine.explain import explained, merge_sources
 from b12dx.engine.findings import BULBAR, Findings
 from b12dx.engine.labs import LabSummary
@@ -307,9 +307,9 @@ def plan(
     # dose is overdue, and no supplement before the blood test has been taken.
     absorption = absorption_problem(f, labs)
     lapsed = t.overdue_since is not None or t.reload
-    infant = f.patient.age_years < INFANT_AGE  # B12 from milk: no food advice (diet)
-    if (f.has_cause("dietary") or f.patient.age_years >= 50) and not (
-        absorption or lapsed or infant
+    baby = infant(kb, f.patient)  # B12 from milk: no food advice (diet)
+    if (f.has_cause("dietary") or food_bound_age(kb, f.patient)) and not (
+        absorption or lapsed or baby
     ):
         if {x.id for x in steps} & B12_TESTS:
             add(

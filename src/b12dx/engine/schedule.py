@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from b12dx.models.assessment import Dose
 from b12dx.models.knowledge import Regimen, RegimenPhase
 
-SCHEDULE_MONTHS = 12  # the contract asks for at least the first 12 months
-
 
 def add_months(day: dt.date, months: int) -> dt.date:
     """Same day of the month ``months`` later, clamped to the month's last day."""

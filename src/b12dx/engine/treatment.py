@@ -11,7 +11,7 @@ from b12dx.engine.course import Course
 from b12dx.engine.explain import explained
 from b12dx.engine.findings import Findings, factor_name
 from b12dx.engine.labs import LabSummary
-from b12dx.engine.schedule import SCHEDULE_MONTHS, add_months, lay_out, lay_out_phases
+from b12dx.engine.schedule import add_months, lay_out, lay_out_phases
 from b12dx.engine.status import StatusResult
 from b12dx.engine.suspicion import SuspicionResult
 from b12dx.knowledge.loader import Knowledge
@@ -243,7 +243,7 @@ def decide(
     # profile's usual review); pregnancy's earlier review is a review, not its end.
     assert profile.review_after_months is not None
     judged = add_months(start, max(p.review_months, profile.review_after_months))
-    horizon = add_months(f.as_of if under_way else start, SCHEDULE_MONTHS)
+    horizon = add_months(f.as_of if under_way else start, kb.courses.schedule_months)
     if under_way:
         assert c.at is not None and c.review is not None
         review = c.review

@@ -14,14 +14,11 @@ from b12dx.engine.treatment import TreatmentDecision
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.assessment import Reason
 
-# Low mood, anxiety and exhaustion are never a self-care answer (rule urgency.mood).
-MOOD_GROUPS = frozenset({"psychiatric"})
-MOOD_SYMPTOMS = frozenset({"fatigue"})
-
 
 def has_mood_symptom(kb: Knowledge, f: Findings) -> bool:
-    """Low mood, anxiety or exhaustion is recorded (rules urgency.mood, note.mood_help)."""
-    return any(kb.symptoms[x].group in MOOD_GROUPS or x in MOOD_SYMPTOMS for x in f.symptoms)
+    """Low mood, anxiety or exhaustion is recorded (symptoms.yaml mood; rules
+    urgency.mood, note.mood_help): never a self-care answer."""
+    return any(kb.symptoms[x].mood for x in f.symptoms)
 
 
 # Risk factors that call for periodic checks even without symptoms.

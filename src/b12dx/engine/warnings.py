@@ -64,7 +64,8 @@ def raise_warnings(
         weeks = max((f.symptoms[x].duration_weeks or 0) for x in f.neuro_symptoms)
         extra = (
             f" Neurological symptoms have lasted about {weeks:g} weeks already."
-            if weeks >= 13
+            # Beyond triage's subacute window (13 weeks, fda-cyanocobalamin: 3 months).
+            if weeks > kb.triage.tempo.subacute_within_weeks
             else ""
         )
         warn("irreversible_damage_risk", kb.warnings["irreversible_damage_risk"].text + extra)
@@ -205,6 +206,7 @@ def notes(
             merge_sources(*(p.sources for p in behind)),
         )
     older = kb.risk_factors["older_age"]
-    if older.alternatives and 50 <= f.patient.age_years < (older.trigger.age_min or 60):
+    fifty = kb.diet.fortified_from_years
+    if older.alternatives and fifty <= f.patient.age_years < (older.trigger.age_min or 60):
         note("food_bound_over_50")
     return out

@@ -184,6 +184,9 @@ class LabTest(Cited):
     # Rule lab.out_of_date: before treatment, a result older than this, or taken before
     # the symptoms began, does not decide the status of today's symptoms.
     out_of_date_months: int | None = None
+    # The bands such a result is set aside in when out of date (an abnormal one is still
+    # followed up).
+    out_of_date_bands: list[str] = Field(default_factory=list)
 
 
 class BandWhen(_KB):
@@ -399,6 +402,10 @@ class Rda(Cited):
 
 
 class Diet(_KB):
+    # From this age food-bound B12 is absorbed less: fortified foods or supplements
+    # (ods-b12; the note over_50_fortified and the diet step read it).
+    fortified_from_years: float
+    fortified_sources: list[str] = Field(min_length=1)
     foods: list[Food]
     notes: list[FoodNote]
     rda: list[Rda]  # US recommended dietary allowance (ods-b12)
@@ -590,12 +597,13 @@ class Courses(Cited):
         Literal["hydroxocobalamin", "cyanocobalamin", "methylcobalamin"]
     ] = Field(min_length=1)
     why: str
+    # How far ahead a dose schedule is laid out (the contract: at least 12 months).
+    schedule_months: int = Field(gt=0)
 
 
 class ScreeningKnowledge(Cited):
     """Population screening's windows and lists (``b12dx.screen``, screening.yaml)."""
 
-    min_age_years: int
     b12_tests: list[str] = Field(min_length=1)
     follow_up_tests: dict[str, list[str]]
     windows: ScreeningWindows

@@ -33,6 +33,9 @@ class SymptomTriage(_KB):
     always_severe: bool = False
     elsewhere: str | None = None
     infant_sign: bool = False
+    # Low mood, anxiety or exhaustion: never a self-care answer, with where to get help
+    # (rules urgency.mood, note.mood_help).
+    mood: bool = False
 
 
 class TempoLimits(_KB):
@@ -70,7 +73,7 @@ class TriageKnowledge(_KB):
     tempo: TempoLimits
     red_flag_new_within_days: int = Field(gt=0)
     age_groups: list[AgeGroup] = Field(min_length=1)
-    adult_from_years: float
+    adult_from_years: int = Field(gt=0)
     age_sources: list[str] = Field(min_length=1)
     classes: dict[Literal["neurological_deficit", "neurological_other"], TriageClass]
     elsewhere: list[Elsewhere]

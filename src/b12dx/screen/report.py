@@ -281,7 +281,7 @@ td.n{{text-align:right}}small{{color:#555}}
 </head><body><header><p><small>b12dx population screening</small></p></header><main>
 <h1>B12 care gaps as of {result.as_of}</h1>
 <p><b>{result.people:,}</b> people screened (alive and aged {
-        kb.screening.min_age_years
+        kb.triage.adult_from_years
     } or more on {result.as_of})
 of {result.records:,} in the input; profile {html.escape(result.profile)}; engine
 {html.escape(result.engine)}. Each flagged patient's reasons, rule and sources are in

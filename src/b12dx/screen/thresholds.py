@@ -74,7 +74,7 @@ def thresholds(kb: Knowledge, profile: Profile, as_of: dt.date) -> Thresholds:
     assert profile.review_after_months is not None
     return Thresholds(
         as_of=as_of,
-        min_age=sc.min_age_years,
+        min_age=kb.triage.adult_from_years,
         lookback_start=add_months(as_of, -w.test_lookback_months),
         symptom_start=add_months(as_of, -w.symptom_months),
         follow_up_days=w.follow_up_days,
