@@ -1,8 +1,9 @@
 """Cases written by clinical reviewers (a GP, a neurologist and a paediatrician) who had
-not seen the engine's tests, one JSON file each in tests/reviewer_cases/: the patient
-(contract input), who wrote it, the story with its guideline, and what a clinician would
-accept. They hold the engine to the triage model at the boundaries the vignettes do not
-reach; unlike the vignettes, an expectation may be a bound ("at least urgent").
+not seen the engine's tests, one JSON file each in tests/reviewer_cases/ (r2_: the second
+round): the patient (contract input, or a FHIR Bundle with its as_of), who wrote it, the
+story with its guideline, and what a clinician would accept. They hold the engine to the
+triage model at the boundaries the vignettes do not reach; unlike the vignettes, an
+expectation may be a bound ("at least urgent").
 
 Expectation keys (each optional): urgency; urgency_at_least / urgency_at_most; regimen
 (null: no B12 treatment); next_steps_include / _exclude; warnings_include;
@@ -14,6 +15,7 @@ answer, case-insensitive).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ from typing import Any
 import pytest
 
 from b12dx.engine import assess
+from b12dx.fhir.record import record_from_resources
+from b12dx.knowledge.loader import load_knowledge
 from b12dx.models.assessment import Assessment
 
 CASES = sorted((Path(__file__).parent / "reviewer_cases").glob("*.json"))
@@ -81,10 +85,20 @@ def _problems(a: Assessment, expect: dict[str, Any]) -> list[str]:
     return out
 
 
+def _assessed(case: dict[str, Any]) -> Assessment:
+    """The contract record as given, or the FHIR Bundle read as the EHR sends it."""
+    if "bundle" not in case:
+        return assess(case["patient"])
+    as_of = dt.date.fromisoformat(case["as_of"])
+    resources = [e["resource"] for e in case["bundle"]["entry"]]
+    record = record_from_resources(resources, as_of, load_knowledge()).record
+    return assess(record)
+
+
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
 def test_reviewer_case(path: Path) -> None:
     case = json.loads(path.read_text())
-    problems = _problems(assess(case["patient"]), case["expect"])
+    problems = _problems(_assessed(case), case["expect"])
     assert not problems, f"{case['description']}\n  " + "\n  ".join(problems)
 
 

@@ -140,6 +140,7 @@ def feature_facts(
     facts = {f"symptom:{s}" for s in symptoms}
     facts |= {f"group:{kb.symptoms[s].group}" for s in symptoms}
     facts |= {f"onset:{e.onset}" for e in symptoms.values() if e.onset}
+    facts |= {"course:progressing" for e in symptoms.values() if e.progressing}
     facts |= {f"condition:{c.id}" for c in record.conditions}
     facts |= {f"medication:{m.id}" for m in record.medications}
     facts |= {f"exposure:{e.id}" for e in record.exposures}
@@ -164,8 +165,10 @@ def differential_fit(
     supports = matched_features(record, facts, d.supports)
     against = matched_features(record, facts, d.against)
     required = matched_features(record, facts, d.good_requires_any)
-    if all(s.startswith(("onset:", "age_min:")) for s in supports) or (
-        d.requires_any and not matched_features(record, facts, d.requires_any)
+    if (
+        all(s.startswith(("onset:", "age_min:")) for s in supports)
+        or (d.requires_any and not matched_features(record, facts, d.requires_any))
+        or matched_features(record, facts, d.ruled_out_by)
     ):
         # Rule differential.onset_alone: how symptoms began (sudden, gradual) or how old
         # the person is says what a presentation is not, never on its own what it is: a
@@ -196,7 +199,7 @@ def _expand(kb: Knowledge, ids: list[str]) -> set[str]:
 def _new_enough(kb: Knowledge, s: SymptomEntry) -> bool:
     """A red-flag finding raises its flag when it began within the window or when
     nothing says when (triage.yaml red_flag_new_within_days); other findings always."""
-    if kb.symptoms[s.id].role != "red_flag" or s.onset == "sudden" or s.duration_weeks is None:
+    if kb.symptoms[s.id].role != "red_flag" or s.duration_weeks is None:
         return True
     return s.duration_weeks * 7 <= kb.triage.red_flag_new_within_days
 

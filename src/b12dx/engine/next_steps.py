@@ -147,7 +147,7 @@ def plan(
     for alarm in f.elsewhere:
         # Rule next.elsewhere: what b12dx does not assess goes where it belongs today.
         assert alarm.elsewhere is not None
-        add("seek_specialist_advice", "next.elsewhere", alarm.elsewhere.text)
+        add(alarm.elsewhere.step, "next.elsewhere", alarm.elsewhere.text)
     if t.reload:
         assert t.treatment is not None
         add(

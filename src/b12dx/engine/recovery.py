@@ -33,6 +33,10 @@ def milestones(
     if start is None:
         return [], None
     anaemia = labs.band("hemoglobin") == "low" or labs.band("mcv") == "high"
+    # Rule recovery.follows_findings: a milestone is promised for the findings the person
+    # has (motor recovery to someone with weakness); with none on record (a course known
+    # only from its doses) each neurological milestone stands.
+    groups = {kb.symptoms[s].group for s in [*f.neuro_symptoms, *f.course_neuro_symptoms]}
     out: list[Milestone] = []
     for m in kb.recovery.milestones:
         applies = (
@@ -40,7 +44,7 @@ def milestones(
             or (m.applies == "neurological" and f.neurological_course)
             or (m.applies == "anaemia" and anaemia)
         )
-        if not applies:
+        if not applies or (m.groups and groups and not groups & set(m.groups)):
             continue
         due = start + dt.timedelta(days=m.days)
         out.append(

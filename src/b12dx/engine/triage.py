@@ -36,12 +36,12 @@ class Alarm:
 
 def tempo(kb: Knowledge, entry: SymptomEntry) -> Tempo | None:
     """Sudden (minutes to hours), acute (days), subacute (weeks) or chronic (months), by
-    the recorded onset word and the duration, the quicker of the two; None when nothing
-    says when it began. A finding recorded as sudden stays sudden however long ago."""
-    if entry.onset == "sudden":
-        return "sudden"
+    the recorded onset word and the duration; None when nothing says when it began. A
+    finding recorded as sudden is sudden while it is new (within the acute window, or
+    with no duration); begun longer ago, its duration decides (rule
+    triage.sudden_onset_past gives it its own floor)."""
     if entry.duration_weeks is None:
-        return None
+        return "sudden" if entry.onset == "sudden" else None
     limits = kb.triage.tempo
     # To a tenth of a day: a duration written in weeks to two places (0.14 for a day)
     # reads as the day it stands for.
@@ -49,7 +49,7 @@ def tempo(kb: Knowledge, entry: SymptomEntry) -> Tempo | None:
     if days < limits.sudden_within_days:
         return "sudden"
     if days <= limits.acute_within_days:
-        return "acute"
+        return "sudden" if entry.onset == "sudden" else "acute"
     if entry.duration_weeks <= limits.subacute_within_weeks:
         return "subacute"
     return "chronic"
@@ -118,11 +118,20 @@ def symptom_alarms(kb: Knowledge, entry: SymptomEntry) -> list[tuple[Level, str]
         klass is not None
         and klass.when_progressing is not None
         and klass.progressing_within_weeks is not None
-        and entry.progressing is True
-        and (t == "sudden" or (entry.duration_weeks or 0) <= klass.progressing_within_weeks)
-        and (t == "sudden" or entry.duration_weeks is not None)
+        and entry.progressing is not False
+        and entry.duration_weeks is not None
+        and entry.duration_weeks <= klass.progressing_within_weeks
     ):
+        # Begun within weeks and getting worse, or not recorded as stable: what is
+        # rapidly progressive cannot be told without seeing the person.
         out.append((klass.when_progressing, "triage.progressing_finding"))
+    if (
+        klass is not None
+        and klass.when_sudden_onset_past is not None
+        and entry.onset == "sudden"
+        and t in ("subacute", "chronic")
+    ):
+        out.append((klass.when_sudden_onset_past, "triage.sudden_onset_past"))
     return out
 
 
@@ -130,7 +139,8 @@ _WORDS = {
     "triage.new_finding": "{tempo}",
     "triage.undated_finding": "no date recorded",
     "triage.severe_finding": "severe",
-    "triage.progressing_finding": "getting worse, begun within weeks",
+    "triage.progressing_finding": "begun within 4 weeks, not known to be stable",
+    "triage.sudden_onset_past": "sudden onset, {tempo}",
 }
 _TEMPO_WORDS = {
     "sudden": "sudden onset",
@@ -153,6 +163,34 @@ def _name(kb: Knowledge, rule: str, entries: Iterable[SymptomEntry]) -> str:
     return text[:1].upper() + text[1:]
 
 
+def _pregnancy_alarms(
+    kb: Knowledge, symptoms: Mapping[str, SymptomEntry], places: Mapping[str, Elsewhere]
+) -> list[Alarm]:
+    """Rule triage.pregnancy: a finding that means something else in pregnancy when new or
+    severe (symptoms.yaml when_new_in_pregnancy)."""
+    out: list[Alarm] = []
+    rule = "triage.pregnancy"
+    for sid, e in symptoms.items():
+        s = kb.symptoms[sid]
+        if s.when_new_in_pregnancy is None or not (is_new(tempo(kb, e)) or _severe(kb, e)):
+            continue
+        where = places[s.elsewhere_in_pregnancy] if s.elsewhere_in_pregnancy else None
+        out.append(
+            Alarm(
+                id=f"pregnancy_{sid}",
+                level=s.when_new_in_pregnancy,
+                rule=rule,
+                name=f"{s.clinical_name}, in pregnancy",
+                symptoms=(sid,),
+                sources=tuple(
+                    dict.fromkeys([*kb.rules[rule].sources, *(where.sources if where else [])])
+                ),
+                elsewhere=where,
+            )
+        )
+    return out
+
+
 def alarms(
     kb: Knowledge,
     record: PatientRecord,
@@ -165,16 +203,17 @@ def alarms(
     seed-weakness accounts for (rule suspicion.strain_pattern), which raise no alarm.
     ``infant_signs``: lab findings that are urgent paediatric signs in an infant (a low
     haemoglobin), named in words."""
+    places = {e.id: e for e in kb.triage.elsewhere}
     grouped: dict[tuple[Level, str, str | None], list[SymptomEntry]] = {}
     for sid, entry in symptoms.items():
         if sid in explained_by_strain:
             continue
         for level, rule in symptom_alarms(kb, entry):
-            # Where it goes instead, when a new finding needs it seen today or now.
-            sends = rule != "triage.severe_finding" and level in ("emergency", "urgent")
-            place = kb.symptoms[sid].elsewhere if sends else None
+            # Where it goes instead, at the levels its entry sends it (triage.yaml).
+            place = kb.symptoms[sid].elsewhere if rule != "triage.severe_finding" else None
+            if place is not None and level not in places[place].levels:
+                place = None
             grouped.setdefault((level, rule, place), []).append(entry)
-    places = {e.id: e for e in kb.triage.elsewhere}
     out: list[Alarm] = []
     for (level, rule, place), entries in grouped.items():
         sources = list(kb.rules[rule].sources)
@@ -197,6 +236,8 @@ def alarms(
                 elsewhere=where,
             )
         )
+    if record.pregnant:
+        out += _pregnancy_alarms(kb, symptoms, places)
     group = kb.triage.age_group(record.age_years)
     if group.id == "infant":
         signs = [

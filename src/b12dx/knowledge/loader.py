@@ -386,6 +386,9 @@ def _feature_problems(kb: Knowledge, where: str, feature: str) -> Iterator[str]:
     elif kind == "onset":
         if value not in ("sudden", "gradual"):
             yield f"{where}: unknown onset {value!r}"
+    elif kind == "course":
+        if value != "progressing":
+            yield f"{where}: unknown course {value!r}"
     elif kind == "age_min":
         try:
             float(value)
@@ -448,8 +451,9 @@ def check(kb: Knowledge) -> Iterator[str]:
     for s in kb.symptoms.values():
         if s.group not in kb.symptom_groups:
             yield f"symptoms.{s.id}: unknown group {s.group!r}"
-        if s.elsewhere is not None and s.elsewhere not in places:
-            yield f"symptoms.{s.id}: unknown triage.yaml elsewhere entry {s.elsewhere!r}"
+        for place in (s.elsewhere, s.elsewhere_in_pregnancy):
+            if place is not None and place not in places:
+                yield f"symptoms.{s.id}: unknown triage.yaml elsewhere entry {place!r}"
     groups = [g.id for g in kb.triage.age_groups]
     if kb.triage.age_groups[-1].below is not None or len(set(groups)) != len(groups):
         yield "triage.age_groups: each group once, the last with no upper bound"
@@ -479,7 +483,13 @@ def check(kb: Knowledge) -> Iterator[str]:
             if sid != "@neurological" and sid not in kb.symptoms:
                 yield f"recovery.{milestone.id}: tracked_by names unknown symptom {sid!r}"
     for d in kb.differentials.values():
-        for feature in [*d.supports, *d.against, *d.good_requires_any, *d.requires_any]:
+        for feature in [
+            *d.supports,
+            *d.against,
+            *d.good_requires_any,
+            *d.requires_any,
+            *d.ruled_out_by,
+        ]:
             yield from _feature_problems(kb, f"differentials.{d.id}", feature)
         for g in d.age_groups:
             if g not in {a.id for a in kb.triage.age_groups}:

@@ -313,6 +313,9 @@ class MilestoneDef(Cited):
     tracked_by: list[str] = Field(default_factory=list)
     # all: met when every tracked symptom improved; any: when one did.
     improved_when: Literal["all", "any"] = "all"
+    # Promised only to a person with a nerve symptom of these groups, now or at the start
+    # of the course (rule recovery.follows_findings); every group when empty.
+    groups: list[str] = Field(default_factory=list)
 
     @property
     def days(self) -> int:
@@ -354,6 +357,9 @@ class Differential(Cited):
     # Without one of these the alternative does not apply (diabetic neuropathy needs
     # diabetes): a poor fit, whatever else matches.
     requires_any: list[str] = Field(default_factory=list)
+    # Any of these makes it a poor fit, whatever else matches (a strain does not keep
+    # getting worse).
+    ruled_out_by: list[str] = Field(default_factory=list)
     # The age groups (triage.yaml) it is weighed in; all when empty.
     age_groups: list[str] = Field(default_factory=list)
 

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Level = Literal["emergency", "urgent", "soon", "routine"]
 Tempo = Literal["sudden", "acute", "subacute", "chronic"]
+# The levels at which a finding is sent elsewhere unless its entry says otherwise.
+_SENT: tuple[Level, ...] = ("emergency", "urgent")
 
 
 class _KB(BaseModel):
@@ -33,6 +35,10 @@ class SymptomTriage(_KB):
     always_severe: bool = False
     elsewhere: str | None = None
     infant_sign: bool = False
+    # In pregnancy, new (within days) or severe: how soon, and where it goes instead
+    # (pre-eclampsia's headache or visual disturbance, nice-ng133).
+    when_new_in_pregnancy: Level | None = None
+    elsewhere_in_pregnancy: str | None = None
     # Low mood, anxiety or exhaustion: never a self-care answer, with where to get help
     # (rules urgency.mood, note.mood_help).
     mood: bool = False
@@ -55,6 +61,7 @@ class TriageClass(_KB):
     when_new: WhenNew = Field(default_factory=WhenNew)
     progressing_within_weeks: float | None = None
     when_progressing: Level | None = None
+    when_sudden_onset_past: Level | None = None
     when_severe: Level | None = None
     sources: list[str] = Field(min_length=1)
 
@@ -66,6 +73,11 @@ class Elsewhere(_KB):
     name: str
     text: str
     plain: str
+    # The levels at which a new finding is sent there (a first seizure weeks ago still
+    # goes to a first-seizure clinic, within 2 weeks).
+    levels: list[Level] = Field(default_factory=lambda: list(_SENT))
+    # The contract's next step it is given as when it is not an emergency.
+    step: Literal["seek_specialist_advice", "refer_neurology"] = "seek_specialist_advice"
     sources: list[str] = Field(min_length=1)
 
 
