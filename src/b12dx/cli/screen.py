@@ -72,8 +72,9 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
     ) -> None:
-        """Care gaps across all patients: untested at risk, monitoring due, indeterminate
-        not followed up, deficient untreated, folic acid without B12, maintenance overdue."""
+        """Care gaps across all patients: a new finding to be seen now, untested at risk,
+        monitoring due, indeterminate not followed up, deficient untreated, folic acid
+        without B12, maintenance overdue."""
         from rich.console import Console
         from rich.progress import (
             BarColumn,

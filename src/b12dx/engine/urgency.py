@@ -148,6 +148,18 @@ def _by_presentation(
     return out
 
 
+def _worse(kb: Knowledge, f: Findings, name: str, then: str) -> Level:
+    """Rule urgency.worsening_on_treatment: nerve symptoms new or worse on a course that is
+    up to date, named, and what follows."""
+    names = ", ".join(kb.symptoms[x].clinical_name.lower() for x in f.worsening_neuro)
+    return _level(
+        kb,
+        name,
+        "urgency.worsening_on_treatment",
+        f"New or worsening nerve symptoms despite treatment that is up to date ({names}): {then}.",
+    )
+
+
 def _by_likelihood(
     kb: Knowledge,
     f: Findings,
@@ -158,13 +170,8 @@ def _by_likelihood(
 ) -> Level:
     """How soon the B12 question needs answering: the likelihood and the course."""
     if t.worse_on_course:
-        names = ", ".join(kb.symptoms[x].clinical_name.lower() for x in f.worsening_neuro)
-        return _level(
-            kb,
-            "urgent",
-            "urgency.worsening_on_treatment",
-            f"New or worsening nerve symptoms despite treatment that is up to date ({names}): "
-            "loading restarts today and specialist advice is sought within days.",
+        return _worse(
+            kb, f, "urgent", "loading restarts today and specialist advice is sought within days"
         )
     if t.reload:
         return _level(kb, "urgent", "urgency.course_lapsed_neurological")
@@ -177,15 +184,8 @@ def _by_likelihood(
             f"The {phase} dose due on {t.overdue_since} has not been recorded: give it soon; "
             "symptoms return when treatment lapses.",
         )
-    if t.under_way and f.worsening_neuro:
-        names = ", ".join(kb.symptoms[x].clinical_name.lower() for x in f.worsening_neuro)
-        return _level(
-            kb,
-            "soon",
-            "urgency.worsening_on_treatment",
-            f"Worsening despite treatment that is up to date ({names}): specialist advice "
-            "and a reconsidered diagnosis are needed.",
-        )
+    if t.under_way and f.worsening_neuro:  # during loading: loading is already the answer
+        return _worse(kb, f, "soon", "specialist advice and a reconsidered diagnosis are needed")
     if t.under_way:
         return _level(kb, "routine", "urgency.on_treatment")
     if t.treatment is not None and t.treatment.rule == "treatment.prophylaxis":
