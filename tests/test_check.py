@@ -136,3 +136,36 @@ async def test_no_supplement_before_the_blood_test(client) -> None:
     assert "supplement" not in what_to_do.lower()
     assert "Summary to take to your doctor" in r.text
     assert "(paraesthesia)" in r.text or "(paresthesia)" in r.text
+
+
+async def test_what_is_not_a_b12_question_is_sent_where_it_belongs(client) -> None:
+    # A seizure with no date, ticked among the symptoms: the check stops with the action
+    # and says in plain words where a first seizure goes (triage.yaml elsewhere).
+    r = await client.post(
+        "/check", data={"rf_none": "yes", "sym_seizures": "yes", "age_years": "58"}
+    )
+    assert banner(r.text) == "emergency"
+    assert "A first fit or seizure needs emergency help now" in r.text
+    assert "supplement" not in r.text.lower()
+    # Breathlessness that came on suddenly: never self care, and not a B12 question.
+    form = {"rf_none": "yes", "sym_shortness_of_breath": "yes", "onset": "sudden"}
+    r = await client.post("/check", data=form | {"age_years": "45", "duration_value": "0"})
+    assert banner(r.text) == "emergency"
+    assert "not a question for a B12 test" in r.text
+
+
+async def test_the_crisis_help_is_shown_and_worded_for_the_age(client) -> None:
+    base = {"rf_none": "yes", "sym_irritability": "yes", "onset": "gradual"}
+    base |= {"duration_value": "8", "duration_unit": "weeks", "confirmed": "yes"}
+    adult = (await client.post("/check", data=base | {"age_years": "40"})).text
+    assert "If you need help now" in adult and "116 123" in adult
+    toddler = (await client.post("/check", data=base | {"age_years": "2"})).text
+    assert "If you need help now" in toddler and "A baby or child" in toddler
+    assert "116 123" not in toddler and "Samaritans" not in toddler
+
+
+async def test_nothing_to_go_on_is_not_reassured(client) -> None:
+    form = {"rf_none": "yes", "age_years": "30", "confirmed": "yes"}
+    r = await client.post("/check", data=form)
+    assert banner(r.text) == "routine"
+    assert "Not enough to assess" in r.text and "not a reassurance" in r.text
