@@ -53,6 +53,8 @@ def _matches(rule: BandRule, patient: PatientRecord, family: str | None) -> bool
         return False
     if w.pregnant is not None and patient.pregnant != w.pregnant:
         return False
+    if w.age_below is not None and patient.age_years >= w.age_below:
+        return False
     return not (w.age_min is not None and patient.age_years < w.age_min)
 
 
@@ -136,6 +138,16 @@ def _interpret_numeric(
         rule_id = "lab.mma_lab_limit"
         band = "elevated" if value > lab.reference_high else "normal"
         range_text = f"laboratory upper limit {lab.reference_high:g} {unit_words(unit.unit)}"
+    elif rule.laboratory_range_first and reference_band is not None:
+        rule_id = "lab.laboratory_range"
+        band = reference_band
+        lo, hi, words = lab.reference_low, lab.reference_high, unit_words(unit.unit)
+        span = (
+            f"{lo:g}-{hi:g}"
+            if lo is not None and hi is not None
+            else (f"from {lo:g}" if lo is not None else f"up to {hi:g}")
+        )
+        range_text = f"the laboratory's range for the age, {span} {words}"
     si_rounded = rounded_float(si, test.si_decimals)
     text = f"{result_text(test, value, unit.unit, si)}: {band}"
     if range_text:

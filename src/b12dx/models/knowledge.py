@@ -194,6 +194,7 @@ class BandWhen(_KB):
     sex: list[str] | None = None
     pregnant: bool | None = None
     age_min: float | None = None
+    age_below: float | None = None
 
 
 class Cutoff(_KB):
@@ -212,6 +213,9 @@ class BandRule(Cited):
     when: BandWhen = Field(default_factory=BandWhen)
     cutoffs: list[Cutoff]
     otherwise: str
+    # The laboratory's own range, when the result gives one, decides the band; the
+    # cutoffs stand only without it (rule lab.laboratory_range).
+    laboratory_range_first: bool = False
 
 
 class SevereAnemia(_KB):
