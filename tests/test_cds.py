@@ -61,7 +61,7 @@ def _cds_data_dir(tmp_path, monkeypatch) -> None:
 pytestmark = pytest.mark.asyncio
 
 KB = load_knowledge()
-SYNTHEA = Path("/work/shared/data/synthea-bulk-10")
+SYNTHEA = Path(__file__).parent / "fixtures" / "synthea-bulk-10"
 SPEC = Path(__file__).parent / "fixtures" / "cds_spec"
 
 # Woman born 1927: type 2 diabetes, CKD, metformin ordered 1969..1993, died 1994-11-11.

@@ -1,5 +1,5 @@
 """The shipped knowledge base: it loads, it is consistent, it holds every id the contract
-(/work/shared/contract.md) fixes, and a corrupted copy is refused at load.
+(../shared/contract.md) fixes, and a corrupted copy is refused at load.
 
 The id lists below are copied from the contract on purpose: the contract is the fixed point
 the knowledge base must meet, so the test does not read them back from the data it checks.

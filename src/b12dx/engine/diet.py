@@ -8,16 +8,11 @@ from __future__ import annotations
 from b12dx.engine.explain import explained
 from b12dx.engine.findings import Findings
 from b12dx.engine.labs import LabSummary
+from b12dx.engine.triage import infant
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.assessment import DietAdvice, FoodItem
 from b12dx.models.knowledge import Profile, Rda
 from b12dx.models.patient import PatientRecord
-
-
-def infant(kb: Knowledge, p: PatientRecord) -> bool:
-    """Under a year (triage.yaml age group infant): B12 comes from breast milk or
-    formula, not adult foods."""
-    return kb.triage.age_group(p.age_years).id == "infant"
 
 
 def food_bound_age(kb: Knowledge, p: PatientRecord) -> bool:
@@ -93,7 +88,7 @@ def advise(
     p = f.patient
     us = life_stage(kb, p)
     ref = reference_intake(kb, profile, p)
-    baby = infant(kb, p)
+    baby = infant(kb, p)  # B12 from breast milk or formula, not adult foods
     foods = [] if baby else _foods(kb, profile, p.diet, us, ref, p.pregnant)
     wanted = {"stores_last_years"}
     if baby:

@@ -207,9 +207,7 @@ def _new_enough(kb: Knowledge, s: SymptomEntry) -> bool:
 def _red_flag(kb: Knowledge, flag: RedFlag, symptoms: dict[str, SymptomEntry]) -> bool:
     m = flag.match
 
-    def ok(s: SymptomEntry, onset: str | None, within: float | None) -> bool:
-        if onset is not None and s.onset != onset:
-            return False
+    def ok(s: SymptomEntry, within: float | None) -> bool:
         if not _new_enough(kb, s):
             return False
         return within is None or (
@@ -219,7 +217,7 @@ def _red_flag(kb: Knowledge, flag: RedFlag, symptoms: dict[str, SymptomEntry]) -
     hits = [
         s
         for sid, s in symptoms.items()
-        if sid in _expand(kb, m.any) and ok(s, m.onset, m.progressing_within_weeks)
+        if sid in _expand(kb, m.any) and ok(s, m.progressing_within_weeks)
     ]
     if not hits:
         return False
@@ -228,10 +226,6 @@ def _red_flag(kb: Knowledge, flag: RedFlag, symptoms: dict[str, SymptomEntry]) -
         if m.with_progressing_or_sudden:
             others = [s for s in others if s.progressing is True or s.onset == "sudden"]
         if not others:
-            return False
-    if m.unless_any and any(sid in symptoms for sid in m.unless_any):
-        groups = {kb.symptoms[sid].group for sid in symptoms}
-        if not groups & set(m.unless_no_group):
             return False
     return True
 
@@ -407,7 +401,7 @@ def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
         sid
         for sid, e in symptoms.items()
         if ((strain and kb.symptoms[sid].weakness) or (aching and sid == STRAIN_ACHE))
-        and not (e.severity == "severe" or kb.symptoms[sid].always_severe)
+        and not triage.severe(kb, e)
     )
     named = [
         Alarm(
@@ -423,7 +417,7 @@ def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
     ]
     alarms = sorted(
         [*named, *triage.alarms(kb, record, symptoms, by_strain)],
-        key=lambda a: triage.ORDER[a.level],
+        key=lambda a: triage.rank(kb, a.level),
     )
     red_flags = [a for a in alarms if a.level == "emergency"]
     risk_factors, short = _risk_factors(kb, record)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from b12dx.engine.diet import absorption_problem, food_bound_age, infant
+from b12dx.engine.diet import absorption_problem, food_bound_age
 from b12dx.engine.explain import explained, merge_sources
 from b12dx.engine.findings import BULBAR, Findings
 from b12dx.engine.labs import LabSummary
 from b12dx.engine.status import StatusResult
 from b12dx.engine.suspicion import SuspicionResult
 from b12dx.engine.treatment import TreatmentDecision
-from b12dx.engine.urgency import needs_monitoring, severe_results
+from b12dx.engine.triage import infant
+from b12dx.engine.urgency import infant_anaemia, needs_monitoring, severe_results
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.assessment import DifferentialItem, NextStep, NextStepId
 
@@ -95,12 +96,7 @@ def _emergency_text(kb: Knowledge, f: Findings, st: StatusResult) -> str:
     contradiction of what the record shows (a deficiency already confirmed)."""
     parts = [a.elsewhere.text for a in f.red_flags if a.elsewhere is not None]
     if st.deficient:
-        parts.append(
-            "Emergency assessment now (emergency department or emergency services). B12 "
-            "deficiency is shown by the results, but these features are not its pattern "
-            "(it develops over months): another cause such as a stroke or cord compression "
-            "is excluded first, and the emergency team decides when B12 is given."
-        )
+        parts.append(kb.rules["next.emergency_with_deficiency"].text)
     else:
         parts.append(kb.next_steps["emergency_assessment"].text)
     return " ".join(dict.fromkeys(parts))
@@ -198,6 +194,7 @@ def plan(
         or st.status == "indeterminate"
         or bool(severe)
         or any(a.rule == "triage.infant_signs" for a in f.alarms)
+        or infant_anaemia(kb, f, labs)
     )
     if f.under_16 and paediatric_need:
         # Whatever the risk record shows, as urgency.child_neurological decides; a child's

@@ -16,9 +16,7 @@ from dataclasses import dataclass
 
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.patient import PatientRecord, SymptomEntry
-from b12dx.models.triage import Elsewhere, Level, Tempo, TriageClass, WhenNew
-
-ORDER: dict[str, int] = {"emergency": 0, "urgent": 1, "soon": 2, "routine": 3, "self_care": 4}
+from b12dx.models.triage import Elsewhere, Level, Tempo, TriageClass
 
 
 @dataclass(frozen=True)
@@ -59,13 +57,25 @@ def is_new(t: Tempo | None) -> bool:
     return t in ("sudden", "acute")
 
 
-def adult(kb: Knowledge, record: PatientRecord) -> bool:
-    return record.age_years >= kb.triage.adult_from_years
+def rank(kb: Knowledge, level: str) -> int:
+    """How urgent a level is (urgency.yaml order: emergency 0 ... self_care 4)."""
+    return kb.urgency[level].order
+
+
+def infant(kb: Knowledge, record: PatientRecord) -> bool:
+    """Under a year (triage.yaml age group infant)."""
+    return kb.triage.age_group(record.age_years).id == "infant"
 
 
 def neurological(kb: Knowledge, sid: str) -> bool:
     """A symptom of a body system that counts as the nervous system (symptom_groups.yaml)."""
     return kb.symptom_groups[kb.symptoms[sid].group].neurological
+
+
+def nerve_deficit(kb: Knowledge, sid: str) -> bool:
+    """A loss of nerve, brain, cord or eye function (its group neurological, itself a
+    deficit), whatever its role."""
+    return neurological(kb, sid) and kb.symptoms[sid].deficit
 
 
 def _class(kb: Knowledge, sid: str) -> TriageClass | None:
@@ -76,26 +86,24 @@ def _class(kb: Knowledge, sid: str) -> TriageClass | None:
     return kb.triage.classes.get("neurological_other")
 
 
-def _by_tempo(own: WhenNew | None, default: WhenNew | None, t: Tempo | None) -> Level | None:
-    """The symptom's own level for this tempo, else its class's; the more urgent wins."""
-    if t is None or t == "chronic":
+def level_when_new(kb: Knowledge, sid: str, t: Tempo) -> Level | None:
+    """How soon a finding of this symptom is seen when it has tempo ``t``: the more
+    urgent of its own when_new and its body system's class; None when the tempo (chronic)
+    adds nothing."""
+    if t == "chronic":
         return None
-    found: list[Level | None] = [getattr(w, t) for w in (own, default) if w is not None]
+    klass = _class(kb, sid)
+    sets = (kb.symptoms[sid].when_new, klass.when_new if klass else None)
     best: Level | None = None
-    for lv in found:
-        if lv is not None and (best is None or ORDER[lv] < ORDER[best]):
+    for w in sets:
+        lv: Level | None = getattr(w, t) if w is not None else None
+        if lv is not None and (best is None or rank(kb, lv) < rank(kb, best)):
             best = lv
     return best
 
 
-def level_when_new(kb: Knowledge, sid: str, t: Tempo) -> Level | None:
-    """How soon a finding of this symptom is seen when it has tempo ``t`` (its own
-    when_new, else its body system's class), None when the tempo adds nothing."""
-    klass = _class(kb, sid)
-    return _by_tempo(kb.symptoms[sid].when_new, klass.when_new if klass else None, t)
-
-
-def _severe(kb: Knowledge, entry: SymptomEntry) -> bool:
+def severe(kb: Knowledge, entry: SymptomEntry) -> bool:
+    """Recorded as severe, or severe in itself (symptoms.yaml always_severe)."""
     return entry.severity == "severe" or kb.symptoms[entry.id].always_severe
 
 
@@ -110,9 +118,9 @@ def symptom_alarms(kb: Knowledge, entry: SymptomEntry) -> list[tuple[Level, str]
         out.append((new, "triage.new_finding"))
     if t is None and s.when_undated is not None:
         out.append((s.when_undated, "triage.undated_finding"))
-    if klass is not None and klass.when_severe is not None and _severe(kb, entry):
+    if klass is not None and klass.when_severe is not None and severe(kb, entry):
         out.append((klass.when_severe, "triage.severe_finding"))
-    if s.when_severe_new is not None and is_new(t) and _severe(kb, entry):
+    if s.when_severe_new is not None and is_new(t) and severe(kb, entry):
         out.append((s.when_severe_new, "triage.severe_finding"))
     if (
         klass is not None
@@ -172,7 +180,7 @@ def _pregnancy_alarms(
     rule = "triage.pregnancy"
     for sid, e in symptoms.items():
         s = kb.symptoms[sid]
-        if s.when_new_in_pregnancy is None or not (is_new(tempo(kb, e)) or _severe(kb, e)):
+        if s.when_new_in_pregnancy is None or not (is_new(tempo(kb, e)) or severe(kb, e)):
             continue
         where = places[s.elsewhere_in_pregnancy] if s.elsewhere_in_pregnancy else None
         out.append(
@@ -196,13 +204,11 @@ def alarms(
     record: PatientRecord,
     symptoms: Mapping[str, SymptomEntry],
     explained_by_strain: frozenset[str],
-    infant_signs: Iterable[str] = (),
 ) -> list[Alarm]:
-    """Every alarm of the presentation, most urgent first, one per rule and level (each
-    names its findings). ``explained_by_strain``: findings the ordinary strain pattern of
-    seed-weakness accounts for (rule suspicion.strain_pattern), which raise no alarm.
-    ``infant_signs``: lab findings that are urgent paediatric signs in an infant (a low
-    haemoglobin), named in words."""
+    """Every alarm of the presentation's findings, most urgent first, one per rule and
+    level (each names its findings). ``explained_by_strain``: findings the ordinary strain
+    pattern of seed-weakness accounts for (rule suspicion.strain_pattern), which raise no
+    alarm. An infant's low haemoglobin is read with the results (urgency.infant_anaemia)."""
     places = {e.id: e for e in kb.triage.elsewhere}
     grouped: dict[tuple[Level, str, str | None], list[SymptomEntry]] = {}
     for sid, entry in symptoms.items():
@@ -238,22 +244,17 @@ def alarms(
         )
     if record.pregnant:
         out += _pregnancy_alarms(kb, symptoms, places)
-    group = kb.triage.age_group(record.age_years)
-    if group.id == "infant":
-        signs = [
-            kb.symptoms[s].clinical_name.lower() for s in symptoms if kb.symptoms[s].infant_sign
-        ]
-        signs += list(infant_signs)
-        if signs:
-            rule = "triage.infant_signs"
-            out.append(
-                Alarm(
-                    id="infant_signs_urgent",
-                    level="urgent",
-                    rule=rule,
-                    name="; ".join(signs),
-                    symptoms=tuple(s for s in symptoms if kb.symptoms[s].infant_sign),
-                    sources=tuple(kb.rules[rule].sources),
-                )
+    signs = [s for s in symptoms if kb.symptoms[s].infant_sign]
+    if infant(kb, record) and signs:
+        rule = "triage.infant_signs"
+        out.append(
+            Alarm(
+                id="infant_signs_urgent",
+                level=kb.triage.infant_signs,
+                rule=rule,
+                name="; ".join(kb.symptoms[s].clinical_name.lower() for s in signs),
+                symptoms=tuple(signs),
+                sources=tuple(kb.rules[rule].sources),
             )
-    return sorted(out, key=lambda a: ORDER[a.level])
+        )
+    return sorted(out, key=lambda a: rank(kb, a.level))

@@ -3,11 +3,11 @@ with one is sent to emergency care and never reassured."""
 
 from __future__ import annotations
 
-import datetime as dt
-
+from b12dx.engine import triage
 from b12dx.engine.explain import explained
 from b12dx.engine.findings import Findings
 from b12dx.engine.labs import LabReading, LabSummary, result_text
+from b12dx.engine.schedule import add_months
 from b12dx.engine.status import StatusResult
 from b12dx.engine.suspicion import SuspicionResult
 from b12dx.engine.treatment import TreatmentDecision
@@ -81,9 +81,14 @@ def _by_triage(kb: Knowledge, f: Findings, labs: LabSummary) -> list[Level]:
         for a in f.alarms
         if a.level != "emergency"
     ]
-    if kb.triage.age_group(f.patient.age_years).id == "infant" and labs.band("hemoglobin") == "low":
-        out.append(_level(kb, "urgent", "triage.infant_signs", None))
+    if infant_anaemia(kb, f, labs):
+        out.append(_level(kb, kb.triage.infant_signs, "triage.infant_signs", None))
     return out
+
+
+def infant_anaemia(kb: Knowledge, f: Findings, labs: LabSummary) -> bool:
+    """Rule triage.infant_signs read with the results: a baby's low haemoglobin."""
+    return triage.infant(kb, f.patient) and labs.band("hemoglobin") == "low"
 
 
 def _severe(kb: Knowledge, f: Findings, test_id: str, reading: LabReading) -> str | None:
@@ -117,10 +122,7 @@ def _by_presentation(
 ) -> list[Level]:
     """How soon the presentation itself needs the person seen (rules urgency.*)."""
     out: list[Level] = []
-    nerve_sign = f.neurological or any(
-        kb.symptom_groups[kb.symptoms[x].group].neurological and kb.symptoms[x].deficit
-        for x in f.symptoms
-    )
+    nerve_sign = f.neurological or any(triage.nerve_deficit(kb, x) for x in f.symptoms)
     if f.under_16 and nerve_sign:
         # Seizures, developmental delay or regression, or any nerve sign in a child: a
         # breastfed infant's risk is the mother's B12, which the record cannot show.
@@ -217,13 +219,13 @@ def _by_likelihood(
 
 
 def _recent_normal_b12(kb: Knowledge, f: Findings, labs: LabSummary) -> bool:
-    """A normal B12 result within triage.yaml's months (total or active B12)."""
-    months = kb.triage.self_care_normal_result_months
-    limit = f.as_of - dt.timedelta(days=round(months * 365.25 / 12))
+    """A normal total or active B12 that is not out of date (its test's
+    out_of_date_months, labs.yaml: the window rule lab.out_of_date uses)."""
     for test in ("total_b12", "active_b12"):
         reading = labs.usable.get(test)
-        if reading is not None and reading.item.band == "normal":
-            day = reading.item.date
-            if day is not None and day >= limit:
-                return True
+        months = kb.labs[test].out_of_date_months
+        if reading is None or reading.item.band != "normal" or reading.item.date is None:
+            continue
+        if months is None or reading.item.date >= add_months(f.as_of, -months):
+            return True
     return False

@@ -23,17 +23,16 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from b12dx.errors import KnowledgeError, ProfileError
 from b12dx.knowledge.check_digits import loinc_problem, snomed_problem
+from b12dx.models.adapter_knowledge import CdsKnowledge, FhirMapping, ScreeningKnowledge
 from b12dx.models.knowledge import (
     AlgorithmStep,
     CareAccess,
-    CdsKnowledge,
     Code,
     CodedEntry,
     Courses,
     Diet,
     Differential,
     Fact,
-    FhirMapping,
     LabTest,
     Medication,
     NextStepDef,
@@ -44,7 +43,6 @@ from b12dx.models.knowledge import (
     Regimen,
     RiskFactor,
     Rule,
-    ScreeningKnowledge,
     Source,
     Symptom,
     SymptomGroup,
@@ -272,7 +270,11 @@ def _digest(directory: Path) -> str:
 
     h = hashlib.sha256(f"{ENGINE_VERSION}|{pydantic.VERSION}".encode())
     # The pickled layout follows this module and the knowledge models, so they count too.
-    code = [Path(__file__), Path(__file__).parent.parent / "models" / "knowledge.py"]
+    models = Path(__file__).parent.parent / "models"
+    code = [
+        Path(__file__),
+        *(models / f"{m}.py" for m in ("knowledge", "adapter_knowledge", "triage")),
+    ]
     for path in [*code, *sorted(directory.glob("*.yaml"))]:
         h.update(path.name.encode())
         h.update(path.read_bytes())
@@ -473,11 +475,8 @@ def check(kb: Knowledge) -> Iterator[str]:
                     yield f"risk_factors.{rf.id}: unknown {kind} {i!r}"
     for rf_id, flag in kb.red_flags.items():
         m = flag.match
-        for sid in _symptom_refs(kb, [*m.any, *m.with_any, *m.unless_any]):
+        for sid in _symptom_refs(kb, [*m.any, *m.with_any]):
             yield f"red_flags.{rf_id}: unknown symptom {sid!r}"
-        for g in m.unless_no_group:
-            if g not in kb.symptom_groups:
-                yield f"red_flags.{rf_id}: unknown group {g!r}"
     for milestone in kb.recovery.milestones:
         for sid in milestone.tracked_by:
             if sid != "@neurological" and sid not in kb.symptoms:

@@ -86,10 +86,11 @@ class TriageKnowledge(_KB):
     red_flag_new_within_days: int = Field(gt=0)
     age_groups: list[AgeGroup] = Field(min_length=1)
     adult_from_years: int = Field(gt=0)
+    # How soon an infant's urgent paediatric signs are seen (rule triage.infant_signs).
+    infant_signs: Level
     age_sources: list[str] = Field(min_length=1)
     classes: dict[Literal["neurological_deficit", "neurological_other"], TriageClass]
     elsewhere: list[Elsewhere]
-    self_care_normal_result_months: int = Field(gt=0)
 
     def age_group(self, age_years: float) -> AgeGroup:
         return next(g for g in self.age_groups if g.below is None or age_years < g.below)

@@ -41,6 +41,7 @@ def _symptoms(patient: Patient, as_of: dt.date) -> list[dict[str, Any]]:
     for r in patient.ratings:
         if r.rated_on <= as_of:
             by_symptom.setdefault(r.symptom_id, []).append((r.rated_on, r.rating))
+    window = load_knowledge().triage.tempo.acute_within_days
     out: list[dict[str, Any]] = []
     for sid, ratings in by_symptom.items():
         ratings.sort()
@@ -55,7 +56,6 @@ def _symptoms(patient: Patient, as_of: dt.date) -> list[dict[str, Any]]:
             first = day
         entry: dict[str, Any] = {"id": sid, "severity": ratings[-1][1]}
         days = (as_of - first).days
-        window = load_knowledge().triage.tempo.acute_within_days
         if days > window or (absent is not None and (as_of - absent).days <= window):
             entry["duration_weeks"] = round(days / 7, 1)
         out.append(entry)
