@@ -177,6 +177,10 @@ class Server:
     base: str
     url: str  # the database
     proc: subprocess.Popen[bytes]
+    log: Path
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
 
     def children(self) -> list[int]:
         """The PIDs of the server's child processes (its workers, and a helper)."""
@@ -221,7 +225,7 @@ def server(url: str, tmp_path: Path) -> Iterator[Server]:
             if time.monotonic() > deadline:
                 pytest.fail(f"no /api/v1/health within {TIMEOUT_S} s:\n{log_path.read_text()}")
             time.sleep(0.1)
-        yield Server(base, url, proc)
+        yield Server(base, url, proc, log_path)
     finally:
         proc.terminate()
         try:
@@ -337,7 +341,7 @@ def test_two_server_workers_the_cli_and_store_writers_at_once_lose_nothing(
     elapsed = time.perf_counter() - started
 
     failures = [(status, answer) for _, status, answer, _ in http if status != 201]
-    assert not failures, failures[:5]
+    assert not failures, (failures[:5], server.log_tail())
     bad_cli = [(p.returncode, p.stderr) for p in cli if p.returncode != 0]
     assert not bad_cli, bad_cli[:5]
     everything = writer_out + writer_err + "".join(p.stderr for p in cli)

@@ -8,7 +8,6 @@ an error rather than a new, empty database that seems to have lost every patient
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,17 +20,20 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from b12dx.errors import B12dxError
 from b12dx.private_files import create_file, data_file, make_folder
+from b12dx.store import write_queue
 
 ENV_URL = "B12DX_DATABASE_URL"
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Seconds a writer waits for another writer's lock before giving up (SQLite); clinics run
 # a CLI and a server on the same file, and a write takes milliseconds.
 BUSY_TIMEOUT_S = 30
+# Seconds a process opening the database waits for another one's migration.
+MIGRATION_WAIT_S = 600
 _ADVISORY_LOCK = 0x0B12D  # PostgreSQL advisory lock held while migrating
 
 
@@ -70,12 +72,13 @@ def _sqlite_setup(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers and one writer work at once; FULL sync makes a committed write
     # survive a crash of the process or the machine; foreign keys are off by default.
     # isolation_level None: the driver leaves BEGIN to us (see _sqlite_begin).
+    # The busy timeout comes first: setting the journal mode may itself wait for a lock.
     dbapi_connection.isolation_level = None
     cur = dbapi_connection.cursor()
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
     cur.close()
 
 
@@ -134,9 +137,25 @@ class Database:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
-        """One unit of work: committed whole at the end or rolled back whole."""
-        with self.sessions.begin() as session:
-            yield session
+        """One unit of work: committed whole at the end or rolled back whole. On SQLite,
+        writers take turns in the order they came (see :mod:`write_queue`); one that waits
+        longer than the bound is a :class:`DatabaseError` (the server answers 503)."""
+        path = self.sqlite_path
+        try:
+            with contextlib.ExitStack() as stack:
+                if path is not None and path.name not in ("", ":memory:"):
+                    stack.enter_context(write_queue.turn(path, BUSY_TIMEOUT_S))
+                session = stack.enter_context(self.sessions.begin())
+                yield session
+        except write_queue.QueueTimeout as exc:
+            raise DatabaseError(f"the database is busy: {exc}; try again") from None
+        except OperationalError as exc:
+            if "locked" not in str(exc.orig):
+                raise
+            raise DatabaseError(
+                f"the database is busy: another program held it for more than "
+                f"{BUSY_TIMEOUT_S} s; try again"
+            ) from None
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Session]:
@@ -210,14 +229,14 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
     of them migrates, the others wait and then find it done."""
     if engine.dialect.name == "sqlite":
         path = Path(engine.url.database or "")
-        lock_path = path.with_name(path.name + ".migrate-lock")
-        create_file(lock_path)
-        with open(lock_path, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
+        if path.name in ("", ":memory:"):  # nobody else can open it
+            yield
+            return
+        try:
+            with write_queue.turn(path, MIGRATION_WAIT_S):
                 yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        except write_queue.QueueTimeout as exc:
+            raise DatabaseError(f"another process is migrating the database: {exc}") from None
     else:
         with engine.connect() as conn:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _ADVISORY_LOCK})
