@@ -107,7 +107,7 @@ def _spellings(unit: str) -> list[str]:
 
 
 @st.composite
-def lab_results(draw: st.DrawFn, as_of: dt.date) -> dict[str, Any]:
+def lab_results(draw: st.DrawFn, as_of: dt.date, alive_days: int = 3 * 365) -> dict[str, Any]:
     test: LabTest = draw(st.sampled_from([*NUMERIC_TESTS, *QUALITATIVE_TESTS]))
     lab: dict[str, Any] = {"test": test.id}
     if test.kind == "qualitative":
@@ -123,7 +123,8 @@ def lab_results(draw: st.DrawFn, as_of: dt.date) -> dict[str, Any]:
             ref_low, ref_high = None, max(ref_low, ref_high)
         _put(lab, "reference_low", ref_low)
         _put(lab, "reference_high", ref_high)
-    days_before = _optional(draw, st.integers(0, 3 * 365))
+    # Never before the person was born (the engine refuses it).
+    days_before = _optional(draw, st.integers(0, min(3 * 365, alive_days)))
     if days_before is not None:
         lab["date"] = _iso(max(as_of - dt.timedelta(days=days_before), MIN_DATE))
     return lab
@@ -209,12 +210,13 @@ def valid_records(draw: st.DrawFn) -> dict[str, Any]:
     if exposures:
         record["exposures"] = exposures
 
-    labs = draw(st.lists(lab_results(as_of), max_size=6))
+    alive_days = math.floor(age * 365.25)  # nothing is dated before birth
+    labs = draw(st.lists(lab_results(as_of, alive_days), max_size=6))
     if labs:
         record["labs"] = labs
 
     doses = []
-    for days_before in draw(st.lists(st.integers(0, 900), max_size=5)):
+    for days_before in draw(st.lists(st.integers(0, min(900, alive_days)), max_size=5)):
         dose: dict[str, Any] = {
             "date": _iso(as_of - dt.timedelta(days=days_before)),
             "drug": draw(st.sampled_from(DRUGS)),
@@ -233,7 +235,7 @@ def valid_records(draw: st.DrawFn) -> dict[str, Any]:
                 st.sampled_from(
                     ["muscle_weakness", "leg_weakness", "paresthesia", "numbness", *KB.symptoms]
                 ),
-                st.integers(0, 900),
+                st.integers(0, min(900, alive_days)),
             ),
             unique=True,
             max_size=8,

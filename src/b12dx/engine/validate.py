@@ -128,6 +128,21 @@ def check_patient(patient: PatientRecord, kb: Knowledge, as_of: dt.date) -> None
     check_ids("exposures", patient.exposures, kb.exposures)
 
     weeks_alive = patient.age_years * 52.18 + 40  # a newborn's history can predate birth
+    # Nothing is measured or given before birth: a person aged N on as_of was born at
+    # most N + 1 years before it (a typed 1900 for 2019 was read as a current result).
+    lifetime = dt.timedelta(days=math.ceil((patient.age_years + 1) * 365.25))
+    born_by = as_of - lifetime if as_of - dt.date.min > lifetime else dt.date.min
+
+    def not_before_birth(field: str, day: dt.date) -> None:
+        if day < born_by:
+            add(
+                FieldError(
+                    field,
+                    f"{day} is before the person was born (aged {patient.age_years:g} on {as_of})",
+                    f"a date from {born_by} to {as_of}",
+                )
+            )
+
     for i, s in enumerate(patient.symptoms):
         if s.duration_weeks is not None and s.duration_weeks > weeks_alive:
             add(FieldError(f"symptoms[{i}].duration_weeks", "is longer than the person's life"))
@@ -146,6 +161,8 @@ def check_patient(patient: PatientRecord, kb: Knowledge, as_of: dt.date) -> None
             continue
         if lab.date is not None and lab.date > as_of:
             add(FieldError(f"{where}.date", f"{lab.date} is after as_of {as_of}"))
+        elif lab.date is not None:
+            not_before_birth(f"{where}.date", lab.date)
         if test.kind == "qualitative":
             if not isinstance(lab.value, str) or lab.value not in test.values:
                 add(
@@ -202,6 +219,8 @@ def check_patient(patient: PatientRecord, kb: Knowledge, as_of: dt.date) -> None
     for i, dose in enumerate(patient.b12_treatment):
         if dose.date > as_of:
             add(FieldError(f"b12_treatment[{i}].date", f"{dose.date} is after as_of {as_of}"))
+        else:
+            not_before_birth(f"b12_treatment[{i}].date", dose.date)
 
     # A rating dated after as_of is an error, as a lab or a dose is: the record describes
     # the person as of that date, and a later rating is either a typing slip or a history
@@ -213,6 +232,8 @@ def check_patient(patient: PatientRecord, kb: Knowledge, as_of: dt.date) -> None
             add(FieldError(f"{where}.id", f"unknown id {r.id!r}", _one_of(kb.symptoms)))
         if r.date > as_of:
             add(FieldError(f"{where}.date", f"{r.date} is after as_of {as_of}"))
+        else:
+            not_before_birth(f"{where}.date", r.date)
         first = rated.setdefault((r.id, r.date), i)
         if first != i:
             add(

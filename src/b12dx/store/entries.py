@@ -20,6 +20,7 @@ from b12dx.store import audit
 from b12dx.store.audit import Actor
 from b12dx.store.patients import has_control_characters
 from b12dx.store.tables import DoseEntry, LabEntry, Patient, SymptomRatingEntry
+from b12dx.typed_numbers import ACCEPTED, read_number
 
 Rating = Literal["none", "mild", "moderate", "severe"]
 RATINGS: tuple[str, ...] = get_args(Rating)
@@ -82,13 +83,18 @@ def _keep(
     return entry
 
 
-def _lab_value(raw: str | float) -> str | float:
+def _lab_value(kb: Knowledge, test: str, raw: str | float) -> str | float:
+    """The value as typed: a number for a numeric test, read by the one rule for typed
+    numbers (never a guess at a separator); a word for a qualitative one."""
     if isinstance(raw, float | int):
         return float(raw)
-    try:
-        return float(raw)
-    except ValueError:
-        return raw.strip().lower()
+    known = kb.labs.get(test)
+    if known is not None and known.kind == "numeric":
+        number = read_number(raw, "value")
+        if number is None:
+            raise InputError.single("value", f"is required for {test}", ACCEPTED)
+        return number
+    return raw.strip().lower()
 
 
 def add_lab(
@@ -107,9 +113,13 @@ def add_lab(
 ) -> LabEntry:
     today = now.date()
     errors = _not_future("date", taken_on, today, patient)
+    try:
+        typed = _lab_value(kb, test, value)
+    except InputError as exc:
+        raise InputError(errors + exc.errors) from None
     lab = LabResult(
         test=test,
-        value=_lab_value(value),
+        value=typed,
         unit=unit or None,
         date=taken_on,
         reference_low=reference_low,
@@ -118,10 +128,16 @@ def add_lab(
     try:
         # The engine's own checks (test id, unit of the test, plausible value, reference
         # limits), on a record holding just this result.
-        check_patient(PatientRecord(age_years=50, labs=[lab]), kb, as_of=max(taken_on, today))
+        as_of = max(taken_on, today)
+        age = max(0.0, (as_of - patient.birth_date).days / 365.25)
+        check_patient(PatientRecord(age_years=age, labs=[lab]), kb, as_of=as_of)
     except InputError as exc:
+        # The store's own date check (to the day of birth) already named the date.
+        named = {e.path for e in errors}
         errors += [
-            FieldError(e.path.removeprefix("labs[0]."), e.message, e.accepted) for e in exc.errors
+            FieldError(path, e.message, e.accepted)
+            for e in exc.errors
+            if (path := e.path.removeprefix("labs[0].")) not in named
         ]
     if errors:
         raise InputError(errors)

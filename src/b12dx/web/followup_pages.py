@@ -360,7 +360,7 @@ async def _change(request: Request, pid: str, kind: str, anchor: str, form: dict
             entries.add_lab(
                 s, kb, visitor.actor, now, p,
                 test=form.get("test", ""),
-                value=value.replace(",", ".") if value[:1].isdigit() else value,
+                value=value,
                 unit=form.get("unit") or None,
                 taken_on=_required_date(form, "date"),
                 reference_low=form_number(form, "reference_low"),

@@ -12,6 +12,7 @@ from typing import Any
 
 from b12dx.errors import FieldError, InputError
 from b12dx.knowledge.loader import Knowledge
+from b12dx.typed_numbers import read_number, refusal
 
 FormData = Mapping[str, str]
 
@@ -45,15 +46,9 @@ def _ticked(
 
 
 def form_number(form: FormData, field: str, path: str | None = None) -> float | None:
-    """A number typed in a form (a decimal comma read as a point), None when left empty;
-    an InputError naming ``path`` (default the field) when it is not a number."""
-    raw = form.get(field, "").strip()
-    if not raw:
-        return None
-    try:
-        return float(raw.replace(",", "."))
-    except ValueError:
-        raise InputError.single(path or field, f"{raw!r} is not a number") from None
+    """A number typed in a form, None when left empty; an InputError naming ``path``
+    (default the field) when it is not one plain decimal (see :mod:`typed_numbers`)."""
+    return read_number(form.get(field, ""), path or field)
 
 
 def red_flags_answered(form: FormData, kb: Knowledge) -> bool:
@@ -68,7 +63,9 @@ def check_problems(form: FormData, kb: Knowledge) -> list[tuple[str, str]]:
         problems.append(("rf_none", "Tick what is happening to you now, or tick 'None of these'"))
     duration = form.get("duration_value", "").strip()
     if duration and _number(duration) is None:
-        problems.append(("duration_value", "Enter how long as a number, for example 6"))
+        problems.append(
+            ("duration_value", f"{_refused(duration)}. Enter how long as a number, for example 6")
+        )
     age = form.get("age_years", "").strip()
     number = _number(age) if age else None
     if not age:
@@ -82,7 +79,9 @@ def check_problems(form: FormData, kb: Knowledge) -> list[tuple[str, str]]:
         name = kb.labs[test].name
         name = name[:1].lower() + name[1:]
         if _number(raw) is None:
-            problems.append((f"lab_{test}_value", f"Enter the {name} result as a number"))
+            problems.append(
+                (f"lab_{test}_value", f"{_refused(raw)}. Enter the {name} result as a number")
+            )
         elif not form.get(f"lab_{test}_unit"):
             problems.append(
                 (f"lab_{test}_unit", f"Choose the unit printed beside your {name} result")
@@ -92,9 +91,15 @@ def check_problems(form: FormData, kb: Knowledge) -> list[tuple[str, str]]:
 
 def _number(text: str) -> float | None:
     try:
-        return float(text.replace(",", "."))
-    except ValueError:
+        return read_number(text, "")
+    except InputError:
         return None
+
+
+def _refused(text: str) -> str:
+    """Why a typed number is refused, as a sentence for the person who typed it."""
+    message = refusal(text.strip(), "").message
+    return message[:1].upper() + message[1:]
 
 
 def _labs(form: FormData, kb: Knowledge, detailed: bool) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from b12dx.models.assessment import Assessment
 from b12dx.numbers import format_si
 from b12dx.web import forms
 from b12dx.web.ics import schedule_calendar
+from b12dx.web.settings import assessment_date
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -247,7 +248,7 @@ def clinician_form(request: Request, ref: str | None = None) -> HTMLResponse:
             today=dt.date.today(),
             expired_link=True,
         )
-    a = assess(record, as_of=None if record.get("as_of") else dt.date.today())
+    a = assess(record, as_of=assessment_date(record, dt.date.today()))
     return _clinician_result(request, a, record)
 
 
@@ -269,7 +270,7 @@ async def clinician_result(request: Request) -> HTMLResponse:
     kb = load_knowledge()
     try:
         record = forms.clinician_record(form, kb)
-        as_of = None if record.get("as_of") else dt.date.today()
+        as_of = assessment_date(record, dt.date.today())
         a = assess(record, profile=form.get("profile") or None, as_of=as_of)
     except InputError as exc:
         return _render(
@@ -288,7 +289,7 @@ async def clinician_calendar(request: Request) -> Response:
     form = await _form(request)
     kb = load_knowledge()
     record = forms.clinician_record({"record_json": form.get("record_json", "")}, kb)
-    as_of = None if record.get("as_of") else dt.date.today()
+    as_of = assessment_date(record, dt.date.today())
     a = assess(record, profile=form.get("profile") or None, as_of=as_of)
     if a.treatment is None:
         raise InputError.single("", "no treatment is indicated, so there is no schedule")

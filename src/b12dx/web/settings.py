@@ -18,8 +18,9 @@ import errno
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from b12dx.errors import InputError
 from b12dx.network import is_loopback
@@ -63,6 +64,24 @@ def check_as_of(day: dt.date, today: dt.date, field: str = "as_of") -> None:
     high = today.replace(year=today.year + AS_OF_YEARS_AHEAD, day=min(today.day, 28))
     if not low <= day <= high:
         raise InputError.single(field, f"{day} is out of range", f"{low} to {high}")
+
+
+def assessment_date(record: Mapping[str, Any], today: dt.date) -> dt.date | None:
+    """What to pass the engine as ``as_of`` for a record sent to the web app: today when
+    the record gives none, else None (the record's own). An assessment is made for today
+    or a day before it: a later ``as_of`` dated the whole plan in the future."""
+    given = record.get("as_of")
+    if not given:
+        return today
+    try:
+        day = dt.date.fromisoformat(given) if isinstance(given, str) else None
+    except ValueError:
+        day = None  # not a date: the engine names it
+    if day is not None and day > today:
+        raise InputError.single(
+            "as_of", f"{day} is after today ({today})", "today or an earlier date"
+        )
+    return None
 
 
 def _flag(value: str | None, default: bool) -> bool:

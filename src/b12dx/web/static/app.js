@@ -13,6 +13,10 @@
   document.querySelectorAll("select[data-unit-select]").forEach(function (tests) {
     var units = document.getElementById(tests.getAttribute("data-unit-select"));
     if (!units) { return; }
+    // Only the chosen test's units are offered, and none is chosen for the user: a unit
+    // picked by default turned 180 pmol/L into 133 (ng/L read as pmol/L). A test with a
+    // single unit (or none) has nothing to choose.
+    var placeholder = units.querySelector("option[data-placeholder]");
     function limit(keep) {
       var chosen = null;
       Array.prototype.forEach.call(units.querySelectorAll("optgroup"), function (group) {
@@ -20,8 +24,9 @@
         group.hidden = !match;
         group.disabled = !match;
         if (match) {
+          var options = group.querySelectorAll("option");
           var selected = group.querySelector("option:checked");
-          chosen = keep && selected ? selected : group.querySelector("option");
+          chosen = keep && selected ? selected : (options.length === 1 ? options[0] : placeholder);
         }
       });
       if (chosen) { chosen.selected = true; }
