@@ -344,3 +344,85 @@ def test_units_print_as_written_and_si_only_when_it_differs(capsys, monkeypatch,
     assert mma.count("µmol/L") == 1, mma
     hcy = next(line for line in out.splitlines() if line.startswith("│ Total homocysteine"))
     assert "2.7 mg/L" in hcy and "µmol/L" in hcy, hcy
+
+
+def test_assess_at_a_terminal_pages_through_less_with_its_colours(tmp_path: Path) -> None:
+    """At a real terminal the report goes through the pager; less shows its colours only
+    with -R, so LESS must hold R (set as git sets it when the reader has not)."""
+    import os
+    import pty
+
+    from processes import b12dx_command
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    less = bin_dir / "less"
+    # A stand-in for less: asked whether it exists (at the terminal) it says yes; given
+    # the report on a pipe, it keeps what it got and the LESS it was run with.
+    less.write_text(
+        "#!/bin/sh\n[ -t 0 ] && exit 0\n"
+        f'printf "%s" "$LESS" > {tmp_path}/less-env\ncat > {tmp_path}/less-input\n'
+    )
+    less.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("PAGER", "MANPAGER", "LESS")}
+    env.update(PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", TERM="xterm-256color")
+    env.pop("NO_COLOR", None)
+    main, child = pty.openpty()
+    argv = [
+        *b12dx_command(),
+        "assess",
+        str(EXAMPLES / "nitrous_oxide.json"),
+        "--as-of",
+        "2026-11-21",
+    ]
+    proc = subprocess.Popen(argv, stdin=child, stdout=child, stderr=child, env=env)
+    os.close(child)
+    while True:  # drain the terminal until the command is done
+        try:
+            if not os.read(main, 4096):
+                break
+        except OSError:
+            break
+    assert proc.wait(timeout=60) == 0
+    os.close(main)
+    paged = (tmp_path / "less-input").read_text()
+    assert "\x1b[" in paged and "urgent" in paged.lower(), "the report, in colour"
+    assert "R" in (tmp_path / "less-env").read_text(), "less is told to show the colours"
+
+
+def test_every_list_command_offers_json(capsys) -> None:
+    kb = load_knowledge()
+    code, out, _ = run(capsys, "knowledge", "--json")
+    assert code == 0 and {r["topic"]: r["entries"] for r in json.loads(out)} == {
+        t: len(e) for t, e in kb.topics().items()
+    }
+    code, out, _ = run(capsys, "knowledge", "red_flags", "--json")
+    assert code == 0 and [r["id"] for r in json.loads(out)] == list(kb.topics()["red_flags"])
+    code, out, _ = run(capsys, "knowledge", "codes", "--json")
+    codes = json.loads(out)
+    assert code == 0 and {"topic": "labs", "entry": "total_b12", "system": "LOINC",
+                          "code": "2132-9"}.items() <= next(
+        c for c in codes if c["entry"] == "total_b12" and c["code"] == "2132-9"
+    ).items()  # fmt: skip
+    code, out, _ = run(capsys, "example", "--json")
+    assert code == 0 and {r["name"]: r["description"] for r in json.loads(out)} == (
+        examples.catalogue()
+    )
+
+
+def test_piped_knowledge_lists_never_cut_an_id(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Piped (not a terminal), where Rich lays tables out in 80 columns, every id and
+    code is still whole on one line, never cut with an ellipsis."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    kb = load_knowledge()
+    code, out, _ = run(capsys, "knowledge", "codes")
+    assert code == 0 and "…" not in out
+    cells = {c.strip() for line in out.splitlines() for c in line.split("│")}
+    for topic, entries in kb.topics().items():
+        for key, entry in entries.items():
+            for c in getattr(entry, "codes", None) or []:
+                assert {key, c.code} <= cells, (topic, key, c.code)
+    for topic in ("rules", "symptoms"):
+        code, out, _ = run(capsys, "knowledge", topic)
+        cells = {c.strip() for line in out.splitlines() for c in line.split("│")}
+        assert code == 0 and "…" not in out and set(kb.topics()[topic]) <= cells

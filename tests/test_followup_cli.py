@@ -1109,3 +1109,34 @@ def test_without_db_or_environment_the_default_file_is_used(
     pid = add_patient(capsys)
     assert (tmp_path / "data" / "b12dx.sqlite3").exists()
     assert json.loads(ok(capsys, "patient list --json"))[0]["id"] == pid
+
+
+def test_piped_patient_and_due_lists_keep_ids_and_statuses_whole(
+    capsys, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Piped (not a terminal), where Rich lays tables out in 80 columns, a long name does
+    not squeeze the other columns away: every patient id, status and urgency is there
+    whole, never cut."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    long_name = "'Alexandra Konstantinopoulou-Vandermeer'"
+    for born in ("1958-04-12", "1961-09-30"):
+        pid = ok(capsys, f"patient add --name {long_name} --birth-date {born} --sex female")
+        pid = pid.strip()
+        ok(capsys, f"record lab {pid} --test total_b12 --value 100 --unit pg/mL --date {day(-3)}")
+        ok(capsys, f"patient assess {pid}")
+        dose(capsys, pid, day(0))
+    listed = json.loads(ok(capsys, "patient list --json"))
+    text = ok(capsys, "patient list")
+    assert "…" not in text
+    cells = [c.strip() for line in text.splitlines() for c in line.split("│")]
+    words = " ".join(text.replace("│", " ").split())
+    for row in listed:
+        assert row["id"] in cells
+        last = row["last_assessment"]
+        for said in (last["deficiency_status"].replace("_", " "), last["urgency"]):
+            assert all(w in words.split() for w in said.split()), said
+    items = json.loads(ok(capsys, "due --within 30 --json"))
+    text = ok(capsys, "due --within 30")
+    assert items and "…" not in text
+    cells = [c.strip() for line in text.splitlines() for c in line.split("│")]
+    assert {i["patient_id"] for i in items} <= set(cells)

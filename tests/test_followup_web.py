@@ -817,9 +817,9 @@ async def test_the_timeline_forms_record_and_show_errors_with_the_answers_kept(s
     assert 'id="errors"' in bad.text and "unit" in bad.text and 'value="0.9"' in bad.text
     assert site.count(LabEntry) == 0
     forms = {
-        "labs": {"test": "mma", "value": "0,9", "unit": "umol/L", "date": days_ago(2)},
+        "labs": {"test": "mma", "value": "0.9", "unit": "umol/L", "date": days_ago(2)},
         "doses": {"date": days_ago(1), "drug": "hydroxocobalamin", "dose": "1 mg",
-                  "route": "im", "given_by": ""},
+                  "route": "im", "given_by": "", "batch": "B1", "site_not_recorded": "yes"},
         "symptoms": {"symptom": "leg_weakness", "rating": "moderate", "date": days_ago(1)},
         "assessments": {},
         "calendar-token": {},
@@ -884,7 +884,8 @@ async def test_the_dose_form_shows_why_a_dose_looks_wrong_and_records_it_anyway(
     csrf = csrf_in(page.text)
     assert 'name="force"' not in page.text
     form = {"csrf_token": csrf, "date": days_ago(2), "drug": "hydroxocobalamin",
-            "dose": "10 mg", "route": "im", "given_by": ""}  # fmt: skip
+            "dose": "10 mg", "route": "im", "given_by": "", "batch": "B1",
+            "site": "left deltoid"}  # fmt: skip
     shown = await local.post(f"/patients/{pid}/doses", data=form)
     assert shown.status_code == 422
     text = " ".join(shown.text.split())
@@ -1100,7 +1101,7 @@ async def test_the_clinic_lists_follow_up_tests_filters_exports_and_records_from
     params = {"as_of": TODAY.isoformat(), "within": "30"}
     page = (await local.get("/clinic", params=params)).text
     overdue = page.split('id="overdue-title"')[1].split("</section>")[0]
-    upcoming = page.split('id="due-title"')[1].split("</section>")[0]
+    upcoming = page.split('id="today-title"')[1].split("</section>")[0]
     assert 'data-kind="test_overdue"' in overdue and "Olga Old" in overdue
     assert 'data-kind="test_due"' in upcoming and "Ida Indeterminate" in upcoming
     assert "Indeterminate Total serum vitamin B12" in upcoming and " or " in upcoming
@@ -1115,17 +1116,19 @@ async def test_the_clinic_lists_follow_up_tests_filters_exports_and_records_from
 
     # The overdue maintenance injection of the treated patient: "Given today" records it.
     form = re.search(
-        rf'<form method="post" action="/patients/{treated}/doses" class="inline-form">(.*?)</form>',
+        rf'<form method="post" action="/patients/{treated}/doses" class="inline-form given-today">'
+        r"(.*?)</form>",
         page,
         re.S,
     )
     assert form, "no 'Given today' on the overdue injection's row"
-    fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', form.group(1)))
+    fields = dict(re.findall(r'type="hidden" name="([^"]+)" value="([^"]*)"', form.group(1)))
     assert fields["date"] == TODAY.isoformat() and fields["drug"] == "hydroxocobalamin"
+    fields |= {"batch": "AB1234", "site": "left deltoid"}
     r = await local.post(f"/patients/{treated}/doses", data=fields)
     assert r.status_code == 303 and r.headers["location"].startswith("/clinic?")
     after = (await local.get(r.headers["location"])).text
-    assert "Dose recorded for patient" in after
+    assert "Dose recorded for <strong>Ann Smith</strong>" in after
     doses = (await local.get(f"/api/v1/patients/{treated}")).json()["doses"]
     assert TODAY.isoformat() in {d["date"] for d in doses}
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -270,3 +271,30 @@ def test_a_bad_provenance_list_is_refused(tmp_path: Path) -> None:
         app, ["screen", str(folder), "--out", str(tmp_path / "o"), "--omop-type-concepts", "ehr"]
     )
     assert result.exit_code == 2 and "--omop-type-concepts" in result.output
+
+
+def test_eunomia_screened_after_its_observation_ends_says_so_and_names_a_date_that_screens(
+    eunomia: Path, tmp_path: Path
+) -> None:
+    """Without --as-of the date is today, after every observation period of the dataset:
+    nobody is screened. The terminal and the report say why, name the last day observed
+    and a date to screen with, and that date does screen people."""
+    ends = [r["observation_period_end_date"] for r in _rows(eunomia, "OBSERVATION_PERIOD")]
+    last = max(ends)
+    assert last < dt.date.today().isoformat(), "the dataset's periods have ended"
+    result = CliRunner().invoke(
+        app, ["screen", str(eunomia), "--out", str(tmp_path / "today")], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "0 people screened of 28" in said
+    assert f"every observation period ends by {last}".lower() in said.lower()
+    advice = re.search(r"screen with --as-of (\d{4}-\d\d-\d\d) \(([\d,]+) people", said)
+    assert advice, said
+    html = (tmp_path / "today" / "report.html").read_text()
+    text = " ".join(re.sub(r"<[^>]+>", " ", html).split())
+    assert f"every observation period ends by {last}".lower() in text.lower()
+    assert f"--as-of {advice.group(1)}" in text
+    _, population = _screen(eunomia, tmp_path / "advised", D.fromisoformat(advice.group(1)))
+    screened = sum(int(row["people"]) for row in population)
+    assert screened == int(advice.group(2).replace(",", "")) > 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -117,7 +118,11 @@ def assess(
     if brief:
         render_brief(result, console)
     elif console.is_terminal:
-        # The full report is longer than a screen: page it, as git and man do.
+        # The full report is longer than a screen: page it, as git and man do. less shows
+        # the report's colours only with -R; like git, say so when LESS is unset (F: quit
+        # when it fits the screen, R: colours, X: leave it on the screen), and keep a
+        # reader's own LESS.
+        os.environ.setdefault("LESS", "FRX")
         with console.pager(styles=True):
             render(result, console)
     else:
@@ -189,20 +194,32 @@ def knowledge(
     topic: Annotated[
         str | None, typer.Argument(help="A topic, e.g. symptoms; omit to list topics.")
     ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of a table.")
+    ] = False,
 ) -> None:
     """List the knowledge base: its topics, or the entries of one topic."""
     from b12dx.cli.browse import listing
 
-    listing(topic)
+    listing(topic, as_json=json_out)
 
 
 @app.command()
 def example(
     name: Annotated[str | None, typer.Argument(help="Example name; omit to list them.")] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="List the examples as JSON (name, description).")
+    ] = False,
 ) -> None:
     """Print a ready example patient (pipe it into `b12dx assess -`), or list them."""
     from b12dx import examples
 
+    if json_out:
+        if name is not None:  # an example is JSON already
+            raise InputError.single("--json", "lists the examples: give no NAME with it")
+        listed = [{"name": k, "description": d} for k, d in examples.catalogue().items()]
+        sys.stdout.write(json.dumps(listed, indent=2) + "\n")
+        return
     if name is None:
         for key, description in examples.catalogue().items():
             sys.stdout.write(f"{key:32} {description}\n")

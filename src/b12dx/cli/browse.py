@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from typing import Any
+
 from rich.console import Console
 from rich.table import Table
 
+from b12dx.cli.io import show
 from b12dx.errors import LookupError_
 from b12dx.knowledge.loader import cited_source_ids, load_knowledge
 
@@ -13,17 +18,20 @@ _SKIP = {"id", "sources"}
 CODES = "codes"
 
 
-def listing(topic: str | None, console: Console | None = None) -> None:
+def listing(topic: str | None, console: Console | None = None, as_json: bool = False) -> None:
     console = console or Console()
     kb = load_knowledge()
     topics = kb.topics()
+    if as_json:
+        _print_json(listing_json(topic))
+        return
     if topic is None:
         table = Table(title=f"b12dx knowledge base {kb.version}", title_justify="left")
         table.add_column("Topic")
         table.add_column("Entries", justify="right")
         for name, entries in topics.items():
             table.add_row(name, str(len(entries)))
-        console.print(table)
+        show(console, table, "Topic")
         console.print(
             "b12dx knowledge TOPIC lists a topic; b12dx knowledge codes lists the code tables "
             "(LOINC, SNOMED CT, ICD-10, ICD-10-CM, RxNorm, ATC) that health records are read with; "
@@ -45,7 +53,35 @@ def listing(topic: str | None, console: Console | None = None) -> None:
             "",
         )
         table.add_row(key, label)
-    console.print(table)
+    show(console, table, "id")
+
+
+def listing_json(topic: str | None) -> list[dict[str, Any]]:
+    """What ``listing`` shows, as JSON: the topics with their number of entries, a topic's
+    entries whole (each with its id), or every code."""
+    kb = load_knowledge()
+    topics = kb.topics()
+    if topic is None:
+        return [{"topic": name, "entries": len(entries)} for name, entries in topics.items()]
+    if topic == CODES:
+        return [
+            {"topic": name, "entry": key, "system": code.system, "code": code.code,
+             "display": code.display, "verified": code.verified}
+            for name, entries in topics.items()
+            for key, entry in entries.items()
+            for code in getattr(entry, "codes", None) or []
+        ]  # fmt: skip
+    if topic not in topics:
+        accepted = ", ".join([*topics, CODES])
+        raise LookupError_(f"unknown topic {topic!r} (accepted: {accepted})")
+    return [
+        {"id": key, **entry.model_dump(mode="json", exclude_none=True)}
+        for key, entry in topics[topic].items()
+    ]
+
+
+def _print_json(value: object) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 
 def code_tables(console: Console) -> None:
@@ -59,7 +95,7 @@ def code_tables(console: Console) -> None:
             for code in getattr(entry, "codes", None) or []:
                 verified = "yes" if code.verified else "no"
                 table.add_row(topic, key, code.system, code.code, code.display, verified)
-    console.print(table)
+    show(console, table, "Entry", "Code")
 
 
 def explain(entry_id: str, console: Console | None = None) -> None:

@@ -51,6 +51,8 @@ ADD_OPTIONS = {
     "diet": "--diet",
     "ethnicity": "--ethnicity",
     "condition": "--condition",
+    "nhs_number": "--nhs-number",
+    "local_number": "--local-number",
 }
 
 
@@ -77,10 +79,25 @@ def patient_add(
         typer.Option("--ethnicity", help="black_african_or_caribbean, other or unknown."),
     ] = "unknown",
     profile: ProfileOption = None,
+    nhs_number: Annotated[
+        str | None, typer.Option("--nhs-number", help="10 digits; the check digit is checked.")
+    ] = None,
+    local_number: Annotated[
+        str | None, typer.Option("--local-number", help="The practice's own record number.")
+    ] = None,
+    add_anyway: Annotated[
+        bool,
+        typer.Option(
+            "--add-anyway",
+            help="Add although a patient of the same name and birth date is held (a namesake).",
+        ),
+    ] = False,
     db: DbOption = None,
     practice: PracticeOption = None,
 ) -> None:
-    """Add a patient; prints only the new id (for scripts)."""
+    """Add a patient; prints only the new id (for scripts). A patient with the same NHS or
+    local number, or (without --add-anyway) the same name and birth date, is refused
+    naming the patient already held."""
     from b12dx.store import patients
 
     born = base.date_option(birth_date, "--birth-date")
@@ -98,6 +115,9 @@ def patient_add(
             ethnicity=ethnicity,
             conditions=condition or [],
             profile=profile,
+            nhs_number=nhs_number,
+            local_number=local_number,
+            namesake_ok=add_anyway,
         )
         pid = p.id
     base.out(pid)

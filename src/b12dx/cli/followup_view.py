@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from b12dx.cli.io import show
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.assessment import Assessment
 from b12dx.store.due import DueItem
@@ -171,9 +172,7 @@ def render_list(console: Console, rows: list[dict[str, Any]]) -> None:
         console.print("No patients yet: add one with `b12dx patient add`.")
         return
     table = Table(title=f"{len(rows)} patients", title_justify="left")
-    for col in ("ID", "Name", "Born"):
-        table.add_column(col, no_wrap=True)
-    for col in ("Age", "Sex", "Last assessed", "Urgency", "Status"):
+    for col in ("ID", "Name", "Born", "Age", "Sex", "Last assessed", "Urgency", "Status"):
         table.add_column(col)
     for r in rows:
         last = r["last_assessment"] or {}
@@ -188,7 +187,7 @@ def render_list(console: Console, rows: list[dict[str, Any]]) -> None:
             f"[{URGENCY_STYLE[urgency]}]{urgency}[/]" if urgency else "",
             last.get("deficiency_status", "").replace("_", " "),
         )
-    console.print(table)
+    show(console, table, "ID", "Born")
 
 
 def _runs(doses: Sequence[DoseEntry]) -> list[tuple[DoseEntry, DoseEntry, int, str]]:
@@ -266,7 +265,7 @@ def render_patient(
                 else str(lab["value"]),
                 rng if rng != "-" else "",
             )
-        console.print(labs)
+        show(console, labs, "Date")
 
     if p["symptom_ratings"]:
         by_symptom: dict[str, list[str]] = {}
@@ -277,7 +276,7 @@ def render_patient(
         ratings.add_column("Ratings, oldest first")
         for sid, seq in by_symptom.items():
             ratings.add_row(kb.symptoms[sid].name, " → ".join(seq))
-        console.print(ratings)
+        show(console, ratings)
 
     if doses:
         given = Table(title=f"B12 given ({len(doses)} doses)", title_justify="left")
@@ -295,7 +294,7 @@ def render_patient(
                 f"{first.drug} {first.dose_mg:g} mg {first.route.upper()}",
                 ", ".join(givers),
             )
-        console.print(given)
+        show(console, given, "From", "To")
 
     if snapshots:
         hist = Table(title="Assessments kept", title_justify="left")
@@ -311,7 +310,7 @@ def render_patient(
                 f"{s['engine_version']} / {s['knowledge_version']} ({s['profile']})",
                 f"{len(s['planned_doses'])} doses",
             )
-        console.print(hist)
+        show(console, hist, "#", "As of")
 
     if trail:
         shown = trail[-AUDIT_SHOWN:]
@@ -331,7 +330,7 @@ def render_patient(
                 f"{e['action']} {e['entity'].replace('_', ' ')}",
                 detail if len(detail) <= 70 else detail[:67] + "...",
             )
-        console.print(table)
+        show(console, table)
 
 
 def next_dose(a: Assessment, last_given: dt.date) -> str:
@@ -363,13 +362,14 @@ def render_due(console: Console, items: Iterable[DueItem], as_of: dt.date, until
         if not group:
             continue
         table = Table(title=f"[{style}]{title}[/] ({len(group)})", title_justify="left")
-        for col in ("Date", "Patient", "What", "Urgency"):
+        for col in ("Date", "ID", "Patient", "What", "Urgency"):
             table.add_column(col)
         for i in group:
             table.add_row(
                 i.date.isoformat(),
-                f"{i.patient_name} ({i.patient_id})",
+                i.patient_id,
+                i.patient_name,
                 i.text,
                 f"[{URGENCY_STYLE[i.urgency]}]{i.urgency}[/]",
             )
-        console.print(table)
+        show(console, table, "Date", "ID")

@@ -12,7 +12,6 @@ import contextlib
 import datetime as dt
 import getpass
 import os
-import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from b12dx.errors import FieldError, InputError
+from b12dx.store.periods import parse_days
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -29,9 +29,6 @@ if TYPE_CHECKING:
     from b12dx.store.audit import Actor
     from b12dx.store.db import Database
     from b12dx.store.tables import Patient
-
-WITHIN = re.compile(r"^\s*(\d{1,4})\s*([dwm]?)\s*$", re.IGNORECASE)
-DAYS_PER = {"": 1, "d": 1, "w": 7, "m": 30}  # a month counts as 30 days (said in --help)
 
 
 @dataclass(frozen=True)
@@ -188,12 +185,5 @@ def write_atomic(path: Path, text: str, option: str) -> None:
 
 
 def parse_within(value: str) -> int:
-    """Days in a period written as a number of days, or Nd, Nw, Nm (a month is 30 days)."""
-    m = WITHIN.match(value)
-    if m is None:
-        raise InputError.single(
-            "--within",
-            f"{value!r} is not a period",
-            "a number of days, or Nd, Nw or Nm (a month counts as 30 days), e.g. 7d, 2w, 1m",
-        )
-    return int(m[1]) * DAYS_PER[m[2].lower()]
+    """Days in a period written as a number of days, or Nd, Nw, Nm (``store.periods``)."""
+    return parse_days(value, "--within")

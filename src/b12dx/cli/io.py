@@ -7,6 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len
+from rich.console import Console
+from rich.table import Table
+
 from b12dx.errors import InputError
 from b12dx.jsonio import parse_json
 from b12dx.private_files import owner_only_from_now
@@ -69,3 +73,47 @@ def output_folder(path: Path, option: str, force: bool) -> Path:
             "are replaced)",
         )
     return path
+
+
+READABLE = 12
+
+
+def show(console: Console, table: Table, *headers: str) -> None:
+    """Print a list with the columns in ``headers`` kept whole (``whole``). Piped (Rich
+    would lay it out in 80 columns) each row is one line, however long; at a terminal it
+    fits the window, wider only when the ids cannot fit in it, rather than cut them."""
+    whole(table, *headers)
+    wide = console.options.update_width(10_000)
+    # At a terminal: the narrowest the table goes with the ids whole and each other
+    # column at least READABLE wide (or its longest word, if shorter); Rich folds the rest.
+    need = table._extra_width + sum(
+        m.maximum
+        if not console.is_terminal  # piped: one row a line, for grep and cut
+        else min(m.minimum, m.maximum if column.header in headers else READABLE)
+        for column in table.columns
+        for m in [table._measure_column(console, wide, column)]
+    )
+    width = console.width
+    if need <= width:
+        console.print(table)
+        return
+    console.width = need  # print() never goes wider than the console
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+
+
+def whole(table: Table, *headers: str) -> Table:
+    """``table`` (a list for the terminal or a pipe) with no cell cut short: the columns
+    named in ``headers`` (ids, codes) keep each value whole on one line, since an id wrapped
+    or cut off cannot be copied or searched for; every other column wraps, folding a word
+    longer than itself, where Rich would otherwise crop it with an ellipsis."""
+    for column in table.columns:
+        if column.header in headers:
+            column.no_wrap, column.overflow = True, "fold"
+            longest = [cell_len(str(c)) for c in (*column.cells, column.header)]
+            column.min_width = max(longest)
+        else:
+            column.no_wrap, column.overflow = False, "fold"
+    return table

@@ -150,6 +150,6 @@ def register(app: typer.Typer) -> None:
                 f"as of {day}, the date the synthetic data was made for ({source / MANIFEST}); "
                 "give --as-of for another date\n"
             )
-        console_summary(result, Console())
+        console_summary(result, Console(), kb)
         for name in [*paths, "report.html"]:
             sys.stdout.write(f"wrote {out / name}\n")

@@ -18,6 +18,18 @@ from rich.console import Console
 from rich.table import Table
 
 from b12dx.knowledge.loader import Knowledge
+from b12dx.screen.report_lists import (
+    SORT_SCRIPT,
+    coverage_lines,
+    coverage_section,
+    label,
+    priority,
+    risk_name,
+    sortable,
+    worklist_rows,
+    worklist_section,
+    write_worklist,
+)
 from b12dx.screen.report_sites import care_site_section
 from b12dx.screen.rules import GAPS
 from b12dx.screen.run import ScreenResult
@@ -31,7 +43,8 @@ def _per_1000(n: int, of: int) -> str:
     return f"{1000 * n / of:.1f}" if of else "-"
 
 
-def console_summary(result: ScreenResult, console: Console) -> None:
+def console_summary(result: ScreenResult, console: Console, kb: Knowledge) -> None:
+    """The counts in the report's order and words, then who was not screened and why."""
     counts = gap_counts(result)
     table = Table(
         title=f"Care gaps as of {result.as_of}: {result.people:,} people screened of "
@@ -40,12 +53,16 @@ def console_summary(result: ScreenResult, console: Console) -> None:
     table.add_column("gap")
     table.add_column("patients", justify="right")
     table.add_column("per 1,000 screened", justify="right")
-    for gap in GAPS:
+    for gap in priority(kb):
         n = counts.get(gap, 0)
-        table.add_row(gap, f"{n:,}", _per_1000(n, result.people))
+        table.add_row(label(kb, gap), f"{n:,}", _per_1000(n, result.people))
     flagged = len(set(result.gaps.column("person_id").to_pylist()))
     table.add_row("any gap", f"{flagged:,}", _per_1000(flagged, result.people), style="bold")
     console.print(table)
+    for line in coverage_lines(result.coverage):
+        console.print(line, markup=False, highlight=False)
+    if result.people and not result.gaps.num_rows:
+        console.print(f"None of the {result.people:,} people screened has a care gap.")
     if result.left_out:
         n = sum(result.left_out.values())
         console.print(f"{n:,} FHIR resources were not used (each reason is in report.html).")
@@ -56,13 +73,13 @@ def _bars(title: str, counts: list[tuple[str, int]], note: str = "") -> str:
     top = max((n for _, n in counts), default=0) or 1
     height = bar_h * max(len(counts), 1) + 10
     rows = []
-    for i, (label, n) in enumerate(counts):
+    for i, (name, n) in enumerate(counts):
         y = i * bar_h + 5
         w = (width - label_w - 90) * n / top
         rows.append(
-            f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end">{html.escape(label)}</text>'
+            f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end">{html.escape(name)}</text>'
             f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{bar_h - 6}" fill="#2b6cb0">'
-            f"<title>{html.escape(label)}: {n:,}</title></rect>"
+            f"<title>{html.escape(name)}: {n:,}</title></rect>"
             f'<text x="{label_w + w + 4:.1f}" y="{y + 15}">{n:,}</text>'
         )
     return (
@@ -75,7 +92,7 @@ def _bars(title: str, counts: list[tuple[str, int]], note: str = "") -> str:
 
 def _gap_table(result: ScreenResult, kb: Knowledge, counts: Counter[str]) -> str:
     rows = []
-    for gap in _priority(kb):
+    for gap in priority(kb):
         rule = kb.rules[f"screen.{gap}"]
         sources = ", ".join(
             f'<span title="{html.escape(kb.sources[s].title)}">{html.escape(s)}</span>'
@@ -83,7 +100,7 @@ def _gap_table(result: ScreenResult, kb: Knowledge, counts: Counter[str]) -> str
         )
         n = counts.get(gap, 0)
         rows.append(
-            f"<tr><td><b>{html.escape(_label(kb, gap))}</b><br>"
+            f"<tr><td><b>{html.escape(label(kb, gap))}</b><br>"
             f"<small>{html.escape(rule.id)}</small></td>"
             f"<td>{html.escape(rule.text)}</td><td class=n>{n:,}</td>"
             f"<td class=n>{_per_1000(n, result.people)}</td><td>{sources}</td></tr>"
@@ -112,13 +129,13 @@ def _age_table(result: ScreenResult, kb: Knowledge) -> str:
     ):
         per_band[band][gap] += 1
     # <wbr> lets the long gap names wrap at their underscores, so the table fits the page.
-    head = "".join(f"<th>{html.escape(_label(kb, g))}</th>" for g in _priority(kb))
+    head = "".join(f"<th>{html.escape(label(kb, g))}</th>" for g in priority(kb))
     rows = []
     for band, people in band_people.items():
         cells = "".join(
             f"<td class=n>{per_band[band][g]:,}<br><small>"
             f"{_per_1000(per_band[band][g], people)}/1,000</small></td>"
-            for g in _priority(kb)
+            for g in priority(kb)
         )
         rows.append(f"<tr><td>{html.escape(band)}</td><td class=n>{people:,}</td>{cells}</tr>")
     return (
@@ -141,16 +158,6 @@ def _left_out(result: ScreenResult) -> str:
     )
 
 
-def _label(kb: Knowledge, gap: str) -> str:
-    return kb.screening.gap_labels.get(gap, gap.replace("_", " "))
-
-
-def _priority(kb: Knowledge) -> list[str]:
-    """The gaps in the worklist's order: screening.yaml's, then any it does not list."""
-    listed = [g for g in kb.screening.gap_labels if g in GAPS]
-    return listed + [g for g in GAPS if g not in listed]
-
-
 def _gap_lists(result: ScreenResult, folder: Path) -> dict[str, str]:
     """Each gap's own list (its rows of gaps.csv), written beside the report."""
     import pyarrow.compute as pc
@@ -171,12 +178,12 @@ def _gap_lists(result: ScreenResult, folder: Path) -> dict[str, str]:
 
 def _cards(result: ScreenResult, kb: Knowledge, counts: Counter[str], lists: dict[str, str]) -> str:
     cards = []
-    for rank, gap in enumerate(_priority(kb), 1):
+    for rank, gap in enumerate(priority(kb), 1):
         rule = kb.rules[f"screen.{gap}"]
         n = counts.get(gap, 0)
         cards.append(
             f'<section class="card" aria-labelledby="card-{gap}"><h3 id="card-{gap}">'
-            f"{rank}. {html.escape(_label(kb, gap))}</h3>"
+            f"{rank}. {html.escape(label(kb, gap))}</h3>"
             f'<p class="count"><b>{n:,}</b> patients · {_per_1000(n, result.people)} per '
             f"1,000 screened</p><p>{html.escape(rule.text)}</p>"
             f'<p><a href="{lists[gap]}" download>Download the list ({n:,})</a> '
@@ -216,28 +223,34 @@ FILTER_SCRIPT = """
 
 def _counts_table(result: ScreenResult, kb: Knowledge) -> str:
     summary = result.summary.to_pylist()
-    rows = "".join(
+    rank = {g: i for i, g in enumerate(priority(kb), 1)}
+    rows = [
         f'<tr data-gap="{html.escape(r["gap"])}" data-band="{html.escape(r["age_band"])}" '
         f'data-risk="{html.escape(r["risk_factor"])}" data-patients="{r["patients"]}">'
-        f"<td>{html.escape(_label(kb, r['gap']))}</td><td>{html.escape(r['age_band'])}</td>"
-        f"<td>{html.escape(r['risk_factor'])}</td><td class=n>{r['patients']:,}</td></tr>"
-        for r in summary
-    )
+        f'<td data-sort="{rank.get(r["gap"], 0)}">{html.escape(label(kb, r["gap"]))}</td>'
+        f"<td>{html.escape(r['age_band'])}</td>"
+        f"<td>{html.escape(risk_name(kb, r['risk_factor']))}</td>"
+        f"<td class=n>{r['patients']:,}</td></tr>"
+        for r in sorted(summary, key=lambda r: rank.get(r["gap"], 0))
+    ]
 
-    def options(key: str, values: list[str], label: str) -> str:
+    def said(key: str, value: str) -> str:
+        if key == "gap":
+            return label(kb, value)
+        return risk_name(kb, value) if key == "risk" else value
+
+    def options(key: str, values: list[str], heading: str) -> str:
         opts = "".join(
-            f'<option value="{html.escape(v)}">'
-            f"{html.escape(_label(kb, v) if key == 'gap' else v)}</option>"
-            for v in values
+            f'<option value="{html.escape(v)}">{html.escape(said(key, v))}</option>' for v in values
         )
         return (
-            f'<label for="f-{key}">{label}</label> <select id="f-{key}" data-filter="{key}">'
+            f'<label for="f-{key}">{heading}</label> <select id="f-{key}" data-filter="{key}">'
             f'<option value="">all</option>{opts}</select>'
         )
 
-    gaps = [g for g in _priority(kb) if any(r["gap"] == g for r in summary)]
+    gaps = [g for g in priority(kb) if any(r["gap"] == g for r in summary)]
     bands = sorted({r["age_band"] for r in summary})
-    risks = sorted({r["risk_factor"] for r in summary})
+    risks = sorted({r["risk_factor"] for r in summary}, key=lambda v: risk_name(kb, v))
     return (
         "<h2>Counts per gap, age band and risk factor</h2>"
         '<form id="filters" class="filters" hidden>'
@@ -247,9 +260,10 @@ def _counts_table(result: ScreenResult, kb: Knowledge) -> str:
         + " "
         + options("risk", risks, "Risk factor")
         + ' <span aria-live="polite">Patients shown: <b id="filtered"></b></span></form>'
-        '<div class="scroll" role="region" tabindex="0" aria-label="Counts">'
-        '<table id="counts"><thead><tr><th>gap</th><th>age band</th><th>risk factor</th>'
-        "<th>patients</th></tr></thead><tbody>" + rows + "</tbody></table></div>"
+        + sortable(
+            [("gap", True), ("age band", False), ("risk factor", False), ("patients", True)],
+            rows,
+        ).replace('<table class="sortable">', '<table id="counts" class="sortable">', 1)
     )
 
 
@@ -258,6 +272,8 @@ def html_report(result: ScreenResult, path: Path, kb: Knowledge) -> None:
     them into place."""
     counts = gap_counts(result)
     lists = _gap_lists(result, path.parent)
+    work = worklist_rows(result, kb)
+    write_worklist(work, kb, path.parent)
     by_rf: dict[str, set[str]] = defaultdict(set)
     for row in result.gaps.select(["person_id", "risk_factors"]).to_pylist():
         for rf in row["risk_factors"] or ["none"]:
@@ -277,21 +293,25 @@ td.n{{text-align:right}}small{{color:#555}}
 .cards{{display:grid;grid-template-columns:repeat(auto-fit,minmax(18rem,1fr));gap:.75rem}}
 .card{{border:1px solid #ccc;border-left:6px solid #a4000f;padding:.25rem .75rem}}
 .card h3{{margin:.4rem 0}}.card .count{{font-size:1.1rem}}
-.filters{{margin:.5rem 0;display:flex;flex-wrap:wrap;gap:.5rem;align-items:center}}</style>
+.filters{{margin:.5rem 0;display:flex;flex-wrap:wrap;gap:.5rem;align-items:center}}
+.notice{{border:2px solid #b7791f;background:#fffaf0;padding:.25rem .75rem;margin:1rem 0}}
+th button{{font:inherit;font-weight:bold;background:none;border:0;padding:0;cursor:pointer;
+text-align:left;text-decoration:underline dotted}}</style>
 </head><body><header><p><small>b12dx population screening</small></p></header><main>
 <h1>B12 care gaps as of {result.as_of}</h1>
-<p><b>{result.people:,}</b> people screened (alive and aged {
+<p><b>{result.people:,}</b> people screened (alive, aged {
         kb.triage.adult_from_years
-    } or more on {result.as_of})
+    } or more and under observation on {result.as_of})
 of {result.records:,} in the input; profile {html.escape(result.profile)}; engine
 {html.escape(result.engine)}. Each flagged patient's reasons, rule and sources are in
 gaps.csv and gaps.parquet; the counts below are in summary.csv and population.csv.
 A gap is a prompt to review the record, not a diagnosis.</p>
+{coverage_section(result)}
 {_cards(result, kb, counts, lists)}
 {_gap_table(result, kb, counts)}
-{_bars("Patients per gap", [(_label(kb, g), counts.get(g, 0)) for g in _priority(kb)])}
+{_bars("Patients per gap", [(label(kb, g), counts.get(g, 0)) for g in priority(kb)])}
 {_age_table(result, kb)}
-{care_site_section(result, _priority(kb), lambda g: _label(kb, g))}
+{care_site_section(result, priority(kb), lambda g: label(kb, g))}
 {
         _bars(
             "Flagged patients per risk factor",
@@ -300,13 +320,14 @@ A gap is a prompt to review the record, not a diagnosis.</p>
             "(a person with two risk factors counts under both).",
         )
     }
+{worklist_section(work, kb)}
 {_left_out(result)}
 {_counts_table(result, kb)}
-</main>{FILTER_SCRIPT}</body></html>
+</main>{FILTER_SCRIPT}{SORT_SCRIPT}</body></html>
 """
     # Wide tables scroll inside themselves on a phone, and a keyboard can scroll them.
     page = page.replace(
-        "<table>", '<div class="scroll" role="region" tabindex="0" aria-label="Table"><table>'
+        "<table", '<div class="scroll" role="region" tabindex="0" aria-label="Table"><table'
     ).replace("</table>", "</table></div>")
     partial = path.with_name(f".{path.name}.partial")
     partial.write_text(page, encoding="utf-8")

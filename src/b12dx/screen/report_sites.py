@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 
 from b12dx.screen.funnel import Z_95, Z_998, SiteRate, limits, overall_rate, site_rates
+from b12dx.screen.report_lists import sortable
 from b12dx.screen.run import ScreenResult
 
 ANY = "any gap"
@@ -146,7 +147,6 @@ def care_site_section(result: ScreenResult, gaps: list[str], label: Callable[[st
     unnamed = result.people - sum(people.values())
     shown = [ANY] + [g for g in gaps if flagged[g]]
     per_gap = {g: {r.site: r for r in site_rates(people, flagged[g])} for g in shown}
-    head = "".join(f"<th>{html.escape(label(g) if g != ANY else ANY)}</th>" for g in shown)
     rows = []
     for site, n in sorted(people.items(), key=lambda kv: (-kv[1], kv[0])):
         cells = []
@@ -155,21 +155,23 @@ def care_site_section(result: ScreenResult, gaps: list[str], label: Callable[[st
             mark = MARK.get(r.outside, "")
             note = f' title="{r.outside} limit"' if r.outside else ""
             cells.append(
-                f"<td class=n{note}>{r.flagged:,}<br><small>{r.per_1000:.1f}/1,000"
-                f"{(' ' + mark) if mark else ''}</small></td>"
+                f'<td class=n data-sort="{r.per_1000:.3f}"{note}>{r.flagged:,}<br><small>'
+                f"{r.per_1000:.1f}/1,000{(' ' + mark) if mark else ''}"
+                f"{(' ' + r.outside) if r.outside else ''}</small></td>"
             )
         rows.append(f"<tr><td>{html.escape(site)}</td><td class=n>{n:,}</td>{''.join(cells)}</tr>")
-    plots = []
+    plots, outside = [], []
     for i, g in enumerate(shown):
         rates = list(per_gap[g].values())
         rate = overall_rate(people, flagged[g])
         name = label(g) if g != ANY else "Any gap"
         svg = funnel_svg(f"{name}: rate per 1,000 by site size", rates, rate, f"funnel-{i}")
-        outliers = [r for r in rates if r.outside.endswith("99.8%")]
+        outliers = [r for r in rates if r.outside]
+        outside += [(name, r) for r in outliers]
         said = (
-            "; ".join(f"{html.escape(r.site)} {r.outside}" for r in outliers)
+            "; ".join(f"{html.escape(r.site)} {r.outside} limit" for r in outliers)
             if outliers
-            else "no site outside the 99.8% limits"
+            else "no site outside the 95% limits"
         )
         body = f"<figure>{svg}<figcaption>{html.escape(name)}: {said}.</figcaption></figure>"
         plots.append(
@@ -190,7 +192,33 @@ def care_site_section(result: ScreenResult, gaps: list[str], label: Callable[[st
         "dotted 99.8% limits differs by more than chance (▲▲ above, ▼▼ below); between the "
         f"dashed 95% and dotted lines (▲, ▼) it is worth a look.{unnamed_note}</p>"
         + "".join(plots)
-        + f"<table><tr><th>care site</th><th>screened</th>{head}</tr>"
-        + "".join(rows)
-        + "</table></section>"
+        + sortable(
+            [("care site", False), ("screened", True)]
+            + [(label(g) if g != ANY else ANY, True) for g in shown],
+            rows,
+            "Patients flagged per care site (sort a gap's column by its rate)",
+        )
+        + _outliers(outside)
+        + "</section>"
     )
+
+
+def _outliers(outside: list[tuple[str, SiteRate]]) -> str:
+    """The sites outside a funnel's limits, named in a list (not only on the plot)."""
+    if not outside:
+        return "<p>No site is outside the 95% limits for any gap.</p>"
+    level = {"above 99.8%": 4, "above 95%": 3, "below 95%": 2, "below 99.8%": 1}
+    ordered = sorted(outside, key=lambda x: (-level[x[1].outside], -x[1].per_1000))
+    rows = [
+        f"<tr><td>{html.escape(r.site)}</td><td>{html.escape(gap)}</td>"
+        f'<td data-sort="{level[r.outside]}">{MARK[r.outside]} {r.outside} limit</td>'
+        f"<td class=n>{r.flagged:,}</td><td class=n>{r.people:,}</td>"
+        f"<td class=n>{r.per_1000:.1f}</td></tr>"
+        for gap, r in ordered
+    ]
+    return '<h3 id="outliers">Sites outside the limits</h3>' + sortable(
+        [("care site", False), ("gap", False), ("where", True), ("patients", True),
+         ("screened", True), ("per 1,000", True)],
+        rows,
+        "Sites outside the funnel's limits, furthest above first",
+    )  # fmt: skip

@@ -81,19 +81,23 @@ def _untested_at_risk(
         f.date <= a,
         f.date >= ibis.literal(th.symptom_start),
     )
-    sym = sym.select("person_id", sign=sym.id + " recorded " + facts.text(sym.date))
+    sym = sym.select("person_id", sign=sym.id + " recorded " + facts.text(sym.date), on=sym.date)
     dx = facts.active_conditions(t, th, ua.presenting_conditions)
     dx = dx.select(
         "person_id",
         sign=dx.condition_id
         + ibis.ifelse(dx.start_date.isnull(), "", " since " + facts.text(dx.start_date)),
+        on=dx.start_date,
     )
     signs = ibis.union(sym, dx, distinct=False)
-    signs = signs.group_by("person_id").aggregate(signs=facts.join_texts(signs.sign))
+    signs = signs.group_by("person_id").aggregate(
+        signs=facts.join_texts(signs.sign), since=signs.on.min()
+    )
     j = _untested(rf_text.join(signs, "person_id"), ctx, th)
     return j.select(
         "person_id",
         reasons="risk factors: " + j.risks + "; signs: " + j.signs + "; " + j.untested,
+        since=j.since,
     )
 
 
@@ -113,11 +117,14 @@ def _new_finding(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Tab
     first = sym.group_by(["person_id", "id"]).aggregate(first=sym.date.min())
     window = kb.triage.tempo.acute_within_days
     new = first.filter(first.first >= ibis.literal(th.as_of - dt.timedelta(days=window)))
-    new = new.select("person_id", sign=new.id + " first recorded " + facts.text(new.first))
-    rows = new.group_by("person_id").aggregate(signs=facts.join_texts(new.sign))
+    new = new.select("person_id", "first", sign=new.id + " first recorded " + facts.text(new.first))
+    rows = new.group_by("person_id").aggregate(
+        signs=facts.join_texts(new.sign), since=new.first.min()
+    )
     return rows.select(
         "person_id",
         reasons=f"new within {window:g} days, to be seen now (not a B12 list): " + rows.signs,
+        since=rows.since,
     )
 
 
@@ -128,7 +135,9 @@ def _monitoring_due(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.
     )
     j = _untested(c, ctx, th)
     return j.select(
-        "person_id", reasons="metformin since " + facts.text(j.course_start) + "; " + j.untested
+        "person_id",
+        reasons="metformin since " + facts.text(j.course_start) + "; " + j.untested,
+        since=j.course_start,
     )
 
 
@@ -157,6 +166,7 @@ def _indeterminate(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.T
                 "person_id",
                 reasons=facts.result_text(kb, missing)
                 + f"; no {' or '.join(follow)} within {th.follow_up_days} days after",
+                since=missing.date,
             )
         )
     return ibis.union(*parts, distinct=False)
@@ -176,7 +186,7 @@ def _deficient_untreated(
         tr, [r.person_id == tr.person_id, tr.date <= r.date + facts.days(th.treatment_days)]
     ).select(r.person_id, r.test)
     missing = r.anti_join(treated, ["person_id", "test"])
-    by_result = missing.select("person_id", reason=facts.result_text(kb, missing))
+    by_result = missing.select("person_id", reason=facts.result_text(kb, missing), on=missing.date)
     # A recorded diagnosis of B12 deficiency (conditions.yaml b12_deficiency: ICD-10 D51,
     # E53.8) is deficiency as the engine reads it (status.recorded_diagnosis): untreated a
     # month after it was recorded, it is the same gap.
@@ -193,13 +203,18 @@ def _deficient_untreated(
     dx = dx.anti_join(dx_treated, "person_id")
     by_dx = dx.group_by("person_id").aggregate(since=dx.start_date.min())
     by_dx = by_dx.select(
-        "person_id", reason="B12 deficiency diagnosed (recorded) on " + facts.text(by_dx.since)
+        "person_id",
+        reason="B12 deficiency diagnosed (recorded) on " + facts.text(by_dx.since),
+        on=by_dx.since,
     )
     both = ibis.union(by_result, by_dx, distinct=False)
-    missing = both.group_by("person_id").aggregate(reasons=facts.join_texts(both.reason))
+    missing = both.group_by("person_id").aggregate(
+        reasons=facts.join_texts(both.reason), since=both.on.min()
+    )
     return missing.select(
         "person_id",
         reasons=missing.reasons + f"; no B12 treatment within {th.treatment_days} days after",
+        since=missing.since,
     )
 
 
@@ -240,6 +255,7 @@ def _folic_acid(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Tabl
         + facts.text(gap.course_start)
         + "; no B12 test or B12 treatment since "
         + facts.text(gap.since),
+        since=gap.course_start,
     )
 
 
@@ -394,6 +410,7 @@ def _maintenance_overdue(
         + "), "
         + facts.text(g.grace)
         + " days' allowance has passed",
+        since=g.due.cast("date"),
     )
 
 
@@ -410,7 +427,8 @@ _BUILDERS = {
 
 def build_gaps(t: Tables, kb: Knowledge, profile: Profile, as_of: dt.date) -> ir.Table:
     """One row per flagged person and gap: person_id, gap, rule_id, sources, reasons,
-    as_of, age_band, care_site, risk_factors. Only people alive and adult on as_of are screened."""
+    since (the date of the fact that opened the gap, for the worklist's order), as_of,
+    age_band, care_site, risk_factors. Only people alive and adult on as_of are screened."""
     th = thresholds(kb, profile, as_of)
     risk_ids = kb.screening.untested_at_risk.risk_factors
     medicines = {"folic_acid", *(kb.risk_factors["metformin"].trigger.medication or ["metformin"])}
@@ -435,6 +453,7 @@ def build_gaps(t: Tables, kb: Knowledge, profile: Profile, as_of: dt.date) -> ir
                 rule_id=ibis.literal(rule.id),
                 sources=ibis.literal(list(rule.sources), type="array<string>"),
                 reasons="reasons",
+                since=rows.since.cast("date"),
             )
         )
     gaps = ibis.union(*parts, distinct=False)
@@ -447,6 +466,7 @@ def build_gaps(t: Tables, kb: Knowledge, profile: Profile, as_of: dt.date) -> ir
         gaps.rule_id,
         gaps.sources,
         gaps.reasons,
+        since=gaps.since,
         as_of=ibis.literal(as_of),
         age_band=gaps.age_band,
         care_site=gaps.care_site,

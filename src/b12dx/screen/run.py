@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.knowledge import Profile
 from b12dx.network import LOOPBACK
+from b12dx.screen.coverage import Coverage, coverage
 from b12dx.screen.facts import care_site_expr, population_expr
 from b12dx.screen.model import SCHEMAS, ScreeningTables
 from b12dx.screen.rules import build_gaps, summary_expr
@@ -55,6 +56,8 @@ class ScreenResult:
     left_out: dict[str, int] = field(default_factory=dict)
     # care_site, people (screened); one null row when the input names no sites.
     care_sites: pa.Table | None = None
+    # Who was left out and why, and a date that would screen more (``coverage``).
+    coverage: Coverage | None = None
 
 
 @contextmanager
@@ -161,9 +164,10 @@ def screen_tables(
         care_sites = care_site_expr(t, kb, profile, as_of).to_pyarrow()
         summary = con.to_pyarrow(summary_expr(ibis.memtable(gaps)))
     people = sum(population.column("people").to_pylist())
+    left_out = coverage(tables, as_of, kb.triage.adult_from_years, people)
     return ScreenResult(
         gaps, summary, as_of, profile.id, engine, people, records, population,
-        care_sites=care_sites,
+        care_sites=care_sites, coverage=left_out,
     )  # fmt: skip
 
 

@@ -130,7 +130,10 @@ def items_for(
         stored = json.loads(last.assessment).get("treatment") or {}
         for raw in stored.get("review_dates", []):
             day = dt.date.fromisoformat(raw)
-            if day < as_of and last.as_of < day:
+            # A review is done once symptoms are rated on or after its date (the review
+            # form rates every followed symptom), even before an assessment is saved.
+            reviewed = any(day <= r.rated_on <= as_of for r in patient.ratings)
+            if day < as_of and last.as_of < day and not reviewed:
                 item("review_overdue", day, f"Review planned for {day} has not been done")
     if a.urgency in ("emergency", "urgent") and not (t is not None and t.under_way):
         item(

@@ -17,7 +17,7 @@ from sqlalchemy.sql.base import ExecutableOption
 from b12dx.errors import B12dxError, FieldError, InputError
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.patient import Diet, Ethnicity, Sex
-from b12dx.store import audit
+from b12dx.store import audit, identifiers
 from b12dx.store.audit import Actor
 from b12dx.store.tables import (
     Patient,
@@ -120,9 +120,28 @@ def add(
     ethnicity: str = "unknown",
     conditions: Sequence[str] = (),
     profile: str | None = None,
+    nhs_number: str | None = None,
+    local_number: str | None = None,
+    namesake_ok: bool = True,
 ) -> Patient:
+    """Add a patient. A patient of the practice with the same NHS or local number is
+    refused, and one with the same name and birth date too unless ``namesake_ok`` (the
+    doors where people type patients in pass what the user confirmed): see
+    :mod:`b12dx.store.identifiers`."""
     today = now.date()
     detail = _checked(kb, today, name, birth_date, sex, diet, ethnicity, conditions, profile)
+    nhs = identifiers.nhs_number(nhs_number)
+    local = identifiers.local_number(local_number)
+    identifiers.refuse_duplicates(
+        session,
+        actor,
+        name=name,
+        birth_date=birth_date,
+        nhs=nhs,
+        local=local,
+        namesake_ok=namesake_ok,
+    )
+    detail |= {k: v for k, v in (("nhs_number", nhs), ("local_number", local)) if v}
     patient = Patient(
         id=_unused_id(session),
         practice_id=actor.practice_id,
@@ -134,6 +153,8 @@ def add(
         pregnant=False,
         breastfeeding=False,
         profile=profile,
+        nhs_number=nhs,
+        local_number=local,
         calendar_token=secrets.token_urlsafe(24),
         created_at=now,
     )

@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -95,9 +96,15 @@ class LoginSession(Base):
 
 
 class Patient(Base):
-    """Minimal identifying data: a name as the clinic knows the person, birth date, sex."""
+    """Minimal identifying data: a name as the clinic knows the person, birth date, sex, and
+    an NHS number or local record number when the practice gives one."""
 
     __tablename__ = "patients"
+    # An identifier names one person: at most once in a practice (NULLs do not clash).
+    __table_args__ = (
+        Index("uq_patients_practice_nhs", "practice_id", "nhs_number", unique=True),
+        Index("uq_patients_practice_local", "practice_id", "local_number", unique=True),
+    )
 
     id: Mapped[str] = mapped_column(String(16), primary_key=True)
     practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id"), index=True)
@@ -109,6 +116,8 @@ class Patient(Base):
     pregnant: Mapped[bool] = mapped_column(Boolean, default=False)
     breastfeeding: Mapped[bool] = mapped_column(Boolean, default=False)
     profile: Mapped[str | None] = mapped_column(String(40))
+    nhs_number: Mapped[str | None] = mapped_column(String(10))  # 10 digits, check digit valid
+    local_number: Mapped[str | None] = mapped_column(String(40))  # the practice's own number
     calendar_token: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 

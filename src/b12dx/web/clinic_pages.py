@@ -14,9 +14,11 @@ from sqlalchemy.orm import Session
 from b12dx.errors import FieldError, InputError
 from b12dx.knowledge.loader import load_knowledge
 from b12dx.store import due, patients, snapshots
+from b12dx.store.periods import parse_days
 from b12dx.store.tables import Patient
 from b12dx.web.auth import followup
 from b12dx.web.followup_pages import form_date, render, today_for
+from b12dx.web.followup_recorded import NOT_RECORDED, recorded
 from b12dx.web.ics import followup_calendar
 from b12dx.web.settings import check_as_of
 
@@ -54,7 +56,7 @@ async def clinic_csv(request: Request) -> Response:
         visitor = fu.visitor(s, request)
         as_of = form_date({"as_of": request.query_params.get("as_of", "")}, "as_of") or today
         check_as_of(as_of, today)
-        within = int(request.query_params.get("within") or 14)
+        within = parse_days(request.query_params.get("within") or "14")
         kind = request.query_params.get("kind", "")
         items = due.due(s, load_knowledge(), visitor.actor, as_of, within)
         out = io.StringIO()
@@ -79,10 +81,7 @@ async def clinic_csv(request: Request) -> Response:
             )
         return out.getvalue()
 
-    try:
-        body = await fu.run(request, work)
-    except ValueError:
-        raise InputError.single("within", "is not a number of days", "0 to 366") from None
+    body = await fu.run(request, work)
     return Response(
         body,
         media_type="text/csv",
@@ -109,9 +108,9 @@ async def clinic(request: Request) -> Response:
             errors += exc.errors
         if raw_within.strip():
             try:
-                within = int(raw_within)
-            except ValueError:
-                errors.append(FieldError("within", f"{raw_within!r} is not a number of days"))
+                within = parse_days(raw_within)
+            except InputError as exc:
+                errors += exc.errors
         items: list[due.DueItem] = []
         if not errors:
             try:
@@ -120,20 +119,33 @@ async def clinic(request: Request) -> Response:
                 errors += exc.errors
         kinds = list(dict.fromkeys(i.kind for i in items))
         shown = [i for i in items if not kind or i.kind == kind]
+        just = None
+        for key in ("recorded", "undone"):
+            pid = request.query_params.get(key, "")
+            if pid:
+                try:
+                    who = patients.get(s, visitor.actor, pid)
+                except patients.NotFoundError:
+                    continue
+                just = recorded(s, load_knowledge(), who, request.query_params.get("entry", ""))
         return render(
             request,
             "clinic.html",
             visitor,
             422 if errors else 200,
             overdue=[i for i in shown if i.overdue],
-            upcoming=[i for i in shown if not i.overdue],
+            due_today=[i for i in shown if not i.overdue and i.date <= as_of],
+            upcoming=[i for i in shown if not i.overdue and i.date > as_of],
             kinds=kinds,
             kind=kind,
             labels=KIND_LABELS,
-            recorded=request.query_params.get("recorded", ""),
+            just=just,
+            undone=bool(request.query_params.get("undone")),
+            not_recorded=NOT_RECORDED,
             as_of=as_of,
             raw_as_of=raw_as_of or as_of.isoformat(),
-            within=raw_within or str(within),
+            within=raw_within if errors and raw_within else str(within),
+            within_days=within,
             windows=DUE_WINDOWS,
             errors=errors,
         )

@@ -18,7 +18,7 @@ from starlette.datastructures import URL
 
 from b12dx.store.db import DatabaseError
 from b12dx.store.patients import NotFoundError
-from b12dx.web import clinic_pages, followup_api, followup_pages
+from b12dx.web import clinic_pages, followup_api, followup_pages, followup_patients
 from b12dx.web.auth import CsrfFailed, Followup, NotLocal, NotSignedIn
 from b12dx.web.settings import FollowupSettings, settings_from_env
 
@@ -105,5 +105,6 @@ def install(app: FastAPI, settings: FollowupSettings | None = None) -> Followup:
 
     app.include_router(followup_api.router)
     app.include_router(followup_pages.router)
+    app.include_router(followup_patients.router)
     app.include_router(clinic_pages.router)
     return state

@@ -26,6 +26,7 @@ from b12dx.knowledge.loader import load_knowledge
 from b12dx.models.patient import Diet, Drug, Rating, Route, Sex
 from b12dx.store import due, entries, patients, snapshots, users
 from b12dx.store.audit import Actor
+from b12dx.store.periods import parse_days
 from b12dx.store.tables import (
     AssessmentSnapshot,
     DoseEntry,
@@ -55,6 +56,16 @@ class PatientIn(_In):
         default_factory=list, description="Condition ids (GET /api/v1/knowledge/conditions)."
     )
     diet: Diet = "omnivore"
+    nhs_number: str | None = Field(
+        default=None, description="10 digits with a valid modulus-11 check digit."
+    )
+    local_number: str | None = Field(default=None, description="The practice's own number.")
+    add_anyway: bool = Field(
+        default=False,
+        description="Add although a patient of the same name and birth date is held (a "
+        "namesake); without it that is a 422 naming the patient held. A patient with the "
+        "same NHS or local number is always refused.",
+    )
 
 
 class LabIn(_In):
@@ -167,6 +178,8 @@ def patient_json(p: Patient) -> dict[str, Any]:
         "name": p.name,
         "birth_date": p.birth_date.isoformat(),
         "sex": p.sex,
+        "nhs_number": p.nhs_number,
+        "local_number": p.local_number,
         "diet": p.diet,
         "ethnicity": p.ethnicity,
         "conditions": [c.condition_id for c in p.conditions],
@@ -327,6 +340,9 @@ async def add_patient(request: Request) -> Response:
             sex=body.sex,
             diet=body.diet,
             conditions=body.conditions,
+            nhs_number=body.nhs_number,
+            local_number=body.local_number,
+            namesake_ok=body.add_anyway,
         )
         return patient_json(p)
 
@@ -543,10 +559,11 @@ async def due_list(request: Request, within: str = "7", as_of: str | None = None
                 day = dt.date.fromisoformat(as_of)
             except ValueError:
                 errors.append(FieldError("as_of", f"{as_of!r} is not a date", "YYYY-MM-DD"))
+        days = 0
         try:
-            days = int(within)
-        except ValueError:
-            errors.append(FieldError("within", f"{within!r} is not a whole number of days"))
+            days = parse_days(within)
+        except InputError as exc:
+            errors += exc.errors
         if errors:
             raise InputError(errors)
         check_as_of(day, fu.settings.now().date())

@@ -1,6 +1,6 @@
-"""Follow-up pages (server-rendered, working without JavaScript): sign-in, the practice's
-patients and each patient's timeline with its forms (the clinic's due list and the
-calendar feed are in ``clinic_pages``; both render with ``render``).
+"""Follow-up pages (server-rendered, working without JavaScript): sign-in and each
+patient's timeline with its forms (the patients page is in ``followup_patients``, the
+clinic's due list and the calendar feed in ``clinic_pages``; all render with ``render``).
 
 Every form POST is checked for its CSRF token before anything else happens; a change is
 written with its audit entry in one transaction, then the browser is sent back to the
@@ -20,12 +20,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from b12dx.errors import B12dxError, FieldError, InputError
+from b12dx.errors import FieldError, InputError
 from b12dx.knowledge.loader import load_knowledge
-from b12dx.models.patient import Diet, Drug, Route, Sex
-from b12dx.store import entries, history, patients, snapshots, users
-from b12dx.store.tables import Patient
+from b12dx.models.patient import Drug, Route
+from b12dx.store import entries, patients, snapshots, users
 from b12dx.web.auth import Followup, Visitor, followup
+from b12dx.web.followup_recorded import NOT_RECORDED, batch_and_site, recorded, ref, undo
 from b12dx.web.forms import form_number
 from b12dx.web.pages import templates
 from b12dx.web.rate_limit import client_address
@@ -41,6 +41,7 @@ SAVED = {
     "calendar": "New calendar link made; the old one no longer works.",
     "void": "Entry marked as entered in error; it is no longer part of the assessment.",
     "review": "Review saved.",
+    "undo": "Undone: marked as entered in error, and no longer part of the assessment.",
     "details": "Changes saved.",
 }
 RECORD_ANYWAY = "Record anyway"  # the dose form's confirmation box (patient.html)
@@ -71,7 +72,7 @@ def message_page(
     return render(request, "fu_message.html", None, status, title=title, text=text, sign_in=sign_in)
 
 
-async def _form(request: Request) -> dict[str, str]:
+async def form_fields(request: Request) -> dict[str, str]:
     data = await request.form()
     out: dict[str, str] = {}
     for key, value in data.multi_items():
@@ -96,7 +97,7 @@ def form_date(form: Mapping[str, str], field: str) -> dt.date | None:
         raise InputError.single(field, f"{raw!r} is not a date", "YYYY-MM-DD") from None
 
 
-def _required_date(form: Mapping[str, str], field: str) -> dt.date:
+def required_date(form: Mapping[str, str], field: str) -> dt.date:
     day = form_date(form, field)
     if day is None:
         raise InputError.single(field, "is required", "YYYY-MM-DD")
@@ -130,7 +131,7 @@ async def login(request: Request) -> Response:
     fu = followup(request)
     if not fu.settings.require_login:
         return RedirectResponse("/patients", status_code=303)
-    form = await _form(request)
+    form = await form_fields(request)
     anonymous = fu.anonymous(request)
     fu.check_form(anonymous, form)
     username, password = form.get("username", ""), form.get("password", "")
@@ -182,7 +183,7 @@ async def logout(request: Request) -> Response:
     fu = followup(request)
     if not fu.settings.require_login:
         return RedirectResponse("/patients", status_code=303)
-    form = await _form(request)
+    form = await form_fields(request)
     token = request.cookies.get(fu.session_cookie, "")
 
     def work(s: Session) -> None:
@@ -196,112 +197,7 @@ async def logout(request: Request) -> Response:
     return response
 
 
-# -- patients ------------------------------------------------------------------------
-
-
-def _patients_page(
-    request: Request,
-    s: Session,
-    visitor: Visitor,
-    *,
-    query: str = "",
-    form: Mapping[str, str] | None = None,
-    errors: list[FieldError] | None = None,
-    status: int = 200,
-) -> HTMLResponse:
-    people = patients.all_in_practice(s, visitor.actor, full=True)
-    if query.strip():
-        q = query.strip().lower()
-        wanted = patients.normalise_id(query)
-        people = [p for p in people if q in p.name.lower() or p.id == wanted]
-    today = today_for(followup(request))
-    return render(
-        request,
-        "patients.html",
-        visitor,
-        status,
-        people=people,
-        last=snapshots.latest(s, [p.id for p in people]),
-        current=_today_status(people, today),
-        query=query,
-        form=form or {},
-        errors=errors or [],
-        sexes=get_args(Sex),
-        diets=get_args(Diet),
-        today=today,
-    )
-
-
-def _today_status(people: list[Patient], today: dt.date) -> dict[str, Any]:
-    """Each patient's assessment as of today (what the list shows, not the last one
-    saved): "nothing" when nothing clinical is recorded, None when the record cannot be
-    assessed."""
-    kb = load_knowledge()
-    out: dict[str, Any] = {}
-    for p in people:
-        if history.nothing_recorded(p):
-            out[p.id] = "nothing"
-            continue
-        try:
-            out[p.id] = snapshots.current(kb, p, today).assessment
-        except B12dxError:
-            out[p.id] = None
-    return out
-
-
-@router.get("/patients", response_class=HTMLResponse)
-async def patient_list(request: Request) -> Response:
-    fu = followup(request)
-    return await fu.run(request, lambda s: _patients_page(request, s, fu.visitor(s, request)))
-
-
-@router.post("/patients/search", response_class=HTMLResponse)
-async def patient_search(request: Request) -> Response:
-    fu = followup(request)
-    form = await _form(request)
-
-    def work(s: Session) -> HTMLResponse:
-        visitor = fu.visitor(s, request)
-        fu.check_form(visitor, form)
-        return _patients_page(request, s, visitor, query=form.get("q", ""))
-
-    return await fu.run(request, work)
-
-
-@router.post("/patients", response_class=HTMLResponse)
-async def patient_add(request: Request) -> Response:
-    fu = followup(request)
-    form = await _form(request)
-    kb = load_knowledge()
-
-    def work(s: Session) -> str:
-        visitor = fu.visitor(s, request)
-        fu.check_form(visitor, form)
-        birth = _required_date(form, "birth_date")
-        p = patients.add(
-            s,
-            kb,
-            visitor.actor,
-            fu.settings.now(),
-            name=form.get("name", ""),
-            birth_date=birth,
-            sex=form.get("sex", ""),
-            diet=form.get("diet") or "omnivore",
-            conditions=[c for c in kb.conditions if form.get(f"cond_{c}")],
-        )
-        return p.id
-
-    try:
-        pid = await fu.run(request, work)
-    except InputError as exc:
-        errors = exc.errors
-        return await fu.run(
-            request,
-            lambda s: _patients_page(
-                request, s, fu.visitor(s, request), form=form, errors=errors, status=422
-            ),
-        )
-    return RedirectResponse(f"/patients/{pid}?saved=patient", status_code=303)
+# -- a patient's timeline and its forms ----------------------------------------------
 
 
 def _timeline(
@@ -321,6 +217,11 @@ def _timeline(
     base = fu.settings.public_url or str(request.base_url)
     calendar_url = f"{base.rstrip('/')}/calendar/{quote(context['patient'].calendar_token)}.ics"
     saved = request.query_params.get("saved") if status == 200 else None
+    just = (
+        recorded(s, load_knowledge(), context["patient"], request.query_params.get("entry", ""))
+        if saved in ("lab", "dose", "rating", "review")
+        else None
+    )
     return render(
         request,
         "patient.html",
@@ -328,6 +229,8 @@ def _timeline(
         status,
         calendar_url=calendar_url,
         saved=SAVED.get(saved or ""),
+        just=just,
+        not_recorded=NOT_RECORDED,
         form_kind=form_kind,
         form=form or {},
         errors=errors or [],
@@ -350,44 +253,50 @@ async def _change(request: Request, pid: str, kind: str, anchor: str, form: dict
     fu = followup(request)
     kb = load_knowledge()
 
-    def work(s: Session) -> str:
+    def work(s: Session) -> tuple[str, list[str]]:
         visitor = fu.visitor(s, request)
         fu.check_form(visitor, form)
         p = patients.get(s, visitor.actor, pid)
         now = fu.settings.now()
+        made: list[str] = []  # the entries written, for the notice's Undo
         if kind == "lab":
             value = form.get("value", "").strip()
-            entries.add_lab(
+            lab = entries.add_lab(
                 s, kb, visitor.actor, now, p,
                 test=form.get("test", ""),
                 value=value,
                 unit=form.get("unit") or None,
-                taken_on=_required_date(form, "date"),
+                taken_on=required_date(form, "date"),
                 reference_low=form_number(form, "reference_low"),
                 reference_high=form_number(form, "reference_high"),
             )  # fmt: skip
+            made.append(ref("lab", lab.id))
         elif kind == "dose":
-            entries.add_dose(
+            route = form.get("route", "")
+            batch, site = batch_and_site(kb, form, route)
+            dose = entries.add_dose(
                 s, visitor.actor, now, p,
-                given_on=_required_date(form, "date"),
+                given_on=required_date(form, "date"),
                 drug=form.get("drug", ""),
                 dose=form.get("dose", ""),
-                route=form.get("route", ""),
+                route=route,
                 given_by=form.get("given_by") or None,
                 kb=kb,
                 force=form.get("force") == "1",  # the "Record anyway" box
-                batch=form.get("batch") or None,
-                site=form.get("site") or None,
+                batch=batch,
+                site=site,
             )  # fmt: skip
+            made.append(ref("dose", dose.id))
         elif kind == "rating":
-            entries.add_rating(
+            rating = entries.add_rating(
                 s, kb, visitor.actor, now, p,
                 symptom=form.get("symptom", ""),
                 rating=form.get("rating", ""),
-                rated_on=_required_date(form, "date"),
+                rated_on=required_date(form, "date"),
             )  # fmt: skip
+            made.append(ref("rating", rating.id))
         elif kind == "review":
-            day = _required_date(form, "date")
+            day = required_date(form, "date")
             chosen = [
                 (sid, form[f"rate_{sid}"])
                 for sid in dict.fromkeys(r.symptom_id for r in p.ratings)
@@ -395,10 +304,11 @@ async def _change(request: Request, pid: str, kind: str, anchor: str, form: dict
             ]
             if not chosen:
                 raise InputError.single("review", "rate at least one symptom")
-            for sid, rating in chosen:
-                entries.add_rating(
-                    s, kb, visitor.actor, now, p, symptom=sid, rating=rating, rated_on=day
+            for sid, rated in chosen:
+                entry = entries.add_rating(
+                    s, kb, visitor.actor, now, p, symptom=sid, rating=rated, rated_on=day
                 )
+                made.append(ref("rating", entry.id))
         elif kind == "details":
             start = form.get("start_medication", "")
             stop = form.get("stop_medication", "")
@@ -406,7 +316,7 @@ async def _change(request: Request, pid: str, kind: str, anchor: str, form: dict
             patients.update(
                 s, kb, visitor.actor, now, p,
                 start_medications=[(start, form_date(form, "since"))] if start else [],
-                stop_medications=[(stop, _required_date(form, "stopped"))] if stop else [],
+                stop_medications=[(stop, required_date(form, "stopped"))] if stop else [],
                 add_conditions=[form["add_condition"]] if form.get("add_condition") else [],
                 add_exposures=[form["add_exposure"]] if form.get("add_exposure") else [],
                 pregnant=pregnant if pregnant != p.pregnant else None,
@@ -419,14 +329,16 @@ async def _change(request: Request, pid: str, kind: str, anchor: str, form: dict
                 s, visitor.actor, now, p, kind=what, entry_id=int(number),
                 reason=form.get("reason", ""),
             )  # fmt: skip
+        elif kind == "undo":
+            undo(s, visitor.actor, now, p, form.get("entry", ""))
         elif kind == "assessment":
             snapshots.save(s, kb, visitor.actor, now, p, today_for(fu))
         elif kind == "calendar":
             patients.new_calendar_token(s, visitor.actor, now, p)
-        return p.id
+        return p.id, made
 
     try:
-        found = await fu.run(request, work)
+        found, made = await fu.run(request, work)
     except InputError as exc:
         # A dose that looks wrong is shown again with why, and a box to record it anyway.
         unusual = exc if isinstance(exc, entries.UnusualDose) else None
@@ -438,12 +350,14 @@ async def _change(request: Request, pid: str, kind: str, anchor: str, form: dict
                 errors=errors, status=422, confirm_dose=unusual is not None,
             ),
         )  # fmt: skip
+    entry = f"&entry={quote(','.join(made))}" if made else ""
     back = form.get("return_to", "")
     if back.startswith("/clinic") and "//" not in back:
-        # Recorded from the clinic's list: back to the list, which says so.
+        # Recorded (or undone) from the clinic's list: back to the list, which says so.
         joiner = "&" if "?" in back else "?"
-        return RedirectResponse(f"{back}{joiner}recorded={found}", status_code=303)
-    return RedirectResponse(f"/patients/{found}?saved={kind}#{anchor}", status_code=303)
+        said = "undone" if kind == "undo" else "recorded"
+        return RedirectResponse(f"{back}{joiner}{said}={found}{entry}", status_code=303)
+    return RedirectResponse(f"/patients/{found}?saved={kind}{entry}#{anchor}", status_code=303)
 
 
 # The forms of a patient's page: where each posts, what it records (``_change``'s kind)
@@ -455,6 +369,7 @@ _FORMS = {
     "review": ("review", "symptoms"),
     "details": ("details", "record"),
     "entered-in-error": ("void", "correct"),
+    "undo": ("undo", "main"),
     "assessments": ("assessment", "assessment"),
     "calendar-token": ("calendar", "calendar"),
 }
@@ -462,7 +377,7 @@ _FORMS = {
 
 def _form_route(kind: str, anchor: str) -> Callable[[Request, str], Awaitable[Any]]:
     async def record(request: Request, pid: str) -> Any:
-        return await _change(request, pid, kind, anchor, await _form(request))
+        return await _change(request, pid, kind, anchor, await form_fields(request))
 
     record.__name__ = f"record_{kind}"
     return record

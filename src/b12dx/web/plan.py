@@ -1,8 +1,9 @@
 """Doses given against doses planned, for the timeline page.
 
 What was planned: each saved assessment's schedule (``planned_doses``) for the days from
-its date until the next saved assessment replaced it, up to yesterday; from today on, the
-current assessment's schedule. What was given: the doses recorded.
+its date until the next saved assessment replaced it, up to today; after today (and today
+when no saved plan has a dose then), the current assessment's schedule. What was given:
+the doses recorded (a dose given today counts today).
 
 Each given dose counts for the planned dose nearest to it (so a dose given a few days
 early or late still counts for its own date, not for the next one). A planned dose in
@@ -150,14 +151,19 @@ def compare(
     """``saved``: each saved assessment's date and plan, oldest first."""
     plan: list[Planned] = []
     since = treatment.overdue_since if treatment is not None else None
+    tomorrow = today + dt.timedelta(days=1)
     for i, (as_of, doses) in enumerate(saved):
-        until = saved[i + 1][0] if i + 1 < len(saved) else today
-        plan += [p for p in doses if as_of <= p.due < min(until, today)]
+        until = saved[i + 1][0] if i + 1 < len(saved) else tomorrow
+        plan += [p for p in doses if as_of <= p.due < min(until, tomorrow)]
     if treatment is not None:
+        # Today's dose comes from the saved plan when it has one: once today's dose is
+        # given, the current assessment's schedule starts at the next dose, and today's
+        # dose must still count for the day it was planned.
+        planned_today = any(p.due == today for p in plan)
         plan += [
             Planned(d.date, d.dose, d.phase, "current assessment")
             for d in treatment.schedule
-            if d.date >= today
+            if d.date > today or (d.date == today and not planned_today)
         ]
         if since is not None and not any(p.due == since for p in plan):
             plan.append(
