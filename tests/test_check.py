@@ -169,3 +169,55 @@ async def test_nothing_to_go_on_is_not_reassured(client) -> None:
     r = await client.post("/check", data=form)
     assert banner(r.text) == "routine"
     assert "Not enough to assess" in r.text and "not a reassurance" in r.text
+
+
+async def test_an_engine_error_links_to_the_answer_on_its_step(client) -> None:
+    """A result the engine refuses (1.6 ng/L is no B12 a laboratory reports) comes back
+    linked to that result's box, on the results step; not to step 1 with a dead link."""
+    form = TYPICAL | {"lab_total_b12_value": "1.6", "lab_total_b12_unit": "ng/L"}
+    r = await client.post("/check", data=form | {"has_results": "yes"})
+    assert r.status_code == 422
+    link = re.search(r'<a href="#([^"]+)">Check this answer', r.text)
+    assert link and link.group(1) == "lab_total_b12_value"
+    assert f'id="{link.group(1)}"' in r.text
+    start = int(re.search(r'data-start-step="(\d+)"', r.text).group(1))
+    names = re.findall(r'class="step[^"]*" data-step-name="([^"]+)"', r.text)
+    assert names[start] == "Blood test results"
+
+
+async def test_change_comes_back_to_check_your_answers(client) -> None:
+    check = await client.post("/check", data=TYPICAL)
+    hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', check.text))
+    step = re.search(
+        r'value="(change:\d+)"[^>]*>Change<span class="visually-hidden"> about', check.text
+    )
+    assert step
+    back = await client.post("/check", data=hidden | {"action": step.group(1)})
+    assert "data-return" in back.text, "no way straight back to the answers"
+
+
+async def test_the_patient_pages_offer_nothing_meant_for_clinicians(client) -> None:
+    pages = [
+        await client.get("/check"),
+        await client.post("/check", data=TYPICAL),
+        await client.post("/check", data=TYPICAL | {"confirmed": "yes"}),
+        await client.post("/check", data={"rf_confusion": "yes"}),
+    ]
+    for page in pages:
+        nav = page.text.split('<nav aria-label="Main">')[1].split("</nav>")[0]
+        for clinician in ("/clinician", "/docs", "/patients", "/clinic"):
+            assert f'href="{clinician}"' not in nav, (page.url, clinician)
+
+
+async def test_the_check_asks_a_person_only_what_a_person_can_tell(client) -> None:
+    """Reflexes and vibration sense are found by a doctor: never asked in the check; a
+    child's questions carry the ages they are for, so the page asks them of a child only."""
+    html = (await client.get("/check")).text
+    assert 'id="sym_reduced_reflexes"' not in html and 'id="area_reflexes"' not in html
+    assert 'id="sym_loss_of_vibration_sense"' not in html
+    child = re.search(
+        r'<div class="check" data-ages="([^"]+)"><input type="checkbox" id="area_children"', html
+    )
+    assert child and "adult" not in child.group(1).split()
+    # A new fit is asked among the emergency questions, at any age.
+    assert 'id="rf_seizure"' in html

@@ -490,3 +490,11 @@ def test_the_renal_caveat_follows_the_profiles_egfr_band(data_copy: Path) -> Non
     # eGFR 42 is no longer low: the raised MMA confirms.
     assert moved.deficiency_status == "confirmed"
     assert "renal_mma_caveat" not in [w.id for w in moved.warnings]
+
+
+def test_every_check_topic_is_known_and_used(kb) -> None:
+    """The patient check shows a condition or medicine under its topic's question: a
+    topic it does not know would hide the entry from every patient."""
+    used = {e.topic for e in [*kb.conditions.values(), *kb.medications.values()] if e.topic}
+    assert used <= set(kb.check_topics), used - set(kb.check_topics)
+    assert set(kb.check_topics) <= used, set(kb.check_topics) - used

@@ -146,7 +146,8 @@ async def test_clinician_form_errors_name_the_field(client) -> None:
         "/clinician", data={"age_years": "40", "lab_mma_value": "abc", **red_flags()}
     )
     assert r.status_code == 422
-    assert "labs.mma.value" in r.text and "not a number" in r.text
+    assert '<a href="#lab_mma_value">' in r.text and "not a number" in r.text
+    assert "Enter the methylmalonic acid (MMA) result as a number" in r.text
 
 
 async def test_clinician_form_needs_an_answer_to_every_red_flag(client) -> None:
@@ -158,9 +159,9 @@ async def test_clinician_form_needs_an_answer_to_every_red_flag(client) -> None:
     form = {"age_years": "40", "lab_total_b12_value": "120", "lab_total_b12_unit": "pmol/L"}
     r = await client.post("/clinician", data={**form, **answers})
     assert r.status_code == 422
-    assert f"symptoms.{skipped.removeprefix('sym_')}" in r.text and "answer yes or no" in r.text
+    assert f'<a href="#{skipped}_yes">Answer yes or no for' in r.text
     assert 'value="120"' in r.text
-    assert r.text.count("answer yes or no") == 1
+    assert r.text.count("Answer yes or no") == 2  # in the summary and above the answer
 
     r = await client.post("/clinician", data={**form, **red_flags()})
     assert r.status_code == 200 and banner(r.text) != "emergency"
@@ -203,3 +204,136 @@ async def test_clinician_result_prints_units_as_written(client) -> None:
     assert row.group(0).count("µmol/L") == 1 and "umol" not in row.group(0)
     form = await client.get("/clinician")
     assert '<option value="umol/L" >µmol/L</option>' in form.text.replace("  ", " ")
+
+
+# -- the clinician form: no form lets a GP record the wrong thing ----------------------
+
+
+def error_links(html: str) -> dict[str, str]:
+    """The error summary's links: the id each goes to, and its words."""
+    summary = re.search(r'<div class="error-summary".*?</div>', html, re.S)
+    assert summary, "no error summary"
+    return dict(re.findall(r'<a href="#([^"]+)">([^<]+)</a>', summary.group(0)))
+
+
+async def test_clinician_errors_come_all_at_once_in_words_each_linked_to_its_box(client) -> None:
+    """Two red flags unanswered, no age, an unreadable result, a result without its unit
+    and an impossible eGFR: every one in one submit, in a GP's words, each linked to the
+    box to fix (which says so too), nothing of the record's paths or the engine's ids."""
+    answers = red_flags()
+    del answers["sym_bladder_dysfunction"], answers["sym_back_pain"]
+    form = {
+        **answers,
+        "lab_mma_value": "0,4",
+        "lab_total_b12_value": "120",
+        "cond_chronic_kidney_disease": "yes",
+        "cond_chronic_kidney_disease_egfr": "900",
+        "med_metformin": "yes",
+        "med_metformin_months": "36",
+    }
+    r = await client.post("/clinician", data=form)
+    assert r.status_code == 422
+    links = error_links(r.text)
+    assert set(links) == {
+        "sym_bladder_dysfunction_yes",
+        "sym_back_pain_yes",
+        "age_years",
+        "lab_mma_value",
+        "lab_total_b12_unit",
+        "cond_chronic_kidney_disease_egfr",
+    }, links
+    assert links["sym_bladder_dysfunction_yes"].startswith(
+        "Answer yes or no for new bladder dysfunction"
+    )
+    assert links["age_years"] == "Enter the age in years, for example 67"
+    assert "write 0.4" in links["lab_mma_value"]
+    assert links["lab_total_b12_unit"].startswith("Choose the unit of the total serum vitamin B12")
+    assert links["cond_chronic_kidney_disease_egfr"] == "The eGFR must be 200 or less"
+    for box in links:
+        assert f'id="{box}-error"' in r.text, box
+        assert re.search(rf'id="{box}"[^>]*aria-invalid="true"', r.text), box
+    for jargon in ("symptoms.", "labs.", "labs[", "conditions[", "accepted:", "age_years:"):
+        assert jargon not in r.text.split('<form method="post"')[0], jargon
+    assert 'value="36"' in r.text and 'value="120"' in r.text  # what was typed comes back
+
+
+async def test_clinician_form_asks_in_the_order_a_history_is_taken(client) -> None:
+    """About the patient (age, sex, pregnancy), then what they present with (red flags
+    first), then history, medicines and diet, then the results last."""
+    html = (await client.get("/clinician")).text
+    order = [
+        'id="age_years"',
+        'id="sex"',
+        'id="pregnant"',
+        'id="sym_bladder_dysfunction_yes"',
+        'id="sym_paresthesia"',
+        'id="cond_pernicious_anemia"',
+        'id="med_metformin"',
+        'id="diet"',
+        'id="lab_total_b12_value"',
+        'id="dose_0_date"',
+    ]
+    at = [html.index(box) for box in order]
+    assert at == sorted(at), [
+        box for box, _ in sorted(zip(order, at, strict=True), key=lambda x: x[1])
+    ]
+
+
+async def test_new_patient_gives_an_empty_form(client) -> None:
+    """A link on the form and on the result to an empty form, whatever was entered."""
+    form = (await client.get("/clinician")).text
+    assert '<a href="/clinician">New patient</a>' in form
+    r = await client.post("/clinician", data={**TYPICAL_CLINICIAN, **red_flags()})
+    assert r.status_code == 200
+    assert '<a href="/clinician">New patient</a>' in r.text
+    empty = (await client.get("/clinician")).text
+    assert "checked" not in empty.replace('value="no" aria', "")
+    assert not re.search(r'id="(age_years|lab_total_b12_value)"[^>]*value="[^"]', empty)
+
+
+TYPICAL_CLINICIAN = {
+    "age_years": "58",
+    "sex": "female",
+    "cond_pernicious_anemia": "yes",
+    "med_metformin": "yes",
+    "med_metformin_months": "36",
+    "sym_paresthesia": "yes",
+    "sym_paresthesia_onset": "gradual",
+    "lab_total_b12_value": "120",
+    "lab_total_b12_unit": "pmol/L",
+}
+
+
+async def test_clinician_result_prints_with_a_patient_reference_and_the_dated_schedule(
+    client,
+) -> None:
+    """The print keeps the treatment with its dated schedule, and a reference box the GP
+    types into (printed, sent with the calendar only, never stored)."""
+    r = await client.post("/clinician", data={**TYPICAL_CLINICIAN, **red_flags()})
+    html = r.text
+    ref = re.search(r'<input id="patient-ref"[^>]*>', html)
+    assert ref and 'name="reference"' in ref.group(0) and 'form="ics-form"' in ref.group(0)
+    assert 'value="' not in ref.group(0)  # nothing is filled in from anywhere
+    assert '<label for="patient-ref">Patient reference</label>' in html
+    assert '<section class="panel print-keep" id="treatment">' in html
+    schedule = re.search(r'<table class="schedule">.*?</table>', html, re.S)
+    today = dt.date.today()
+    assert schedule and today.isoformat() in schedule.group(0)
+    assert "loading" in schedule.group(0) and "maintenance" in schedule.group(0)
+
+
+async def test_clinician_result_gives_a_few_lines_for_the_notes(client) -> None:
+    """Status, urgency, the results with units, the plan with its first dose, the review:
+    the assessment's own words, a few lines, shown for browsers without a clipboard."""
+    r = await client.post("/clinician", data={**TYPICAL_CLINICIAN, **red_flags()})
+    text = re.search(r'<pre id="notes-text">(.*?)</pre>', r.text, re.S)
+    assert text, "no text for the notes"
+    lines = text.group(1).replace("&#39;", "'").splitlines()
+    assert 4 <= len(lines) <= 8, lines
+    first_dose = dt.date.today().strftime("%d %b %Y")
+    assert lines[1].startswith("Status: confirmed. Urgency: urgent (")
+    assert "Total serum vitamin B12 (cobalamin) 120 pmol/L (deficient)" in text.group(1)
+    plan = next(line for line in lines if line.startswith("Plan: "))
+    assert plan.startswith(f"Plan: hydroxocobalamin 1 mg IM, first dose {first_dose}")
+    assert any(line.startswith("Review: ") for line in lines)
+    assert '<button type="button" class="copy-notes" data-copy="notes-text" hidden>' in r.text

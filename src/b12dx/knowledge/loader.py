@@ -27,6 +27,7 @@ from b12dx.models.adapter_knowledge import CdsKnowledge, FhirMapping, ScreeningK
 from b12dx.models.knowledge import (
     AlgorithmStep,
     CareAccess,
+    CheckTopic,
     Code,
     CodedEntry,
     Courses,
@@ -68,6 +69,7 @@ class Knowledge:
     symptoms: dict[str, Symptom]
     conditions: dict[str, CodedEntry]
     medications: dict[str, Medication]
+    check_topics: dict[str, CheckTopic]
     exposures: dict[str, CodedEntry]
     risk_factors: dict[str, RiskFactor]
     labs: dict[str, LabTest]
@@ -218,6 +220,7 @@ def load_knowledge_from(directory: Path) -> Knowledge:
         symptoms=symptoms,
         conditions=_entries(directory, "conditions", CodedEntry),
         medications=_entries(directory, "medications", Medication),
+        check_topics=_entries(directory, "check_topics", CheckTopic),
         exposures=_entries(directory, "exposures", CodedEntry),
         risk_factors=_entries(directory, "risk_factors", RiskFactor),
         labs=_entries(directory, "labs", LabTest),

@@ -77,6 +77,13 @@ class SymptomGroup(Cited):
     # Whether its neurological features are B12's own pattern (peripheral nerves, cord,
     # optic nerve): memory and thinking alone are not (rule suspicion.cognitive_alone).
     specific: bool = True
+    # Who finds these: the person (asked in the patient check), or a clinician on
+    # examination (only the clinician form asks).
+    found_by: Literal["person", "examination"] = "person"
+    # The age groups (triage.yaml) the patient check asks these of; None: every age.
+    age_groups: list[Literal["infant", "child", "adolescent", "adult", "older_adult"]] | None = (
+        None
+    )
 
 
 class Symptom(Cited, SymptomTriage):
@@ -85,16 +92,29 @@ class Symptom(Cited, SymptomTriage):
     name: str
     clinical_name: str
     role: Literal["b12", "other", "red_flag", "context"]
+    # Found by a clinician on examination (the patient check does not ask); None: as
+    # its group says.
+    found_by: Literal["person", "examination"] | None = None
     weakness: bool
     feels_like: str
     # SNOMED CT findings, matched when a FHIR Condition or Observation records the symptom.
     codes: list[Code] = Field(default_factory=list)
 
 
+class CheckTopic(Cited):
+    """A question the patient check asks before a list (check_topics.yaml): only the
+    entries of the topics a person says yes to are shown to them."""
+
+    id: str
+    question: str  # in the person's words
+
+
 class CodedEntry(Cited):
     id: str
     name: str
     plain_name: str | None = None
+    # The patient check's topic it is listed under (check_topics.yaml); None: always shown.
+    topic: str | None = None
     codes: list[Code] = Field(default_factory=list)
     # A diagnosis that stands for findings (a neuropathy for numbness): it counts exactly
     # as those symptoms do (rule findings.diagnosis_as_symptoms), wherever it is recorded.

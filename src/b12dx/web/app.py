@@ -113,6 +113,9 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Any:
+        if _wants_html(request) and exc.status_code in (404, 405):
+            # A person's browser gets a page (with its language and title), not JSON.
+            return pages.missing_page(request, exc.status_code)
         return JSONResponse(
             {"error": "http_error", "message": str(exc.detail)},
             status_code=exc.status_code,

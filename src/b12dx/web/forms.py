@@ -6,7 +6,9 @@ this module only reshapes fields into the record and leaves every check to the e
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -182,25 +184,79 @@ def patient_check_record(form: FormData, kb: Knowledge) -> dict[str, Any]:
 
 
 def clinician_record(form: FormData, kb: Knowledge) -> dict[str, Any]:
-    """The record from the clinician form, or from its JSON box when that is filled in."""
+    """The record from the clinician form, or from its JSON box when that is filled in;
+    an InputError with every problem found (see :func:`clinician_answers`)."""
+    record, problems = clinician_answers(form, kb)
+    if problems:
+        raise InputError(problems)
+    return record
+
+
+def clinician_answers(form: FormData, kb: Knowledge) -> tuple[dict[str, Any], list[FieldError]]:
+    """The record from the clinician form and every problem the form itself shows, all
+    at once: each FieldError's path is the id of the box to fix and its message is in
+    plain words. A problem's value is left out of the record, so that the engine can
+    still be asked about the rest (:func:`clinician_problems`); a missing or unreadable
+    age is taken as 120 for that only, the age at which no date or duration is too long
+    ago, so the stand-in adds no problem of its own."""
     pasted = form.get("record_json", "").strip()
     if pasted:
         try:
             data = json.loads(pasted)
         except json.JSONDecodeError as exc:
-            raise InputError.single(
-                "record_json", f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
-            ) from None
+            message = f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+            return {}, [FieldError("record_json", f"The pasted record is {message}")]
         if not isinstance(data, dict):
-            raise InputError.single("record_json", "must be a JSON object")
-        return data
-    unanswered = [
-        FieldError(f"symptoms.{sid}", f"answer yes or no: {s.clinical_name}", "yes, no")
+            return {}, [FieldError("record_json", "The pasted record must be a JSON object")]
+        return data, []
+    # The red-flag block asks each one; none is assumed absent.
+    problems = [
+        FieldError(f"sym_{sid}_yes", f"Answer yes or no for {_lower(s.clinical_name)}")
         for sid, s in kb.symptoms.items()
         if s.group == "red_flag" and form.get(f"sym_{sid}") not in ("yes", "no")
     ]
-    if unanswered:  # the form's red-flag block asks each one; none is assumed absent
-        raise InputError(unanswered)
+    clean = dict(form)
+    for field, label in _clinician_numbers(form, kb):
+        raw = form.get(field, "").strip()
+        if raw and _number(raw) is None:
+            problems.append(FieldError(field, f"{_refused(raw)}. Enter {label} as a number"))
+            clean[field] = ""
+    if not clean.get("age_years", "").strip():
+        if not form.get("age_years", "").strip():
+            problems.append(FieldError("age_years", "Enter the age in years, for example 67"))
+        clean["age_years"] = "120"
+    return _clinician_fields(clean, kb), problems
+
+
+def _lower(name: str) -> str:
+    return name[:1].lower() + name[1:] if name[1:2].islower() else name
+
+
+def _clinician_numbers(form: FormData, kb: Knowledge) -> list[tuple[str, str]]:
+    """The clinician form's number boxes that count (their row ticked or dated), each
+    with what it holds in words."""
+    boxes = [("age_years", "the age in years")]
+    for sid, s in kb.symptoms.items():
+        if form.get(f"sym_{sid}") == "yes":
+            boxes.append((f"sym_{sid}_weeks", f"the weeks of {_lower(s.clinical_name)}"))
+    if form.get("cond_chronic_kidney_disease"):
+        boxes.append(("cond_chronic_kidney_disease_egfr", "the eGFR"))
+    for mid, m in kb.medications.items():
+        if form.get(f"med_{mid}"):
+            boxes.append((f"med_{mid}_months", f"the months on {_lower(m.name)}"))
+    for test in LAB_TESTS:
+        name = _lower(kb.labs[test].name)
+        boxes.append((f"lab_{test}_value", f"the {name} result"))
+        boxes.append((f"lab_{test}_low", f"the laboratory's lower limit for {name}"))
+        boxes.append((f"lab_{test}_high", f"the laboratory's upper limit for {name}"))
+    for n in range(8):
+        if form.get(f"dose_{n}_date"):
+            boxes.append((f"dose_{n}_mg", f"dose {n + 1} in mg"))
+    return boxes
+
+
+def _clinician_fields(form: FormData, kb: Knowledge) -> dict[str, Any]:
+    """The record from the clinician form's boxes (every number in them readable)."""
     record = _common(form)
     if form.get("as_of"):
         record["as_of"] = form["as_of"]
@@ -243,3 +299,133 @@ def clinician_record(form: FormData, kb: Knowledge) -> dict[str, Any]:
         doses.append(dose)
     record["b12_treatment"] = doses
     return record
+
+
+# An engine problem's field (the record's path) -> the clinician form's box (its id).
+_ENTRY_BOX = {
+    "symptoms": {"duration_weeks": "sym_{}_weeks", "onset": "sym_{}_onset",
+                 "severity": "sym_{}_severity", "progressing": "sym_{}_progressing"},
+    "conditions": {"egfr": "cond_{}_egfr"},
+    "medications": {"duration_months": "med_{}_months"},
+    "labs": {"value": "lab_{}_value", "unit": "lab_{}_unit", "date": "lab_{}_date",
+             "reference_low": "lab_{}_low", "reference_high": "lab_{}_high"},
+    "b12_treatment": {"date": "dose_{}_date", "dose_mg": "dose_{}_mg",
+                      "drug": "dose_{}_drug", "route": "dose_{}_route"},
+}  # fmt: skip
+_ENTRY_PATH = re.compile(r"(\w+)\[(\d+)\]\.?(\w*)")
+_TOP_BOX = {"age_years": "the age", "sex": "sex", "pregnant": "pregnant",
+            "breastfeeding": "breastfeeding", "diet": "diet", "ethnicity": "family background",
+            "as_of": "the assessment date"}  # fmt: skip
+
+
+def clinician_problems(
+    errors: Iterable[FieldError], record: Mapping[str, Any], form: FormData, kb: Knowledge
+) -> list[tuple[str, str]]:
+    """The engine's problems with a record made by the clinician form, as (id of the box
+    to fix, what to do in words a GP reads). A pasted record keeps the record's paths:
+    who pastes JSON reads them, and there is no box but the JSON one to link to."""
+    if form.get("record_json", "").strip():
+        return [("record_json", f"Check the pasted record: {e}") for e in errors]
+    return [_plain(e, record, form, kb) for e in errors]
+
+
+def without_problems(record: Mapping[str, Any], errors: Iterable[FieldError]) -> dict[str, Any]:
+    """A copy of ``record`` without the values the engine refused (an entry whose id,
+    test, value or date is refused goes whole), to ask the engine about the rest: it
+    checks the record's shape before what depends on the knowledge base or the date, so
+    a second look finds what the first could not."""
+    out = copy.deepcopy(dict(record))
+    gone: dict[str, set[int]] = {}
+    for e in errors:
+        match = _ENTRY_PATH.fullmatch(e.path)
+        if match is None:
+            if e.path == "age_years":
+                out["age_years"] = 120  # as in clinician_answers: no date is too early
+            elif e.path and e.path != "as_of":
+                out.pop(e.path, None)
+            continue
+        part, index, field = match.group(1), int(match.group(2)), match.group(3)
+        entries = out.get(part)
+        if not isinstance(entries, list) or index >= len(entries):
+            continue
+        if field in ("", "id", "test", "value", "date"):
+            gone.setdefault(part, set()).add(index)
+        else:
+            entries[index].pop(field, None)
+    for part, indexes in gone.items():
+        out[part] = [x for i, x in enumerate(out[part]) if i not in indexes]
+    return out
+
+
+def _plain(
+    error: FieldError, record: Mapping[str, Any], form: FormData, kb: Knowledge
+) -> tuple[str, str]:
+    box, label = _box(error.path, record, form, kb)
+    message, accepted = error.message, error.accepted
+    if message.startswith("is required for") and box.endswith("_unit"):
+        return box, f"Choose the unit of {label}"
+    if "outside what is possible" in message:
+        return box, f"{_upper(label)} is outside what is possible: enter {accepted}"
+    bounds = re.fullmatch(r"must be (less|greater) than( or equal to)? (\S+)", message)
+    if bounds:
+        side, equal, limit = bounds.groups()
+        more = side == "greater"
+        if equal:
+            return box, f"{_upper(label)} must be {limit} or {'more' if more else 'less'}"
+        return box, f"{_upper(label)} must be {'more' if more else 'less'} than {limit}"
+    after = re.fullmatch(r"(\S+) is after (as_of|today) \(?([\d-]+)\)?", message)
+    if after:
+        day, limit, bound = after.groups()
+        than = "today" if limit == "today" else "the assessment date"
+        return box, (
+            f"{_upper(label)} ({day}) is after {than} ({bound}): enter that day or an earlier one"
+        )
+    if message == "must be below reference_high":
+        return box, f"{_upper(label)} must be below the upper limit"
+    if message == "is required":
+        return box, f"Enter {label}"
+    text = f"{_upper(label)}: {message}"
+    return box, text + (f" (enter {accepted})" if accepted else "")
+
+
+def _upper(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _box(path: str, record: Mapping[str, Any], form: FormData, kb: Knowledge) -> tuple[str, str]:
+    """The box that holds ``path`` of the record, and what it holds in words."""
+    if path in _TOP_BOX:
+        return path, _TOP_BOX[path]
+    match = _ENTRY_PATH.fullmatch(path)
+    entries = record.get(match.group(1)) if match else None
+    if not match or not isinstance(entries, list) or int(match.group(2)) >= len(entries):
+        return "main", "The record"
+    part, index, field = match.group(1), int(match.group(2)), match.group(3)
+    entry = entries[index]
+    if part == "b12_treatment":
+        # The record holds the dated rows of the doses table only.
+        n = [k for k in range(8) if form.get(f"dose_{k}_date")][index]
+        name = f"dose {n + 1}" + (f" {field.replace('_', ' ')}" if field else "")
+        return _ENTRY_BOX[part].get(field, "dose_{}_date").format(n), name
+    key = entry.get("test" if part == "labs" else "id", "")
+    if part == "labs":
+        name = f"the {_lower(kb.labs[key].name)} result" if key in kb.labs else "a result"
+        words = {"unit": name, "date": f"the date of {name}",
+                 "reference_low": f"the laboratory's lower limit for {name}",
+                 "reference_high": f"the laboratory's upper limit for {name}"}  # fmt: skip
+        template = _ENTRY_BOX["labs"].get(field, "lab_{}_value")
+        if key == "intrinsic_factor_antibody":
+            template = "lab_{}_date" if field == "date" else "lab_{}_value"
+        return template.format(key), words.get(field, name)
+    names: dict[str, Mapping[str, object]] = {
+        "symptoms": kb.symptoms,
+        "conditions": kb.conditions,
+        "medications": kb.medications,
+    }
+    item = names.get(part, {}).get(key)
+    name = _lower(getattr(item, "clinical_name", None) or getattr(item, "name", key))
+    words = {"duration_weeks": f"the weeks of {name}", "egfr": "the eGFR",
+             "duration_months": f"the months on {name}"}  # fmt: skip
+    prefix = {"symptoms": "sym", "conditions": "cond", "medications": "med"}.get(part, "exp")
+    box = _ENTRY_BOX.get(part, {}).get(field, prefix + "_{}").format(key)
+    return box, words.get(field, name)

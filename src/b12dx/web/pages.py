@@ -59,6 +59,17 @@ def error_page(request: Request, exc: InputError, status: int) -> HTMLResponse:
     return _render(request, "error.html", status=status, errors=exc.errors)
 
 
+def missing_page(request: Request, status: int) -> HTMLResponse:
+    """A page a browser asked for that is not there (404) or not for that method (405)."""
+    heading = "Page not found" if status == 404 else "This page cannot be used that way"
+    message = (
+        "There is no page at this address."
+        if status == 404
+        else "The page exists but does not take what was sent."
+    )
+    return _render(request, "not_found.html", status=status, heading=heading, message=message)
+
+
 async def _form(request: Request) -> dict[str, str]:
     data = await request.form()
     return {k: v for k, v in data.items() if isinstance(v, str)}
@@ -82,6 +93,7 @@ def _check_page(
     problems: list[tuple[str, str]] | None = None,
     start_step: int = 0,
     status: int = 200,
+    returning: bool = False,
 ) -> HTMLResponse:
     problems = problems or []
     return _render(
@@ -93,6 +105,7 @@ def _check_page(
         problems=problems,
         problems_by_field=dict(problems),
         start_step=start_step,
+        returning=returning,
     )
 
 
@@ -117,17 +130,55 @@ def _emergency(form: forms.FormData, kb: Any) -> Assessment | None:
     return a if a.urgency == "emergency" else None
 
 
+def _asked_groups(kb: Any) -> list[str]:
+    """The symptom groups the patient check can ask about (a person reports them)."""
+    return [
+        gid for gid, g in kb.symptom_groups.items() if gid != "red_flag" and g.found_by == "person"
+    ]
+
+
+def _check_steps(kb: Any) -> list[str]:
+    """The check's steps in order (check.html holds them in the same order)."""
+    groups = [f"group:{g}" for g in _asked_groups(kb)]
+    return ["rf", "about", "areas", *groups, "onset", "medicines", "conditions", "labs"]
+
+
 def _step_of(field: str, kb: Any) -> int:
     """The step of the check that holds an answer (to show it again with its error)."""
-    groups = [g for g in kb.symptom_groups if g != "red_flag"]
-    order = ["rf", *groups, "onset", "about", "medicines", "conditions", "exposures", "labs"]
+    order = _check_steps(kb)
     if field.startswith("rf_"):
         return 0
-    if field.startswith("duration"):
+    if field.startswith(("duration", "onset", "progressing")):
         return order.index("onset")
     if field.startswith("lab_"):
         return order.index("labs")
+    if field.startswith("sym_") and field[4:] in kb.symptoms:
+        step = f"group:{kb.symptoms[field[4:]].group}"
+        return order.index(step) if step in order else 0
+    if field.startswith("med_"):
+        return order.index("medicines")
+    if field.startswith(("cond_", "exp_")):
+        return order.index("conditions")
     return order.index("about")
+
+
+def _answer_of(path: str, form: forms.FormData, kb: Any) -> str:
+    """The form field an engine error's path is about (labs[0].value -> the value box of
+    that test), so its link goes to an answer that is on the page."""
+    head, _, rest = path.partition(".")
+    name, _, index = head.partition("[")
+    if name == "labs" and index:
+        entered = [t for t in forms.LAB_TESTS if form.get(f"lab_{t}_value", "").strip()]
+        i = int(index.rstrip("]"))
+        if i < len(entered):
+            return f"lab_{entered[i]}_{'unit' if rest == 'unit' else 'value'}"
+        return "has_results_yes"
+    prefix = {"symptoms": "sym_", "medications": "med_", "conditions": "cond_"}.get(name)
+    if prefix and index:
+        ticked = [k for k in form if k.startswith(prefix) and not k.endswith("_long")]
+        i = int(index.rstrip("]"))
+        return ticked[i] if i < len(ticked) else "age_years"
+    return "age_years" if name in ("age_years", "") else name
 
 
 @router.post("/check/triage")
@@ -145,8 +196,10 @@ async def check_result(request: Request) -> HTMLResponse:
     care = _care(kb)
     action = form.get("action", "")
     if action.startswith("change:"):
+        # Back to the step, with a way straight back to "Check your answers".
         step = action.removeprefix("change:")
-        return _check_page(request, form, start_step=int(step) if step.isdigit() else 0)
+        start = int(step) if step.isdigit() else 0
+        return _check_page(request, form, start_step=start, returning=True)
     emergency = _emergency(form, kb)
     if emergency is not None:
         # A red flag ends the check at whatever step it was answered: only the action.
@@ -162,8 +215,10 @@ async def check_result(request: Request) -> HTMLResponse:
         record = forms.patient_check_record(form, kb)
         a = assess(record, as_of=dt.date.today())
     except InputError as exc:
-        plain = [(e.path, f"Check this answer: {e.message}") for e in exc.errors]
-        return _check_page(request, form, plain, status=422)
+        plain = [
+            (_answer_of(e.path, form, kb), f"Check this answer: {e.message}") for e in exc.errors
+        ]
+        return _check_page(request, form, plain, start_step=_step_of(plain[0][0], kb), status=422)
     if form.get("confirmed") != "yes":
         return _render(
             request, "check_answers.html", form=form, record=record, steps=_answer_rows(form, kb)
@@ -177,46 +232,61 @@ def _flag_names(form: forms.FormData) -> list[str]:
 
 
 def _answer_rows(form: forms.FormData, kb: Any) -> list[tuple[int, str, list[str]]]:
-    """(step, question, answers in words) for the "Check your answers" page."""
+    """(step, question, answers in words) for the "Check your answers" page: the steps
+    that were asked (the areas chosen, or all of them when none was)."""
+    order = _check_steps(kb)
     rows: list[tuple[int, str, list[str]]] = []
     rows.append((0, "Emergency signs", _flag_names(form) or ["None of these"]))
-    groups = [g for g in kb.symptom_groups if g != "red_flag"]
-    for i, gid in enumerate(groups, start=1):
+    about = [f"{form.get('age_years', '').strip()} years old"]
+    sex = {"female": "Female", "male": "Male", "other": "Other"}.get(form.get("sex", ""))
+    about += [sex] if sex else []
+    about += ["Pregnant"] if form.get("pregnant") else []
+    about += ["Breastfeeding"] if form.get("breastfeeding") else []
+    rows.append((order.index("about"), "About you", about))
+    groups = _asked_groups(kb)
+    chosen = [g for g in groups if form.get(f"area_{g}")]
+    every = form.get("area_all") or not chosen
+    rows.append(
+        (
+            order.index("areas"),
+            "What your symptoms are about",
+            ["Not sure: asked about all"]
+            if form.get("area_all")
+            else [kb.symptom_groups[g].name for g in chosen] or ["Not answered"],
+        )
+    )
+    for gid in groups:
         ticked = [
             s.name for s in kb.symptoms.values() if s.group == gid and form.get(f"sym_{s.id}")
         ]
+        if not (every or gid in chosen or ticked):
+            continue
         none = ["None of these"] if form.get(f"none_{gid}") else ["Nothing ticked"]
-        rows.append((i, kb.symptom_groups[gid].name, ticked or none))
-    step = len(groups) + 1
+        rows.append((order.index(f"group:{gid}"), kb.symptom_groups[gid].name, ticked or none))
     onset = {"gradual": "Slowly, over weeks or months", "sudden": "Suddenly, over hours or days"}
     when = [onset[form["onset"]]] if form.get("onset") in onset else []
     if form.get("duration_value", "").strip():
         when.append(f"For {form['duration_value'].strip()} {form.get('duration_unit', 'weeks')}")
     if form.get("progressing") in ("yes", "no"):
         when.append("Getting worse" if form["progressing"] == "yes" else "Not getting worse")
-    rows.append((step, "When it started", when or ["Not answered"]))
-    about = [f"{form.get('age_years', '').strip()} years old"]
-    sex = {"female": "Female", "male": "Male", "other": "Other"}.get(form.get("sex", ""))
-    about += [sex] if sex else []
-    about += ["Pregnant"] if form.get("pregnant") else []
-    about += ["Breastfeeding"] if form.get("breastfeeding") else []
-    rows.append((step + 1, "About you", about))
+    rows.append((order.index("onset"), "When it started", when or ["Not answered"]))
     meds = [
         m.name + (" (for 2 years or more)" if form.get(f"med_{m.id}_long") else "")
         for m in kb.medications.values()
         if form.get(f"med_{m.id}")
     ]
-    rows.append((step + 2, "Medicines", meds or ["None"]))
+    rows.append((order.index("medicines"), "Medicines", meds or ["None"]))
     conds = [c.plain_name or c.name for c in kb.conditions.values() if form.get(f"cond_{c.id}")]
-    rows.append((step + 3, "Conditions and operations", conds or ["None"]))
-    exps = [e.plain_name or e.name for e in kb.exposures.values() if form.get(f"exp_{e.id}")]
-    rows.append((step + 4, "Nitrous oxide and alcohol", exps or ["None"]))
+    conds += [e.plain_name or e.name for e in kb.exposures.values() if form.get(f"exp_{e.id}")]
+    rows.append(
+        (order.index("conditions"), "Conditions, nitrous oxide and alcohol", conds or ["None"])
+    )
     labs = [
         f"{kb.labs[t].name}: {form[f'lab_{t}_value'].strip()} {form.get(f'lab_{t}_unit', '')}"
         for t in forms.LAB_TESTS
         if form.get(f"lab_{t}_value", "").strip()
     ]
-    rows.append((step + 5, "Blood test results", labs or ["None"]))
+    rows.append((order.index("labs"), "Blood test results", labs or ["None"]))
     return rows
 
 
@@ -228,13 +298,58 @@ def _clinician_context(a: Assessment) -> dict[str, Any]:
         for i, m in enumerate(a.recovery_milestones):
             days = (m.expected_by - a.treatment.start).days
             chart.append({"m": m, "x": 60 + 520 * min(days, span) / span, "y": 30 + 24 * i})
-    return {"runs": runs, "chart": chart}
+    return {"runs": runs, "chart": chart, "notes": notes_text(a, runs)}
+
+
+def _day(day: dt.date) -> str:
+    return day.strftime("%d %b %Y")
+
+
+def notes_text(a: Assessment, runs: list[Any]) -> str:
+    """A few lines for the patient's notes, every word the assessment's own: status and
+    urgency, the results with their units, the plan with its first dose, the review."""
+    kb = load_knowledge()
+    lines = [
+        f"B12 assessment {_day(a.as_of)} (b12dx {a.engine_version}, profile {a.profile})",
+        f"Status: {a.deficiency_status.replace('_', ' ')}. "
+        f"Urgency: {a.urgency.replace('_', ' ')} ({kb.urgency[a.urgency].text}).",
+    ]
+    if a.red_flags:
+        names = ", ".join(r.name for r in a.red_flags)
+        lines.append(f"Red flags: {names}.")
+    if a.labs:
+        results = []
+        for lab in a.labs:
+            unit = f" {unit_words(lab.unit)}" if lab.unit else ""
+            date = f", {_day(lab.date)}" if lab.date else ""
+            name = kb.labs[lab.test].name
+            results.append(f"{name} {number_as_written(lab.value)}{unit} ({lab.band}{date})")
+        lines.append("Results: " + "; ".join(results) + ".")
+    t = a.treatment
+    if t is not None:
+        plan = f"Plan: {t.drug} {t.dose} {t.route.upper()}, "
+        plan += f"{'started' if t.under_way else 'first dose'} {_day(t.start)}"
+        plan += "".join(
+            f"; {phase} {interval} from {_day(start)}" for phase, start, _, interval, *_ in runs
+        )
+        lines.append(plan + ".")
+    steps = [s.text + (f" (by {_day(s.due)})" if s.due else "") for s in a.next_steps[:3]]
+    if steps:
+        lines.append("Next: " + " ".join(steps))
+    reviews = (
+        t.review_dates
+        if t
+        else [s.due for s in a.next_steps if s.id == "schedule_review" and s.due]
+    )
+    if reviews:
+        lines.append("Review: " + ", ".join(_day(d) for d in reviews) + ".")
+    return "\n".join(lines)
 
 
 @router.get("/clinician", response_class=HTMLResponse)
 def clinician_form(request: Request, ref: str | None = None) -> HTMLResponse:
     if ref is None:
-        return _render(request, "clinician.html", form={}, errors=[], today=dt.date.today())
+        return _render(request, "clinician.html", form={}, today=dt.date.today())
     # A CDS card's link: the record it refers to, kept for a clinic day (cds/state.py).
     state: CdsState = request.app.state.cds_state
     record = state.handed_over(ref)
@@ -244,7 +359,6 @@ def clinician_form(request: Request, ref: str | None = None) -> HTMLResponse:
             "clinician.html",
             status=404,
             form={},
-            errors=[],
             today=dt.date.today(),
             expired_link=True,
         )
@@ -268,20 +382,42 @@ def _clinician_result(request: Request, a: Assessment, record: dict[str, Any]) -
 async def clinician_result(request: Request) -> HTMLResponse:
     form = await _form(request)
     kb = load_knowledge()
+    # Every problem at once: the form's own (unanswered red flags, unreadable numbers),
+    # then the engine's about the rest of the record, each in words and linked to its box.
+    record, found = forms.clinician_answers(form, kb)
+    problems = [(e.path, e.message) for e in found]
     try:
-        record = forms.clinician_record(form, kb)
         as_of = assessment_date(record, dt.date.today())
         a = assess(record, profile=form.get("profile") or None, as_of=as_of)
     except InputError as exc:
+        problems += forms.clinician_problems(exc.errors, record, form, kb)
+        problems += _more_problems(forms.without_problems(record, exc.errors), form, kb)
+    if problems:
+        first: dict[str, str] = {}
+        for box, message in problems:
+            first.setdefault(box, message)  # one message a box: the first found
         return _render(
             request,
             "clinician.html",
             status=422,
             form=form,
-            errors=exc.errors,
+            problems=list(first.items()),
+            problems_by_field=first,
             today=dt.date.today(),
         )
     return _clinician_result(request, a, record)
+
+
+def _more_problems(record: dict[str, Any], form: forms.FormData, kb: Any) -> list[tuple[str, str]]:
+    """What the engine finds in the rest of the record, once what it refused first is
+    left out (its shape is checked before its ids, units and dates)."""
+    if form.get("record_json", "").strip():
+        return []  # a pasted record is the sender's to fix, path by path
+    try:
+        assess(record, profile=form.get("profile") or None, as_of=dt.date.today())
+    except InputError as exc:
+        return forms.clinician_problems(exc.errors, record, form, kb)
+    return []
 
 
 @router.post("/clinician/schedule.ics")

@@ -85,35 +85,148 @@
     sync();
   }
 
+  // The clinician form: what is sent is what is shown. A browser that restores the form
+  // (Back from the result) ticks the symptoms again after this script first ran, so the
+  // rows of ticked symptoms are shown again once the page is shown.
+  function showTickedSymptoms() {
+    var found = document.querySelector(".symptom-picker table.symptoms");
+    if (!found) { return; }
+    var ticked = 0;
+    found.querySelectorAll("tr[data-symptom]").forEach(function (row) {
+      var box = row.querySelector("input[type=checkbox]");
+      row.hidden = !box.checked;
+      if (box.checked) { ticked += 1; }
+    });
+    found.hidden = ticked === 0;
+  }
+  window.addEventListener("pageshow", showTickedSymptoms);
+
+  // The clinician's result: "Copy for the notes" puts the text shown under "Text for
+  // the notes" on the clipboard; without clipboard access the button stays hidden and
+  // the text is there to select.
+  function copyForTheNotes(button) {
+    var text = document.getElementById(button.getAttribute("data-copy"));
+    var status = button.parentNode.querySelector(".copy-status");
+    navigator.clipboard.writeText(text.textContent).then(function () {
+      status.textContent = "Copied: paste it into the notes.";
+    }, function () {
+      status.textContent = "Could not copy: open \u201cText for the notes\u201d and copy it.";
+    });
+  }
+  if (navigator.clipboard && window.isSecureContext) {
+    document.querySelectorAll("button[data-copy]").forEach(function (button) {
+      button.hidden = false;
+      button.addEventListener("click", function () { copyForTheNotes(button); });
+    });
+  }
+
   // The patient check: one step at a time, each its own history entry (the phone's back
   // gesture goes back one step), Back, a progress line with the step's name, Enter moves
   // on, an explicit answer where one is needed, and after each step the server is asked
   // whether the answers so far already make an emergency (then the check stops there).
+  // Only the steps the answers call for are asked: the body areas chosen, questions for
+  // the person's age and sex. What is not asked is not sent (its answers are disabled),
+  // so what is sent is what was shown.
   var form = document.querySelector("form.stepper");
   if (!form) { return; }
-  var steps = Array.prototype.slice.call(form.querySelectorAll("fieldset.step"));
+  var steps = Array.prototype.slice.call(form.querySelectorAll(".step"));
   var back = form.querySelector("button.back-link");
   var next = form.querySelector("button.next");
   var submit = form.querySelector("button[type=submit]");
   var progress = form.querySelector(".progress");
+  var returning = form.hasAttribute("data-return");
   var current = Math.min(parseInt(form.getAttribute("data-start-step") || "0", 10) || 0,
                          steps.length - 1);
+  var ageGroups = (form.getAttribute("data-age-groups") || "").split(" ").map(function (g) {
+    var parts = g.split(":");
+    return { id: parts[0], below: parts[1] === "" ? Infinity : parseFloat(parts[1]) };
+  });
 
+  function field(id) { return document.getElementById(id); }
+  function age() {
+    var box = field("age_years");
+    var value = box && /^\s*\d+(\.\d+)?\s*$/.test(box.value) ? parseFloat(box.value) : NaN;
+    return isNaN(value) ? null : value;
+  }
+  function ageGroup() {
+    var years = age();
+    if (years === null) { return null; }
+    for (var i = 0; i < ageGroups.length; i++) {
+      if (years < ageGroups[i].below) { return ageGroups[i].id; }
+    }
+    return null;
+  }
+
+  // Whether an element's questions apply to this person (its data-ages, data-sexes and
+  // data-age-from; an answer not yet given keeps the question).
+  function fits(el) {
+    var group = ageGroup();
+    var ages = el.getAttribute("data-ages");
+    if (ages && group !== null && ages.split(" ").indexOf(group) < 0) { return false; }
+    var sexes = el.getAttribute("data-sexes");
+    var sex = field("sex") ? field("sex").value : "unknown";
+    if (sexes && sexes.split(" ").indexOf(sex) < 0) { return false; }
+    var from = el.getAttribute("data-age-from");
+    if (from && age() !== null && age() < parseFloat(from)) { return false; }
+    var shownBy = el.getAttribute("data-shown-by");
+    if (shownBy && !(field(shownBy) && field(shownBy).checked)) { return false; }
+    return true;
+  }
+
+  function applicable(step) {
+    var area = step.getAttribute("data-area");
+    if (area) {
+      var all = field("area_all");
+      var box = field("area_" + area);
+      // Without an area chosen (none asked yet), every area is asked.
+      var anyChosen = form.querySelector("input[id^=area_]:checked") !== null;
+      if (anyChosen && !(all && all.checked) && !(box && box.checked)) { return false; }
+    }
+    return fits(step);
+  }
+
+  function sync() {
+    steps.forEach(function (step) {
+      var on = applicable(step);
+      step.querySelectorAll("[data-ages], [data-sexes], [data-age-from], [data-shown-by]")
+        .forEach(function (item) {
+          var shown = on && fits(item);
+          item.hidden = !shown;
+          item.querySelectorAll("input, select").forEach(function (i) { i.disabled = !shown; });
+        });
+      if (!on) {
+        step.querySelectorAll("input, select").forEach(function (i) { i.disabled = true; });
+      } else {
+        step.querySelectorAll("input, select").forEach(function (i) {
+          if (!i.closest("[hidden]")) { i.disabled = false; }
+        });
+      }
+    });
+  }
+
+  function asked() { return steps.filter(applicable); }
   function answered(step) {
     return !step.hasAttribute("data-needs-answer") ||
-      step.querySelector("input:checked") !== null;
+      step.querySelector("input:checked:not(:disabled)") !== null;
   }
 
   function show(index, focus) {
+    sync();
     current = index;
+    var open = asked();
+    var position = open.indexOf(steps[index]);
+    var last = position === open.length - 1;
     steps.forEach(function (step, i) { step.hidden = i !== index; });
+    // The introduction is read once, on the first step.
+    form.parentNode.querySelectorAll(".intro").forEach(function (p) { p.hidden = index > 0; });
     back.hidden = index === 0;
-    next.hidden = index === steps.length - 1;
-    submit.hidden = index !== steps.length - 1;
-    next.disabled = !answered(steps[index]);
+    next.hidden = last;
+    submit.hidden = !last && !returning;
+    if (returning && !last) { submit.textContent = "Save and go back to check your answers"; }
     progress.hidden = false;
-    progress.textContent = "Step " + (index + 1) + " of " + steps.length + ": " +
+    progress.textContent = "Step " + (position + 1) + " of " + open.length + ": " +
       steps[index].getAttribute("data-step-name");
+    clearError(steps[index]);
     if (focus) {
       var heading = steps[index].querySelector("h2");
       heading.setAttribute("tabindex", "-1");
@@ -124,6 +237,28 @@
   function go(index) {
     show(index, true);
     history.pushState({ checkStep: index }, "", "#step-" + (index + 1));
+  }
+
+  // A step that needs an answer says so when Continue is pressed without one (GOV.UK:
+  // the button is never disabled; the error is said, linked and focused).
+  function clearError(step) {
+    var old = step.querySelector(".step-error");
+    if (old) { old.remove(); }
+    step.classList.remove("has-error");
+  }
+  function sayError(step) {
+    clearError(step);
+    var message = document.createElement("p");
+    message.className = "error-message step-error";
+    message.id = "step-error-" + steps.indexOf(step);
+    message.setAttribute("role", "alert");
+    message.innerHTML = '<span class="visually-hidden">Error:</span> ';
+    message.appendChild(document.createTextNode(step.getAttribute("data-needs-answer")));
+    var legend = step.querySelector("legend");
+    legend.parentNode.insertBefore(message, legend.nextSibling);
+    step.classList.add("has-error");
+    var first = step.querySelector("input:not(:disabled)");
+    if (first) { first.focus(); }
   }
 
   window.addEventListener("popstate", function (event) {
@@ -145,9 +280,11 @@
           none.checked = false;
         }
       }
-      if (step === steps[current]) { next.disabled = !answered(step); }
+      if (answered(step)) { clearError(step); }
+      sync();
     });
   });
+  form.addEventListener("input", sync);
 
   function triage() {
     // The server's engine decides; a failure to ask it is not an answer, so the check
@@ -157,26 +294,39 @@
       .catch(function () { return { emergency: false }; });
   }
 
+  var busy = false;
   next.addEventListener("click", function () {
-    if (!answered(steps[current])) { return; }
-    next.disabled = true;
+    if (busy) { return; }
+    if (!answered(steps[current])) { sayError(steps[current]); return; }
+    busy = true;
+    sync();
     triage().then(function (result) {
-      next.disabled = false;
+      busy = false;
       if (result.emergency) { form.submit(); return; }
-      go(Math.min(current + 1, steps.length - 1));
+      var open = asked();
+      var after = open[open.indexOf(steps[current]) + 1];
+      go(after ? steps.indexOf(after) : current);
     });
   });
   back.addEventListener("click", function () { history.back(); });
+  form.addEventListener("submit", function (event) {
+    if (!answered(steps[current]) && !returning) { event.preventDefault(); sayError(steps[current]); }
+    sync();
+  });
 
-  // Enter (or a phone's Go key) in a text box moves to the next step, as Next does; on
-  // the last step it sends the answers to be checked.
+  // Enter (or a phone's Go key) moves to the next step, as Continue does, whatever has
+  // the focus (a tick box or a choice included: Enter there used to send the whole check
+  // and skip every step after it); on the last step a text box sends the answers.
   form.addEventListener("keydown", function (event) {
     var target = event.target;
-    if (event.key !== "Enter" || target.tagName !== "INPUT" ||
-        target.type === "checkbox" || target.type === "radio") { return; }
-    if (current < steps.length - 1) {
+    if (event.key !== "Enter" || target.tagName !== "INPUT") { return; }
+    var open = asked();
+    var last = open.indexOf(steps[current]) === open.length - 1;
+    if (!last) {
       event.preventDefault();
       next.click();
+    } else if (target.type === "checkbox" || target.type === "radio") {
+      event.preventDefault();
     }
   });
 
