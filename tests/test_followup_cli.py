@@ -96,7 +96,7 @@ def dose(capsys: pytest.CaptureFixture[str], pid: str, when: str) -> str:
     return ok(
         capsys,
         f"record dose {pid} --date {when} --drug hydroxocobalamin --dose '1 mg' --route im",
-        "--given-by 'Nurse Okafor'",
+        "--given-by 'Nurse Okafor' --batch KX7731 --site 'left deltoid'",
     )
 
 
@@ -115,9 +115,9 @@ def test_clinic_story_from_deficient_b12_to_missed_maintenance_dose(capsys, db: 
         f"record lab {pid} --test total_b12 --value 110 --unit ng/L --date {tested}",
         "--reference-low 180 --reference-high 900",
     )
-    assert line == (
+    assert line.splitlines()[0] == (
         f"Recorded for {pid} (Margaret Hale): Total serum vitamin B12 (cobalamin) 110 ng/L "
-        f"on {tested}.\n"
+        f"on {tested}."
     )
     for symptom, rating in (
         ("leg_weakness", "severe"),
@@ -322,7 +322,7 @@ def test_db_option_chooses_the_database(capsys, db: Path, tmp_path: Path) -> Non
 # -- bad input: exit 2, one message naming the option, nothing changed ----------------
 
 FUTURE = day(1)
-DOSE = "--drug hydroxocobalamin --dose '1 mg' --route im"
+DOSE = "--drug hydroxocobalamin --dose '1 mg' --route im --batch-not-recorded --site-not-recorded"
 NEW = "patient add --name N --birth-date 1970-01-01"
 
 BAD_INPUT: list[tuple[str, str, tuple[str, ...]]] = [
@@ -363,12 +363,13 @@ BAD_INPUT: list[tuple[str, str, tuple[str, ...]]] = [
     ),
     (
         "unknown drug",
-        "record dose {pid} --date {past} --drug b12 --dose '1 mg' --route im",
+        "record dose {pid} --date {past} --drug b12 --dose '1 mg' --route im --batch B1 --site arm",
         ("--drug:", "hydroxocobalamin"),
     ),
     (
         "dose not a dose",
-        "record dose {pid} --date {past} --drug hydroxocobalamin --dose one --route im",
+        "record dose {pid} --date {past} --drug hydroxocobalamin --dose one --route im --batch B1 "
+        "--site arm",
         ("--dose:", "mg or micrograms"),
     ),
     (
@@ -516,7 +517,7 @@ def test_a_dose_that_does_not_fit_the_regimens_is_refused_saying_why_unless_forc
     cyanocobalamin IM daily and 100 micrograms fit its US-label regimen."""
     pid = add_patient(capsys)
     dose(capsys, pid, day(-10))
-    im = "--drug hydroxocobalamin --route im"
+    im = "--drug hydroxocobalamin --route im --batch-not-recorded --site-not-recorded"
     for command, option, why, accepted in (
         (
             f"record dose {pid} --date {day(-9)} --dose '1 mg' {im}",
@@ -541,7 +542,8 @@ def test_a_dose_that_does_not_fit_the_regimens_is_refused_saying_why_unless_forc
             "1 mg (im_neurological, im_standard)",
         ),
         (
-            f"record dose {pid} --date {day(-5)} --dose '1 mg' --drug cyanocobalamin --route im",
+            f"record dose {pid} --date {day(-5)} --dose '1 mg' --drug cyanocobalamin --route im "
+            "--batch-not-recorded --site-not-recorded",
             "--dose",
             "1 mg is not a dose of cyanocobalamin IM in any of the knowledge base's regimens",
             "100 micrograms (us_label_cyanocobalamin)",
@@ -563,7 +565,7 @@ def test_a_dose_that_does_not_fit_the_regimens_is_refused_saying_why_unless_forc
     confirmed = [e["detail"].get("confirmed") for e in audit if e["entity"] == "dose"]
     assert confirmed[0] is None and all(confirmed[1:]), confirmed
     # What the knowledge base allows goes through without a word.
-    cyano = "--drug cyanocobalamin --route im --dose '100 micrograms'"
+    cyano = "--drug cyanocobalamin --route im --dose '100 micrograms' --batch C1 --site arm"
     ok(capsys, f"record dose {pid} --date {day(-3)} {cyano}")
     ok(capsys, f"record dose {pid} --date {day(-2)} {cyano}")
     regimens = [r for r in kb.regimens.values() if r.drug == "cyanocobalamin" and r.route == "im"]
@@ -671,7 +673,7 @@ def _full_patient(capsys: pytest.CaptureFixture[str]) -> str:
     ok(
         capsys,
         f"record dose {pid} --date {day(-58)} --drug cyanocobalamin",
-        "--dose '1000 micrograms' --route oral",
+        "--dose '1000 micrograms' --route oral --batch-not-recorded",
     )
     return pid
 

@@ -28,6 +28,8 @@ from test_followup_web import (  # noqa: F401 (fixtures)
 )
 
 IM = {"drug": "hydroxocobalamin", "dose": "1 mg", "route": "im"}
+# The same dose through the JSON API, which asks for the batch and site too.
+API_IM = IM | {"batch_not_recorded": True, "site_not_recorded": True}
 
 
 async def loading_under_way(c: httpx.AsyncClient) -> str:
@@ -39,7 +41,7 @@ async def loading_under_way(c: httpx.AsyncClient) -> str:
         ("symptoms", {"symptom": "paresthesia", "rating": "severe", "date": days_ago(10)}),
         ("assessments", {"as_of": days_ago(6)}),
     ]
-    posts += [("doses", IM | {"date": days_ago(d)}) for d in (6, 4, 2)]
+    posts += [("doses", API_IM | {"date": days_ago(d)}) for d in (6, 4, 2)]
     for path, body in posts:
         r = await api_post(c, f"/api/v1/patients/{pid}/{path}", body)
         assert r.status_code == 201, (path, r.text)
@@ -70,7 +72,7 @@ async def test_a_dose_recorded_today_counts_for_todays_planned_dose(site, local)
     before = (await local.get(f"/patients/{pid}")).text
     given, planned = loading(before)
     assert "Doses given outside a saved plan" not in before
-    r = await api_post(local, f"/api/v1/patients/{pid}/doses", IM | {"date": days_ago(0)})
+    r = await api_post(local, f"/api/v1/patients/{pid}/doses", API_IM | {"date": days_ago(0)})
     assert r.status_code == 201
     after = (await local.get(f"/patients/{pid}")).text
     assert loading(after) == (given + 1, planned), "today's dose counts, the plan stays whole"
@@ -172,6 +174,37 @@ async def test_record_todays_injection_asks_for_batch_and_site_or_not_recorded(s
 
 
 @pytest.mark.asyncio
+async def test_the_api_refuses_a_dose_without_batch_or_site_naming_each_and_what_is_accepted(
+    site, local
+):
+    """The JSON API asks what the forms ask: the batch and, for an injection, the site,
+    or an explicit "not recorded"; a dose with neither is a 422 and nothing is written."""
+    pid = await add_patient(local)
+    doses = f"/api/v1/patients/{pid}/doses"
+    blank = await api_post(local, doses, IM | {"date": days_ago(3)})
+    assert blank.status_code == 422 and site.count(DoseEntry) == 0
+    said = {e["path"]: e for e in blank.json()["errors"]}
+    assert set(said) == {"batch", "site"}
+    assert said["batch"]["message"] == "the batch number is needed"
+    assert said["batch"]["accepted"] == '"batch": the batch number, or "batch_not_recorded": true'
+    assert said["site"]["accepted"] == '"site": the injection site, or "site_not_recorded": true'
+    only_batch = await api_post(local, doses, IM | {"date": days_ago(3), "batch": "KX7731"})
+    assert only_batch.status_code == 422
+    assert [e["path"] for e in only_batch.json()["errors"]] == ["site"]
+    r = await api_post(
+        local, doses, IM | {"date": days_ago(3), "batch": "KX7731", "site_not_recorded": True}
+    )
+    assert r.status_code == 201, r.text
+    assert (r.json()["batch"], r.json()["site"]) == ("KX7731", None)
+    # A tablet has no injection site: only the batch is asked for.
+    oral = {"drug": "cyanocobalamin", "dose": "1 mg", "route": "oral", "date": days_ago(1)}
+    assert [e["path"] for e in (await api_post(local, doses, oral)).json()["errors"]] == ["batch"]
+    r = await api_post(local, doses, oral | {"batch_not_recorded": True})
+    assert r.status_code == 201, r.text
+    assert site.count(DoseEntry) == 2
+
+
+@pytest.mark.asyncio
 async def test_given_today_on_the_due_list_asks_batch_and_site_names_the_patient_and_undoes(
     site, local
 ):
@@ -238,7 +271,7 @@ async def test_a_review_done_is_no_longer_listed_as_overdue(site, local):
         ("symptoms", {"symptom": "paresthesia", "rating": "severe", "date": days_ago(199)}),
         ("assessments", {"as_of": days_ago(199)}),
     ]
-    posts += [("doses", IM | {"date": days_ago(d)}) for d in (199, 197, 195, 193, 191, 150)]
+    posts += [("doses", API_IM | {"date": days_ago(d)}) for d in (199, 197, 195, 193, 191, 150)]
     for path, body in posts:
         r = await api_post(local, f"/api/v1/patients/{pid}/{path}", body)
         assert r.status_code == 201, (path, r.text)

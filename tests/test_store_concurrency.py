@@ -277,6 +277,7 @@ def test_two_server_workers_the_cli_and_store_writers_at_once_lose_nothing(
     cli_days = [today - dt.timedelta(days=i) for i in range(CLI_DOSES)]
     next_http_day = itertools.count(CLI_DOSES)
     body = {"drug": "hydroxocobalamin", "dose": "1 mg", "route": "im", "force": True}
+    body |= {"batch_not_recorded": True, "site_not_recorded": True}
     cli_done = threading.Event()
     http: list[tuple[dt.date, int, str, float]] = []
 
@@ -292,6 +293,7 @@ def test_two_server_workers_the_cli_and_store_writers_at_once_lose_nothing(
     def via_cli(day: dt.date) -> subprocess.CompletedProcess[str]:
         cmd = [*b12dx_command(), "record", "dose", pid, "--date", day.isoformat(), "--db", url]
         cmd += ["--drug", "hydroxocobalamin", "--dose", "1 mg", "--route", "im", "--force"]
+        cmd += ["--batch-not-recorded", "--site-not-recorded"]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, cwd=ROOT)
 
     started = time.perf_counter()

@@ -8,14 +8,18 @@ the machine could read them in the process list.
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
+import json
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.table import Table
 
 from b12dx.cli import followup_work as base
-from b12dx.cli.followup_options import DbOption
+from b12dx.cli.followup_options import DbOption, JsonOption
+from b12dx.cli.io import show
 from b12dx.errors import InputError
 
 if TYPE_CHECKING:
@@ -57,7 +61,7 @@ def practice_add(
 
 
 @practice_app.command("list")
-def practice_list(db: DbOption = None) -> None:
+def practice_list(db: DbOption = None, json_out: JsonOption = False) -> None:
     """List the practices with their number of users and patients."""
     from sqlalchemy import func, select
 
@@ -65,23 +69,31 @@ def practice_list(db: DbOption = None) -> None:
     from b12dx.store.tables import Patient, User
 
     with base.database(db) as database, database.transaction() as s:
-        people = {
-            pid: n
-            for pid, n in s.execute(
-                select(User.practice_id, func.count()).group_by(User.practice_id)
-            ).all()
-        }
-        patients = {
-            pid: n
-            for pid, n in s.execute(
-                select(Patient.practice_id, func.count()).group_by(Patient.practice_id)
-            ).all()
-        }
-        sys.stdout.write(f"{'id':>4}  {'users':>5}  {'patients':>8}  name\n")
-        for p in users.practices(s):
-            sys.stdout.write(
-                f"{p.id:>4}  {people.get(p.id, 0):>5}  {patients.get(p.id, 0):>8}  {p.name}\n"
+        counts = {
+            what: dict(
+                s.execute(select(model.practice_id, func.count()).group_by(model.practice_id)).all()
             )
+            for what, model in (("users", User), ("patients", Patient))
+        }
+        rows = [
+            {
+                "id": p.id,
+                "name": p.name,
+                "users": counts["users"].get(p.id, 0),
+                "patients": counts["patients"].get(p.id, 0),
+            }
+            for p in users.practices(s)
+        ]
+    if json_out:
+        base.out(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{len(rows)} practices", title_justify="left")
+    for col in ("ID", "Users", "Patients"):
+        table.add_column(col, justify="right")
+    table.add_column("Name")
+    for r in rows:
+        table.add_row(str(r["id"]), str(r["users"]), str(r["patients"]), str(r["name"]))
+    show(base.console(), table, "ID")
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -123,23 +135,45 @@ def user_add(
 
 
 @user_app.command("list")
-def user_list(db: DbOption = None) -> None:
+def user_list(db: DbOption = None, json_out: JsonOption = False) -> None:
     """List the users: practice, and whether each is locked out or deactivated."""
     from b12dx.store import users
 
     now = base.now()
     with base.database(db) as database, database.transaction() as s:
         names = {p.id: p.name for p in users.practices(s)}
-        sys.stdout.write(f"{'username':24}  {'state':28}  practice\n")
+        rows = []
         for u in users.users(s):
-            if not u.active:
-                state = "deactivated"
-            elif users.is_locked(u, now) and u.locked_until is not None:
-                until = users.utc(u.locked_until).astimezone().strftime("%Y-%m-%d %H:%M")
-                state = f"locked until {until}"
-            else:
-                state = "active" + (f" ({u.failed_logins} failed)" if u.failed_logins else "")
-            sys.stdout.write(f"{u.username:24}  {state:28}  {names.get(u.practice_id, '?')}\n")
+            locked = u.active and users.is_locked(u, now) and u.locked_until is not None
+            until = users.utc(u.locked_until).astimezone() if locked and u.locked_until else None
+            rows.append(
+                {
+                    "username": u.username,
+                    "practice": names.get(u.practice_id, "?"),
+                    "active": u.active,
+                    "locked_until": until.isoformat(timespec="minutes") if until else None,
+                    "failed_logins": u.failed_logins,
+                }
+            )
+    if json_out:
+        base.out(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{len(rows)} users", title_justify="left")
+    for col in ("Username", "State", "Practice"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r["username"]), _state(r), str(r["practice"]))
+    show(base.console(), table, "Username")
+
+
+def _state(row: dict[str, Any]) -> str:
+    if not row["active"]:
+        return "deactivated"
+    if row["locked_until"]:
+        until = dt.datetime.fromisoformat(row["locked_until"]).strftime("%Y-%m-%d %H:%M")
+        return f"locked until {until}"
+    failed = row["failed_logins"]
+    return "active" + (f" ({failed} failed)" if failed else "")
 
 
 @user_app.command("unlock")

@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from b12dx.cli.io import show
 from b12dx.engine.assess import assess
 from b12dx.errors import B12dxError, InputError
 from b12dx.fhir.read import read_bulk_export
@@ -122,7 +123,7 @@ def run_import(
             table.add_column(col)
         for row in rows:
             table.add_row(*row)
-        err.print(table)
+        show(err, table, "patient")  # a FHIR id cut short cannot be looked up
 
 
 def _safe(pid: str) -> str:

@@ -1,8 +1,15 @@
 """``b12dx record``: what happened to a followed patient, a lab result, a dose given or a
-symptom rating, each checked as the engine would check it before it is stored."""
+symptom rating, each checked as the engine would check it before it is stored, and
+``entered-in-error``, the undo of any of them (the web's "entered in error": the entry is
+kept with why, and left out of the assessment).
+
+Each recording prints the patient's name beside what was recorded, and the command that
+undoes it. A dose's batch and (for an injection) site are given or said to be not
+recorded, as on the web's forms (``followup_recorded.needed_batch_and_site``)."""
 
 from __future__ import annotations
 
+import shlex
 from typing import Annotated
 
 import typer
@@ -14,8 +21,9 @@ from b12dx.cli.followup_options import (
     PatientArg,
     PracticeOption,
 )
-from b12dx.errors import B12dxError
+from b12dx.errors import B12dxError, InputError
 from b12dx.knowledge.wording import unit_words
+from b12dx.web.followup_recorded import UNDO_REASON, WHAT, needed_batch_and_site, recorded, ref
 
 record_app = typer.Typer(
     help="Record what happened to a patient: a lab result, a dose given, a symptom rating.",
@@ -40,6 +48,7 @@ DOSE_OPTIONS = {
     "batch": "--batch",
     "site": "--site",
 }
+NOT_RECORDED_HELP = "Say that the {} is not recorded (else --{} is required{})."
 RATING_OPTIONS = {"date": "--date", "symptom": "--symptom", "rating": "--rating"}
 
 
@@ -85,7 +94,9 @@ def record_lab(
             else entry.value_text
         )
         line = f"Recorded for {p.id} ({p.name}): {c.kb.labs[test].name} {shown} on {day}."
+        undo = undo_line(p.id, ref("lab", entry.id), db, practice)
     base.out(line)
+    base.out(undo)
 
 
 @record_app.command("dose")
@@ -102,10 +113,29 @@ def record_dose(
     given_by: Annotated[
         str | None, typer.Option("--given-by", help="Who gave it; default the login.")
     ] = None,
-    batch: Annotated[str | None, typer.Option("--batch", help="The batch (lot) number.")] = None,
-    site: Annotated[
-        str | None, typer.Option("--site", help='The injection site, e.g. "left deltoid".')
+    batch: Annotated[
+        str | None,
+        typer.Option("--batch", help="The batch (lot) number; or --batch-not-recorded."),
     ] = None,
+    site: Annotated[
+        str | None,
+        typer.Option(
+            "--site",
+            help='The injection site, e.g. "left deltoid"; or --site-not-recorded (an '
+            "injection only).",
+        ),
+    ] = None,
+    batch_not_recorded: Annotated[
+        bool,
+        typer.Option("--batch-not-recorded", help=NOT_RECORDED_HELP.format("batch", "batch", "")),
+    ] = False,
+    site_not_recorded: Annotated[
+        bool,
+        typer.Option(
+            "--site-not-recorded",
+            help=NOT_RECORDED_HELP.format("site", "site", " for an injection"),
+        ),
+    ] = False,
     force: Annotated[
         bool,
         typer.Option(
@@ -119,13 +149,24 @@ def record_dose(
 ) -> None:
     """Record a dose of B12 given, and say when the next one is due.
 
-    A dose that does not fit the knowledge base's regimens for the drug and route is
-    refused, saying why, unless --force."""
+    The batch number, and for an injection the site, are given (--batch, --site) or said
+    to be not recorded (--batch-not-recorded, --site-not-recorded). A dose that does not
+    fit the knowledge base's regimens for the drug and route is refused, saying why,
+    unless --force."""
     from b12dx.cli.followup_view import next_dose
     from b12dx.store import entries, snapshots
 
     day = base.required_date(date, "--date")
     with base.patient_work(db, practice, patient_id, DOSE_OPTIONS) as (c, p):
+        batch, site = needed_batch_and_site(
+            c.kb,
+            route,
+            batch,
+            site,
+            batch_not_recorded=batch_not_recorded,
+            site_not_recorded=site_not_recorded,
+            accepted=lambda f: f"--{f} and the {WHAT[f]}, or --{f}-not-recorded",
+        )
         try:
             entry = entries.add_dose(
                 c.session,
@@ -146,8 +187,12 @@ def record_dose(
             raise exc.confirm_with("--force") from None
         line = (
             f"Recorded for {p.id} ({p.name}): {drug} {entry.dose_mg:g} mg {route.upper()} on "
-            f"{day}, given by {entry.given_by}."
+            f"{day}, given by {entry.given_by}"
+            + (f", batch {entry.batch}" if entry.batch else "")
+            + (f", {entry.site}" if entry.site else "")
+            + "."
         )
+        undo = undo_line(p.id, ref("dose", entry.id), db, practice)
         try:  # the dose is kept even when the record cannot be assessed today
             a = snapshots.current(c.kb, p, c.today).assessment
             after = next_dose(a, max(d.given_on for d in p.doses))
@@ -155,6 +200,7 @@ def record_dose(
             after = f"When the next dose is due could not be worked out: {exc}"
     base.out(line)
     base.out(after)
+    base.out(undo)
 
 
 @record_app.command("symptom")
@@ -173,8 +219,60 @@ def record_symptom(
 
     day = base.required_date(date, "--date")
     with base.patient_work(db, practice, patient_id, RATING_OPTIONS) as (c, p):
-        entries.add_rating(
+        entry = entries.add_rating(
             c.session, c.kb, c.actor, c.now, p, symptom=symptom, rating=rating, rated_on=day
         )
         line = f"Recorded for {p.id} ({p.name}): {c.kb.symptoms[symptom].name} {rating} on {day}."
+        undo = undo_line(p.id, ref("rating", entry.id), db, practice)
+    base.out(line)
+    base.out(undo)
+
+
+def undo_line(patient_id: str, entry: str, db: str | None, practice: str | None) -> str:
+    """The command that undoes what was just recorded, ready to run as printed."""
+    argv = ["b12dx", "record", "entered-in-error", patient_id, entry, "--reason", UNDO_REASON]
+    argv += [*(["--db", db] if db else []), *(["--practice", practice] if practice else [])]
+    return f"To undo: {shlex.join(argv)}"
+
+
+@record_app.command("entered-in-error")
+def record_entered_in_error(
+    patient_id: PatientArg,
+    entry: Annotated[
+        str,
+        typer.Argument(
+            metavar="ENTRY",
+            help="The entry, as the command that recorded it printed it: lab:ID, rating:ID "
+            "or dose:ID (the ids are in `b12dx patient show ID --json`'s audit trail).",
+        ),
+    ],
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why it is wrong, in 3 to 200 characters.")
+    ],
+    db: DbOption = None,
+    practice: PracticeOption = None,
+) -> None:
+    """Mark a lab result, symptom rating or dose as entered in error (the undo).
+
+    Nothing is deleted: the entry is kept, with why and by whom, for the audit trail and
+    the saved assessments that used it, and is left out of the patient's record from
+    now on."""
+    from b12dx.store import entries
+
+    kind, _, number = entry.strip().partition(":")
+    if kind not in entries.VOIDABLE or not number.isdigit():
+        raise InputError.single(
+            "ENTRY", f"{entry!r} is not an entry", "lab:ID, rating:ID or dose:ID, e.g. dose:12"
+        )
+    names = {"reason": "--reason", "entry": "ENTRY", "kind": "ENTRY"}
+    with base.patient_work(db, practice, patient_id, names) as (c, p):
+        shown = recorded(c.session, c.kb, p, ref(kind, int(number)))
+        entries.void_entry(
+            c.session, c.actor, c.now, p, kind=kind, entry_id=int(number), reason=reason
+        )
+        what = "; ".join(shown.lines) if shown else entry
+        line = (
+            f"Marked entered in error for {p.id} ({p.name}): {kind} {what}. It is kept for "
+            "the audit trail and left out of the assessment."
+        )
     base.out(line)

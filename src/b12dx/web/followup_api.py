@@ -36,6 +36,7 @@ from b12dx.store.tables import (
 )
 from b12dx.web.api import ERROR_RESPONSE
 from b12dx.web.auth import followup
+from b12dx.web.followup_recorded import WHAT, needed_batch_and_site
 from b12dx.web.settings import check_as_of
 
 router = APIRouter(prefix="/api/v1", tags=["follow-up"])
@@ -83,8 +84,20 @@ class DoseIn(_In):
     dose: str = Field(description='Amount and unit: "1 mg", "1000 micrograms".')
     route: Route
     given_by: str | None = Field(default=None, description="Default: the signed-in user.")
-    batch: str | None = Field(default=None, description="The batch (lot) number.")
-    site: str | None = Field(default=None, description='The injection site, e.g. "left deltoid".')
+    batch: str | None = Field(
+        default=None, description='The batch (lot) number; or "batch_not_recorded": true.'
+    )
+    site: str | None = Field(
+        default=None,
+        description='The injection site, e.g. "left deltoid"; or "site_not_recorded": true. '
+        "Asked for an injection only.",
+    )
+    batch_not_recorded: bool = Field(
+        default=False, description="The batch number is not known: say so, or give it."
+    )
+    site_not_recorded: bool = Field(
+        default=False, description="The injection site is not known: say so, or give it."
+    )
     force: bool = Field(
         default=False,
         description="Record it although it does not fit the knowledge base's regimens for "
@@ -463,11 +476,16 @@ async def add_dose(request: Request, patient_id: str) -> Response:
 
     def write(w: _Write[DoseIn]) -> dict[str, Any]:
         b = w.body
+        batch, site = needed_batch_and_site(
+            kb, b.route, b.batch, b.site,
+            batch_not_recorded=b.batch_not_recorded, site_not_recorded=b.site_not_recorded,
+            accepted=lambda f: f'"{f}": the {WHAT[f]}, or "{f}_not_recorded": true',
+        )  # fmt: skip
         try:
             entry = entries.add_dose(
                 w.s, w.actor, w.now, w.patient,
                 given_on=b.date, drug=b.drug, dose=b.dose, route=b.route,
-                given_by=b.given_by, kb=kb, force=b.force, batch=b.batch, site=b.site,
+                given_by=b.given_by, kb=kb, force=b.force, batch=batch, site=site,
             )  # fmt: skip
         except entries.UnusualDose as exc:
             raise exc.confirm_with('"force": true') from None

@@ -5,15 +5,15 @@ hydroxocobalamin 1 mg IM, batch AB12, left deltoid", with an *Undo* button. Undo
 store's "entered in error" (``entries.void_entry``): the entry is kept, marked with why
 and by whom, and left out of the assessment; nothing is deleted.
 
-A dose's batch number and (for an injection) its site are asked for on every form that
-records one; a nurse who does not have them ticks "not recorded", so a blank is always a
-decision, never an oversight.
+A dose's batch number and (for an injection) its site are asked for on every door that
+records one (the forms, the JSON API, ``b12dx record dose``); a nurse who does not have
+them says "not recorded", so a blank is always a decision, never an oversight.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -28,6 +28,7 @@ from b12dx.store.tables import DoseEntry, LabEntry, Patient, SymptomRatingEntry
 UNDO_REASON = "undone just after it was recorded"
 NOT_RECORDED = "not recorded"
 MAX_REFS = 20  # a review rates at most as many symptoms as are followed
+WHAT = {"batch": "batch number", "site": "injection site"}
 
 
 @dataclass(frozen=True)
@@ -41,27 +42,46 @@ class Recorded:
     undone: bool  # already marked entered in error
 
 
+def needed_batch_and_site(
+    kb: Knowledge,
+    route: str,
+    batch: str | None,
+    site: str | None,
+    *,
+    batch_not_recorded: bool,
+    site_not_recorded: bool,
+    accepted: Callable[[str], str],
+) -> tuple[str | None, str | None]:
+    """The rule every door to a dose follows (web form, JSON API, command line): the batch
+    and, for an injection, the site as given, or None where the user said "not recorded";
+    an InputError naming each one left out without that. ``accepted(field)`` says, in the
+    door's own words, what is accepted."""
+    typed = {"batch": (batch or "").strip(), "site": (site or "").strip()}
+    said = {"batch": batch_not_recorded, "site": site_not_recorded}
+    needed = ("batch", "site") if route_family(kb, route) == "injection" else ("batch",)
+    errors = [
+        FieldError(field, f"the {WHAT[field]} is needed", accepted(field))
+        for field in needed
+        if not typed[field] and not said[field]
+    ]
+    if errors:
+        raise InputError(errors)
+    return typed["batch"] or None, typed["site"] or None
+
+
 def batch_and_site(
     kb: Knowledge, form: Mapping[str, str], route: str
 ) -> tuple[str | None, str | None]:
-    """The batch and (for an injection) the site as typed, None where "not recorded" is
-    ticked; an InputError naming each one left blank without the tick."""
-    out: list[str | None] = []
-    errors: list[FieldError] = []
-    fields = ("batch", "site") if route_family(kb, route) == "injection" else ("batch",)
-    for field in ("batch", "site"):
-        typed = form.get(field, "").strip()
-        if typed or field not in fields or form.get(f"{field}_not_recorded") == "yes":
-            out.append(typed or None)
-            continue
-        what = "batch number" if field == "batch" else "injection site"
-        errors.append(
-            FieldError(field, f"the {what} is needed", f"type it, or tick '{NOT_RECORDED}'")
-        )
-        out.append(None)
-    if errors:
-        raise InputError(errors)
-    return out[0], out[1]
+    """``needed_batch_and_site`` for a web form, where "not recorded" is a ticked box."""
+    return needed_batch_and_site(
+        kb,
+        route,
+        form.get("batch"),
+        form.get("site"),
+        batch_not_recorded=form.get("batch_not_recorded") == "yes",
+        site_not_recorded=form.get("site_not_recorded") == "yes",
+        accepted=lambda _field: f"type it, or tick '{NOT_RECORDED}'",
+    )
 
 
 def ref(kind: str, entry_id: int) -> str:
