@@ -81,9 +81,7 @@ class SymptomGroup(Cited):
     # examination (only the clinician form asks).
     found_by: Literal["person", "examination"] = "person"
     # The age groups (triage.yaml) the patient check asks these of; None: every age.
-    age_groups: list[Literal["infant", "child", "adolescent", "adult", "older_adult"]] | None = (
-        None
-    )
+    age_groups: list[Literal["infant", "child", "adolescent", "adult", "older_adult"]] | None = None
 
 
 class Symptom(Cited, SymptomTriage):
