@@ -177,7 +177,7 @@ async def test_an_engine_error_links_to_the_answer_on_its_step(client) -> None:
     form = TYPICAL | {"lab_total_b12_value": "1.6", "lab_total_b12_unit": "ng/L"}
     r = await client.post("/check", data=form | {"has_results": "yes"})
     assert r.status_code == 422
-    link = re.search(r'<a href="#([^"]+)">Check this answer', r.text)
+    link = re.search(r'<a href="#([^"]+)">1.6 ng/L is not a result a laboratory reports', r.text)
     assert link and link.group(1) == "lab_total_b12_value"
     assert f'id="{link.group(1)}"' in r.text
     start = int(re.search(r'data-start-step="(\d+)"', r.text).group(1))
@@ -210,14 +210,34 @@ async def test_the_patient_pages_offer_nothing_meant_for_clinicians(client) -> N
 
 
 async def test_the_check_asks_a_person_only_what_a_person_can_tell(client) -> None:
-    """Reflexes and vibration sense are found by a doctor: never asked in the check; a
-    child's questions carry the ages they are for, so the page asks them of a child only."""
+    """Reflexes and vibration sense are found by a doctor: never asked in the check. A
+    child's development is asked of a child only (its ages on the page); a fit, and how
+    the symptoms behave (after exercise, coming and going), of everyone, not behind an
+    area a person would not choose."""
     html = (await client.get("/check")).text
     assert 'id="sym_reduced_reflexes"' not in html and 'id="area_reflexes"' not in html
     assert 'id="sym_loss_of_vibration_sense"' not in html
     child = re.search(
-        r'<div class="check" data-ages="([^"]+)"><input type="checkbox" id="area_children"', html
+        r'data-ages="([^"]+)"><input type="checkbox" id="sym_developmental_delay"', html
     )
     assert child and "adult" not in child.group(1).split()
-    # A new fit is asked among the emergency questions, at any age.
-    assert 'id="rf_seizure"' in html
+    assert re.search(r'<div class="check"><input type="checkbox" id="sym_seizures"', html)
+    for everyone in ("other_cause", "children"):
+        assert f'id="area_{everyone}"' not in html, everyone
+    assert 'id="sym_swelling_or_bruising"' in html
+    assert 'id="sym_relapsing_remitting_course"' in html
+    # A new fit today, and back pain with legs getting weaker, are emergency questions.
+    assert 'id="rf_seizure"' in html and 'id="rf_back_weakness"' in html
+
+
+async def test_back_pain_with_legs_getting_weaker_is_an_emergency(client) -> None:
+    r = await client.post("/check", data={"rf_back_weakness": "yes"})
+    assert r.status_code == 200 and banner(r.text) == "emergency"
+
+
+async def test_a_fit_weeks_ago_in_an_adult_is_seen_by_a_specialist(client) -> None:
+    """Not an emergency (it is not today), and not lost: NG217, within 2 weeks."""
+    form = TYPICAL | {"sym_seizures": "yes", "onset": "sudden", "duration_value": "3",
+                      "duration_unit": "weeks", "confirmed": "yes"}  # fmt: skip
+    r = await client.post("/check", data=form)
+    assert banner(r.text) in ("soon", "urgent"), banner(r.text)

@@ -498,3 +498,9 @@ def test_every_check_topic_is_known_and_used(kb) -> None:
     used = {e.topic for e in [*kb.conditions.values(), *kb.medications.values()] if e.topic}
     assert used <= set(kb.check_topics), used - set(kb.check_topics)
     assert set(kb.check_topics) <= used, set(kb.check_topics) - used
+
+
+def test_every_emergency_question_records_symptoms_that_exist(kb) -> None:
+    for q in kb.red_flag_questions.values():
+        for sid in (q.symptom, *q.also):
+            assert sid in kb.symptoms, (q.id, sid)

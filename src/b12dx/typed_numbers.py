@@ -68,9 +68,11 @@ def refusal(raw: str, field: str) -> FieldError:
     elif _LEADING.match(raw) and not _LEADING.fullmatch(raw):
         message = f"{raw!r} is not a number alone: enter the number, and the unit where asked"
     elif raw[:1] in "<>" and _LEADING.fullmatch(raw[1:].strip()):
+        # The limit is not the result: entered as one, a "<200" B12 would read as
+        # indeterminate although it may be far lower.
         message = (
-            f"{raw!r} is not a number: for a result reported beyond a limit, enter the "
-            f"limit ({raw[1:].strip()})"
+            f"{raw!r} is a result beyond what the laboratory measured, not a number "
+            "b12dx can band: leave it out and show the report to a doctor"
         )
     else:
         message = f"{raw!r} is not a number"

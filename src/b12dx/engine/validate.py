@@ -101,6 +101,14 @@ def _one_of(ids: Mapping[str, object]) -> str:
     return ", ".join(ids)
 
 
+def _bound(value: float, up: bool) -> float:
+    """A limit of the plausible range to 3 significant figures, rounded inwards so the
+    limit shown is itself accepted (27.1076 ng/L is shown as 27.2)."""
+    quantum = 10.0 ** (math.floor(math.log10(value)) - 2)
+    steps = math.ceil(value / quantum - 1e-9) if up else math.floor(value / quantum + 1e-9)
+    return round(steps * quantum, 10)
+
+
 def check_patient(patient: PatientRecord, kb: Knowledge, as_of: dt.date) -> None:
     """Every knowledge-base and date check; raises one InputError listing all problems."""
     errors: list[FieldError] = []
@@ -202,7 +210,8 @@ def check_patient(patient: PatientRecord, kb: Knowledge, as_of: dt.date) -> None
                 FieldError(
                     f"{where}.value",
                     f"{lab.value:g} {unit.unit} is outside what is possible for {test.id}",
-                    f"{low / unit.factor:g} to {high / unit.factor:g} {unit.unit}",
+                    f"{_bound(low / unit.factor, up=True):g} to "
+                    f"{_bound(high / unit.factor, up=False):g} {unit.unit}",
                 )
             )
         for ref in ("reference_low", "reference_high"):

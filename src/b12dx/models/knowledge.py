@@ -80,8 +80,12 @@ class SymptomGroup(Cited):
     # Who finds these: the person (asked in the patient check), or a clinician on
     # examination (only the clinician form asks).
     found_by: Literal["person", "examination"] = "person"
-    # The age groups (triage.yaml) the patient check asks these of; None: every age.
-    age_groups: list[Literal["infant", "child", "adolescent", "adult", "older_adult"]] | None = None
+    # How the patient check asks it: as a body area the person may choose (then only the
+    # areas chosen are asked), or of everyone beside the questions about the person
+    # ("about": a child's development, fits) or about the course of the symptoms
+    # ("course": after exercise, easing with rest, coming and going).
+    asked: Literal["by_area", "about", "course"] = "by_area"
+    plain_name: str | None = None  # the check's heading, where the name is a clinician's
 
 
 class Symptom(Cited, SymptomTriage):
@@ -93,6 +97,8 @@ class Symptom(Cited, SymptomTriage):
     # Found by a clinician on examination (the patient check does not ask); None: as
     # its group says.
     found_by: Literal["person", "examination"] | None = None
+    # The age groups (triage.yaml) the patient check asks it of; None: every age.
+    age_groups: list[Literal["infant", "child", "adolescent", "adult", "older_adult"]] | None = None
     weakness: bool
     feels_like: str
     # SNOMED CT findings, matched when a FHIR Condition or Observation records the symptom.
@@ -462,6 +468,10 @@ class RedFlagQuestion(Cited):
     text: str
     symptom: str
     onset: Literal["gradual", "sudden"] | None = None
+    # Other symptoms the same answer records (back pain with legs getting weaker), and
+    # whether they are getting worse.
+    also: list[str] = Field(default_factory=list)
+    progressing: bool | None = None
 
 
 class UrgencyDef(Worded):

@@ -129,7 +129,7 @@ def add_lab(
         # The engine's own checks (test id, unit of the test, plausible value, reference
         # limits), on a record holding just this result.
         as_of = max(taken_on, today)
-        age = max(0.0, (as_of - patient.birth_date).days / 365.25)
+        age = min(120.0, max(0.0, (as_of - patient.birth_date).days / 365.25))
         check_patient(PatientRecord(age_years=age, labs=[lab]), kb, as_of=as_of)
     except InputError as exc:
         # The store's own date check (to the day of birth) already named the date.

@@ -15,7 +15,6 @@ from b12dx.knowledge.loader import cited_source_ids, load_knowledge
 from b12dx.models.assessment import Assessment
 from b12dx.schema import input_schema, output_schema
 from b12dx.version import ENGINE_VERSION, SCHEMA_VERSION
-from b12dx.web.settings import assessment_date
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
 
@@ -86,7 +85,9 @@ async def assess_record(
         raise InputError.single("", "the request body is nested too deeply") from None
     if not isinstance(patient, dict):
         raise InputError.single("", "the patient record must be a JSON object")
-    as_of = assessment_date(patient, dt.date.today())
+    # The contract's door takes any as_of (an integrator may replay or plan); the forms,
+    # where a person types the date, refuse one after today (web.settings).
+    as_of = None if patient.get("as_of") else dt.date.today()
     result = assess(patient, profile=profile, as_of=as_of)
     return Response(result.model_dump_json(), media_type="application/json")
 

@@ -154,7 +154,11 @@ def patient_check_record(form: FormData, kb: Knowledge) -> dict[str, Any]:
     symptoms: dict[str, dict[str, Any]] = {}
     for q in kb.red_flag_questions.values():
         if form.get(q.id):
-            symptoms[q.symptom] = {"id": q.symptom, **({"onset": q.onset} if q.onset else {})}
+            said: dict[str, Any] = {"onset": q.onset} if q.onset else {}
+            if q.progressing is not None:
+                said["progressing"] = q.progressing
+            for sid in (q.symptom, *q.also):
+                symptoms[sid] = {"id": sid, **said}
     onset = form.get("onset") if form.get("onset") in ("gradual", "sudden") else None
     amount = form_number(form, "duration_value", "duration")
     weeks = None

@@ -138,9 +138,16 @@ def _asked_groups(kb: Any) -> list[str]:
 
 
 def _check_steps(kb: Any) -> list[str]:
-    """The check's steps in order (check.html holds them in the same order)."""
-    groups = [f"group:{g}" for g in _asked_groups(kb)]
+    """The check's steps in order (check.html holds them in the same order). A group asked
+    of everyone is on the step it is asked with ("about", or "onset" for the course)."""
+    groups = [f"group:{g}" for g in _asked_groups(kb) if kb.symptom_groups[g].asked == "by_area"]
     return ["rf", "about", "areas", *groups, "onset", "medicines", "conditions", "labs"]
+
+
+def _group_step(gid: str, kb: Any) -> str:
+    """The step a symptom group's questions are on."""
+    asked = kb.symptom_groups[gid].asked
+    return f"group:{gid}" if asked == "by_area" else {"about": "about", "course": "onset"}[asked]
 
 
 def _step_of(field: str, kb: Any) -> int:
@@ -153,13 +160,27 @@ def _step_of(field: str, kb: Any) -> int:
     if field.startswith("lab_"):
         return order.index("labs")
     if field.startswith("sym_") and field[4:] in kb.symptoms:
-        step = f"group:{kb.symptoms[field[4:]].group}"
+        step = _group_step(kb.symptoms[field[4:]].group, kb)
         return order.index(step) if step in order else 0
     if field.startswith("med_"):
         return order.index("medicines")
     if field.startswith(("cond_", "exp_")):
         return order.index("conditions")
     return order.index("about")
+
+
+def _check_words(error: Any, kb: Any) -> str:
+    """An error the engine found in the check's answers, in words for the person."""
+    if "outside what is possible" in error.message:
+        value = error.message.split(" is outside")[0]
+        test = kb.labs.get(error.message.rsplit(" ", 1)[-1])
+        name = test.name if test else "this result"
+        return (
+            f"{value} is not a result a laboratory reports for {name[:1].lower() + name[1:]}: "
+            "check the number and the unit on your report. If they are right, show the "
+            "report to a doctor"
+        )
+    return f"Check this answer: {error.message}"
 
 
 def _answer_of(path: str, form: forms.FormData, kb: Any) -> str:
@@ -215,9 +236,7 @@ async def check_result(request: Request) -> HTMLResponse:
         record = forms.patient_check_record(form, kb)
         a = assess(record, as_of=dt.date.today())
     except InputError as exc:
-        plain = [
-            (_answer_of(e.path, form, kb), f"Check this answer: {e.message}") for e in exc.errors
-        ]
+        plain = [(_answer_of(e.path, form, kb), _check_words(e, kb)) for e in exc.errors]
         return _check_page(request, form, plain, start_step=_step_of(plain[0][0], kb), status=422)
     if form.get("confirmed") != "yes":
         return _render(
@@ -244,7 +263,9 @@ def _answer_rows(form: forms.FormData, kb: Any) -> list[tuple[int, str, list[str
     about += ["Breastfeeding"] if form.get("breastfeeding") else []
     rows.append((order.index("about"), "About you", about))
     groups = _asked_groups(kb)
-    chosen = [g for g in groups if form.get(f"area_{g}")]
+    chosen = [
+        g for g in groups if form.get(f"area_{g}") and kb.symptom_groups[g].asked == "by_area"
+    ]
     every = form.get("area_all") or not chosen
     rows.append(
         (
@@ -256,13 +277,18 @@ def _answer_rows(form: forms.FormData, kb: Any) -> list[tuple[int, str, list[str
         )
     )
     for gid in groups:
+        group = kb.symptom_groups[gid]
         ticked = [
             s.name for s in kb.symptoms.values() if s.group == gid and form.get(f"sym_{s.id}")
         ]
-        if not (every or gid in chosen or ticked):
+        by_area = group.asked == "by_area"
+        if by_area and not (every or gid in chosen or ticked):
             continue
+        if not by_area and not ticked:
+            continue  # asked of everyone beside another step: shown when answered
         none = ["None of these"] if form.get(f"none_{gid}") else ["Nothing ticked"]
-        rows.append((order.index(f"group:{gid}"), kb.symptom_groups[gid].name, ticked or none))
+        step = order.index(_group_step(gid, kb))
+        rows.append((step, group.plain_name or group.name, ticked or none))
     onset = {"gradual": "Slowly, over weeks or months", "sudden": "Suddenly, over hours or days"}
     when = [onset[form["onset"]]] if form.get("onset") in onset else []
     if form.get("duration_value", "").strip():
@@ -287,7 +313,7 @@ def _answer_rows(form: forms.FormData, kb: Any) -> list[tuple[int, str, list[str
         if form.get(f"lab_{t}_value", "").strip()
     ]
     rows.append((order.index("labs"), "Blood test results", labs or ["None"]))
-    return rows
+    return sorted(rows, key=lambda row: row[0])  # in the order the steps were asked
 
 
 def _clinician_context(a: Assessment) -> dict[str, Any]:

@@ -67,9 +67,9 @@ def check_as_of(day: dt.date, today: dt.date, field: str = "as_of") -> None:
 
 
 def assessment_date(record: Mapping[str, Any], today: dt.date) -> dt.date | None:
-    """What to pass the engine as ``as_of`` for a record sent to the web app: today when
-    the record gives none, else None (the record's own). An assessment is made for today
-    or a day before it: a later ``as_of`` dated the whole plan in the future."""
+    """What to pass the engine as ``as_of`` for a record typed into a web form: today
+    when the record gives none, else None (the record's own). An assessment is made for
+    today or a day before it: a later ``as_of`` dated the whole plan in the future."""
     given = record.get("as_of")
     if not given:
         return today
@@ -77,7 +77,8 @@ def assessment_date(record: Mapping[str, Any], today: dt.date) -> dt.date | None
         day = dt.date.fromisoformat(given) if isinstance(given, str) else None
     except ValueError:
         day = None  # not a date: the engine names it
-    if day is not None and day > today:
+    # A day of leeway: the browser's today may be a day ahead of the server's.
+    if day is not None and day > today + dt.timedelta(days=1):
         raise InputError.single(
             "as_of", f"{day} is after today ({today})", "today or an earlier date"
         )

@@ -158,11 +158,12 @@
   }
 
   // Whether an element's questions apply to this person (its data-ages, data-sexes and
-  // data-age-from; an answer not yet given keeps the question).
+  // data-age-from; a sex or age-from not yet answered keeps the question).
   function fits(el) {
     var group = ageGroup();
     var ages = el.getAttribute("data-ages");
-    if (ages && group !== null && ages.split(" ").indexOf(group) < 0) { return false; }
+    // A question for some ages waits for the age (asked on the same step, first).
+    if (ages && (group === null || ages.split(" ").indexOf(group) < 0)) { return false; }
     var sexes = el.getAttribute("data-sexes");
     var sex = field("sex") ? field("sex").value : "unknown";
     if (sexes && sexes.split(" ").indexOf(sex) < 0) { return false; }
