@@ -241,3 +241,15 @@ async def test_a_fit_weeks_ago_in_an_adult_is_seen_by_a_specialist(client) -> No
                       "duration_unit": "weeks", "confirmed": "yes"}  # fmt: skip
     r = await client.post("/check", data=form)
     assert banner(r.text) in ("soon", "urgent"), banner(r.text)
+
+
+async def test_every_symptom_a_person_can_tell_is_asked_somewhere(client, kb) -> None:
+    """Over the whole vocabulary: each symptom a person can report is a question of the
+    check (on a step, or recorded by an emergency question), so adapting the check never
+    drops one; only what a doctor finds on examination is left to the clinician form."""
+    html = (await client.get("/check")).text
+    by_question = {sid for q in kb.red_flag_questions.values() for sid in (q.symptom, *q.also)}
+    for s in kb.symptoms.values():
+        found_by = s.found_by or kb.symptom_groups[s.group].found_by
+        asked = f'id="sym_{s.id}"' in html or s.id in by_question
+        assert asked == (found_by == "person") or s.group == "red_flag" and asked, s.id
