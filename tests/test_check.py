@@ -252,4 +252,4 @@ async def test_every_symptom_a_person_can_tell_is_asked_somewhere(client, kb) ->
     for s in kb.symptoms.values():
         found_by = s.found_by or kb.symptom_groups[s.group].found_by
         asked = f'id="sym_{s.id}"' in html or s.id in by_question
-        assert asked == (found_by == "person") or s.group == "red_flag" and asked, s.id
+        assert asked == (found_by == "person") or (s.group == "red_flag" and asked), s.id
