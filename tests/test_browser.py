@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -200,7 +201,8 @@ def visible_steps(page: Page) -> int:
 def expect_step(page: Page, step: int, name: str | None = None) -> None:
     """Only one step is shown, numbered ``step`` among the steps asked, and named."""
     progress = page.locator("p.progress")
-    expect(progress).to_contain_text(f"Step {step} of ")
+    # "Step 2: About you" until the areas are chosen, then "Step 4 of 8: ..."
+    expect(progress).to_have_text(re.compile(rf"^Step {step}( of \d+)?: "))
     if name:
         expect(progress).to_contain_text(name)
         expect(page.locator(f'form.stepper .step[data-step-name="{name}"]')).to_be_visible()
@@ -296,6 +298,7 @@ def test_the_back_gesture_goes_back_one_step(tab: Tab) -> None:
     page.goto("/check")
     tick(page, "#rf_none")
     press_next(page, 2)
+    type_into(page, "#age_years", "58")
     press_next(page, 3)
     page.go_back()
     expect_step(page, 2)
@@ -489,19 +492,30 @@ def test_every_step_fits_a_phone_and_a_child_is_asked_about_a_child(tab: Tab) ->
 
 
 def test_errors_are_summarised_and_announced(tab: Tab) -> None:
-    """Without an age the answers come back with a GOV.UK error summary, focused, whose
-    link goes to the answer."""
+    """Continue without an age says so on the step; a result typed "1,600" comes back
+    with a GOV.UK error summary, focused, naming the readings, whose link goes to it."""
     page = tab.page
     page.goto("/check")
-    to_the_areas(page, "sensory", age="")
+    tick(page, "#rf_none")
+    press_next(page, 2, "About you")
+    page.locator("button.next").click()
+    expect(page.locator(".step-error")).to_contain_text("Enter your age in years")
+    expect(page.locator("#age_years")).to_be_focused()
+    expect_step(page, 2, "About you")
+    type_into(page, "#age_years", "45")
+    press_next(page, 3, "Where it is")
+    tick(page, "#area_sensory")
     advance_to(page, "Blood test results", 3)
+    tick(page, "#has_results_yes")
+    type_into(page, "#lab_total_b12_value", "1,600")
+    page.locator("#lab_total_b12_unit").select_option("ng/L")
     page.locator("form.stepper button[type=submit]").press("Enter")
     summary = page.locator("div.error-summary")
     expect(summary).to_be_focused()
-    expect(summary).to_contain_text("Enter your age in years, for example 67")
-    expect(page.locator("#age_years-error")).to_be_visible()
+    expect(summary).to_contain_text("write 1600 or 1.6")
+    expect(page.locator("#lab_total_b12_value-error")).to_be_visible()
     summary.get_by_role("link").first.click()
-    expect(page.locator("#age_years")).to_be_focused()
+    expect(page.locator("#lab_total_b12_value")).to_be_focused()
     shot(page, "check-error-summary")
     # The answers came back as a 422 (the browser logs the status); nothing else.
     tab.errors = [e for e in tab.errors if "status of 422" not in e]

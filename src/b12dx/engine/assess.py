@@ -108,6 +108,7 @@ def assess(
             id=m.factor.id,
             name=factor_name(kb, m.factor, f.medications),
             category=m.factor.category,
+            qualifier=m.qualifier or None,
         )
         for m in f.risk_factors
     ]

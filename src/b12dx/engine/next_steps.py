@@ -311,7 +311,7 @@ def plan(
         if {x.id for x in steps} & B12_TESTS:
             add(
                 "dietary_changes",
-                "next.dietary_changes",
+                "next.dietary_changes_after_test",
                 "Increase B12 intake from food and fortified foods; start any B12 "
                 "supplement only after the blood for the test has been taken.",
             )

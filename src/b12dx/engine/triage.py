@@ -174,13 +174,16 @@ def _name(kb: Knowledge, rule: str, entries: Iterable[SymptomEntry]) -> str:
 def _pregnancy_alarms(
     kb: Knowledge, symptoms: Mapping[str, SymptomEntry], places: Mapping[str, Elsewhere]
 ) -> list[Alarm]:
-    """Rule triage.pregnancy: a finding that means something else in pregnancy when new or
-    severe (symptoms.yaml when_new_in_pregnancy)."""
+    """Rule triage.pregnancy: a finding that means something else in pregnancy when new,
+    severe, or getting worse and not long-standing (symptoms.yaml when_new_in_pregnancy):
+    a headache worsening over two weeks is pre-eclampsia's as much as a new one."""
     out: list[Alarm] = []
     rule = "triage.pregnancy"
     for sid, e in symptoms.items():
         s = kb.symptoms[sid]
-        if s.when_new_in_pregnancy is None or not (is_new(tempo(kb, e)) or severe(kb, e)):
+        t = tempo(kb, e)
+        worsening = e.progressing is True and t != "chronic"
+        if s.when_new_in_pregnancy is None or not (is_new(t) or severe(kb, e) or worsening):
             continue
         where = places[s.elsewhere_in_pregnancy] if s.elsewhere_in_pregnancy else None
         out.append(

@@ -104,6 +104,9 @@ class RiskFactorItem(Explained):
     id: str
     name: str
     category: str
+    # What the record showed of it, where that qualifies the name ("duration not
+    # recorded; the risk is with 2 years or more"); None when it fits as named.
+    qualifier: str | None = None
 
 
 class RedFlagItem(Explained):

@@ -458,6 +458,9 @@ class NextStepDef(Worded):
 
 class WarningDef(Worded):
     severity: Literal["info", "warning", "critical"]
+    # The person's words in pregnancy, where the plain words would mislead (folic acid is
+    # advised in pregnancy: the warning is about folic acid instead of B12).
+    plain_pregnant: str | None = None
 
 
 class RedFlagQuestion(Cited):

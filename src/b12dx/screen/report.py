@@ -62,7 +62,9 @@ def console_summary(result: ScreenResult, console: Console, kb: Knowledge) -> No
     for line in coverage_lines(result.coverage):
         console.print(line, markup=False, highlight=False)
     if result.people and not result.gaps.num_rows:
-        console.print(f"None of the {result.people:,} people screened has a care gap.")
+        console.print(
+            f"None of the {result.people:,} {_people(result.people)} screened has a care gap."
+        )
     if result.left_out:
         n = sum(result.left_out.values())
         console.print(f"{n:,} FHIR resources were not used (each reason is in report.html).")
@@ -332,3 +334,7 @@ A gap is a prompt to review the record, not a diagnosis.</p>
     partial = path.with_name(f".{path.name}.partial")
     partial.write_text(page, encoding="utf-8")
     partial.replace(path)
+
+
+def _people(n: int) -> str:
+    return "person" if n == 1 else "people"

@@ -145,7 +145,9 @@ def coverage_section(result: ScreenResult) -> str:
     c = result.coverage
     lines = coverage_lines(c)
     if result.people and not result.gaps.num_rows:
-        lines.append(f"None of the {result.people:,} people screened has a care gap.")
+        lines.append(
+            f"None of the {result.people:,} {_people(result.people)} screened has a care gap."
+        )
     if not lines:
         return ""
     surprising = c is not None and (c.screened == 0 or bool(c.advice()))
@@ -184,3 +186,7 @@ SORT_SCRIPT = """
   });
 })();
 </script>"""
+
+
+def _people(n: int) -> str:
+    return "person" if n == 1 else "people"

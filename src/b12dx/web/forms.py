@@ -64,6 +64,8 @@ def check_problems(form: FormData, kb: Knowledge) -> list[tuple[str, str]]:
     if not red_flags_answered(form, kb) and not form.get("rf_none"):
         problems.append(("rf_none", "Tick what is happening to you now, or tick 'None of these'"))
     duration = form.get("duration_value", "").strip()
+    if duration and _number(duration) is not None and not form.get("duration_unit"):
+        problems.append(("duration_unit", "Choose weeks or months for how long you have had it"))
     if duration and _number(duration) is None:
         problems.append(
             ("duration_value", f"{_refused(duration)}. Enter how long as a number, for example 6")

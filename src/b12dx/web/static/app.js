@@ -186,29 +186,30 @@
     return fits(step);
   }
 
+  // What is not asked is not sent: every answer of a step not asked, and of an item not
+  // asked of this person, is disabled; the rest enabled. (Whether a step is on screen
+  // does not matter: the steps after this one are hidden but still to be asked.)
   function sync() {
     steps.forEach(function (step) {
       var on = applicable(step);
+      step.querySelectorAll("input, select").forEach(function (i) { i.disabled = !on; });
       step.querySelectorAll("[data-ages], [data-sexes], [data-age-from], [data-shown-by]")
         .forEach(function (item) {
-          var shown = on && fits(item);
+          var shown = fits(item);
           item.hidden = !shown;
-          item.querySelectorAll("input, select").forEach(function (i) { i.disabled = !shown; });
+          if (!shown) {
+            item.querySelectorAll("input, select").forEach(function (i) { i.disabled = true; });
+          }
         });
-      if (!on) {
-        step.querySelectorAll("input, select").forEach(function (i) { i.disabled = true; });
-      } else {
-        step.querySelectorAll("input, select").forEach(function (i) {
-          if (!i.closest("[hidden]")) { i.disabled = false; }
-        });
-      }
     });
   }
 
   function asked() { return steps.filter(applicable); }
   function answered(step) {
-    return !step.hasAttribute("data-needs-answer") ||
-      step.querySelector("input:checked:not(:disabled)") !== null;
+    if (!step.hasAttribute("data-needs-answer")) { return true; }
+    var needed = step.getAttribute("data-needs-field");  // a number that must be typed
+    if (needed) { return /^\s*\d+(\.\d+)?\s*$/.test(field(needed).value); }
+    return step.querySelector("input:checked:not(:disabled)") !== null;
   }
 
   function show(index, focus) {
@@ -225,8 +226,11 @@
     submit.hidden = !last && !returning;
     if (returning && !last) { submit.textContent = "Save and go back to check your answers"; }
     progress.hidden = false;
-    progress.textContent = "Step " + (position + 1) + " of " + open.length + ": " +
-      steps[index].getAttribute("data-step-name");
+    // The number of steps is known once the areas are chosen (until then it would shrink).
+    var known = form.querySelector("input[id^=area_]:checked") !== null ||
+      !form.querySelector(".step[data-area]");
+    progress.textContent = "Step " + (position + 1) + (known ? " of " + open.length : "") +
+      ": " + steps[index].getAttribute("data-step-name");
     clearError(steps[index]);
     if (focus) {
       var heading = steps[index].querySelector("h2");
@@ -258,7 +262,8 @@
     var legend = step.querySelector("legend");
     legend.parentNode.insertBefore(message, legend.nextSibling);
     step.classList.add("has-error");
-    var first = step.querySelector("input:not(:disabled)");
+    var needed = step.getAttribute("data-needs-field");
+    var first = needed ? field(needed) : step.querySelector("input:not(:disabled)");
     if (first) { first.focus(); }
   }
 
