@@ -467,6 +467,26 @@ def test_change_returns_to_check_your_answers(tab: Tab) -> None:
     tab.assert_no_errors()
 
 
+def test_every_area_chosen_can_be_answered(tab: Tab) -> None:
+    """Two areas: the second's answers are as open as the first's (they were disabled
+    once the first was ticked, so low mood, and its crisis help, were silently lost)."""
+    page = tab.page
+    page.goto("/check")
+    step = to_the_areas(page, "sensory", "psychiatric", age="58")
+    press_next(page, step + 1, "Feeling and sensation")
+    tick(page, "#sym_paresthesia")
+    press_next(page, step + 2, "Mood and mental health")
+    expect(page.locator("#sym_depression")).to_be_enabled()
+    tick(page, "#sym_depression")
+    advance_to(page, "Blood test results", step + 2)
+    tick(page, "#has_results_no")
+    page.locator("form.stepper button[type=submit]").click()
+    expect(page.locator("h1")).to_have_text("Check your answers")
+    expect(page.locator("main")).to_contain_text("Low mood")
+    expect(page.locator("main")).to_contain_text("Pins and needles")
+    tab.assert_no_errors()
+
+
 def test_every_step_fits_a_phone_and_a_child_is_asked_about_a_child(tab: Tab) -> None:
     page = tab.page
     page.set_viewport_size(PHONE)
