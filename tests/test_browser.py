@@ -735,6 +735,7 @@ def test_followup_sign_in_add_a_patient_and_record_through_the_forms(
         page.locator("#name").fill("Mary Browser")
         page.locator("#birth_date").fill("1958-03-02")
         page.locator("#sex").select_option("female")
+        page.locator("#diet").select_option("omnivore")  # chosen, never a default
         tick(page, "#cond_pernicious_anemia")
         shot(page, "followup-patients")
         page.get_by_role("button", name="Add patient").click()

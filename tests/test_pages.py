@@ -332,6 +332,9 @@ async def test_clinician_result_gives_a_few_lines_for_the_notes(client) -> None:
     assert 4 <= len(lines) <= 8, lines
     first_dose = dt.date.today().strftime("%d %b %Y")
     assert lines[1].startswith("Status: confirmed. Urgency: urgent (")
+    assert ".)" not in lines[1], "the urgency's words end the line once"
+    symptoms = next(line for line in lines if line.startswith("Symptoms: "))
+    assert "nerve involvement" in symptoms, "the reason for the plan is in the notes"
     assert "Total serum vitamin B12 (cobalamin) 120 pmol/L (deficient)" in text.group(1)
     plan = next(line for line in lines if line.startswith("Plan: "))
     assert plan.startswith(f"Plan: hydroxocobalamin 1 mg IM, first dose {first_dose}")

@@ -117,9 +117,17 @@ def worklist_section(rows: list[dict[str, Any]], kb: Knowledge) -> str:
             f"<details><summary>{html.escape(site)}: {people:,} patients, {len(own):,} gaps"
             f"</summary>{table}</details>"
         )
+    # Said rather than left to be guessed from one list called "no practice".
+    unnamed = (
+        "<p>The input names no practice (care site) for anyone, so there is one list for "
+        "everyone.</p>"
+        if set(by_site) == {NO_SITE}
+        else ""
+    )
     return (
         '<section aria-labelledby="worklists"><h2 id="worklists">Worklist by practice</h2>'
-        "<p>Each practice's patients with a gap, the most urgent gap first, then by date "
+        + unnamed
+        + "<p>Each practice's patients with a gap, the most urgent gap first, then by date "
         "(the fact that opened the gap, oldest first). Click a heading to sort by it; "
         f'<a href="{WORKLIST}" download>download every practice\'s worklist</a>.</p>'
         + "".join(parts)

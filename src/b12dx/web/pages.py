@@ -338,8 +338,18 @@ def notes_text(a: Assessment, runs: list[Any]) -> str:
     lines = [
         f"B12 assessment {_day(a.as_of)} (b12dx {a.engine_version}, profile {a.profile})",
         f"Status: {a.deficiency_status.replace('_', ' ')}. "
-        f"Urgency: {a.urgency.replace('_', ' ')} ({kb.urgency[a.urgency].text}).",
+        f"Urgency: {a.urgency.replace('_', ' ')} "
+        f"({kb.urgency[a.urgency].text.rstrip('.').lower()}).",
     ]
+    if a.triage and a.triage.tempo:
+        # What the plan rests on: the symptoms (with their tempo) and nerve involvement.
+        said = [
+            kb.symptoms[sid].clinical_name.lower() + (f" ({tempo})" if tempo else "")
+            for sid, tempo in a.triage.tempo.items()
+            if sid in kb.symptoms
+        ]
+        nerves = "; nerve involvement" if a.neurological_involvement else ""
+        lines.append(f"Symptoms: {', '.join(said)}{nerves}.")
     if a.red_flags:
         names = ", ".join(r.name for r in a.red_flags)
         lines.append(f"Red flags: {names}.")
