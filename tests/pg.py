@@ -38,9 +38,11 @@ import psycopg
 import pytest
 from filelock import FileLock
 
+from processes import READY_S
+
 SKIP_ENV = "B12DX_TEST_POSTGRES"
 BIN_ENV = "B12DX_PG_BIN"
-START_TIMEOUT_S = 30
+START_TIMEOUT_S = int(READY_S)  # readiness is polled (pg_ctl -w); the bound is generous
 
 
 def _bin_dir() -> Path | None:

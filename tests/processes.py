@@ -3,8 +3,13 @@ loopback port for a server."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 
@@ -18,3 +23,58 @@ def b12dx_command() -> list[str]:
     """The installed ``b12dx`` beside this Python, else the module run by it."""
     script = Path(sys.executable).parent / "b12dx"
     return [str(script)] if script.exists() else [sys.executable, "-m", "b12dx.cli.app"]
+
+
+# How long a service a test starts (a server, PostgreSQL, a writer process) may take to
+# be ready. Readiness is polled, so a quick start costs nothing; the bound is generous
+# because on a loaded machine (another test worker starting PostgreSQL and Spark) a
+# server took just over 20 s. B12DX_TEST_READY_S changes it.
+READY_S = float(os.environ.get("B12DX_TEST_READY_S", "180"))
+
+
+class NotReady(Exception):
+    """A service did not become ready: the message holds the end of its log."""
+
+
+def wait_for_http(url: str, proc: subprocess.Popen[bytes], log: Path, what: str) -> None:
+    """Poll ``url`` until it answers 200, while ``proc`` runs, for at most READY_S;
+    :class:`NotReady` with the end of ``log`` otherwise."""
+    deadline = time.monotonic() + READY_S
+    while True:
+        if proc.poll() is not None:
+            raise NotReady(f"{what} exited with {proc.returncode} before answering:\n{tail(log)}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        if time.monotonic() > deadline:
+            raise NotReady(f"{what} did not answer {url} within {READY_S:g} s:\n{tail(log)}")
+        time.sleep(0.1)
+
+
+def tail(log: Path, chars: int = 3000) -> str:
+    try:
+        return log.read_text(errors="replace")[-chars:]
+    except OSError as exc:
+        return f"(no log: {exc})"
+
+
+class OnceOnly:
+    """A module fixture's failure reported once: the first test that needs it fails with
+    the cause, the others are skipped pointing to it (not N copies of one error)."""
+
+    def __init__(self) -> None:
+        self.reported: set[str] = set()
+
+    def fail(self, key: str, message: str) -> None:
+        import pytest
+
+        if key in self.reported:
+            pytest.skip(f"{key} did not start: see the first failure of this module")
+        self.reported.add(key)
+        pytest.fail(message, pytrace=False)
+
+
+ONCE = OnceOnly()

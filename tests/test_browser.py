@@ -15,9 +15,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +22,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
 
-from processes import b12dx_command, free_port
+from processes import ONCE, NotReady, b12dx_command, free_port, wait_for_http
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +38,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-START_TIMEOUT_S = 20.0
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 
@@ -52,7 +48,8 @@ def _server_command(port: int, *extra: str) -> list[str]:
 
 @contextlib.contextmanager
 def _server(name: str, env: dict[str, str], *extra: str) -> Iterator[str]:
-    """``b12dx serve`` on a free loopback port until the block ends."""
+    """``b12dx serve`` on a free loopback port until the block ends: ready when it
+    answers /api/v1/health (processes.READY_S at most; its log is reported otherwise)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -62,25 +59,7 @@ def _server(name: str, env: dict[str, str], *extra: str) -> Iterator[str]:
             _server_command(port, *extra), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env
         )
         try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while True:
-                if proc.poll() is not None:
-                    pytest.fail(
-                        f"the server exited with {proc.returncode} before answering:\n"
-                        + log_path.read_text(errors="replace")[-2000:]
-                    )
-                try:
-                    with urllib.request.urlopen(f"{url}/api/v1/health", timeout=1) as r:
-                        if r.status == 200:
-                            break
-                except (urllib.error.URLError, ConnectionError, TimeoutError):
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(
-                        f"the server did not answer /api/v1/health within {START_TIMEOUT_S} s:\n"
-                        + log_path.read_text(errors="replace")[-2000:]
-                    )
-                time.sleep(0.1)
+            wait_for_http(f"{url}/api/v1/health", proc, log_path, f"the {name}")
             yield url
         finally:
             proc.terminate()
@@ -91,6 +70,28 @@ def _server(name: str, env: dict[str, str], *extra: str) -> Iterator[str]:
                 proc.wait(timeout=5)
 
 
+@contextlib.contextmanager
+def _started(name: str, env: dict[str, str], *extra: str) -> Iterator[str | NotReady]:
+    """:func:`_server` for a module fixture: its URL, or why it did not start (given to
+    :func:`ready`, so that it is reported once, not by every test of the module)."""
+    try:
+        with _server(name, env, *extra) as url:
+            yield url
+            return
+    except NotReady as exc:
+        failure = exc
+    yield failure
+
+
+def ready(name: str, started: str | NotReady) -> str:
+    """The server's URL; the first test to need a server that did not start fails with
+    its log, the others are skipped pointing to it."""
+    if isinstance(started, NotReady):
+        ONCE.fail(name, str(started))
+    assert isinstance(started, str)
+    return started
+
+
 def _env(data_dir: Path) -> dict[str, str]:
     # The server opens its follow-up database at start: keep it out of the user's data
     # directory.
@@ -98,10 +99,15 @@ def _env(data_dir: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def browser_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | NotReady]:
     """The real server (``b12dx serve``) on a free loopback port, stopped at the end."""
-    with _server("browser-server", _env(tmp_path_factory.mktemp("data"))) as url:
+    with _started("browser-server", _env(tmp_path_factory.mktemp("data"))) as url:
         yield url
+
+
+@pytest.fixture
+def base_url(browser_server: str | NotReady) -> str:
+    return ready("browser-server", browser_server)
 
 
 @pytest.fixture(scope="module")
@@ -687,7 +693,7 @@ NURSE, NURSE_PASSWORD = "nurse.browser", "a long enough password"
 
 
 @pytest.fixture(scope="module")
-def followup_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def followup_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | NotReady]:
     """A server that requires sign-in (as beyond localhost), on its own database, with one
     practice and one user made by the accounts commands."""
     data = tmp_path_factory.mktemp("followup")
@@ -706,8 +712,13 @@ def followup_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             env=env,
         )
         assert done.returncode == 0, done.stderr
-    with _server("followup-server", env, "--require-login", "--db", db) as url:
+    with _started("followup-server", env, "--require-login", "--db", db) as url:
         yield url
+
+
+@pytest.fixture
+def followup_url(followup_server: str | NotReady) -> str:
+    return ready("followup-server", followup_server)
 
 
 def test_followup_sign_in_add_a_patient_and_record_through_the_forms(

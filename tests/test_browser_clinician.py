@@ -22,13 +22,20 @@ from test_browser import (
     Tab,
     base_url,
     browser,
+    browser_server,
     no_horizontal_scroll,
     playwright,
     shot,
     tab,
 )
 
-__all__ = ["base_url", "browser", "playwright", "tab"]  # fixtures used by name below
+__all__ = [
+    "base_url",
+    "browser",
+    "browser_server",
+    "playwright",
+    "tab",
+]  # fixtures used by name below
 
 pytestmark = pytest.mark.slow
 

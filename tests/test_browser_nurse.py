@@ -25,6 +25,7 @@ from test_browser import (  # noqa: F401 (fixtures)
     axe_violations,
     base_url,
     browser,
+    browser_server,
     no_horizontal_scroll,
     playwright,
     shot,

@@ -35,7 +35,7 @@ from b12dx.store import entries, patients
 from b12dx.store.audit import Actor
 from b12dx.store.db import Database, open_database
 from b12dx.store.tables import AuditEntry, DoseEntry
-from processes import b12dx_command, free_port
+from processes import NotReady, b12dx_command, free_port, wait_for_http
 
 pytestmark = pytest.mark.slow
 
@@ -212,19 +212,10 @@ def server(url: str, tmp_path: Path) -> Iterator[Server]:
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     try:
-        deadline = time.monotonic() + TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the server exited with {proc.returncode}:\n{log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{base}/api/v1/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"no /api/v1/health within {TIMEOUT_S} s:\n{log_path.read_text()}")
-            time.sleep(0.1)
+        try:
+            wait_for_http(f"{base}/api/v1/health", proc, log_path, "the server")
+        except NotReady as exc:
+            pytest.fail(str(exc), pytrace=False)
         yield Server(base, url, proc, log_path)
     finally:
         proc.terminate()

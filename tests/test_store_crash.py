@@ -30,13 +30,14 @@ from sqlalchemy import select
 
 from b12dx.store.db import Database, open_database
 from b12dx.store.tables import AuditEntry, DoseEntry, Patient
+from processes import READY_S
 
 pytestmark = pytest.mark.slow
 
 WRITER = Path(__file__).with_name("store_writer.py")
 SEED = int(os.environ.get("B12DX_CRASH_SEED") or random.SystemRandom().randrange(10**6))
 BULK_DOSES = 1000
-START_TIMEOUT_S = 30.0
+START_TIMEOUT_S = READY_S  # how long a writer may take to say it is ready (polled)
 
 
 @dataclass
