@@ -113,6 +113,9 @@ async def test_health_reports_versions(client) -> None:
     assert data["engine_version"] == ENGINE_VERSION
     assert data["knowledge_version"] == load_knowledge().version
     assert data["default_profile"] == "nice-ng239"
+    from importlib.metadata import version
+
+    assert data["package_version"] == version("b12dx")
 
 
 async def test_knowledge_routes_list_topics_entries_and_sources(client) -> None:

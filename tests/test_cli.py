@@ -426,3 +426,20 @@ def test_piped_knowledge_lists_never_cut_an_id(capsys, monkeypatch: pytest.Monke
         code, out, _ = run(capsys, "knowledge", topic)
         cells = {c.strip() for line in out.splitlines() for c in line.split("│")}
         assert code == 0 and "…" not in out and set(kb.topics()[topic]) <= cells
+
+
+def test_version_names_the_package_engine_knowledge_and_contract(capsys) -> None:
+    """What an installation runs, for a hospital's audit: the same figures every
+    assessment carries, and the package as installed."""
+    from importlib.metadata import version
+
+    from b12dx.knowledge import load_knowledge
+    from b12dx.version import ENGINE_VERSION, SCHEMA_VERSION
+    from cli_calls import call
+
+    code, out, _ = call(capsys, ["--version"])
+    assert code == 0
+    assert out.split() == [
+        "b12dx", version("b12dx"), "engine", ENGINE_VERSION,
+        "knowledge", load_knowledge().version, "contract", SCHEMA_VERSION,
+    ]  # fmt: skip

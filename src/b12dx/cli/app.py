@@ -32,6 +32,31 @@ app = typer.Typer(
 app.add_typer(practice_app, name="practice")
 app.add_typer(user_app, name="user")
 
+
+def _version(shown: bool) -> None:
+    if shown:
+        from b12dx.version import versions
+
+        typer.echo(" ".join(f"{name} {value}" for name, value in versions().items()))
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version,
+            is_eager=True,
+            help="Print the package, engine, knowledge and contract versions, and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Decision support for vitamin B12 deficiency with neurological or muscular
+    involvement. It supports and does not replace a clinician's judgement."""
+
+
 ProfileOption = Annotated[
     str | None,
     typer.Option(
