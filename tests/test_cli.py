@@ -443,3 +443,13 @@ def test_version_names_the_package_engine_knowledge_and_contract(capsys) -> None
         "b12dx", version("b12dx"), "engine", ENGINE_VERSION,
         "knowledge", load_knowledge().version, "contract", SCHEMA_VERSION,
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(examples.catalogue()))
+def test_an_example_says_the_same_whatever_the_day(capsys, name: str) -> None:
+    """Each example carries its as_of, so what it shows does not drift with the calendar
+    (an "indeterminate" example once became "not assessed" a year after it was written)."""
+    record = examples.load(name)
+    assert record.get("as_of"), f"{name} has no as_of"
+    code, out, _ = run(capsys, "assess", str(EXAMPLES / f"{name}.json"), "--json")
+    assert code == 0 and json.loads(out)["as_of"] == record["as_of"]
