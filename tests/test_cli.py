@@ -453,3 +453,19 @@ def test_an_example_says_the_same_whatever_the_day(capsys, name: str) -> None:
     assert record.get("as_of"), f"{name} has no as_of"
     code, out, _ = run(capsys, "assess", str(EXAMPLES / f"{name}.json"), "--json")
     assert code == 0 and json.loads(out)["as_of"] == record["as_of"]
+
+
+def test_british_spellings_and_an_upper_case_route_read_as_the_contract_ids(capsys) -> None:
+    """Every text b12dx writes is British and prints routes as "IM": a clinician who
+    types them so is read, as the same ids, never refused."""
+    from b12dx.engine.assess import assess as engine
+
+    british = {
+        "as_of": "2026-12-01", "age_years": 60,
+        "conditions": [{"id": "pernicious_anaemia"}],
+        "labs": [{"test": "haemoglobin", "value": 95, "unit": "g/L"}],
+        "b12_treatment": [{"date": "2026-11-30", "drug": "hydroxocobalamin", "route": "IM"}],
+    }  # fmt: skip
+    american = json.loads(json.dumps(british).replace("anaemia", "anemia").replace("haemo", "hemo"))
+    american["b12_treatment"][0]["route"] = "im"
+    assert engine(british).model_dump() == engine(american).model_dump()

@@ -1142,3 +1142,15 @@ def test_piped_patient_and_due_lists_keep_ids_and_statuses_whole(
     assert items and "…" not in text
     cells = [c.strip() for line in text.splitlines() for c in line.split("│")]
     assert {i["patient_id"] for i in items} <= set(cells)
+
+
+def test_a_route_typed_as_it_is_printed_is_recorded(capsys, db: Path) -> None:
+    """Every output prints "IM": `--route IM` is that route, not an unknown one."""
+    pid = ok(capsys, NEW, "--sex male --db", db).split()[-1]
+    out = ok(
+        capsys,
+        f"record dose {pid} --date {day(-1)} --drug Hydroxocobalamin --dose '1 mg' --route IM",
+        "--batch-not-recorded --site-not-recorded --db",
+        db,
+    )
+    assert "hydroxocobalamin 1 mg IM" in out

@@ -49,12 +49,39 @@ Flag = StrictBool
 IsoDate = Annotated[dt.date, BeforeValidator(_not_a_number)]
 
 
+# British spellings of the knowledge base's ids, read as the contract's (American) ids:
+# every text b12dx writes is British, so a clinician types "pernicious_anaemia".
+_SPELLINGS = {
+    "anaemia": "anemia",
+    "haemoglobin": "hemoglobin",
+    "diarrhoea": "diarrhea",
+    "coeliac": "celiac",
+    "oesophag": "esophag",
+}
+
+
+def _contract_spelling(value: Any) -> Any:
+    if isinstance(value, str):
+        for british, american in _SPELLINGS.items():
+            value = value.replace(british, american)
+    return value
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+KbId = Annotated[str, BeforeValidator(_contract_spelling)]
+# A route as outputs print it ("IM") is the same route.
+RouteIn = Annotated[Route, BeforeValidator(_lower)]
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SymptomEntry(_Record):
-    id: str = Field(description="Symptom id from the knowledge base (b12dx knowledge symptoms).")
+    id: KbId = Field(description="Symptom id from the knowledge base (b12dx knowledge symptoms).")
     onset: Onset | None = None
     duration_weeks: Number | None = Field(default=None, ge=0, le=5200)
     severity: Severity | None = None
@@ -62,24 +89,24 @@ class SymptomEntry(_Record):
 
 
 class ConditionEntry(_Record):
-    id: str = Field(description="Condition id (b12dx knowledge conditions).")
+    id: KbId = Field(description="Condition id (b12dx knowledge conditions).")
     egfr: Number | None = Field(
         default=None, gt=0, le=200, description="eGFR in mL/min/1.73m2 (chronic kidney disease)."
     )
 
 
 class MedicationEntry(_Record):
-    id: str = Field(description="Medication id (b12dx knowledge medications).")
+    id: KbId = Field(description="Medication id (b12dx knowledge medications).")
     duration_months: Number | None = Field(default=None, ge=0, le=1440)
 
 
 class ExposureEntry(_Record):
-    id: str = Field(description="Exposure id (b12dx knowledge exposures).")
+    id: KbId = Field(description="Exposure id (b12dx knowledge exposures).")
     ongoing: Flag | None = Field(default=None, description="Whether exposure continues now.")
 
 
 class LabResult(_Record):
-    test: str = Field(description="Test id (b12dx knowledge labs).")
+    test: KbId = Field(description="Test id (b12dx knowledge labs).")
     value: StrictInt | StrictFloat | StrictStr = Field(
         description='A number, or "positive" / "negative" for intrinsic_factor_antibody.'
     )
@@ -92,14 +119,14 @@ class LabResult(_Record):
 class TreatmentDose(_Record):
     date: IsoDate
     drug: Drug
-    route: Route
+    route: RouteIn
     dose_mg: Number | None = Field(default=None, gt=0, le=10)
 
 
 class SymptomRating(_Record):
     """One symptom rated on one date during follow-up (``none`` records that it has gone)."""
 
-    id: str = Field(description="Symptom id from the knowledge base (b12dx knowledge symptoms).")
+    id: KbId = Field(description="Symptom id from the knowledge base (b12dx knowledge symptoms).")
     date: IsoDate = Field(description="The day it was rated; on or before as_of.")
     rating: Rating
 

@@ -215,6 +215,8 @@ def add_dose(
     history already given) the dose is stored as the source records it."""
     today = now.date()
     errors = _not_future("date", given_on, today, patient)
+    # Written as every output prints them ("IM", "Hydroxocobalamin"): one id each.
+    drug, route = drug.strip().lower(), route.strip().lower()
     if drug not in get_args(Drug):
         errors.append(FieldError("drug", f"unknown drug {drug!r}", ", ".join(get_args(Drug))))
     if route not in get_args(Route):
