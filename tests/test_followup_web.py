@@ -545,6 +545,8 @@ def test_serve_warns_once_that_anyone_may_call_the_cds_services(
     assert started and started[0]["port"] == port
     err = capsys.readouterr().err
     assert err.lower().count("client authentication is off") == 1, err
+    # True to what the server does without --cds-open: only this machine is answered.
+    assert "only programs on this machine" in err and "any caller" not in err, err
     assert not [r for r in caplog.records if "authentication is OFF" in r.getMessage()]
     monkeypatch.delenv(ENV_CDS_OPEN_WARNED)
     with caplog.at_level(logging.WARNING, logger="b12dx.web"):

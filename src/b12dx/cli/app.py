@@ -346,9 +346,17 @@ def serve(
             raise InputError.single("--cds-issuers", str(exc)) from None
         sys.stderr.write(f"b12dx: CDS Hooks clients must authenticate ({count} issuers).\n")
     else:
+        # True to what the server does (cds/routes.py): without --cds-open only this
+        # machine, by a loopback name, is answered.
+        who = (
+            "any caller can use /cds-services"
+            if cds_open
+            else "only programs on this machine, calling it by a loopback name, can use "
+            "/cds-services"
+        )
         sys.stderr.write(
-            "b12dx: WARNING: CDS Hooks client authentication is off; any caller can use "
-            "/cds-services. Give --cds-issuers FILE to require signed JWTs.\n"
+            f"b12dx: WARNING: CDS Hooks client authentication is off; {who}. "
+            "Give --cds-issuers FILE to require signed JWTs.\n"
         )
         os.environ[ENV_CDS_OPEN_WARNED] = "1"  # said once here, not again by each worker
 
