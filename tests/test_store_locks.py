@@ -305,3 +305,20 @@ def test_a_writer_kept_waiting_past_the_bound_is_told_the_database_is_busy(
     assert len(os.listdir("/proc/self/fd")) <= fds_before, "a lock file was left open"
     lock = write_queue.lock_path(path)
     assert lock.stat().st_mode & 0o777 == 0o600
+
+
+def test_no_lock_file_is_left_beside_the_database(tmp_path: Path, kb: Knowledge) -> None:
+    """Beside a SQLite database are only SQLite's own files: the writers' lock lives in
+    the user's runtime folder (an earlier version's .migrate-lock is tidied away)."""
+    folder = tmp_path / "clinic"
+    folder.mkdir()
+    (folder / "clinic.sqlite3.migrate-lock").write_text("")
+    d = open_database(f"sqlite:///{folder / 'clinic.sqlite3'}")
+    try:
+        add_patient(d, kb)
+        beside = sorted(p.name for p in folder.iterdir())
+    finally:
+        d.dispose()
+    assert beside == ["clinic.sqlite3", "clinic.sqlite3-shm", "clinic.sqlite3-wal"], beside
+    lock = write_queue.lock_path(folder / "clinic.sqlite3")
+    assert lock.parent != folder and lock.parent.stat().st_mode & 0o777 == 0o700

@@ -295,6 +295,9 @@ def open_database(url: str | None = None, *, upgrade: bool = True) -> Database:
     parsed = make_url(resolved)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         _sqlite_file(Path(parsed.database), _named(url))
+        # Earlier versions left a lock file beside the database; the lock now lives in the
+        # user's runtime folder (write_queue).
+        Path(parsed.database + ".migrate-lock").unlink(missing_ok=True)
     created = False
     try:
         if upgrade:

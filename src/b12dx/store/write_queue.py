@@ -8,14 +8,20 @@ database, which the kernel gives to a waiter as soon as it is released, makes a 
 wait its turn instead, for at most a bound. Migrations take the same lock, so a writer
 never meets a half-migrated schema.
 
-The file is ``<database>-lock`` (as SQLite names its own ``-wal`` and ``-shm``); it holds
-nothing and must stay: a waiter may hold it open."""
+The lock file is not left beside the database: it lives in the user's runtime folder
+(``$XDG_RUNTIME_DIR/b12dx``, else a 0700 folder in the temporary directory), named by a
+digest of the database's real path, so every process of the user that opens that file
+meets the same lock (a SQLite file here is its owner's only: no other user opens it). If
+a cleaner removes it while in use, writers lose only their order, never a write: SQLite's
+own lock still decides."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +32,15 @@ _held = threading.local()  # {lock path: depth}: a thread already in its turn
 
 
 def lock_path(database: Path) -> Path:
-    return database.with_name(database.name + "-lock")
+    """Where the database's writers queue: one file per database, outside its folder."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    base = Path(runtime) if runtime and Path(runtime).is_dir() else Path(tempfile.gettempdir())
+    folder = base / ("b12dx" if runtime else f"b12dx-{os.getuid()}")
+    folder.mkdir(mode=0o700, exist_ok=True)
+    if folder.stat().st_uid != os.getuid() or folder.stat().st_mode & 0o077:
+        raise PermissionError(f"{folder} is not this user's own folder (0700)")
+    real = os.path.realpath(database)
+    return folder / (hashlib.sha256(real.encode()).hexdigest()[:32] + ".lock")
 
 
 class QueueTimeout(Exception):
