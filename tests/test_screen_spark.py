@@ -73,6 +73,22 @@ def test_a_bad_spark_master_is_a_clear_error(tmp_path: Path) -> None:
     assert not (out / "gaps.parquet").exists()
 
 
+def test_spark_keeps_its_own_log_to_warnings(tmp_path: Path) -> None:
+    """An analyst's console shows b12dx's progress, not Spark's INFO lines and start-up
+    notices (there were dozens: log4j, NativeCodeLoader, the log-level hint)."""
+    out = tmp_path / "out"
+    cli = [sys.executable, "-m", "b12dx.cli.app", "screen", str(SYNTHEA), "--out", str(out)]
+    proc = subprocess.run([*cli, "--engine", "spark"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    noise = [
+        line
+        for line in proc.stderr.splitlines()
+        if line.strip() and not line.startswith("b12dx") and "WARN" not in line
+    ]
+    assert not noise, "\n".join(noise[:20])
+    assert " INFO " not in proc.stderr and "Setting default log level" not in proc.stderr
+
+
 def test_a_second_master_beside_a_running_session_is_a_clear_error(
     spark: Any, tables: ScreeningTables
 ) -> None:

@@ -99,6 +99,9 @@ def backend(engine: str, spark_master: str | None = None) -> Iterator[Any]:
         raise ValueError(f"unknown engine {engine!r} (accepted: {', '.join(ENGINES)})")
 
 
+LOG4J = Path(__file__).with_name("spark-log4j2.properties")
+
+
 def start_spark(master: str) -> Any:
     """A SparkSession on ``master``, set up as screening needs it.
 
@@ -115,6 +118,10 @@ def start_spark(master: str) -> Any:
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")
+        # Spark's own log at warnings only (its INFO lines flooded the console), and no
+        # stage progress bars: b12dx says what it is doing.
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{LOG4J}")
     )
     local = master.startswith("local") and not os.environ.get("SPARK_LOCAL_IP")
     if local:
@@ -125,7 +132,9 @@ def start_spark(master: str) -> Any:
         # resolves the host name to the network interface first.
         os.environ["SPARK_LOCAL_IP"] = LOOPBACK
     try:
-        return builder.getOrCreate()
+        session = builder.getOrCreate()
+        session.sparkContext.setLogLevel("WARN")
+        return session
     except Exception as exc:  # Spark reports a missing Java or bad master many ways
         raise B12dxError(
             f"Spark did not start with master {master!r} ({type(exc).__name__}): check "
