@@ -1154,3 +1154,12 @@ def test_a_route_typed_as_it_is_printed_is_recorded(capsys, db: Path) -> None:
         db,
     )
     assert "hydroxocobalamin 1 mg IM" in out
+
+
+def test_patient_assess_writes_a_result_as_assess_does(capsys, db: Path) -> None:
+    """One number format on every door: a stored 140 is "140 ng/L", not "140.0 ng/L"."""
+    pid = ok(capsys, NEW, "--sex male --db", db).split()[-1]
+    ok(capsys, f"record lab {pid} --test total_b12 --value 140 --unit ng/L --date {day(-2)}",
+       "--db", db)  # fmt: skip
+    out = ok(capsys, f"patient assess {pid} --db", db)
+    assert "140 ng/L" in out and "140.0" not in out

@@ -164,7 +164,9 @@ def render(a: Assessment, console: Console | None = None) -> None:
             style = "bold red" if lab.band in ("deficient", "elevated", "positive") else ""
             labs.add_row(
                 short_lab_name(kb, lab.test),
-                f"{lab.value} {unit_words(lab.unit)}".strip(),
+                # One number format on every door: 140, never 140.0 (a stored result
+                # is a float).
+                f"{_written(lab.value)} {unit_words(lab.unit)}".strip(),
                 si,
                 f"[{style}]{band}[/]" if style else band,
                 str(lab.date or ""),
@@ -298,3 +300,8 @@ def render(a: Assessment, console: Console | None = None) -> None:
         sources.add_row(f"[{numbers[c.id]}]", f"{c.title}" + (f" — {c.url}" if c.url else ""))
     console.print(Panel(Group(sources), title="Sources", border_style="dim"))
     console.print(f"[italic]{a.disclaimer}[/]")
+
+
+def _written(value: object) -> str:
+    """A result as a person writes it: 140, 1.6; a word as it is."""
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
