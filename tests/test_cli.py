@@ -469,3 +469,31 @@ def test_british_spellings_and_an_upper_case_route_read_as_the_contract_ids(caps
     american = json.loads(json.dumps(british).replace("anaemia", "anemia").replace("haemo", "hemo"))
     american["b12_treatment"][0]["route"] = "im"
     assert engine(british).model_dump() == engine(american).model_dump()
+
+
+def test_no_flag_shows_a_type_in_any_help(capsys) -> None:
+    """A flag takes no value: its help shows none ("--json <bool>" read as if it took
+    one). Every command and subcommand, walked from the app itself, asked for --help as
+    a user does."""
+    import typer
+
+    from b12dx.cli.app import app
+    from cli_calls import call
+
+    def paths(command: Any, path: list[str]) -> list[list[str]]:
+        # typer builds the commands on click (its own copy in newer releases): walked by
+        # what they have, not by class.
+        out = [path]
+        for name, sub in getattr(command, "commands", {}).items():
+            out += paths(sub, [*path, name])
+        return out
+
+    shown = []
+    every = paths(typer.main.get_command(app), [])
+    assert len(every) > 20, "not every command was walked"
+    for path in every:
+        code, out, err = call(capsys, [*path, "--help"])
+        assert code == 0 and "Usage:" in out, (path, err)
+        if "<bool>" in out:
+            shown.append(" ".join(path) or "b12dx")
+    assert not shown, shown

@@ -25,8 +25,11 @@ from b12dx.errors import InputError
 if TYPE_CHECKING:
     from b12dx.store.audit import Actor
 
-practice_app = typer.Typer(help="Practices: each sees only its own patients.", no_args_is_help=True)
+practice_app = typer.Typer(
+    rich_markup_mode=None, help="Practices: each sees only its own patients.", no_args_is_help=True
+)
 user_app = typer.Typer(
+    rich_markup_mode=None,
     help="Users who sign in to the follow-up pages (argon2 password hashes, lockout after "
     "repeated failures).",
     no_args_is_help=True,

@@ -21,6 +21,7 @@ from b12dx.cli.accounts import practice_app, user_app
 from b12dx.errors import B12dxError, InputError
 
 app = typer.Typer(
+    rich_markup_mode=None,
     name="b12dx",
     help="Decision support for vitamin B12 deficiency with neurological or muscular "
     "involvement. It supports and does not replace a clinician's judgement.",

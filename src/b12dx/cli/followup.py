@@ -39,6 +39,7 @@ from b12dx.cli.followup_record import record_app
 from b12dx.errors import FieldError, InputError
 
 patient_app = typer.Typer(
+    rich_markup_mode=None,
     help="People followed over time: add, list, show, update, assess, export, import.",
     no_args_is_help=True,
 )

@@ -26,6 +26,7 @@ from b12dx.knowledge.wording import unit_words
 from b12dx.web.followup_recorded import UNDO_REASON, WHAT, needed_batch_and_site, recorded, ref
 
 record_app = typer.Typer(
+    rich_markup_mode=None,
     help="Record what happened to a patient: a lab result, a dose given, a symptom rating.",
     no_args_is_help=True,
 )
