@@ -497,3 +497,12 @@ def test_no_flag_shows_a_type_in_any_help(capsys) -> None:
         if "<bool>" in out:
             shown.append(" ".join(path) or "b12dx")
     assert not shown, shown
+
+
+@pytest.mark.parametrize("entry", ["seed-weakness", "im_neurological", "paresthesia"])
+def test_explain_credits_a_seed_by_its_title_never_its_file(capsys, entry: str) -> None:
+    """No user has the project's copies of the seed articles: a path to them is noise."""
+    from cli_calls import call
+
+    code, out, _ = call(capsys, ["explain", entry])
+    assert code == 0 and "seeds/" not in out and ".txt" not in out

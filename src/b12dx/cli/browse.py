@@ -13,7 +13,8 @@ from b12dx.cli.io import show
 from b12dx.errors import LookupError_
 from b12dx.knowledge.loader import cited_source_ids, load_knowledge
 
-_SKIP = {"id", "sources"}
+# Shown as the title alone: a source's file is the project's own copy of a seed article.
+_SKIP = {"id", "sources", "file"}
 # Not a topic of its own: every code of every topic, as health records are matched.
 CODES = "codes"
 
@@ -121,7 +122,9 @@ def explain(entry_id: str, console: Console | None = None) -> None:
         console.print(rows)
         for sid in dict.fromkeys(cited_source_ids(entry)):
             src = kb.sources[sid]
-            where = src.url or (f"PMID {src.pmid}" if src.pmid else src.file or "")
+            # A seed article is credited by its title: its file is the project's own
+            # copy, which no user has.
+            where = src.url or (f"PMID {src.pmid}" if src.pmid else "")
             sources = Table.grid(padding=(0, 1))
             sources.add_column(no_wrap=True)
             sources.add_column(overflow="fold")
