@@ -158,6 +158,9 @@ def test_a_b12_result_keeps_value_unit_date_and_reference_range() -> None:
     [
         ({"status": "preliminary"}, "status preliminary"),
         ({"effectiveDateTime": "2027-01-01"}, "after as_of"),
+        # The engine refuses a result dated before birth: the door reports it and reads
+        # the rest of the record, not a refusal of the whole record.
+        ({"effectiveDateTime": "1900-01-01"}, "before the birth date"),
         ({"valueQuantity": qty(150, "mg/dL")}, "not a unit of total_b12"),
         ({"valueQuantity": {"value": 150}}, "no unit"),
         ({"valueQuantity": {"value": 100, "comparator": "<", "unit": "pg/mL"}}, "a bound"),

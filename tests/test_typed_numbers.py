@@ -28,6 +28,7 @@ from b12dx.store.tables import LabEntry
 from b12dx.typed_numbers import read_number, readings
 from b12dx.web.app import create_app
 from cli_calls import call
+from test_check import TYPICAL
 from test_followup_web import Site, add_patient, csrf_in, days_ago, fast_hashes, local, site
 
 __all__ = ["fast_hashes", "local", "site"]  # fixtures used by name below
@@ -81,17 +82,6 @@ async def client() -> Any:
         yield c
 
 
-CHECK = {
-    "rf_none": "yes",
-    "sym_paresthesia": "yes",
-    "onset": "gradual",
-    "duration_value": "3",
-    "duration_unit": "months",
-    "age_years": "45",
-    "sex": "female",
-}
-
-
 def shown(html: str) -> str:
     """The page's text with tags dropped and entities of quotes undone."""
     text = re.sub(r"<[^>]+>", " ", html).replace("&#39;", "'").replace("&quot;", '"')
@@ -101,7 +91,7 @@ def shown(html: str) -> str:
 @pytest.mark.asyncio
 @pytest.mark.parametrize(("typed", "named"), BAD)
 async def test_the_patient_check_refuses_it_before_the_result(client, typed, named) -> None:
-    form = CHECK | {"lab_total_b12_value": typed, "lab_total_b12_unit": "ng/L"}
+    form = TYPICAL | {"lab_total_b12_value": typed, "lab_total_b12_unit": "ng/L"}
     r = await client.post("/check", data=form)
     assert r.status_code == 422, "the check went on with a number it guessed"
     for fragment in named:
@@ -112,7 +102,7 @@ async def test_the_patient_check_refuses_it_before_the_result(client, typed, nam
 @pytest.mark.asyncio
 async def test_the_patient_check_refuses_a_value_no_laboratory_reports(client) -> None:
     value, unit = IMPLAUSIBLE
-    form = CHECK | {"lab_total_b12_value": value, "lab_total_b12_unit": unit}
+    form = TYPICAL | {"lab_total_b12_value": value, "lab_total_b12_unit": unit}
     r = await client.post("/check", data=form | {"confirmed": "yes"})
     assert r.status_code == 422
     assert "urgency-" not in r.text, "a result was given"

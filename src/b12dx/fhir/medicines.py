@@ -77,6 +77,7 @@ class Medicines:
     as_of: dt.date
     index: CodeIndex
     find: Callable[[str], Resource | None] = _nowhere
+    born: dt.date | None = None  # Patient.birthDate: no dose is given before it
     courses: dict[str, list[Course]] = field(default_factory=dict)
     doses: list[dict[str, Any]] = field(default_factory=list)
     used: list[ResourceNote] = field(default_factory=list)
@@ -160,7 +161,7 @@ class Medicines:
         when, _ = to_date(start_of(adm, "effective"))
         if when is None:
             raise NotUsed("no date given")
-        not_after(when, self.as_of, "given")
+        not_after(when, self.as_of, "given", self.born)
         drug = qualifier(self.index, self.kb.fhir.b12_drugs, codings) or drug_by_name(text)
         if drug is None:
             raise NotUsed("which B12 was given is not recorded")

@@ -114,6 +114,7 @@ class _Builder:
     diet: tuple[dt.date, str] | None = None
     pregnant_by: str | None = None
     sex: str = "unknown"
+    born: dt.date | None = None  # Patient.birthDate: nothing is dated before it
     medicines: Medicines = field(init=False)
 
     def __post_init__(self) -> None:
@@ -130,7 +131,7 @@ class _Builder:
     # -- helpers ---------------------------------------------------------------------
 
     def _when(self, date: dt.date | None, what: str = "recorded") -> dt.date | None:
-        return not_after(date, self.as_of, what)
+        return not_after(date, self.as_of, what, self.born)
 
     def _meaning(self, codings: list[Any], kinds: Iterable[str]) -> Meaning:
         meaning = self.index.first(codings, kinds)
@@ -429,6 +430,7 @@ def _patient_fields(
             ]
         )
     record["age_years"] = age_on(birth, as_of)
+    builder.born = builder.medicines.born = birth
     notes.append(f"age_years: {record['age_years']}")
     if partial:
         notes.append(f"birthDate {patient.birthDate} is partial, read as {birth}")

@@ -81,10 +81,16 @@ class NotUsed(Exception):
         self.reason = reason or message
 
 
-def not_after(date: dt.date | None, as_of: dt.date, what: str = "recorded") -> dt.date | None:
-    """``date``, or NotUsed when it is after ``as_of`` (a record is read as it stood then)."""
+def not_after(
+    date: dt.date | None, as_of: dt.date, what: str = "recorded", born: dt.date | None = None
+) -> dt.date | None:
+    """``date``, or NotUsed when it is after ``as_of`` (a record is read as it stood then)
+    or before the patient's birth date (a typing slip the engine would refuse: the rest
+    of the record is still read)."""
     if date is not None and date > as_of:
         raise NotUsed(f"{what} {date}, after as_of {as_of}")
+    if date is not None and born is not None and date < born:
+        raise NotUsed(f"{what} {date}, before the birth date {born}")
     return date
 
 

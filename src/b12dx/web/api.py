@@ -14,7 +14,7 @@ from b12dx.jsonio import parse_json
 from b12dx.knowledge.loader import cited_source_ids, load_knowledge
 from b12dx.models.assessment import Assessment
 from b12dx.schema import input_schema, output_schema
-from b12dx.version import ENGINE_VERSION, SCHEMA_VERSION, versions
+from b12dx.version import ENGINE_VERSION, SCHEMA_VERSION, package_version
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
 
@@ -107,7 +107,7 @@ def health() -> dict[str, Any]:
     kb = load_knowledge()
     return {
         "status": "ok",
-        "package_version": versions()["b12dx"],
+        "package_version": package_version(),
         "engine_version": ENGINE_VERSION,
         "schema_version": SCHEMA_VERSION,
         "knowledge_version": kb.version,
