@@ -252,8 +252,16 @@ def test_red_flag_findings_count_only_when_new() -> None:
     imported = build(old)
     assert imported.record["symptoms"][0]["duration_weeks"] > 500
     assert not assess(imported.record).red_flags
+    # With no date at all it is read as the contract reads a symptom with no onset: the
+    # same emergency at both doors (a dated old one above raises none).
     undated = build(cond("20022000", rid="undated"))
-    assert "counts only when new" in notes(undated, "ignored")["Condition/undated"]
+    assert "no date recorded" in notes(undated, "used")["Condition/undated"]
+    typed = {
+        "as_of": AS_OF.isoformat(),
+        "age_years": 60,
+        "symptoms": [{"id": "one_sided_weakness"}],
+    }
+    assert assess(undated.record).urgency == assess(typed).urgency == "emergency"
     new = cond("20022000", rid="new", onsetDateTime="2026-11-18")
     result = assess(build(new).record)
     assert result.urgency == "emergency" and result.red_flags
@@ -381,8 +389,14 @@ def test_b12_injections_given_become_the_treatment_record() -> None:
     assert build(adm).record["b12_treatment"] == [
         {"date": "2026-11-10", "drug": "hydroxocobalamin", "route": "im", "dose_mg": 1.0}
     ]
+    # No route: hydroxocobalamin is given only IM (BNF), so the dose is read as IM;
+    # cyanocobalamin is given by mouth or injection, so its dose is not guessed.
     no_route = adm | {"id": "a2", "dosage": {"dose": {"value": 1, "unit": "mg"}}}
-    assert "route not recorded" in notes(build(no_route), "ignored")["MedicationAdministration/a2"]
+    read = build(no_route)
+    assert read.record["b12_treatment"][0]["route"] == "im"
+    assert "given only IM" in notes(read, "used")["MedicationAdministration/a2"]
+    cyano = no_route | {"id": "a3", "medicationCodeableConcept": {"text": "Cyanocobalamin 1 mg"}}
+    assert "route not recorded" in notes(build(cyano), "ignored")["MedicationAdministration/a3"]
 
 
 def test_invalid_and_foreign_resources_are_ignored_with_reasons() -> None:

@@ -168,14 +168,18 @@ class Medicines:
         route = None
         if adm.dosage is not None:
             route = qualifier(self.index, self.kb.fhir.routes, codings_of(adm.dosage.route))
+        how = ""
         if route is None:
-            raise NotUsed("route not recorded")
+            route = self.kb.fhir.route_when_unrecorded.get(drug)
+            if route is None:
+                raise NotUsed(f"route not recorded ({drug} is given more than one way)")
+            how = f" (route not recorded: {drug} is given only {route.upper()})"
         dose: dict[str, Any] = {"date": when.isoformat(), "drug": drug, "route": route}
         mg = dose_mg(adm.dosage.dose if adm.dosage else None)
         if mg is not None:
             dose["dose_mg"] = mg
         self.doses.append(dose)
-        return f"b12_treatment: {drug} {route} on {when}"
+        return f"b12_treatment: {drug} {route} on {when}{how}"
 
     def finish_courses(self) -> list[dict[str, Any]]:
         """The contract's medications: each medicine whose latest run of orders is current,

@@ -303,10 +303,9 @@ class _Builder:
         return "pregnant: true"
 
     def _symptom(self, sid: str, onset: dt.date | None, severity: str | None) -> str:
-        if self.kb.symptoms[sid].role == "red_flag" and onset is None:
-            # How new it is decides (triage.yaml red_flag_new_within_days); a coded
-            # problem with no date may be years old.
-            raise NotUsed(f"red-flag finding {sid} with no date: it counts only when new")
+        # A finding with no date at all is read as the contract reads a symptom with no
+        # onset or duration: a red-flag finding then counts as new (triage.yaml
+        # red_flag_new_within_days), as the same record typed by a clinician would.
         entry = self.symptoms.setdefault(sid, {"id": sid})
         if onset is not None:
             # A date says the day, never the hour: a finding dated today began within a
@@ -321,7 +320,9 @@ class _Builder:
         detail = ", ".join(
             p
             for p in (
-                f"{entry['duration_weeks']:g} weeks" if "duration_weeks" in entry else "",
+                f"{entry['duration_weeks']:g} weeks"
+                if "duration_weeks" in entry
+                else "no date recorded",
                 severity or "",
             )
             if p

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from b12dx.models.knowledge import _KB, Cited, Code, CodeSystemName
 
@@ -64,6 +64,17 @@ class FhirMapping(Cited):
     positive: list[Code]
     negative: list[Code]
     b12_drugs: dict[Literal["hydroxocobalamin", "cyanocobalamin", "methylcobalamin"], list[Code]]
+    # A dose given with no route recorded: the route of a drug that has only one.
+    route_when_unrecorded: dict[str, Literal["im", "oral", "sc", "iv", "sublingual", "nasal"]] = (
+        Field(default_factory=dict)
+    )
+
+    @model_validator(mode="after")
+    def _routes_name_drugs(self) -> FhirMapping:
+        unknown = set(self.route_when_unrecorded) - set(self.b12_drugs)
+        if unknown:
+            raise ValueError(f"route_when_unrecorded names drugs not in b12_drugs: {unknown}")
+        return self
 
 
 class CdsService(Cited):

@@ -303,6 +303,9 @@ class _Mapper:
         route = qualifier(self.index, self.kb.fhir.routes, raw_codings_of(dosage, "route"))
         concept = r.get("medicationCodeableConcept") or {}
         drug = qualifier(self.index, self.kb.fhir.b12_drugs, concept.get("coding") or [])
+        if route is None and drug is not None:
+            # A drug given only one way is read by it, as the one-patient record reads it.
+            route = self.kb.fhir.route_when_unrecorded.get(drug)
         if when is None:
             self.skip("MedicationAdministration without a date")
             return

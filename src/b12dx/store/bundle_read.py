@@ -471,7 +471,12 @@ class Reader:
         route_codings = codings_of(dosage.route) if dosage is not None else []
         route = _own(route_codings, "route") or qualifier(self.index, fm.routes, route_codings)
         if route is None:
-            raise NotUsed("route not recorded (dosage.route)")
+            # A drug given only one way is read by it (fhir.yaml route_when_unrecorded).
+            route = fm.route_when_unrecorded.get(drug)
+            if route is None:
+                raise NotUsed(
+                    f"route not recorded (dosage.route; {drug} is given more than one way)"
+                )
         q = dosage.dose if dosage is not None else None
         if q is None or q.value is None:
             raise NotUsed("dose not recorded (dosage.dose)")
