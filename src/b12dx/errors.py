@@ -7,8 +7,10 @@ B12dxError                 base of everything below
 │                          what is accepted
 ├── ProfileError           an unknown guideline profile
 ├── LookupError_           an unknown id asked of the knowledge base (explain, example)
-└── KnowledgeError         the shipped knowledge base is inconsistent (a bug, caught by
-                           the tests and at load)
+├── KnowledgeError         the shipped knowledge base is inconsistent (a bug, caught by
+│                          the tests and at load)
+└── MissingExtra           a command needs an optional part of the package that is not
+                           installed (extras.py names the install command)
 """
 
 from __future__ import annotations
@@ -82,3 +84,7 @@ class LookupError_(B12dxError):
 
 class KnowledgeError(B12dxError):
     """The knowledge base files are inconsistent."""
+
+
+class MissingExtra(B12dxError):
+    """A command needs an extra of the package that is not installed (extras.py)."""

@@ -307,6 +307,9 @@ def serve(
     Hooks."""
     import os
 
+    from b12dx.extras import need
+
+    need("web", "b12dx serve")
     import uvicorn
 
     from b12dx.cds.auth import load_issuers
@@ -397,6 +400,15 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"invalid input: {message}")
     except B12dxError as exc:
         _fail(str(exc))
+    except ModuleNotFoundError as exc:
+        # A command whose extra is not installed, reached before its own check.
+        from b12dx.extras import extra_of, missing_extra
+
+        extra = extra_of(exc.name)
+        if extra is None or exc.name is None:
+            raise
+        command = " ".join(["b12dx", *(argv if argv is not None else sys.argv[1:])[:1]])
+        _fail(str(missing_extra(extra, command, [exc.name])))
     except BrokenPipeError:
         sys.exit(0)
 

@@ -23,7 +23,6 @@ from b12dx.cli.followup_options import (
 )
 from b12dx.errors import B12dxError, InputError
 from b12dx.knowledge.wording import unit_words
-from b12dx.web.followup_recorded import UNDO_REASON, WHAT, needed_batch_and_site, recorded, ref
 
 record_app = typer.Typer(
     rich_markup_mode=None,
@@ -73,6 +72,7 @@ def record_lab(
 ) -> None:
     """Record a lab result (checked as the engine checks it: test, unit, plausible value)."""
     from b12dx.store import entries
+    from b12dx.web.followup_recorded import ref
 
     day = base.required_date(date, "--date")
     with base.patient_work(db, practice, patient_id, LAB_OPTIONS) as (c, p):
@@ -156,6 +156,7 @@ def record_dose(
     unless --force."""
     from b12dx.cli.followup_view import next_dose
     from b12dx.store import entries, snapshots
+    from b12dx.web.followup_recorded import WHAT, needed_batch_and_site, ref
 
     day = base.required_date(date, "--date")
     with base.patient_work(db, practice, patient_id, DOSE_OPTIONS) as (c, p):
@@ -217,6 +218,7 @@ def record_symptom(
 ) -> None:
     """Record how a symptom is on a day (none records that it has gone)."""
     from b12dx.store import entries
+    from b12dx.web.followup_recorded import ref
 
     day = base.required_date(date, "--date")
     with base.patient_work(db, practice, patient_id, RATING_OPTIONS) as (c, p):
@@ -231,6 +233,8 @@ def record_symptom(
 
 def undo_line(patient_id: str, entry: str, db: str | None, practice: str | None) -> str:
     """The command that undoes what was just recorded, ready to run as printed."""
+    from b12dx.web.followup_recorded import UNDO_REASON
+
     argv = ["b12dx", "record", "entered-in-error", patient_id, entry, "--reason", UNDO_REASON]
     argv += [*(["--db", db] if db else []), *(["--practice", practice] if practice else [])]
     return f"To undo: {shlex.join(argv)}"
@@ -259,6 +263,7 @@ def record_entered_in_error(
     the saved assessments that used it, and is left out of the patient's record from
     now on."""
     from b12dx.store import entries
+    from b12dx.web.followup_recorded import recorded, ref
 
     kind, _, number = entry.strip().partition(":")
     if kind not in entries.VOIDABLE or not number.isdigit():

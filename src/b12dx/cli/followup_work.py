@@ -74,6 +74,9 @@ def practice_actor(session: Session, practice: str | None) -> Actor:
 def open_announced(db: str | None) -> Database:
     """The database opened; when this made a new one, standard error says where, so a
     mistyped name is seen at once and not taken for a database with no patients."""
+    from b12dx.extras import need
+
+    need("store", "b12dx's follow-up commands (patient, record, due, backup, restore, user)")
     from b12dx.store.db import open_database
 
     opened = open_database(db)
@@ -86,11 +89,11 @@ def open_announced(db: str | None) -> Database:
 def database(db: str | None) -> Iterator[Database]:
     """The database opened (and closed after); an operational failure (locked past the
     timeout, disk full, server gone) is a DatabaseError saying nothing was changed."""
+    opened = open_announced(db)
     from sqlalchemy.exc import OperationalError
 
     from b12dx.store.db import DatabaseError
 
-    opened = open_announced(db)
     try:
         yield opened
     except OperationalError as exc:

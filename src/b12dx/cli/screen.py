@@ -85,8 +85,17 @@ def register(app: typer.Typer) -> None:
             TimeElapsedColumn,
         )
 
+        from b12dx.errors import B12dxError, MissingExtra
+        from b12dx.extras import need
+
+        try:
+            need("screen", "b12dx screen")
+            if engine == "spark":
+                need("spark", "b12dx screen --engine spark")
+        except MissingExtra as exc:
+            sys.stderr.write(f"b12dx: error: {exc}\n")
+            raise typer.Exit(2) from None
         from b12dx.cli.io import output_folder
-        from b12dx.errors import B12dxError
         from b12dx.knowledge.loader import load_knowledge
         from b12dx.screen.report import console_summary, html_report
         from b12dx.screen.run import ENGINES, STEPS, screen

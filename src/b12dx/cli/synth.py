@@ -47,6 +47,13 @@ def synth(
 ) -> None:
     """Write a synthetic population (diets, medicines, conditions, symptoms, B12/MMA
     results, B12 treatment) with every screening gap and its near miss."""
+    from b12dx.errors import MissingExtra
+    from b12dx.extras import need
+
+    try:
+        need("screen", "b12dx synth")
+    except MissingExtra as exc:
+        _fail(str(exc))
     from b12dx.cli.io import output_folder
     from b12dx.errors import InputError
     from b12dx.synth.generate import DEFAULT_AS_OF, FORMATS, generate
