@@ -723,6 +723,10 @@ async def test_confirmed_deficiency_with_nerve_symptoms_is_a_critical_card(clien
     assert card["indicator"] == "critical"
     assert "confirmed" in card["summary"]
     assert "**" in card["detail"] and "\n- " in card["detail"]  # Markdown, with lists
+    # A clinician's sources are guidelines and evidence, never the consumer articles.
+    cited = card["detail"].rsplit("Sources: ", 1)[1]
+    assert "nice-ng239" in cited or "bsh-2014" in cited or "cks" in cited
+    assert "seed-" not in cited
     (regimen,) = created(card, "MedicationRequest")
     model = validate_fhir(regimen)
     assert "hydroxocobalamin" in json.dumps(regimen["medicationCodeableConcept"]).lower()

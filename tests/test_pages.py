@@ -120,6 +120,12 @@ async def test_clinician_result_shows_pathway_schedule_chart_and_sources(client)
     # Tingling and poor balance: the sensory, balance and overall milestones, no motor ones.
     assert html.count('class="milestone"') == 4
     assert 'href="https://www.nice.org.uk/guidance/ng239"' in html
+    # Guidelines first; the consumer articles under their own heading, said to be for
+    # the patients' wording and not clinical evidence.
+    sources = html[html.index("Guidelines and evidence") :]
+    wording = sources.index("Patient information articles")
+    assert sources.index("nice-ng239") < wording < sources.index("seed-leg-weakness")
+    assert "not as clinical evidence" in sources
     record = re.search(r'name="record_json" value="([^"]+)"', html)
     assert record
     ics = await client.post(

@@ -136,7 +136,10 @@ def detail(result: Assessment) -> str:
             f"{len(result.fhir_input.used) + len(result.fhir_input.ignored)} resources in the "
             "record._"
         )
-    sources = sorted({s for r in result.suspicion.reasons for s in r.sources})
+    # The evidence a clinician can check: the consumer articles cited for patients'
+    # wording (kind seed) are not clinical sources.
+    evidence = {c.id for c in result.citations if c.kind != "seed"}
+    sources = sorted({s for r in result.suspicion.reasons for s in r.sources} & evidence)
     if sources:
         parts.append(f"Sources: {', '.join(sources)}.")
     return "\n\n".join(parts)

@@ -296,7 +296,16 @@ def render(a: Assessment, console: Console | None = None) -> None:
     sources = Table.grid(padding=(0, 1))
     sources.add_column(no_wrap=True)
     sources.add_column(overflow="fold")  # a long address wraps; it is never cut with "..."
+    wording = False
     for c in a.citations:
+        if c.kind == "seed" and not wording:
+            # Listed last (engine/assess.py CITED_FIRST), under their own heading.
+            wording = True
+            sources.add_row(
+                "",
+                "[italic]Patient information articles (cited for the words "
+                "given to patients, not as clinical evidence):[/]",
+            )
         sources.add_row(f"[{numbers[c.id]}]", f"{c.title}" + (f" — {c.url}" if c.url else ""))
     console.print(Panel(Group(sources), title="Sources", border_style="dim"))
     console.print(f"[italic]{a.disclaimer}[/]")

@@ -53,12 +53,19 @@ def symptoms_since(f: Findings) -> dt.date | None:
     return f.as_of - dt.timedelta(days=round(max(known) * 7))
 
 
+# Clinicians read the evidence first: guidelines, then labels, references and studies,
+# b12dx's own rules, and last the consumer articles cited for the patients' wording.
+CITED_FIRST = {
+    k: i for i, k in enumerate(("guideline", "label", "reference", "study", "project", "seed"))
+}
+
+
 def _citation(kb: Knowledge, sid: str) -> Citation:
     key = ("citation", sid)
     if key not in kb.derived:
         src = kb.sources[sid]
         url = src.url or (f"https://pubmed.ncbi.nlm.nih.gov/{src.pmid}/" if src.pmid else None)
-        kb.derived[key] = Citation(id=sid, title=src.title, url=url, year=src.year)
+        kb.derived[key] = Citation(id=sid, title=src.title, url=url, year=src.year, kind=src.kind)
     citation: Citation = kb.derived[key]
     return citation
 
@@ -190,6 +197,9 @@ def assess(
         recovery_progress=progress,
         differentials=dx,
         diet=advice,
-        citations=[_citation(kb, sid) for sid in _cited(pieces)],
+        citations=sorted(
+            (_citation(kb, sid) for sid in _cited(pieces)),
+            key=lambda c: CITED_FIRST.get(c.kind or "", len(CITED_FIRST)),
+        ),
         disclaimer=DISCLAIMER,
     )

@@ -316,6 +316,12 @@ class Citation(_Out):
     title: str
     url: str | None
     year: int | None = None
+    kind: str | None = Field(
+        default=None,
+        description="guideline, label, reference, study, project (b12dx's own safety rules) "
+        "or seed (a consumer article, cited for the wording given to patients, not as "
+        "clinical evidence). Citations are listed in that order.",
+    )
 
 
 class ResourceUse(_Out):
