@@ -41,7 +41,7 @@ from b12dx.knowledge.check_digits import (
     snomed_problem,
     verhoeff_valid,
 )
-from b12dx.knowledge.loader import check, knowledge_codes
+from b12dx.knowledge.consistency import check, knowledge_codes
 from b12dx.models.knowledge import Code
 
 with warnings.catch_warnings():

@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from b12dx.errors import KnowledgeError
-from b12dx.knowledge.loader import DATA_DIR, Knowledge, check, load_knowledge_from
+from b12dx.knowledge.consistency import check
+from b12dx.knowledge.loader import DATA_DIR, Knowledge, load_knowledge_from
 from b12dx.models import assessment
 from contract_values import (
     CONTRACT_BANDS_BY_TEST,

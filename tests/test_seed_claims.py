@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from b12dx.knowledge import Knowledge
-from b12dx.knowledge.loader import cited_source_ids
+from b12dx.knowledge.consistency import cited_source_ids
 
 CLAIMS_FILE = Path(__file__).parent / "seed_claims.tsv"
 

@@ -256,8 +256,20 @@ def test_nothing_but_a_positive_pattern_is_self_care(
 # -- both doors -------------------------------------------------------------------------
 
 
-def _bundle(as_of: dt.date, age_years: int, sex: str, findings: list[tuple[str, int]]) -> list:
-    born = dt.date(as_of.year - age_years, as_of.month, min(as_of.day, 28)) - dt.timedelta(days=1)
+def _born(as_of: dt.date, months: int) -> dt.date:
+    """A birth date exactly ``months`` completed months before ``as_of``."""
+    back = as_of.year * 12 + as_of.month - 1 - months
+    return dt.date(back // 12, back % 12 + 1, min(as_of.day, 28))
+
+
+def _age(months: int) -> float:
+    """The age the contract is given: completed years, and under 2 the months as a
+    fraction of a year (WHO's infant thresholds are in months)."""
+    return months // 12 if months >= 24 else round(months / 12, 4)
+
+
+def _bundle(as_of: dt.date, months: int, sex: str, findings: list[tuple[str, int | None]]) -> list:
+    born = _born(as_of, months)
     resources: list[dict[str, Any]] = [
         {"resourceType": "Patient", "id": "p", "birthDate": born.isoformat(), "gender": sex}
     ]
@@ -277,37 +289,44 @@ def _bundle(as_of: dt.date, age_years: int, sex: str, findings: list[tuple[str, 
                     ]
                 },
                 "code": {"coding": [{"system": "http://snomed.info/sct", "code": code.code}]},
-                "onsetDateTime": (as_of - dt.timedelta(days=days)).isoformat(),
             }
         )
+        if days is not None:  # else no date at all, as a problem list may hold it
+            resources[-1]["onsetDateTime"] = (as_of - dt.timedelta(days=days)).isoformat()
     return resources
 
 
 @settings(max_examples=200, deadline=None)
 @given(
     as_of=st.dates(dt.date(2020, 1, 1), dt.date(2030, 12, 31)),
-    age=st.integers(2, 100),
+    months=st.one_of(st.integers(1, 36), st.integers(1, 100 * 12)),
     sex=st.sampled_from(["female", "male"]),
     findings=st.lists(
-        st.tuples(st.sampled_from(CODED), st.integers(1, 400)),
+        st.tuples(st.sampled_from(CODED), st.one_of(st.none(), st.integers(1, 400))),
         min_size=1,
         max_size=4,
         unique_by=lambda f: f[0],
     ),
 )
 def test_the_fhir_door_gives_the_contract_doors_triage(
-    as_of: dt.date, age: int, sex: str, findings: list[tuple[str, int]]
+    as_of: dt.date, months: int, sex: str, findings: list[tuple[str, int | None]]
 ) -> None:
-    """The same person as a FHIR Bundle (Conditions dated by onset) and as a contract
-    record (each finding's duration): the same urgency, red flags and regimen."""
-    imported = record_from_resources(_bundle(as_of, age, sex, findings), as_of, KB)
+    """The same person as a FHIR Bundle (Conditions dated by onset, or with no date) and
+    as a contract record (each finding's duration, or none): the same age, urgency, red
+    flags and regimen, a baby's age in months included."""
+    lived = (as_of - _born(as_of, months)).days  # nothing began before birth
+    findings = [(sid, min(days, lived) if days is not None else None) for sid, days in findings]
+    imported = record_from_resources(_bundle(as_of, months, sex, findings), as_of, KB)
     contract = {
         "as_of": as_of.isoformat(),
-        "age_years": age,
+        "age_years": _age(months),
         "sex": sex,
-        "symptoms": [{"id": sid, "duration_weeks": days / 7} for sid, days in findings],
+        "symptoms": [
+            {"id": sid} | ({"duration_weeks": days / 7} if days is not None else {})
+            for sid, days in findings
+        ],
     }
-    assert imported.record["age_years"] == age
+    assert imported.record["age_years"] == _age(months)
     via_fhir = assess(imported.record)
     via_contract = assess(contract)
     assert via_fhir.urgency == via_contract.urgency, (findings, imported.record)

@@ -11,7 +11,8 @@ from rich.table import Table
 
 from b12dx.cli.io import show
 from b12dx.errors import LookupError_
-from b12dx.knowledge.loader import cited_source_ids, load_knowledge
+from b12dx.knowledge.consistency import cited_source_ids
+from b12dx.knowledge.loader import load_knowledge
 
 # Shown as the title alone: a source's file is the project's own copy of a seed article.
 _SKIP = {"id", "sources", "file"}

@@ -260,8 +260,10 @@ def loaded_as(
     """Whether the current injection course was given as ``neuro`` rather than ``other``
     (rule treatment.neurological_course, read from the doses when no symptom was rated):
     more loading doses, at ``neuro``'s loading interval, than ``other``'s loading holds, or
-    its last two doses no further apart than ``neuro``'s maintenance interval and its
-    allowance while ``other``'s is longer (alternate-day loading, then 2-monthly)."""
+    its maintenance doses given at ``neuro``'s maintenance interval and its allowance while
+    ``other``'s is longer (alternate-day loading, then 2-monthly), judged by the middle
+    (median) gap between them: one dose given early in a 3-monthly course does not make
+    it 2-monthly."""
     given = sorted({d.date for d in doses if fits(kb, d, neuro)})
     if len(given) < 2 or neuro.phases[-1] == other.phases[-1]:
         return False
@@ -275,5 +277,9 @@ def loaded_as(
     if other_loading and run > other_loading:
         return True
     grace = dt.timedelta(days=profile.maintenance_grace_days or 0)
-    gap_ok = dates[-1] <= next_after(dates[-2], neuro.phases[-1]) + grace
-    return run < len(dates) and gap_ok and dates[-1] - dates[-2] > step
+    kept = dates[run - 1 :]  # the last loading dose, then the maintenance doses
+    if len(kept) < 2:
+        return False
+    gaps = sorted(b - a for a, b in itertools.pairwise(kept))
+    middle = gaps[(len(gaps) - 1) // 2]  # the lower median: a tie reads as the shorter
+    return step < middle and kept[0] + middle <= next_after(kept[0], neuro.phases[-1]) + grace

@@ -31,12 +31,17 @@ def weigh(kb: Knowledge, f: Findings, labs: LabSummary) -> list[DifferentialItem
         fit, supports, against = differential_fit(f.patient, seen, d)
         if f.red_flags and fit == "poor":
             continue  # Rule emergency.whole_plan: only what the emergency team may weigh
-        detail = f"{d.name} ({fit} fit"
+        name, features = (
+            (d.young_name or d.name, d.young_features or d.features)
+            if f.under_16
+            else (d.name, d.features)
+        )
+        detail = f"{name} ({fit} fit"
         if supports:
             detail += f"; for: {', '.join(supports)}"
         if against:
             detail += f"; against: {', '.join(against)}"
-        text = f"{detail}). {d.features} {d.b12_contrast}"
+        text = f"{detail}). {features} {d.b12_contrast}"
         out.append(
             explained(
                 kb,
@@ -45,7 +50,7 @@ def weigh(kb: Knowledge, f: Findings, labs: LabSummary) -> list[DifferentialItem
                 text=text,
                 sources=d.sources,
                 id=d.id,
-                name=d.name,
+                name=name,
                 fit=fit,
                 matched_features=supports,
                 against_features=against,

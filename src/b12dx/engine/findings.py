@@ -48,6 +48,9 @@ class Findings:
     neuro_symptoms: list[str]  # the B12 features that are neurological
     neuro_groups: frozenset[str]
     neurological: bool
+    # Findings the ordinary strain pattern accounts for (seed-weakness): no alarm, and no
+    # nerve sign in a child.
+    explained_by_strain: frozenset[str]
     # A neurological feature of B12's own pattern (peripheral nerves, cord, optic nerve),
     # not memory or thinking alone (symptom_groups.yaml specific).
     specific_neurological: bool
@@ -483,6 +486,7 @@ def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
         strain_symptoms=strain_view,
         cancer_pathway=cancer_pathway,
         alarms=alarms,
+        explained_by_strain=by_strain,
         red_flags=red_flags,
         risk_factors=risk_factors,
         short_acid_suppression=short,

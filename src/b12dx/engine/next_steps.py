@@ -244,7 +244,16 @@ def plan(
     if st.need_coeliac:
         add("order_coeliac_serology", "next.order_coeliac_serology")
     if t.treatment is not None and not t.start_now and not t.under_way:
-        if "b12_deficiency" in f.conditions and not f.doses:
+        if "b12_supplement" in f.medications and not f.doses:
+            add(
+                "start_treatment",
+                "next.start_treatment",
+                "B12 is on the medicines list but no dose given is recorded: confirm when "
+                "the last dose was given. Given within its interval, continue it and record "
+                "the doses; not given, or not known, start B12 as set out in the treatment "
+                "plan.",
+            )
+        elif "b12_deficiency" in f.conditions and not f.doses:
             add(
                 "start_treatment",
                 "next.start_treatment",

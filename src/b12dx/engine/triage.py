@@ -68,8 +68,8 @@ def infant(kb: Knowledge, record: PatientRecord) -> bool:
 
 
 def neurological(kb: Knowledge, sid: str) -> bool:
-    """A symptom of a body system that counts as the nervous system (symptom_groups.yaml)."""
-    return kb.symptom_groups[kb.symptoms[sid].group].neurological
+    """A symptom of the nervous system (its own ``neurological``, else its group's)."""
+    return sid in kb.nervous_system
 
 
 def nerve_deficit(kb: Knowledge, sid: str) -> bool:
@@ -107,8 +107,11 @@ def severe(kb: Knowledge, entry: SymptomEntry) -> bool:
     return entry.severity == "severe" or kb.symptoms[entry.id].always_severe
 
 
-def symptom_alarms(kb: Knowledge, entry: SymptomEntry) -> list[tuple[Level, str]]:
-    """Each (level, rule) one finding calls for by its own attributes and tempo."""
+def symptom_alarms(
+    kb: Knowledge, entry: SymptomEntry, age_years: float | None = None
+) -> list[tuple[Level, str]]:
+    """Each (level, rule) one finding calls for by its own attributes, tempo and the
+    person's age."""
     s = kb.symptoms[entry.id]
     klass = _class(kb, entry.id)
     t = tempo(kb, entry)
@@ -116,6 +119,14 @@ def symptom_alarms(kb: Knowledge, entry: SymptomEntry) -> list[tuple[Level, str]
     new = level_when_new(kb, entry.id, t) if t is not None else None
     if new is not None:
         out.append((new, "triage.new_finding"))
+    by_age = s.when_new_from_age
+    if (
+        by_age is not None
+        and age_years is not None
+        and age_years >= by_age.from_years
+        and t in ("sudden", "acute", "subacute")
+    ):
+        out.append((by_age.level, "triage.new_finding_by_age"))
     if t is None and s.when_undated is not None:
         out.append((s.when_undated, "triage.undated_finding"))
     if klass is not None and klass.when_severe is not None and severe(kb, entry):
@@ -145,6 +156,7 @@ def symptom_alarms(kb: Knowledge, entry: SymptomEntry) -> list[tuple[Level, str]
 
 _WORDS = {
     "triage.new_finding": "{tempo}",
+    "triage.new_finding_by_age": "{tempo}, at this age",
     "triage.undated_finding": "no date recorded",
     "triage.severe_finding": "severe",
     "triage.progressing_finding": "begun within 4 weeks, not known to be stable",
@@ -213,15 +225,25 @@ def alarms(
     pattern of seed-weakness accounts for (rule suspicion.strain_pattern), which raise no
     alarm. An infant's low haemoglobin is read with the results (urgency.infant_anaemia)."""
     places = {e.id: e for e in kb.triage.elsewhere}
+    young = record.age_years < kb.triage.adult_from_years
     grouped: dict[tuple[Level, str, str | None], list[SymptomEntry]] = {}
     for sid, entry in symptoms.items():
         if sid in explained_by_strain:
             continue
-        for level, rule in symptom_alarms(kb, entry):
+        for level, rule in symptom_alarms(kb, entry, record.age_years):
             # Where it goes instead, at the levels its entry sends it (triage.yaml).
-            place = kb.symptoms[sid].elsewhere if rule != "triage.severe_finding" else None
+            by_age = kb.symptoms[sid].when_new_from_age
+            place = (
+                by_age.elsewhere
+                if rule == "triage.new_finding_by_age" and by_age is not None
+                else kb.symptoms[sid].elsewhere
+                if rule != "triage.severe_finding"
+                else None
+            )
             if place is not None and level not in places[place].levels:
                 place = None
+            if place is not None and young and places[place].young is not None:
+                place = places[place].young
             grouped.setdefault((level, rule, place), []).append(entry)
     out: list[Alarm] = []
     for (level, rule, place), entries in grouped.items():

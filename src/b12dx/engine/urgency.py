@@ -122,7 +122,9 @@ def _by_presentation(
 ) -> list[Level]:
     """How soon the presentation itself needs the person seen (rules urgency.*)."""
     out: list[Level] = []
-    nerve_sign = f.neurological or any(triage.nerve_deficit(kb, x) for x in f.symptoms)
+    nerve_sign = f.neurological or any(
+        triage.nerve_deficit(kb, x) for x in f.symptoms if x not in f.explained_by_strain
+    )
     if f.under_16 and nerve_sign:
         # Seizures, developmental delay or regression, or any nerve sign in a child: a
         # breastfed infant's risk is the mother's B12, which the record cannot show.
@@ -191,6 +193,10 @@ def _by_likelihood(
     if t.under_way:
         return _level(kb, "routine", "urgency.on_treatment")
     if t.treatment is not None and t.treatment.rule == "treatment.prophylaxis":
+        # B12 on the medicines list with no dose recorded: it may well be given; the
+        # record cannot say when the last was (a repeat prescription, not each dose).
+        if "b12_supplement" in f.medications:
+            return _level(kb, "soon", "urgency.prescribed_not_recorded")
         return _level(kb, "soon", "urgency.prophylaxis")
     if f.neurological and st.deficient:
         return _level(kb, "urgent", "urgency.neurological_deficiency")

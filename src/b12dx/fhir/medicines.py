@@ -235,6 +235,20 @@ class Medicines:
         return medications
 
 
+def reported_exposure(
+    resource: Resource, index: CodeIndex, find: Callable[[str], Resource | None] = _nowhere
+) -> str | None:
+    """The exposure (risk_factors.yaml, e.g. nitrous_oxide) a MedicationStatement names,
+    or None. A MedicationStatement is what the person says they take: nitrous oxide there
+    is the recreational use the knowledge base counts, read as an Observation of it is;
+    ordered or given (MedicationRequest, MedicationAdministration) it is an anaesthetic or
+    analgesic, and is not counted."""
+    if resource.get("resourceType") != "MedicationStatement":
+        return None
+    meaning = index.first(medicine_named(resource, find)[0], ("exposure",))
+    return meaning.id if meaning is not None else None
+
+
 def medicine_of(
     resource: Resource, kb: Knowledge, find: Callable[[str], Resource | None] = _nowhere
 ) -> str | None:

@@ -35,8 +35,15 @@ def to_date(value: Any) -> tuple[dt.date | None, bool]:
         return None, False
 
 
-def age_on(birth: dt.date, when: dt.date) -> int:
-    return when.year - birth.year - ((when.month, when.day) < (birth.month, birth.day))
+def age_on(birth: dt.date, when: dt.date) -> float:
+    """Age in completed years; under 2, completed months as a fraction of a year (the
+    infant thresholds are in months: WHO's haemoglobin from 6 months, who-hb-2011), so a
+    9-month-old is 0.75, never 0. The one rule for every door that has a birth date."""
+    years = when.year - birth.year - ((when.month, when.day) < (birth.month, birth.day))
+    if years >= 2:
+        return years
+    months = (when.year - birth.year) * 12 + when.month - birth.month - (when.day < birth.day)
+    return round(months / 12, 4)
 
 
 def months_between(start: dt.date, end: dt.date) -> int:

@@ -390,6 +390,10 @@ class Differential(Cited):
     ruled_out_by: list[str] = Field(default_factory=list)
     # The age groups (triage.yaml) it is weighed in; all when empty.
     age_groups: list[str] = Field(default_factory=list)
+    # Its name and features under triage.yaml adult_from_years, where the adult words name
+    # what does not happen at that age (dementia in a teenager).
+    young_name: str | None = None
+    young_features: str | None = None
 
 
 class RedFlagMatch(_KB):

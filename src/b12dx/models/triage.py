@@ -25,13 +25,28 @@ class WhenNew(_KB):
     subacute: Level | None = None
 
 
+class WhenNewFromAge(_KB):
+    """A finding that means something else when it is new (within weeks) from an age:
+    a new headache at 50 or over is giant cell arteritis until shown otherwise (cks-gca)."""
+
+    from_years: float = Field(gt=0)
+    level: Level
+    elsewhere: str  # triage.yaml elsewhere: where it goes instead
+
+
 class SymptomTriage(_KB):
     """A symptom's own triage attributes (symptoms.yaml), beside its group and role."""
 
     deficit: bool
+    # Of the nervous system; None: as its group says (symptom_groups.yaml). A symptom
+    # listed with the warning signs keeps its own body system (back pain is not a nerve
+    # symptom; its danger is the weakness beside it, red_flags.yaml).
+    neurological: bool | None = None
     when_new: WhenNew | None = None
     when_undated: Level | None = None
     when_severe_new: Level | None = None
+    # New (sudden, acute or subacute) from an age: how soon, and where it goes instead.
+    when_new_from_age: WhenNewFromAge | None = None
     always_severe: bool = False
     elsewhere: str | None = None
     infant_sign: bool = False
@@ -78,6 +93,9 @@ class Elsewhere(_KB):
     levels: list[Level] = Field(default_factory=lambda: list(_SENT))
     # The contract's next step it is given as when it is not an emergency.
     step: Literal["seek_specialist_advice", "refer_neurology"] = "seek_specialist_advice"
+    # The entry a child or young person (under triage.yaml adult_from_years) is sent to
+    # instead, where the adult words name adult causes.
+    young: str | None = None
     sources: list[str] = Field(min_length=1)
 
 

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from b12dx.fhir.codes import CodeIndex, code_index, in_codes, qualifier
-from b12dx.fhir.medicines import medicine_of
+from b12dx.fhir.medicines import medicine_of, reported_exposure
 from b12dx.fhir.read import (
     REFERENCED_TYPES,
     Resource,
@@ -268,6 +268,13 @@ class _Mapper:
         status = r.get("status")
         if status in self.st.medication_statement_ignored:
             self.skip(f"MedicationStatement {status}")
+            return
+        exposure = reported_exposure(r, self.index, self.shared.get)
+        if exposure is not None:  # as the one-patient record reads it
+            when = statement_span(r)[0]
+            self.out.add(
+                "finding", {"person_id": pid, "kind": "exposure", "id": exposure, "date": when}
+            )
             return
         mid = self._medicine(r)
         if mid is None:

@@ -8,6 +8,7 @@ import datetime as dt
 from typing import Any
 
 from b12dx.engine.validate import parse_patient
+from b12dx.fhir.values import age_on
 from b12dx.knowledge.loader import load_knowledge
 from b12dx.models.patient import PatientRecord
 from b12dx.numbers import DAYS_PER_MONTH
@@ -17,15 +18,8 @@ _RANK = {"none": 0, "mild": 1, "moderate": 2, "severe": 3}
 
 
 def age_years(birth_date: dt.date, as_of: dt.date) -> float:
-    """Completed years; under 2, years to two decimals (infant thresholds are in months)."""
-    years = (
-        as_of.year
-        - birth_date.year
-        - ((as_of.month, as_of.day) < (birth_date.month, birth_date.day))
-    )
-    if years < 2:
-        return round((as_of - birth_date).days / 365.25, 2)
-    return float(years)
+    """The age the engine is given, as every FHIR reader counts it (fhir.values.age_on)."""
+    return age_on(birth_date, as_of)
 
 
 def _symptoms(patient: Patient, as_of: dt.date) -> list[dict[str, Any]]:

@@ -11,7 +11,8 @@ from fastapi.responses import Response
 from b12dx.engine.assess import assess
 from b12dx.errors import InputError
 from b12dx.jsonio import parse_json
-from b12dx.knowledge.loader import cited_source_ids, load_knowledge
+from b12dx.knowledge.consistency import cited_source_ids
+from b12dx.knowledge.loader import load_knowledge
 from b12dx.models.assessment import Assessment
 from b12dx.schema import input_schema, output_schema
 from b12dx.version import ENGINE_VERSION, SCHEMA_VERSION, package_version
