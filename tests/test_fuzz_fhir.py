@@ -37,7 +37,9 @@ def _cds_data_dir(tmp_path, monkeypatch) -> None:
 
 
 SYNTHEA = Path(__file__).parent / "fixtures" / "synthea-bulk-10"
+# Wrong JSON types, and valid but extreme values: a huge number, far dates.
 VALUES: list[Any] = [None, 0, -1, 1.5, "", "x", "2020-13-45", [], {}, [1], {"a": 1}, True]
+VALUES += [3_000_000, 1e300, -1e300, "9999-12-31", "0001-01-01", "9999-12-31T23:59:59Z"]
 AS_OF = dt.date(2020, 1, 1)
 
 

@@ -38,7 +38,6 @@ and the URL it is serving, and maps :class:`AuthError` to HTTP 401.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -53,6 +52,7 @@ import jwt
 from b12dx.cds.fhir_servers import FhirServer
 from b12dx.cds.issuers import JwksError, Key, TrustedIssuer, load_issuers, parse_jwks
 from b12dx.cds.replay import MemoryReplayCache, ReplayCache
+from b12dx.jsonio import loads
 
 __all__ = [
     "ALGORITHMS",
@@ -356,7 +356,7 @@ class ClientAuthenticator:
         except httpx.HTTPError as exc:
             raise JwksError(type(exc).__name__) from None
         try:
-            data = json.loads(bytes(body))
+            data = loads(bytes(body))
         except ValueError:
             raise JwksError("response is not JSON") from None
         keys = parse_jwks(data, strict=False)

@@ -10,7 +10,6 @@ respond with an HTTP 412 Precondition Failed status code" (:class:`PreconditionF
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +20,7 @@ import httpx
 from b12dx.cds.fhir_servers import FhirServer, PinnedTransport, ServerRefused, check
 from b12dx.cds.services import PrefetchKey
 from b12dx.fhir.read import Resource
+from b12dx.jsonio import loads
 
 MAX_PAGES = 20  # a patient's search rarely needs more; a runaway paging loop stops here
 # Every GET one hook call may send, all searches together: a next link that points back
@@ -106,7 +106,7 @@ async def _get(client: httpx.AsyncClient, url: str) -> tuple[int, Any]:
             if size > MAX_RESPONSE_BYTES:
                 raise ValueError("the FHIR server's answer is larger than the service reads")
             chunks.append(chunk)
-    return response.status_code, json.loads(b"".join(chunks))
+    return response.status_code, loads(b"".join(chunks), large=True)
 
 
 async def _search(

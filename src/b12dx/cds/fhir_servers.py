@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +30,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+
+from b12dx.jsonio import loads
 
 # What every refusal says: nothing about the address or what answered there.
 REFUSED = "fhirServer is not a FHIR server this service may call"
@@ -112,8 +113,8 @@ def servers_from_env(text: str | None) -> tuple[FhirServer, ...]:
     if not text:
         return ()
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
+        value = loads(text)
+    except ValueError:
         raise ValueError("B12DX_CDS_FHIR_SERVERS: expected a JSON list of base URLs") from None
     return parse_servers(value, "B12DX_CDS_FHIR_SERVERS")
 

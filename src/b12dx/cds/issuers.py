@@ -16,6 +16,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from b12dx.cds.fhir_servers import FhirServer, parse_servers
+from b12dx.jsonio import loads
 from b12dx.network import is_loopback
 
 # One logger for client authentication, as an operator filters it.
@@ -88,7 +89,7 @@ def load_issuers(path: Path) -> list[TrustedIssuer]:
     except UnicodeDecodeError:
         raise ValueError(f"{path}: the CDS issuers file is not UTF-8 text") from None
     try:
-        data = json.loads(text)
+        data = loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(
             f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"

@@ -26,9 +26,10 @@ from b12dx.engine.assess import assess
 from b12dx.fhir.medicines import medicine_of
 from b12dx.fhir.out import medication_request, service_request
 from b12dx.fhir.record import FhirImport
-from b12dx.fhir.values import months_between, planned_days
+from b12dx.fhir.values import OutsideCalendar, months_between, planned_days
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.assessment import Assessment
+from b12dx.models.patient import MAX_DURATION_MONTHS
 
 POSSIBLE = ("confirmed", "likely", "indeterminate")
 
@@ -78,8 +79,13 @@ def order_cards(
         if order.get("resourceType") != "MedicationRequest":
             continue
         found = medicine_of(order, kb)
-        if found is not None:
-            drafted.setdefault(found, (order, planned_days(order) or 0))
+        if found is None:
+            continue
+        try:
+            days = planned_days(order) or 0
+        except OutsideCalendar:
+            continue  # a supply longer than the calendar: no course can be counted from it
+        drafted.setdefault(found, (order, days))
     if not drafted:
         return []
 
@@ -115,7 +121,8 @@ def order_cards(
         # Monitoring: is the medicine a risk factor once this order is taken?
         meds = [m for m in record.get("medications", []) if m["id"] != mid]
         had = next((m for m in record.get("medications", []) if m["id"] == mid), None)
-        months = (had or {}).get("duration_months", 0) + days // 30
+        # Never longer than a lifetime, as the contract takes it.
+        months = min((had or {}).get("duration_months", 0) + days // 30, MAX_DURATION_MONTHS)
         with_order = {**record, "medications": [*meds, {"id": mid, "duration_months": months}]}
         after = assess(with_order, profile=profile, knowledge=kb)
         is_risk = any(

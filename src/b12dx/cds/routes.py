@@ -46,6 +46,7 @@ from b12dx.errors import B12dxError, InputError
 from b12dx.fhir.assess import with_fhir_input
 from b12dx.fhir.read import Resource
 from b12dx.fhir.record import record_from_resources
+from b12dx.fhir.validate import NotValid, model_of
 from b12dx.jsonio import parse_json, parse_large_json
 from b12dx.knowledge.loader import load_knowledge
 from b12dx.network import is_loopback
@@ -377,7 +378,17 @@ def _check_request(body: Any, hook: str) -> list[str]:
         draft = context.get("draftOrders")
         if not isinstance(draft, dict) or draft.get("resourceType") != "Bundle":
             problems.append("context.draftOrders: is required (a Bundle of draft orders)")
-    if hook == "order-select" and not isinstance(context.get("selections"), list):
+        else:
+            # Validated whole by the FHIR R4 model: a coding's code or system of the wrong
+            # JSON type is named here, never met by the order checks.
+            try:
+                model_of(draft)
+            except NotValid as exc:
+                problems.append(f"context.draftOrders.{exc.where}: {exc.message}")
+    selections = context.get("selections")
+    if hook == "order-select" and (
+        not isinstance(selections, list) or not all(isinstance(x, str) for x in selections)
+    ):
         problems.append("context.selections: is required (a list of references)")
     auth = body.get("fhirAuthorization")
     if auth is not None and not isinstance(body.get("fhirServer"), str):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from b12dx.errors import FieldError, InputError
+from b12dx.jsonio import loads
 
 Resource = dict[str, Any]
 
@@ -155,9 +156,12 @@ def iter_ndjson(path: Path) -> Iterator[tuple[int, Resource | None, str | None]]
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = loads(line)
             except json.JSONDecodeError as exc:
                 yield n, None, f"not JSON ({exc.msg} at column {exc.colno})"
+                continue
+            except ValueError as exc:  # nested too deeply, NaN
+                yield n, None, f"not JSON b12dx reads ({exc})"
                 continue
             if not isinstance(obj, dict) or not isinstance(obj.get("resourceType"), str):
                 yield n, None, "not a FHIR resource (no resourceType)"

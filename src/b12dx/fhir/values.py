@@ -13,6 +13,7 @@ from typing import Any
 
 from b12dx.fhir.codes import CodeIndex
 from b12dx.fhir.read import Resource, element
+from b12dx.fhir.validate import NotUsed
 from b12dx.numbers import DAYS_PER_MONTH
 
 
@@ -101,8 +102,31 @@ def _dispense(order: Resource) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
     return dispense, validity if isinstance(validity, Mapping) else {}
 
 
+class OutsideCalendar(NotUsed, ValueError):
+    """A date or duration that runs past what the calendar holds (the year 9999): valid
+    FHIR (a supply of 3,000,000 days), but no date can be counted from it. The resource is
+    left out, saying so; never an exception past the reading layer."""
+
+
+# The longest span of days any date arithmetic here is asked to make.
+CALENDAR_DAYS = (dt.date.max - dt.date.min).days
+
+
+def days_after(start: dt.date, days: float, what: str) -> dt.date:
+    """``start`` plus ``days``, or OutsideCalendar naming ``what`` when that is past the
+    calendar's end. Every date counted forward from a FHIR value goes through here."""
+    try:
+        return start + dt.timedelta(days=days)
+    except (OverflowError, ValueError):
+        raise OutsideCalendar(
+            f"{what}: {days:g} days after {start} is past the end of the calendar",
+            f"{what} past the end of the calendar",
+        ) from None
+
+
 def _supplied_days(dispense: Mapping[str, Any]) -> int | None:
-    """The days an order's supply lasts over all its fills (the first and each repeat)."""
+    """The days an order's supply lasts over all its fills (the first and each repeat);
+    OutsideCalendar when that is longer than the calendar holds."""
     supply = dispense.get("expectedSupplyDuration")
     if isinstance(supply, Mapping) and isinstance(supply.get("value"), int | float):
         factor = {"d": 1, "day": 1, "days": 1, "wk": 7, "week": 7, "mo": 30, "month": 30}
@@ -110,7 +134,13 @@ def _supplied_days(dispense: Mapping[str, Any]) -> int | None:
         if unit in factor:
             repeats = dispense.get("numberOfRepeatsAllowed")
             fills = 1 + (repeats if isinstance(repeats, int) and repeats > 0 else 0)
-            return int(supply["value"] * factor[unit] * fills)
+            days = supply["value"] * factor[unit] * fills
+            if not math.isfinite(days) or abs(days) > CALENDAR_DAYS:
+                raise OutsideCalendar(
+                    f"expectedSupplyDuration: {days:g} days runs past the end of the calendar",
+                    "expectedSupplyDuration past the end of the calendar",
+                )
+            return int(days)
     return None
 
 
@@ -144,7 +174,7 @@ def order_span(order: Resource) -> tuple[dt.date | None, dt.date | None]:
     if end is None and start is not None:
         days = _supplied_days(dispense)
         if days:
-            end = start + dt.timedelta(days=days)
+            end = days_after(start, days, "expectedSupplyDuration")
     if start is not None and end is not None and end < start:
         end = start  # a period written the wrong way round runs no longer than its start
     return start, end

@@ -33,6 +33,8 @@ Rating = Literal["none", "mild", "moderate", "severe"]
 
 
 DATE_EXPECTED = "expected a date as YYYY-MM-DD"
+# The longest time on a medicine the contract takes: a lifetime (120 years).
+MAX_DURATION_MONTHS = 1440
 
 
 def _not_a_number(value: Any) -> Any:
@@ -97,7 +99,7 @@ class ConditionEntry(_Record):
 
 class MedicationEntry(_Record):
     id: KbId = Field(description="Medication id (b12dx knowledge medications).")
-    duration_months: Number | None = Field(default=None, ge=0, le=1440)
+    duration_months: Number | None = Field(default=None, ge=0, le=MAX_DURATION_MONTHS)
 
 
 class ExposureEntry(_Record):

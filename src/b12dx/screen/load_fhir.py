@@ -150,6 +150,9 @@ class _Mapper:
         the end of the screen."""
         try:
             self._map(r)
+        except NotUsed as not_used:  # a date past the calendar's end, and the like
+            kind = r.get("resourceType") if isinstance(r, dict) else None
+            self.skip(f"{kind if isinstance(kind, str) else 'resource'}: {not_used.reason}")
         except (TypeError, AttributeError, KeyError, ValueError, IndexError):
             kind = r.get("resourceType") if isinstance(r, dict) else None
             self.skip(

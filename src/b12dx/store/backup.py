@@ -39,6 +39,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from b12dx.errors import B12dxError, InputError
+from b12dx.jsonio import loads
 from b12dx.knowledge.loader import Knowledge, load_knowledge
 from b12dx.models.assessment import Assessment
 from b12dx.models.patient import PatientRecord
@@ -227,7 +228,7 @@ _END = "\x00end"  # the end marker in the row stream (no table has this name)
 
 def _json_line(line: bytes, number: int) -> Any:
     try:
-        return json.loads(line)
+        return loads(line)
     except ValueError:
         raise BackupError(f"backup: line {number} is not JSON") from None
 
@@ -281,7 +282,7 @@ def _read_v1(path: Path, max_bytes: int) -> dict[str, Any]:
     if len(raw) > limit:
         raise BackupError(_too_large(limit))
     try:
-        data = json.loads(raw)
+        data = loads(raw)
     except ValueError as exc:
         raise BackupError(f"backup: {path} is not a b12dx backup ({exc})") from None
     if not isinstance(data, dict):
@@ -317,7 +318,7 @@ def read(path: Path, max_bytes: int = MAX_RESTORE_BYTES) -> BackupFile:
     except (OSError, EOFError, zlib.error) as exc:
         raise BackupError(f"backup: {path} is not a b12dx backup ({exc})") from None
     try:
-        header = json.loads(first) if first.endswith(b"\n") else None
+        header = loads(first) if first.endswith(b"\n") else None
     except ValueError:
         header = None
     if isinstance(header, dict) and header.get("version") == FORMAT_VERSION:

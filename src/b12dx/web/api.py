@@ -80,10 +80,7 @@ async def assess_record(
     ),
 ) -> Response:
     # The body is parsed here, not by FastAPI, so that every error names its field path.
-    try:
-        patient = parse_json(await request.body(), "the request body")
-    except RecursionError:  # json.loads on ~1000 nested arrays/objects, well under 256 kB
-        raise InputError.single("", "the request body is nested too deeply") from None
+    patient = parse_json(await request.body(), "the request body")
     if not isinstance(patient, dict):
         raise InputError.single("", "the patient record must be a JSON object")
     # The contract's door takes any as_of (an integrator may replay or plan); the forms,

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from b12dx.errors import FieldError, InputError
+from b12dx.jsonio import TooDeep, loads
 from b12dx.knowledge.loader import Knowledge
 from b12dx.typed_numbers import read_number, refusal
 
@@ -208,10 +209,14 @@ def clinician_answers(form: FormData, kb: Knowledge) -> tuple[dict[str, Any], li
     pasted = form.get("record_json", "").strip()
     if pasted:
         try:
-            data = json.loads(pasted)
+            data = loads(pasted)
+        except TooDeep as exc:
+            return {}, [FieldError("record_json", f"The pasted record is {exc}")]
         except json.JSONDecodeError as exc:
             message = f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
             return {}, [FieldError("record_json", f"The pasted record is {message}")]
+        except ValueError as exc:
+            return {}, [FieldError("record_json", f"The pasted record is not valid: {exc}")]
         if not isinstance(data, dict):
             return {}, [FieldError("record_json", "The pasted record must be a JSON object")]
         return data, []
