@@ -281,4 +281,6 @@ def test_a_draft_order_of_the_wrong_json_type_is_a_400_naming_it(tmp_path, hook,
     }
     r = asyncio.run(_post(_cds_app(tmp_path), f"/cds-services/b12dx-{hook}", json=body))
     assert r.status_code == 400, r.text[:300]
-    assert f"context.draftOrders.entry.resource.medicationCodeableConcept.coding.{key}" in r.text
+    assert (
+        f"context.draftOrders.entry[0].resource.medicationCodeableConcept.coding[0].{key}" in r.text
+    )

@@ -34,6 +34,39 @@ from b12dx.models.patient import MAX_DURATION_MONTHS
 POSSIBLE = ("confirmed", "likely", "indeterminate")
 
 
+# Elements of a draft order that are strings wherever they appear (FHIR R4), and those
+# that are strings in a Coding, or a CodeableConcept (``text``: elsewhere a Narrative).
+_STRINGS = ("resourceType", "id", "status", "intent", "reference", "display")
+_CODING_STRINGS = ("system", "version", "code", "display", "id")
+
+
+def draft_type_problems(bundle: Mapping[str, Any]) -> list[str]:
+    """Each element of the draft orders the order checks read that is of the wrong JSON
+    type (a number, list or object where FHIR has a string), by its path. Elements FHIR
+    requires but a draft leaves out are not asked for: EHRs send drafts before they are
+    complete (the CDS Hooks specification's own examples do)."""
+    problems: list[str] = []
+    stack: list[tuple[Any, str]] = [(bundle, "context.draftOrders")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, list):
+            stack += [(v, f"{path}[{i}]") for i, v in enumerate(node)]
+            continue
+        if not isinstance(node, Mapping):
+            continue
+        in_coding = path.endswith("]") and path.rsplit(".", 1)[-1].startswith("coding[")
+        strings = _CODING_STRINGS if in_coding else _STRINGS
+        if "coding" in node:
+            strings = (*strings, "text")
+        for key, value in node.items():
+            where = f"{path}.{key}"
+            if key in strings and value is not None and not isinstance(value, str):
+                problems.append(f"{where}: expected a string, not {type(value).__name__}")
+            elif isinstance(value, Mapping | list):
+                stack.append((value, where))
+    return sorted(problems)
+
+
 def draft_orders(context: Mapping[str, Any], selected_only: bool) -> list[dict[str, Any]]:
     bundle = context.get("draftOrders")
     entries = bundle.get("entry") if isinstance(bundle, Mapping) else None

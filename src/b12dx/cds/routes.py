@@ -35,7 +35,7 @@ from b12dx.cds.cards import actionable, patient_view_cards
 from b12dx.cds.feedback import FeedbackError, FeedbackStore, default_path, parse
 from b12dx.cds.fetch import PreconditionFailed, gather
 from b12dx.cds.fhir_servers import FhirServer, servers_from_env
-from b12dx.cds.orders import draft_orders, order_cards
+from b12dx.cds.orders import draft_orders, draft_type_problems, order_cards
 from b12dx.cds.replay import SharedReplayCache
 from b12dx.cds.replay import default_path as replay_path
 from b12dx.cds.services import discovery, prefetch_keys
@@ -46,7 +46,6 @@ from b12dx.errors import B12dxError, InputError
 from b12dx.fhir.assess import with_fhir_input
 from b12dx.fhir.read import Resource
 from b12dx.fhir.record import record_from_resources
-from b12dx.fhir.validate import NotValid, model_of
 from b12dx.jsonio import parse_json, parse_large_json
 from b12dx.knowledge.loader import load_knowledge
 from b12dx.network import is_loopback
@@ -379,12 +378,7 @@ def _check_request(body: Any, hook: str) -> list[str]:
         if not isinstance(draft, dict) or draft.get("resourceType") != "Bundle":
             problems.append("context.draftOrders: is required (a Bundle of draft orders)")
         else:
-            # Validated whole by the FHIR R4 model: a coding's code or system of the wrong
-            # JSON type is named here, never met by the order checks.
-            try:
-                model_of(draft)
-            except NotValid as exc:
-                problems.append(f"context.draftOrders.{exc.where}: {exc.message}")
+            problems += draft_type_problems(draft)
     selections = context.get("selections")
     if hook == "order-select" and (
         not isinstance(selections, list) or not all(isinstance(x, str) for x in selections)

@@ -194,8 +194,13 @@ def differential_fit(
 
 def _expand(kb: Knowledge, ids: list[str]) -> set[str]:
     out: set[str] = set()
+    # @weakness: any weakness; @deficit: any loss of nerve function (symptoms.yaml).
+    sets = {
+        "@weakness": kb.weakness_symptoms,
+        "@deficit": frozenset(s for s in kb.nervous_system if kb.symptoms[s].deficit),
+    }
     for i in ids:
-        out |= kb.weakness_symptoms if i == "@weakness" else {i}
+        out |= sets.get(i, {i})
     return out
 
 
@@ -351,6 +356,12 @@ def _strain_ache(symptoms: Mapping[str, SymptomEntry]) -> bool:
 
 def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
     symptoms = {s.id: s for s in record.symptoms}
+    # The nerve features that count as involvement at this age (a child's seizures do).
+    nerves = (
+        kb.neurological_symptoms_young
+        if record.age_years < kb.triage.adult_from_years
+        else kb.neurological_symptoms
+    )
     # Rule findings.diagnosis_as_symptoms: a recorded neuropathy or myelopathy counts
     # exactly as its symptoms do (conditions.yaml presents_as), with no tempo of its own.
     for c in record.conditions:
@@ -369,9 +380,7 @@ def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
     non_motor_neuro = [
         s
         for s in b12
-        if s in kb.neurological_symptoms
-        and kb.symptoms[s].group != "motor"
-        and not (aching and s == STRAIN_ACHE)
+        if s in nerves and kb.symptoms[s].group != "motor" and not (aching and s == STRAIN_ACHE)
     ]
     # Rule suspicion.strain_pattern: sudden weakness with the seed's strain features and no
     # sensory, balance, reflex, visual or cognitive sign is ordinary strain, not B12.
@@ -382,7 +391,7 @@ def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
     )
     if strain:
         b12 = [s for s in b12 if not kb.symptoms[s].weakness and not (aching and s == STRAIN_ACHE)]
-    others = [s for s in b12 if s in kb.neurological_symptoms and s != DYSPHAGIA]
+    others = [s for s in b12 if s in nerves and s != DYSPHAGIA]
     dysphagia = symptoms.get(DYSPHAGIA)
     # NG12 1.2.1 refers anyone with dysphagia; alone, it is not counted as B12 neuropathy.
     cancer_pathway = (
@@ -395,10 +404,10 @@ def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
     # A swollen painful leg is a DVT until excluded (NG158): its pain is not counted as B12
     # neuropathy unless a nerve deficit comes with it.
     if swollen_painful_leg(symptoms) and not any(
-        kb.symptoms[s].deficit for s in b12 if s in kb.neurological_symptoms
+        kb.symptoms[s].deficit for s in b12 if s in nerves
     ):
         b12 = [s for s in b12 if s not in PAINS]
-    neuro = [s for s in b12 if s in kb.neurological_symptoms]
+    neuro = [s for s in b12 if s in nerves]
     # The findings the strain pattern accounts for raise no alarm; a severe one always does.
     by_strain = frozenset(
         sid
@@ -431,11 +440,7 @@ def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
     # stays neurological (its regimen and maintenance interval) when the nerve symptoms
     # improve or resolve: the improvement came with treatment and does not change how the
     # course began.
-    course_neuro = [
-        sid
-        for sid, r in baselines.items()
-        if sid in kb.neurological_symptoms and rank(r.rating) > 0
-    ]
+    course_neuro = [sid for sid, r in baselines.items() if sid in nerves and rank(r.rating) > 0]
     first = doses[0].date if doses else None
 
     def since_first(sid: str) -> list[SymptomRating]:

@@ -101,13 +101,14 @@ def presentation(kb: Knowledge, profile: Profile, f: Findings, labs: LabSummary)
     cause, behind = _cause(f, labs)
     # Neurological now, or at the start of the course under way: by the ratings
     # (findings), or, when none were made, by how the course was given (course.loaded_as).
-    neuro = f.neurological_course or courses.loaded_as(
+    loaded_neuro = courses.loaded_as(
         kb,
         profile,
         kb.regimens[profile.regimen_by_cause["neurological"]],
         kb.regimens[profile.regimen_by_cause["unknown"]],  # the injections without nerves
         f.doses,
     )
+    neuro = f.neurological_course or loaded_neuro
     key = "neurological" if neuro else cause
     regimen = kb.regimens[profile.regimen_by_cause[key]]
     rule = "treatment.neurological_course" if neuro and not f.neurological else "treatment.regimen"
@@ -134,6 +135,22 @@ def presentation(kb: Knowledge, profile: Profile, f: Findings, labs: LabSummary)
     if last is not None and not courses.fits(kb, last, regimen):
         followed = next(r for r in adequate if courses.fits(kb, last, r))
     c = courses.judge(kb, profile, followed, adequate, f.doses, f.as_of, months)
+    # Nerve symptoms new or worse on a maintenance course given for the cause alone (not
+    # begun with nerve involvement): the course is judged as it was given (a 3-monthly
+    # course is not overdue at 2 months); the new plan re-loads (rule
+    # treatment.reload_on_treatment). During loading, loading goes on as the nerves need.
+    given_for_cause = kb.regimens[profile.regimen_by_cause[cause]]
+    if (
+        key == "neurological"
+        and f.worsening_neuro
+        and not f.course_neuro_symptoms
+        and not loaded_neuro
+        and last is not None
+        and courses.fits(kb, last, given_for_cause)
+    ):
+        as_given = courses.judge(kb, profile, given_for_cause, adequate, f.doses, f.as_of, months)
+        if as_given.at is not None and as_given.at.phase(given_for_cause).phase != "loading":
+            c = as_given
     return Presentation(key, cause, behind, regimen, rule, c, months, adequate)
 
 

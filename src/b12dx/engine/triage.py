@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.patient import PatientRecord, SymptomEntry
-from b12dx.models.triage import Elsewhere, Level, Tempo, TriageClass
+from b12dx.models.triage import Elsewhere, Level, Tempo, TriageClass, WhenNewByAge
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,12 @@ def infant(kb: Knowledge, record: PatientRecord) -> bool:
     return kb.triage.age_group(record.age_years).id == "infant"
 
 
+def young_child(kb: Knowledge, record: PatientRecord) -> bool:
+    """An infant or young child, whose lethargy, pallor or anaemia is urgent (triage.yaml
+    young_child_below_years)."""
+    return record.age_years < kb.triage.young_child_below_years
+
+
 def neurological(kb: Knowledge, sid: str) -> bool:
     """A symptom of the nervous system (its own ``neurological``, else its group's)."""
     return sid in kb.nervous_system
@@ -107,6 +113,13 @@ def severe(kb: Knowledge, entry: SymptomEntry) -> bool:
     return entry.severity == "severe" or kb.symptoms[entry.id].always_severe
 
 
+def by_age(kb: Knowledge, sid: str, age_years: float | None) -> WhenNewByAge | None:
+    """The symptom's first when_new_by_age entry for this age, if any."""
+    if age_years is None:
+        return None
+    return next((w for w in kb.symptoms[sid].when_new_by_age if w.applies(age_years)), None)
+
+
 def symptom_alarms(
     kb: Knowledge, entry: SymptomEntry, age_years: float | None = None
 ) -> list[tuple[Level, str]]:
@@ -119,14 +132,10 @@ def symptom_alarms(
     new = level_when_new(kb, entry.id, t) if t is not None else None
     if new is not None:
         out.append((new, "triage.new_finding"))
-    by_age = s.when_new_from_age
-    if (
-        by_age is not None
-        and age_years is not None
-        and age_years >= by_age.from_years
-        and t in ("sudden", "acute", "subacute")
-    ):
-        out.append((by_age.level, "triage.new_finding_by_age"))
+    at_age = by_age(kb, entry.id, age_years)
+    if at_age is not None and t in ("sudden", "acute", "subacute", None):
+        # New within weeks, or with no date (which cannot show it is long-standing).
+        out.append((at_age.level, "triage.new_finding_by_age"))
     if t is None and s.when_undated is not None:
         out.append((s.when_undated, "triage.undated_finding"))
     if klass is not None and klass.when_severe is not None and severe(kb, entry):
@@ -232,10 +241,10 @@ def alarms(
             continue
         for level, rule in symptom_alarms(kb, entry, record.age_years):
             # Where it goes instead, at the levels its entry sends it (triage.yaml).
-            by_age = kb.symptoms[sid].when_new_from_age
+            at_age = by_age(kb, sid, record.age_years)
             place = (
-                by_age.elsewhere
-                if rule == "triage.new_finding_by_age" and by_age is not None
+                (at_age.elsewhere if at_age is not None else None)
+                if rule == "triage.new_finding_by_age"
                 else kb.symptoms[sid].elsewhere
                 if rule != "triage.severe_finding"
                 else None
@@ -270,7 +279,7 @@ def alarms(
     if record.pregnant:
         out += _pregnancy_alarms(kb, symptoms, places)
     signs = [s for s in symptoms if kb.symptoms[s].infant_sign]
-    if infant(kb, record) and signs:
+    if young_child(kb, record) and signs:
         rule = "triage.infant_signs"
         out.append(
             Alarm(

@@ -87,8 +87,9 @@ def _by_triage(kb: Knowledge, f: Findings, labs: LabSummary) -> list[Level]:
 
 
 def infant_anaemia(kb: Knowledge, f: Findings, labs: LabSummary) -> bool:
-    """Rule triage.infant_signs read with the results: a baby's low haemoglobin."""
-    return triage.infant(kb, f.patient) and labs.band("hemoglobin") == "low"
+    """Rule triage.infant_signs read with the results: a baby's or young child's low
+    haemoglobin."""
+    return triage.young_child(kb, f.patient) and labs.band("hemoglobin") == "low"
 
 
 def _severe(kb: Knowledge, f: Findings, test_id: str, reading: LabReading) -> str | None:

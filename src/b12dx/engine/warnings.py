@@ -174,6 +174,10 @@ def notes(
             group, "note.mood_help_young_person" if group == "adolescent" else "note.mood_help"
         )
         out.append(explained(kb, Note, rule, id="mood_help"))
+    if f.patient.breastfeeding and (st.deficient or st.status == "indeterminate" or s.high):
+        # Her breastfed baby's B12 is hers (clinical-reference §5): the baby is asked
+        # about, and seen by a paediatrician when there is any sign.
+        note("breastfed_baby")
     if st.deficient:
         note("nitrous_oxide_procedures")
     if s.high and st.status in ("indeterminate", "not_assessed") and labs.usable:

@@ -92,8 +92,8 @@ class Medicines:
 
     def _identify(self, codings: list[Any], text: str) -> tuple[Meaning | None, str, str]:
         if self.index.first(codings, ("exposure",)) is not None:
-            # Nitrous oxide given as an anaesthetic is not the recreational exposure.
-            raise NotUsed("a medicine that b12dx records only as an exposure the patient reports")
+            # Read as an exposure by the record's builder (medicine_exposure), not a course.
+            raise NotUsed("an exposure (nitrous oxide), not a medicine course")
         meaning = self.index.first(codings, ("medication",))
         if meaning is not None:
             return meaning, meaning.id, f"{meaning.code.system} {meaning.code.code}"
@@ -235,18 +235,31 @@ class Medicines:
         return medications
 
 
-def reported_exposure(
+def medicine_exposure(
     resource: Resource, index: CodeIndex, find: Callable[[str], Resource | None] = _nowhere
 ) -> str | None:
-    """The exposure (risk_factors.yaml, e.g. nitrous_oxide) a MedicationStatement names,
-    or None. A MedicationStatement is what the person says they take: nitrous oxide there
-    is the recreational use the knowledge base counts, read as an Observation of it is;
-    ordered or given (MedicationRequest, MedicationAdministration) it is an anaesthetic or
-    analgesic, and is not counted."""
-    if resource.get("resourceType") != "MedicationStatement":
-        return None
+    """The exposure (risk_factors.yaml, e.g. nitrous_oxide) a medicine resource names, or
+    None. Nitrous oxide inactivates B12 whoever gives it: taken for fun (what the person
+    reports, a MedicationStatement), or ordered and given as an anaesthetic or for pain
+    (Entonox: a MedicationRequest or MedicationAdministration), where repeated use brings
+    on the same nerve damage in a person short of B12 (nice-ng239)."""
     meaning = index.first(medicine_named(resource, find)[0], ("exposure",))
     return meaning.id if meaning is not None else None
+
+
+def exposure_status_used(resource: Resource, kb: Knowledge) -> str | None:
+    """None when a medicine resource's status lets it count; else the status."""
+    st = kb.fhir.statuses
+    status = str(resource.get("status"))
+    kind = resource.get("resourceType")
+    if kind == "MedicationAdministration":
+        return None if status in st.medication_administration_used else status
+    ignored = (
+        st.medication_request_ignored
+        if kind == "MedicationRequest"
+        else st.medication_statement_ignored
+    )
+    return status if status in ignored else None
 
 
 def medicine_of(

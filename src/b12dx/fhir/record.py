@@ -20,7 +20,7 @@ from typing import Any
 from b12dx.errors import FieldError, InputError
 from b12dx.fhir.codes import CodeIndex, Meaning, code_index, in_codes, qualifier
 from b12dx.fhir.findings import check_pregnancy, latest_diet
-from b12dx.fhir.medicines import Medicines, reported_exposure
+from b12dx.fhir.medicines import Medicines, exposure_status_used, medicine_exposure
 from b12dx.fhir.read import Resource, another_patient, by_reference
 from b12dx.fhir.results import (
     numeric_result,
@@ -166,14 +166,14 @@ class _Builder:
             return self._condition(resource)
         if rtype == "Procedure":
             return self._procedure(resource)
+        exposure = medicine_exposure(resource, self.index, self.medicines.find)
+        if exposure is not None:
+            status = exposure_status_used(resource, self.kb)
+            if status is not None:
+                raise NotUsed(f"status {status}")
+            return self._exposure(exposure)
         if rtype == "MedicationAdministration":
             return self.medicines.add_dose(resource)
-        exposure = reported_exposure(resource, self.index, self.medicines.find)
-        if exposure is not None:
-            status = str(resource.get("status"))
-            if status in self.kb.fhir.statuses.medication_statement_ignored:
-                raise NotUsed(f"status {status}")
-            return self._exposure(exposure) + " (use the patient reports)"
         self.medicines.add_order(resource, reference)
         return None  # noted when the courses are added up
 

@@ -110,7 +110,7 @@ def _feature_problems(kb: Knowledge, where: str, feature: str) -> Iterator[str]:
 
 def _symptom_refs(kb: Knowledge, ids: list[str]) -> Iterator[str]:
     for sid in ids:
-        if sid != "@weakness" and sid not in kb.symptoms:
+        if sid not in ("@weakness", "@deficit") and sid not in kb.symptoms:
             yield sid
 
 
@@ -163,7 +163,7 @@ def check(kb: Knowledge) -> Iterator[str]:
         for place in (
             s.elsewhere,
             s.elsewhere_in_pregnancy,
-            s.when_new_from_age and s.when_new_from_age.elsewhere,
+            *(w.elsewhere for w in s.when_new_by_age),
         ):
             if place is not None and place not in places:
                 yield f"symptoms.{s.id}: unknown triage.yaml elsewhere entry {place!r}"

@@ -93,7 +93,10 @@ class Knowledge:
     triage: TriageKnowledge
     weakness_symptoms: frozenset[str] = field(default=frozenset())
     # The B12 symptoms in a neurological group: any of them is neurological involvement.
+    # B12 features of the nervous system that count as neurological involvement in an
+    # adult; ..._young: under 16 (symptom_groups.yaml involvement_age_groups).
     neurological_symptoms: frozenset[str] = field(default=frozenset())
+    neurological_symptoms_young: frozenset[str] = field(default=frozenset())
     # Every symptom of the nervous system, whatever its role (triage reads it).
     nervous_system: frozenset[str] = field(default=frozenset())
     # Values the engine derives from the knowledge base alone (citations, food lists),
@@ -255,6 +258,13 @@ def load_knowledge_from(directory: Path) -> Knowledge:
         triage=_one(directory, "triage", TriageKnowledge),
         weakness_symptoms=frozenset(s.id for s in symptoms.values() if s.weakness),
         neurological_symptoms=frozenset(
+            s.id
+            for s in symptoms.values()
+            if s.role == "b12"
+            and s.id in nervous
+            and "adult" in (groups[s.group].involvement_age_groups or ["adult"])
+        ),
+        neurological_symptoms_young=frozenset(
             s.id for s in symptoms.values() if s.role == "b12" and s.id in nervous
         ),
         nervous_system=nervous,

@@ -86,6 +86,12 @@ class SymptomGroup(Cited):
     # ("course": after exercise, easing with rest, coming and going).
     asked: Literal["by_area", "about", "course"] = "by_area"
     plain_name: str | None = None  # the check's heading, where the name is a clinician's
+    # The ages at which its features count as B12's neurological involvement (the
+    # regimen, the urgency of nerve involvement); None: every age. A child's seizures and
+    # development are B12 signs; an adult's first seizure is not (clinical-reference §1).
+    involvement_age_groups: (
+        list[Literal["infant", "child", "adolescent", "adult", "older_adult"]] | None
+    ) = None
 
 
 class Symptom(Cited, SymptomTriage):

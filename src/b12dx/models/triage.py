@@ -25,13 +25,20 @@ class WhenNew(_KB):
     subacute: Level | None = None
 
 
-class WhenNewFromAge(_KB):
-    """A finding that means something else when it is new (within weeks) from an age:
-    a new headache at 50 or over is giant cell arteritis until shown otherwise (cks-gca)."""
+class WhenNewByAge(_KB):
+    """A finding that means something else when it is new (within weeks, or undated) at
+    some ages: a new headache at 50 or over is giant cell arteritis until shown otherwise
+    (cks-gca); a young child's back pain is not the mechanical back pain of adults."""
 
-    from_years: float = Field(gt=0)
+    from_years: float | None = Field(default=None, gt=0)
+    below_years: float | None = Field(default=None, gt=0)
     level: Level
-    elsewhere: str  # triage.yaml elsewhere: where it goes instead
+    elsewhere: str | None = None  # triage.yaml elsewhere: where it goes instead
+
+    def applies(self, age_years: float) -> bool:
+        return (self.from_years is None or age_years >= self.from_years) and (
+            self.below_years is None or age_years < self.below_years
+        )
 
 
 class SymptomTriage(_KB):
@@ -45,8 +52,8 @@ class SymptomTriage(_KB):
     when_new: WhenNew | None = None
     when_undated: Level | None = None
     when_severe_new: Level | None = None
-    # New (sudden, acute or subacute) from an age: how soon, and where it goes instead.
-    when_new_from_age: WhenNewFromAge | None = None
+    # New (sudden, acute or subacute) or undated at some ages: how soon, and where.
+    when_new_by_age: list[WhenNewByAge] = Field(default_factory=list)
     always_severe: bool = False
     elsewhere: str | None = None
     infant_sign: bool = False
@@ -104,8 +111,10 @@ class TriageKnowledge(_KB):
     red_flag_new_within_days: int = Field(gt=0)
     age_groups: list[AgeGroup] = Field(min_length=1)
     adult_from_years: int = Field(gt=0)
-    # How soon an infant's urgent paediatric signs are seen (rule triage.infant_signs).
+    # How soon an infant's or young child's urgent paediatric signs are seen (rule
+    # triage.infant_signs), and below which age they count.
     infant_signs: Level
+    young_child_below_years: float = Field(gt=0)
     age_sources: list[str] = Field(min_length=1)
     classes: dict[Literal["neurological_deficit", "neurological_other"], TriageClass]
     elsewhere: list[Elsewhere]

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from b12dx.fhir.codes import CodeIndex, code_index, in_codes, qualifier
-from b12dx.fhir.medicines import medicine_of, reported_exposure
+from b12dx.fhir.medicines import exposure_status_used, medicine_exposure, medicine_of
 from b12dx.fhir.read import (
     REFERENCED_TYPES,
     Resource,
@@ -250,6 +250,8 @@ class _Mapper:
         return self.medicines[key]
 
     def _MedicationRequest(self, r: dict[str, Any], pid: str) -> None:
+        if self._exposure(r, pid, _date(r.get("authoredOn"))):
+            return
         status = r.get("status")
         if status in self.st.medication_request_ignored:
             self.skip(f"MedicationRequest {status}")
@@ -267,17 +269,26 @@ class _Mapper:
             return
         self._course(pid, mid, start, end, status in self.st.medication_request_ongoing)
 
+    def _exposure(self, r: dict[str, Any], pid: str, when: dt.date | None) -> bool:
+        """Whether a medicine resource names an exposure (nitrous oxide), kept as a finding
+        as the one-patient record reads it (fhir.medicines.medicine_exposure)."""
+        exposure = medicine_exposure(r, self.index, self.shared.get)
+        if exposure is None:
+            return False
+        if exposure_status_used(r, self.kb) is None:
+            self.out.add(
+                "finding", {"person_id": pid, "kind": "exposure", "id": exposure, "date": when}
+            )
+        else:
+            self.skip(f"{r.get('resourceType')} of {exposure}: status not used")
+        return True
+
     def _MedicationStatement(self, r: dict[str, Any], pid: str) -> None:
         status = r.get("status")
         if status in self.st.medication_statement_ignored:
             self.skip(f"MedicationStatement {status}")
             return
-        exposure = reported_exposure(r, self.index, self.shared.get)
-        if exposure is not None:  # as the one-patient record reads it
-            when = statement_span(r)[0]
-            self.out.add(
-                "finding", {"person_id": pid, "kind": "exposure", "id": exposure, "date": when}
-            )
+        if self._exposure(r, pid, statement_span(r)[0]):
             return
         mid = self._medicine(r)
         if mid is None:
@@ -302,6 +313,8 @@ class _Mapper:
         )
 
     def _MedicationAdministration(self, r: dict[str, Any], pid: str) -> None:
+        if self._exposure(r, pid, _period_start(r, "effective")):
+            return
         if self._medicine(r) != "b12_supplement":
             self.skip("MedicationAdministration not of B12")
             return
