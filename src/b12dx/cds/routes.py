@@ -131,6 +131,9 @@ def build_router(settings: CdsSettings) -> APIRouter:
     # At most one call's CPU work per core at once; the others wait their turn (within
     # the same time bound) instead of slowing every call down together.
     working = asyncio.Semaphore(os.cpu_count() or 1)
+    # One large body read at a time per worker: parsing holds the interpreter's lock, and
+    # several at once left the event loop (and the health check) waiting over a second.
+    reading = asyncio.Semaphore(1)
 
     def base_url(request: Request) -> str:
         return (settings.public_url or str(request.base_url)).rstrip("/")
@@ -195,11 +198,35 @@ def build_router(settings: CdsSettings) -> APIRouter:
             return who
         if not _is_json(request):
             return _not_json()
+        raw = await request.body()
+        # Every step that grows with the body (parsing, checking, de-duplicating and
+        # counting) runs off the event loop and inside the call's time bound, so that a
+        # large body delays no one else's answer (the health check included).
+        limit = settings.work_timeout_seconds
+        started = time.monotonic()
+
+        async def off_loop(fn: Callable[..., Any], *args: Any) -> Any:
+            left = max(0.0, limit - (time.monotonic() - started))
+            async with asyncio.timeout(left), reading:
+                return await asyncio.to_thread(fn, *args)
+
+        def too_much(n: int | None = None) -> JSONResponse:
+            log.info("%s: over the time bound", service_id)
+            size = f"{n} resources" if n is not None else f"{len(raw)} bytes"
+            return _error(
+                413,
+                "too_much_work",
+                f"the record took longer than {limit:g} s to read and assess ({size}); "
+                "send fewer (a prefetch of what the discovery document asks for is enough)",
+            )
+
         try:
-            body = parse_large_json(await request.body(), "the request")
+            body = await off_loop(parse_large_json, raw, "the request")
+            problems = await off_loop(_check_request, body, service.hook)
         except InputError as exc:
             return _error(400, "bad_request", str(exc.errors[0]))
-        problems = _check_request(body, service.hook)
+        except TimeoutError:
+            return too_much()
         if problems:
             return _error(400, "bad_request", "; ".join(problems), errors=problems)
         context = body["context"]
@@ -220,9 +247,10 @@ def build_router(settings: CdsSettings) -> APIRouter:
             )
         except PreconditionFailed as exc:
             return _error(412, "precondition_failed", exc.message, missing=exc.missing)
-        resources = _dedupe(got.resources)
-        counts = Counter(str(r.get("resourceType")) for r in resources)
-        over = sorted((t, n) for t, n in counts.items() if n > MAX_RESOURCES_PER_TYPE)
+        try:
+            resources, over = await off_loop(_tally, got.resources)
+        except TimeoutError:
+            return too_much(len(got.resources))
         if over:
             # A bound on the work one call may cause: no one patient needs more.
             listed = ", ".join(f"{t}: {n}" for t, n in over)
@@ -270,8 +298,6 @@ def build_router(settings: CdsSettings) -> APIRouter:
         # Reading the record and assessing it is CPU work: off the event loop, so that one
         # large patient does not stop the worker answering anyone else; and bounded in
         # time, so that no call holds a worker thread for longer than the bound.
-        limit = settings.work_timeout_seconds
-        started = time.monotonic()
         try:
             async with asyncio.timeout(limit):
                 await working.acquire()
@@ -288,14 +314,7 @@ def build_router(settings: CdsSettings) -> APIRouter:
             )
         except TimeoutError:
             abandoned.set()
-            log.info("%s: over the time bound", service_id)
-            return _error(
-                413,
-                "too_much_work",
-                f"the record took longer than {limit:g} s to read and assess "
-                f"({len(resources)} resources); send fewer (a prefetch of what the "
-                "discovery document asks for is enough)",
-            )
+            return too_much(len(resources))
 
     @router.post(
         "/{service_id}/feedback",
@@ -388,6 +407,13 @@ def _check_request(body: Any, hook: str) -> list[str]:
     if auth is not None and not isinstance(body.get("fhirServer"), str):
         problems.append("fhirServer: is required when fhirAuthorization is given")
     return problems
+
+
+def _tally(resources: list[Resource]) -> tuple[list[Resource], list[tuple[str, int]]]:
+    """The resources without repeats, and each type with more than a patient needs."""
+    kept = _dedupe(resources)
+    counts = Counter(str(r.get("resourceType")) for r in kept)
+    return kept, sorted((t, n) for t, n in counts.items() if n > MAX_RESOURCES_PER_TYPE)
 
 
 def _dedupe(resources: list[Resource]) -> list[Resource]:

@@ -302,9 +302,44 @@ def serve(
             "otherwise: every CDS call should carry a signed JWT).",
         ),
     ] = False,
+    head_timeout: Annotated[
+        float,
+        typer.Option(
+            "--head-timeout",
+            help="Seconds a client has to send the request line and headers (then 408).",
+            min=0.1,
+        ),
+    ] = 10.0,
+    body_timeout: Annotated[
+        float,
+        typer.Option(
+            "--body-timeout",
+            help="Seconds a client has to send the whole body after the headers (then 408).",
+            min=0.1,
+        ),
+    ] = 60.0,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            "--max-connections",
+            help="Open connections per worker; the next is answered 503 and closed.",
+            min=1,
+        ),
+    ] = 2000,
+    max_requests: Annotated[
+        int,
+        typer.Option(
+            "--max-requests",
+            help="Requests answered at once per worker; the next is answered 503.",
+            min=1,
+        ),
+    ] = 200,
 ) -> None:
     """Start the web app (patient check, clinician view, follow-up), the JSON API and CDS
-    Hooks."""
+    Hooks. Connection limits: a request head of 16 KiB at most (431; a request target of
+    8 KiB, 414), sent within --head-timeout, its body within --body-timeout (408),
+    --max-connections and --max-requests per worker (503), idle keep-alive closed after
+    5 s (docs/security.md)."""
     import os
 
     from b12dx.extras import need
@@ -368,6 +403,12 @@ def serve(
         sys.stderr.write(f"b12dx: CDS Hooks may be called by pages of: {', '.join(origins)}\n")
     if host not in ("127.0.0.1", "localhost", "::1"):
         sys.stderr.write(f"b12dx: serving on {host}: reachable beyond this machine.\n")
+    from b12dx.web.server import Limits, raise_open_files_limit
+
+    limits = Limits(head_timeout, body_timeout, max_connections, max_requests)
+    os.environ.update(limits.to_env())  # each worker reads them (web/server.py)
+    # Room for every worker's connections, its database and log files.
+    raise_open_files_limit(max_connections * workers + 256)
     uvicorn.run(
         "b12dx.web.app:create_app",
         factory=True,
@@ -377,6 +418,8 @@ def serve(
         access_log=access_log,
         log_level="info",
         server_header=False,
+        http="b12dx.web.server:GuardedProtocol",
+        timeout_keep_alive=5,
     )
 
 

@@ -7,8 +7,13 @@ limit is passed, whether or not the client sent Content-Length.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from starlette.requests import ClientDisconnect
+
+logger = logging.getLogger("uvicorn.error")  # the server log uvicorn prints
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -139,3 +144,7 @@ class BodySizeLimit:
         except BodyTooLarge:
             if not started:
                 await self._reject(send, limit)
+        except ClientDisconnect:
+            # A client that went away before sending its whole request: one short line,
+            # never a traceback (anyone can do it, and a log must not fill a disk).
+            logger.info("client went away before sending the whole request")

@@ -1,0 +1,272 @@
+"""What one hostile client can do to `b12dx serve`, on a real server started here: a
+request line or header that never ends, a thousand half-sent requests, a body sent a byte
+at a time, requests abandoned mid-body, idle connections. Each is answered quickly
+(414, 431, 408, 503) or closed, in one short log line, and /api/v1/health answers within
+1 s throughout (web/server.py, docs/security.md "Connections")."""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from processes import b12dx_command, free_port, wait_for_http
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("serve_limits")]
+
+HEAD_TIMEOUT = 2.0
+BODY_TIMEOUT = 3.0
+
+
+@dataclass
+class Server:
+    port: int
+    log: Path
+    proc: subprocess.Popen[bytes]
+
+    def connect(self) -> socket.socket:
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        return s
+
+
+def _start(tmp: Path, *extra: str) -> Server:
+    port = free_port()
+    log = tmp / f"serve-{port}.log"
+    env = os.environ | {"B12DX_DATA_DIR": str(tmp / "data")}
+    proc = subprocess.Popen(
+        [
+            *b12dx_command(),
+            "serve",
+            "--port",
+            str(port),
+            "--db",
+            str(tmp / "f.sqlite3"),
+            "--head-timeout",
+            str(HEAD_TIMEOUT),
+            "--body-timeout",
+            str(BODY_TIMEOUT),
+            *extra,
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    wait_for_http(f"http://127.0.0.1:{port}/api/v1/health", proc, log, "b12dx serve")
+    return Server(port, log, proc)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    # The test process itself opens a thousand sockets.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard >= 4096:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), hard))
+    s = _start(tmp_path_factory.mktemp("serve"))
+    yield s
+    s.proc.terminate()
+    s.proc.wait(timeout=30)
+
+
+@dataclass
+class Health:
+    """Polls /api/v1/health every 0.1 s on fresh connections, recording each answer's
+    time (a failure counts as infinitely slow)."""
+
+    port: int
+    times: list[float] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            start = time.monotonic()
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+                    s.sendall(
+                        b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                    )
+                    ok = s.recv(64).startswith(b"HTTP/1.1 200")
+                self.times.append(time.monotonic() - start if ok else float("inf"))
+            except OSError:
+                self.times.append(float("inf"))
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def health(server: Server) -> Iterator[Health]:
+    h = Health(server.port)
+    thread = threading.Thread(target=h.run, daemon=True)
+    thread.start()
+    yield h
+    h.stop.set()
+    thread.join(timeout=10)
+    assert h.times, "health was never asked"
+    print(f"health: {len(h.times)} answers, slowest {max(h.times):.3f} s")
+    assert max(h.times) < 1.0, f"health answered in up to {max(h.times):.2f} s"
+
+
+def _answer(s: socket.socket) -> bytes:
+    try:
+        return s.recv(200)
+    except OSError:
+        return b""
+
+
+def _send_until_stopped(s: socket.socket, head: bytes, chunk: bytes, most: int) -> float:
+    """Send ``head`` then ``chunk`` repeatedly, up to ``most`` bytes, until the server
+    stops reading; the seconds it took."""
+    start = time.monotonic()
+    try:
+        s.sendall(head)
+        sent = len(head)
+        while sent < most:
+            s.sendall(chunk)
+            sent += len(chunk)
+    except OSError:
+        pass
+    return time.monotonic() - start
+
+
+def test_a_request_line_that_never_ends_is_a_quick_414(server: Server, health: Health) -> None:
+    with server.connect() as s:
+        took = _send_until_stopped(s, b"GET /", b"a" * 65536, 160 * 1024 * 1024)
+        assert _answer(s).startswith(b"HTTP/1.1 414")
+    assert took < 5
+
+
+def test_a_header_that_never_ends_is_a_quick_431(server: Server, health: Health) -> None:
+    with server.connect() as s:
+        head = b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Fill: "
+        took = _send_until_stopped(s, head, b"b" * 65536, 128 * 1024 * 1024)
+        assert _answer(s).startswith(b"HTTP/1.1 431")
+    assert took < 5
+
+
+def test_a_thousand_half_sent_requests_are_closed_and_health_answers(
+    server: Server, health: Health
+) -> None:
+    socks = []
+    for _ in range(1100):
+        s = server.connect()
+        s.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")  # never the blank line
+        socks.append(s)
+    deadline = time.monotonic() + HEAD_TIMEOUT + 10
+    for s in socks:
+        s.settimeout(max(0.1, deadline - time.monotonic()))
+        answer = _answer(s)
+        assert answer.startswith(b"HTTP/1.1 408") or answer == b"", answer
+        s.close()
+    assert time.monotonic() < deadline
+
+
+def test_a_body_sent_too_slowly_is_408_and_an_idle_connection_is_closed(
+    server: Server, health: Health
+) -> None:
+    with server.connect() as s:
+        start = time.monotonic()
+        s.sendall(
+            b"POST /api/v1/assess HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 1000\r\n\r\n{"age'
+        )
+        assert _answer(s).startswith(b"HTTP/1.1 408")
+        assert BODY_TIMEOUT - 0.5 < time.monotonic() - start < BODY_TIMEOUT + 3
+    with server.connect() as s:
+        s.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _answer(s).startswith(b"HTTP/1.1 200")
+        start = time.monotonic()
+        s.settimeout(15)
+        while _answer(s):  # the rest of the answer, then the server's close
+            pass
+        assert time.monotonic() - start < 8  # keep-alive is 5 s
+
+
+def test_requests_abandoned_mid_body_are_one_short_line_each(
+    server: Server, health: Health
+) -> None:
+    before = server.log.read_text(errors="replace")
+    for _ in range(30):
+        with server.connect() as s:
+            s.sendall(
+                b"POST /api/v1/assess HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 5000\r\n\r\n{"age_years": 4'
+            )
+            time.sleep(0.02)
+    time.sleep(1)
+    added = server.log.read_text(errors="replace")[len(before) :]
+    assert "Traceback" not in added and "ERROR" not in added
+    lines = [line for line in added.splitlines() if line.strip()]
+    assert len(lines) <= 30 and all(len(line) < 200 for line in lines)
+
+
+def test_too_many_connections_or_requests_are_503(tmp_path: Path) -> None:
+    s = _start(tmp_path, "--max-connections", "20", "--max-requests", "5")
+    try:
+        held = [s.connect() for _ in range(20)]
+        for c in held:
+            c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # half-sent: held open
+        time.sleep(0.3)
+        with s.connect() as extra:
+            assert _answer(extra).startswith(b"HTTP/1.1 503")
+        for c in held:
+            c.close()
+        time.sleep(0.3)
+        with s.connect() as again:
+            again.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert _answer(again).startswith(b"HTTP/1.1 200")
+    finally:
+        s.proc.terminate()
+        s.proc.wait(timeout=30)
+
+
+def test_large_cds_calls_are_read_off_the_event_loop(server: Server, health: Health) -> None:
+    """Three concurrent CDS calls of about 6 MB each, 125,000 resources of made-up types
+    (each type under the per-type bound): parsing, de-duplicating and counting them runs
+    off the event loop, so health answers within 1 s while they are read."""
+    import json
+
+    filler = [{"resourceType": f"Made{i % 1000}", "id": str(i)} for i in range(125_000)]
+    body = json.dumps(
+        {
+            "hook": "patient-view",
+            "hookInstance": "large",
+            "context": {"userId": "Practitioner/1", "patientId": "p1"},
+            "prefetch": {
+                "patient": {"resourceType": "Patient", "id": "p1", "birthDate": "1960-01-01"},
+                "conditions": {
+                    "resourceType": "Bundle",
+                    "type": "searchset",
+                    "entry": [{"resource": r} for r in filler],
+                },
+                "labs": None,
+                "medicationRequests": None,
+                "procedures": None,
+            },
+        }
+    ).encode()
+    assert len(body) > 5_000_000
+    head = (
+        b"POST /cds-services/b12dx-patient-view HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    answers: list[bytes] = []
+
+    def call() -> None:
+        with server.connect() as s:
+            s.settimeout(60)
+            s.sendall(head + body)
+            answers.append(_answer(s))
+
+    threads = [threading.Thread(target=call) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=90)
+    assert len(answers) == 3
+    assert all(a.startswith((b"HTTP/1.1 200", b"HTTP/1.1 413")) for a in answers), answers
