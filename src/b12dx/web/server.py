@@ -15,7 +15,7 @@ and in one short log line:
 - an idle keep-alive connection closed after uvicorn's ``timeout_keep_alive``.
 
 The limits are read from the environment that ``b12dx serve`` sets for its workers
-(``B12DX_SERVE_*``), so every worker process applies the same ones.
+(``ENV_NAMES``), so every worker process applies the same ones.
 """
 
 from __future__ import annotations
@@ -39,7 +39,13 @@ SWITCH_INTERVAL_S = 0.001
 
 MAX_HEAD_BYTES = 16 * 1024  # request line and headers, as h11's and nginx's defaults
 MAX_TARGET_BYTES = 8 * 1024  # the request target (path and query)
-ENV = "B12DX_SERVE_"
+# The variables `b12dx serve` sets for its workers, one per limit.
+ENV_NAMES = {
+    "head_timeout": "B12DX_SERVE_HEAD_TIMEOUT",
+    "body_timeout": "B12DX_SERVE_BODY_TIMEOUT",
+    "max_connections": "B12DX_SERVE_MAX_CONNECTIONS",
+    "max_requests": "B12DX_SERVE_MAX_REQUESTS",
+}
 
 
 @dataclass(frozen=True)
@@ -50,13 +56,13 @@ class Limits:
     max_requests: int = 200  # requests being answered at once per worker
 
     def to_env(self) -> dict[str, str]:
-        return {f"{ENV}{k.upper()}": str(v) for k, v in self.__dict__.items()}
+        return {ENV_NAMES[k]: str(v) for k, v in self.__dict__.items()}
 
     @classmethod
     def from_env(cls) -> Limits:
         out: dict[str, Any] = {}
         for name, default in cls().__dict__.items():
-            raw = os.environ.get(f"{ENV}{name.upper()}")
+            raw = os.environ.get(ENV_NAMES[name])
             if raw is not None:
                 out[name] = type(default)(raw)
         return cls(**out)
