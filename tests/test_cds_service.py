@@ -586,6 +586,39 @@ async def test_feedback_is_recorded_once(tmp_path: Path) -> None:
         assert (await c.post("/cds-services/nope/feedback", json=body)).status_code == 404
 
 
+async def test_stored_feedback_is_bounded_per_card_in_total_and_by_age(tmp_path: Path) -> None:
+    """Each new outcomeTimestamp was a new row: one caller could grow the file without end.
+    A card keeps at most per_card outcomes, the table max_rows in all (the oldest going
+    first), and nothing past keep_days."""
+    store = FeedbackStore(tmp_path / "fb.sqlite3", per_card=3, max_rows=5)
+    state = CdsState(tmp_path / "state.sqlite3")
+    cards = [f"card-{i}" for i in range(4)]
+    state.remember_cards("b12dx-patient-view", cards)
+
+    def outcome(card: str, minute: int) -> dict[str, Any]:
+        stamp = f"2026-11-21T10:{minute:02d}:00Z"
+        return {
+            "card": card,
+            "outcome": "accepted",
+            "acceptedSuggestions": [{"id": "s1"}],
+            "outcomeTimestamp": stamp,
+        }
+
+    async with make_client(CdsSettings(feedback=store, state=state)) as c:
+        flood = {"feedback": [outcome("card-0", m) for m in range(50)]}
+        r = await c.post(f"{PV}/feedback", json=flood)
+        assert r.status_code == 200, r.text
+        assert r.json()["recorded"] == 3 and r.json()["not_recorded"] == 47
+        for card in cards[1:]:
+            await c.post(f"{PV}/feedback", json={"feedback": [outcome(card, 1)]})
+    kept = store.all()
+    assert len(kept) == 5  # the two oldest of card-0 went
+    assert [r["card"] for r in kept].count("card-0") == 2
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=401)
+    store.record("b12dx-patient-view", [], None, at=later)  # drops what is past its age
+    assert store.all() == []
+
+
 # -- client authentication over HTTP ----------------------------------------------------------
 
 

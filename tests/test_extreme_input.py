@@ -284,3 +284,42 @@ def test_a_draft_order_of_the_wrong_json_type_is_a_400_naming_it(tmp_path, hook,
     assert (
         f"context.draftOrders.entry[0].resource.medicationCodeableConcept.coding[0].{key}" in r.text
     )
+
+
+# -- what one hook call may bring in from a FHIR server -------------------------------------
+
+
+def test_paging_large_answers_stops_at_the_calls_byte_budget() -> None:
+    """A FHIR server paging 3 MB answers without end: the call reads until its byte budget
+    (here 10 MB, by default 32 MB, the largest CDS body) is spent and then stops, instead of
+    MAX_PAGES pages of whatever size the server sends."""
+    from b12dx.cds import fetch
+
+    filler = [
+        {"resourceType": "Condition", "id": f"c{i}", "note": "x" * 100} for i in range(25_000)
+    ]
+    pages: list[str] = []
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        pages.append(str(request.url))
+        n = len(pages)
+        body = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "entry": [{"resource": r} for r in filler],
+            "link": [{"relation": "next", "url": f"http://fhir.test/fhir/Condition?page={n}"}],
+        }
+        return httpx.Response(200, json=body)
+
+    async def search() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(serve)) as client:
+            await fetch._search(
+                client,
+                "http://fhir.test/fhir",
+                "Condition?patient=p1",
+                fetch._Budget(bytes_left=10 * 1024 * 1024),
+            )
+
+    with pytest.raises(ValueError, match="answers for this call are larger than"):
+        asyncio.run(search())
+    assert 3 <= len(pages) <= 4  # about 3 MB a page: stopped at the fourth

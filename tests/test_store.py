@@ -1073,3 +1073,34 @@ def test_a_practice_can_be_added_to_a_new_database(db: Database) -> None:
 
     with db.transaction() as s:
         assert users.create_practice(s, NURSE, NOW, "Riverside").id == 2
+
+
+def test_a_backup_with_a_history_longer_than_a_record_holds_is_refused_in_bounded_memory(
+    populated: tuple[Database, str], tmp_path: Path
+) -> None:
+    """A small file can hold one patient with hundreds of thousands of ratings; the check
+    after the rows are in loaded whole histories 200 patients at a time, so memory grew
+    with the file. Now histories are checked in chunks of at most MAX_HISTORY_ROWS rows,
+    and a patient whose history alone is longer is refused, nothing changed."""
+    import resource
+
+    db, _ = populated
+    good = backup.dump(db)
+    path = tmp_path / "b.gz"
+    backup.write(db, path)
+    header, *rows, end = (json.loads(x) for x in gzip.decompress(path.read_bytes()).splitlines())
+    rating = next(r for name, r in rows if name == "symptom_ratings")
+    extra = backup.MAX_HISTORY_ROWS + 1
+    start = max(r["id"] for name, r in rows if name == "symptom_ratings") + 1
+    flood = [["symptom_ratings", rating | {"id": start + i}] for i in range(extra)]
+    end["rows"]["symptom_ratings"] += extra
+    bad = tmp_path / "long.gz"
+    bad.write_bytes(_lines(header, *rows, *flood, end))
+    assert bad.stat().st_size < 3 * 2**20
+
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(BackupError, match=f"more than {backup.MAX_HISTORY_ROWS}"):
+        backup.restore(db, backup.read(bad), NURSE, NOW, replace=True)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+    assert grown_mb < 200, f"refusing grew the process by {grown_mb:.0f} MB"
+    assert backup.dump(db) == good

@@ -170,11 +170,30 @@ def _timestamp(text: str) -> dt.datetime | None:
         return None
 
 
+# What the table keeps: a clinician acts on a card once or twice, so a card keeps at most
+# PER_CARD outcomes (each new outcomeTimestamp was a new row, so one caller could grow the
+# file without end); rows older than KEEP_DAYS (a year's audit, and a month over) go; and
+# at most MAX_ROWS rows in all, the oldest going first (about 60 MB at the largest
+# reasons a body may carry).
+PER_CARD = 10
+KEEP_DAYS = 400
+MAX_ROWS = 20_000
+
+
 class FeedbackStore:
     """A small SQLite table; one connection per call keeps it safe across threads."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self,
+        path: Path,
+        per_card: int = PER_CARD,
+        max_rows: int = MAX_ROWS,
+        keep_days: int = KEEP_DAYS,
+    ) -> None:
         self.path = path
+        self.per_card = per_card
+        self.max_rows = max_rows
+        self.keep_days = keep_days
         self._lock = threading.Lock()
         self._ready = False
 
@@ -193,14 +212,32 @@ class FeedbackStore:
                 self._ready = True
         return con
 
-    def record(self, service: str, items: list[Feedback], client: str | None) -> tuple[int, int]:
-        """(new, already recorded) — all in one transaction."""
-        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    def record(
+        self,
+        service: str,
+        items: list[Feedback],
+        client: str | None,
+        at: dt.datetime | None = None,
+    ) -> tuple[int, int, int]:
+        """(new, already recorded, not recorded because their card holds ``per_card``
+        outcomes) — all in one transaction, which also drops rows past ``keep_days`` and
+        the oldest beyond ``max_rows``."""
+        moment = at or dt.datetime.now(dt.UTC)
+        now = moment.isoformat(timespec="seconds")
+        cutoff = (moment - dt.timedelta(days=self.keep_days)).isoformat(timespec="seconds")
         con = self._connect()
         try:
             with con:
-                new = 0
+                con.execute("DELETE FROM cds_feedback WHERE received_at < ?", (cutoff,))
+                new = refused = 0
                 for f in items:
+                    held = con.execute(
+                        "SELECT COUNT(*) FROM cds_feedback WHERE service = ? AND card = ?",
+                        (service, f.card),
+                    ).fetchone()[0]
+                    if held >= self.per_card:
+                        refused += 1
+                        continue
                     cur = con.execute(
                         "INSERT OR IGNORE INTO cds_feedback (service, card, outcome,"
                         " accepted_suggestions, override_reason, outcome_timestamp, received_at,"
@@ -217,9 +254,14 @@ class FeedbackStore:
                         ),
                     )
                     new += cur.rowcount
+                con.execute(
+                    "DELETE FROM cds_feedback WHERE id IN (SELECT id FROM cds_feedback"
+                    " ORDER BY id DESC LIMIT -1 OFFSET ?)",
+                    (self.max_rows,),
+                )
         finally:
             con.close()
-        return new, len(items) - new
+        return new, len(items) - new - refused, refused
 
     def all(self) -> list[dict[str, Any]]:
         con = self._connect()

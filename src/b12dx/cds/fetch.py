@@ -26,18 +26,31 @@ MAX_PAGES = 20  # a patient's search rarely needs more; a runaway paging loop st
 # Every GET one hook call may send, all searches together: a next link that points back
 # at itself, or a server that pages without end, cannot turn one call into hundreds.
 MAX_REQUESTS_PER_CALL = 40
-# The largest answer read from the FHIR server (a large patient's search is a few MB).
+# The largest answer read from the FHIR server (a large patient's search is a few MB),
+# and the most all the answers of one hook call may bring in together: the same as the
+# largest CDS call a client may send with everything prefetched (web/security.py), so
+# that paging cannot pin more memory for one call than one call's body can.
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+MAX_BYTES_PER_CALL = 32 * 1024 * 1024
 
 
 @dataclass
 class _Budget:
     left: int = MAX_REQUESTS_PER_CALL
+    bytes_left: int = MAX_BYTES_PER_CALL
 
     def take(self) -> None:
         if self.left <= 0:
             raise ValueError("the request budget of this call is spent")
         self.left -= 1
+
+    def read(self, size: int) -> None:
+        self.bytes_left -= size
+        if self.bytes_left < 0:
+            raise ValueError(
+                f"the FHIR server's answers for this call are larger than {MAX_BYTES_PER_CALL} "
+                "bytes together"
+            )
 
 
 class PreconditionFailed(Exception):
@@ -94,8 +107,9 @@ def _fill(template: str, context: Mapping[str, Any]) -> str:
     return query
 
 
-async def _get(client: httpx.AsyncClient, url: str) -> tuple[int, Any]:
-    """(status, parsed JSON body) of one GET, reading at most MAX_RESPONSE_BYTES."""
+async def _get(client: httpx.AsyncClient, url: str, budget: _Budget) -> tuple[int, Any]:
+    """(status, parsed JSON body) of one GET, reading at most MAX_RESPONSE_BYTES and
+    what is left of the call's byte budget; parsed off the event loop."""
     async with client.stream("GET", url) as response:
         if response.status_code == 404:
             return 404, None
@@ -103,10 +117,13 @@ async def _get(client: httpx.AsyncClient, url: str) -> tuple[int, Any]:
         chunks, size = [], 0
         async for chunk in response.aiter_bytes():
             size += len(chunk)
+            budget.read(len(chunk))
             if size > MAX_RESPONSE_BYTES:
                 raise ValueError("the FHIR server's answer is larger than the service reads")
             chunks.append(chunk)
-    return response.status_code, loads(b"".join(chunks), large=True)
+    data = b"".join(chunks)
+    del chunks
+    return response.status_code, await asyncio.to_thread(loads, data, True)
 
 
 async def _search(
@@ -126,7 +143,7 @@ async def _search(
             raise ValueError("a next page link repeats a page already read")
         seen.add(url)
         budget.take()
-        status, body = await _get(client, url)
+        status, body = await _get(client, url, budget)
         if status == 404 and not query.count("?"):
             return out  # a read of a resource that does not exist: no data
         if status == 404:

@@ -349,10 +349,17 @@ def build_router(settings: CdsSettings) -> APIRouter:
         if unknown:
             message = "; ".join(f"{e['path']}: {e['message']}" for e in unknown)
             return _error(400, "bad_request", message, errors=unknown)
-        new, repeated = settings.feedback.record(
+        new, repeated, refused = settings.feedback.record(
             service_id, items, who.iss if isinstance(who, ClientIdentity) else None
         )
-        return {"recorded": new, "already_recorded": repeated}
+        answer: dict[str, Any] = {"recorded": new, "already_recorded": repeated}
+        if refused:
+            answer["not_recorded"] = refused
+            answer["message"] = (
+                f"a card keeps at most {settings.feedback.per_card} outcomes; "
+                f"{refused} not recorded"
+            )
+        return answer
 
     return router
 

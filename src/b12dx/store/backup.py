@@ -46,7 +46,14 @@ from b12dx.models.patient import PatientRecord
 from b12dx.store import audit, patients, snapshots
 from b12dx.store.audit import Actor
 from b12dx.store.db import Database, head_revision
-from b12dx.store.tables import AssessmentSnapshot, Base, Patient
+from b12dx.store.tables import (
+    AssessmentSnapshot,
+    Base,
+    DoseEntry,
+    LabEntry,
+    Patient,
+    SymptomRatingEntry,
+)
 
 FORMAT = "b12dx-backup"
 # Version 2: JSON Lines (a header, a row a line, an end line with the counts), written
@@ -60,6 +67,10 @@ MAX_LINE_BYTES = 2**20  # one row; a saved assessment is tens of kB
 V1_MAX_BYTES = 256 * 2**20  # a version 1 file is parsed whole
 BATCH_ROWS = 1000
 CHECK_CHUNK = 200
+# The most results, doses and ratings one patient's history may hold in a restore, and
+# the most the check holds in memory at once (weekly ratings of every symptom for 20
+# years are about 60,000).
+MAX_HISTORY_ROWS = 100_000
 
 
 class BackupError(B12dxError):
@@ -443,25 +454,21 @@ def _check_rows(session: Session, kb: Knowledge, today: dt.date) -> None:
     """What a normal write refuses, refused here too: otherwise a restored patient the
     engine cannot read would answer 422 on every page, and the practice's due list with
     it. Patients are read in chunks with their history, so memory stays bounded."""
-    last = ""
-    while True:
-        chunk = list(
-            session.scalars(
-                select(Patient)
-                .where(Patient.id > last)
-                .order_by(Patient.id)
-                .limit(CHECK_CHUNK)
-                .options(*patients.history_loads())
-            )
+    for ids in _chunks_by_history(session):
+        chunk = session.scalars(
+            select(Patient)
+            .where(Patient.id.in_(ids))
+            .order_by(Patient.id)
+            .options(*patients.history_loads())
         )
-        if not chunk:
-            break
         for p in chunk:
             _check_patient_row(kb, p, today)
-        last = chunk[-1].id
         session.expunge_all()
+    # Streamed in chunks (a server-side cursor on PostgreSQL), never the whole table at once.
     for snapshot_id, record, assessment in session.execute(
-        select(AssessmentSnapshot.id, AssessmentSnapshot.record, AssessmentSnapshot.assessment)
+        select(
+            AssessmentSnapshot.id, AssessmentSnapshot.record, AssessmentSnapshot.assessment
+        ).execution_options(yield_per=CHECK_CHUNK)
     ):
         try:
             PatientRecord.model_validate_json(record)
@@ -471,6 +478,36 @@ def _check_rows(session: Session, kb: Knowledge, today: dt.date) -> None:
                 f"restore: saved assessment {snapshot_id} is not a b12dx assessment; "
                 "nothing was changed"
             ) from None
+
+
+def _chunks_by_history(session: Session) -> Iterator[list[str]]:
+    """Patient ids in chunks whose histories hold at most MAX_HISTORY_ROWS rows together
+    (and at most CHECK_CHUNK patients), so that the check's memory is bounded whatever
+    the file: a small backup can hold one patient with millions of ratings. A patient
+    whose history alone is longer is refused."""
+    sizes: dict[str, int] = {}
+    for model in (LabEntry, SymptomRatingEntry, DoseEntry):
+        counted = select(model.patient_id, func.count()).group_by(model.patient_id)
+        for pid, n in session.execute(counted):
+            sizes[pid] = sizes.get(pid, 0) + int(n)
+    chunk: list[str] = []
+    held = 0
+    for (pid,) in session.execute(
+        select(Patient.id).order_by(Patient.id).execution_options(yield_per=CHECK_CHUNK)
+    ):
+        rows = sizes.get(pid, 0)
+        if rows > MAX_HISTORY_ROWS:
+            raise BackupError(
+                f"restore: a patient has {rows} results, doses and ratings, more than "
+                f"{MAX_HISTORY_ROWS} (not a b12dx record); nothing was changed"
+            )
+        if chunk and (held + rows > MAX_HISTORY_ROWS or len(chunk) >= CHECK_CHUNK):
+            yield chunk
+            chunk, held = [], 0
+        chunk.append(pid)
+        held += rows
+    if chunk:
+        yield chunk
 
 
 # Detail fields whose messages would quote the patient (a name, a birth date).
