@@ -15,6 +15,7 @@ from b12dx.engine.triage import Alarm
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.knowledge import Differential, RedFlag, RiskFactor
 from b12dx.models.patient import (
+    ConditionEntry,
     PatientRecord,
     Rating,
     SymptomEntry,
@@ -354,7 +355,25 @@ def _strain_ache(symptoms: Mapping[str, SymptomEntry]) -> bool:
     return ache is not None and ache.onset == "sudden" and STRAIN_CONTEXT in symptoms
 
 
+def _with_result_diagnoses(kb: Knowledge, record: PatientRecord) -> PatientRecord:
+    """Rule findings.result_as_diagnosis: a result that is itself a diagnosis (positive
+    intrinsic factor antibodies) counts exactly as the condition recorded."""
+    held = {c.id for c in record.conditions}
+    found = [
+        cid
+        for lab in record.labs
+        if isinstance(lab.value, str)
+        and (cid := kb.labs[lab.test].diagnoses.get(lab.value.lower())) is not None
+        and cid not in held
+    ]
+    if not found:
+        return record
+    added = [ConditionEntry(id=cid) for cid in dict.fromkeys(found)]
+    return record.model_copy(update={"conditions": [*record.conditions, *added]})
+
+
 def find(kb: Knowledge, record: PatientRecord, as_of: dt.date) -> Findings:
+    record = _with_result_diagnoses(kb, record)
     symptoms = {s.id: s for s in record.symptoms}
     # The nerve features that count as involvement at this age (a child's seizures do).
     nerves = (

@@ -153,6 +153,12 @@ def decide(
             else:
                 out.status, out.need_mma = "indeterminate", True
                 reason("status.normal_b12_high_suspicion")
+        elif f.neurological and f.patient.ethnicity == "black_african_or_caribbean":
+            # NG239 1.3.13: reference ranges may be higher in people of Black ethnicity,
+            # who may need treatment above the usual cut-offs: with nerve symptoms a
+            # "normal" level does not make deficiency unlikely; MMA decides.
+            out.status, out.need_mma, out.step = "indeterminate", True, "functional_test"
+            reason("status.normal_b12_ethnicity")
         else:
             out.status, out.step = "unlikely", "interpret_b12"
             reason("status.b12_normal")
@@ -192,7 +198,10 @@ def decide(
         ifa = labs.band("intrinsic_factor_antibody")
         obvious = any(m.factor.obvious_cause for m in f.risk_factors) or ifa == "positive"
         if not obvious and ifa is None:
+            # Both on one sample: NG20 offers coeliac serology to anyone with unexplained
+            # B12 deficiency, and in children coeliac disease is the commoner cause.
             out.need_cause_workup = True
+            out.need_coeliac = "celiac_disease" not in f.conditions
             out.step = "find_cause"
             reason("status.cause_unexplained")
         elif ifa == "negative" and not obvious:

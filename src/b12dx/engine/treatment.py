@@ -223,7 +223,10 @@ def decide(
         return TreatmentDecision(None, None, None, None, False)
     c = p.course
     treat, start_now = _should_treat(f, status, s, c)
-    if not treat or f.under_16:
+    # Under 16 the paediatric team chooses and doses B12 (no adult regimen is proposed);
+    # a course it has started is followed as it is given: its next dose, or that it is
+    # overdue.
+    if not treat or (f.under_16 and not c.under_way):
         return TreatmentDecision(None, None, None, None, False)
 
     neuro = p.key == "neurological"
@@ -237,9 +240,14 @@ def decide(
     in_loading = (
         c.at is not None and c.regimen is not None and c.at.phase(c.regimen).phase == "loading"
     )
-    lapsed = c.lapsed and bool(f.returning_neuro)
+    lapsed = c.lapsed and bool(f.returning_neuro) and not f.under_16
     worse_on_course = (
-        c.under_way and not lapsed and neuro and bool(f.worsening_neuro) and not in_loading
+        c.under_way
+        and not lapsed
+        and neuro
+        and bool(f.worsening_neuro)
+        and not in_loading
+        and not f.under_16  # the paediatric team re-loads a child (child rule: urgent)
     )
     reload = lapsed or worse_on_course
     under_way = c.under_way and not reload

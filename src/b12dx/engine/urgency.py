@@ -108,10 +108,21 @@ def _severe(kb: Knowledge, f: Findings, test_id: str, reading: LabReading) -> st
     return None
 
 
+def treated_since(f: Findings, reading: LabReading) -> bool:
+    """Whether B12 was given after this result was taken: a course under way since then
+    is treating what it showed, so it no longer shows today's state (a repeat does)."""
+    first = f.first_dose
+    taken = reading.item.date
+    return first is not None and taken is not None and taken < first
+
+
 def severe_results(kb: Knowledge, f: Findings, labs: LabSummary) -> list[str]:
-    """Each result that needs the person seen the same day, with why."""
+    """Each result that needs the person seen the same day, with why (not one taken
+    before the treatment under way began)."""
     out = []
     for test_id, reading in labs.usable.items():
+        if treated_since(f, reading):
+            continue
         why = _severe(kb, f, test_id, reading)
         if why is not None:
             out.append(why)

@@ -9,7 +9,7 @@ from b12dx.engine.labs import LabSummary
 from b12dx.engine.status import StatusResult
 from b12dx.engine.suspicion import SuspicionResult
 from b12dx.engine.treatment import TreatmentDecision
-from b12dx.engine.urgency import has_mood_symptom
+from b12dx.engine.urgency import has_mood_symptom, treated_since
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.assessment import NextStep, Note, RecoveryProgress, WarningItem
 from b12dx.models.knowledge import Profile
@@ -102,7 +102,11 @@ def raise_warnings(
         warn("pregnancy_total_b12_caveat")
     hb = labs.si("hemoglobin")
     severe = profile.severe_anemia_below_g_l
-    if hb is not None and severe is not None and t.treatment is not None:
+    hb_reading = labs.usable.get("hemoglobin")
+    # Hypokalaemia is watched in the first 48 hours of treatment (fda-cyanocobalamin): not
+    # for a result taken before a course already under way.
+    before_course = hb_reading is not None and treated_since(f, hb_reading)
+    if hb is not None and severe is not None and t.treatment is not None and not before_course:
         limit = severe.pregnant if f.patient.pregnant else severe.default
         if hb < limit:
             warn("hypokalemia_monitoring")

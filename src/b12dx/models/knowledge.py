@@ -217,6 +217,9 @@ class LabTest(Cited):
     # The bands such a result is set aside in when out of date (an abnormal one is still
     # followed up).
     out_of_date_bands: list[str] = Field(default_factory=list)
+    # A qualitative result that is itself a diagnosis: {value: condition id}. It counts as
+    # that condition is recorded (rule findings.result_as_diagnosis).
+    diagnoses: dict[str, str] = Field(default_factory=dict)
 
 
 class BandWhen(_KB):
