@@ -264,9 +264,19 @@ def test_serve_refuses_unauthenticated_cds_beyond_loopback(capsys, monkeypatch) 
     """Every CDS call should carry a JWT: beyond loopback, no issuers means refusing to
     start (exit 2, naming --cds-issuers and --cds-open), before anything is opened."""
     monkeypatch.delenv("B12DX_CDS_ISSUERS", raising=False)
+    monkeypatch.setenv("B12DX_PUBLIC_URL", "https://b.example")  # restored after the test
     code, _, err = run(capsys, "serve", "--host", "0.0.0.0", "--port", "1")
     assert code == 2
     assert "--cds-issuers" in err and "--cds-open" in err
+
+
+def test_serve_beyond_loopback_needs_the_public_url(capsys, monkeypatch) -> None:
+    """Without it the CDS tokens' audience and the card links came from the request's Host
+    header: a token minted for another service on the same path was accepted. Refused
+    before anything is opened (exit 2, naming --public-url)."""
+    monkeypatch.delenv("B12DX_PUBLIC_URL", raising=False)
+    code, _, err = run(capsys, "serve", "--host", "0.0.0.0", "--port", "1", "--cds-open")
+    assert code == 2 and "--public-url" in err
 
 
 # -- the terminal report at 80 columns ------------------------------------------------------

@@ -465,6 +465,7 @@ def test_serve_requires_login_beyond_loopback_and_refuses_to_turn_it_off(tmp_pat
 
 def test_serve_beyond_loopback_with_login_off_exits_2(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("B12DX_REQUIRE_LOGIN", raising=False)
+    monkeypatch.setenv("B12DX_PUBLIC_URL", "https://b12.example.org")
     with pytest.raises(SystemExit) as done:
         main(
             [

@@ -1104,3 +1104,22 @@ def test_a_backup_with_a_history_longer_than_a_record_holds_is_refused_in_bounde
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
     assert grown_mb < 200, f"refusing grew the process by {grown_mb:.0f} MB"
     assert backup.dump(db) == good
+
+
+@pytest.mark.parametrize("token", ["", "a", "x" * 31, "ab cd" * 8, "é" * 40])
+def test_a_backup_that_sets_a_guessable_calendar_token_is_refused(
+    populated: tuple[Database, str], tmp_path: Path, token: str
+) -> None:
+    """The calendar address is the feed's only secret: a crafted backup setting it to ""
+    or "a" would publish a patient's dose dates to anyone who guesses it."""
+    db, _ = populated
+    good = backup.dump(db)
+    path = tmp_path / "b.gz"
+    backup.write(db, path)
+    header, *rows, end = (json.loads(x) for x in gzip.decompress(path.read_bytes()).splitlines())
+    rows = [[n, r | {"calendar_token": token}] if n == "patients" else [n, r] for n, r in rows]
+    bad = tmp_path / "token.gz"
+    bad.write_bytes(_lines(header, *rows, end))
+    with pytest.raises(BackupError, match="calendar_token"):
+        backup.restore(db, backup.read(bad), NURSE, NOW, replace=True)
+    assert backup.dump(db) == good

@@ -17,7 +17,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from b12dx.cds.fhir_servers import FhirServer, PinnedTransport, ServerRefused, check
+from b12dx.cds.fhir_servers import FhirServer, PinnedTransport, ServerRefused, check, within_base
 from b12dx.cds.services import PrefetchKey
 from b12dx.fhir.read import Resource
 from b12dx.jsonio import loads
@@ -136,8 +136,9 @@ async def _search(
     for _ in range(MAX_PAGES):
         if url is None:
             return out
-        if urlsplit(url)[:2] != origin:
-            # The token is for fhirServer only: a next link elsewhere is not followed.
+        if urlsplit(url)[:2] != origin or not within_base(base, url):
+            # The token is for fhirServer only: a next link elsewhere, another path of the
+            # same host included, is not followed.
             raise ValueError("a next page link points away from fhirServer")
         if url in seen:
             raise ValueError("a next page link repeats a page already read")

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import posixpath
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
@@ -64,11 +65,25 @@ class FhirServer:
             raise ValueError(f"{self.url!r}: a base URL has no query, fragment or user")
 
     def allows(self, url: str) -> bool:
-        a, b = _origin_path(self.url), _origin_path(url)
-        if a is None or b is None or a[0] != b[0]:
-            return False
-        base = a[1].rstrip("/")
-        return b[1] == base or b[1].startswith(base + "/") or not base
+        return within_base(self.url, url)
+
+
+def within_base(base_url: str, url: str) -> bool:
+    """Whether ``url`` is on ``base_url``'s origin and under its path, once both paths are
+    read as a server reads them (percent-decoded, "." and ".." steps resolved): a caller's
+    token goes nowhere else (``/fhir/../admin`` and ``/fhir%2F..%2Fadmin`` are
+    ``/admin``, not under ``/fhir``)."""
+    a, b = _origin_path(base_url), _origin_path(url)
+    if a is None or b is None or a[0] != b[0]:
+        return False
+    base = a[1].rstrip("/")
+    return b[1] == base or b[1].startswith(base + "/") or not base
+
+
+def _normal_path(path: str) -> str:
+    decoded = unquote(path or "/")
+    normal = posixpath.normpath(decoded)
+    return "/" if normal in (".", "//") else normal
 
 
 def _origin_path(url: str) -> tuple[tuple[str, str, int], str] | None:
@@ -81,7 +96,7 @@ def _origin_path(url: str) -> tuple[tuple[str, str, int], str] | None:
         return None
     if parts.username or parts.password:
         return None
-    return (parts.scheme, parts.hostname.lower().rstrip("."), port), parts.path or "/"
+    return (parts.scheme, parts.hostname.lower().rstrip("."), port), _normal_path(parts.path)
 
 
 def parse_servers(value: Any, where: str) -> tuple[FhirServer, ...]:
@@ -119,10 +134,35 @@ def servers_from_env(text: str | None) -> tuple[FhirServer, ...]:
     return parse_servers(value, "B12DX_CDS_FHIR_SERVERS")
 
 
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits: NAT64 (RFC 6052, and
+# the local-use prefix of RFC 8215), SIIT's IPv4-translated (RFC 2765) and the deprecated
+# IPv4-compatible addresses (RFC 4291). A private IPv4 address inside one is private.
+_CARRY_IPV4 = tuple(
+    ipaddress.IPv6Network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::ffff:0:0:0/96", "::/96")
+)
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for, in any of its embedded forms."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:  # 2002::/16
+        return ip.sixtofour
+    if ip.teredo is not None:  # 2001::/32: (server, client)
+        return ip.teredo[1]
+    if any(ip in net for net in _CARRY_IPV4) and int(ip) > 1:  # not :: or ::1
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.is_site_local:  # fec0::/10, deprecated but still routed inside some sites
+            return False
+        v4 = _embedded_ipv4(ip)
+        if v4 is not None:
+            return v4.is_global and not v4.is_multicast
     return ip.is_global and not ip.is_multicast
 
 

@@ -334,6 +334,15 @@ def serve(
             min=1,
         ),
     ] = 200,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            "--public-url",
+            help="The https URL users and health records reach the server at (behind a "
+            "proxy); required beyond loopback: CDS tokens' audience and every link are built "
+            "from it, never from a request's Host header. Default: B12DX_PUBLIC_URL.",
+        ),
+    ] = None,
 ) -> None:
     """Start the web app (patient check, clinician view, follow-up), the JSON API and CDS
     Hooks. Connection limits: a request head of 16 KiB at most (431; a request target of
@@ -352,6 +361,17 @@ def serve(
     from b12dx.network import is_loopback
     from b12dx.web.settings import ENV_CDS_OPEN_WARNED, check_port, configure_serve
 
+    if public_url is not None:
+        os.environ["B12DX_PUBLIC_URL"] = public_url
+    if not is_loopback(host) and not os.environ.get("B12DX_PUBLIC_URL"):
+        # A JWT minted for another service on the same path, sent with this server's
+        # name in its Host header, would otherwise be taken as addressed to it.
+        raise InputError.single(
+            "--public-url",
+            f"serving on {host} needs the URL users reach it at: the CDS tokens' audience "
+            "and the links are built from it, never from a request's Host header",
+            "--public-url https://... (or B12DX_PUBLIC_URL)",
+        )
     if cds_issuers is not None:
         os.environ["B12DX_CDS_ISSUERS"] = str(cds_issuers)
     issuers_file = os.environ.get("B12DX_CDS_ISSUERS")

@@ -74,6 +74,8 @@ def write_worklist(rows: list[dict[str, Any]], kb: Knowledge, folder: Path) -> s
     """worklist.csv beside the report: the worklist's rows in its order, the gap in words."""
     import csv
 
+    from b12dx.spreadsheet import safe_row
+
     partial = folder / f".{WORKLIST}.partial"
     with partial.open("w", newline="", encoding="utf-8") as f:
         out = csv.writer(f)
@@ -81,10 +83,10 @@ def write_worklist(rows: list[dict[str, Any]], kb: Knowledge, folder: Path) -> s
                       "age_band", "reasons"])  # fmt: skip
         order = {g: i for i, g in enumerate(priority(kb), 1)}
         for r in rows:
-            out.writerow(
+            out.writerow(safe_row(
                 [r["care_site"] or "", order.get(r["gap"], ""), r["gap"], label(kb, r["gap"]),
                  r["since"] or "", r["person_id"], r["age_band"], r["reasons"]]
-            )  # fmt: skip
+            ))  # fmt: skip
     partial.replace(folder / WORKLIST)
     return WORKLIST
 

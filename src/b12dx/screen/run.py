@@ -30,6 +30,7 @@ from b12dx.screen.coverage import Coverage, coverage
 from b12dx.screen.facts import care_site_expr, population_expr
 from b12dx.screen.model import SCHEMAS, ScreeningTables
 from b12dx.screen.rules import build_gaps, summary_expr
+from b12dx.spreadsheet import FORMULA_PATTERN
 
 ENGINES = ("duckdb", "spark")
 # The steps ``screen`` announces through ``step`` (for a progress bar).
@@ -181,12 +182,16 @@ def screen_tables(
 
 
 def csv_ready(table: pa.Table) -> pa.Table:
-    """Lists joined with ';' so the CSV has one value per cell."""
+    """Lists joined with ';' so the CSV has one value per cell, and a text a spreadsheet
+    would run as a formula written with a leading apostrophe (b12dx.spreadsheet)."""
     cols = {}
     for name in table.column_names:
         col = table[name]
         if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
             col = pc.binary_join(col, ";")
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            quoted = pc.binary_join_element_wise("'", col, "")
+            col = pc.if_else(pc.match_substring_regex(col, FORMULA_PATTERN), quoted, col)
         cols[name] = col
     return pa.table(cols)
 
@@ -199,12 +204,12 @@ def write_outputs(result: ScreenResult, out: Path) -> dict[str, Path]:
     writers: dict[str, Callable[[Path], None]] = {
         "gaps.parquet": lambda p: pq.write_table(result.gaps, p),
         "gaps.csv": lambda p: pacsv.write_csv(csv_ready(result.gaps), p),
-        "summary.csv": lambda p: pacsv.write_csv(result.summary, p),
-        "population.csv": lambda p: pacsv.write_csv(result.population, p),
+        "summary.csv": lambda p: pacsv.write_csv(csv_ready(result.summary), p),
+        "population.csv": lambda p: pacsv.write_csv(csv_ready(result.population), p),
     }
     if result.care_sites is not None:  # people screened per care site: the sites' denominators
         sites = result.care_sites
-        writers["care_sites.csv"] = lambda p: pacsv.write_csv(sites, p)
+        writers["care_sites.csv"] = lambda p: pacsv.write_csv(csv_ready(sites), p)
     paths = {}
     for name, write in writers.items():
         paths[name] = out / name

@@ -67,6 +67,7 @@ MAX_LINE_BYTES = 2**20  # one row; a saved assessment is tens of kB
 V1_MAX_BYTES = 256 * 2**20  # a version 1 file is parsed whole
 BATCH_ROWS = 1000
 CHECK_CHUNK = 200
+
 # The most results, doses and ratings one patient's history may hold in a restore, and
 # the most the check holds in memory at once (weekly ratings of every symptom for 20
 # years are about 60,000).
@@ -515,6 +516,15 @@ _PRIVATE_FIELDS = {"name", "birth_date"}
 
 
 def _check_patient_row(kb: Knowledge, p: Patient, today: dt.date) -> None:
+    # The calendar address is the patient's only secret for the feed: a crafted backup
+    # must not set one anyone can guess ("" or "a"). As patients.py makes them: at least
+    # 32 URL-safe characters.
+    token = p.calendar_token or ""
+    if len(token) < patients.CALENDAR_TOKEN_MIN or not set(token) <= patients.CALENDAR_TOKEN_CHARS:
+        raise BackupError(
+            f"restore: patient {p.id}: calendar_token is not a token b12dx makes (at least "
+            f"{patients.CALENDAR_TOKEN_MIN} URL-safe characters); nothing was changed"
+        )
     try:
         patients.check_details(
             kb,

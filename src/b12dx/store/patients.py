@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import string
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -33,6 +34,12 @@ ID_LENGTH = 8
 MAX_AGE_YEARS = 120  # the contract's age_years range
 
 
+# A calendar token as new_calendar_token makes it (secrets.token_urlsafe(24): 32
+# URL-safe characters): the calendar feed's address is its only secret.
+CALENDAR_TOKEN_MIN = 32
+CALENDAR_TOKEN_CHARS = frozenset(string.ascii_letters + string.digits + "-_")
+
+
 class NotFoundError(B12dxError):
     """No such patient in the actor's practice."""
 
@@ -50,10 +57,16 @@ def has_control_characters(text: str) -> bool:
     return any(unicodedata.category(ch) == "Cc" for ch in text)
 
 
+# Letters by their Unicode category that draw nothing (Unicode's
+# Default_Ignorable_Code_Point letters and the Hangul and halfwidth fillers, and the
+# braille blank, which is a symbol but shows as a space): a name of them alone is blank.
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u17b4\u17b5\u180b\u180c\u180d")
+
+
 def has_visible_characters(text: str) -> bool:
     """A name a person can read: at least one letter, mark or digit, not only format
     characters (bidi overrides, zero-width joiners) and spaces that show nothing."""
-    return any(unicodedata.category(ch)[0] in "LMN" for ch in text)
+    return any(unicodedata.category(ch)[0] in "LMN" and ch not in _BLANK_LETTERS for ch in text)
 
 
 def _one_of(values: Iterable[object]) -> str:

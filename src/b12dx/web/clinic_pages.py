@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import string
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
@@ -13,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from b12dx.errors import FieldError, InputError
 from b12dx.knowledge.loader import load_knowledge
+from b12dx.spreadsheet import safe_row
 from b12dx.store import due, patients, snapshots
 from b12dx.store.periods import parse_days
 from b12dx.store.tables import Patient
@@ -25,7 +25,6 @@ from b12dx.web.settings import check_as_of
 router = APIRouter(include_in_schema=False)
 
 DUE_WINDOWS = (7, 14, 30, 90)  # the due list's "within" choices, in days
-TOKEN_CHARS = frozenset(string.ascii_letters + string.digits + "-_")  # token_urlsafe
 
 
 # -- the clinic's list ---------------------------------------------------------------
@@ -68,16 +67,18 @@ async def clinic_csv(request: Request) -> Response:
             if kind and i.kind != kind:
                 continue
             writer.writerow(
-                [
-                    i.patient_id,
-                    i.patient_name,
-                    KIND_LABELS[i.kind],
-                    i.kind,
-                    i.date,
-                    i.overdue,
-                    i.urgency,
-                    i.text,
-                ]
+                safe_row(
+                    [
+                        i.patient_id,
+                        i.patient_name,
+                        KIND_LABELS[i.kind],
+                        i.kind,
+                        i.date,
+                        i.overdue,
+                        i.urgency,
+                        i.text,
+                    ]
+                )
             )
         return out.getvalue()
 
@@ -165,7 +166,7 @@ async def calendar_feed(request: Request, token: str) -> Response:
     today = today_for(fu)
 
     def work(s: Session) -> bytes | None:
-        wellformed = len(token) <= 64 and set(token) <= TOKEN_CHARS
+        wellformed = len(token) <= 64 and set(token) <= patients.CALENDAR_TOKEN_CHARS
         p: Patient | None = patients.by_calendar_token(s, token) if wellformed else None
         if p is None:
             return None
