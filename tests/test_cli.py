@@ -516,3 +516,32 @@ def test_explain_credits_a_seed_by_its_title_never_its_file(capsys, entry: str) 
 
     code, out, _ = call(capsys, ["explain", entry])
     assert code == 0 and "seeds/" not in out and ".txt" not in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "believed"),
+    [([], None), (["--trusted-proxies", "127.0.0.1, 10.0.0.5"], ["127.0.0.1", "10.0.0.5"])],
+)
+def test_serve_believes_forwarded_headers_only_from_the_proxies_named(
+    capsys, monkeypatch, tmp_path, extra, believed
+) -> None:
+    """uvicorn believes X-Forwarded-For from 127.0.0.1 unless told, so any local client
+    could choose the address its sign-in attempts were counted against."""
+    import uvicorn
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: seen.update(kw))
+    from b12dx.web.server import ENV_NAMES
+
+    # serve puts its settings in the environment for its workers: each is put back as it
+    # was after the test (set, then removed, so that monkeypatch records its old state).
+    written = ("B12DX_DATABASE_URL", "B12DX_REQUIRE_LOGIN", "B12DX_CSRF_SECRET",
+               "B12DX_CDS_OPEN_WARNED", *ENV_NAMES.values())  # fmt: skip
+    for name in written:
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("B12DX_DATA_DIR", str(tmp_path))
+    code, _, err = run(capsys, "serve", "--port", "1", "--db", str(tmp_path / "f.db"), *extra)
+    assert code == 0, err
+    assert seen["proxy_headers"] is bool(believed)
+    assert seen["forwarded_allow_ips"] == believed

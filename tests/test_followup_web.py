@@ -1254,3 +1254,44 @@ async def test_a_review_rates_every_followed_symptom_and_details_are_recorded_on
     assert [m["id"] for m in patient["medications"]] == ["metformin"]
     assert [e["id"] for e in patient["exposures"]] == ["nitrous_oxide"]
     assert patient["pregnant"] is True
+
+
+# -- the clinician's pages on a server that requires sign-in ----------------------------
+
+
+@pytest.mark.asyncio
+async def test_the_clinicians_pages_need_sign_in_and_a_csrf_token_where_sign_in_is_required(
+    secure,
+):
+    """A CDS card's /clinician?ref= link showed the record (age, medicines, labs) to anyone
+    holding it, and the clinician form and its calendar took no sign-in or CSRF token, on
+    a server that requires sign-in. Now a browser is sent to sign in and back to the very
+    link, and a form posted without the session's token saves and shows nothing."""
+    link = await secure.get("/clinician?ref=abc123", follow_redirects=False)
+    assert link.status_code == 303
+    assert link.headers["location"] == "/login?next=%2Fclinician%3Fref%3Dabc123"
+    record = json.dumps(
+        {
+            "as_of": "2026-11-21",
+            "age_years": 60,
+            "sex": "female",
+            "symptoms": [{"id": "paresthesia", "onset": "gradual", "duration_weeks": 20}],
+            "labs": [{"test": "total_b12", "value": 120, "unit": "ng/L", "date": "2026-11-20"}],
+        }
+    )
+    anonymous = await secure.post("/clinician", data={"record_json": record})
+    assert anonymous.status_code == 401 and "60" not in anonymous.text
+    ics = await secure.post("/clinician/schedule.ics", data={"record_json": record})
+    assert ics.status_code == 401
+
+    csrf = await signed_in(secure)
+    forged = await secure.post("/clinician", data={"record_json": record})
+    assert forged.status_code == 403
+    page = await secure.get("/clinician")
+    assert page.status_code == 200 and f'name="csrf_token" value="{csrf}"' in page.text
+    answered = await secure.post("/clinician", data={"record_json": record, "csrf_token": csrf})
+    # The result's calendar form carries the token too.
+    assert answered.status_code == 200
+    assert f'name="csrf_token" value="{csrf}"' in answered.text and "ics-form" in answered.text
+    forged_ics = await secure.post("/clinician/schedule.ics", data={"record_json": record})
+    assert forged_ics.status_code == 403

@@ -14,13 +14,17 @@ import pytest_asyncio
 from b12dx import examples
 from b12dx.knowledge import load_knowledge
 from b12dx.web.app import create_app
+from b12dx.web.settings import FollowupSettings
+
+# The clinician's pages as `b12dx serve` gives them on loopback: sign-in off.
+LOGIN_OFF = FollowupSettings(require_login=False)
 
 pytestmark = pytest.mark.asyncio
 
 
 @pytest_asyncio.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app())
+    transport = httpx.ASGITransport(app=create_app(followup_settings=LOGIN_OFF))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
         yield c
 

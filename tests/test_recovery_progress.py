@@ -19,6 +19,10 @@ from b12dx import assess, input_schema, output_schema
 from b12dx.cli.app import main
 from b12dx.models.assessment import Assessment
 from b12dx.web.app import create_app
+from b12dx.web.settings import FollowupSettings
+
+# The clinician's pages as `b12dx serve` gives them on loopback: sign-in off.
+LOGIN_OFF = FollowupSettings(require_login=False)
 
 FIRST_DOSE = dt.date(2026, 2, 2)  # proximal power due 2026-04-18, neurological response 05-03
 
@@ -221,7 +225,7 @@ def test_report_prints_recovery_progress(
 
 @pytest_asyncio.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app())
+    transport = httpx.ASGITransport(app=create_app(followup_settings=LOGIN_OFF))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
         yield c
 

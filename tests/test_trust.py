@@ -123,3 +123,33 @@ def test_a_private_ipv4_address_in_ipv6_form_is_private(address: str, public: bo
 )
 def test_a_token_goes_only_under_its_servers_base_path(url: str, within: bool) -> None:
     assert within_base("https://ehr.example.org/fhir", url) is within
+
+
+@pytest.mark.parametrize(
+    "password", [" " * 12, "password1234", "aaaaaaaaaaaa", "qwertyuiop12", "123456789012"]
+)
+def test_a_common_or_guessable_password_is_refused(tmp_path: Path, password: str) -> None:
+    """NIST SP 800-63B 5.1.1.2: twelve spaces or password1234 were accepted."""
+    from b12dx.store import users
+
+    db = open_database(f"sqlite:///{tmp_path / 'f.sqlite3'}")
+    with db.transaction() as s:
+        practice = users.create_practice(s, Actor("cli:admin"), NOW, "Riverside")
+        with pytest.raises(InputError, match="too easy to guess"):
+            users.create_user(
+                s,
+                Actor("cli:admin"),
+                NOW,
+                username="nurse.a",
+                password=password,
+                practice_id=practice.id,
+            )
+        users.create_user(
+            s,
+            Actor("cli:admin"),
+            NOW,
+            username="nurse.b",
+            password="correct horse battery",
+            practice_id=practice.id,
+        )
+    db.dispose()

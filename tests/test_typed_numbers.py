@@ -27,11 +27,15 @@ from b12dx.models.patient import PatientRecord
 from b12dx.store.tables import LabEntry
 from b12dx.typed_numbers import read_number, readings
 from b12dx.web.app import create_app
+from b12dx.web.settings import FollowupSettings
 from cli_calls import call
 from test_check import TYPICAL
 from test_followup_web import Site, add_patient, csrf_in, days_ago, fast_hashes, local, site
 
 __all__ = ["fast_hashes", "local", "site"]  # fixtures used by name below
+
+# The clinician's pages as `b12dx serve` gives them on loopback: sign-in off.
+LOGIN_OFF = FollowupSettings(require_login=False)
 
 # (typed, what the refusal must name): each is a B12 result as a person might type it.
 BAD: list[tuple[str, tuple[str, ...]]] = [
@@ -77,7 +81,7 @@ def test_a_thousands_separator_is_never_guessed(value: int) -> None:
 
 @pytest_asyncio.fixture
 async def client() -> Any:
-    transport = httpx.ASGITransport(app=create_app())
+    transport = httpx.ASGITransport(app=create_app(followup_settings=LOGIN_OFF))
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
         yield c
 

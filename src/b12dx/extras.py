@@ -11,7 +11,7 @@ from b12dx.errors import MissingExtra
 
 # The top-level modules each extra installs (the import names, not the package names).
 MODULES: dict[str, tuple[str, ...]] = {
-    "store": ("sqlalchemy", "alembic", "argon2", "psycopg"),
+    "store": ("sqlalchemy", "alembic", "argon2", "psycopg", "zxcvbn"),
     "web": (
         "fastapi",
         "uvicorn",
@@ -24,6 +24,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "sqlalchemy",
         "alembic",
         "argon2",
+        "zxcvbn",
     ),
     "screen": ("ibis", "duckdb", "pyarrow", "numpy"),
     "spark": ("pyspark",),

@@ -334,6 +334,16 @@ def serve(
             min=1,
         ),
     ] = 200,
+    trusted_proxies: Annotated[
+        str | None,
+        typer.Option(
+            "--trusted-proxies",
+            help="Addresses of the reverse proxies whose X-Forwarded-For and "
+            "X-Forwarded-Proto headers are believed, comma-separated (e.g. 127.0.0.1 for a "
+            "proxy on this machine); default: none, so no client can choose the address its "
+            "sign-in attempts are counted against.",
+        ),
+    ] = None,
     public_url: Annotated[
         str | None,
         typer.Option(
@@ -425,6 +435,8 @@ def serve(
         sys.stderr.write(f"b12dx: serving on {host}: reachable beyond this machine.\n")
     from b12dx.web.server import Limits, raise_open_files_limit
 
+    proxies = [p.strip() for p in (trusted_proxies or "").split(",") if p.strip()]
+
     limits = Limits(head_timeout, body_timeout, max_connections, max_requests)
     os.environ.update(limits.to_env())  # each worker reads them (web/server.py)
     # Room for every worker's connections, its database and log files.
@@ -440,6 +452,10 @@ def serve(
         server_header=False,
         http="b12dx.web.server:GuardedProtocol",
         timeout_keep_alive=5,
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told: only the proxies
+        # named are believed, none by default.
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
     )
 
 

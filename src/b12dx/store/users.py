@@ -48,6 +48,7 @@ ABSOLUTE_TIMEOUT = dt.timedelta(hours=12)
 REFRESH_AFTER = dt.timedelta(minutes=1)
 MIN_PASSWORD_LENGTH = 12  # NIST SP 800-63B asks for 8 at least; clinical data, so more
 MAX_PASSWORD_LENGTH = 1024  # argon2 takes any length; this only bounds the work per try
+MIN_PASSWORD_SCORE = 3  # of zxcvbn's 0-4: "safely unguessable" begins at 3
 USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-@")
 
 HASHER = PasswordHasher()
@@ -137,6 +138,21 @@ def check_password(password: str) -> None:
         )
     if len(password) > MAX_PASSWORD_LENGTH:
         raise InputError.single("password", f"is longer than {MAX_PASSWORD_LENGTH} characters")
+    # NIST SP 800-63B 5.1.1.2: refuse what is common, expected or guessable (a dictionary
+    # word with digits, twelve spaces, "password1234"). zxcvbn weighs the password against
+    # its lists of common passwords, words and names and its patterns (repeats, sequences,
+    # keyboard walks); a score under 3 of 4 is too easy to guess. It reads the first 72
+    # characters (its own bound on the work per check).
+    from zxcvbn import zxcvbn
+
+    judged = zxcvbn(password[:72])
+    if judged["score"] < MIN_PASSWORD_SCORE:
+        warning = judged["feedback"].get("warning") or "it is too easy to guess"
+        raise InputError.single(
+            "password",
+            f"is too easy to guess ({warning.rstrip('.').lower()})",
+            "a longer phrase of words that do not belong together",
+        )
 
 
 def create_user(

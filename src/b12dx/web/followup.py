@@ -61,7 +61,9 @@ def install(app: FastAPI, settings: FollowupSettings | None = None) -> Followup:
                 status_code=401,
             )
         if request.method == "GET":
-            target = URL("/login").include_query_params(next=request.url.path)
+            # Back to the very page, its query included (a CDS card's ?ref= link).
+            back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            target = URL("/login").include_query_params(next=back)
             return RedirectResponse(str(target), status_code=303)
         return followup_pages.message_page(
             request, 401, "Please sign in", "Your session has ended, so nothing was saved. "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -382,10 +383,26 @@ def notes_text(a: Assessment, runs: list[Any]) -> str:
     return "\n".join(lines)
 
 
+async def _clinician_access(request: Request, form: Mapping[str, str] | None = None) -> str:
+    """On a server that requires sign-in the clinician's pages are a clinician's: a
+    signed-in visitor (NotSignedIn sends a browser to sign in and back), and a form
+    posted with the session's CSRF token. Returns that token ("" when sign-in is off:
+    the pages then answer this machine only, through the loopback guard of the API)."""
+    fu = getattr(request.app.state, "followup", None)
+    if fu is None or not fu.settings.require_login:
+        return ""
+    visitor = await fu.run(request, lambda s: fu.visitor(s, request))
+    if form is not None:
+        fu.check_form(visitor, form)
+    token: str = visitor.csrf_token
+    return token
+
+
 @router.get("/clinician", response_class=HTMLResponse)
-def clinician_form(request: Request, ref: str | None = None) -> HTMLResponse:
+async def clinician_form(request: Request, ref: str | None = None) -> HTMLResponse:
+    csrf = await _clinician_access(request)
     if ref is None:
-        return _render(request, "clinician.html", form={}, today=dt.date.today())
+        return _render(request, "clinician.html", form={}, today=dt.date.today(), csrf=csrf)
     # A CDS card's link: the record it refers to, kept for a clinic day (cds/state.py).
     state: CdsState = request.app.state.cds_state
     record = state.handed_over(ref)
@@ -397,12 +414,15 @@ def clinician_form(request: Request, ref: str | None = None) -> HTMLResponse:
             form={},
             today=dt.date.today(),
             expired_link=True,
+            csrf=csrf,
         )
     a = assess(record, as_of=assessment_date(record, dt.date.today()))
-    return _clinician_result(request, a, record)
+    return _clinician_result(request, a, record, csrf)
 
 
-def _clinician_result(request: Request, a: Assessment, record: dict[str, Any]) -> HTMLResponse:
+def _clinician_result(
+    request: Request, a: Assessment, record: dict[str, Any], csrf: str
+) -> HTMLResponse:
     """The clinician's result page, with the record it was made from (to print or save)."""
     return _render(
         request,
@@ -410,6 +430,7 @@ def _clinician_result(request: Request, a: Assessment, record: dict[str, Any]) -
         a=a,
         record_json=json.dumps(record),
         profile=a.profile,
+        csrf=csrf,
         **_clinician_context(a),
     )
 
@@ -417,6 +438,7 @@ def _clinician_result(request: Request, a: Assessment, record: dict[str, Any]) -
 @router.post("/clinician", response_class=HTMLResponse)
 async def clinician_result(request: Request) -> HTMLResponse:
     form = await _form(request)
+    csrf = await _clinician_access(request, form)
     kb = load_knowledge()
     # Every problem at once: the form's own (unanswered red flags, unreadable numbers),
     # then the engine's about the rest of the record, each in words and linked to its box.
@@ -440,8 +462,9 @@ async def clinician_result(request: Request) -> HTMLResponse:
             problems=list(first.items()),
             problems_by_field=first,
             today=dt.date.today(),
+            csrf=csrf,
         )
-    return _clinician_result(request, a, record)
+    return _clinician_result(request, a, record, csrf)
 
 
 def _more_problems(record: dict[str, Any], form: forms.FormData, kb: Any) -> list[tuple[str, str]]:
@@ -459,6 +482,7 @@ def _more_problems(record: dict[str, Any], form: forms.FormData, kb: Any) -> lis
 @router.post("/clinician/schedule.ics")
 async def clinician_calendar(request: Request) -> Response:
     form = await _form(request)
+    await _clinician_access(request, form)
     kb = load_knowledge()
     record = forms.clinician_record({"record_json": form.get("record_json", "")}, kb)
     as_of = assessment_date(record, dt.date.today())
