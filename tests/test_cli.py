@@ -270,6 +270,16 @@ def test_serve_refuses_unauthenticated_cds_beyond_loopback(capsys, monkeypatch) 
     assert "--cds-issuers" in err and "--cds-open" in err
 
 
+def test_serve_behind_a_proxy_on_loopback_is_served_as_beyond_it(capsys, monkeypatch) -> None:
+    """A proxy on this machine forwards every request from 127.0.0.1, often with a local
+    Host: with --public-url or --trusted-proxies, CDS Hooks without issuers is refused as
+    beyond loopback (and sign-in is required: tests/test_followup_web.py)."""
+    monkeypatch.delenv("B12DX_CDS_ISSUERS", raising=False)
+    monkeypatch.setenv("B12DX_PUBLIC_URL", "https://b.example")
+    code, _, err = run(capsys, "serve", "--port", "1")
+    assert code == 2 and "--cds-issuers" in err
+
+
 def test_serve_beyond_loopback_needs_the_public_url(capsys, monkeypatch) -> None:
     """Without it the CDS tokens' audience and the card links came from the request's Host
     header: a token minted for another service on the same path was accepted. Refused
@@ -536,12 +546,15 @@ def test_serve_believes_forwarded_headers_only_from_the_proxies_named(
     # serve puts its settings in the environment for its workers: each is put back as it
     # was after the test (set, then removed, so that monkeypatch records its old state).
     written = ("B12DX_DATABASE_URL", "B12DX_REQUIRE_LOGIN", "B12DX_CSRF_SECRET",
-               "B12DX_CDS_OPEN_WARNED", *ENV_NAMES.values())  # fmt: skip
+               "B12DX_CDS_OPEN", "B12DX_CDS_OPEN_WARNED", "B12DX_PUBLIC_URL",
+               *ENV_NAMES.values())  # fmt: skip
     for name in written:
         monkeypatch.setenv(name, "")
         monkeypatch.delenv(name)
     monkeypatch.setenv("B12DX_DATA_DIR", str(tmp_path))
-    code, _, err = run(capsys, "serve", "--port", "1", "--db", str(tmp_path / "f.db"), *extra)
+    code, _, err = run(
+        capsys, "serve", "--port", "1", "--db", str(tmp_path / "f.db"), "--cds-open", *extra
+    )
     assert code == 0, err
     assert seen["proxy_headers"] is bool(believed)
     assert seen["forwarded_allow_ips"] == believed

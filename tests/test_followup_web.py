@@ -461,6 +461,13 @@ def test_serve_requires_login_beyond_loopback_and_refuses_to_turn_it_off(tmp_pat
     assert os.environ["B12DX_CSRF_SECRET"] == secret, "one key for all workers"
     configure_serve("::1", url, True)
     assert os.environ["B12DX_REQUIRE_LOGIN"] == "1"
+    # Behind a proxy on this machine (a public URL or trusted proxies given), every
+    # request comes from 127.0.0.1 with a local Host: served as beyond loopback.
+    configure_serve("127.0.0.1", url, None, behind_proxy=True)
+    assert os.environ["B12DX_REQUIRE_LOGIN"] == "1"
+    with pytest.raises(InputError) as behind:
+        configure_serve("127.0.0.1", url, False, behind_proxy=True)
+    assert behind.value.errors[0].path == "--no-require-login"
 
 
 def test_serve_beyond_loopback_with_login_off_exits_2(tmp_path, capsys, monkeypatch):

@@ -373,6 +373,11 @@ def serve(
 
     if public_url is not None:
         os.environ["B12DX_PUBLIC_URL"] = public_url
+    proxies = [p.strip() for p in (trusted_proxies or "").split(",") if p.strip()]
+    # A public URL or trusted proxies mean a proxy in front: its requests come from this
+    # machine with a local Host, so loopback alone says nothing about who is asking.
+    behind_proxy = bool(os.environ.get("B12DX_PUBLIC_URL")) or bool(proxies)
+    exposed = not is_loopback(host) or behind_proxy
     if not is_loopback(host) and not os.environ.get("B12DX_PUBLIC_URL"):
         # A JWT minted for another service on the same path, sent with this server's
         # name in its Host header, would otherwise be taken as addressed to it.
@@ -385,7 +390,7 @@ def serve(
     if cds_issuers is not None:
         os.environ["B12DX_CDS_ISSUERS"] = str(cds_issuers)
     issuers_file = os.environ.get("B12DX_CDS_ISSUERS")
-    if not issuers_file and not is_loopback(host) and not cds_open:
+    if not issuers_file and exposed and not cds_open:
         # CDS Hooks: every call carries a JWT. Beyond this machine, no issuers means no
         # client authentication, which is only served when asked for in so many words.
         raise InputError.single(
@@ -405,7 +410,7 @@ def serve(
         ) from None
 
     check_port(host, port)  # before the database is opened or made
-    for line in configure_serve(host, db, require_login):
+    for line in configure_serve(host, db, require_login, behind_proxy):
         sys.stderr.write(f"b12dx: {line}\n")
 
     if issuers_file:
@@ -434,8 +439,6 @@ def serve(
     if host not in ("127.0.0.1", "localhost", "::1"):
         sys.stderr.write(f"b12dx: serving on {host}: reachable beyond this machine.\n")
     from b12dx.web.server import Limits, raise_open_files_limit
-
-    proxies = [p.strip() for p in (trusted_proxies or "").split(",") if p.strip()]
 
     limits = Limits(head_timeout, body_timeout, max_connections, max_requests)
     os.environ.update(limits.to_env())  # each worker reads them (web/server.py)

@@ -116,20 +116,26 @@ def _positive(value: str | None, default: int) -> int:
     return number
 
 
-def configure_serve(host: str, db: str | None, require_login: bool | None) -> list[str]:
+def configure_serve(
+    host: str, db: str | None, require_login: bool | None, behind_proxy: bool = False
+) -> list[str]:
     """Check the serve options, open (and migrate) the database once before the workers
-    start, and put the settings where each worker reads them. Returns lines to print."""
+    start, and put the settings where each worker reads them. Returns lines to print.
+    ``behind_proxy``: a public URL or trusted proxies were given, so requests come through
+    a proxy on this machine (their client and Host look local): served as beyond
+    loopback, sign-in required."""
     from b12dx.store import users
     from b12dx.store.db import open_database
 
-    local = is_loopback(host)
+    local = is_loopback(host) and not behind_proxy
     login = (not local) if require_login is None else require_login
     if not login and not local:
+        where = f"behind a proxy ({host})" if behind_proxy else f"on {host}"
         raise InputError.single(
             "--no-require-login",
-            f"sign-in cannot be turned off on {host}: anyone who reaches it could read and "
+            f"sign-in cannot be turned off {where}: anyone who reaches it could read and "
             "change patient records",
-            "--no-require-login only with --host 127.0.0.1, ::1 or localhost",
+            "--no-require-login only on loopback with no --public-url or --trusted-proxies",
         )
     _positive(os.environ.get(ENV_SIGN_IN_PER_MINUTE), 20)  # an error here, not in a worker
     database = open_database(db)
