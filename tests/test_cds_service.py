@@ -36,6 +36,7 @@ from b12dx.cds.state import default_path as default_state_path
 from b12dx.fhir.read import read_bulk_export
 from b12dx.fhir.record import record_from_resources
 from b12dx.web.app import create_app
+from b12dx.web.settings import FollowupSettings
 from fhir_orders import overlapping_metformin_orders
 from processes import free_port
 from test_fhir_schema import problems as fhir_problems
@@ -122,8 +123,13 @@ def call(hook: str, pid: str, pre: dict[str, Any] | None, **extra: Any) -> dict[
     return body | extra
 
 
+# As `b12dx serve` gives the app on loopback: sign-in off, so a card's link opens at once.
+LOGIN_OFF = FollowupSettings(require_login=False)
+
+
 def make_client(settings: CdsSettings) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(settings)), base_url=BASE)
+    app = create_app(settings, followup_settings=LOGIN_OFF)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE)
 
 
 @pytest_asyncio.fixture
@@ -852,7 +858,10 @@ async def test_a_large_call_does_not_stop_the_worker_answering_others(client) ->
         await asyncio.sleep(0.02)
     assert (await heavy).status_code == 200
     assert waits, "the call finished before /health was asked"
-    assert max(waits) < 0.5, f"/health waited {max(waits):.2f} s"
+    # The promise is an answer within 1 s (docs/security.md); here the client shares the
+    # process and its interpreter lock with the work, so a loaded machine reads slower
+    # than a real server does (tests/test_serve_limits.py measures that one).
+    assert max(waits) < 1.0, f"/health waited {max(waits):.2f} s"
 
 
 async def test_a_call_past_the_time_bound_is_413(tmp_path: Path) -> None:
