@@ -350,7 +350,8 @@ def serve(
             "--public-url",
             help="The https URL users and health records reach the server at (behind a "
             "proxy); required beyond loopback: CDS tokens' audience and every link are built "
-            "from it, never from a request's Host header. Default: B12DX_PUBLIC_URL.",
+            "from it, never from a request's Host header. Given on loopback it means a proxy "
+            "in front, so sign-in is required. Default: B12DX_PUBLIC_URL.",
         ),
     ] = None,
 ) -> None:
@@ -358,7 +359,7 @@ def serve(
     Hooks. Connection limits: a request head of 16 KiB at most (431; a request target of
     8 KiB, 414), sent within --head-timeout, its body within --body-timeout (408),
     --max-connections and --max-requests per worker (503), idle keep-alive closed after
-    5 s (docs/security.md)."""
+    5 s (the Security page of the documentation)."""
     import os
 
     from b12dx.extras import need
