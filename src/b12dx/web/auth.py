@@ -39,7 +39,7 @@ from b12dx.network import is_loopback
 from b12dx.store import users
 from b12dx.store.audit import LOCAL_PRACTICE_ID, Actor
 from b12dx.store.db import Database, open_database
-from b12dx.web.rate_limit import SlidingWindowLimiter
+from b12dx.web.rate_limit import FAILURE_WINDOW_S, FAILURES_PER_NAME, SlidingWindowLimiter
 from b12dx.web.settings import FollowupSettings
 
 T = TypeVar("T")
@@ -92,6 +92,12 @@ class Followup:
         self._db: Database | None = None
         self._lock = threading.Lock()
         self.sign_in_limiter = SlidingWindowLimiter(attempts=settings.sign_in_per_minute)
+        # Failed sign-ins per client address and username, on the settings' clock.
+        self.failed_sign_ins = SlidingWindowLimiter(
+            attempts=FAILURES_PER_NAME,
+            window=FAILURE_WINDOW_S,
+            clock=lambda: settings.now().timestamp(),
+        )
         try:
             local_user = getpass.getuser()
         except (KeyError, OSError):

@@ -60,6 +60,38 @@ class SlidingWindowLimiter:
                 self._seen.popitem(last=False)
             return 0
 
+    def blocked(self, key: str) -> int:
+        """0 when ``key`` is under its limit; else the whole seconds until it is (nothing
+        is counted)."""
+        now = self.clock()
+        with self._lock:
+            times = self._seen.get(key)
+            if times is None:
+                return 0
+            while times and times[0] <= now - self.window:
+                times.popleft()
+            if len(times) < self.attempts:
+                return 0
+            return max(1, math.ceil(times[0] + self.window - now))
+
+    def count(self, key: str) -> None:
+        """Count one event for ``key`` (a failed sign-in)."""
+        now = self.clock()
+        with self._lock:
+            times = self._seen.pop(key, None) or deque()
+            times.append(now)
+            self._seen[key] = times
+            while len(self._seen) > self.max_keys:
+                self._seen.popitem(last=False)
+
+
+# Wrong passwords for one username from one client address (NIST SP 800-63B 5.2.2 asks
+# to limit guessing, not to let anyone lock an account they know the name of): after
+# FAILURES_PER_NAME in FAILURE_WINDOW_S that address must wait for that username; other
+# addresses, the user's own included, are not held up.
+FAILURES_PER_NAME = 5
+FAILURE_WINDOW_S = 15 * 60.0
+
 
 def client_address(request: Request) -> str:
     return request.client.host if request.client else "local socket"
