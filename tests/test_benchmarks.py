@@ -38,6 +38,21 @@ SMOKE: dict[str, tuple[list[str], str]] = {
     "bench_cds.py": (["--requests", "3", "--runs", "1"], "median"),
     "bench_screen.py": (["300", "1"], "medians of 1:"),
     "bench_synth.py": (["300"], "synth 300 patients"),
+    "bench_serve_attacks.py": (
+        [
+            "--assessments",
+            "20",
+            "--resources",
+            "1000",
+            "--cds-calls",
+            "1",
+            "--half-sent",
+            "20",
+            "--line-mb",
+            "1",
+        ],
+        "stalls over 1 s",
+    ),
     "bench_store_contention.py": (
         ["--runs", "1", "--seconds", "0.5", "--audit-rows", "1000"],
         "sign-ins",

@@ -1,0 +1,210 @@
+"""What hostile clients do to `b12dx serve`, at full size, with the health check polled
+throughout: four concurrent 26 MB CDS calls of 550,000 resources of made-up types, 1,100
+half-sent requests, a 160 MB request line, and thousands of ordinary assessments beside
+them. Prints the requests sent, the 5xx answers and the health check's slowest answer
+and its stalls over 1 s (docs/security.md, docs/performance.md).
+
+    .venv/bin/python benchmarks/bench_serve_attacks.py [--assessments 5000]
+        [--resources 550000] [--cds-calls 4] [--half-sent 1100] [--line-mb 160] [--workers 1]
+
+A benchmark, not a test: the suite runs the same attacks at a smaller size
+(tests/test_serve_limits.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from processes import b12dx_command, free_port, wait_for_http  # noqa: E402
+
+EXAMPLE = ROOT / "src" / "b12dx" / "examples" / "metformin_neuropathy.json"
+HEALTH = b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+class Health:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.times: list[float] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            start = time.monotonic()
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+                    s.sendall(
+                        b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                    )
+                    ok = s.recv(64).startswith(b"HTTP/1.1 200")
+                self.times.append(time.monotonic() - start if ok else float("inf"))
+            except OSError:
+                self.times.append(float("inf"))
+            time.sleep(0.1)
+
+
+def status_of(answer: bytes) -> int:
+    try:
+        return int(answer.split(b" ", 2)[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+def large_cds_body(resources: int) -> bytes:
+    filler = [{"resourceType": f"Made{i % 1000}", "id": str(i)} for i in range(resources)]
+    return json.dumps(
+        {
+            "hook": "patient-view",
+            "hookInstance": "large",
+            "context": {"userId": "Practitioner/1", "patientId": "p1"},
+            "prefetch": {
+                "patient": {"resourceType": "Patient", "id": "p1", "birthDate": "1960-01-01"},
+                "conditions": {
+                    "resourceType": "Bundle",
+                    "type": "searchset",
+                    "entry": [{"resource": r} for r in filler],
+                },
+                "labs": None,
+                "medicationRequests": None,
+                "procedures": None,
+            },
+        }
+    ).encode()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--assessments", type=int, default=5000)
+    parser.add_argument("--resources", type=int, default=550_000)
+    parser.add_argument("--cds-calls", type=int, default=4)
+    parser.add_argument("--half-sent", type=int, default=1100)
+    parser.add_argument("--line-mb", type=int, default=160)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard >= 4096:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), hard))
+    tmp = Path(tempfile.mkdtemp(prefix="b12dx-attacks-"))
+    port = free_port()
+    log = tmp / "serve.log"
+    env = os.environ | {"B12DX_DATA_DIR": str(tmp / "data")}
+    proc = subprocess.Popen(
+        [
+            *b12dx_command(),
+            "serve",
+            "--port",
+            str(port),
+            "--db",
+            str(tmp / "f.sqlite3"),
+            "--workers",
+            str(args.workers),
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def note(code: int) -> None:
+        with lock:
+            statuses[code] = statuses.get(code, 0) + 1
+
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/api/v1/health", proc, log, "b12dx serve")
+        health = Health(port)
+        poller = threading.Thread(target=health.run, daemon=True)
+        poller.start()
+        started = time.monotonic()
+
+        body = large_cds_body(args.resources)
+        head = (
+            b"POST /cds-services/b12dx-patient-view HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+
+        def cds_call() -> None:
+            with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
+                s.sendall(head + body)
+                note(status_of(s.recv(64)))
+
+        record = EXAMPLE.read_bytes()
+
+        def assessments(n: int) -> None:
+            for _ in range(n):
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/api/v1/assess",
+                    data=record,
+                    headers={"Content-Type": "application/json"},
+                )
+                try:
+                    with urllib.request.urlopen(req, timeout=30) as answer:
+                        note(answer.status)
+                except urllib.error.HTTPError as exc:
+                    note(exc.code)
+                except OSError:
+                    note(0)
+
+        def half_sent() -> None:
+            socks = []
+            for _ in range(args.half_sent):
+                s = socket.create_connection(("127.0.0.1", port), timeout=30)
+                s.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")
+                socks.append(s)
+            for s in socks:
+                note(status_of(s.recv(64)))
+                s.close()
+
+        def long_line() -> None:
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+                try:
+                    s.sendall(b"GET /")
+                    for _ in range(args.line_mb * 16):
+                        s.sendall(b"a" * 65536)
+                except OSError:
+                    pass
+                note(status_of(s.recv(64)))
+
+        workers = [threading.Thread(target=cds_call) for _ in range(args.cds_calls)]
+        workers += [threading.Thread(target=half_sent), threading.Thread(target=long_line)]
+        per = max(1, args.assessments // 10)
+        workers += [threading.Thread(target=assessments, args=(per,)) for _ in range(10)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        took = time.monotonic() - started
+        health.stop.set()
+        poller.join(timeout=10)
+        sent = sum(statuses.values())
+        server_errors = sum(n for code, n in statuses.items() if code >= 500 and code != 503)
+        stalls = sum(1 for t in health.times if t > 1.0)
+        print(
+            f"{sent} requests in {took:.0f} s; answers by status: {dict(sorted(statuses.items()))}"
+        )
+        print(f"5xx other than 503 (a limit's answer): {server_errors}")
+        print(
+            f"health: {len(health.times)} checks, slowest {max(health.times):.2f} s, "
+            f"median {sorted(health.times)[len(health.times) // 2]:.3f} s, "
+            f"stalls over 1 s: {stalls}"
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
