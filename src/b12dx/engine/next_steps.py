@@ -170,7 +170,7 @@ def plan(
             "specialist advice (haematology or neurology) and reconsider the diagnosis; "
             "the dose, frequency or route may need adjusting.",
         )
-    severe = severe_results(kb, f, labs)
+    severe = severe_results(kb, f, labs, t)
     if severe:
         add(
             "seek_specialist_advice",

@@ -108,20 +108,26 @@ def _severe(kb: Knowledge, f: Findings, test_id: str, reading: LabReading) -> st
     return None
 
 
-def treated_since(f: Findings, reading: LabReading) -> bool:
-    """Whether B12 was given after this result was taken: a course under way since then
-    is treating what it showed, so it no longer shows today's state (a repeat does)."""
-    first = f.first_dose
+def treated_since(kb: Knowledge, f: Findings, t: TreatmentDecision, reading: LabReading) -> bool:
+    """Whether an adequate course under way (doses recorded as given, judged against the
+    regimens for the presentation) began after this result was taken, and more than
+    triage.yaml's severe_result_watch_days ago: it is treating what the result showed, so
+    the result no longer shows today's state (a repeat does). In the course's first days
+    the result still counts (hypokalaemia is watched in the first 48 hours)."""
+    start = t.treatment.start if t.under_way and t.treatment is not None else None
     taken = reading.item.date
-    return first is not None and taken is not None and taken < first
+    watch = kb.triage.severe_result_watch_days
+    return (
+        start is not None and taken is not None and taken < start and (f.as_of - start).days > watch
+    )
 
 
-def severe_results(kb: Knowledge, f: Findings, labs: LabSummary) -> list[str]:
+def severe_results(kb: Knowledge, f: Findings, labs: LabSummary, t: TreatmentDecision) -> list[str]:
     """Each result that needs the person seen the same day, with why (not one taken
-    before the treatment under way began)."""
+    before an adequate course under way for more than its first days)."""
     out = []
     for test_id, reading in labs.usable.items():
-        if treated_since(f, reading):
+        if treated_since(kb, f, t, reading):
             continue
         why = _severe(kb, f, test_id, reading)
         if why is not None:
@@ -141,7 +147,7 @@ def _by_presentation(
         # Seizures, developmental delay or regression, or any nerve sign in a child: a
         # breastfed infant's risk is the mother's B12, which the record cannot show.
         out.append(_level(kb, "urgent", "urgency.child_neurological"))
-    for why in severe_results(kb, f, labs):
+    for why in severe_results(kb, f, labs, t):
         out.append(_level(kb, "urgent", "urgency.severe_result", f"{why}: seen the same day."))
     for test_id, reading in labs.usable.items():
         test = kb.labs[test_id]

@@ -105,7 +105,7 @@ def raise_warnings(
     hb_reading = labs.usable.get("hemoglobin")
     # Hypokalaemia is watched in the first 48 hours of treatment (fda-cyanocobalamin): not
     # for a result taken before a course already under way.
-    before_course = hb_reading is not None and treated_since(f, hb_reading)
+    before_course = hb_reading is not None and treated_since(kb, f, t, hb_reading)
     if hb is not None and severe is not None and t.treatment is not None and not before_course:
         limit = severe.pregnant if f.patient.pregnant else severe.default
         if hb < limit:

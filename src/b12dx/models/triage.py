@@ -115,6 +115,9 @@ class TriageKnowledge(_KB):
     # triage.infant_signs), and below which age they count.
     infant_signs: Level
     young_child_below_years: float = Field(gt=0)
+    # Days from the first dose of a course in which a severe result taken before it still
+    # makes the answer same-day (hypokalaemia is watched in the first 48 hours).
+    severe_result_watch_days: int = Field(ge=0)
     age_sources: list[str] = Field(min_length=1)
     classes: dict[Literal["neurological_deficit", "neurological_other"], TriageClass]
     elsewhere: list[Elsewhere]
