@@ -14,7 +14,6 @@ A benchmark, not a test: the suite runs the same attacks at a smaller size
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import socket
@@ -29,31 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from hostile import HealthPoller, large_cds_call  # noqa: E402
 from processes import b12dx_command, free_port, wait_for_http  # noqa: E402
 
 EXAMPLE = ROOT / "src" / "b12dx" / "examples" / "metformin_neuropathy.json"
-HEALTH = b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-
-
-class Health:
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.times: list[float] = []
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            start = time.monotonic()
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
-                    s.sendall(
-                        b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                    )
-                    ok = s.recv(64).startswith(b"HTTP/1.1 200")
-                self.times.append(time.monotonic() - start if ok else float("inf"))
-            except OSError:
-                self.times.append(float("inf"))
-            time.sleep(0.1)
 
 
 def status_of(answer: bytes) -> int:
@@ -61,28 +39,6 @@ def status_of(answer: bytes) -> int:
         return int(answer.split(b" ", 2)[1])
     except (IndexError, ValueError):
         return 0
-
-
-def large_cds_body(resources: int) -> bytes:
-    filler = [{"resourceType": f"Made{i % 1000}", "id": str(i)} for i in range(resources)]
-    return json.dumps(
-        {
-            "hook": "patient-view",
-            "hookInstance": "large",
-            "context": {"userId": "Practitioner/1", "patientId": "p1"},
-            "prefetch": {
-                "patient": {"resourceType": "Patient", "id": "p1", "birthDate": "1960-01-01"},
-                "conditions": {
-                    "resourceType": "Bundle",
-                    "type": "searchset",
-                    "entry": [{"resource": r} for r in filler],
-                },
-                "labs": None,
-                "medicationRequests": None,
-                "procedures": None,
-            },
-        }
-    ).encode()
 
 
 def main() -> None:
@@ -125,20 +81,16 @@ def main() -> None:
 
     try:
         wait_for_http(f"http://127.0.0.1:{port}/api/v1/health", proc, log, "b12dx serve")
-        health = Health(port)
+        health = HealthPoller(port)
         poller = threading.Thread(target=health.run, daemon=True)
         poller.start()
         started = time.monotonic()
 
-        body = large_cds_body(args.resources)
-        head = (
-            b"POST /cds-services/b12dx-patient-view HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
-        )
+        request = large_cds_call(args.resources)
 
         def cds_call() -> None:
             with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
-                s.sendall(head + body)
+                s.sendall(request)
                 note(status_of(s.recv(64)))
 
         record = EXAMPLE.read_bytes()

@@ -145,38 +145,35 @@ async def _post(app: Any, path: str, **kw: Any) -> httpx.Response:
         return await c.post(path, **kw)
 
 
+def searchset(*resources: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "searchset",
+            "entry": [{"resource": r} for r in resources]}  # fmt: skip
+
+
+def hook_call(
+    hook: str, prefetch: dict[str, Any], draft: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A CDS Hooks request for patient p1; for the order hooks ``draft`` is the draft
+    order (and, for order-select, the one selected)."""
+    context: dict[str, Any] = {"userId": "Practitioner/1", "patientId": "p1"}
+    if draft is not None:
+        context["draftOrders"] = bundle(draft)
+        if hook == "order-select":
+            context["selections"] = [f"MedicationRequest/{draft['id']}"]
+    return {"hook": hook, "hookInstance": "extreme", "context": context, "prefetch": prefetch}
+
+
 @pytest.mark.parametrize("hook", ["patient-view", "order-select", "order-sign"])
 def test_every_cds_hook_answers_a_record_and_an_order_past_the_calendar(tmp_path, hook) -> None:
-    context: dict[str, Any] = {"userId": "Practitioner/1", "patientId": "p1"}
-    if hook != "patient-view":
-        draft = long_supply(rid="d1") | {"status": "draft"}
-        context["draftOrders"] = {
-            "resourceType": "Bundle",
-            "type": "collection",
-            "entry": [{"resource": draft}],
-        }
-        if hook == "order-select":
-            context["selections"] = ["MedicationRequest/d1"]
-    body = {
-        "hook": hook,
-        "hookInstance": "extreme",
-        "context": context,
-        "prefetch": {
-            "patient": patient(),
-            "medicationRequests": {
-                "resourceType": "Bundle",
-                "type": "searchset",
-                "entry": [{"resource": long_supply()}],
-            },
-            "labs": {
-                "resourceType": "Bundle",
-                "type": "searchset",
-                "entry": [{"resource": b12_result()}],
-            },
-            "conditions": None,
-            "procedures": None,
-        },
+    draft = long_supply(rid="d1") | {"status": "draft"} if hook != "patient-view" else None
+    prefetch = {
+        "patient": patient(),
+        "medicationRequests": searchset(long_supply()),
+        "labs": searchset(b12_result()),
+        "conditions": None,
+        "procedures": None,
     }
+    body = hook_call(hook, prefetch, draft)
     r = asyncio.run(_post(_cds_app(tmp_path), f"/cds-services/b12dx-{hook}", json=body))
     assert r.status_code == 200, r.text[:500]
     assert isinstance(r.json()["cards"], list)
@@ -261,24 +258,10 @@ def test_a_draft_order_of_the_wrong_json_type_is_a_400_naming_it(tmp_path, hook,
     draft = long_supply(days=30, rid="d1") | {"status": "draft"}
     coding = {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "6809"}
     draft["medicationCodeableConcept"] = {"coding": [coding | {key: value}]}
-    context: dict[str, Any] = {
-        "userId": "Practitioner/1",
-        "patientId": "p1",
-        "draftOrders": {
-            "resourceType": "Bundle",
-            "type": "collection",
-            "entry": [{"resource": draft}],
-        },
+    prefetch = {"patient": patient()} | {
+        k: EMPTY for k in ("conditions", "labs", "medicationRequests", "procedures")
     }
-    if hook == "order-select":
-        context["selections"] = ["MedicationRequest/d1"]
-    body = {
-        "hook": hook,
-        "hookInstance": "typed",
-        "context": context,
-        "prefetch": {"patient": patient()}
-        | {k: EMPTY for k in ("conditions", "labs", "medicationRequests", "procedures")},
-    }
+    body = hook_call(hook, prefetch, draft)
     r = asyncio.run(_post(_cds_app(tmp_path), f"/cds-services/b12dx-{hook}", json=body))
     assert r.status_code == 400, r.text[:300]
     assert (

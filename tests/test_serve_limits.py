@@ -13,11 +13,12 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from hostile import HealthPoller, large_cds_call
 from processes import b12dx_command, free_port, wait_for_http
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("serve_limits")]
@@ -75,33 +76,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     s.proc.wait(timeout=30)
 
 
-@dataclass
-class Health:
-    """Polls /api/v1/health every 0.1 s on fresh connections, recording each answer's
-    time (a failure counts as infinitely slow)."""
-
-    port: int
-    times: list[float] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            start = time.monotonic()
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
-                    s.sendall(
-                        b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                    )
-                    ok = s.recv(64).startswith(b"HTTP/1.1 200")
-                self.times.append(time.monotonic() - start if ok else float("inf"))
-            except OSError:
-                self.times.append(float("inf"))
-            time.sleep(0.1)
-
-
 @pytest.fixture
-def health(server: Server) -> Iterator[Health]:
-    h = Health(server.port)
+def health(server: Server) -> Iterator[HealthPoller]:
+    h = HealthPoller(server.port)
     thread = threading.Thread(target=h.run, daemon=True)
     thread.start()
     yield h
@@ -134,14 +111,16 @@ def _send_until_stopped(s: socket.socket, head: bytes, chunk: bytes, most: int) 
     return time.monotonic() - start
 
 
-def test_a_request_line_that_never_ends_is_a_quick_414(server: Server, health: Health) -> None:
+def test_a_request_line_that_never_ends_is_a_quick_414(
+    server: Server, health: HealthPoller
+) -> None:
     with server.connect() as s:
         took = _send_until_stopped(s, b"GET /", b"a" * 65536, 160 * 1024 * 1024)
         assert _answer(s).startswith(b"HTTP/1.1 414")
     assert took < 5
 
 
-def test_a_header_that_never_ends_is_a_quick_431(server: Server, health: Health) -> None:
+def test_a_header_that_never_ends_is_a_quick_431(server: Server, health: HealthPoller) -> None:
     with server.connect() as s:
         head = b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Fill: "
         took = _send_until_stopped(s, head, b"b" * 65536, 128 * 1024 * 1024)
@@ -150,7 +129,7 @@ def test_a_header_that_never_ends_is_a_quick_431(server: Server, health: Health)
 
 
 def test_a_thousand_half_sent_requests_are_closed_and_health_answers(
-    server: Server, health: Health
+    server: Server, health: HealthPoller
 ) -> None:
     socks = []
     for _ in range(1100):
@@ -167,7 +146,7 @@ def test_a_thousand_half_sent_requests_are_closed_and_health_answers(
 
 
 def test_a_body_sent_too_slowly_is_408_and_an_idle_connection_is_closed(
-    server: Server, health: Health
+    server: Server, health: HealthPoller
 ) -> None:
     with server.connect() as s:
         start = time.monotonic()
@@ -188,7 +167,7 @@ def test_a_body_sent_too_slowly_is_408_and_an_idle_connection_is_closed(
 
 
 def test_requests_abandoned_mid_body_are_one_short_line_each(
-    server: Server, health: Health
+    server: Server, health: HealthPoller
 ) -> None:
     before = server.log.read_text(errors="replace")
     for _ in range(30):
@@ -225,42 +204,18 @@ def test_too_many_connections_or_requests_are_503(tmp_path: Path) -> None:
         s.proc.wait(timeout=30)
 
 
-def test_large_cds_calls_are_read_off_the_event_loop(server: Server, health: Health) -> None:
+def test_large_cds_calls_are_read_off_the_event_loop(server: Server, health: HealthPoller) -> None:
     """Three concurrent CDS calls of about 6 MB each, 125,000 resources of made-up types
     (each type under the per-type bound): parsing, de-duplicating and counting them runs
     off the event loop, so health answers within 1 s while they are read."""
-    import json
-
-    filler = [{"resourceType": f"Made{i % 1000}", "id": str(i)} for i in range(125_000)]
-    body = json.dumps(
-        {
-            "hook": "patient-view",
-            "hookInstance": "large",
-            "context": {"userId": "Practitioner/1", "patientId": "p1"},
-            "prefetch": {
-                "patient": {"resourceType": "Patient", "id": "p1", "birthDate": "1960-01-01"},
-                "conditions": {
-                    "resourceType": "Bundle",
-                    "type": "searchset",
-                    "entry": [{"resource": r} for r in filler],
-                },
-                "labs": None,
-                "medicationRequests": None,
-                "procedures": None,
-            },
-        }
-    ).encode()
-    assert len(body) > 5_000_000
-    head = (
-        b"POST /cds-services/b12dx-patient-view HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
-    )
+    request = large_cds_call(125_000)
+    assert len(request) > 5_000_000
     answers: list[bytes] = []
 
     def call() -> None:
         with server.connect() as s:
             s.settimeout(60)
-            s.sendall(head + body)
+            s.sendall(request)
             answers.append(_answer(s))
 
     threads = [threading.Thread(target=call) for _ in range(3)]

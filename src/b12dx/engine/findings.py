@@ -196,10 +196,7 @@ def differential_fit(
 def _expand(kb: Knowledge, ids: list[str]) -> set[str]:
     out: set[str] = set()
     # @weakness: any weakness; @deficit: any loss of nerve function (symptoms.yaml).
-    sets = {
-        "@weakness": kb.weakness_symptoms,
-        "@deficit": frozenset(s for s in kb.nervous_system if kb.symptoms[s].deficit),
-    }
+    sets = {"@weakness": kb.weakness_symptoms, "@deficit": kb.deficit_symptoms}
     for i in ids:
         out |= sets.get(i, {i})
     return out

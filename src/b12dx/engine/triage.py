@@ -79,9 +79,9 @@ def neurological(kb: Knowledge, sid: str) -> bool:
 
 
 def nerve_deficit(kb: Knowledge, sid: str) -> bool:
-    """A loss of nerve, brain, cord or eye function (its group neurological, itself a
+    """A loss of nerve, brain, cord or eye function (of the nervous system, itself a
     deficit), whatever its role."""
-    return neurological(kb, sid) and kb.symptoms[sid].deficit
+    return sid in kb.deficit_symptoms
 
 
 def _class(kb: Knowledge, sid: str) -> TriageClass | None:

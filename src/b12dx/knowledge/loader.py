@@ -97,8 +97,10 @@ class Knowledge:
     # adult; ..._young: under 16 (symptom_groups.yaml involvement_age_groups).
     neurological_symptoms: frozenset[str] = field(default=frozenset())
     neurological_symptoms_young: frozenset[str] = field(default=frozenset())
-    # Every symptom of the nervous system, whatever its role (triage reads it).
+    # Every symptom of the nervous system, whatever its role (triage reads it), and those
+    # of them that are a loss of function (red_flags.yaml's @deficit).
     nervous_system: frozenset[str] = field(default=frozenset())
+    deficit_symptoms: frozenset[str] = field(default=frozenset())
     # Values the engine derives from the knowledge base alone (citations, food lists),
     # kept for reuse across assessments. Never patient data.
     derived: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -268,6 +270,7 @@ def load_knowledge_from(directory: Path) -> Knowledge:
             s.id for s in symptoms.values() if s.role == "b12" and s.id in nervous
         ),
         nervous_system=nervous,
+        deficit_symptoms=frozenset(sid for sid in nervous if symptoms[sid].deficit),
     )
     problems = list(check(kb))
     if problems:
