@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,9 +17,13 @@ HEALTH = b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 @dataclass
 class HealthPoller:
     """Polls /api/v1/health every 0.1 s on fresh connections, recording each answer's
-    time (a failure counts as infinitely slow). ``run`` in a thread; set ``stop``."""
+    time (a failure counts as infinitely slow). ``run`` in a thread; set ``stop``.
+    ``tls``: through TLS (a proxy in front), its certificate not checked; ``source``: the
+    loopback address it connects from (another client than the attacker's 127.0.0.1)."""
 
     port: int
+    tls: bool = False
+    source: str = "127.0.0.1"
     times: list[float] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -26,13 +31,25 @@ class HealthPoller:
         while not self.stop.is_set():
             start = time.monotonic()
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+                with connect(self.port, self.tls, self.source) as s:
                     s.sendall(HEALTH)
                     ok = s.recv(64).startswith(b"HTTP/1.1 200")
                 self.times.append(time.monotonic() - start if ok else float("inf"))
             except OSError:
                 self.times.append(float("inf"))
             time.sleep(0.1)
+
+
+def connect(port: int, tls: bool = False, source: str = "127.0.0.1") -> socket.socket:
+    """A connection to a loopback port from ``source``; ``tls``: through TLS, the
+    certificate unchecked (the test's own, self-signed)."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+    if not tls:
+        return raw
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context.wrap_socket(raw, server_hostname="localhost")
 
 
 def large_cds_call(resources: int) -> bytes:
