@@ -191,6 +191,7 @@ def test_the_repository_root_holds_no_stray_files() -> None:
         "LICENSE",
         "README.md",
         "benchmarks",
+        "deploy",
         "constraints.txt",
         "docs",
         "mkdocs.yml",

@@ -67,6 +67,7 @@ class Gathered:
     resources: list[Resource] = field(default_factory=list)
     fetched: list[str] = field(default_factory=list)  # keys read from the FHIR server
     unavailable: list[str] = field(default_factory=list)  # optional keys nobody could give
+    bytes_read: int = 0  # of the FHIR server's answers
 
 
 def _resources(value: Any) -> list[Resource] | None:
@@ -231,6 +232,7 @@ async def gather(
             raise PreconditionFailed(
                 f"the FHIR server did not answer within {timeout_seconds:g} s", names
             ) from None
+    got.bytes_read = MAX_BYTES_PER_CALL - budget.bytes_left
     failed = []
     for key, result in zip(missing, results, strict=True):
         if isinstance(result, BaseException):

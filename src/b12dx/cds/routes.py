@@ -247,6 +247,8 @@ def build_router(settings: CdsSettings) -> APIRouter:
             )
         except PreconditionFailed as exc:
             return _error(412, "precondition_failed", exc.message, missing=exc.missing)
+        # Counted with the body by web/memory.py, which gives large work's memory back.
+        request.state.bytes_read = got.bytes_read
         try:
             resources, over = await off_loop(_tally, got.resources)
         except TimeoutError:

@@ -30,6 +30,7 @@ from b12dx.schema import input_schema
 from b12dx.version import ENGINE_VERSION
 from b12dx.web import api, followup, pages
 from b12dx.web.cors import CdsCorsMiddleware
+from b12dx.web.memory import TrimAfterLargeRequests
 from b12dx.web.security import BodySizeLimit, SecurityHeaders
 from b12dx.web.settings import ENV_CDS_OPEN_WARNED, FollowupSettings
 
@@ -169,4 +170,6 @@ def create_app(
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodySizeLimit)
     app.add_middleware(SecurityHeaders)
+    # Outermost: the trim follows the answer, once every object of the request is freed.
+    app.add_middleware(TrimAfterLargeRequests)
     return app

@@ -30,6 +30,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from b12dx.web.memory import limit_arenas
+
 logger = logging.getLogger("uvicorn.error")  # the server log uvicorn prints
 
 # The event loop shares the interpreter lock with the threads that read and assess large
@@ -99,6 +101,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if GuardedProtocol.limits is None:
             GuardedProtocol.limits = Limits.from_env()
             sys.setswitchinterval(SWITCH_INTERVAL_S)
+            limit_arenas()  # web/memory.py: large calls' memory is given back
         self._limits = GuardedProtocol.limits
         self._head_bytes = 0
         self._in_head = True
