@@ -27,6 +27,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "zxcvbn",
     ),
     "screen": ("ibis", "duckdb", "pyarrow", "numpy"),
+    "screen-postgres": ("ibis", "duckdb", "pyarrow", "numpy", "duckdb_ext"),
     "spark": ("pyspark",),
 }
 

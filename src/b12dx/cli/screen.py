@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 
-def _as_of(source: Path, as_of: str | None) -> tuple[dt.date, bool]:
+def _as_of(source: Path | None, as_of: str | None) -> tuple[dt.date, bool]:
     """The screening date, and whether it is the one synthetic data was made for: --as-of
     wins; else the date in the input's b12dx-synth.json (``b12dx synth`` histories end on
     it, and screened as of today their gaps are miscounted); else today."""
@@ -19,19 +19,20 @@ def _as_of(source: Path, as_of: str | None) -> tuple[dt.date, bool]:
 
     if as_of:
         return parse_date(as_of, "--as-of"), False
-    made = made_for(source) if source.is_dir() else None
+    made = made_for(source) if source is not None and source.is_dir() else None
     return (made, True) if made is not None else (dt.date.today(), False)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("screen")
     def screen_command(
-        source: Annotated[
-            Path,
+        input_: Annotated[
+            str,
             typer.Argument(
                 metavar="INPUT",
-                help="A FHIR Bulk Data export folder (NDJSON) or OMOP CDM 5.4 tables "
-                "(CSV or Parquet).",
+                help="A FHIR Bulk Data export folder (NDJSON), OMOP CDM 5.4 tables (a "
+                "folder of CSV or Parquet), or an OMOP CDM in PostgreSQL "
+                "(postgresql://user@host/database, with --cdm-schema).",
             ),
         ],
         out: Annotated[Path, typer.Option("--out", help="Folder for the results.")],
@@ -71,6 +72,30 @@ def register(app: typer.Typer) -> None:
                 "default $B12DX_SPARK_MASTER, else local[*] on this machine.",
             ),
         ] = None,
+        cdm_schema: Annotated[
+            str | None,
+            typer.Option(
+                "--cdm-schema",
+                help="A PostgreSQL INPUT: the schema holding the CDM's clinical tables "
+                "(read only).",
+            ),
+        ] = None,
+        vocabulary_schema: Annotated[
+            str | None,
+            typer.Option(
+                "--vocabulary-schema",
+                help="A PostgreSQL INPUT: the schema holding concept, concept_relationship "
+                "and concept_ancestor; default: the CDM schema.",
+            ),
+        ] = None,
+        results_schema: Annotated[
+            str | None,
+            typer.Option(
+                "--results-schema",
+                help="A PostgreSQL INPUT: also write the gaps as the table b12dx_gaps in "
+                "this schema (replaced whole on each run); the login needs CREATE there.",
+            ),
+        ] = None,
     ) -> None:
         """Care gaps across all patients: a new finding to be seen now, untested at risk,
         monitoring due, indeterminate not followed up, deficient untreated, folic acid
@@ -88,8 +113,11 @@ def register(app: typer.Typer) -> None:
         from b12dx.errors import B12dxError, MissingExtra
         from b12dx.extras import need
 
+        database = input_.split(":", 1)[0].lower() in ("postgresql", "postgres")
         try:
             need("screen", "b12dx screen")
+            if database:
+                need("screen-postgres", "b12dx screen postgresql://...")
             if engine == "spark":
                 need("spark", "b12dx screen --engine spark")
         except MissingExtra as exc:
@@ -109,6 +137,30 @@ def register(app: typer.Typer) -> None:
             fail(f"--engine: {engine!r} is not an engine (accepted: {', '.join(ENGINES)})")
         if spark_master is not None and engine != "spark":
             fail("--spark-master: only used with --engine spark")
+        from b12dx.screen.cdm_database import CdmDatabase
+
+        source: Path | CdmDatabase
+        if database:
+            if cdm_schema is None:
+                fail(
+                    "--cdm-schema: required with a PostgreSQL INPUT (the schema of the CDM's "
+                    "person, drug_exposure, measurement... tables, e.g. cdm)"
+                )
+                return
+            try:
+                source = CdmDatabase(input_, cdm_schema, vocabulary_schema, results_schema)
+            except B12dxError as exc:
+                fail(str(exc))
+                return
+        else:
+            for option, value in (
+                ("--cdm-schema", cdm_schema),
+                ("--vocabulary-schema", vocabulary_schema),
+                ("--results-schema", results_schema),
+            ):
+                if value is not None:
+                    fail(f"{option}: only used with a PostgreSQL INPUT (postgresql://...)")
+            source = Path(input_)
         type_concepts: tuple[int, ...] = ()
         if omop_type_concepts is not None:
             parts = [p.strip() for p in omop_type_concepts.split(",") if p.strip()]
@@ -120,7 +172,7 @@ def register(app: typer.Typer) -> None:
             type_concepts = tuple(int(p) for p in parts)
         try:
             output_folder(out, "--out", force)
-            day, made = _as_of(source, as_of)
+            day, made = _as_of(source if isinstance(source, Path) else None, as_of)
             kb = load_knowledge()
             chosen = kb.profile(profile)
             console = Console(stderr=True)
@@ -154,7 +206,7 @@ def register(app: typer.Typer) -> None:
         except OSError as exc:
             fail(f"{exc.filename or out}: {exc.strerror or exc}")
             return
-        if made:  # the date is not today: say why, before the counts it changes
+        if made and isinstance(source, Path):  # not today: say why, before the counts
             sys.stdout.write(
                 f"as of {day}, the date the synthetic data was made for ({source / MANIFEST}); "
                 "give --as-of for another date\n"
@@ -162,3 +214,5 @@ def register(app: typer.Typer) -> None:
         console_summary(result, Console(), kb)
         for name in [*paths, "report.html"]:
             sys.stdout.write(f"wrote {out / name}\n")
+        if isinstance(source, CdmDatabase) and source.results_schema:
+            sys.stdout.write(f"wrote {source.results_schema}.b12dx_gaps in {source.label}\n")

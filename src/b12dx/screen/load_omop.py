@@ -44,6 +44,7 @@ import pyarrow as pa
 
 from b12dx.errors import FieldError, InputError
 from b12dx.knowledge.loader import Knowledge
+from b12dx.screen.cdm_database import CdmDatabase, attach, scan, vocabulary_filter
 from b12dx.screen.lookups import code_table, route_table, unit_table
 from b12dx.screen.model import SCHEMAS, ScreeningTables
 
@@ -152,40 +153,104 @@ CODED = (
 FINDING_KINDS = ("symptom", "diet", "exposure", "pregnancy")
 
 
-def _file(source: Path, table: str) -> Path | None:
-    # OHDSI ships its CDM tables in upper case (PERSON.csv, as in Eunomia); ETLs often
-    # write them in lower case.
-    for name in (table, table.upper()):
-        for ext in ("parquet", "csv"):
-            path = source / f"{name}.{ext}"
-            if path.exists():
-                return path
-    return None
-
-
 def _q(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _view(con: duckdb.DuckDBPyConnection, table: str, path: Path, spec: _Source) -> None:
+@dataclass(frozen=True)
+class _Reader:
+    """DuckDB SQL that reads one OMOP table, how its values are cast, and the name a
+    message gives it."""
+
+    sql: str
+    cast: str
+    label: str
+
+
+class _Folder:
+    """The OMOP tables as files in a folder."""
+
+    def __init__(self, source: Path) -> None:
+        self.source = source
+        self.label = str(source)
+
+    def find(self, table: str) -> _Reader | None:
+        # OHDSI ships its CDM tables in upper case (PERSON.csv, as in Eunomia); ETLs
+        # often write them in lower case.
+        for name in (table, table.upper()):
+            for ext in ("parquet", "csv"):
+                path = self.source / f"{name}.{ext}"
+                if path.exists() and ext == "csv":
+                    # Read as text and cast here, so an all-empty column (DuckDB would
+                    # guess VARCHAR) or a stray value never fails the load.
+                    sql = f"read_csv({_q(str(path))}, header = true, all_varchar = true)"
+                    return _Reader(sql, "TRY_CAST", str(path))
+                if path.exists():
+                    return _Reader(f"read_parquet({_q(str(path))})", "CAST", str(path))
+        return None
+
+    def missing(self, table: str) -> FieldError:
+        return FieldError(self.label, f"has no {table} table ({table}.csv or {table}.parquet)")
+
+
+class _Database:
+    """The OMOP tables in a PostgreSQL database, attached read-only (cdm_database)."""
+
+    def __init__(self, db: CdmDatabase, con: duckdb.DuckDBPyConnection) -> None:
+        self.db = db
+        self.label = db.label
+        self.tables = attach(con, db)
+        if "concept" not in self.tables:
+            # A CDM always has its vocabulary; without it the codes would be read from
+            # the source values alone, which a database's own ETL seldom fills.
+            raise InputError.single(
+                "--vocabulary-schema",
+                f"{db.schema_of('concept')} in {db.label} has no concept table",
+                "the schema holding the OMOP vocabulary (concept, concept_relationship, "
+                "concept_ancestor)",
+            )
+
+    def find(self, table: str) -> _Reader | None:
+        if table not in self.tables:
+            return None
+        label = f"{self.db.schema_of(table)}.{table} in {self.label}"
+        if table in _VOCABULARY_FILTERED:
+            # Of a full vocabulary's hundreds of millions of rows, PostgreSQL sends only
+            # those of the concepts the records name.
+            key = _VOCABULARY_FILTERED[table]
+            used = vocabulary_filter(self.db, CODED, self.tables)
+            query = f"SELECT * FROM {self.db.query_text(table)} WHERE {key} IN ({used})"
+            return _Reader(scan(self.db, query), "CAST", label)
+        return _Reader(self.db.reader(table), "CAST", label)
+
+    def missing(self, table: str) -> FieldError:
+        return FieldError(
+            "--cdm-schema", f"{self.db.schema_of(table)} in {self.label} has no {table} table"
+        )
+
+
+_VOCABULARY_FILTERED = {
+    "concept_relationship": "concept_id_1",
+    "concept_ancestor": "descendant_concept_id",
+}
+
+
+def _view(con: duckdb.DuckDBPyConnection, table: str, source: _Reader, spec: _Source) -> None:
     """A view ``src_<table>`` of the columns the mapping reads, typed; a missing optional
-    column is null. CSV is read as text and cast here, so an all-empty column (DuckDB
-    would guess VARCHAR) or a stray value never fails the load."""
-    if path.suffix == ".csv":
-        reader = f"read_csv({_q(str(path))}, header = true, all_varchar = true)"
-        cast = "TRY_CAST"
-    else:
-        reader = f"read_parquet({_q(str(path))})"
-        cast = "CAST"
+    column is null."""
+    reader, cast = source.sql, source.cast
     try:
-        present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()}
+        present = {
+            str(row[0]).lower()
+            for row in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
+        }
     except duckdb.Error as exc:
-        raise InputError.single(str(path), f"cannot be read: {exc}") from exc
+        raise InputError.single(source.label, f"cannot be read: {exc}") from exc
     missing = [name for name, _ in spec.required if name not in present]
     if missing:
         raise InputError(
             [
-                FieldError(str(path), f"has no column {name}", f"OMOP CDM 5.4 {table} columns")
+                FieldError(source.label, f"has no column {name}", f"OMOP CDM 5.4 {table} columns")
                 for name in missing
             ]
         )
@@ -459,38 +524,36 @@ def _sql(kb: Knowledge, type_concepts: tuple[int, ...] = ()) -> dict[str, str]:
 
 def load_omop(
     kb: Knowledge,
-    source: Path,
+    source: Path | CdmDatabase,
     work: Path,
     *,
     threads: int | None = None,
     type_concepts: tuple[int, ...] = (),
 ) -> ScreeningTables:
-    """Map the OMOP tables in ``source`` into the screening tables in ``work``
-    (``type_concepts``: see ``_sql``)."""
-    missing = [name for name in SOURCES if _file(source, name) is None]
-    if missing:
-        raise InputError(
-            [
-                FieldError(str(source), f"has no {name} table ({name}.csv or {name}.parquet)")
-                for name in missing
-            ]
-        )
-    work.mkdir(parents=True, exist_ok=True)
+    """Map the OMOP tables in ``source`` (a folder, or a CDM in PostgreSQL) into the
+    screening tables in ``work`` (``type_concepts``: see ``_sql``)."""
     con = duckdb.connect()
     try:
+        tables: _Folder | _Database = (
+            _Folder(source) if isinstance(source, Path) else _Database(source, con)
+        )
+        missing = [name for name in SOURCES if tables.find(name) is None]
+        if missing:
+            raise InputError([tables.missing(name) for name in missing])
+        work.mkdir(parents=True, exist_ok=True)
         if threads is not None:
             con.execute(f"SET threads = {int(threads)}")
         con.execute("SET preserve_insertion_order = false")
         for name, spec in SOURCES.items():
-            path = _file(source, name)
-            assert path is not None
-            _view(con, name, path, spec)
+            found = tables.find(name)
+            assert found is not None
+            _view(con, name, found, spec)
         present = {}
         for name, spec in OPTIONAL_SOURCES.items():
-            path = _file(source, name)
-            present[name] = path is not None
-            if path is not None:
-                _view(con, name, path, spec)
+            found = tables.find(name)
+            present[name] = found is not None
+            if found is not None:
+                _view(con, name, found, spec)
             else:
                 cols = ", ".join(
                     f"NULL::{typ} AS {col}" for col, typ in (*spec.required, *spec.optional)
@@ -504,7 +567,8 @@ def load_omop(
         for name, select in sql.items():
             _copy(con, name, select, work)
     except duckdb.Error as exc:
-        raise InputError.single(str(source), f"the OMOP tables cannot be mapped: {exc}") from exc
+        label = str(source) if isinstance(source, Path) else source.label
+        raise InputError.single(label, f"the OMOP tables cannot be mapped: {exc}") from exc
     finally:
         con.close()
     return ScreeningTables(work)

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.knowledge import Profile
 from b12dx.network import LOOPBACK
+from b12dx.screen.cdm_database import CdmDatabase
 from b12dx.screen.coverage import Coverage, coverage
 from b12dx.screen.facts import care_site_expr, population_expr
 from b12dx.screen.model import SCHEMAS, ScreeningTables
@@ -253,7 +254,7 @@ def detect_input(source: Path) -> str:
 
 
 def screen(
-    source: Path,
+    source: Path | CdmDatabase,
     out: Path,
     kb: Knowledge,
     profile: Profile,
@@ -263,11 +264,12 @@ def screen(
     spark_master: str | None = None,
     omop_type_concepts: tuple[int, ...] = (),
 ) -> tuple[ScreenResult, dict[str, Path]]:
-    """Load ``source`` into screening tables (in ``out/tables``), find the gaps, write them.
-    ``omop_type_concepts``: OMOP only, keep drug exposures and measurements of these
-    provenances (``*_type_concept_id``)."""
+    """Load ``source`` (a folder, or an OMOP CDM in PostgreSQL) into screening tables (in
+    ``out/tables``), find the gaps, write them (and, for a CDM with a results schema, the
+    gaps there too). ``omop_type_concepts``: OMOP only, keep drug exposures and
+    measurements of these provenances (``*_type_concept_id``)."""
     say = step or (lambda _name: None)
-    kind = detect_input(source)
+    kind = detect_input(source) if isinstance(source, Path) else "omop"
     if omop_type_concepts and kind != "omop":
         from b12dx.errors import InputError
 
@@ -279,6 +281,8 @@ def screen(
     if kind == "fhir":
         from b12dx.screen.load_fhir import load_fhir
 
+        assert isinstance(source, Path)
+
         tables, skipped = load_fhir(kb, source, work)
     else:
         from b12dx.screen.load_omop import load_omop
@@ -288,4 +292,10 @@ def screen(
     result = screen_tables(tables, kb, profile, as_of, engine, say, spark_master)
     result = replace(result, left_out=dict(sorted(skipped.items(), key=lambda kv: -kv[1])))
     say("writing gaps.parquet, gaps.csv, summary.csv, population.csv")
-    return result, write_outputs(result, out)
+    written = write_outputs(result, out)
+    if isinstance(source, CdmDatabase) and source.results_schema:
+        from b12dx.screen.cdm_database import write_gaps
+
+        say(f"writing the gaps to {source.results_schema} in the database")
+        write_gaps(source, result.gaps)
+    return result, written

@@ -1,0 +1,220 @@
+"""An OMOP CDM kept in PostgreSQL, read where it is.
+
+``b12dx screen postgresql://user@host/db --cdm-schema cdm`` attaches the database to the
+embedded DuckDB with DuckDB's PostgreSQL scanner (the ``duckdb-ext-postgres`` package,
+installed by the ``screen-postgres`` extra), READ_ONLY, and the OMOP mapping of
+``load_omop`` reads its tables as it reads a folder's: only the columns the mapping names
+(the scanner sends PostgreSQL the column list), and of the vocabulary only the rows of
+concepts the records use (``vocabulary_filter``, a query PostgreSQL itself runs). Nothing
+is written to the CDM; with ``--results-schema`` the gaps are also written there, as
+OHDSI tools keep cohorts in a results schema (``write_gaps``).
+
+Credentials are libpq's own: the URL, the ``PG*`` environment variables, ``~/.pgpass``.
+A password is never printed: every message names the database by ``redacted``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import duckdb
+import pyarrow as pa
+
+from b12dx.errors import B12dxError, InputError
+
+SCHEMES = ("postgresql", "postgres")
+CDM_ALIAS = "cdm_db"
+RESULTS_ALIAS = "results_db"
+GAPS_TABLE = "b12dx_gaps"
+# A schema name as OHDSI's DDL and the ETLs write them: no quoting games.
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
+EXTRA = "screen-postgres"
+
+
+def is_database_url(text: str) -> bool:
+    return urlsplit(text).scheme.lower() in SCHEMES
+
+
+def redacted(url: str) -> str:
+    """The URL with any password replaced by ``***`` (for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        out = url
+    else:
+        netloc = parts.netloc.rsplit("@", 1)
+        user = netloc[0].split(":", 1)[0]
+        out = urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+    return re.sub(r"(?i)(password=)[^&\s]*", r"\1***", out)
+
+
+def _scrub(message: str, url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        message = message.replace(parts.password, "***")
+    return message.replace(url, redacted(url))
+
+
+@dataclass(frozen=True)
+class CdmDatabase:
+    """Where the CDM is: a PostgreSQL URL and its schemas (``vocabulary_schema`` defaults
+    to the CDM's own)."""
+
+    url: str
+    cdm_schema: str
+    vocabulary_schema: str | None = None
+    results_schema: str | None = None
+
+    def __post_init__(self) -> None:
+        for option, value in (
+            ("--cdm-schema", self.cdm_schema),
+            ("--vocabulary-schema", self.vocabulary_schema),
+            ("--results-schema", self.results_schema),
+        ):
+            if value is not None and not _IDENTIFIER.fullmatch(value):
+                raise InputError.single(
+                    option,
+                    f"{value!r} is not a schema name",
+                    "letters, digits and _ (a PostgreSQL identifier, up to 63 characters)",
+                )
+
+    @property
+    def label(self) -> str:
+        return redacted(self.url)
+
+    def schema_of(self, table: str) -> str:
+        vocabulary = {"concept", "concept_relationship", "concept_ancestor"}
+        if table in vocabulary and self.vocabulary_schema:
+            return self.vocabulary_schema
+        return self.cdm_schema
+
+    def reader(self, table: str) -> str:
+        return f'{CDM_ALIAS}."{self.schema_of(table)}"."{table}"'
+
+    def query_text(self, table: str) -> str:
+        """The table as PostgreSQL names it, for a query PostgreSQL runs itself."""
+        return f'"{self.schema_of(table)}"."{table}"'
+
+
+def _extension_directory() -> Path | None:
+    spec = importlib.util.find_spec("duckdb_ext")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        folder = Path(location) / "extensions"
+        if folder.is_dir():
+            return folder
+    return None
+
+
+def load_scanner(con: duckdb.DuckDBPyConnection) -> None:
+    """Load DuckDB's PostgreSQL scanner from the installed package, never the network."""
+    folder = _extension_directory()
+    if folder is None:
+        raise B12dxError(
+            f"screening a PostgreSQL database needs DuckDB's PostgreSQL scanner: install "
+            f"b12dx with its {EXTRA} extra (pip install 'b12dx[{EXTRA}]')"
+        )
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET extension_directory = ?", [str(folder)])
+    try:
+        con.execute("LOAD postgres")
+    except duckdb.Error as exc:
+        raise B12dxError(
+            f"DuckDB {duckdb.__version__} could not load its PostgreSQL scanner from "
+            f"{folder} ({exc}); install the duckdb-ext-postgres release made for this "
+            f"DuckDB (pip install 'b12dx[{EXTRA}]')"
+        ) from exc
+
+
+def attach(con: duckdb.DuckDBPyConnection, db: CdmDatabase) -> dict[str, set[str]]:
+    """Attach the CDM read-only; the tables its CDM and vocabulary schemas hold, each with
+    its columns."""
+    load_scanner(con)
+    try:
+        con.execute(f"ATTACH {_literal(db.url)} AS {CDM_ALIAS} (TYPE postgres, READ_ONLY)")
+    except duckdb.Error as exc:
+        raise InputError.single(
+            "INPUT", f"cannot connect to {db.label}: {_scrub(str(exc), db.url)}"
+        ) from None
+    schemas = {db.cdm_schema, db.vocabulary_schema or db.cdm_schema}
+    rows = con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? "
+        "UNION ALL SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = ?",
+        [CDM_ALIAS, CDM_ALIAS],
+    ).fetchall()
+    found = {str(s) for s, _ in rows}
+    for option, schema in (
+        ("--cdm-schema", db.cdm_schema),
+        ("--vocabulary-schema", db.vocabulary_schema),
+    ):
+        if schema is not None and schema not in found:
+            raise InputError.single(
+                option,
+                f"{db.label} has no schema {schema!r} that this login can read",
+                f"one of: {', '.join(sorted(found)) or '(none)'}",
+            )
+    tables = {str(t).lower() for s, t in rows if s in schemas and db.schema_of(str(t)) == s}
+    columns: dict[str, set[str]] = {t: set() for t in tables}
+    for schema, table, column in con.execute(
+        "SELECT schema_name, table_name, column_name FROM duckdb_columns() "
+        "WHERE database_name = ?",
+        [CDM_ALIAS],
+    ).fetchall():
+        name = str(table).lower()
+        if name in columns and db.schema_of(name) == schema:
+            columns[name].add(str(column).lower())
+    return columns
+
+
+def vocabulary_filter(
+    db: CdmDatabase, coded: tuple[tuple[str, str, str], ...], columns: dict[str, set[str]]
+) -> str:
+    """A PostgreSQL query for the concept ids the records name (each coded table's concept
+    and source concept, where the table has the column), so that only their vocabulary
+    rows leave the database."""
+    return " UNION ".join(
+        f"SELECT {column} AS id FROM {db.query_text(table)}"
+        for table, concept, source in coded
+        for column in (f"{concept}_concept_id", f"{source}_source_concept_id")
+        if column in columns.get(table, set())
+    )
+
+
+def _literal(text: str) -> str:
+    """A DuckDB string literal (ATTACH takes no parameters)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def scan(db: CdmDatabase, query: str) -> str:
+    """DuckDB SQL reading the result of ``query``, run by PostgreSQL."""
+    return f"postgres_query('{CDM_ALIAS}', {_literal(query)})"
+
+
+def write_gaps(db: CdmDatabase, gaps: pa.Table) -> str:
+    """Replace ``<results schema>.b12dx_gaps`` with ``gaps`` in one transaction, so that a
+    reader sees the last whole run, never half of one; the table's name."""
+    assert db.results_schema is not None
+    target = f'{RESULTS_ALIAS}."{db.results_schema}".{GAPS_TABLE}'
+    con = duckdb.connect()
+    try:
+        load_scanner(con)
+        try:
+            con.execute(f"ATTACH {_literal(db.url)} AS {RESULTS_ALIAS} (TYPE postgres)")
+            con.register("gaps_arrow", gaps)
+            con.execute("BEGIN")
+            con.execute(f"DROP TABLE IF EXISTS {target}")
+            con.execute(f"CREATE TABLE {target} AS SELECT * FROM gaps_arrow")
+            con.execute("COMMIT")
+        except duckdb.Error as exc:
+            raise B12dxError(
+                f"--results-schema: cannot write {db.results_schema}.{GAPS_TABLE} in "
+                f"{db.label}: {_scrub(str(exc), db.url)}"
+            ) from None
+    finally:
+        con.close()
+    return f"{db.results_schema}.{GAPS_TABLE}"

@@ -1,0 +1,206 @@
+"""An OMOP CDM screened where it is kept: in PostgreSQL, through a read-only login.
+
+OHDSI's Eunomia sample and the hand-built OHDSI folder of tests/test_screen_eunomia.py
+are loaded into a real PostgreSQL server (the suite's own, tests/pg.py), typed as the
+CDM's DDL types them, the vocabulary in a schema of its own; `b12dx screen
+postgresql://...` then gives the same gaps, reasons and counts as the same tables
+screened from their folder, writes nothing to the CDM, writes the gaps to the results
+schema when asked, and never prints the password."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from pg import PostgresServer
+from test_screen_eunomia import AS_OF, FIXTURE, _ohdsi_folder, _untested
+
+from b12dx.cli.app import app
+from b12dx.screen.cdm_database import load_scanner
+
+D = dt.date
+pytestmark = pytest.mark.slow
+VOCABULARY = {"concept", "concept_relationship", "concept_ancestor"}
+PASSWORD = "s3cret-in-the-url"
+EUNOMIA_AS_OF = D(2021, 6, 30)  # within the sample's observation periods
+
+
+def _cdm_type(column: str) -> str:
+    """The CDM 5.4 DDL's type for a column, by OHDSI's naming."""
+    if column.endswith("_datetime"):
+        return "TIMESTAMP"
+    if column.endswith("_date"):
+        return "DATE"
+    if column in ("value_as_number", "range_low", "range_high", "quantity"):
+        return "DOUBLE"
+    numbers = {"days_supply", "refills", "min_levels_of_separation", "max_levels_of_separation"}
+    keys = ("_concept_id", "_of_birth", "_occurrence_id", "_exposure_id", "_period_id")
+    ids = {
+        "person_id",
+        "concept_id",
+        "concept_id_1",
+        "concept_id_2",
+        "care_site_id",
+        "provider_id",
+        "location_id",
+        "measurement_id",
+        "observation_id",
+        "visit_detail_id",
+    }
+    if column.endswith(keys) or column in ids | numbers:
+        return "BIGINT"
+    return "VARCHAR"  # domain_id, vocabulary_id, a source value, a device's UDI...
+
+
+def _load(pg_url: str, folder: Path, *, vocabulary_schema: str = "vocab") -> str:
+    """Each CSV of ``folder`` into schema cdm (the vocabulary into ``vocabulary_schema``),
+    typed; a results schema; a login ``reader_<database>`` that may read the CDM and vocabulary and
+    create tables in results only. The reader's libpq URL, with a password in it."""
+    socket_dir = pg_url.split("host=")[1]
+    database = pg_url.split("@/")[1].split("?")[0]
+    owner = f"postgresql://postgres@/{database}?host={socket_dir}"
+    con = duckdb.connect()
+    load_scanner(con)
+    con.execute(f"ATTACH '{owner}' AS pg (TYPE postgres)")
+    for schema in {"cdm", vocabulary_schema, "results"}:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS pg.{schema}")
+    for path in sorted(folder.glob("*.csv")):
+        table = path.stem.lower()
+        schema = vocabulary_schema if table in VOCABULARY else "cdm"
+        reader = f"read_csv('{path}', header = true, all_varchar = true)"
+        names = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
+        columns = ", ".join(
+            f'CAST("{n}" AS {_cdm_type(n.lower())}) AS "{n.lower()}"' for n in names
+        )
+        con.execute(f"CREATE TABLE pg.{schema}.{table} AS SELECT {columns} FROM {reader}")
+    con.close()
+    reader = f"reader_{database}"  # roles belong to the whole server
+    with psycopg.connect(owner, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {reader} LOGIN")
+        for schema in {"cdm", vocabulary_schema}:
+            admin.execute(f"GRANT USAGE ON SCHEMA {schema} TO {reader}")
+            admin.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {reader}")
+        admin.execute(f"GRANT USAGE, CREATE ON SCHEMA results TO {reader}")
+    return f"postgresql://{reader}:{PASSWORD}@/{database}?host={socket_dir}"
+
+
+def _screen(
+    source: str, out: Path, *extra: str, as_of: D = AS_OF
+) -> tuple[dict[str, list[dict[str, str]]], str]:
+    result = CliRunner().invoke(
+        app, ["screen", source, "--out", str(out), "--as-of", as_of.isoformat(), *extra]
+    )
+    assert result.exit_code == 0, result.output
+    tables = {}
+    for name in ("gaps", "summary", "population"):
+        with (out / f"{name}.csv").open() as f:
+            tables[name] = sorted(csv.DictReader(f), key=lambda r: sorted(r.items()))
+    return tables, result.output
+
+
+def _cdm_state(url: str) -> list[tuple[Any, ...]]:
+    """Every table of the CDM and vocabulary schemas with its row count."""
+    with psycopg.connect(url.replace(f":{PASSWORD}", "")) as conn:
+        names = conn.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_schema IN ('cdm', 'vocab') ORDER BY 1, 2"
+        ).fetchall()
+        return [
+            (s, t, conn.execute(f'SELECT count(*) FROM "{s}"."{t}"').fetchone()) for s, t in names
+        ]
+
+
+@pytest.fixture(scope="module")
+def eunomia_pg(
+    pg_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, str]:
+    folder = tmp_path_factory.mktemp("eunomia")
+    with zipfile.ZipFile(FIXTURE) as z:
+        for name in z.namelist():
+            if not name.startswith("__MACOSX/") and name.endswith(".csv"):
+                (folder / name).write_bytes(z.read(name))
+    return folder, _load(pg_server.new_database(), folder)
+
+
+def test_eunomia_in_postgres_gives_the_gaps_of_its_csv_folder(
+    eunomia_pg: tuple[Path, str], tmp_path: Path
+) -> None:
+    folder, url = eunomia_pg
+    before = _cdm_state(url)
+    from_files, _ = _screen(str(folder), tmp_path / "files", as_of=EUNOMIA_AS_OF)
+    from_db, output = _screen(
+        url, tmp_path / "db", "--cdm-schema", "cdm", "--vocabulary-schema", "vocab",
+        "--results-schema", "results", as_of=EUNOMIA_AS_OF,
+    )  # fmt: skip
+    assert from_db == from_files
+    assert sum(int(r["people"]) for r in from_db["population"]) > 10
+    assert PASSWORD not in output and ":***@" in output
+    assert _cdm_state(url) == before, "the CDM was written to"
+    with psycopg.connect(url) as conn:
+        stored = conn.execute(
+            "SELECT person_id, gap FROM results.b12dx_gaps ORDER BY 1, 2"
+        ).fetchall()
+    assert stored == sorted((g["person_id"], g["gap"]) for g in from_files["gaps"])
+
+
+@pytest.mark.parametrize("ancestors", [True, False])
+def test_the_hidden_concepts_hold_in_the_database(
+    pg_server: PostgresServer, tmp_path: Path, ancestors: bool
+) -> None:
+    """A product found through concept_ancestor (or not, without it), a retired concept
+    through its successor, observation periods and the provenance filter, as from files."""
+    folder = _ohdsi_folder(tmp_path / "ohdsi", ancestors=ancestors)
+    url = _load(pg_server.new_database(), folder)
+    for extra in ((), ("--omop-type-concepts", "32817")):
+        from_files, _ = _screen(str(folder), tmp_path / f"files{len(extra)}", *extra)
+        from_db, _ = _screen(url, tmp_path / f"db{len(extra)}", "--cdm-schema", "cdm",
+                             "--vocabulary-schema", "vocab", *extra)  # fmt: skip
+        assert from_db == from_files
+    untested = _untested(from_db["gaps"])
+    # 2 is outside observation, 6 was tested; 4's claim-only test is filtered out.
+    assert untested == ({"1", "3", "4"} if ancestors else set())
+
+
+def _fails(*args: str) -> str:
+    result = CliRunner().invoke(app, ["screen", *args])
+    assert result.exit_code == 2, result.output
+    return result.output
+
+
+def test_a_database_input_names_what_is_wrong(eunomia_pg: tuple[Path, str], tmp_path: Path) -> None:
+    _, url = eunomia_pg
+    out = str(tmp_path / "o")
+    assert "--cdm-schema: required" in _fails(url, "--out", out)
+    wrong = _fails(url, "--out", out, "--cdm-schema", "nope")
+    assert "no schema 'nope'" in wrong and "cdm" in wrong and PASSWORD not in wrong
+    assert "not a schema name" in _fails(url, "--out", out, "--cdm-schema", 'x"; drop')
+    # The vocabulary in a schema of its own, not named: the codes would be read from the
+    # source values alone, so the screen stops and says where to look.
+    novocab = _fails(url, "--out", out, "--cdm-schema", "cdm")
+    assert "--vocabulary-schema" in novocab and "no concept table" in novocab
+    unreachable = url.replace("/b12dx_test", "/no_such_database")
+    message = _fails(unreachable, "--out", out, "--cdm-schema", "cdm")
+    assert "cannot connect" in message and PASSWORD not in message
+    assert "only used with a PostgreSQL INPUT" in _fails(
+        str(tmp_path), "--out", out, "--cdm-schema", "cdm"
+    )
+
+
+def test_a_results_schema_the_login_cannot_write_is_an_error(
+    eunomia_pg: tuple[Path, str], tmp_path: Path
+) -> None:
+    _, url = eunomia_pg
+    message = _fails(
+        url, "--out", str(tmp_path / "o"), "--cdm-schema", "cdm", "--vocabulary-schema",
+        "vocab", "--results-schema", "cdm", "--as-of", AS_OF.isoformat(),
+    )  # fmt: skip
+    assert "--results-schema: cannot write cdm.b12dx_gaps" in message
+    assert PASSWORD not in message
