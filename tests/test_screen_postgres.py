@@ -20,44 +20,17 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from pg import PostgresServer
-from test_screen_eunomia import AS_OF, FIXTURE, _ohdsi_folder, _untested
-
 from b12dx.cli.app import app
 from b12dx.screen.cdm_database import load_scanner
+from omop_tables import cdm_type
+from pg import PostgresServer
+from test_screen_eunomia import AS_OF, FIXTURE, _ohdsi_folder, _untested
 
 D = dt.date
 pytestmark = pytest.mark.slow
 VOCABULARY = {"concept", "concept_relationship", "concept_ancestor"}
 PASSWORD = "s3cret-in-the-url"
 EUNOMIA_AS_OF = D(2021, 6, 30)  # within the sample's observation periods
-
-
-def _cdm_type(column: str) -> str:
-    """The CDM 5.4 DDL's type for a column, by OHDSI's naming."""
-    if column.endswith("_datetime"):
-        return "TIMESTAMP"
-    if column.endswith("_date"):
-        return "DATE"
-    if column in ("value_as_number", "range_low", "range_high", "quantity"):
-        return "DOUBLE"
-    numbers = {"days_supply", "refills", "min_levels_of_separation", "max_levels_of_separation"}
-    keys = ("_concept_id", "_of_birth", "_occurrence_id", "_exposure_id", "_period_id")
-    ids = {
-        "person_id",
-        "concept_id",
-        "concept_id_1",
-        "concept_id_2",
-        "care_site_id",
-        "provider_id",
-        "location_id",
-        "measurement_id",
-        "observation_id",
-        "visit_detail_id",
-    }
-    if column.endswith(keys) or column in ids | numbers:
-        return "BIGINT"
-    return "VARCHAR"  # domain_id, vocabulary_id, a source value, a device's UDI...
 
 
 def _load(pg_url: str, folder: Path, *, vocabulary_schema: str = "vocab") -> str:
@@ -77,9 +50,7 @@ def _load(pg_url: str, folder: Path, *, vocabulary_schema: str = "vocab") -> str
         schema = vocabulary_schema if table in VOCABULARY else "cdm"
         reader = f"read_csv('{path}', header = true, all_varchar = true)"
         names = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
-        columns = ", ".join(
-            f'CAST("{n}" AS {_cdm_type(n.lower())}) AS "{n.lower()}"' for n in names
-        )
+        columns = ", ".join(f'CAST("{n}" AS {cdm_type(n.lower())}) AS "{n.lower()}"' for n in names)
         con.execute(f"CREATE TABLE pg.{schema}.{table} AS SELECT {columns} FROM {reader}")
     con.close()
     reader = f"reader_{database}"  # roles belong to the whole server

@@ -26,16 +26,19 @@ def _as_of(source: Path | None, as_of: str | None) -> tuple[dt.date, bool]:
 def register(app: typer.Typer) -> None:
     @app.command("screen")
     def screen_command(
+        out: Annotated[Path, typer.Option("--out", help="Folder for the results.")],
         input_: Annotated[
-            str,
+            str | None,
             typer.Argument(
                 metavar="INPUT",
                 help="A FHIR Bulk Data export folder (NDJSON), OMOP CDM 5.4 tables (a "
                 "folder of CSV or Parquet), or an OMOP CDM in PostgreSQL "
-                "(postgresql://user@host/database, with --cdm-schema).",
+                "(postgresql://user@host/database, with --cdm-schema). None with "
+                "--engine spark --cdm-schema: the OMOP tables of that database of the "
+                "Spark catalog.",
+                show_default=False,
             ),
-        ],
-        out: Annotated[Path, typer.Option("--out", help="Folder for the results.")],
+        ] = None,
         engine: Annotated[
             str, typer.Option("--engine", help="duckdb (default, embedded) or spark.")
         ] = "duckdb",
@@ -77,15 +80,16 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--cdm-schema",
                 help="A PostgreSQL INPUT: the schema holding the CDM's clinical tables "
-                "(read only).",
+                "(read only); with --engine spark and no INPUT, the database of the Spark "
+                "catalog holding them (catalog.database where the catalog has three levels).",
             ),
         ] = None,
         vocabulary_schema: Annotated[
             str | None,
             typer.Option(
                 "--vocabulary-schema",
-                help="A PostgreSQL INPUT: the schema holding concept, concept_relationship "
-                "and concept_ancestor; default: the CDM schema.",
+                help="A PostgreSQL INPUT or the Spark catalog: the schema holding concept, "
+                "concept_relationship and concept_ancestor; default: the CDM schema.",
             ),
         ] = None,
         results_schema: Annotated[
@@ -113,7 +117,7 @@ def register(app: typer.Typer) -> None:
         from b12dx.errors import B12dxError, MissingExtra
         from b12dx.extras import need
 
-        database = input_.split(":", 1)[0].lower() in ("postgresql", "postgres")
+        database = (input_ or "").split(":", 1)[0].lower() in ("postgresql", "postgres")
         try:
             need("screen", "b12dx screen")
             if database:
@@ -137,10 +141,24 @@ def register(app: typer.Typer) -> None:
             fail(f"--engine: {engine!r} is not an engine (accepted: {', '.join(ENGINES)})")
         if spark_master is not None and engine != "spark":
             fail("--spark-master: only used with --engine spark")
-        from b12dx.screen.cdm_database import CdmDatabase
+        from b12dx.screen.cdm_database import CdmDatabase, SparkCatalog
 
-        source: Path | CdmDatabase
-        if database:
+        source: Path | CdmDatabase | SparkCatalog
+        if input_ is None:
+            if engine != "spark" or cdm_schema is None:
+                fail(
+                    "INPUT: required (a folder, or postgresql://...), except with --engine "
+                    "spark --cdm-schema DATABASE to read the OMOP tables of the Spark catalog"
+                )
+                return
+            if results_schema is not None:
+                fail("--results-schema: only used with a PostgreSQL INPUT (postgresql://...)")
+            try:
+                source = SparkCatalog(cdm_schema, vocabulary_schema)
+            except B12dxError as exc:
+                fail(str(exc))
+                return
+        elif database:
             if cdm_schema is None:
                 fail(
                     "--cdm-schema: required with a PostgreSQL INPUT (the schema of the CDM's "

@@ -1,4 +1,4 @@
-"""An OMOP CDM kept in PostgreSQL, read where it is.
+"""An OMOP CDM read where it is kept: in PostgreSQL, or in the Spark catalog.
 
 ``b12dx screen postgresql://user@host/db --cdm-schema cdm`` attaches the database to the
 embedded DuckDB with DuckDB's PostgreSQL scanner (the ``duckdb-ext-postgres`` package,
@@ -19,12 +19,14 @@ import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import duckdb
 import pyarrow as pa
 
 from b12dx.errors import B12dxError, InputError
+from b12dx.screen.sql_engines import quoted
 
 SCHEMES = ("postgresql", "postgres")
 CDM_ALIAS = "cdm_db"
@@ -33,6 +35,7 @@ GAPS_TABLE = "b12dx_gaps"
 # A schema name as OHDSI's DDL and the ETLs write them: no quoting games.
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
 EXTRA = "screen-postgres"
+_VOCABULARY = {"concept", "concept_relationship", "concept_ancestor"}
 
 
 def is_database_url(text: str) -> bool:
@@ -86,8 +89,7 @@ class CdmDatabase:
         return redacted(self.url)
 
     def schema_of(self, table: str) -> str:
-        vocabulary = {"concept", "concept_relationship", "concept_ancestor"}
-        if table in vocabulary and self.vocabulary_schema:
+        if table in _VOCABULARY and self.vocabulary_schema:
             return self.vocabulary_schema
         return self.cdm_schema
 
@@ -97,6 +99,64 @@ class CdmDatabase:
     def query_text(self, table: str) -> str:
         """The table as PostgreSQL names it, for a query PostgreSQL runs itself."""
         return f'"{self.schema_of(table)}"."{table}"'
+
+
+@dataclass(frozen=True)
+class SparkCatalog:
+    """OMOP tables in a database of the Spark catalog (``catalog.database`` where the
+    catalog has three levels, as Databricks' Unity Catalog)."""
+
+    cdm_schema: str
+    vocabulary_schema: str | None = None
+
+    def __post_init__(self) -> None:
+        for option, value in (
+            ("--cdm-schema", self.cdm_schema),
+            ("--vocabulary-schema", self.vocabulary_schema),
+        ):
+            parts = (value or "x").split(".")
+            if len(parts) > 2 or not all(_IDENTIFIER.fullmatch(p) for p in parts):
+                raise InputError.single(
+                    option,
+                    f"{value!r} is not a database of the Spark catalog",
+                    "a name of letters, digits and _, or catalog.database",
+                )
+
+    @property
+    def label(self) -> str:
+        return f"the Spark catalog's {self.cdm_schema}"
+
+    def schema_of(self, table: str) -> str:
+        if table in _VOCABULARY and self.vocabulary_schema:
+            return self.vocabulary_schema
+        return self.cdm_schema
+
+    def reader(self, table: str) -> str:
+        parts = [*self.schema_of(table).split("."), table]
+        return ".".join(f'"{p}"' for p in parts)
+
+    def tables(self, spark: Any) -> set[str]:
+        """The tables of the CDM and vocabulary databases that Spark can read."""
+        found: set[str] = set()
+        for option, schema in (
+            ("--cdm-schema", self.cdm_schema),
+            ("--vocabulary-schema", self.vocabulary_schema),
+        ):
+            if schema is None:
+                continue
+            if not spark.catalog.databaseExists(schema):
+                names = sorted(d.name for d in spark.catalog.listDatabases())
+                raise InputError.single(
+                    option,
+                    f"the Spark catalog has no database {schema!r}",
+                    f"one of: {', '.join(names) or '(none)'}",
+                )
+            found |= {
+                t.name.lower()
+                for t in spark.catalog.listTables(schema)
+                if self.schema_of(t.name.lower()) == schema
+            }
+        return found
 
 
 def _extension_directory() -> Path | None:
@@ -136,7 +196,7 @@ def attach(con: duckdb.DuckDBPyConnection, db: CdmDatabase) -> dict[str, set[str
     its columns."""
     load_scanner(con)
     try:
-        con.execute(f"ATTACH {_literal(db.url)} AS {CDM_ALIAS} (TYPE postgres, READ_ONLY)")
+        con.execute(f"ATTACH {quoted(db.url)} AS {CDM_ALIAS} (TYPE postgres, READ_ONLY)")
     except duckdb.Error as exc:
         raise InputError.single(
             "INPUT", f"cannot connect to {db.label}: {_scrub(str(exc), db.url)}"
@@ -161,8 +221,7 @@ def attach(con: duckdb.DuckDBPyConnection, db: CdmDatabase) -> dict[str, set[str
     tables = {str(t).lower() for s, t in rows if s in schemas and db.schema_of(str(t)) == s}
     columns: dict[str, set[str]] = {t: set() for t in tables}
     for schema, table, column in con.execute(
-        "SELECT schema_name, table_name, column_name FROM duckdb_columns() "
-        "WHERE database_name = ?",
+        "SELECT schema_name, table_name, column_name FROM duckdb_columns() WHERE database_name = ?",
         [CDM_ALIAS],
     ).fetchall():
         name = str(table).lower()
@@ -185,14 +244,9 @@ def vocabulary_filter(
     )
 
 
-def _literal(text: str) -> str:
-    """A DuckDB string literal (ATTACH takes no parameters)."""
-    return "'" + text.replace("'", "''") + "'"
-
-
 def scan(db: CdmDatabase, query: str) -> str:
     """DuckDB SQL reading the result of ``query``, run by PostgreSQL."""
-    return f"postgres_query('{CDM_ALIAS}', {_literal(query)})"
+    return f"postgres_query('{CDM_ALIAS}', {quoted(query)})"
 
 
 def write_gaps(db: CdmDatabase, gaps: pa.Table) -> str:
@@ -204,7 +258,7 @@ def write_gaps(db: CdmDatabase, gaps: pa.Table) -> str:
     try:
         load_scanner(con)
         try:
-            con.execute(f"ATTACH {_literal(db.url)} AS {RESULTS_ALIAS} (TYPE postgres)")
+            con.execute(f"ATTACH {quoted(db.url)} AS {RESULTS_ALIAS} (TYPE postgres)")
             con.register("gaps_arrow", gaps)
             con.execute("BEGIN")
             con.execute(f"DROP TABLE IF EXISTS {target}")

@@ -38,15 +38,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from b12dx.errors import FieldError, InputError
+from b12dx.errors import B12dxError, FieldError, InputError
 from b12dx.knowledge.loader import Knowledge
-from b12dx.screen.cdm_database import CdmDatabase, attach, scan, vocabulary_filter
+from b12dx.screen.cdm_database import CdmDatabase, SparkCatalog
 from b12dx.screen.lookups import code_table, route_table, unit_table
 from b12dx.screen.model import SCHEMAS, ScreeningTables
+from b12dx.screen.omop_sources import (
+    CODED,
+    Catalog,
+    Database,
+    Folder,
+    Reader,
+)
+from b12dx.screen.sql_engines import DuckDbSql, SparkSql, SqlEngine
+from b12dx.screen.sql_engines import quoted as _q
 
 
 @dataclass(frozen=True)
@@ -143,108 +153,16 @@ OPTIONAL_SOURCES: dict[str, _Source] = {
 # code retired in a later vocabulary); a product descends from its ingredient and its
 # ATC class (concept_ancestor).
 MAPPING_RELATIONSHIPS = ("Maps to", "Concept replaced by")
-CODED = (
-    ("drug_exposure", "drug", "drug"),
-    ("condition_occurrence", "condition", "condition"),
-    ("procedure_occurrence", "procedure", "procedure"),
-    ("observation", "observation", "observation"),
-    ("measurement", "measurement", "measurement"),
-)
 FINDING_KINDS = ("symptom", "diet", "exposure", "pregnancy")
 
 
-def _q(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-@dataclass(frozen=True)
-class _Reader:
-    """DuckDB SQL that reads one OMOP table, how its values are cast, and the name a
-    message gives it."""
-
-    sql: str
-    cast: str
-    label: str
-
-
-class _Folder:
-    """The OMOP tables as files in a folder."""
-
-    def __init__(self, source: Path) -> None:
-        self.source = source
-        self.label = str(source)
-
-    def find(self, table: str) -> _Reader | None:
-        # OHDSI ships its CDM tables in upper case (PERSON.csv, as in Eunomia); ETLs
-        # often write them in lower case.
-        for name in (table, table.upper()):
-            for ext in ("parquet", "csv"):
-                path = self.source / f"{name}.{ext}"
-                if path.exists() and ext == "csv":
-                    # Read as text and cast here, so an all-empty column (DuckDB would
-                    # guess VARCHAR) or a stray value never fails the load.
-                    sql = f"read_csv({_q(str(path))}, header = true, all_varchar = true)"
-                    return _Reader(sql, "TRY_CAST", str(path))
-                if path.exists():
-                    return _Reader(f"read_parquet({_q(str(path))})", "CAST", str(path))
-        return None
-
-    def missing(self, table: str) -> FieldError:
-        return FieldError(self.label, f"has no {table} table ({table}.csv or {table}.parquet)")
-
-
-class _Database:
-    """The OMOP tables in a PostgreSQL database, attached read-only (cdm_database)."""
-
-    def __init__(self, db: CdmDatabase, con: duckdb.DuckDBPyConnection) -> None:
-        self.db = db
-        self.label = db.label
-        self.tables = attach(con, db)
-        if "concept" not in self.tables:
-            # A CDM always has its vocabulary; without it the codes would be read from
-            # the source values alone, which a database's own ETL seldom fills.
-            raise InputError.single(
-                "--vocabulary-schema",
-                f"{db.schema_of('concept')} in {db.label} has no concept table",
-                "the schema holding the OMOP vocabulary (concept, concept_relationship, "
-                "concept_ancestor)",
-            )
-
-    def find(self, table: str) -> _Reader | None:
-        if table not in self.tables:
-            return None
-        label = f"{self.db.schema_of(table)}.{table} in {self.label}"
-        if table in _VOCABULARY_FILTERED:
-            # Of a full vocabulary's hundreds of millions of rows, PostgreSQL sends only
-            # those of the concepts the records name.
-            key = _VOCABULARY_FILTERED[table]
-            used = vocabulary_filter(self.db, CODED, self.tables)
-            query = f"SELECT * FROM {self.db.query_text(table)} WHERE {key} IN ({used})"
-            return _Reader(scan(self.db, query), "CAST", label)
-        return _Reader(self.db.reader(table), "CAST", label)
-
-    def missing(self, table: str) -> FieldError:
-        return FieldError(
-            "--cdm-schema", f"{self.db.schema_of(table)} in {self.label} has no {table} table"
-        )
-
-
-_VOCABULARY_FILTERED = {
-    "concept_relationship": "concept_id_1",
-    "concept_ancestor": "descendant_concept_id",
-}
-
-
-def _view(con: duckdb.DuckDBPyConnection, table: str, source: _Reader, spec: _Source) -> None:
+def _view(sql: SqlEngine, table: str, source: Reader, spec: _Source) -> None:
     """A view ``src_<table>`` of the columns the mapping reads, typed; a missing optional
     column is null."""
     reader, cast = source.sql, source.cast
     try:
-        present = {
-            str(row[0]).lower()
-            for row in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
-        }
-    except duckdb.Error as exc:
+        present = sql.columns(reader)
+    except Exception as exc:  # each engine's own error for a table it cannot read
         raise InputError.single(source.label, f"cannot be read: {exc}") from exc
     missing = [name for name, _ in spec.required if name not in present]
     if missing:
@@ -258,10 +176,10 @@ def _view(con: duckdb.DuckDBPyConnection, table: str, source: _Reader, spec: _So
         f"{cast}({name} AS {typ}) AS {name}" if name in present else f"NULL::{typ} AS {name}"
         for name, typ in (*spec.required, *spec.optional)
     ]
-    con.execute(f"CREATE VIEW src_{table} AS SELECT {', '.join(columns)} FROM {reader}")
+    sql.view(f"src_{table}", f"SELECT {', '.join(columns)} FROM {reader}")
 
 
-def _lookups(con: duckdb.DuckDBPyConnection, kb: Knowledge, has_concept: bool) -> None:
+def _lookups(sql: SqlEngine, kb: Knowledge, has_concept: bool) -> None:
     codes = code_table(kb)
     vocab = pa.table(
         {
@@ -302,23 +220,22 @@ def _lookups(con: duckdb.DuckDBPyConnection, kb: Knowledge, has_concept: bool) -
         "kb_tests": tests,
         "kb_lasting": lasting,
     }.items():
-        con.register(f"{name}_arrow", table)
-        con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_arrow")
-        con.unregister(f"{name}_arrow")
+        sql.register(name, table)
     # concept_id -> (system, code) of the vocabularies b12dx reads; ``valid`` unless the
     # vocabulary retired it (invalid_reason D or U).
     if has_concept:
-        con.execute(
-            """CREATE TABLE omop_code AS
-            SELECT c.concept_id, v.system, trim(c.concept_code) AS code,
+        sql.keep(
+            "omop_code",
+            """SELECT c.concept_id, v.system, trim(c.concept_code) AS code,
                    coalesce(trim(c.invalid_reason), '') = '' AS valid
             FROM src_concept c JOIN kb_vocab v USING (vocabulary_id)
-            WHERE c.concept_id IS NOT NULL AND c.concept_code IS NOT NULL"""
+            WHERE c.concept_id IS NOT NULL AND c.concept_code IS NOT NULL""",
         )
     else:
-        con.execute(
-            "CREATE TABLE omop_code (concept_id BIGINT, system VARCHAR, code VARCHAR, "
-            "valid BOOLEAN)"
+        sql.keep(
+            "omop_code",
+            "SELECT CAST(NULL AS BIGINT) AS concept_id, CAST(NULL AS VARCHAR) AS system, "
+            "CAST(NULL AS VARCHAR) AS code, CAST(NULL AS BOOLEAN) AS valid WHERE FALSE",
         )
     # The concepts the records name, and where each leads (MAPPING_RELATIONSHIPS, then
     # its ancestors, nearest first): ``hop`` 1 for a mapping, 1 + levels for an ancestor.
@@ -330,10 +247,10 @@ def _lookups(con: duckdb.DuckDBPyConnection, kb: Knowledge, has_concept: bool) -
         for table, concept, source in CODED
     )
     relationships = ", ".join(_q(r) for r in MAPPING_RELATIONSHIPS)
-    con.execute(f"CREATE TABLE omop_used AS SELECT DISTINCT id FROM ({used}) WHERE id IS NOT NULL")
-    con.execute(
-        f"""CREATE TABLE omop_link AS
-        SELECT r.concept_id_1 AS concept_id, r.concept_id_2 AS target, 1 AS hop
+    sql.keep("omop_used", f"SELECT DISTINCT id FROM ({used}) WHERE id IS NOT NULL")
+    sql.keep(
+        "omop_link",
+        f"""SELECT r.concept_id_1 AS concept_id, r.concept_id_2 AS target, 1 AS hop
         FROM src_concept_relationship r SEMI JOIN omop_used u ON u.id = r.concept_id_1
         WHERE r.relationship_id IN ({relationships})
           AND coalesce(trim(r.invalid_reason), '') = ''
@@ -342,16 +259,16 @@ def _lookups(con: duckdb.DuckDBPyConnection, kb: Knowledge, has_concept: bool) -
         SELECT a.descendant_concept_id, a.ancestor_concept_id,
                1 + coalesce(a.min_levels_of_separation, 1)
         FROM src_concept_ancestor a SEMI JOIN omop_used u ON u.id = a.descendant_concept_id
-        WHERE a.descendant_concept_id <> a.ancestor_concept_id"""
+        WHERE a.descendant_concept_id <> a.ancestor_concept_id""",
     )
 
 
-def _resolve(con: duckdb.DuckDBPyConnection, table: str, concept: str, source: str) -> None:
+def _resolve(sql: SqlEngine, table: str, concept: str, source: str) -> None:
     """``res_<table>``: each distinct (concept id, source concept id, source value) of the
     table -> (system, code, kind, id), the concept ids before the source value."""
-    con.execute(
-        f"""CREATE TABLE res_{table} AS
-        WITH keys AS (
+    sql.keep(
+        f"res_{table}",
+        f"""WITH keys AS (
             SELECT DISTINCT {concept}_concept_id AS cid, {source}_source_concept_id AS sid,
                    {source}_source_value AS sv
             FROM src_{table}
@@ -389,7 +306,7 @@ def _resolve(con: duckdb.DuckDBPyConnection, table: str, concept: str, source: s
                  OR (k.hierarchical AND length(k.code) >= 3
                      AND starts_with(rtrim(upper(cand.code), '.'), k.code)))
         )
-        SELECT cid, sid, sv, system, code, kind, id FROM matched WHERE pick = 1"""
+        SELECT cid, sid, sv, system, code, kind, id FROM matched WHERE pick = 1""",
     )
 
 
@@ -402,7 +319,7 @@ def _coded(table: str, concept: str, source: str) -> str:
         AND r.sv IS NOT DISTINCT FROM t.{source}_source_value"""
 
 
-def _copy(con: duckdb.DuckDBPyConnection, name: str, select: str, work: Path) -> None:
+def _copy(sql: SqlEngine, name: str, select: str, work: Path) -> None:
     schema = SCHEMAS[name]
     types = {
         pa.string(): "VARCHAR",
@@ -410,8 +327,7 @@ def _copy(con: duckdb.DuckDBPyConnection, name: str, select: str, work: Path) ->
         pa.float64(): "DOUBLE",
     }
     cols = ", ".join(f"CAST({f.name} AS {types[f.type]}) AS {f.name}" for f in schema)
-    target = _q(str(work / f"{name}.parquet"))
-    con.execute(f"COPY (SELECT {cols} FROM ({select})) TO {target} (FORMAT parquet)")
+    sql.write(f"SELECT {cols} FROM ({select}) AS screened", work / f"{name}.parquet")
 
 
 def _sql(kb: Knowledge, type_concepts: tuple[int, ...] = ()) -> dict[str, str]:
@@ -464,7 +380,7 @@ def _sql(kb: Knowledge, type_concepts: tuple[int, ...] = ()) -> dict[str, str]:
                    ON cs.care_site_id = p.care_site_id
             LEFT JOIN (SELECT person_id, min(death_date) AS death_date FROM src_death
                        GROUP BY person_id) d ON d.person_id = p.person_id""",
-        "drugs": f"""CREATE TABLE drugs AS {dose_or_course}""",
+        "drugs": dose_or_course,
         "b12_dose": f"""
             SELECT CAST(x.person_id AS VARCHAR) AS person_id, x.start_date AS date, x.route,
                    bd.drug
@@ -522,53 +438,78 @@ def _sql(kb: Knowledge, type_concepts: tuple[int, ...] = ()) -> dict[str, str]:
     }
 
 
+def _map(
+    sql: SqlEngine,
+    tables: Folder | Database | Catalog,
+    kb: Knowledge,
+    work: Path,
+    type_concepts: tuple[int, ...],
+) -> ScreeningTables:
+    """The mapping itself, on any engine: the source views, the lookups, each coded
+    table's meanings, then each screening table written to ``work``."""
+    missing = [name for name in SOURCES if tables.find(name) is None]
+    if missing:
+        raise InputError([tables.missing(name) for name in missing])
+    work.mkdir(parents=True, exist_ok=True)
+    for name, spec in SOURCES.items():
+        found = tables.find(name)
+        assert found is not None
+        _view(sql, name, found, spec)
+    present = {}
+    for name, spec in OPTIONAL_SOURCES.items():
+        found = tables.find(name)
+        present[name] = found is not None
+        if found is not None:
+            _view(sql, name, found, spec)
+        else:
+            cols = ", ".join(
+                f"CAST(NULL AS {typ}) AS {col}" for col, typ in (*spec.required, *spec.optional)
+            )
+            sql.view(f"src_{name}", f"SELECT {cols} WHERE FALSE")
+    _lookups(sql, kb, present["concept"])
+    for table, concept, src in CODED:
+        _resolve(sql, table, concept, src)
+    selects = _sql(kb, type_concepts)
+    sql.keep("drugs", selects.pop("drugs"))
+    for name, select in selects.items():
+        _copy(sql, name, select, work)
+    return ScreeningTables(work)
+
+
 def load_omop(
     kb: Knowledge,
-    source: Path | CdmDatabase,
+    source: Path | CdmDatabase | SparkCatalog,
     work: Path,
     *,
     threads: int | None = None,
     type_concepts: tuple[int, ...] = (),
+    spark: Any = None,
 ) -> ScreeningTables:
-    """Map the OMOP tables in ``source`` (a folder, or a CDM in PostgreSQL) into the
-    screening tables in ``work`` (``type_concepts``: see ``_sql``)."""
+    """Map the OMOP tables in ``source`` (a folder, a CDM in PostgreSQL, or a database of
+    the Spark catalog, mapped in ``spark``, its session) into the screening tables in
+    ``work`` (``type_concepts``: see ``_sql``)."""
+    if isinstance(source, SparkCatalog):
+        engine = SparkSql(spark)
+        try:
+            return _map(engine, Catalog(source, engine), kb, work, type_concepts)
+        except B12dxError:
+            raise
+        except Exception as exc:  # Spark's analysis and execution errors
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputError.single(
+                source.label, f"the OMOP tables cannot be mapped: {message}"
+            ) from exc
+        finally:
+            engine.close()
     con = duckdb.connect()
     try:
-        tables: _Folder | _Database = (
-            _Folder(source) if isinstance(source, Path) else _Database(source, con)
-        )
-        missing = [name for name in SOURCES if tables.find(name) is None]
-        if missing:
-            raise InputError([tables.missing(name) for name in missing])
-        work.mkdir(parents=True, exist_ok=True)
         if threads is not None:
             con.execute(f"SET threads = {int(threads)}")
         con.execute("SET preserve_insertion_order = false")
-        for name, spec in SOURCES.items():
-            found = tables.find(name)
-            assert found is not None
-            _view(con, name, found, spec)
-        present = {}
-        for name, spec in OPTIONAL_SOURCES.items():
-            found = tables.find(name)
-            present[name] = found is not None
-            if found is not None:
-                _view(con, name, found, spec)
-            else:
-                cols = ", ".join(
-                    f"NULL::{typ} AS {col}" for col, typ in (*spec.required, *spec.optional)
-                )
-                con.execute(f"CREATE VIEW src_{name} AS SELECT {cols} WHERE FALSE")
-        _lookups(con, kb, present["concept"])
-        for table, concept, src in CODED:
-            _resolve(con, table, concept, src)
-        sql = _sql(kb, type_concepts)
-        con.execute(sql.pop("drugs"))
-        for name, select in sql.items():
-            _copy(con, name, select, work)
+        tables = Folder(source) if isinstance(source, Path) else Database(source, con)
+        return _map(DuckDbSql(con), tables, kb, work, type_concepts)
     except duckdb.Error as exc:
         label = str(source) if isinstance(source, Path) else source.label
         raise InputError.single(label, f"the OMOP tables cannot be mapped: {exc}") from exc
     finally:
         con.close()
-    return ScreeningTables(work)

@@ -23,10 +23,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from b12dx.errors import InputError
 from b12dx.knowledge.loader import Knowledge
 from b12dx.models.knowledge import Profile
 from b12dx.network import LOOPBACK
-from b12dx.screen.cdm_database import CdmDatabase
+from b12dx.screen.cdm_database import CdmDatabase, SparkCatalog
 from b12dx.screen.coverage import Coverage, coverage
 from b12dx.screen.facts import care_site_expr, population_expr
 from b12dx.screen.model import SCHEMAS, ScreeningTables
@@ -71,34 +72,42 @@ def backend(engine: str, spark_master: str | None = None) -> Iterator[Any]:
         finally:
             con.disconnect()
     elif engine == "spark":
-        from b12dx.errors import B12dxError
-
-        try:
-            from pyspark.sql import SparkSession
-        except ImportError as exc:
-            raise B12dxError(
-                "--engine spark needs PySpark: install b12dx with its spark extra "
-                "(pip install 'b12dx[spark]') and Java 17 or later"
-            ) from exc
-        active = SparkSession.getActiveSession()
-        if active is not None:  # inside spark-submit, a notebook or a test run: use it
-            running = active.sparkContext.master
-            if spark_master and spark_master != running:
-                raise B12dxError(
-                    f"a Spark session is already running with master {running!r} in this "
-                    f"process; it is used, so --spark-master {spark_master!r} cannot be"
-                )
-            active.conf.set("spark.sql.session.timeZone", "UTC")  # dates are calendar days
-            yield ibis.pyspark.connect(active)
-            return
-        master = spark_master or os.environ.get(SPARK_MASTER_ENV) or DEFAULT_SPARK_MASTER
-        session = start_spark(master)
-        try:
+        with spark_session(spark_master) as session:
             yield ibis.pyspark.connect(session)
-        finally:
-            session.stop()
     else:
         raise ValueError(f"unknown engine {engine!r} (accepted: {', '.join(ENGINES)})")
+
+
+@contextmanager
+def spark_session(spark_master: str | None = None) -> Iterator[Any]:
+    """The process's active SparkSession (inside spark-submit, a notebook or a test run),
+    else one started on ``spark_master`` and stopped at the end."""
+    from b12dx.errors import B12dxError
+
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:
+        raise B12dxError(
+            "--engine spark needs PySpark: install b12dx with its spark extra "
+            "(pip install 'b12dx[spark]') and Java 17 or later"
+        ) from exc
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        running = active.sparkContext.master
+        if spark_master and spark_master != running:
+            raise B12dxError(
+                f"a Spark session is already running with master {running!r} in this "
+                f"process; it is used, so --spark-master {spark_master!r} cannot be"
+            )
+        active.conf.set("spark.sql.session.timeZone", "UTC")  # dates are calendar days
+        yield active
+        return
+    master = spark_master or os.environ.get(SPARK_MASTER_ENV) or DEFAULT_SPARK_MASTER
+    session = start_spark(master)
+    try:
+        yield session
+    finally:
+        session.stop()
 
 
 LOG4J = Path(__file__).with_name("spark-log4j2.properties")
@@ -254,7 +263,7 @@ def detect_input(source: Path) -> str:
 
 
 def screen(
-    source: Path | CdmDatabase,
+    source: Path | CdmDatabase | SparkCatalog,
     out: Path,
     kb: Knowledge,
     profile: Profile,
@@ -264,20 +273,30 @@ def screen(
     spark_master: str | None = None,
     omop_type_concepts: tuple[int, ...] = (),
 ) -> tuple[ScreenResult, dict[str, Path]]:
-    """Load ``source`` (a folder, or an OMOP CDM in PostgreSQL) into screening tables (in
-    ``out/tables``), find the gaps, write them (and, for a CDM with a results schema, the
-    gaps there too). ``omop_type_concepts``: OMOP only, keep drug exposures and
-    measurements of these provenances (``*_type_concept_id``)."""
+    """Load ``source`` (a folder, an OMOP CDM in PostgreSQL, or OMOP tables in the Spark
+    catalog) into screening tables (in ``out/tables``), find the gaps, write them (and, for
+    a CDM in PostgreSQL with a results schema, the gaps there too).
+    ``omop_type_concepts``: OMOP only, keep drug exposures and measurements of these
+    provenances (``*_type_concept_id``)."""
     say = step or (lambda _name: None)
     kind = detect_input(source) if isinstance(source, Path) else "omop"
     if omop_type_concepts and kind != "omop":
-        from b12dx.errors import InputError
-
         raise InputError.single(
             "--omop-type-concepts", "applies to OMOP tables only; INPUT is a FHIR export"
         )
     work = out / "tables"
     say(f"loading the {'FHIR export' if kind == 'fhir' else 'OMOP tables'}")
+    if isinstance(source, SparkCatalog):
+        from b12dx.screen.load_omop import load_omop
+
+        if engine != "spark":
+            raise InputError.single("--engine", "the Spark catalog is read with --engine spark")
+        # One session for the mapping and the rules: the tables never leave Spark.
+        with spark_session(spark_master) as session:
+            tables = load_omop(kb, source, work, type_concepts=omop_type_concepts, spark=session)
+            result = screen_tables(tables, kb, profile, as_of, engine, say, spark_master)
+        written = write_outputs(result, out)
+        return result, written
     if kind == "fhir":
         from b12dx.screen.load_fhir import load_fhir
 
