@@ -10,7 +10,7 @@ from node_ids import set_node_id
 # A throwaway PostgreSQL server for the store tests (fixtures pg_server, pg_url), one
 # Spark session for the screening tests (fixture spark) and the CDS client-authentication
 # tests' signing keys (fixtures rsa_key, ec_key).
-pytest_plugins = ("pg", "spark", "jwt_keys")
+pytest_plugins = ("pg", "spark", "jwt_keys", "bulk_server")
 
 
 @pytest.fixture(scope="session")

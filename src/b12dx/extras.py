@@ -28,6 +28,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     ),
     "screen": ("ibis", "duckdb", "pyarrow", "numpy"),
     "screen-postgres": ("ibis", "duckdb", "pyarrow", "numpy", "duckdb_ext"),
+    "bulk": ("httpx", "jwt", "cryptography"),
     "spark": ("pyspark",),
 }
 

@@ -18,6 +18,17 @@ import typer
 
 from b12dx.cli import followup, screen, synth
 from b12dx.cli.accounts import practice_app, user_app
+from b12dx.cli.export_options import (
+    DEFAULT_SCOPE,
+    DEFAULT_WAIT_S,
+    ClientIdOption,
+    ExportWaitOption,
+    KeyIdOption,
+    PrivateKeyOption,
+    ScopeOption,
+    SinceOption,
+    TokenUrlOption,
+)
 from b12dx.errors import B12dxError, InputError
 
 app = typer.Typer(
@@ -158,7 +169,12 @@ def assess(
 @app.command("fhir-import")
 def fhir_import(
     directory: Annotated[
-        Path, typer.Argument(help="A FHIR Bulk Data export: a folder of NDJSON files.")
+        str,
+        typer.Argument(
+            metavar="INPUT",
+            help="A FHIR Bulk Data export (a folder of NDJSON files), or a FHIR server to "
+            "export from (https://.../fhir, .../fhir/Group/ID or .../fhir/Patient).",
+        ),
     ],
     out: Annotated[
         Path | None,
@@ -179,15 +195,44 @@ def fhir_import(
     force: Annotated[
         bool, typer.Option("--force", help="Write into an --out folder that is not empty.")
     ] = False,
+    client_id: ClientIdOption = None,
+    private_key: PrivateKeyOption = None,
+    key_id: KeyIdOption = None,
+    scope: ScopeOption = DEFAULT_SCOPE,
+    token_url: TokenUrlOption = None,
+    since: SinceOption = None,
+    export_wait: ExportWaitOption = DEFAULT_WAIT_S,
 ) -> None:
-    """Read a FHIR Bulk export and build one patient record per Patient."""
+    """Read a FHIR Bulk export (a folder, or exported from a FHIR server) and build one
+    patient record per Patient."""
+    import tempfile
+
     from b12dx.cli.bulk import run_import
+    from b12dx.cli.export_options import ExportOptions, export, is_server_url
     from b12dx.cli.io import output_folder, parse_date
+    from b12dx.errors import MissingExtra
+    from b12dx.extras import need
 
     when = parse_date(as_of, "--as-of") if as_of else dt.date.today()
     if out is not None:
         out = output_folder(out, "--out", force)
-    run_import(directory, out, when, with_assessment, profile)
+    exporting = ExportOptions(client_id, private_key, key_id, scope, token_url, since, export_wait)
+    if not is_server_url(directory):
+        if exporting.given():
+            _fail(f"{exporting.given()[0]}: only used with a FHIR server INPUT (https://...)")
+        run_import(Path(directory), out, when, with_assessment, profile)
+        return
+    try:
+        need("bulk", "b12dx fhir-import https://...")
+        if out is not None:  # the export is kept beside the records
+            run_import(export(directory, out / "export", exporting), out, when,
+                       with_assessment, profile)  # fmt: skip
+            return
+        with tempfile.TemporaryDirectory(prefix="b12dx-export-") as folder:
+            run_import(export(directory, Path(folder) / "export", exporting), None, when,
+                       with_assessment, profile)  # fmt: skip
+    except (B12dxError, MissingExtra) as exc:
+        _fail(str(exc))
 
 
 @app.command()

@@ -9,6 +9,21 @@ from typing import Annotated
 
 import typer
 
+from b12dx.cli.export_options import (
+    DEFAULT_SCOPE,
+    DEFAULT_WAIT_S,
+    ClientIdOption,
+    ExportOptions,
+    ExportWaitOption,
+    KeyIdOption,
+    PrivateKeyOption,
+    ScopeOption,
+    SinceOption,
+    TokenUrlOption,
+    export,
+    is_server_url,
+)
+
 
 def _as_of(source: Path | None, as_of: str | None) -> tuple[dt.date, bool]:
     """The screening date, and whether it is the one synthetic data was made for: --as-of
@@ -92,6 +107,13 @@ def register(app: typer.Typer) -> None:
                 "concept_relationship and concept_ancestor; default: the CDM schema.",
             ),
         ] = None,
+        client_id: ClientIdOption = None,
+        private_key: PrivateKeyOption = None,
+        key_id: KeyIdOption = None,
+        scope: ScopeOption = DEFAULT_SCOPE,
+        token_url: TokenUrlOption = None,
+        since: SinceOption = None,
+        export_wait: ExportWaitOption = DEFAULT_WAIT_S,
         results_schema: Annotated[
             str | None,
             typer.Option(
@@ -118,8 +140,14 @@ def register(app: typer.Typer) -> None:
         from b12dx.extras import need
 
         database = (input_ or "").split(":", 1)[0].lower() in ("postgresql", "postgres")
+        server = input_ is not None and is_server_url(input_)
+        exporting = ExportOptions(
+            client_id, private_key, key_id, scope, token_url, since, export_wait
+        )
         try:
             need("screen", "b12dx screen")
+            if server:
+                need("bulk", "b12dx screen https://...")
             if database:
                 need("screen-postgres", "b12dx screen postgresql://...")
             if engine == "spark":
@@ -158,6 +186,8 @@ def register(app: typer.Typer) -> None:
             except B12dxError as exc:
                 fail(str(exc))
                 return
+        elif server:
+            source = out / "export"
         elif database:
             if cdm_schema is None:
                 fail(
@@ -179,6 +209,8 @@ def register(app: typer.Typer) -> None:
                 if value is not None:
                     fail(f"{option}: only used with a PostgreSQL INPUT (postgresql://...)")
             source = Path(input_)
+        if not server and exporting.given():
+            fail(f"{exporting.given()[0]}: only used with a FHIR server INPUT (https://...)")
         type_concepts: tuple[int, ...] = ()
         if omop_type_concepts is not None:
             parts = [p.strip() for p in omop_type_concepts.split(",") if p.strip()]
@@ -190,6 +222,9 @@ def register(app: typer.Typer) -> None:
             type_concepts = tuple(int(p) for p in parts)
         try:
             output_folder(out, "--out", force)
+            if server:
+                assert input_ is not None
+                export(input_, out / "export", exporting)
             day, made = _as_of(source if isinstance(source, Path) else None, as_of)
             kb = load_knowledge()
             chosen = kb.profile(profile)

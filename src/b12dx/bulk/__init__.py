@@ -1,0 +1,2 @@
+"""Reading a population from a FHIR server: a Bulk Data export with SMART Backend
+Services authorisation (``export``, ``auth``)."""
