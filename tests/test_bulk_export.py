@@ -22,7 +22,10 @@ from typer.testing import CliRunner
 from b12dx.bulk.auth import BackendAuth
 from b12dx.bulk.export import EXPORT_TYPES, BulkExport, ExportTarget
 from b12dx.cli.app import app
+from b12dx.knowledge.loader import load_knowledge
+from b12dx.synth.generate import generate
 from bulk_server import BulkServer
+from bulk_standin import Faults, standin
 from jwt_keys import public_jwk
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("bulk_server")]
@@ -166,3 +169,33 @@ def test_a_client_the_server_does_not_know_is_refused(
     assert result.exit_code == 2
     assert "the token endpoint refused client" in result.output
     assert "-----BEGIN" not in result.output
+
+
+# -- what the reference server cannot be made to do: a stand-in (tests/bulk_standin.py) --
+
+
+@pytest.fixture(scope="module")
+def small_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("population")
+    generate(40, folder, "ndjson", seed=3, kb=load_knowledge())
+    return folder
+
+
+def test_a_download_broken_half_way_is_resumed(small_export: Path, tmp_path: Path) -> None:
+    with standin(small_export, Faults(break_after=300)) as server:
+        result = _screen(server.fhir, "--out", str(tmp_path / "o"))
+        assert result.exit_code == 0, result.output
+        assert server.range_requests == 1 and server.deleted == 1
+    assert _counts(tmp_path / "o" / "export") == _counts(small_export)
+
+
+def test_a_file_shorter_than_its_manifest_is_refused(small_export: Path, tmp_path: Path) -> None:
+    with standin(small_export, Faults(short_by=1)) as server:
+        result = _screen(f"{server.fhir}/Group/all", "--out", str(tmp_path / "o"))
+        assert server.kicked_off[0].startswith("/fhir/Group/all/$export?_type=Patient")
+        assert server.deleted == 1
+    assert result.exit_code == 2
+    assert "the manifest says" in result.output
+    assert (
+        not list((tmp_path / "o").rglob("*.ndjson")) and not (tmp_path / "o" / "gaps.csv").exists()
+    )

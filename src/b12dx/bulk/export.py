@@ -35,7 +35,6 @@ POLL_DEFAULT_S = 5.0  # between status requests when the server names no Retry-A
 POLL_MOST_S = 120.0  # the longest wait between status requests, whatever it asks
 DOWNLOAD_ATTEMPTS = 4  # a broken download is resumed this many times
 TRANSIENT_ATTEMPTS = 10  # status answers the server calls transient, in a row
-CHUNK = 1024 * 1024
 
 
 class ExportFailed(B12dxError):
@@ -300,7 +299,7 @@ class BulkExport:
                             f"{answer.status_code}: {url})"
                         )
                     with path.open("ab" if have else "wb") as f:
-                        for chunk in answer.iter_bytes(CHUNK):
+                        for chunk in answer.iter_bytes():  # as it arrives: a break keeps it
                             f.write(chunk)
                             self.progress.bytes += len(chunk)
                             self.report(self.progress)
