@@ -37,6 +37,7 @@ SMOKE: dict[str, tuple[list[str], str]] = {
     ),
     "bench_cds.py": (["--requests", "3", "--runs", "1"], "median"),
     "bench_screen.py": (["300", "1"], "medians of 1:"),
+    "bench_screen_postgres.py": (["300", "1"], "medians of 1:"),
     "bench_synth.py": (["300"], "synth 300 patients"),
     "bench_serve_attacks.py": (
         [
