@@ -24,11 +24,15 @@ from urllib.parse import urlsplit
 class Faults:
     """What goes wrong: ``break_after`` bytes of the first file's first download are sent,
     then the connection is closed; ``short_by`` lines are left out of every file while
-    the manifest counts them all."""
+    the manifest counts them all; ``first_type`` is what the manifest calls the first
+    file's type; ``status_host`` is where the kick-off says the status is."""
 
     break_after: int | None = None
     short_by: int = 0
     broken: bool = False
+    # The first file's type as the manifest gives it; the host the status URL names.
+    first_type: str | None = None
+    status_host: str = "127.0.0.1"
 
 
 @dataclass
@@ -67,7 +71,7 @@ def _handler(state: Standin) -> type[BaseHTTPRequestHandler]:
                 self._send(200, json.dumps({"resourceType": "CapabilityStatement"}).encode())
             elif path.endswith("/$export"):
                 state.kicked_off.append(self.path)
-                location = f"http://127.0.0.1:{state.port}/status/1"
+                location = f"http://{state.faults.status_host}:{state.port}/status/1"
                 self._send(202, Content_Location=location)
             elif path == "/status/1":
                 polled["n"] = polled.get("n", 0) + 1
@@ -82,6 +86,8 @@ def _handler(state: Standin) -> type[BaseHTTPRequestHandler]:
                     }
                     for f in files
                 ]
+                if state.faults.first_type is not None:
+                    output[0]["type"] = state.faults.first_type
                 manifest = {
                     "transactionTime": "2026-12-01T00:00:00Z",
                     "request": "x",

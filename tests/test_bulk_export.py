@@ -199,3 +199,21 @@ def test_a_file_shorter_than_its_manifest_is_refused(small_export: Path, tmp_pat
     assert (
         not list((tmp_path / "o").rglob("*.ndjson")) and not (tmp_path / "o" / "gaps.csv").exists()
     )
+
+
+@pytest.mark.parametrize(
+    ("faults", "said"),
+    [
+        (Faults(first_type="../../escaped"), "without a resource type"),
+        (Faults(status_host="localhost"), "sent the export's status to another address"),
+    ],
+)
+def test_a_server_cannot_choose_where_files_or_tokens_go(
+    small_export: Path, tmp_path: Path, faults: Faults, said: str
+) -> None:
+    """A manifest's type names a file: a path in it is refused, not followed; a status URL
+    on another address would get the access token on every poll: refused."""
+    with standin(small_export, faults) as server:
+        result = _screen(server.fhir, "--out", str(tmp_path / "o"))
+    assert result.exit_code == 2 and said in result.output
+    assert not list(tmp_path.rglob("escaped*")) and not list(tmp_path.rglob("*.ndjson"))

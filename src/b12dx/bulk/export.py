@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import json
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -79,6 +80,9 @@ class ExportTarget:
             level, base_path = "system", path
         base = f"{parts.scheme}://{parts.netloc}{base_path}"
         return cls(base, f"{parts.scheme}://{parts.netloc}{path}/$export", level)
+
+
+_TYPE = re.compile(r"[A-Z][A-Za-z]{0,63}")
 
 
 def _retry_after(value: str | None, default: float) -> float:
@@ -190,6 +194,12 @@ class BulkExport:
                 f"the FHIR server refused the export (HTTP {answer.status_code}: "
                 f"{_outcome(answer)})"
             )
+        if not self._own(location):
+            # The status URL gets the access token on every poll: only the server's own.
+            raise ExportFailed(
+                f"the FHIR server sent the export's status to another address ({location}); "
+                "b12dx sends its access token to the FHIR server only"
+            )
         return str(location)
 
     def _poll(self, client: httpx.Client, status_url: str) -> dict[str, Any]:
@@ -244,9 +254,16 @@ class BulkExport:
             names: list[Path] = []
             for n, item in enumerate(outputs, 1):
                 kind, url = item.get("type"), item.get("url")
-                if not isinstance(kind, str) or not isinstance(url, str):
+                # The type names the file written: a FHIR resource type, nothing else (no
+                # path of the server's choosing).
+                if (
+                    not isinstance(kind, str)
+                    or not isinstance(url, str)
+                    or not _TYPE.fullmatch(kind)
+                ):
                     raise ExportFailed(
-                        f"the export's manifest lists a file without type or url: {item}"
+                        "the export's manifest lists a file without a resource type or a "
+                        f"url: {str(item)[:200]}"
                     )
                 path = staging / f"{kind}.{n:03d}.ndjson"
                 lines = self._download(client, url, path, bool(manifest.get("requiresAccessToken")))
@@ -271,15 +288,19 @@ class BulkExport:
             return headers
         # The access token goes to the FHIR server's own origin only: a file URL elsewhere
         # (a storage bucket) must not need it.
-        own = urlsplit(self.target.base)
-        there = urlsplit(url)
-        if (there.scheme, there.netloc) != (own.scheme, own.netloc):
+        if not self._own(url):
+            there = urlsplit(url)
             raise ExportFailed(
                 f"the export's files are on {there.scheme}://{there.netloc}, not the FHIR "
                 "server, and need its access token: b12dx sends the token to the FHIR "
                 "server only"
             )
         return self._headers(client, NDJSON)
+
+    def _own(self, url: str) -> bool:
+        """Whether ``url`` is on the FHIR server's own origin."""
+        own, there = urlsplit(self.target.base), urlsplit(url)
+        return (there.scheme, there.netloc) == (own.scheme, own.netloc)
 
     def _download(self, client: httpx.Client, url: str, path: Path, token: bool) -> int:
         """Stream ``url`` to ``path``, resuming with a Range request after a broken
@@ -290,7 +311,9 @@ class BulkExport:
             if have:
                 headers["Range"] = f"bytes={have}-"
             try:
-                with client.stream("GET", url, headers=headers) as answer:
+                # A file may redirect to where it is stored (a bucket); httpx drops the
+                # Authorization header when a redirect leaves the origin.
+                with client.stream("GET", url, headers=headers, follow_redirects=True) as answer:
                     if answer.status_code == 200 and have:
                         have = 0  # the server sent it whole again: start over
                     elif answer.status_code not in (200, 206):
