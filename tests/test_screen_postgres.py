@@ -21,7 +21,9 @@ import pytest
 from typer.testing import CliRunner
 
 from b12dx.cli.app import app
+from b12dx.knowledge.loader import load_knowledge
 from b12dx.screen.cdm_database import load_scanner
+from b12dx.synth.generate import generate
 from omop_tables import cdm_type
 from pg import PostgresServer
 from test_screen_eunomia import AS_OF, FIXTURE, _ohdsi_folder, _untested
@@ -115,11 +117,6 @@ def test_eunomia_in_postgres_gives_the_gaps_of_its_csv_folder(
     assert sum(int(r["people"]) for r in from_db["population"]) > 10
     assert PASSWORD not in output and ":***@" in output
     assert _cdm_state(url) == before, "the CDM was written to"
-    with psycopg.connect(url) as conn:
-        stored = conn.execute(
-            "SELECT person_id, gap FROM results.b12dx_gaps ORDER BY 1, 2"
-        ).fetchall()
-    assert stored == sorted((g["person_id"], g["gap"]) for g in from_files["gaps"])
 
 
 @pytest.mark.parametrize("ancestors", [True, False])
@@ -152,26 +149,82 @@ def test_a_database_input_names_what_is_wrong(eunomia_pg: tuple[Path, str], tmp_
     assert "--cdm-schema: required" in _fails(url, "--out", out)
     wrong = _fails(url, "--out", out, "--cdm-schema", "nope")
     assert "no schema 'nope'" in wrong and "cdm" in wrong and PASSWORD not in wrong
+    assert "pg_catalog" not in wrong
     assert "not a schema name" in _fails(url, "--out", out, "--cdm-schema", 'x"; drop')
     # The vocabulary in a schema of its own, not named: the codes would be read from the
     # source values alone, so the screen stops and says where to look.
     novocab = _fails(url, "--out", out, "--cdm-schema", "cdm")
-    assert "--vocabulary-schema" in novocab and "no concept table" in novocab
+    assert "no concept table: add --vocabulary-schema vocab" in novocab
     unreachable = url.replace("/b12dx_test", "/no_such_database")
     message = _fails(unreachable, "--out", out, "--cdm-schema", "cdm")
     assert "cannot connect" in message and PASSWORD not in message
+    # A password given twice (the user part and a parameter): neither is shown.
+    twice = unreachable.replace("?host=", "?password=other-s3cret&host=")
+    message = _fails(twice, "--out", out, "--cdm-schema", "cdm")
+    assert PASSWORD not in message and "other-s3cret" not in message
     assert "only used with a PostgreSQL INPUT" in _fails(
         str(tmp_path), "--out", out, "--cdm-schema", "cdm"
     )
 
 
-def test_a_results_schema_the_login_cannot_write_is_an_error(
+def test_a_results_schema_the_login_cannot_write_is_refused_before_screening(
     eunomia_pg: tuple[Path, str], tmp_path: Path
 ) -> None:
     _, url = eunomia_pg
+    out = tmp_path / "o"
     message = _fails(
-        url, "--out", str(tmp_path / "o"), "--cdm-schema", "cdm", "--vocabulary-schema",
+        url, "--out", str(out), "--cdm-schema", "cdm", "--vocabulary-schema",
         "vocab", "--results-schema", "cdm", "--as-of", AS_OF.isoformat(),
     )  # fmt: skip
-    assert "--results-schema: cannot write cdm.b12dx_gaps" in message
+    assert "may not write cdm.b12dx_gaps" in message
+    assert "GRANT USAGE, CREATE ON SCHEMA cdm TO reader_" in message
     assert PASSWORD not in message
+    assert not (out / "gaps.csv").exists(), "the screen ran before the refusal"
+    missing = _fails(url, "--out", str(out), "--cdm-schema", "cdm", "--vocabulary-schema",
+                     "vocab", "--results-schema", "nosuch")  # fmt: skip
+    assert "has no schema 'nosuch'" in missing
+
+
+def test_the_results_table_joins_the_cdm_and_keeps_its_grants_and_views(
+    pg_server: PostgresServer, tmp_path: Path
+) -> None:
+    """The gaps of a synthetic population in results.b12dx_gaps: person_id joins
+    cdm.person as it is; a second run replaces the rows in the same table, so a grant to
+    another analyst and a view on it stay; a run that screens nobody leaves it as it was."""
+    folder = tmp_path / "omop"
+    folder.mkdir()
+    generate(400, folder, "omop", seed=5, as_of=AS_OF, kb=load_knowledge())
+    url = _load(pg_server.new_database(), folder)
+    options = ("--cdm-schema", "cdm", "--vocabulary-schema", "vocab", "--results-schema", "results")
+    first, _ = _screen(url, tmp_path / "one", *options)
+    owner = "postgresql://postgres@/" + url.split("@/", 1)[1]
+    with psycopg.connect(owner, autocommit=True) as conn:
+        joined = conn.execute(
+            "SELECT count(*) FROM results.b12dx_gaps g JOIN cdm.person p USING (person_id)"
+        ).fetchone()
+        assert joined is not None and joined == (len(first["gaps"]),) and joined[0] > 0
+        database = url.split("@/", 1)[1].split("?")[0]
+        colleague = f"colleague_{database}"
+        conn.execute(
+            "CREATE VIEW results.untested AS SELECT person_id FROM results.b12dx_gaps "
+            "WHERE gap = 'untested_at_risk'"
+        )
+        conn.execute(f"CREATE ROLE {colleague}")
+        conn.execute(f"GRANT SELECT ON results.b12dx_gaps TO {colleague}")
+        oid = conn.execute("SELECT 'results.b12dx_gaps'::regclass::oid").fetchone()
+    later = AS_OF.replace(year=AS_OF.year + 1)
+    second, _ = _screen(url, tmp_path / "two", *options, as_of=later)
+    with psycopg.connect(owner) as conn:
+        rows = conn.execute("SELECT count(*), min(as_of), max(as_of) FROM results.b12dx_gaps")
+        assert rows.fetchone() == (len(second["gaps"]), later, later)
+        assert conn.execute("SELECT 'results.b12dx_gaps'::regclass::oid").fetchone() == oid
+        assert conn.execute(
+            f"SELECT has_table_privilege('{colleague}', 'results.b12dx_gaps', 'SELECT')"
+        ).fetchone() == (True,)
+        note = conn.execute("SELECT obj_description('results.b12dx_gaps'::regclass)").fetchone()
+        assert note is not None and f"as of {later}" in str(note[0])
+    _, output = _screen(url, tmp_path / "three", *options, as_of=dt.date(1900, 1, 1))
+    assert "left results.b12dx_gaps as it was: nobody was screened" in output
+    with psycopg.connect(owner) as conn:
+        kept = conn.execute("SELECT count(*) FROM results.b12dx_gaps").fetchone()
+    assert kept == (len(second["gaps"]),)

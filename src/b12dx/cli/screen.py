@@ -268,4 +268,9 @@ def register(app: typer.Typer) -> None:
         for name in [*paths, "report.html"]:
             sys.stdout.write(f"wrote {out / name}\n")
         if isinstance(source, CdmDatabase) and source.results_schema:
-            sys.stdout.write(f"wrote {source.results_schema}.b12dx_gaps in {source.label}\n")
+            table = f"{source.results_schema}.b12dx_gaps"
+            sys.stdout.write(
+                f"wrote {table} in {source.label}\n"
+                if result.people
+                else f"left {table} as it was: nobody was screened on {day}\n"
+            )

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import duckdb
 import pyarrow as pa
@@ -55,9 +55,14 @@ def redacted(url: str) -> str:
 
 
 def _scrub(message: str, url: str) -> str:
+    """``message`` with every password ``url`` holds (its user part, a password=
+    parameter, however many) masked."""
     parts = urlsplit(url)
-    if parts.password:
-        message = message.replace(parts.password, "***")
+    secrets = [parts.password or "", unquote(parts.password or "")]
+    secrets += [unquote(v) for v in re.findall(r"(?i)password=([^&\s]*)", parts.query)]
+    secrets += re.findall(r"(?i)password=([^&\s]*)", parts.query)
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        message = message.replace(secret, "***")
     return message.replace(url, redacted(url))
 
 
@@ -207,7 +212,7 @@ def attach(con: duckdb.DuckDBPyConnection, db: CdmDatabase) -> dict[str, set[str
         "UNION ALL SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = ?",
         [CDM_ALIAS, CDM_ALIAS],
     ).fetchall()
-    found = {str(s) for s, _ in rows}
+    found = {str(s) for s, _ in rows} - {"information_schema", "pg_catalog", "pg_toast"}
     for option, schema in (
         ("--cdm-schema", db.cdm_schema),
         ("--vocabulary-schema", db.vocabulary_schema),
@@ -230,6 +235,16 @@ def attach(con: duckdb.DuckDBPyConnection, db: CdmDatabase) -> dict[str, set[str
     return columns
 
 
+def schemas_holding(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    """The attached CDM database's schemas that have ``table``."""
+    rows = con.execute(
+        "SELECT DISTINCT schema_name FROM duckdb_tables() WHERE database_name = ? "
+        "AND lower(table_name) = ? ORDER BY 1",
+        [CDM_ALIAS, table],
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
 def vocabulary_filter(
     db: CdmDatabase, coded: tuple[tuple[str, str, str], ...], columns: dict[str, set[str]]
 ) -> str:
@@ -249,26 +264,105 @@ def scan(db: CdmDatabase, query: str) -> str:
     return f"postgres_query('{CDM_ALIAS}', {quoted(query)})"
 
 
-def write_gaps(db: CdmDatabase, gaps: pa.Table) -> str:
-    """Replace ``<results schema>.b12dx_gaps`` with ``gaps`` in one transaction, so that a
-    reader sees the last whole run, never half of one; the table's name."""
+# The results table, typed for joins to the CDM: person_id as the CDM's own bigint.
+GAPS_COLUMNS = (
+    ("person_id", "bigint"),
+    ("gap", "text"),
+    ("rule_id", "text"),
+    ("sources", "text[]"),
+    ("reasons", "text"),
+    ("since", "date"),
+    ("as_of", "date"),
+    ("age_band", "text"),
+    ("care_site", "text"),
+    ("risk_factors", "text[]"),
+)
+
+
+def _pg_text(text: str) -> str:
+    """A PostgreSQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def check_results(db: CdmDatabase) -> None:
+    """Before any screening: the login may write the results table (create it in the
+    schema, or delete and insert in the one there), so that a run never fails at its end."""
     assert db.results_schema is not None
-    target = f'{RESULTS_ALIAS}."{db.results_schema}".{GAPS_TABLE}'
+    schema = db.results_schema
+    con = duckdb.connect()
+    try:
+        load_scanner(con)
+        con.execute(f"ATTACH {quoted(db.url)} AS {RESULTS_ALIAS} (TYPE postgres, READ_ONLY)")
+        table = f"{schema}.{GAPS_TABLE}"
+        query = (
+            "SELECT current_user::text, "
+            f"EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = {_pg_text(schema)}), "
+            f"to_regclass({_pg_text(f'{schema}.{GAPS_TABLE}')}) IS NOT NULL"
+        )
+        row = con.execute(f"SELECT * FROM postgres_query('{RESULTS_ALIAS}', {quoted(query)})")
+        user, schema_exists, table_exists = row.fetchone() or ("?", False, False)
+        if not schema_exists:
+            raise InputError.single("--results-schema", f"{db.label} has no schema {schema!r}")
+        if table_exists:
+            rights = (
+                f"SELECT has_table_privilege({_pg_text(table)}, 'INSERT') "
+                f"AND has_table_privilege({_pg_text(table)}, 'DELETE')"
+            )
+            grant = f"GRANT INSERT, DELETE ON {table} TO {user}"
+        else:
+            rights = (
+                f"SELECT has_schema_privilege({_pg_text(schema)}, 'CREATE') "
+                f"AND has_schema_privilege({_pg_text(schema)}, 'USAGE')"
+            )
+            grant = f"GRANT USAGE, CREATE ON SCHEMA {schema} TO {user}"
+        allowed = con.execute(
+            f"SELECT * FROM postgres_query('{RESULTS_ALIAS}', {quoted(rights)})"
+        ).fetchone()
+        if not allowed or not allowed[0]:
+            raise InputError.single(
+                "--results-schema",
+                f"{user} may not write {table} in {db.label}; as its owner: {grant}",
+            )
+    except duckdb.Error as exc:
+        raise InputError.single(
+            "--results-schema", f"cannot be checked in {db.label}: {_scrub(str(exc), db.url)}"
+        ) from None
+    finally:
+        con.close()
+
+
+def write_gaps(db: CdmDatabase, gaps: pa.Table, note: str) -> str:
+    """Replace the rows of ``<results schema>.b12dx_gaps`` with ``gaps`` in one
+    transaction (a reader sees the last whole run, never half of one), creating the table
+    the first time; the table itself stays, with its grants and the views on it. ``note``
+    (the run: version, profile, date) becomes its comment. The table's name."""
+    assert db.results_schema is not None
+    schema = db.results_schema
+    target = f'{RESULTS_ALIAS}."{schema}".{GAPS_TABLE}'
+    columns = ", ".join(f"{name} {kind}" for name, kind in GAPS_COLUMNS)
+    create = f'CREATE TABLE IF NOT EXISTS "{schema}".{GAPS_TABLE} ({columns})'
+    comment = f'COMMENT ON TABLE "{schema}".{GAPS_TABLE} IS {_pg_text(note)}'
+    selected = ", ".join(
+        "CAST(person_id AS BIGINT) AS person_id" if name == "person_id" else name
+        for name, _ in GAPS_COLUMNS
+    )
     con = duckdb.connect()
     try:
         load_scanner(con)
         try:
             con.execute(f"ATTACH {quoted(db.url)} AS {RESULTS_ALIAS} (TYPE postgres)")
+            con.execute(f"CALL postgres_execute('{RESULTS_ALIAS}', {quoted(create)})")
             con.register("gaps_arrow", gaps)
             con.execute("BEGIN")
-            con.execute(f"DROP TABLE IF EXISTS {target}")
-            con.execute(f"CREATE TABLE {target} AS SELECT * FROM gaps_arrow")
+            con.execute(f"DELETE FROM {target}")
+            con.execute(f"INSERT INTO {target} SELECT {selected} FROM gaps_arrow")
             con.execute("COMMIT")
+            con.execute(f"CALL postgres_execute('{RESULTS_ALIAS}', {quoted(comment)})")
         except duckdb.Error as exc:
             raise B12dxError(
-                f"--results-schema: cannot write {db.results_schema}.{GAPS_TABLE} in "
+                f"--results-schema: cannot write {schema}.{GAPS_TABLE} in "
                 f"{db.label}: {_scrub(str(exc), db.url)}"
             ) from None
     finally:
         con.close()
-    return f"{db.results_schema}.{GAPS_TABLE}"
+    return f"{schema}.{GAPS_TABLE}"

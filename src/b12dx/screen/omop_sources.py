@@ -16,6 +16,7 @@ from b12dx.screen.cdm_database import (
     SparkCatalog,
     attach,
     scan,
+    schemas_holding,
     vocabulary_filter,
 )
 from b12dx.screen.sql_engines import SparkSql, quoted
@@ -77,11 +78,16 @@ class Database:
         if "concept" not in self.tables:
             # A CDM always has its vocabulary; without it the codes would be read from
             # the source values alone, which a database's own ETL seldom fills.
+            holding = schemas_holding(con, "concept")
+            hint = (
+                f"add --vocabulary-schema {holding[0]} (it has one)"
+                if holding
+                else "name the schema holding the OMOP vocabulary (concept, "
+                "concept_relationship, concept_ancestor) with --vocabulary-schema"
+            )
             raise InputError.single(
                 "--vocabulary-schema",
-                f"{db.schema_of('concept')} in {db.label} has no concept table",
-                "the schema holding the OMOP vocabulary (concept, concept_relationship, "
-                "concept_ancestor)",
+                f"{db.schema_of('concept')} in {db.label} has no concept table: {hint}",
             )
 
     def find(self, table: str) -> Reader | None:

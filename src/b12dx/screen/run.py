@@ -284,6 +284,10 @@ def screen(
         raise InputError.single(
             "--omop-type-concepts", "applies to OMOP tables only; INPUT is a FHIR export"
         )
+    if isinstance(source, CdmDatabase) and source.results_schema:
+        from b12dx.screen.cdm_database import check_results
+
+        check_results(source)  # before the work, not after it
     work = out / "tables"
     say(f"loading the {'FHIR export' if kind == 'fhir' else 'OMOP tables'}")
     if isinstance(source, SparkCatalog):
@@ -310,11 +314,16 @@ def screen(
         skipped = {}
     result = screen_tables(tables, kb, profile, as_of, engine, say, spark_master)
     result = replace(result, left_out=dict(sorted(skipped.items(), key=lambda kv: -kv[1])))
-    say("writing gaps.parquet, gaps.csv, summary.csv, population.csv")
-    written = write_outputs(result, out)
-    if isinstance(source, CdmDatabase) and source.results_schema:
+    # The database's table first: if it cannot be written, no file claims a finished run.
+    if isinstance(source, CdmDatabase) and source.results_schema and result.people:
         from b12dx.screen.cdm_database import write_gaps
+        from b12dx.version import package_version
 
         say(f"writing the gaps to {source.results_schema} in the database")
-        write_gaps(source, result.gaps)
-    return result, written
+        note = (
+            f"b12dx {package_version()} care gaps: profile {profile.id}, as of {as_of}, "
+            f"{result.people} people screened, written {dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%MZ}"
+        )
+        write_gaps(source, result.gaps, note)
+    say("writing gaps.parquet, gaps.csv, summary.csv, population.csv")
+    return result, write_outputs(result, out)
