@@ -10,6 +10,7 @@ file with Range requests honoured; DELETE of the status URL -> 202. No authorisa
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 from collections.abc import Iterator
@@ -33,6 +34,14 @@ class Faults:
     # The first file's type as the manifest gives it; the host the status URL names.
     first_type: str | None = None
     status_host: str = "127.0.0.1"
+    # A relative status URL; a refusal whose words carry terminal escapes; a manifest
+    # sent gzip-compressed whatever was asked; extra bytes of padding in the manifest;
+    # the token endpoint the server names.
+    relative_status: bool = False
+    refuse_with: str | None = None
+    gzip_manifest: bool = False
+    manifest_padding: int = 0
+    token_endpoint: str | None = None
 
 
 @dataclass
@@ -67,11 +76,20 @@ def _handler(state: Standin) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             path = urlsplit(self.path).path
-            if path == "/fhir/metadata":
+            if path == "/fhir/.well-known/smart-configuration":
+                found = {"token_endpoint": state.faults.token_endpoint}
+                self._send(200, json.dumps(found).encode())
+            elif path == "/fhir/metadata":
                 self._send(200, json.dumps({"resourceType": "CapabilityStatement"}).encode())
             elif path.endswith("/$export"):
                 state.kicked_off.append(self.path)
+                if state.faults.refuse_with is not None:
+                    refusal = {"issue": [{"diagnostics": state.faults.refuse_with}]}
+                    self._send(400, json.dumps(refusal).encode())
+                    return
                 location = f"http://{state.faults.status_host}:{state.port}/status/1"
+                if state.faults.relative_status:
+                    location = "/status/1"
                 self._send(202, Content_Location=location)
             elif path == "/status/1":
                 polled["n"] = polled.get("n", 0) + 1
@@ -94,8 +112,13 @@ def _handler(state: Standin) -> type[BaseHTTPRequestHandler]:
                     "requiresAccessToken": False,
                     "output": output,
                     "error": [],
+                    "padding": " " * state.faults.manifest_padding,
                 }
-                self._send(200, json.dumps(manifest).encode())
+                body = json.dumps(manifest).encode()
+                if state.faults.gzip_manifest:
+                    self._send(200, gzip.compress(body), Content_Encoding="gzip")
+                else:
+                    self._send(200, body)
             elif path.startswith("/files/"):
                 self._file(state.folder / path.removeprefix("/files/"))
             else:

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from b12dx.bulk.auth import BackendAuth
 from b12dx.bulk.export import EXPORT_TYPES, BulkExport, ExportTarget
 from b12dx.cli.app import app
+from b12dx.errors import B12dxError
 from b12dx.knowledge.loader import load_knowledge
 from b12dx.synth.generate import generate
 from bulk_server import BulkServer
@@ -217,3 +218,56 @@ def test_a_server_cannot_choose_where_files_or_tokens_go(
         result = _screen(server.fhir, "--out", str(tmp_path / "o"))
     assert result.exit_code == 2 and said in result.output
     assert not list(tmp_path.rglob("escaped*")) and not list(tmp_path.rglob("*.ndjson"))
+
+
+@pytest.mark.parametrize(
+    ("faults", "said"),
+    [
+        (Faults(gzip_manifest=True), "not JSON with an output list"),
+        (Faults(manifest_padding=11 * 1024 * 1024), "more than 10485760 bytes of JSON"),
+        (
+            Faults(refuse_with="\x1b]0;owned\x07\x1b[2Jexport complete" + "x" * 5000),
+            "export complete",
+        ),
+    ],
+)
+def test_what_a_server_sends_is_bounded_and_printed_safely(
+    small_export: Path, tmp_path: Path, faults: Faults, said: str
+) -> None:
+    """A compressed answer is not unpacked (asked for as it is), a JSON answer is read to
+    10 MB at most, and a server's words reach the console without terminal escapes and
+    cut short."""
+    with standin(small_export, faults) as server:
+        result = _screen(server.fhir, "--out", str(tmp_path / "o"))
+    assert result.exit_code == 2 and said in result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert len(result.output) < 1000
+
+
+def test_a_relative_status_url_is_the_servers_own_and_a_rerun_keeps_no_old_files(
+    small_export: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "export"
+    with standin(small_export, Faults(relative_status=True)) as server:
+        target = ExportTarget.parse(server.fhir)
+        BulkExport(target, folder, sleep=lambda _s: None).run()
+    first = _counts(folder)
+    (folder / "Observation.999.ndjson").write_text('{"resourceType": "Observation"}\n')
+    with standin(small_export) as server:
+        BulkExport(ExportTarget.parse(server.fhir), folder, sleep=lambda _s: None).run()
+    assert _counts(folder) == first, "a file of an earlier export was kept"
+
+
+def test_a_token_endpoint_on_another_address_is_not_used(
+    small_export: Path, ec_key: Any, tmp_path: Path
+) -> None:
+    """A server that names another EHR's token endpoint would have b12dx fetch a real
+    token there and send it back: only the server's own endpoint (or --token-url)."""
+    elsewhere = "http://127.0.0.2:9/auth/token"
+    with standin(small_export, Faults(token_endpoint=elsewhere)) as server:
+        auth = BackendAuth("client", _pem(ec_key, tmp_path))
+        with httpx.Client() as c, pytest.raises(B12dxError, match="another address"):
+            auth.token(c, server.fhir)
+    plain = BackendAuth("client", _pem(ec_key, tmp_path), token_url="http://ehr.example/token")
+    with httpx.Client() as c, pytest.raises(B12dxError, match="not https"):
+        plain.token(c, "https://ehr.example/fhir")

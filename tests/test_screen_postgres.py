@@ -176,8 +176,8 @@ def test_a_results_schema_the_login_cannot_write_is_refused_before_screening(
         url, "--out", str(out), "--cdm-schema", "cdm", "--vocabulary-schema",
         "vocab", "--results-schema", "cdm", "--as-of", AS_OF.isoformat(),
     )  # fmt: skip
-    assert "may not write cdm.b12dx_gaps" in message
-    assert "GRANT USAGE, CREATE ON SCHEMA cdm TO reader_" in message
+    assert 'may not write "cdm".b12dx_gaps' in message
+    assert 'GRANT USAGE, CREATE ON SCHEMA "cdm" TO reader_' in message
     assert PASSWORD not in message
     assert not (out / "gaps.csv").exists(), "the screen ran before the refusal"
     missing = _fails(url, "--out", str(out), "--cdm-schema", "cdm", "--vocabulary-schema",

@@ -21,6 +21,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from b12dx.bulk.defaults import DEFAULT_SCOPE
+from b12dx.bulk.http import (
+    ServerRefused,
+    is_loopback_host,
+    origin,
+    public,
+    read_json,
+    said,
+    seconds,
+)
 from b12dx.errors import B12dxError
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -51,6 +60,14 @@ def load_key(path: Path) -> tuple[Any, str]:
     )
 
 
+def _secure(url: str, what: str) -> None:
+    """Credentials go over TLS only, but to this machine."""
+    if origin(url)[0] != "https" and not is_loopback_host(url):
+        raise AuthFailed(
+            f"{what} ({public(url)}) is not https: b12dx sends credentials over TLS only"
+        )
+
+
 @dataclass
 class BackendAuth:
     """A SMART Backend Services client: its id, key, key id (``kid`` of its JWKS entry)
@@ -66,18 +83,31 @@ class BackendAuth:
     _expires: float = 0.0
 
     def token_endpoint(self, client: httpx.Client, base: str) -> str:
+        """The token endpoint: --token-url, else the one the FHIR server names, if it is
+        on the server's own address (a server could otherwise name another EHR's
+        endpoint, have b12dx fetch a real token there and receive it)."""
         if self.token_url:
+            _secure(self.token_url, "--token-url")
             return self.token_url
         url = f"{base.rstrip('/')}/.well-known/smart-configuration"
         try:
-            answer = client.get(url, headers={"Accept": "application/json"})
-            endpoint = answer.json().get("token_endpoint") if answer.status_code == 200 else None
-        except (httpx.HTTPError, ValueError, AttributeError):
+            answer = read_json(client, "GET", url, headers={"Accept": "application/json"})
+            body = answer.body if answer.status == 200 and isinstance(answer.body, dict) else {}
+            endpoint = body.get("token_endpoint")
+        except (httpx.HTTPError, ServerRefused):
             endpoint = None
         if not isinstance(endpoint, str) or not endpoint:
             raise AuthFailed(
-                f"the FHIR server names no token endpoint at {url}: give it with --token-url"
+                f"the FHIR server names no token endpoint at {public(url)}: give it with "
+                "--token-url"
             )
+        if origin(endpoint) != origin(base):
+            raise AuthFailed(
+                f"the FHIR server names a token endpoint on another address "
+                f"({public(endpoint)}): give it with --token-url if that is the server's "
+                "own authorisation service"
+            )
+        _secure(endpoint, "the token endpoint")
         self.token_url = endpoint
         return endpoint
 
@@ -98,6 +128,7 @@ class BackendAuth:
         """A current access token, asked for when there is none or it is about to end."""
         if self._token and time.monotonic() < self._expires - RENEW_BEFORE_S:
             return self._token
+        _secure(base, "the FHIR server")  # which gets the token
         endpoint = self.token_endpoint(client, base)
         form = {
             "grant_type": "client_credentials",
@@ -106,22 +137,22 @@ class BackendAuth:
             "client_assertion": self.assertion(endpoint),
         }
         try:
-            answer = client.post(endpoint, data=form, headers={"Accept": "application/json"})
-        except httpx.HTTPError as exc:
-            raise AuthFailed(f"the token endpoint {endpoint} did not answer ({exc})") from None
-        try:
-            body = answer.json()
-        except ValueError:
-            body = {}
-        if answer.status_code != 200 or not isinstance(body.get("access_token"), str):
-            why = body.get("error_description") or body.get("error") or answer.reason_phrase
-            raise AuthFailed(
-                f"the token endpoint refused client {self.client_id!r} "
-                f"(HTTP {answer.status_code}: {why})"
+            answer = read_json(
+                client, "POST", endpoint, headers={"Accept": "application/json"}, data=form
             )
-        self._token = body["access_token"]
-        lifetime = body.get("expires_in")
-        self._expires = time.monotonic() + (
-            float(lifetime) if isinstance(lifetime, int | float) else 300.0
-        )
-        return self._token
+        except (httpx.HTTPError, ServerRefused) as exc:
+            raise AuthFailed(
+                f"the token endpoint {public(endpoint)} did not answer ({said(exc)})"
+            ) from None
+        body = answer.body if isinstance(answer.body, dict) else {}
+        token = body.get("access_token")
+        if answer.status != 200 or not isinstance(token, str) or not token:
+            why = body.get("error_description") or body.get("error") or answer.reason
+            raise AuthFailed(
+                f"the token endpoint refused client {said(self.client_id, 60)!r} "
+                f"(HTTP {answer.status}: {said(why)})"
+            )
+        self._token = token
+        lifetime = seconds(body.get("expires_in"))
+        self._expires = time.monotonic() + min(lifetime or 300.0, 24 * 3600.0)
+        return token

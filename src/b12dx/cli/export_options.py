@@ -119,7 +119,7 @@ def export(url: str, folder: Path, options: ExportOptions) -> Path:
     )
     target = ExportTarget.parse(url)
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # the server's words, as text
         BarColumn(),
         DownloadColumn(),
         TimeElapsedColumn(),

@@ -54,7 +54,7 @@ def redacted(url: str) -> str:
     return re.sub(r"(?i)(password=)[^&\s]*", r"\1***", out)
 
 
-def _scrub(message: str, url: str) -> str:
+def scrub(message: str, url: str) -> str:
     """``message`` with every password ``url`` holds (its user part, a password=
     parameter, however many) masked."""
     parts = urlsplit(url)
@@ -204,7 +204,7 @@ def attach(con: duckdb.DuckDBPyConnection, db: CdmDatabase) -> dict[str, set[str
         con.execute(f"ATTACH {quoted(db.url)} AS {CDM_ALIAS} (TYPE postgres, READ_ONLY)")
     except duckdb.Error as exc:
         raise InputError.single(
-            "INPUT", f"cannot connect to {db.label}: {_scrub(str(exc), db.url)}"
+            "INPUT", f"cannot connect to {db.label}: {scrub(str(exc), db.url)}"
         ) from None
     schemas = {db.cdm_schema, db.vocabulary_schema or db.cdm_schema}
     rows = con.execute(
@@ -293,11 +293,11 @@ def check_results(db: CdmDatabase) -> None:
     try:
         load_scanner(con)
         con.execute(f"ATTACH {quoted(db.url)} AS {RESULTS_ALIAS} (TYPE postgres, READ_ONLY)")
-        table = f"{schema}.{GAPS_TABLE}"
+        table = f'"{schema}".{GAPS_TABLE}'  # quoted: a schema name keeps its case
         query = (
             "SELECT current_user::text, "
             f"EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = {_pg_text(schema)}), "
-            f"to_regclass({_pg_text(f'{schema}.{GAPS_TABLE}')}) IS NOT NULL"
+            f"to_regclass({_pg_text(table)}) IS NOT NULL"
         )
         row = con.execute(f"SELECT * FROM postgres_query('{RESULTS_ALIAS}', {quoted(query)})")
         user, schema_exists, table_exists = row.fetchone() or ("?", False, False)
@@ -314,7 +314,7 @@ def check_results(db: CdmDatabase) -> None:
                 f"SELECT has_schema_privilege({_pg_text(schema)}, 'CREATE') "
                 f"AND has_schema_privilege({_pg_text(schema)}, 'USAGE')"
             )
-            grant = f"GRANT USAGE, CREATE ON SCHEMA {schema} TO {user}"
+            grant = f'GRANT USAGE, CREATE ON SCHEMA "{schema}" TO {user}'
         allowed = con.execute(
             f"SELECT * FROM postgres_query('{RESULTS_ALIAS}', {quoted(rights)})"
         ).fetchone()
@@ -325,7 +325,7 @@ def check_results(db: CdmDatabase) -> None:
             )
     except duckdb.Error as exc:
         raise InputError.single(
-            "--results-schema", f"cannot be checked in {db.label}: {_scrub(str(exc), db.url)}"
+            "--results-schema", f"cannot be checked in {db.label}: {scrub(str(exc), db.url)}"
         ) from None
     finally:
         con.close()
@@ -361,7 +361,7 @@ def write_gaps(db: CdmDatabase, gaps: pa.Table, note: str) -> str:
         except duckdb.Error as exc:
             raise B12dxError(
                 f"--results-schema: cannot write {schema}.{GAPS_TABLE} in "
-                f"{db.label}: {_scrub(str(exc), db.url)}"
+                f"{db.label}: {scrub(str(exc), db.url)}"
             ) from None
     finally:
         con.close()

@@ -45,7 +45,7 @@ import pyarrow as pa
 
 from b12dx.errors import B12dxError, FieldError, InputError
 from b12dx.knowledge.loader import Knowledge
-from b12dx.screen.cdm_database import CdmDatabase, SparkCatalog
+from b12dx.screen.cdm_database import CdmDatabase, SparkCatalog, scrub
 from b12dx.screen.lookups import code_table, route_table, unit_table
 from b12dx.screen.model import SCHEMAS, ScreeningTables
 from b12dx.screen.omop_sources import (
@@ -163,7 +163,8 @@ def _view(sql: SqlEngine, table: str, source: Reader, spec: _Source) -> None:
     try:
         present = sql.columns(reader)
     except Exception as exc:  # each engine's own error for a table it cannot read
-        raise InputError.single(source.label, f"cannot be read: {exc}") from exc
+        said = scrub(str(exc), source.url) if source.url else str(exc)
+        raise InputError.single(source.label, f"cannot be read: {said}") from None
     missing = [name for name, _ in spec.required if name not in present]
     if missing:
         raise InputError(
@@ -509,7 +510,10 @@ def load_omop(
         tables = Folder(source) if isinstance(source, Path) else Database(source, con)
         return _map(DuckDbSql(con), tables, kb, work, type_concepts)
     except duckdb.Error as exc:
-        label = str(source) if isinstance(source, Path) else source.label
-        raise InputError.single(label, f"the OMOP tables cannot be mapped: {exc}") from exc
+        if isinstance(source, Path):
+            label, said = str(source), str(exc)
+        else:  # the scanner's messages can hold the connection string
+            label, said = source.label, scrub(str(exc), source.url)
+        raise InputError.single(label, f"the OMOP tables cannot be mapped: {said}") from None
     finally:
         con.close()

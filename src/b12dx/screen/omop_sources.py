@@ -40,6 +40,7 @@ class Reader:
     sql: str
     cast: str
     label: str
+    url: str | None = None  # a database's, whose passwords a message must not show
 
 
 class Folder:
@@ -100,8 +101,8 @@ class Database:
             key = _VOCABULARY_FILTERED[table]
             used = vocabulary_filter(self.db, CODED, self.tables)
             query = f"SELECT * FROM {self.db.query_text(table)} WHERE {key} IN ({used})"
-            return Reader(scan(self.db, query), "CAST", label)
-        return Reader(self.db.reader(table), "CAST", label)
+            return Reader(scan(self.db, query), "CAST", label, self.db.url)
+        return Reader(self.db.reader(table), "CAST", label, self.db.url)
 
     def missing(self, table: str) -> FieldError:
         return FieldError(
