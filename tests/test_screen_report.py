@@ -103,6 +103,17 @@ def _text(html: str) -> str:
     return " ".join(re.sub(r"<[^>]+>", " ", html).split())
 
 
+def test_the_terminal_names_every_file_the_screen_wrote(screened: Screened) -> None:
+    """Each file of the results folder, the worklist and the per-gap lists included, and
+    the folder of person-level tables: an analyst knows what holds patient data."""
+    named = {line.removeprefix("wrote ") for line in screened.output.splitlines()
+             if line.startswith("wrote ")}  # fmt: skip
+    files = {str(p) for p in screened.out.iterdir() if p.is_file()}
+    assert files and files <= named
+    assert f"{screened.out / 'tables'}/" in named
+    assert any(name.endswith("worklist.csv") for name in named)
+
+
 def test_the_terminal_lists_the_gaps_in_the_reports_order_and_words(screened: Screened) -> None:
     kb = load_knowledge()
     cards = re.findall(r'<h3 id="card-[a-z0-9_]+">\d+\. ([^<]+)</h3>', screened.html)

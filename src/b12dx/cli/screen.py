@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -222,6 +223,7 @@ def register(app: typer.Typer) -> None:
             type_concepts = tuple(int(p) for p in parts)
         try:
             output_folder(out, "--out", force)
+            began = time.time() - 1  # file times are whole seconds on some file systems
             if server:
                 assert input_ is not None
                 export(input_, out / "export", exporting)
@@ -247,7 +249,7 @@ def register(app: typer.Typer) -> None:
                     progress.update(task, description=name, advance=1 if started else 0)
                     started = True
 
-                result, paths = screen(
+                result, _ = screen(
                     source, out, kb, chosen, day, engine, step, spark_master, type_concepts
                 )
                 step("writing report.html")
@@ -265,8 +267,15 @@ def register(app: typer.Typer) -> None:
                 "give --as-of for another date\n"
             )
         console_summary(result, Console(), kb)
-        for name in [*paths, "report.html"]:
-            sys.stdout.write(f"wrote {out / name}\n")
+        # Every file this run wrote (the worklist and the per-gap lists too), and the
+        # folders of person-level tables and of a server's export.
+        written = sorted(
+            p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")
+            and p.stat().st_mtime >= began
+        )  # fmt: skip
+        folders = [f"{out / d}/" for d in ("tables", "export") if (out / d).is_dir()]
+        for name in [*(str(out / n) for n in written), *folders]:
+            sys.stdout.write(f"wrote {name}\n")
         if isinstance(source, CdmDatabase) and source.results_schema:
             table = f"{source.results_schema}.b12dx_gaps"
             sys.stdout.write(
