@@ -428,3 +428,13 @@ def test_the_report_is_a_worklist_most_urgent_first_with_each_gaps_list(tmp_path
         assert f'href="gaps-{gap}.csv" download>Download the list ({len(rows):,})' in html
     assert 'select id="f-gap" data-filter="gap"' in html and "<script>" in html
     assert "<main>" in html and 'name="viewport"' in html
+
+
+def test_an_error_is_the_first_line_when_the_output_is_not_a_terminal(tmp_path: Path) -> None:
+    """Piped or logged, the screen shows no progress bar, so an error is the first line
+    (a bar used to leave a blank line before it)."""
+    result = CliRunner().invoke(
+        app, ["screen", str(tmp_path / "none"), "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 2
+    assert result.output.startswith("b12dx: error: INPUT:"), repr(result.output[:40])

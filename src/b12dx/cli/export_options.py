@@ -123,8 +123,9 @@ def export(url: str, folder: Path, options: ExportOptions) -> Path:
         BarColumn(),
         DownloadColumn(),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
+        console=(console := Console(stderr=True)),
         transient=True,
+        disable=not console.is_terminal,  # a bar is for a terminal
     ) as bar:
         task = bar.add_task("starting the export", total=None)
 

@@ -239,6 +239,9 @@ def register(app: typer.Typer) -> None:
                 TimeElapsedColumn(),
                 console=console,
                 transient=True,
+                # A bar is for a terminal; piped, it would leave a blank line before an
+                # error or the summary.
+                disable=not console.is_terminal,
             ) as progress:
                 # One step per stage screen() announces, plus the report.
                 task = progress.add_task("starting", total=STEPS + 1)
