@@ -14,10 +14,7 @@ A benchmark, not a test: the suite runs the same attacks at a smaller size
 from __future__ import annotations
 
 import argparse
-import os
-import resource
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from hostile import HealthPoller, large_cds_call  # noqa: E402
-from processes import b12dx_command, free_port, wait_for_http  # noqa: E402
+from processes import raise_open_files, start_serve  # noqa: E402
 
 EXAMPLE = ROOT / "src" / "b12dx" / "examples" / "metformin_neuropathy.json"
 
@@ -50,28 +47,10 @@ def main() -> None:
     parser.add_argument("--line-mb", type=int, default=160)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard >= 4096:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), hard))
+    raise_open_files()
     tmp = Path(tempfile.mkdtemp(prefix="b12dx-attacks-"))
-    port = free_port()
-    log = tmp / "serve.log"
-    env = os.environ | {"B12DX_DATA_DIR": str(tmp / "data")}
-    proc = subprocess.Popen(
-        [
-            *b12dx_command(),
-            "serve",
-            "--port",
-            str(port),
-            "--db",
-            str(tmp / "f.sqlite3"),
-            "--workers",
-            str(args.workers),
-        ],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
+    served = start_serve(tmp, "--workers", str(args.workers))
+    port = served.port
     statuses: dict[int, int] = {}
     lock = threading.Lock()
 
@@ -80,7 +59,6 @@ def main() -> None:
             statuses[code] = statuses.get(code, 0) + 1
 
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/api/v1/health", proc, log, "b12dx serve")
         health = HealthPoller(port)
         poller = threading.Thread(target=health.run, daemon=True)
         poller.start()
@@ -154,8 +132,7 @@ def main() -> None:
             f"stalls over 1 s: {stalls}"
         )
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        served.stop()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,12 @@
-"""OMOP tables typed as the CDM 5.4 DDL types them, for the tests that load a folder of
-CSVs into a database (PostgreSQL, the Spark catalog) to screen it there."""
+"""OMOP tables for the screening tests: OHDSI's Eunomia sample, columns typed as the CDM
+5.4 DDL types them (to load a folder of CSVs into PostgreSQL or the Spark catalog), and
+what a screen wrote, read back for comparison."""
 
 from __future__ import annotations
+
+import csv
+import zipfile
+from pathlib import Path
 
 
 def cdm_type(column: str) -> str:
@@ -29,3 +34,27 @@ def cdm_type(column: str) -> str:
     if column.endswith(keys) or column in ids | numbers:
         return "BIGINT"
     return "VARCHAR"  # domain_id, vocabulary_id, a source value, a device's UDI...
+
+
+EUNOMIA = Path(__file__).parent / "fixtures" / "eunomia-synthea27nj" / "Synthea27Nj_5.4.zip"
+
+
+def unzip_eunomia(folder: Path) -> Path:
+    """OHDSI's Eunomia Synthea27Nj CSVs, as OHDSI ships them (upper-case names), in
+    ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(EUNOMIA) as z:
+        for name in z.namelist():
+            if not name.startswith("__MACOSX/") and name.endswith(".csv"):
+                (folder / name).write_bytes(z.read(name))
+    return folder
+
+
+def screened(out: Path) -> dict[str, list[dict[str, str]]]:
+    """What a screen wrote to ``out`` that must agree wherever the data came from: the
+    gap rows, the counts and the population, each in a fixed order."""
+    tables = {}
+    for name in ("gaps", "summary", "population"):
+        with (out / f"{name}.csv").open() as f:
+            tables[name] = sorted(csv.DictReader(f), key=lambda r: sorted(r.items()))
+    return tables

@@ -4,12 +4,14 @@ loopback port for a server."""
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -78,3 +80,43 @@ class OnceOnly:
 
 
 ONCE = OnceOnly()
+
+
+@dataclass
+class Served:
+    """A `b12dx serve` started by a test or benchmark, answering health."""
+
+    port: int
+    log: Path
+    proc: subprocess.Popen[bytes]
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=10)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def start_serve(folder: Path, *options: str, port: int | None = None) -> Served:
+    """`b12dx serve` on a free loopback port (or ``port``) with its database, data and
+    log in ``folder``, ``options`` added; returned once health answers."""
+    port = port or free_port()
+    log = folder / f"serve-{port}.log"
+    env = os.environ | {"B12DX_DATA_DIR": str(folder / "data")}
+    db = ["--db", str(folder / "f.sqlite3")] if "--db" not in options else []
+    proc = subprocess.Popen(
+        [*b12dx_command(), "serve", "--port", str(port), *db, *options],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    wait_for_http(f"http://127.0.0.1:{port}/api/v1/health", proc, log, "b12dx serve")
+    return Served(port, log, proc)
+
+
+def raise_open_files(at_least: int = 4096) -> None:
+    """This process may open ``at_least`` sockets (a thousand half-sent requests)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard >= at_least:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, at_least), hard))

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from hostile import HealthPoller, connect
-from processes import READY_S, b12dx_command, free_port, tail, wait_for_http
+from processes import READY_S, b12dx_command, free_port, start_serve, tail
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reverse_proxy")]
 
@@ -136,13 +136,10 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
         )  # fmt: skip
     upstream, https_port, http_port = free_port(), free_port(), free_port()
     url = f"https://localhost:{https_port}"
-    b12dx_log, nginx_log = tmp / "serve.log", tmp / "nginx" / "error.log"
-    serve = subprocess.Popen(
-        [
-            *b12dx_command(), "serve", "--host", "127.0.0.1", "--port", str(upstream),
-            "--db", db, "--public-url", url, "--trusted-proxies", "127.0.0.1", "--cds-open",
-        ],
-        stdout=b12dx_log.open("wb"), stderr=subprocess.STDOUT, env=env,
+    nginx_log = tmp / "nginx" / "error.log"
+    serve = start_serve(
+        tmp, "--host", "127.0.0.1", "--db", db, "--public-url", url,
+        "--trusted-proxies", "127.0.0.1", "--cds-open", port=upstream,
     )  # fmt: skip
     (tmp / "nginx").mkdir()
     config = _nginx_config(tmp / "nginx", https_port, http_port, upstream)
@@ -152,14 +149,12 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        wait_for_http(f"http://127.0.0.1:{upstream}/api/v1/health", serve, b12dx_log, "serve")
         _wait_for_tls(https_port, nginx, nginx_log)
-        yield Proxied(url, https_port, http_port, b12dx_log, nginx_log)
+        yield Proxied(url, https_port, http_port, serve.log, nginx_log)
     finally:
         nginx.terminate()
-        serve.terminate()
         nginx.wait(timeout=30)
-        serve.wait(timeout=30)
+        serve.stop()
 
 
 def _wait_for_tls(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:

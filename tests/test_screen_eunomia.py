@@ -15,7 +15,6 @@ import csv
 import datetime as dt
 import io
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,8 @@ from typer.testing import CliRunner
 
 from b12dx.cli.app import app
 from b12dx.knowledge.loader import load_knowledge
+from omop_tables import unzip_eunomia
 
-FIXTURE = Path(__file__).parent / "fixtures" / "eunomia-synthea27nj" / "Synthea27Nj_5.4.zip"
 D = dt.date
 
 
@@ -43,11 +42,7 @@ def _screen(source: Path, out: Path, as_of: D, *extra: str) -> tuple[list[dict[s
 
 @pytest.fixture(scope="module")
 def eunomia(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("eunomia")
-    with zipfile.ZipFile(FIXTURE) as z:
-        for name in z.namelist():
-            if not name.startswith("__MACOSX/") and name.endswith(".csv"):
-                (folder / name).write_bytes(z.read(name))
+    folder = unzip_eunomia(tmp_path_factory.mktemp("eunomia"))
     return folder
 
 

@@ -6,7 +6,6 @@ must agree."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from b12dx.knowledge.loader import load_knowledge
 from b12dx.screen.rules import GAPS
 from b12dx.synth.generate import generate
 from bulk_standin import standin
+from omop_tables import screened
 from pg import PostgresServer
 from test_screen_postgres import _load
 from test_screen_spark_catalog import _save
@@ -34,11 +34,7 @@ def _screen(out: Path, *args: str) -> dict[str, list[dict[str, str]]]:
         app, ["screen", *args, "--out", str(out), "--as-of", AS_OF.isoformat()]
     )
     assert result.exit_code == 0, result.output
-    tables = {}
-    for name in ("gaps", "summary", "population"):
-        with (out / f"{name}.csv").open() as f:
-            tables[name] = sorted(csv.DictReader(f), key=lambda r: sorted(r.items()))
-    return tables
+    return screened(out)
 
 
 def test_files_postgres_spark_and_a_bulk_export_give_identical_gaps(

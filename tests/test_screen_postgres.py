@@ -9,9 +9,7 @@ schema when asked, and never prints the password."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +22,9 @@ from b12dx.cli.app import app
 from b12dx.knowledge.loader import load_knowledge
 from b12dx.screen.cdm_database import load_scanner
 from b12dx.synth.generate import generate
-from omop_tables import cdm_type
+from omop_tables import cdm_type, screened, unzip_eunomia
 from pg import PostgresServer
-from test_screen_eunomia import AS_OF, FIXTURE, _ohdsi_folder, _untested
+from test_screen_eunomia import AS_OF, _ohdsi_folder, _untested
 
 D = dt.date
 pytestmark = pytest.mark.slow
@@ -72,11 +70,7 @@ def _screen(
         app, ["screen", source, "--out", str(out), "--as-of", as_of.isoformat(), *extra]
     )
     assert result.exit_code == 0, result.output
-    tables = {}
-    for name in ("gaps", "summary", "population"):
-        with (out / f"{name}.csv").open() as f:
-            tables[name] = sorted(csv.DictReader(f), key=lambda r: sorted(r.items()))
-    return tables, result.output
+    return screened(out), result.output
 
 
 def _cdm_state(url: str) -> list[tuple[Any, ...]]:
@@ -96,10 +90,7 @@ def eunomia_pg(
     pg_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, str]:
     folder = tmp_path_factory.mktemp("eunomia")
-    with zipfile.ZipFile(FIXTURE) as z:
-        for name in z.namelist():
-            if not name.startswith("__MACOSX/") and name.endswith(".csv"):
-                (folder / name).write_bytes(z.read(name))
+    unzip_eunomia(folder)
     return folder, _load(pg_server.new_database(), folder)
 
 

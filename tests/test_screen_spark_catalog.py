@@ -6,8 +6,6 @@ hidden concepts). Spark is the run's one session (tests/spark.py)."""
 
 from __future__ import annotations
 
-import csv
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from b12dx.cli.app import app
-from omop_tables import cdm_type
-from test_screen_eunomia import AS_OF, FIXTURE, _ohdsi_folder, _untested
+from omop_tables import cdm_type, screened, unzip_eunomia
+from test_screen_eunomia import AS_OF, _ohdsi_folder, _untested
 from test_screen_postgres import EUNOMIA_AS_OF, VOCABULARY
 
 pytest.importorskip("pyspark", reason="the spark extra is not installed")
@@ -46,22 +44,13 @@ def _save(spark: Any, folder: Path, warehouse: Path, cdm: str, vocab: str) -> No
 def _screen(out: Path, *args: str) -> dict[str, list[dict[str, str]]]:
     result = CliRunner().invoke(app, ["screen", *args, "--out", str(out)])
     assert result.exit_code == 0, result.output
-    tables = {}
-    for name in ("gaps", "summary", "population"):
-        with (out / f"{name}.csv").open() as f:
-            tables[name] = sorted(csv.DictReader(f), key=lambda r: sorted(r.items()))
-    return tables
+    return screened(out)
 
 
 def test_eunomia_in_the_spark_catalog_gives_the_gaps_of_its_csv_folder(
     spark: Any, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "eunomia"
-    folder.mkdir()
-    with zipfile.ZipFile(FIXTURE) as z:
-        for name in z.namelist():
-            if not name.startswith("__MACOSX/") and name.endswith(".csv"):
-                (folder / name).write_bytes(z.read(name))
+    folder = unzip_eunomia(tmp_path / "eunomia")
     _save(spark, folder, tmp_path / "warehouse", "eunomia_cdm", "eunomia_vocab")
     day = ("--as-of", EUNOMIA_AS_OF.isoformat())
     from_files = _screen(tmp_path / "files", str(folder), *day)

@@ -7,14 +7,10 @@ at a time, requests abandoned mid-body, idle connections. Each is answered quick
 from __future__ import annotations
 
 import asyncio
-import os
-import resource
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -26,7 +22,7 @@ from starlette.routing import Route
 
 from b12dx.web import memory
 from hostile import HealthPoller, large_cds_call
-from processes import b12dx_command, free_port, wait_for_http
+from processes import Served, raise_open_files, start_serve
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("serve_limits")]
 
@@ -34,57 +30,40 @@ HEAD_TIMEOUT = 2.0
 BODY_TIMEOUT = 3.0
 
 
-@dataclass
-class Server:
-    port: int
-    log: Path
-    proc: subprocess.Popen[bytes]
-
-    def connect(self) -> socket.socket:
-        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
-        return s
-
-
-def _start(tmp: Path, *extra: str) -> Server:
-    port = free_port()
-    log = tmp / f"serve-{port}.log"
-    env = os.environ | {"B12DX_DATA_DIR": str(tmp / "data")}
-    proc = subprocess.Popen(
-        [
-            *b12dx_command(),
-            "serve",
-            "--port",
-            str(port),
-            "--db",
-            str(tmp / "f.sqlite3"),
-            "--head-timeout",
-            str(HEAD_TIMEOUT),
-            "--body-timeout",
-            str(BODY_TIMEOUT),
-            *extra,
-        ],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env=env,
+def _start(tmp: Path, *extra: str) -> Served:
+    return start_serve(
+        tmp, "--head-timeout", str(HEAD_TIMEOUT), "--body-timeout", str(BODY_TIMEOUT), *extra
     )
-    wait_for_http(f"http://127.0.0.1:{port}/api/v1/health", proc, log, "b12dx serve")
-    return Server(port, log, proc)
+
+
+def _concurrently(server: Served, request: bytes, calls: int) -> list[bytes]:
+    """``request`` sent by ``calls`` clients at once; the start of each answer."""
+    answers: list[bytes] = []
+
+    def call() -> None:
+        with server.connect() as c:
+            c.settimeout(90)
+            c.sendall(request)
+            answers.append(_answer(c))
+
+    threads = [threading.Thread(target=call) for _ in range(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return answers
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    # The test process itself opens a thousand sockets.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard >= 4096:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), hard))
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    raise_open_files()  # the test process itself opens a thousand sockets
     s = _start(tmp_path_factory.mktemp("serve"))
     yield s
-    s.proc.terminate()
-    s.proc.wait(timeout=30)
+    s.stop()
 
 
 @pytest.fixture
-def health(server: Server) -> Iterator[HealthPoller]:
+def health(server: Served) -> Iterator[HealthPoller]:
     h = HealthPoller(server.port)
     thread = threading.Thread(target=h.run, daemon=True)
     thread.start()
@@ -119,7 +98,7 @@ def _send_until_stopped(s: socket.socket, head: bytes, chunk: bytes, most: int) 
 
 
 def test_a_request_line_that_never_ends_is_a_quick_414(
-    server: Server, health: HealthPoller
+    server: Served, health: HealthPoller
 ) -> None:
     with server.connect() as s:
         took = _send_until_stopped(s, b"GET /", b"a" * 65536, 160 * 1024 * 1024)
@@ -127,7 +106,7 @@ def test_a_request_line_that_never_ends_is_a_quick_414(
     assert took < 5
 
 
-def test_a_header_that_never_ends_is_a_quick_431(server: Server, health: HealthPoller) -> None:
+def test_a_header_that_never_ends_is_a_quick_431(server: Served, health: HealthPoller) -> None:
     with server.connect() as s:
         head = b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Fill: "
         took = _send_until_stopped(s, head, b"b" * 65536, 128 * 1024 * 1024)
@@ -136,7 +115,7 @@ def test_a_header_that_never_ends_is_a_quick_431(server: Server, health: HealthP
 
 
 def test_a_thousand_half_sent_requests_are_closed_and_health_answers(
-    server: Server, health: HealthPoller
+    server: Served, health: HealthPoller
 ) -> None:
     socks = []
     for _ in range(1100):
@@ -153,7 +132,7 @@ def test_a_thousand_half_sent_requests_are_closed_and_health_answers(
 
 
 def test_a_body_sent_too_slowly_is_408_and_an_idle_connection_is_closed(
-    server: Server, health: HealthPoller
+    server: Served, health: HealthPoller
 ) -> None:
     with server.connect() as s:
         start = time.monotonic()
@@ -174,7 +153,7 @@ def test_a_body_sent_too_slowly_is_408_and_an_idle_connection_is_closed(
 
 
 def test_requests_abandoned_mid_body_are_one_short_line_each(
-    server: Server, health: HealthPoller
+    server: Served, health: HealthPoller
 ) -> None:
     before = server.log.read_text(errors="replace")
     for _ in range(30):
@@ -207,29 +186,16 @@ def test_too_many_connections_or_requests_are_503(tmp_path: Path) -> None:
             again.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
             assert _answer(again).startswith(b"HTTP/1.1 200")
     finally:
-        s.proc.terminate()
-        s.proc.wait(timeout=30)
+        s.stop()
 
 
-def test_large_cds_calls_are_read_off_the_event_loop(server: Server, health: HealthPoller) -> None:
+def test_large_cds_calls_are_read_off_the_event_loop(server: Served, health: HealthPoller) -> None:
     """Three concurrent CDS calls of about 6 MB each, 125,000 resources of made-up types
     (each type under the per-type bound): parsing, de-duplicating and counting them runs
     off the event loop, so health answers within 1 s while they are read."""
     request = large_cds_call(125_000)
     assert len(request) > 5_000_000
-    answers: list[bytes] = []
-
-    def call() -> None:
-        with server.connect() as s:
-            s.settimeout(60)
-            s.sendall(request)
-            answers.append(_answer(s))
-
-    threads = [threading.Thread(target=call) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=90)
+    answers = _concurrently(server, request, 3)
     assert len(answers) == 3
     assert all(a.startswith((b"HTTP/1.1 200", b"HTTP/1.1 413")) for a in answers), answers
 
@@ -242,40 +208,33 @@ def _rss_mb(pid: int) -> float:
 
 
 def test_memory_is_given_back_after_large_calls(tmp_path: Path) -> None:
-    """Two rounds of three concurrent 13 MB CDS calls: a worker kept about 150 MB more
-    than before them (freed memory held by the C allocator, across one heap per thread);
-    with the heaps limited and trimmed after each large call, it keeps about 80 MB
-    (web/memory.py; docs/performance.md "Memory after large calls")."""
+    """Two rounds of three concurrent 13 MB CDS calls: a worker used to keep about
+    230 MB more than before them once they were done (freed memory held by the C
+    allocator across one heap per thread); with the heaps limited and a trim after each
+    large call, it keeps about 110 MB (web/memory.py; docs/performance.md "Memory after
+    large calls")."""
     s = _start(tmp_path)
     try:
         request = large_cds_call(250_000)
         before = _rss_mb(s.proc.pid)
-
-        answers: list[bytes] = []
-
-        def call() -> None:
-            with s.connect() as c:
-                c.settimeout(90)
-                c.sendall(request)
-                answers.append(_answer(c))
-
-        for _ in range(2):
-            threads = [threading.Thread(target=call) for _ in range(3)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(timeout=120)
+        answers = [*_concurrently(s, request, 3), *_concurrently(s, request, 3)]
         # Read and parsed whole either way (413: past the work bound on a busy machine).
         assert len(answers) == 6
         assert all(a.startswith((b"HTTP/1.1 200", b"HTTP/1.1 413")) for a in answers), answers
-        time.sleep(1)
-        grown = _rss_mb(s.proc.pid) - before
-        print(f"memory: {before:.0f} MB before, {grown:+.0f} MB after six 13 MB calls")
-        # Measured: +147 and +148 MB before the change, +88 to +103 MB after.
-        assert grown < 125, f"the worker kept {grown:.0f} MB after the calls"
+        # A call answered 413 is still being read in its thread on a busy machine (one
+        # measured at once kept +293 MB): its memory comes back when that work ends, so
+        # watch for it, a minute at most.
+        deadline = time.monotonic() + 60
+        kept = _rss_mb(s.proc.pid) - before
+        while kept >= 170 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            kept = min(kept, _rss_mb(s.proc.pid) - before)
+        print(f"memory: {before:.0f} MB before, {kept:+.0f} MB after six 13 MB calls")
+        # Measured this way: +228 and +235 MB without the change; with it +104 and
+        # +113 MB, and +132 MB while Spark tests ran beside it.
+        assert kept < 170, f"the worker kept {kept:.0f} MB after the calls"
     finally:
-        s.proc.terminate()
-        s.proc.wait(timeout=30)
+        s.stop()
 
 
 @pytest.mark.parametrize(

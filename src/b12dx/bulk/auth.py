@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import jwt
@@ -23,7 +24,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from b12dx.bulk.defaults import DEFAULT_SCOPE
 from b12dx.bulk.http import (
     ServerRefused,
-    is_loopback_host,
     origin,
     public,
     read_json,
@@ -31,6 +31,7 @@ from b12dx.bulk.http import (
     seconds,
 )
 from b12dx.errors import B12dxError
+from b12dx.network import is_loopback
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME_S = 300  # the profile's most: five minutes
@@ -62,7 +63,7 @@ def load_key(path: Path) -> tuple[Any, str]:
 
 def _secure(url: str, what: str) -> None:
     """Credentials go over TLS only, but to this machine."""
-    if origin(url)[0] != "https" and not is_loopback_host(url):
+    if origin(url)[0] != "https" and not is_loopback(urlsplit(url).hostname):
         raise AuthFailed(
             f"{what} ({public(url)}) is not https: b12dx sends credentials over TLS only"
         )

@@ -67,8 +67,6 @@ class Progress:
     """What the export reports while it runs (for a progress bar)."""
 
     status: str = "starting"
-    files_done: int = 0
-    files: int = 0
     bytes: int = 0
 
 
@@ -325,7 +323,6 @@ class BulkExport:
         outputs = manifest["output"]
         if len(outputs) > MAX_FILES:
             raise ExportFailed(f"the export's manifest lists more than {MAX_FILES} files")
-        self.progress.files = len(outputs)
         staging = self.folder / ".export.partial"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -353,7 +350,6 @@ class BulkExport:
                         f"{kind} file {n} holds {lines} resources, the manifest says {expected}"
                     )
                 names.append(path)
-                self.progress.files_done = n
                 self._say(f"downloaded {n} of {len(outputs)} files")
             # This export's files, and no other export's: what an earlier run left goes.
             for old in [*self.folder.glob("*.ndjson"), self.folder / "export-manifest.json"]:

@@ -218,8 +218,8 @@ def fhir_import(
         out = output_folder(out, "--out", force)
     exporting = ExportOptions(client_id, private_key, key_id, scope, token_url, since, export_wait)
     if not is_server_url(directory):
-        if exporting.given():
-            _fail(f"{exporting.given()[0]}: only used with a FHIR server INPUT (https://...)")
+        if misplaced := exporting.misplaced():
+            _fail(misplaced)
         run_import(Path(directory), out, when, with_assessment, profile)
         return
     try:

@@ -74,8 +74,9 @@ class ExportOptions:
     since: str | None
     export_wait: float
 
-    def given(self) -> list[str]:
-        """The options set (for refusing them when INPUT is not a server)."""
+    def misplaced(self) -> str | None:
+        """Why these options cannot be used when INPUT is not a FHIR server, if any was
+        given."""
         names = {
             "--client-id": self.client_id,
             "--private-key": self.private_key,
@@ -83,7 +84,8 @@ class ExportOptions:
             "--token-url": self.token_url,
             "--since": self.since,
         }
-        return [name for name, value in names.items() if value is not None]
+        given = [name for name, value in names.items() if value is not None]
+        return f"{given[0]}: only used with a FHIR server INPUT (https://...)" if given else None
 
 
 def is_server_url(text: str) -> bool:

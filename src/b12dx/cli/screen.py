@@ -210,8 +210,8 @@ def register(app: typer.Typer) -> None:
                 if value is not None:
                     fail(f"{option}: only used with a PostgreSQL INPUT (postgresql://...)")
             source = Path(input_)
-        if not server and exporting.given():
-            fail(f"{exporting.given()[0]}: only used with a FHIR server INPUT (https://...)")
+        if not server and (misplaced := exporting.misplaced()):
+            fail(misplaced)
         type_concepts: tuple[int, ...] = ()
         if omop_type_concepts is not None:
             parts = [p.strip() for p in omop_type_concepts.split(",") if p.strip()]

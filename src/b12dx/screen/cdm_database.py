@@ -279,11 +279,6 @@ GAPS_COLUMNS = (
 )
 
 
-def _pg_text(text: str) -> str:
-    """A PostgreSQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
-
-
 def check_results(db: CdmDatabase) -> None:
     """Before any screening: the login may write the results table (create it in the
     schema, or delete and insert in the one there), so that a run never fails at its end."""
@@ -296,8 +291,8 @@ def check_results(db: CdmDatabase) -> None:
         table = f'"{schema}".{GAPS_TABLE}'  # quoted: a schema name keeps its case
         query = (
             "SELECT current_user::text, "
-            f"EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = {_pg_text(schema)}), "
-            f"to_regclass({_pg_text(table)}) IS NOT NULL"
+            f"EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = {quoted(schema)}), "
+            f"to_regclass({quoted(table)}) IS NOT NULL"
         )
         row = con.execute(f"SELECT * FROM postgres_query('{RESULTS_ALIAS}', {quoted(query)})")
         user, schema_exists, table_exists = row.fetchone() or ("?", False, False)
@@ -305,14 +300,14 @@ def check_results(db: CdmDatabase) -> None:
             raise InputError.single("--results-schema", f"{db.label} has no schema {schema!r}")
         if table_exists:
             rights = (
-                f"SELECT has_table_privilege({_pg_text(table)}, 'INSERT') "
-                f"AND has_table_privilege({_pg_text(table)}, 'DELETE')"
+                f"SELECT has_table_privilege({quoted(table)}, 'INSERT') "
+                f"AND has_table_privilege({quoted(table)}, 'DELETE')"
             )
             grant = f"GRANT INSERT, DELETE ON {table} TO {user}"
         else:
             rights = (
-                f"SELECT has_schema_privilege({_pg_text(schema)}, 'CREATE') "
-                f"AND has_schema_privilege({_pg_text(schema)}, 'USAGE')"
+                f"SELECT has_schema_privilege({quoted(schema)}, 'CREATE') "
+                f"AND has_schema_privilege({quoted(schema)}, 'USAGE')"
             )
             grant = f'GRANT USAGE, CREATE ON SCHEMA "{schema}" TO {user}'
         allowed = con.execute(
@@ -341,7 +336,7 @@ def write_gaps(db: CdmDatabase, gaps: pa.Table, note: str) -> str:
     target = f'{RESULTS_ALIAS}."{schema}".{GAPS_TABLE}'
     columns = ", ".join(f"{name} {kind}" for name, kind in GAPS_COLUMNS)
     create = f'CREATE TABLE IF NOT EXISTS "{schema}".{GAPS_TABLE} ({columns})'
-    comment = f'COMMENT ON TABLE "{schema}".{GAPS_TABLE} IS {_pg_text(note)}'
+    comment = f'COMMENT ON TABLE "{schema}".{GAPS_TABLE} IS {quoted(note)}'
     selected = ", ".join(
         "CAST(person_id AS BIGINT) AS person_id" if name == "person_id" else name
         for name, _ in GAPS_COLUMNS
