@@ -22,11 +22,15 @@ from typing import Any
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
+from b12dx.cli import followup_work
 from b12dx.cli.followup_work import parse_within
 from b12dx.engine.schedule import add_months
 from cli_calls import call
 
 TODAY = dt.date.today()
+# The commands read the clinic's clock; it is held at TODAY so that a run crossing
+# midnight still agrees with the dates these tests wrote.
+NOON_TODAY = dt.datetime.combine(TODAY, dt.time(12)).astimezone()
 PATIENT_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{8}\n$")
 
 
@@ -58,6 +62,7 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "clinic.sqlite3"
     monkeypatch.setenv("B12DX_DATABASE_URL", f"sqlite:///{path}")
     monkeypatch.delenv("B12DX_DATA_DIR", raising=False)
+    monkeypatch.setattr(followup_work, "now", lambda: NOON_TODAY)
     return path
 
 
