@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 
 from b12dx.screen.model import ScreeningTables
+from b12dx.screen.sql_engines import quoted
 
 # Tables and columns whose dates say how recent the input's records are.
 _DATED = {
@@ -162,13 +164,17 @@ SELECT last_day, people FROM swept WHERE people > 0 ORDER BY people DESC, last_d
 """
 
 
+def _parquet(path: Path) -> str:
+    """A screening table: a file, or the folder of part files Spark writes."""
+    return f"read_parquet({quoted(str(path / '*.parquet' if path.is_dir() else path))})"
+
+
 def coverage(tables: ScreeningTables, as_of: dt.date, min_age: int, screened: int) -> Coverage:
     """Count who was left out on ``as_of`` and why, from the screening tables: set-wise in
     DuckDB, never a row at a time (a million people in a fraction of a second)."""
     with duckdb.connect() as con:
         for name, table in (("person", "person"), ("period", "observation_period")):
-            path = str(tables.path(table)).replace("'", "''")
-            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM {_parquet(tables.path(table))}")
         row = con.execute(_COUNTS, {"as_of": as_of, "min_age": min_age}).fetchone()
         assert row is not None
         records, not_born, dead, too_young, unobserved = row
@@ -178,9 +184,7 @@ def coverage(tables: ScreeningTables, as_of: dt.date, min_age: int, screened: in
         ).fetchone() or (False, 0, None)
         periods_end = last_end if has_periods and not open_ended and last_end < as_of else None
         tops = [
-            con.execute(
-                f"SELECT max({column}) FROM read_parquet(?)", [str(tables.path(name))]
-            ).fetchone()
+            con.execute(f"SELECT max({column}) FROM {_parquet(tables.path(name))}").fetchone()
             for name, column in _DATED.items()
         ]
         latest = max((t[0] for t in tops if t and t[0] is not None), default=None)
