@@ -7,9 +7,9 @@ Generates N synthetic patients (default 1,000,000, seed 0) as OMOP Parquet once,
     that process (``os.wait4``);
 (b) the gap rules alone on the loaded screening tables against a bare DuckDB scan of the
     columns they read (materialised to Arrow), both in this process one after the other:
-    the ratio is the rules' own cost. The rules' time is split into building and
-    compiling the Ibis expression to SQL (fixed, whatever the number of patients) and
-    DuckDB executing it;
+    the ratio is the rules' own cost. The rules run as ``screen`` runs them: SQL compiled
+    from the knowledge base and the date (fixed, whatever the number of patients, and
+    done while the tables load: timed apart) executed by DuckDB;
 (d) ``b12dx screen --engine spark`` (Spark local mode) in a subprocess: wall time.
 
 Once: (c) the single-patient path (FHIR record + ``engine.assess``) looped over the first
@@ -67,23 +67,26 @@ def _run_cli(args: list[str]) -> tuple[float, float]:
 
 
 def _rules_vs_scan(tables: ScreeningTables) -> tuple[float, float, float]:
-    """(rules seconds, of which Ibis build + compile, scan seconds)."""
+    """(rules seconds, compile seconds, scan seconds). The rules as ``screen`` runs them:
+    their SQL, compiled from the knowledge base and the date (``compile_gaps``, which
+    ``screen`` runs while the tables load), executed on the loaded tables."""
     import ibis
 
-    from b12dx.screen.rules import build_gaps
+    from b12dx.screen.rules import compile_gaps
 
     kb = load_knowledge()
     con = ibis.duckdb.connect()
     try:
-        t = {n: con.read_parquet(str(tables.path(n)), table_name=f"s_{n}") for n in SCHEMAS}
+        t = {n: con.read_parquet(str(tables.path(n)), table_name=f"screen_{n}") for n in SCHEMAS}
         start = time.perf_counter()
         for name in SCHEMAS:  # every column of the six tables is read by some rule
             t[name].select(*SCHEMAS[name].names).to_pyarrow()
         scan = time.perf_counter() - start
         start = time.perf_counter()
-        sql = con.compile(build_gaps(t, kb, kb.default_profile, DEFAULT_AS_OF))
+        plan = compile_gaps(kb, kb.default_profile, DEFAULT_AS_OF)
         compile_s = time.perf_counter() - start
-        con.con.sql(sql).to_arrow_table()  # what expr.to_pyarrow() runs
+        start = time.perf_counter()
+        con.raw_sql(plan.sql).fetch_arrow_table().cast(plan.schema)  # as screen_tables does
         rules = time.perf_counter() - start
     finally:
         con.disconnect()
@@ -129,7 +132,7 @@ def main() -> None:
     out = Path(tempfile.mkdtemp(prefix="b12dx-bench-screen-out-"))
     common = ["screen", str(source), "--as-of", DEFAULT_AS_OF.isoformat(), "--force"]
     a_wall, a_rss, ratios, rules_s, scans, spark_wall = [], [], [], [], [], []
-    compiles, exec_ratios = [], []
+    compiles, serial_ratios = [], []
     for run in range(1, runs + 1):
         wall, rss = _run_cli([*common, "--out", str(out / "duckdb")])
         a_wall.append(wall)
@@ -139,11 +142,12 @@ def main() -> None:
         compiles.append(compile_s)
         scans.append(scan)
         ratios.append(rules / scan)
-        exec_ratios.append((rules - compile_s) / scan)
+        serial_ratios.append((rules + compile_s) / scan)
         line = (
             f"run {run}: (a) screen duckdb {wall:.1f} s, peak RSS {rss:,.0f} MB; "
-            f"(b) rules {rules:.2f} s (compile {compile_s:.2f} s) vs scan {scan:.2f} s = "
-            f"{rules / scan:.1f}x, execution alone {(rules - compile_s) / scan:.1f}x"
+            f"(b) rules {rules:.2f} s vs scan {scan:.2f} s = {rules / scan:.1f}x "
+            f"(compiled beforehand in {compile_s:.2f} s; {(rules + compile_s) / scan:.1f}x "
+            "were it compiled after the load)"
         )
         if spark:
             s_wall, _ = _run_cli([*common, "--out", str(out / "spark"), "--engine", "spark"])
@@ -161,9 +165,9 @@ def main() -> None:
     )
     print(
         f"medians of {runs}: (a) {median(a_wall):.1f} s, {median(a_rss):,.0f} MB; "
-        f"(b) rules {median(rules_s):.2f} s (compile {median(compiles):.2f} s), "
-        f"scan {median(scans):.2f} s, ratio {median(ratios):.1f}x, "
-        f"execution alone {median(exec_ratios):.1f}x"
+        f"(b) rules {median(rules_s):.2f} s, scan {median(scans):.2f} s, "
+        f"ratio {median(ratios):.1f}x (compile {median(compiles):.2f} s beforehand; "
+        f"{median(serial_ratios):.1f}x in series)"
         + (f"; (d) spark {median(spark_wall):.1f} s" if spark_wall else "")
     )
 

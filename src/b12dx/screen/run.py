@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,12 +32,12 @@ from b12dx.screen.cdm_database import CdmDatabase, SparkCatalog
 from b12dx.screen.coverage import Coverage, coverage
 from b12dx.screen.facts import care_site_expr, population_expr
 from b12dx.screen.model import SCHEMAS, ScreeningTables
-from b12dx.screen.rules import build_gaps, summary_expr
+from b12dx.screen.rules import CompiledGaps, build_gaps, compile_gaps, summary_expr
 from b12dx.spreadsheet import FORMULA_PATTERN
 
 ENGINES = ("duckdb", "spark")
 # The steps ``screen`` announces through ``step`` (for a progress bar).
-STEPS = 6
+STEPS = 5
 # Spark's master when none is given: every core of this machine.
 DEFAULT_SPARK_MASTER = "local[*]"
 SPARK_MASTER_ENV = "B12DX_SPARK_MASTER"
@@ -165,8 +166,10 @@ def screen_tables(
     engine: str = "duckdb",
     step: Step | None = None,
     spark_master: str | None = None,
+    compiled: Future[CompiledGaps] | None = None,
 ) -> ScreenResult:
-    """Run the six gap rules over the screening tables on ``engine``."""
+    """Run the gap rules over the screening tables on ``engine``. DuckDB runs them as
+    ``compiled`` (``compile_gaps``, begun while the tables loaded) when given."""
     say = step or (lambda _name: None)
     with backend(engine, spark_master) as con:
         say("reading the screening tables")
@@ -174,10 +177,12 @@ def screen_tables(
             name: con.read_parquet(str(tables.path(name)), table_name=f"screen_{name}")
             for name in SCHEMAS
         }
-        say("building the gap rules")
-        gaps_expr = build_gaps(t, kb, profile, as_of)
         say("finding the gaps")
-        gaps = gaps_expr.to_pyarrow()
+        if engine == "duckdb":
+            plan = compiled.result() if compiled else compile_gaps(kb, profile, as_of)
+            gaps = con.raw_sql(plan.sql).fetch_arrow_table().cast(plan.schema)
+        else:
+            gaps = build_gaps(t, kb, profile, as_of).to_pyarrow()
         say("counting per gap, age band and risk factor")
         records = int(t["person"].count().to_pyarrow().as_py())
         population = population_expr(t, kb, profile, as_of).to_pyarrow()
@@ -301,18 +306,21 @@ def screen(
             result = screen_tables(tables, kb, profile, as_of, engine, say, spark_master)
         written = write_outputs(result, out)
         return result, written
-    if kind == "fhir":
-        from b12dx.screen.load_fhir import load_fhir
+    # The rules compile from the knowledge base and the date alone: while the tables load.
+    with ThreadPoolExecutor(1, thread_name_prefix="b12dx-compile") as pool:
+        compiled = pool.submit(compile_gaps, kb, profile, as_of) if engine == "duckdb" else None
+        if kind == "fhir":
+            from b12dx.screen.load_fhir import load_fhir
 
-        assert isinstance(source, Path)
+            assert isinstance(source, Path)
 
-        tables, skipped = load_fhir(kb, source, work)
-    else:
-        from b12dx.screen.load_omop import load_omop
+            tables, skipped = load_fhir(kb, source, work)
+        else:
+            from b12dx.screen.load_omop import load_omop
 
-        tables = load_omop(kb, source, work, type_concepts=omop_type_concepts)
-        skipped = {}
-    result = screen_tables(tables, kb, profile, as_of, engine, say, spark_master)
+            tables = load_omop(kb, source, work, type_concepts=omop_type_concepts)
+            skipped = {}
+        result = screen_tables(tables, kb, profile, as_of, engine, say, spark_master, compiled)
     result = replace(result, left_out=dict(sorted(skipped.items(), key=lambda kv: -kv[1])))
     # The database's table first: if it cannot be written, no file claims a finished run.
     if isinstance(source, CdmDatabase) and source.results_schema and result.people:
