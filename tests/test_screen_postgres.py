@@ -180,7 +180,7 @@ def test_the_results_table_joins_the_cdm_and_keeps_its_grants_and_views(
     pg_server: PostgresServer, tmp_path: Path
 ) -> None:
     """The gaps of a synthetic population in results.b12dx_gaps: person_id joins
-    cdm.person as it is; a second run replaces the rows in the same table, so a grant to
+    cdm.person as it is, through an index; a second run replaces the rows in the same table, so a grant to
     another analyst and a view on it stay; a run that screens nobody leaves it as it was."""
     folder = tmp_path / "omop"
     folder.mkdir()
@@ -194,6 +194,11 @@ def test_the_results_table_joins_the_cdm_and_keeps_its_grants_and_views(
             "SELECT count(*) FROM results.b12dx_gaps g JOIN cdm.person p USING (person_id)"
         ).fetchone()
         assert joined is not None and joined == (len(first["gaps"]),) and joined[0] > 0
+        indexed = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'results' "
+            "AND tablename = 'b12dx_gaps'"
+        ).fetchall()
+        assert any(d.endswith("(person_id)") for (d,) in indexed), indexed
         database = url.split("@/", 1)[1].split("?")[0]
         colleague = f"colleague_{database}"
         conn.execute(

@@ -335,7 +335,14 @@ def write_gaps(db: CdmDatabase, gaps: pa.Table, note: str) -> str:
     schema = db.results_schema
     target = f'{RESULTS_ALIAS}."{schema}".{GAPS_TABLE}'
     columns = ", ".join(f"{name} {kind}" for name, kind in GAPS_COLUMNS)
-    create = f'CREATE TABLE IF NOT EXISTS "{schema}".{GAPS_TABLE} ({columns})'
+    table = f'"{schema}".{GAPS_TABLE}'
+    # Made once, with an index on person_id: the table is joined to the CDM's person by it.
+    create = (
+        f"DO $b12dx$ BEGIN IF to_regclass({quoted(table)}) IS NULL THEN "
+        f"CREATE TABLE {table} ({columns}); "
+        f"CREATE INDEX {GAPS_TABLE}_person_id ON {table} (person_id); "
+        "END IF; END $b12dx$"
+    )
     comment = f'COMMENT ON TABLE "{schema}".{GAPS_TABLE} IS {quoted(note)}'
     selected = ", ".join(
         "CAST(person_id AS BIGINT) AS person_id" if name == "person_id" else name
