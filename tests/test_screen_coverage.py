@@ -6,7 +6,8 @@ dead, too young, outside their observation periods) and finds, set-wise, the lat
 on or before the date asked (or the last record, when the records stop more than a year
 before it) that screens the most people. Here every day of a short window is tried in
 turn, each person judged on it as ``facts`` judges them, for populations hypothesis makes
-up: births on 29 February, deaths on the date, periods open and closed, people with none.
+up: births on 29 February, deaths on the date, periods open, closed, overlapping or
+without a start (which cover no day, as in ``facts.observed``), people with none.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def people(draw: st.DrawFn) -> tuple[list[dict], list[dict], dt.date | None]:
             {"person_id": str(i), "birth_date": born, "death_date": died, "sex": "female"}
         )
         for _ in range(draw(st.integers(0, 2))):
-            start = draw(days)
+            start = draw(st.one_of(days, days, days, st.none()))  # a CDM forbids none
             end = draw(st.one_of(st.none(), days))
             periods.append({"person_id": str(i), "start_date": start, "end_date": end})
     record = draw(st.one_of(st.none(), days))
@@ -59,7 +60,10 @@ def screened_on(p: dict, own: list[dict], day: dt.date, min_age: int) -> bool:
     if adult_on(born, min_age) > day:
         return False
     return not own or any(
-        o["start_date"] <= day and (o["end_date"] is None or o["end_date"] >= day) for o in own
+        o["start_date"] is not None
+        and o["start_date"] <= day
+        and (o["end_date"] is None or o["end_date"] >= day)
+        for o in own
     )
 
 

@@ -180,8 +180,9 @@ def test_the_results_table_joins_the_cdm_and_keeps_its_grants_and_views(
     pg_server: PostgresServer, tmp_path: Path
 ) -> None:
     """The gaps of a synthetic population in results.b12dx_gaps: person_id joins
-    cdm.person as it is, through an index; a second run replaces the rows in the same table, so a grant to
-    another analyst and a view on it stay; a run that screens nobody leaves it as it was."""
+    cdm.person as it is, through an index; a second run replaces the rows in the same
+    table, so a grant to another analyst and a view on it stay; a run that screens nobody
+    leaves it as it was."""
     folder = tmp_path / "omop"
     folder.mkdir()
     generate(400, folder, "omop", seed=5, as_of=AS_OF, kb=load_knowledge())

@@ -130,7 +130,9 @@ WITH p AS (
   SELECT person_id, {_ADULT} AS adult, death_date - 1 AS last FROM person
   WHERE birth_date IS NOT NULL
 ), spans AS (
-  SELECT p.person_id, greatest(coalesce(o.start_date, p.adult), p.adult) AS s,
+  SELECT p.person_id,
+    CASE WHEN o.person_id IS NULL THEN p.adult  -- no periods: from the birthday on
+         WHEN o.start_date IS NOT NULL THEN greatest(o.start_date, p.adult) END AS s,
     CASE WHEN o.end_date IS NULL THEN p.last
          WHEN p.last IS NULL THEN o.end_date
          ELSE least(o.end_date, p.last) END AS e,
