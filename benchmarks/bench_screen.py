@@ -78,10 +78,13 @@ def _rules_vs_scan(tables: ScreeningTables) -> tuple[float, float, float]:
     con = ibis.duckdb.connect()
     try:
         t = {n: con.read_parquet(str(tables.path(n)), table_name=f"screen_{n}") for n in SCHEMAS}
-        start = time.perf_counter()
-        for name in SCHEMAS:  # every column of the six tables is read by some rule
-            t[name].select(*SCHEMAS[name].names).to_pyarrow()
-        scan = time.perf_counter() - start
+        scans = []
+        for _ in range(2):  # the first pays for DuckDB's and Ibis's first use: not timed
+            start = time.perf_counter()
+            for name in SCHEMAS:  # every column of the six tables is read by some rule
+                t[name].select(*SCHEMAS[name].names).to_pyarrow()
+            scans.append(time.perf_counter() - start)
+        scan = scans[-1]
         start = time.perf_counter()
         plan = compile_gaps(kb, kb.default_profile, DEFAULT_AS_OF)
         compile_s = time.perf_counter() - start
