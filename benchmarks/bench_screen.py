@@ -1,4 +1,5 @@
-"""Population screening at scale: python benchmarks/bench_screen.py [N] [RUNS] [--no-spark].
+"""Population screening at scale: python benchmarks/bench_screen.py [N] [RUNS] [--no-spark]
+[--postgres].
 
 Generates N synthetic patients (default 1,000,000, seed 0) as OMOP Parquet once, cached in
 ``$B12DX_BENCH_DIR`` (default: the temp folder), then, RUNS times (default 3):
@@ -14,6 +15,9 @@ Generates N synthetic patients (default 1,000,000, seed 0) as OMOP Parquet once,
 
 Once: (c) the single-patient path (FHIR record + ``engine.assess``) looped over the first
 2,000 of the same patients, extrapolated to N. Medians are printed last.
+
+With ``--postgres``: the same N loaded into a throwaway PostgreSQL server and screened
+from there, beside (a) from Parquet and a bare read (``bench_screen_postgres.py``).
 """
 
 from __future__ import annotations
@@ -127,6 +131,12 @@ def _single_patient(patients: int) -> tuple[float, int]:
 
 
 def main() -> None:
+    if "--postgres" in sys.argv:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_screen_postgres import main as in_database
+
+        in_database()
+        return
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     patients = int(args[0]) if args else 1_000_000
     runs = int(args[1]) if len(args) > 1 else 3
