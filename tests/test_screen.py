@@ -29,7 +29,7 @@ def gaps(
     tmp_path: Path, rows: dict[str, list[dict[str, Any]]], as_of: D = AS_OF
 ) -> set[tuple[str, str]]:
     kb = load_knowledge()
-    people = {r["person_id"] for table in rows.values() for r in table}
+    people = {r["person_id"] for table in rows.values() for r in table} - {None}
     tables = {name: rows_table(name, table) for name, table in rows.items()}
     tables.setdefault("person", rows_table("person", [_person(p) for p in sorted(people)]))
     result = screen_tables(write_tables(tmp_path, tables), kb, kb.default_profile, as_of)
@@ -233,6 +233,18 @@ def test_the_dead_and_children_are_not_screened(tmp_path: Path) -> None:
         for p in ("dead", "child")
     ]
     assert gaps(tmp_path, {"person": people, "medication": metformin}) == set()
+
+
+def test_a_period_of_nobody_leaves_people_without_periods_screened(tmp_path: Path) -> None:
+    """An observation period with no person_id belongs to nobody: the people who have no
+    period are still screened as observed (it made NOT IN false for all of them)."""
+    metformin = [
+        {"person_id": "p", "medication_id": "metformin", "start_date": D(2018, 1, 1),
+         "end_date": None}
+    ]  # fmt: skip
+    nobody = [{"person_id": None, "start_date": D(2000, 1, 1), "end_date": D(2001, 1, 1)}]
+    rows = {"person": [_person("p")], "medication": metformin, "observation_period": nobody}
+    assert gaps(tmp_path, rows) == {("p", "monitoring_due")}
 
 
 def _synthea_metformin_users_alive_on(as_of: D) -> set[str]:

@@ -15,11 +15,17 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+import ibis
+import pyarrow.parquet as pq
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from b12dx.knowledge.loader import load_knowledge
 from b12dx.screen.coverage import STALE, coverage
-from b12dx.screen.model import ScreeningTables, rows_table, write_tables
+from b12dx.screen.facts import population_expr
+from b12dx.screen.model import SCHEMAS, ScreeningTables, rows_table, write_tables
+
+KB = load_knowledge()
 
 FIRST, LAST = dt.date(2014, 1, 1), dt.date(2019, 12, 31)
 days = st.dates(FIRST, LAST)
@@ -42,8 +48,18 @@ def people(draw: st.DrawFn) -> tuple[list[dict], list[dict], dt.date | None]:
             start = draw(st.one_of(days, days, days, st.none()))  # a CDM forbids none
             end = draw(st.one_of(st.none(), days))
             periods.append({"person_id": str(i), "start_date": start, "end_date": end})
+    if draw(st.booleans()):  # a period of nobody: nobody's, as the rules read it
+        periods.append({"person_id": None, "start_date": draw(days), "end_date": None})
     record = draw(st.one_of(st.none(), days))
     return persons, periods, record
+
+
+def _born(pid: str, born: dt.date) -> dict:
+    return {"person_id": pid, "birth_date": born, "death_date": None, "sex": "female"}
+
+
+def _period(pid: str, start: dt.date, end: dt.date | None) -> dict:
+    return {"person_id": pid, "start_date": start, "end_date": end}
 
 
 def adult_on(born: dt.date, years: int) -> dt.date:
@@ -84,6 +100,21 @@ def first_failure(p: dict, own: list[dict], day: dt.date, min_age: int) -> str |
     max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=people(), as_of=days, min_age=st.sampled_from([16, 18]))
+# Two people observed in different years: the later of the equal days is advised.
+@example(
+    data=(
+        [_born("0", dt.date(1990, 1, 1)), _born("1", dt.date(1990, 1, 1))],
+        [_period("0", dt.date(2014, 1, 1), dt.date(2014, 12, 31)),
+         _period("1", dt.date(2016, 1, 1), dt.date(2016, 12, 31))],
+        None,
+    ),
+    as_of=dt.date(2019, 1, 1),
+    min_age=16,
+)  # fmt: skip
+# Born on 29 February: 18 on 1 March 2018, not on 28 February.
+@example(
+    data=([_born("0", dt.date(2000, 2, 29))], [], None), as_of=dt.date(2018, 2, 28), min_age=18
+)
 def test_counts_and_advised_date_match_a_day_by_day_reading(
     tmp_path: Path,
     data: tuple[list[dict], list[dict], dt.date | None],
@@ -117,7 +148,7 @@ def test_counts_and_advised_date_match_a_day_by_day_reading(
         failures.count("unobserved"),
     )
     assert got.left_out == len(persons) - on_date == sum(f is not None for f in failures)
-    ends = [o["end_date"] for o in periods]
+    ends = [o["end_date"] for o in periods if o["person_id"] is not None]
     closed = bool(ends) and None not in ends
     assert got.periods_end == (max(ends) if closed and max(ends) < as_of else None)  # type: ignore[type-var]
     assert got.latest_record == record
@@ -134,3 +165,66 @@ def test_counts_and_advised_date_match_a_day_by_day_reading(
     assert got.best_people == most
     advised = best if most > on_date or (stale and most) else None
     assert got.best_date == advised
+
+
+def _rules_screen(tables: ScreeningTables, day: dt.date) -> int:
+    """How many people the gap rules screen on ``day`` (``facts.population_expr``)."""
+    con = ibis.duckdb.connect()
+    try:
+        t = {n: con.read_parquet(str(tables.path(n)), table_name=f"s_{n}") for n in SCHEMAS}
+        counts = population_expr(t, KB, KB.default_profile, day).to_pyarrow()
+        return sum(counts.column("people").to_pylist())
+    finally:
+        con.disconnect()
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=people(), as_of=days)
+def test_the_counts_agree_with_who_the_rules_screen(
+    tmp_path: Path, data: tuple[list[dict], list[dict], dt.date | None], as_of: dt.date
+) -> None:
+    """Everyone not left out is screened by the rules, and on the advised date the rules
+    screen as many as coverage says they would."""
+    persons, periods, _ = data
+    folder = tmp_path / f"r{abs(hash((str(data), as_of)))}"
+    tables = write_tables(
+        folder,
+        {
+            "person": rows_table("person", persons),
+            "observation_period": rows_table("observation_period", periods),
+        },
+    )
+    min_age = KB.triage.adult_from_years
+    screened = _rules_screen(tables, as_of)
+    got = coverage(tables, as_of, min_age, screened)
+    assert got.records - got.left_out == screened
+    if got.best_date is not None:
+        assert _rules_screen(tables, got.best_date) == got.best_people
+
+
+def test_spark_part_file_folders_are_read_whatever_their_name(tmp_path: Path) -> None:
+    """Spark writes each table as a folder of part files; the folder's name may hold
+    characters a pattern would read ([1]), and an empty table may leave no part file."""
+    persons = [_born("a", dt.date(1980, 5, 1)), _born("b", dt.date(2015, 5, 1))]
+    periods = [_period("a", dt.date(2010, 1, 1), None)]
+    files = write_tables(
+        tmp_path / "files",
+        {
+            "person": rows_table("person", persons),
+            "observation_period": rows_table("observation_period", periods),
+        },
+    )
+    folders = ScreeningTables(tmp_path / "spark [1]" / "tables")
+    for name in SCHEMAS:
+        part = folders.path(name)
+        part.mkdir(parents=True)
+        table = pq.read_table(files.path(name))
+        if table.num_rows:  # an empty table: a folder with no part file
+            pq.write_table(table.slice(0, 1), part / "part-00000.parquet")
+            pq.write_table(table.slice(1), part / "part-00001.parquet")
+        (part / "_SUCCESS").touch()
+    day = dt.date(2024, 1, 1)
+    assert coverage(folders, day, 16, 1) == coverage(files, day, 16, 1)
+    assert coverage(folders, day, 16, 1).too_young == 1

@@ -209,6 +209,8 @@ def test_the_results_table_joins_the_cdm_and_keeps_its_grants_and_views(
         conn.execute(f"CREATE ROLE {colleague}")
         conn.execute(f"GRANT SELECT ON results.b12dx_gaps TO {colleague}")
         oid = conn.execute("SELECT 'results.b12dx_gaps'::regclass::oid").fetchone()
+        # As a table made before the index was: the next run, by its owner, adds it.
+        conn.execute("DROP INDEX results.b12dx_gaps_person_id")
     later = AS_OF.replace(year=AS_OF.year + 1)
     second, _ = _screen(url, tmp_path / "two", *options, as_of=later)
     with psycopg.connect(owner) as conn:
@@ -218,6 +220,9 @@ def test_the_results_table_joins_the_cdm_and_keeps_its_grants_and_views(
         assert conn.execute(
             f"SELECT has_table_privilege('{colleague}', 'results.b12dx_gaps', 'SELECT')"
         ).fetchone() == (True,)
+        assert conn.execute(
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'b12dx_gaps_person_id'"
+        ).fetchone() == (1,)
         note = conn.execute("SELECT obj_description('results.b12dx_gaps'::regclass)").fetchone()
         assert note is not None and f"as of {later}" in str(note[0])
     _, output = _screen(url, tmp_path / "three", *options, as_of=dt.date(1900, 1, 1))
@@ -225,3 +230,24 @@ def test_the_results_table_joins_the_cdm_and_keeps_its_grants_and_views(
     with psycopg.connect(owner) as conn:
         kept = conn.execute("SELECT count(*) FROM results.b12dx_gaps").fetchone()
     assert kept == (len(second["gaps"]),)
+
+
+def test_a_results_schema_named_with_a_dollar_sign_is_written(
+    eunomia_pg: tuple[Path, str], tmp_path: Path
+) -> None:
+    """PostgreSQL allows $ in a name, and so does --results-schema: the statement that
+    makes the table is not cut short by it."""
+    _, url = eunomia_pg
+    owner = "postgresql://postgres@/" + url.split("@/", 1)[1]
+    reader = url.split("://", 1)[1].split(":", 1)[0]
+    with psycopg.connect(owner, autocommit=True) as conn:
+        conn.execute('CREATE SCHEMA "r$b12dx$"')
+        conn.execute(f'GRANT USAGE, CREATE ON SCHEMA "r$b12dx$" TO {reader}')
+    _screen(url, tmp_path / "o", "--cdm-schema", "cdm", "--vocabulary-schema", "vocab",
+            "--results-schema", "r$b12dx$", as_of=EUNOMIA_AS_OF)  # fmt: skip
+    with psycopg.connect(owner) as conn:
+        made = conn.execute(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = 'r$b12dx$' "
+            "AND tablename = 'b12dx_gaps' AND indexdef LIKE '%(person_id)'"
+        ).fetchone()
+    assert made == (1,)

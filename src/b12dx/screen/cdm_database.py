@@ -336,12 +336,16 @@ def write_gaps(db: CdmDatabase, gaps: pa.Table, note: str) -> str:
     target = f'{RESULTS_ALIAS}."{schema}".{GAPS_TABLE}'
     columns = ", ".join(f"{name} {kind}" for name, kind in GAPS_COLUMNS)
     table = f'"{schema}".{GAPS_TABLE}'
-    # Made once, with an index on person_id: the table is joined to the CDM's person by it.
-    create = (
-        f"DO $b12dx$ BEGIN IF to_regclass({quoted(table)}) IS NULL THEN "
-        f"CREATE TABLE {table} ({columns}); "
-        f"CREATE INDEX {GAPS_TABLE}_person_id ON {table} (person_id); "
-        "END IF; END $b12dx$"
+    index = f'"{schema}".{GAPS_TABLE}_person_id'
+    # Made once; indexed on person_id (the table is joined to the CDM's person by it)
+    # whenever the login owns it, so a table an earlier version made gains the index too.
+    # The block is an ordinary quoted string: a schema name may hold a dollar sign.
+    create = "DO " + quoted(
+        f"BEGIN IF to_regclass({quoted(table)}) IS NULL THEN "
+        f"CREATE TABLE {table} ({columns}); END IF; "
+        f"IF to_regclass({quoted(index)}) IS NULL AND pg_has_role((SELECT relowner "
+        f"FROM pg_class WHERE oid = to_regclass({quoted(table)})), 'USAGE') THEN "
+        f"CREATE INDEX {GAPS_TABLE}_person_id ON {table} (person_id); END IF; END"
     )
     comment = f'COMMENT ON TABLE "{schema}".{GAPS_TABLE} IS {quoted(note)}'
     selected = ", ".join(

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
-from b12dx.screen.model import ScreeningTables
+from b12dx.screen.model import SCHEMAS, ScreeningTables
 from b12dx.screen.sql_engines import quoted
 
 # Tables and columns whose dates say how recent the input's records are.
@@ -166,17 +166,32 @@ SELECT last_day, people FROM swept WHERE people > 0 ORDER BY people DESC, last_d
 """
 
 
-def _parquet(path: Path) -> str:
-    """A screening table: a file, or the folder of part files Spark writes."""
-    return f"read_parquet({quoted(str(path / '*.parquet' if path.is_dir() else path))})"
+_SQL_TYPES = {pa.string(): "VARCHAR", pa.date32(): "DATE", pa.float64(): "DOUBLE"}
+
+
+def _parquet(tables: ScreeningTables, name: str) -> str:
+    """A screening table: a file, or the folder of part files Spark writes (listed here,
+    so that a folder's name is never read as a pattern; none: the table is empty)."""
+    path = tables.path(name)
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    if not files:
+        columns = ", ".join(
+            f"CAST(NULL AS {_SQL_TYPES[f.type]}) AS {f.name}" for f in SCHEMAS[name]
+        )
+        return f"(SELECT {columns} WHERE false)"
+    return f"read_parquet([{', '.join(quoted(str(f)) for f in files)}])"
 
 
 def coverage(tables: ScreeningTables, as_of: dt.date, min_age: int, screened: int) -> Coverage:
     """Count who was left out on ``as_of`` and why, from the screening tables: set-wise in
     DuckDB, never a row at a time (a million people in a fraction of a second)."""
     with duckdb.connect() as con:
-        for name, table in (("person", "person"), ("period", "observation_period")):
-            con.execute(f"CREATE VIEW {name} AS SELECT * FROM {_parquet(tables.path(table))}")
+        con.execute(f"CREATE VIEW person AS SELECT * FROM {_parquet(tables, 'person')}")
+        # A period of nobody (no person_id) is nobody's, as in facts.observed.
+        con.execute(
+            "CREATE VIEW period AS SELECT * FROM "
+            f"{_parquet(tables, 'observation_period')} WHERE person_id IS NOT NULL"
+        )
         row = con.execute(_COUNTS, {"as_of": as_of, "min_age": min_age}).fetchone()
         assert row is not None
         records, not_born, dead, too_young, unobserved = row
@@ -186,7 +201,7 @@ def coverage(tables: ScreeningTables, as_of: dt.date, min_age: int, screened: in
         ).fetchone() or (False, 0, None)
         periods_end = last_end if has_periods and not open_ended and last_end < as_of else None
         tops = [
-            con.execute(f"SELECT max({column}) FROM {_parquet(tables.path(name))}").fetchone()
+            con.execute(f"SELECT max({column}) FROM {_parquet(tables, name)}").fetchone()
             for name, column in _DATED.items()
         ]
         latest = max((t[0] for t in tops if t and t[0] is not None), default=None)

@@ -59,7 +59,9 @@ def observed(t: Tables, th: Thresholds) -> ir.Table:
     p, o = t["person"], t["observation_period"]
     a = ibis.literal(th.as_of)
     covering = o.filter(o.start_date <= a, o.end_date.isnull() | (o.end_date >= a))
-    return p.filter(p.person_id.isin(covering.person_id) | ~p.person_id.isin(o.person_id))
+    # A period of nobody is nobody's (and a null in NOT IN would make it false for all).
+    owners = o.filter(o.person_id.notnull())
+    return p.filter(p.person_id.isin(covering.person_id) | ~p.person_id.isin(owners.person_id))
 
 
 def screened(rows: ir.Table, t: Tables, th: Thresholds, kb: Knowledge) -> ir.Table:

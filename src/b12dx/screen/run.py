@@ -171,6 +171,8 @@ def screen_tables(
     """Run the gap rules over the screening tables on ``engine``. DuckDB runs them as
     ``compiled`` (``compile_gaps``, begun while the tables loaded) when given."""
     say = step or (lambda _name: None)
+    # Waited for first: Ibis is not used from two threads at once.
+    plan = compiled.result() if compiled else None
     with backend(engine, spark_master) as con:
         say("reading the screening tables")
         t = {
@@ -179,7 +181,7 @@ def screen_tables(
         }
         say("finding the gaps")
         if engine == "duckdb":
-            plan = compiled.result() if compiled else compile_gaps(kb, profile, as_of)
+            plan = plan or compile_gaps(kb, profile, as_of)
             gaps = con.raw_sql(plan.sql).fetch_arrow_table().cast(plan.schema)
         else:
             gaps = build_gaps(t, kb, profile, as_of).to_pyarrow()
