@@ -41,6 +41,8 @@ class Faults:
     refuse_with: str | None = None
     gzip_manifest: bool = False
     manifest_padding: int = 0
+    # The manifest's padding nested this deep in arrays (valid JSON, small, deep).
+    manifest_depth: int = 0
     token_endpoint: str | None = None
 
 
@@ -115,6 +117,9 @@ def _handler(state: Standin) -> type[BaseHTTPRequestHandler]:
                     "padding": " " * state.faults.manifest_padding,
                 }
                 body = json.dumps(manifest).encode()
+                if state.faults.manifest_depth:
+                    depth = state.faults.manifest_depth
+                    body = body[:-1] + b', "deep": ' + b"[" * depth + b"]" * depth + b"}"
                 if state.faults.gzip_manifest:
                     self._send(200, gzip.compress(body), Content_Encoding="gzip")
                 else:

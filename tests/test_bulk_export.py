@@ -225,6 +225,8 @@ def test_a_server_cannot_choose_where_files_or_tokens_go(
     [
         (Faults(gzip_manifest=True), "not JSON with an output list"),
         (Faults(manifest_padding=11 * 1024 * 1024), "more than 10485760 bytes of JSON"),
+        # 100,000 levels in 200 kB: Python's own reader ran out of recursion (a traceback).
+        (Faults(manifest_depth=100_000), "not JSON with an output list"),
         (
             Faults(refuse_with="\x1b]0;owned\x07\x1b[2Jexport complete" + "x" * 5000),
             "export complete",

@@ -40,6 +40,7 @@ from b12dx.bulk.http import (
 from b12dx.errors import B12dxError
 from b12dx.fhir.read import REFERENCED_TYPES
 from b12dx.fhir.record import USED_TYPES
+from b12dx.jsonio import loads
 
 # What b12dx reads: the patients, the resources a record is built from, and the
 # medicines they refer to.
@@ -166,7 +167,7 @@ class _Lines:
     def finish(self, name: str) -> int:
         if self.content:  # a last line with no newline: whole only if it is JSON
             try:
-                json.loads(bytes(self.tail))
+                loads(bytes(self.tail))
             except ValueError:
                 raise ExportFailed(f"{name} ends in the middle of a resource") from None
             self.count += 1
@@ -450,7 +451,7 @@ class BulkExport:
                             break
                 for line in start.splitlines()[:3]:
                     try:
-                        body = json.loads(line)
+                        body = loads(line)
                     except ValueError:
                         continue
                     found.append(outcome(JsonAnswer(400, httpx.Headers(), "", body, "")))

@@ -8,7 +8,6 @@ storage URL that a console or a saved file should not show.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from b12dx.errors import B12dxError
+from b12dx.jsonio import loads
 
 # The largest JSON answer read (a manifest, a CapabilityStatement, a token, an error).
 MAX_JSON_BYTES = 10 * 1024 * 1024
@@ -85,8 +85,8 @@ def read_json(
                 )
     finally:
         answer.close()
-    try:
-        parsed = json.loads(bytes(body)) if body else None
+    try:  # the project's one JSON reader: no NaN, and a bound on nesting
+        parsed = loads(bytes(body)) if body else None
     except ValueError:
         parsed = None
     text = bytes(body[:300]).decode("utf-8", "replace")
