@@ -174,12 +174,13 @@ class _Lines:
         return self.count
 
 
-def _count_lines(path: Path) -> int:
+def _lines_of(path: Path) -> _Lines:
+    """The resources already in a partly downloaded file (read again only to resume)."""
     lines = _Lines()
     with path.open("rb") as f:
         while chunk := f.read(1024 * 1024):
             lines.feed(chunk)
-    return lines.finish(path.name)
+    return lines
 
 
 @dataclass
@@ -389,8 +390,9 @@ class BulkExport:
             headers = self._token_for(client, url, token)
             if have:
                 headers["Range"] = f"bytes={have}-"
+            lines = _lines_of(path) if have else _Lines()
             try:
-                self._fetch(client, url, path, headers, have)
+                lines = self._fetch(client, url, path, headers, have, lines)
                 break
             except _Restart:
                 path.unlink(missing_ok=True)
@@ -402,11 +404,19 @@ class BulkExport:
                     ) from None
         else:
             raise ExportFailed(f"a file of the export could not be resumed: {public(url)}")
-        return _count_lines(path)
+        return lines.finish(path.name)
 
     def _fetch(
-        self, client: httpx.Client, url: str, path: Path, headers: dict[str, str], have: int
-    ) -> None:
+        self,
+        client: httpx.Client,
+        url: str,
+        path: Path,
+        headers: dict[str, str],
+        have: int,
+        lines: _Lines,
+    ) -> _Lines:
+        """Stream the answer to ``path``, counting its resources into ``lines`` (those
+        of the part already there) as they arrive; the count."""
         # A file may redirect to where it is stored (a bucket); httpx drops the
         # Authorization header when a redirect leaves the origin.
         with client.stream("GET", url, headers=headers, follow_redirects=True) as answer:
@@ -415,7 +425,7 @@ class BulkExport:
                 if not sent.startswith(f"bytes {have}-"):
                     raise _Restart  # not where it was asked to resume
             elif answer.status_code == 200:
-                have = 0  # sent whole (again): start over
+                have, lines = 0, _Lines()  # sent whole (again): start over
             else:
                 raise ExportFailed(
                     f"a file of the export could not be downloaded (HTTP "
@@ -430,9 +440,11 @@ class BulkExport:
             with path.open("ab" if have else "wb") as f:
                 for chunk in answer.iter_raw():  # as it arrives: a break keeps it
                     f.write(chunk)
+                    lines.feed(chunk)
                     self.progress.bytes += len(chunk)
                     self.report(self.progress)
                     self._left("downloading")
+        return lines
 
     def _errors(self, client: httpx.Client, errors: list[Any]) -> str:
         """The server's own account of what it could not export (its first lines)."""
