@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import gzip
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from loopback import serving
 
 
 @dataclass
@@ -164,12 +165,6 @@ def _handler(state: Standin) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def standin(folder: Path, faults: Faults | None = None) -> Iterator[Standin]:
     state = Standin(folder, faults or Faults())
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(_handler(state)) as port:
+        state.port = port
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()

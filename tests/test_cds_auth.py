@@ -9,7 +9,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from b12dx.cds.auth import (
 )
 from b12dx.cds.replay import SharedReplayCache
 from jwt_keys import b64url, handmade, public_jwk
+from loopback import serving
 
 ISS = "https://ehr.example.org"
 AUD = "https://cds.example.org/cds-services/b12-patient-view"
@@ -454,16 +455,9 @@ def jwks_server(monkeypatch) -> Iterator[JwksServer]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with serving(Handler, poll_s=0.05) as port:
+        state.url = f"http://127.0.0.1:{port}/.well-known/jwks.json"
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def test_jwks_url_is_fetched_cached_and_refetched_on_rotation(

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,8 +68,21 @@ def scrub(message: str, url: str) -> str:
     return message.replace(url, redacted(url))
 
 
+class _Schemas:
+    """Which schema holds an OMOP table: the vocabulary's its own when named, else the
+    CDM's."""
+
+    cdm_schema: str
+    vocabulary_schema: str | None
+
+    def schema_of(self, table: str) -> str:
+        if table in _VOCABULARY and self.vocabulary_schema:
+            return self.vocabulary_schema
+        return self.cdm_schema
+
+
 @dataclass(frozen=True)
-class CdmDatabase:
+class CdmDatabase(_Schemas):
     """Where the CDM is: a PostgreSQL URL and its schemas (``vocabulary_schema`` defaults
     to the CDM's own)."""
 
@@ -93,11 +108,6 @@ class CdmDatabase:
     def label(self) -> str:
         return redacted(self.url)
 
-    def schema_of(self, table: str) -> str:
-        if table in _VOCABULARY and self.vocabulary_schema:
-            return self.vocabulary_schema
-        return self.cdm_schema
-
     def reader(self, table: str) -> str:
         return f'{CDM_ALIAS}."{self.schema_of(table)}"."{table}"'
 
@@ -107,7 +117,7 @@ class CdmDatabase:
 
 
 @dataclass(frozen=True)
-class SparkCatalog:
+class SparkCatalog(_Schemas):
     """OMOP tables in a database of the Spark catalog (``catalog.database`` where the
     catalog has three levels, as Databricks' Unity Catalog)."""
 
@@ -130,11 +140,6 @@ class SparkCatalog:
     @property
     def label(self) -> str:
         return f"the Spark catalog's {self.cdm_schema}"
-
-    def schema_of(self, table: str) -> str:
-        if table in _VOCABULARY and self.vocabulary_schema:
-            return self.vocabulary_schema
-        return self.cdm_schema
 
     def reader(self, table: str) -> str:
         parts = [*self.schema_of(table).split("."), table]
@@ -279,23 +284,48 @@ GAPS_COLUMNS = (
 )
 
 
+@contextmanager
+def _results_database(
+    db: CdmDatabase, read_only: bool, failure: Callable[[str], Exception]
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """DuckDB with the database attached as RESULTS_ALIAS; a DuckDB error inside is
+    raised as ``failure`` of its message, the passwords masked."""
+    con = duckdb.connect()
+    try:
+        load_scanner(con)
+        mode = ", READ_ONLY" if read_only else ""
+        con.execute(f"ATTACH {quoted(db.url)} AS {RESULTS_ALIAS} (TYPE postgres{mode})")
+        yield con
+    except duckdb.Error as exc:
+        raise failure(scrub(str(exc), db.url)) from None
+    finally:
+        con.close()
+
+
+def _ask(con: duckdb.DuckDBPyConnection, query: str) -> tuple[Any, ...] | None:
+    """The first row of ``query``, run by PostgreSQL itself."""
+    return con.execute(
+        f"SELECT * FROM postgres_query('{RESULTS_ALIAS}', {quoted(query)})"
+    ).fetchone()
+
+
 def check_results(db: CdmDatabase) -> None:
     """Before any screening: the login may write the results table (create it in the
     schema, or delete and insert in the one there), so that a run never fails at its end."""
     assert db.results_schema is not None
     schema = db.results_schema
-    con = duckdb.connect()
-    try:
-        load_scanner(con)
-        con.execute(f"ATTACH {quoted(db.url)} AS {RESULTS_ALIAS} (TYPE postgres, READ_ONLY)")
-        table = f'"{schema}".{GAPS_TABLE}'  # quoted: a schema name keeps its case
-        query = (
+    table = f'"{schema}".{GAPS_TABLE}'  # quoted: a schema name keeps its case
+
+    def unchecked(message: str) -> Exception:
+        return InputError.single("--results-schema", f"cannot be checked in {db.label}: {message}")
+
+    with _results_database(db, True, unchecked) as con:
+        user, schema_exists, table_exists = _ask(
+            con,
             "SELECT current_user::text, "
             f"EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = {quoted(schema)}), "
-            f"to_regclass({quoted(table)}) IS NOT NULL"
-        )
-        row = con.execute(f"SELECT * FROM postgres_query('{RESULTS_ALIAS}', {quoted(query)})")
-        user, schema_exists, table_exists = row.fetchone() or ("?", False, False)
+            f"to_regclass({quoted(table)}) IS NOT NULL",
+        ) or ("?", False, False)
         if not schema_exists:
             raise InputError.single("--results-schema", f"{db.label} has no schema {schema!r}")
         if table_exists:
@@ -310,20 +340,12 @@ def check_results(db: CdmDatabase) -> None:
                 f"AND has_schema_privilege({quoted(schema)}, 'USAGE')"
             )
             grant = f'GRANT USAGE, CREATE ON SCHEMA "{schema}" TO {user}'
-        allowed = con.execute(
-            f"SELECT * FROM postgres_query('{RESULTS_ALIAS}', {quoted(rights)})"
-        ).fetchone()
+        allowed = _ask(con, rights)
         if not allowed or not allowed[0]:
             raise InputError.single(
                 "--results-schema",
                 f"{user} may not write {table} in {db.label}; as its owner: {grant}",
             )
-    except duckdb.Error as exc:
-        raise InputError.single(
-            "--results-schema", f"cannot be checked in {db.label}: {scrub(str(exc), db.url)}"
-        ) from None
-    finally:
-        con.close()
 
 
 def write_gaps(db: CdmDatabase, gaps: pa.Table, note: str) -> str:
@@ -347,28 +369,23 @@ def write_gaps(db: CdmDatabase, gaps: pa.Table, note: str) -> str:
         f"FROM pg_class WHERE oid = to_regclass({quoted(table)})), 'USAGE') THEN "
         f"CREATE INDEX {GAPS_TABLE}_person_id ON {table} (person_id); END IF; END"
     )
-    comment = f'COMMENT ON TABLE "{schema}".{GAPS_TABLE} IS {quoted(note)}'
+    comment = f"COMMENT ON TABLE {table} IS {quoted(note)}"
     selected = ", ".join(
         "CAST(person_id AS BIGINT) AS person_id" if name == "person_id" else name
         for name, _ in GAPS_COLUMNS
     )
-    con = duckdb.connect()
-    try:
-        load_scanner(con)
-        try:
-            con.execute(f"ATTACH {quoted(db.url)} AS {RESULTS_ALIAS} (TYPE postgres)")
-            con.execute(f"CALL postgres_execute('{RESULTS_ALIAS}', {quoted(create)})")
-            con.register("gaps_arrow", gaps)
-            con.execute("BEGIN")
-            con.execute(f"DELETE FROM {target}")
-            con.execute(f"INSERT INTO {target} SELECT {selected} FROM gaps_arrow")
-            con.execute("COMMIT")
-            con.execute(f"CALL postgres_execute('{RESULTS_ALIAS}', {quoted(comment)})")
-        except duckdb.Error as exc:
-            raise B12dxError(
-                f"--results-schema: cannot write {schema}.{GAPS_TABLE} in "
-                f"{db.label}: {scrub(str(exc), db.url)}"
-            ) from None
-    finally:
-        con.close()
+
+    def unwritten(message: str) -> Exception:
+        return B12dxError(
+            f"--results-schema: cannot write {schema}.{GAPS_TABLE} in {db.label}: {message}"
+        )
+
+    with _results_database(db, False, unwritten) as con:
+        con.execute(f"CALL postgres_execute('{RESULTS_ALIAS}', {quoted(create)})")
+        con.register("gaps_arrow", gaps)
+        con.execute("BEGIN")
+        con.execute(f"DELETE FROM {target}")
+        con.execute(f"INSERT INTO {target} SELECT {selected} FROM gaps_arrow")
+        con.execute("COMMIT")
+        con.execute(f"CALL postgres_execute('{RESULTS_ALIAS}', {quoted(comment)})")
     return f"{schema}.{GAPS_TABLE}"

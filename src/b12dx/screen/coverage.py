@@ -16,7 +16,6 @@ import datetime as dt
 from dataclasses import dataclass
 
 import duckdb
-import pyarrow as pa
 
 from b12dx.screen.model import SCHEMAS, ScreeningTables
 from b12dx.screen.sql_engines import quoted
@@ -166,19 +165,14 @@ SELECT last_day, people FROM swept WHERE people > 0 ORDER BY people DESC, last_d
 """
 
 
-_SQL_TYPES = {pa.string(): "VARCHAR", pa.date32(): "DATE", pa.float64(): "DOUBLE"}
-
-
-def _parquet(tables: ScreeningTables, name: str) -> str:
+def _parquet(con: duckdb.DuckDBPyConnection, tables: ScreeningTables, name: str) -> str:
     """A screening table: a file, or the folder of part files Spark writes (listed here,
     so that a folder's name is never read as a pattern; none: the table is empty)."""
     path = tables.path(name)
     files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
     if not files:
-        columns = ", ".join(
-            f"CAST(NULL AS {_SQL_TYPES[f.type]}) AS {f.name}" for f in SCHEMAS[name]
-        )
-        return f"(SELECT {columns} WHERE false)"
+        con.register(f"empty_{name}", SCHEMAS[name].empty_table())
+        return f"empty_{name}"
     return f"read_parquet([{', '.join(quoted(str(f)) for f in files)}])"
 
 
@@ -186,11 +180,11 @@ def coverage(tables: ScreeningTables, as_of: dt.date, min_age: int, screened: in
     """Count who was left out on ``as_of`` and why, from the screening tables: set-wise in
     DuckDB, never a row at a time (a million people in a fraction of a second)."""
     with duckdb.connect() as con:
-        con.execute(f"CREATE VIEW person AS SELECT * FROM {_parquet(tables, 'person')}")
+        con.execute(f"CREATE VIEW person AS SELECT * FROM {_parquet(con, tables, 'person')}")
         # A period of nobody (no person_id) is nobody's, as in facts.observed.
         con.execute(
             "CREATE VIEW period AS SELECT * FROM "
-            f"{_parquet(tables, 'observation_period')} WHERE person_id IS NOT NULL"
+            f"{_parquet(con, tables, 'observation_period')} WHERE person_id IS NOT NULL"
         )
         row = con.execute(_COUNTS, {"as_of": as_of, "min_age": min_age}).fetchone()
         assert row is not None
@@ -201,7 +195,7 @@ def coverage(tables: ScreeningTables, as_of: dt.date, min_age: int, screened: in
         ).fetchone() or (False, 0, None)
         periods_end = last_end if has_periods and not open_ended and last_end < as_of else None
         tops = [
-            con.execute(f"SELECT max({column}) FROM {_parquet(tables, name)}").fetchone()
+            con.execute(f"SELECT max({column}) FROM {_parquet(con, tables, name)}").fetchone()
             for name, column in _DATED.items()
         ]
         latest = max((t[0] for t in tops if t and t[0] is not None), default=None)

@@ -117,8 +117,7 @@ class Catalog:
     def __init__(self, catalog: SparkCatalog, engine: SparkSql) -> None:
         self.catalog = catalog
         self.label = catalog.label
-        found = catalog.tables(engine.spark)
-        self.tables = found
+        self.tables = catalog.tables(engine.spark)
 
     def find(self, table: str) -> Reader | None:
         if table not in self.tables:

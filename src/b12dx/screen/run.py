@@ -186,14 +186,13 @@ def screen_tables(
         else:
             gaps = build_gaps(t, kb, profile, as_of).to_pyarrow()
         say("counting per gap, age band and risk factor")
-        records = int(t["person"].count().to_pyarrow().as_py())
         population = population_expr(t, kb, profile, as_of).to_pyarrow()
         care_sites = care_site_expr(t, kb, profile, as_of).to_pyarrow()
         summary = con.to_pyarrow(summary_expr(ibis.memtable(gaps)))
     people = sum(population.column("people").to_pylist())
     left_out = coverage(tables, as_of, kb.triage.adult_from_years, people)
     return ScreenResult(
-        gaps, summary, as_of, profile.id, engine, people, records, population,
+        gaps, summary, as_of, profile.id, engine, people, left_out.records, population,
         care_sites=care_sites, coverage=left_out,
     )  # fmt: skip
 
@@ -269,6 +268,37 @@ def detect_input(source: Path) -> str:
     )
 
 
+def _load_and_screen(
+    source: Path | CdmDatabase,
+    kind: str,
+    work: Path,
+    kb: Knowledge,
+    profile: Profile,
+    as_of: dt.date,
+    engine: str,
+    say: Step,
+    spark_master: str | None,
+    omop_type_concepts: tuple[int, ...],
+) -> ScreenResult:
+    """A folder or a CDM in PostgreSQL loaded into screening tables in ``work`` and
+    screened; the rules compile from the knowledge base and the date alone, while the
+    tables load."""
+    with ThreadPoolExecutor(1, thread_name_prefix="b12dx-compile") as pool:
+        compiled = pool.submit(compile_gaps, kb, profile, as_of) if engine == "duckdb" else None
+        skipped: dict[str, int] = {}
+        if kind == "fhir":
+            from b12dx.screen.load_fhir import load_fhir
+
+            assert isinstance(source, Path)
+            tables, skipped = load_fhir(kb, source, work)
+        else:
+            from b12dx.screen.load_omop import load_omop
+
+            tables = load_omop(kb, source, work, type_concepts=omop_type_concepts)
+        result = screen_tables(tables, kb, profile, as_of, engine, say, spark_master, compiled)
+    return replace(result, left_out=dict(sorted(skipped.items(), key=lambda kv: -kv[1])))
+
+
 def screen(
     source: Path | CdmDatabase | SparkCatalog,
     out: Path,
@@ -306,24 +336,10 @@ def screen(
         with spark_session(spark_master) as session:
             tables = load_omop(kb, source, work, type_concepts=omop_type_concepts, spark=session)
             result = screen_tables(tables, kb, profile, as_of, engine, say, spark_master)
-        written = write_outputs(result, out)
-        return result, written
-    # The rules compile from the knowledge base and the date alone: while the tables load.
-    with ThreadPoolExecutor(1, thread_name_prefix="b12dx-compile") as pool:
-        compiled = pool.submit(compile_gaps, kb, profile, as_of) if engine == "duckdb" else None
-        if kind == "fhir":
-            from b12dx.screen.load_fhir import load_fhir
-
-            assert isinstance(source, Path)
-
-            tables, skipped = load_fhir(kb, source, work)
-        else:
-            from b12dx.screen.load_omop import load_omop
-
-            tables = load_omop(kb, source, work, type_concepts=omop_type_concepts)
-            skipped = {}
-        result = screen_tables(tables, kb, profile, as_of, engine, say, spark_master, compiled)
-    result = replace(result, left_out=dict(sorted(skipped.items(), key=lambda kv: -kv[1])))
+    else:
+        result = _load_and_screen(
+            source, kind, work, kb, profile, as_of, engine, say, spark_master, omop_type_concepts
+        )
     # The database's table first: if it cannot be written, no file claims a finished run.
     if isinstance(source, CdmDatabase) and source.results_schema and result.people:
         from b12dx.screen.cdm_database import write_gaps
