@@ -69,6 +69,7 @@ def screened(rows: ir.Table, t: Tables, th: Thresholds, kb: Knowledge) -> ir.Tab
     their age band. Ages are computed after the join, for the flagged rows only, not the
     whole population."""
     p = observed(t, th)
+    p = p.filter(p.person_id.isin(rows.person_id))
     j = rows.join(p, "person_id").select(rows, p.birth_date, p.death_date, p.care_site)
     return alive_adults_with_band(j, th, kb)
 
@@ -261,17 +262,16 @@ def band_expr(
 def latest_results(tests: ir.Table, kb: Knowledge, profile: Profile) -> ir.Table:
     """The latest result of each B12 test on or before as_of (``b12_tests``), banded."""
     x = tests.filter(tests.value_si.notnull())
-    order = ibis.window(group_by=[x.person_id, x.test], order_by=[ibis.desc(x.date), x.value_si])
-    x = x.mutate(rn=ibis.row_number().over(order))
-    x = x.filter(x.rn == 0)
     cases = [
         (x.test == test, band_expr(kb, profile, test, x.value_si, x.unit_family))
         for test in kb.screening.b12_tests
         if test in profile.bands
     ]
-    return x.mutate(band=ibis.cases(*cases, else_=ibis.null("string"))).select(
-        "person_id", "test", "value_si", "date", "band"
-    )
+    x = x.mutate(band=ibis.cases(*cases, else_=ibis.null("string")))
+    order = ibis.window(group_by=[x.person_id, x.test], order_by=[ibis.desc(x.date), x.value_si])
+    x = x.mutate(rn=ibis.row_number().over(order))
+    x = x.filter(x.rn == 0)
+    return x.select("person_id", "test", "value_si", "date", "band")
 
 
 def result_text(kb: Knowledge, r: ir.Table) -> ir.StringValue:
@@ -296,12 +296,34 @@ def result_text(kb: Knowledge, r: ir.Table) -> ir.StringValue:
     return names + " " + values + " " + units + " on " + text(r.date) + " (" + r.band + ")"
 
 
-def b12_treatment_dates(t: Tables) -> ir.Table:
-    """(person_id, date): every B12 dose given and every B12 order started."""
-    d = t["b12_dose"].select("person_id", "date")
+def b12_given(t: Tables, th: Thresholds) -> ir.Table:
+    """One row per person who was ever given B12 or had it ordered, from one pass over the
+    doses and the B12 orders: ``first_given`` (the earliest dose or order start, any date),
+    ``last_dose`` (the latest dose on or before as_of) and ``order_reach`` (the latest day
+    an order begun by as_of runs to: as_of while one is open). A rule asking "was B12
+    given by day X" or "since day X" compares with these instead of joining every dose."""
+    a = ibis.literal(th.as_of)
+    d = t["b12_dose"]
+    doses = d.select(
+        "person_id",
+        date=d.date,
+        dose=d.date,
+        reach=ibis.null("date"),
+    )
     m = t["medication"]
-    orders = m.filter(m.medication_id == "b12_supplement").select("person_id", date=m.start_date)
-    return ibis.union(d, orders, distinct=False)
+    m = m.filter(m.medication_id == "b12_supplement")
+    orders = m.select(
+        "person_id",
+        date=m.start_date,
+        dose=ibis.null("date"),
+        reach=ibis.ifelse(m.start_date <= a, ibis.coalesce(m.end_date, a), ibis.null("date")),
+    )
+    given = ibis.union(doses, orders, distinct=False)
+    return given.group_by("person_id").aggregate(
+        first_given=given.date.min(),
+        last_dose=given.dose.max(where=given.dose <= a),
+        order_reach=given.reach.max(),
+    )
 
 
 # --- the gaps ---------------------------------------------------------------------------

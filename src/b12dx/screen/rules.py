@@ -32,7 +32,7 @@ import pyarrow as pa
 from b12dx.engine import triage
 from b12dx.engine.course import loading_step_days
 from b12dx.knowledge.loader import Knowledge
-from b12dx.models.knowledge import Profile, Regimen, RegimenPhase
+from b12dx.models.knowledge import DAYS_IN_A_MONTH_AT_LEAST, Profile, Regimen, RegimenPhase
 from b12dx.screen import facts
 from b12dx.screen.facts import (
     all_current_courses,
@@ -57,8 +57,7 @@ GAPS = (
 def _untested(candidates: ir.Table, ctx: dict[str, ir.Table], th: Thresholds) -> ir.Table:
     """The candidates with no B12 test on or after lookback_start, with the text saying so
     in ``untested``."""
-    tests = ctx["b12_tests"]
-    last = tests.group_by("person_id").aggregate(last_test=tests.date.max())
+    last = ctx["last_test"]
     j = candidates.left_join(last, "person_id").select(candidates, last.last_test)
     j = j.filter(j.last_test.isnull() | (j.last_test < ibis.literal(th.lookback_start)))
     text = (
@@ -73,8 +72,7 @@ def _untested_at_risk(
     t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Table]
 ) -> ir.Table:
     ua = kb.screening.untested_at_risk
-    rf = ctx["rf_facts"]
-    rf_text = rf.group_by("person_id").aggregate(risks=facts.join_texts(rf.fact))
+    rf_text = ctx["rf_person"]
     a = ibis.literal(th.as_of)
     f = t["finding"]
     b12_symptoms = [s.id for s in kb.symptoms.values() if s.role == "b12"]
@@ -182,13 +180,17 @@ def _deficient_untreated(
     r = r.filter(
         r.band == "deficient", r.date + facts.days(th.treatment_days) < ibis.literal(th.as_of)
     )
-    tr = facts.b12_treatment_dates(t)
-    # Any B12 given before the result, or up to a month after it, is treatment (a result
-    # drawn after B12 was given does not diagnose, engine.labs).
-    treated = r.join(
-        tr, [r.person_id == tr.person_id, tr.date <= r.date + facts.days(th.treatment_days)]
-    ).select(r.person_id, r.test)
-    missing = r.anti_join(treated, ["person_id", "test"])
+    given = ctx["b12_given"]
+
+    def untreated(rows: ir.Table, on: str) -> ir.Table:
+        # Any B12 given before the fact, or up to a month after it, is treatment (a result
+        # drawn after B12 was given does not diagnose, engine.labs): the first B12 ever
+        # given is later than that, or there is none.
+        j = rows.left_join(given, "person_id").select(rows, given.first_given)
+        late = j.first_given > (j[on] + facts.days(th.treatment_days))
+        return j.filter(j.first_given.isnull() | late).drop("first_given")
+
+    missing = untreated(r, "date")
     by_result = missing.select("person_id", reason=facts.result_text(kb, missing), on=missing.date)
     # A recorded diagnosis of B12 deficiency (conditions.yaml b12_deficiency: ICD-10 D51,
     # E53.8) is deficiency as the engine reads it (status.recorded_diagnosis): untreated a
@@ -200,11 +202,11 @@ def _deficient_untreated(
         c.start_date + facts.days(th.treatment_days) < ibis.literal(th.as_of),
         c.end_date.isnull() | (c.end_date >= ibis.literal(th.as_of)),
     )
-    dx_treated = dx.join(
-        tr, [dx.person_id == tr.person_id, tr.date <= dx.start_date + facts.days(th.treatment_days)]
-    ).select(dx.person_id)
-    dx = dx.anti_join(dx_treated, "person_id")
-    by_dx = dx.group_by("person_id").aggregate(since=dx.start_date.min())
+    # B12 given within a month after any of a person's diagnoses treats them all.
+    by_dx = dx.group_by("person_id").aggregate(
+        since=dx.start_date.min(), latest=dx.start_date.max()
+    )
+    by_dx = untreated(by_dx, "latest")
     by_dx = by_dx.select(
         "person_id",
         reason="B12 deficiency diagnosed (recorded) on " + facts.text(by_dx.since),
@@ -225,19 +227,16 @@ def _folic_acid(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Tabl
     c = current_courses(ctx["courses"], th, ["folic_acid"], None)
     a = ibis.literal(th.as_of)
     c = c.mutate(since=ibis.least(c.course_start, ibis.literal(th.lookback_start)))
-    tests = ctx["b12_tests"]
-    tested = c.join(tests, [c.person_id == tests.person_id, tests.date >= c.since]).select(
-        c.person_id
-    )
-    m = t["medication"]
-    b12 = m.filter(m.medication_id == "b12_supplement", m.start_date <= a)
-    on_b12 = c.join(
-        b12, [c.person_id == b12.person_id, b12.end_date.isnull() | (b12.end_date >= c.since)]
-    ).select(c.person_id)
-    d = t["b12_dose"]
-    dosed = c.join(d, [c.person_id == d.person_id, d.date >= c.since, d.date <= a]).select(
-        c.person_id
-    )
+    # B12 since ``since``: a test (the last on or before as_of is on or after it), an
+    # order begun by as_of running to it or later (an open order runs to as_of), or a dose
+    # on or before as_of (the last is on or after it).
+    last, given = ctx["last_test"], ctx["b12_given"]
+    j = c.left_join(last, "person_id").select(c, last.last_test)
+    j = j.left_join(given, "person_id").select(j, given.order_reach, given.last_dose)
+    b12_since = (
+        (j.last_test >= j.since) | (j.order_reach >= j.since) | (j.last_dose >= j.since)
+    ).fill_null(False)
+    c = j.filter(~b12_since).select("person_id", "course_start", "since")
     # Folic acid in pregnancy prevents neural tube defects and is not this gap
     # (note.folic_acid_pregnancy): a pregnancy recorded within fhir.yaml
     # pregnancy_max_days before as_of, as the single-patient reader counts it.
@@ -246,12 +245,7 @@ def _folic_acid(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Tabl
     pregnant = f.filter(
         f.kind == "pregnancy", f.date.isnull() | ((f.date <= a) & (f.date >= since))
     ).select("person_id")
-    gap = (
-        c.anti_join(tested, "person_id")
-        .anti_join(on_b12, "person_id")
-        .anti_join(dosed, "person_id")
-        .anti_join(pregnant, "person_id")
-    )
+    gap = c.anti_join(pregnant, "person_id")
     return gap.select(
         "person_id",
         reasons="folic acid since "
@@ -352,27 +346,51 @@ def _maintenance_overdue(
     by_diagnosis = facts.active_conditions(t, th, standing).select("person_id")
     neuro = ibis.union(by_symptom, by_diagnosis, distinct=True)
     neuro = neuro.mutate(neuro=ibis.literal(True))
-    d = d.left_join(neuro, "person_id").select(d, is_neuro=neuro.neuro.notnull())
     # A dose later than the maintenance interval and its grace after the one before it
-    # begins a new course (engine.course.current_course).
+    # begins a new course (engine.course.current_course). One pass over each person's
+    # doses in date order finds where the current course begins under either regimen; the
+    # person's regimen then chooses one.
     w = ibis.window(group_by="person_id", order_by="date")
-    d = d.mutate(prev=d.date.lag().over(w), next=d.date.lead().over(w))
-    grace = facts.days(th.grace_days)
-
-    def reloaded(r: Regimen) -> ir.BooleanValue:
-        step = facts.days(loading_step_days(r) + th.loading_grace_days)
-        lapsed = _after(d.prev, r.phases[-1]) + grace < d.date
-        return lapsed & d.next.notnull() & (d.next <= (d.date + step).cast("date"))
-
-    restart = d.prev.isnull() | ibis.ifelse(
-        d.is_neuro, reloaded(neuro_regimen), reloaded(other_regimen)
+    d = d.mutate(
+        prev=d.date.lag().over(w), next=d.date.lead().over(w), rn=ibis.row_number().over(w)
     )
-    starts = d.filter(restart).group_by("person_id").aggregate(course_start=d.date.max())
-    c = d.join(starts, "person_id")
-    c = c.filter(c.date >= c.course_start)
-    c = c.mutate(prev_in=ibis.ifelse(c.prev >= c.course_start, c.prev, None))
-    g = c.group_by(["person_id", "course_start", "is_neuro"]).aggregate(
-        doses=c.count(), last_dose=c.date.max(), prev_last=c.prev_in.argmax(c.date)
+    gap_before = d.date.delta(d.prev, unit="day")
+    gap_after = d.next.delta(d.date, unit="day")
+
+    def restarts(r: Regimen) -> ir.BooleanValue:
+        final = r.phases[-1]
+        grace = th.grace_days
+        if final.every_months is not None:
+            # Exact month arithmetic only where the gap in days leaves it in doubt.
+            at_least = DAYS_IN_A_MONTH_AT_LEAST * final.every_months + grace
+            exact = _after(d.prev, final) + facts.days(grace) < d.date
+            lapsed = ibis.ifelse(gap_before > at_least, exact, ibis.literal(False))
+        else:
+            lapsed = gap_before > (final.every_days or 1) + grace
+        step = loading_step_days(r) + th.loading_grace_days
+        return ibis.ifelse(gap_after <= step, lapsed, ibis.literal(False)).fill_null(False)
+
+    first = d.prev.isnull()
+    n_restart = first | restarts(neuro_regimen)
+    o_restart = first | restarts(other_regimen)
+    per = d.group_by("person_id").aggregate(
+        n=d.count(),
+        last_dose=d.date.max(),
+        last_prev=d.prev.argmax(d.date),
+        n_start=d.date.max(where=n_restart),
+        n_from=d.rn.max(where=n_restart),
+        o_start=d.date.max(where=o_restart),
+        o_from=d.rn.max(where=o_restart),
+    )
+    per = per.left_join(neuro, "person_id").select(per, is_neuro=neuro.neuro.notnull())
+    course_start = ibis.ifelse(per.is_neuro, per.n_start, per.o_start)
+    g = per.select(
+        "person_id",
+        "is_neuro",
+        "last_dose",
+        course_start=course_start,
+        doses=per.n - ibis.ifelse(per.is_neuro, per.n_from, per.o_from),
+        prev_last=ibis.ifelse(per.last_prev >= course_start, per.last_prev, ibis.null("date")),
     )
     g = g.filter(g.doses >= kb.screening.maintenance.min_doses)
     n_due, n_grace = _course_due(
@@ -444,7 +462,15 @@ def build_gaps(t: Tables, kb: Knowledge, profile: Profile, as_of: dt.date) -> ir
         "rf_facts": risk_factor_facts(t, th, kb, risk_ids, courses),
         "b12_tests": tests,
         "latest": latest_results(tests, kb, profile),
+        "last_test": tests.group_by("person_id").aggregate(last_test=tests.date.max()),
+        "b12_given": facts.b12_given(t, th),
     }
+    rf = ctx["rf_facts"]
+    # Each person's risk factors, as the list the worklist shows and as the text the
+    # untested_at_risk reason gives: one pass.
+    ctx["rf_person"] = rf.group_by("person_id").aggregate(
+        risk_factors=rf.risk_factor.collect().sort(), risks=facts.join_texts(rf.fact)
+    )
     parts = []
     for gap in GAPS:
         rule = kb.rules[f"screen.{gap}"]
@@ -461,8 +487,7 @@ def build_gaps(t: Tables, kb: Knowledge, profile: Profile, as_of: dt.date) -> ir
         )
     gaps = ibis.union(*parts, distinct=False)
     gaps = facts.screened(gaps, t, th, kb)
-    rf = ctx["rf_facts"]
-    per_person = rf.group_by("person_id").aggregate(risk_factors=rf.risk_factor.collect().sort())
+    per_person = ctx["rf_person"]
     out = gaps.left_join(per_person, "person_id").select(
         gaps.person_id,
         gaps.gap,
