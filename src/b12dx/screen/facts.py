@@ -52,25 +52,32 @@ def alive_adults_with_band(j: ir.Table, th: Thresholds, kb: Knowledge) -> ir.Tab
     )
 
 
-def observed(t: Tables, th: Thresholds) -> ir.Table:
-    """The people under observation on as_of: one of their observation periods covers it,
-    or the source records none for them (a FHIR export has no such periods). OMOP: a
-    person outside every period may have been seen elsewhere, so no gap is theirs."""
-    p, o = t["person"], t["observation_period"]
+def under_observation(t: Tables, th: Thresholds, person_id: ir.StringColumn) -> ir.BooleanValue:
+    """Whether the person is under observation on as_of: one of their observation periods
+    covers it, or the source records none for them (a FHIR export has no such periods).
+    OMOP: a person outside every period may have been seen elsewhere, so no gap is theirs."""
+    o = t["observation_period"]
     a = ibis.literal(th.as_of)
     covering = o.filter(o.start_date <= a, o.end_date.isnull() | (o.end_date >= a))
     # A period of nobody is nobody's (and a null in NOT IN would make it false for all).
     owners = o.filter(o.person_id.notnull())
-    return p.filter(p.person_id.isin(covering.person_id) | ~p.person_id.isin(owners.person_id))
+    return person_id.isin(covering.person_id) | ~person_id.isin(owners.person_id)
+
+
+def observed(t: Tables, th: Thresholds) -> ir.Table:
+    """The people under observation on as_of (``under_observation``)."""
+    p = t["person"]
+    return p.filter(under_observation(t, th, p.person_id))
 
 
 def screened(rows: ir.Table, t: Tables, th: Thresholds, kb: Knowledge) -> ir.Table:
     """``rows`` of people screened (alive, adult and under observation on as_of), with
-    their age band. Ages are computed after the join, for the flagged rows only, not the
-    whole population."""
-    p = observed(t, th)
+    their age band. Ages and observation are worked out after the join, for the flagged
+    rows only, not the whole population (and so the join is built on the flagged rows)."""
+    p = t["person"]
     p = p.filter(p.person_id.isin(rows.person_id))
     j = rows.join(p, "person_id").select(rows, p.birth_date, p.death_date, p.care_site)
+    j = j.filter(under_observation(t, th, j.person_id))
     return alive_adults_with_band(j, th, kb)
 
 
