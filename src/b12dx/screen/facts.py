@@ -105,11 +105,16 @@ def all_current_courses(t: Tables, th: Thresholds, medication_ids: list[str]) ->
     need (one window pass), then filtered per rule by ``current_courses``."""
     a = ibis.literal(th.as_of)
     m = t["medication"].filter(t["medication"].medication_id.isin(medication_ids))
+    # Each medicine as a small number while the orders are put in order (a number sorts
+    # and hashes faster than its name), and named again once each course is found.
+    ids = sorted(set(medication_ids))
+    code = ibis.cases(*[(m.medication_id == mid, i) for i, mid in enumerate(ids)]).cast("int8")
+    m = m.select("person_id", "start_date", "end_date", med=code)
     before = m.filter(m.start_date <= a).mutate(
         link_end=ibis.greatest(ibis.coalesce(m.end_date, m.start_date), m.start_date),
         open=m.end_date.isnull().cast("int8"),
     )
-    keys = [before.person_id, before.medication_id]
+    keys = [before.person_id, before.med]
     earlier = ibis.window(
         group_by=keys, order_by=[before.start_date, before.link_end], rows=(None, -1)
     )
@@ -122,7 +127,7 @@ def all_current_courses(t: Tables, th: Thresholds, medication_ids: list[str]) ->
     # Every order before the last course ends more than gap_days before it begins, so the
     # last course is the orders from the last course start on: its end is the latest end
     # of all, and it is open when the latest open order starts on or after its start.
-    last = runs.group_by(["person_id", "medication_id"]).aggregate(
+    last = runs.group_by(["person_id", "med"]).aggregate(
         course_start=runs.run_start.max(),
         course_end=runs.link_end.max(),
         latest_open=runs.open_start.max(),
@@ -131,12 +136,10 @@ def all_current_courses(t: Tables, th: Thresholds, medication_ids: list[str]) ->
         any_open=(last.latest_open.notnull() & (last.latest_open >= last.course_start)).cast("int8")
     )
     after = m.filter(m.start_date > a)
-    later = after.group_by(["person_id", "medication_id"]).aggregate(
-        next_start=after.start_date.min()
-    )
-    c = last.left_join(later, ["person_id", "medication_id"]).select(
+    later = after.group_by(["person_id", "med"]).aggregate(next_start=after.start_date.min())
+    c = last.left_join(later, ["person_id", "med"]).select(
         last.person_id,
-        last.medication_id,
+        last.med,
         last.course_start,
         last.course_end,
         last.any_open,
@@ -144,7 +147,9 @@ def all_current_courses(t: Tables, th: Thresholds, medication_ids: list[str]) ->
     )
     continued = c.next_start.notnull() & (c.next_start <= c.course_end + days(th.gap_days))
     current = (c.any_open == 1) | (c.course_end >= a) | continued
-    return c.filter(current).select("person_id", "medication_id", "course_start")
+    c = c.filter(current)
+    name = ibis.cases(*[(c.med == i, mid) for i, mid in enumerate(ids)])
+    return c.select("person_id", medication_id=name, course_start=c.course_start)
 
 
 def current_courses(

@@ -54,10 +54,18 @@ GAPS = (
 )
 
 
+def _last_test(ctx: dict[str, ir.Table], candidates: ir.Table) -> ir.Table:
+    """(person_id, last_test): the date of the last B12 test on or before as_of of each
+    candidate tested, read for the candidates only (a few of the people tested)."""
+    tests = ctx["b12_tests"]
+    tests = tests.filter(tests.person_id.isin(candidates.person_id))
+    return tests.group_by("person_id").aggregate(last_test=tests.date.max())
+
+
 def _untested(candidates: ir.Table, ctx: dict[str, ir.Table], th: Thresholds) -> ir.Table:
     """The candidates with no B12 test on or after lookback_start, with the text saying so
     in ``untested``."""
-    last = ctx["last_test"]
+    last = _last_test(ctx, candidates)
     j = candidates.left_join(last, "person_id").select(candidates, last.last_test)
     j = j.filter(j.last_test.isnull() | (j.last_test < ibis.literal(th.lookback_start)))
     text = (
@@ -72,7 +80,6 @@ def _untested_at_risk(
     t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Table]
 ) -> ir.Table:
     ua = kb.screening.untested_at_risk
-    rf_text = ctx["rf_person"]
     a = ibis.literal(th.as_of)
     f = t["finding"]
     b12_symptoms = [s.id for s in kb.symptoms.values() if s.role == "b12"]
@@ -94,7 +101,11 @@ def _untested_at_risk(
     signs = signs.group_by("person_id").aggregate(
         signs=facts.join_texts(signs.sign), since=signs.on.min()
     )
-    j = _untested(rf_text.join(signs, "person_id"), ctx, th)
+    # The risk factors' text only for the people with a sign (a few of those at risk).
+    rf = ctx["rf_facts"]
+    rf = rf.filter(rf.person_id.isin(signs.person_id))
+    risks = rf.group_by("person_id").aggregate(risks=facts.join_texts(rf.fact))
+    j = _untested(risks.join(signs, "person_id"), ctx, th)
     return j.select(
         "person_id",
         reasons="risk factors: " + j.risks + "; signs: " + j.signs + "; " + j.untested,
@@ -180,6 +191,13 @@ def _deficient_untreated(
     r = r.filter(
         r.band == "deficient", r.date + facts.days(th.treatment_days) < ibis.literal(th.as_of)
     )
+    c = t["condition"]
+    dx = c.filter(
+        c.condition_id == "b12_deficiency",
+        c.start_date.notnull(),
+        c.start_date + facts.days(th.treatment_days) < ibis.literal(th.as_of),
+        c.end_date.isnull() | (c.end_date >= ibis.literal(th.as_of)),
+    )
     given = ctx["b12_given"]
 
     def untreated(rows: ir.Table, on: str) -> ir.Table:
@@ -195,13 +213,6 @@ def _deficient_untreated(
     # A recorded diagnosis of B12 deficiency (conditions.yaml b12_deficiency: ICD-10 D51,
     # E53.8) is deficiency as the engine reads it (status.recorded_diagnosis): untreated a
     # month after it was recorded, it is the same gap.
-    c = t["condition"]
-    dx = c.filter(
-        c.condition_id == "b12_deficiency",
-        c.start_date.notnull(),
-        c.start_date + facts.days(th.treatment_days) < ibis.literal(th.as_of),
-        c.end_date.isnull() | (c.end_date >= ibis.literal(th.as_of)),
-    )
     # B12 given within a month after any of a person's diagnoses treats them all.
     by_dx = dx.group_by("person_id").aggregate(
         since=dx.start_date.min(), latest=dx.start_date.max()
@@ -230,7 +241,7 @@ def _folic_acid(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Tabl
     # B12 since ``since``: a test (the last on or before as_of is on or after it), an
     # order begun by as_of running to it or later (an open order runs to as_of), or a dose
     # on or before as_of (the last is on or after it).
-    last, given = ctx["last_test"], ctx["b12_given"]
+    last, given = _last_test(ctx, c), ctx["b12_given"]
     j = c.left_join(last, "person_id").select(c, last.last_test)
     j = j.left_join(given, "person_id").select(j, given.order_reach, given.last_dose)
     b12_since = (
@@ -462,14 +473,11 @@ def build_gaps(t: Tables, kb: Knowledge, profile: Profile, as_of: dt.date) -> ir
         "rf_facts": risk_factor_facts(t, th, kb, risk_ids, courses),
         "b12_tests": tests,
         "latest": latest_results(tests, kb, profile),
-        "last_test": tests.group_by("person_id").aggregate(last_test=tests.date.max()),
         "b12_given": facts.b12_given(t, th),
     }
     rf = ctx["rf_facts"]
-    # Each person's risk factors, as the list the worklist shows and as the text the
-    # untested_at_risk reason gives: one pass.
     ctx["rf_person"] = rf.group_by("person_id").aggregate(
-        risk_factors=rf.risk_factor.collect().sort(), risks=facts.join_texts(rf.fact)
+        risk_factors=rf.risk_factor.collect().sort()
     )
     parts = []
     for gap in GAPS:
