@@ -240,8 +240,11 @@ def risk_factor_facts(
     return rows.group_by(["person_id", "risk_factor"]).aggregate(fact=rows.fact.min())
 
 
-def b12_tests(t: Tables, th: Thresholds, kb: Knowledge) -> ir.Table:
-    lab = t["lab"]
+def b12_tests(t: Tables, th: Thresholds, kb: Knowledge, *columns: str) -> ir.Table:
+    """The B12 results on or before as_of, with these columns. Each reader names its own
+    columns, so each reads the lab table itself: shared, the results would be copied
+    whole into a common table first, which costs more than reading them twice."""
+    lab = t["lab"].select(*columns)
     return lab.filter(lab.test.isin(kb.screening.b12_tests), lab.date <= ibis.literal(th.as_of))
 
 

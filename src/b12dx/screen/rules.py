@@ -57,7 +57,7 @@ GAPS = (
 def _last_test(ctx: dict[str, ir.Table], candidates: ir.Table) -> ir.Table:
     """(person_id, last_test): the date of the last B12 test on or before as_of of each
     candidate tested, read for the candidates only (a few of the people tested)."""
-    tests = ctx["b12_tests"]
+    tests = ctx["test_dates"]
     tests = tests.filter(tests.person_id.isin(candidates.person_id))
     return tests.group_by("person_id").aggregate(last_test=tests.date.max())
 
@@ -467,18 +467,14 @@ def build_gaps(t: Tables, kb: Knowledge, profile: Profile, as_of: dt.date) -> ir
     for rf_id in risk_ids:
         medicines.update(kb.risk_factors[rf_id].trigger.medication or [])
     courses = all_current_courses(t, th, sorted(medicines))
-    tests = facts.b12_tests(t, th, kb)
+    results = facts.b12_tests(t, th, kb, "person_id", "test", "value_si", "unit_family", "date")
     ctx = {
         "courses": courses,
         "rf_facts": risk_factor_facts(t, th, kb, risk_ids, courses),
-        "b12_tests": tests,
-        "latest": latest_results(tests, kb, profile),
+        "test_dates": facts.b12_tests(t, th, kb, "person_id", "test", "date"),
+        "latest": latest_results(results, kb, profile),
         "b12_given": facts.b12_given(t, th),
     }
-    rf = ctx["rf_facts"]
-    ctx["rf_person"] = rf.group_by("person_id").aggregate(
-        risk_factors=rf.risk_factor.collect().sort()
-    )
     parts = []
     for gap in GAPS:
         rule = kb.rules[f"screen.{gap}"]
@@ -495,7 +491,10 @@ def build_gaps(t: Tables, kb: Knowledge, profile: Profile, as_of: dt.date) -> ir
         )
     gaps = ibis.union(*parts, distinct=False)
     gaps = facts.screened(gaps, t, th, kb)
-    per_person = ctx["rf_person"]
+    # The risk factors of the people flagged (most people with one are not).
+    rf = ctx["rf_facts"]
+    rf = rf.filter(rf.person_id.isin(gaps.person_id))
+    per_person = rf.group_by("person_id").aggregate(risk_factors=rf.risk_factor.collect().sort())
     out = gaps.left_join(per_person, "person_id").select(
         gaps.person_id,
         gaps.gap,
