@@ -70,12 +70,15 @@ def observed(t: Tables, th: Thresholds) -> ir.Table:
     return p.filter(under_observation(t, th, p.person_id))
 
 
-def screened(rows: ir.Table, t: Tables, th: Thresholds, kb: Knowledge) -> ir.Table:
+def screened(
+    rows: ir.Table, t: Tables, th: Thresholds, kb: Knowledge, *, narrow: bool = False
+) -> ir.Table:
     """``rows`` of people screened (alive, adult and under observation on as_of), with
     their age band. Ages and observation are worked out after the join, for the flagged
     rows only, not the whole population (and so the join is built on the flagged rows)."""
     p = t["person"]
-    p = p.filter(p.person_id.isin(rows.person_id))
+    if narrow:  # the person table first narrowed to the flagged (rules.only)
+        p = p.filter(p.person_id.isin(rows.person_id))
     j = rows.join(p, "person_id").select(rows, p.birth_date, p.death_date, p.care_site)
     j = j.filter(under_observation(t, th, j.person_id))
     return alive_adults_with_band(j, th, kb)
@@ -108,7 +111,7 @@ def all_current_courses(t: Tables, th: Thresholds, medication_ids: list[str]) ->
     # Each medicine as a small number while the orders are put in order (a number sorts
     # and hashes faster than its name), and named again once each course is found.
     ids = sorted(set(medication_ids))
-    code = ibis.cases(*[(m.medication_id == mid, i) for i, mid in enumerate(ids)]).cast("int8")
+    code = ibis.cases(*[(m.medication_id == mid, i) for i, mid in enumerate(ids)]).cast("int16")
     m = m.select("person_id", "start_date", "end_date", med=code)
     before = m.filter(m.start_date <= a).mutate(
         link_end=ibis.greatest(ibis.coalesce(m.end_date, m.start_date), m.start_date),
@@ -241,9 +244,9 @@ def risk_factor_facts(
 
 
 def b12_tests(t: Tables, th: Thresholds, kb: Knowledge, *columns: str) -> ir.Table:
-    """The B12 results on or before as_of, with these columns. Each reader names its own
-    columns, so each reads the lab table itself: shared, the results would be copied
-    whole into a common table first, which costs more than reading them twice."""
+    """The B12 results on or before as_of, with these columns (``test`` and ``date``
+    among them). Each reader names only the columns it needs, so DuckDB's common table of
+    them is narrow."""
     lab = t["lab"].select(*columns)
     return lab.filter(lab.test.isin(kb.screening.b12_tests), lab.date <= ibis.literal(th.as_of))
 
@@ -282,6 +285,8 @@ def latest_results(tests: ir.Table, kb: Knowledge, profile: Profile) -> ir.Table
         for test in kb.screening.b12_tests
         if test in profile.bands
     ]
+    # Banded before the ordering, as a column: banded after it, DuckDB copied the banding
+    # into each rule's filter on the band (six copies, each over every result).
     x = x.mutate(band=ibis.cases(*cases, else_=ibis.null("string")))
     order = ibis.window(group_by=[x.person_id, x.test], order_by=[ibis.desc(x.date), x.value_si])
     x = x.mutate(rn=ibis.row_number().over(order))
@@ -314,8 +319,8 @@ def result_text(kb: Knowledge, r: ir.Table) -> ir.StringValue:
 def b12_given(t: Tables, th: Thresholds) -> ir.Table:
     """One row per person who was ever given B12 or had it ordered, from one pass over the
     doses and the B12 orders: ``first_given`` (the earliest dose or order start, any date),
-    ``last_dose`` (the latest dose on or before as_of) and ``order_reach`` (the latest day
-    an order begun by as_of runs to: as_of while one is open). A rule asking "was B12
+    ``last_dose`` (the latest dose on or before as_of) and ``order_reach`` (of the orders
+    begun by as_of, the latest end date, an open order counting as as_of). A rule asking "was B12
     given by day X" or "since day X" compares with these instead of joining every dose."""
     a = ibis.literal(th.as_of)
     d = t["b12_dose"]

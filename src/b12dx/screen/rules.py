@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 import ibis
 import ibis.expr.types as ir
@@ -43,6 +44,19 @@ from b12dx.screen.facts import (
 from b12dx.screen.model import SCHEMAS
 from b12dx.screen.thresholds import Interval, Tables, Thresholds, thresholds
 
+# The facts the rules share, by name, and "narrow": whether a rule first narrows a table
+# to the people it could flag (``only``).
+Ctx = dict[str, Any]
+
+
+def only(table: ir.Table, people: ir.Table, ctx: Ctx) -> ir.Table:
+    """``table`` narrowed to the people of ``people`` when the plan is narrowed: DuckDB
+    plans it once and reads fewer rows; Spark copies ``people``'s whole plan into every
+    use, and a plan copied into itself grew past the driver's memory, so it is not
+    narrowed there. The rows a rule keeps are the same either way."""
+    return table.filter(table.person_id.isin(people.person_id)) if ctx["narrow"] else table
+
+
 GAPS = (
     "new_finding",
     "untested_at_risk",
@@ -54,15 +68,15 @@ GAPS = (
 )
 
 
-def _last_test(ctx: dict[str, ir.Table], candidates: ir.Table) -> ir.Table:
+def _last_test(ctx: Ctx, candidates: ir.Table) -> ir.Table:
     """(person_id, last_test): the date of the last B12 test on or before as_of of each
     candidate tested, read for the candidates only (a few of the people tested)."""
     tests = ctx["test_dates"]
-    tests = tests.filter(tests.person_id.isin(candidates.person_id))
+    tests = only(tests, candidates, ctx)
     return tests.group_by("person_id").aggregate(last_test=tests.date.max())
 
 
-def _untested(candidates: ir.Table, ctx: dict[str, ir.Table], th: Thresholds) -> ir.Table:
+def _untested(candidates: ir.Table, ctx: Ctx, th: Thresholds) -> ir.Table:
     """The candidates with no B12 test on or after lookback_start, with the text saying so
     in ``untested``."""
     last = _last_test(ctx, candidates)
@@ -76,9 +90,7 @@ def _untested(candidates: ir.Table, ctx: dict[str, ir.Table], th: Thresholds) ->
     return j.mutate(untested=text).drop("last_test")
 
 
-def _untested_at_risk(
-    t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Table]
-) -> ir.Table:
+def _untested_at_risk(t: Tables, th: Thresholds, kb: Knowledge, ctx: Ctx) -> ir.Table:
     ua = kb.screening.untested_at_risk
     a = ibis.literal(th.as_of)
     f = t["finding"]
@@ -103,7 +115,7 @@ def _untested_at_risk(
     )
     # The risk factors' text only for the people with a sign (a few of those at risk).
     rf = ctx["rf_facts"]
-    rf = rf.filter(rf.person_id.isin(signs.person_id))
+    rf = only(rf, signs, ctx)
     risks = rf.group_by("person_id").aggregate(risks=facts.join_texts(rf.fact))
     j = _untested(risks.join(signs, "person_id"), ctx, th)
     return j.select(
@@ -113,7 +125,7 @@ def _untested_at_risk(
     )
 
 
-def _new_finding(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Table]) -> ir.Table:
+def _new_finding(t: Tables, th: Thresholds, kb: Knowledge, ctx: Ctx) -> ir.Table:
     """Rule screen.new_finding, the engine's triage (rule triage.new_finding) read from
     dates: a finding that needs the person seen now or today when it is new, first
     recorded within triage's acute window. A date never says "sudden", so the acute level
@@ -140,7 +152,7 @@ def _new_finding(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Tab
     )
 
 
-def _monitoring_due(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Table]) -> ir.Table:
+def _monitoring_due(t: Tables, th: Thresholds, kb: Knowledge, ctx: Ctx) -> ir.Table:
     trig = kb.risk_factors["metformin"].trigger
     c = current_courses(
         ctx["courses"], th, trig.medication or ["metformin"], trig.min_duration_months
@@ -153,7 +165,7 @@ def _monitoring_due(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.
     )
 
 
-def _indeterminate(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Table]) -> ir.Table:
+def _indeterminate(t: Tables, th: Thresholds, kb: Knowledge, ctx: Ctx) -> ir.Table:
     r = ctx["latest"]
     r = r.filter(
         r.band == "indeterminate",
@@ -184,9 +196,7 @@ def _indeterminate(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.T
     return ibis.union(*parts, distinct=False)
 
 
-def _deficient_untreated(
-    t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Table]
-) -> ir.Table:
+def _deficient_untreated(t: Tables, th: Thresholds, kb: Knowledge, ctx: Ctx) -> ir.Table:
     r = ctx["latest"]
     r = r.filter(
         r.band == "deficient", r.date + facts.days(th.treatment_days) < ibis.literal(th.as_of)
@@ -213,7 +223,9 @@ def _deficient_untreated(
     # A recorded diagnosis of B12 deficiency (conditions.yaml b12_deficiency: ICD-10 D51,
     # E53.8) is deficiency as the engine reads it (status.recorded_diagnosis): untreated a
     # month after it was recorded, it is the same gap.
-    # B12 given within a month after any of a person's diagnoses treats them all.
+    # A person is treated for their recorded diagnoses when B12 was first given no later
+    # than a month after the latest of them (before it counts too), as the old join of
+    # every diagnosis with every dose read it.
     by_dx = dx.group_by("person_id").aggregate(
         since=dx.start_date.min(), latest=dx.start_date.max()
     )
@@ -234,7 +246,7 @@ def _deficient_untreated(
     )
 
 
-def _folic_acid(t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Table]) -> ir.Table:
+def _folic_acid(t: Tables, th: Thresholds, kb: Knowledge, ctx: Ctx) -> ir.Table:
     c = current_courses(ctx["courses"], th, ["folic_acid"], None)
     a = ibis.literal(th.as_of)
     c = c.mutate(since=ibis.least(c.course_start, ibis.literal(th.lookback_start)))
@@ -328,9 +340,7 @@ def _course_due(
     return due_expr, grace_expr
 
 
-def _maintenance_overdue(
-    t: Tables, th: Thresholds, kb: Knowledge, ctx: dict[str, ir.Table]
-) -> ir.Table:
+def _maintenance_overdue(t: Tables, th: Thresholds, kb: Knowledge, ctx: Ctx) -> ir.Table:
     """A course of injections whose next dose, loading or maintenance, is later than its
     allowance: the regimen's phases counted as engine.course counts them."""
     neuro_regimen, other_regimen = th.regimens
@@ -400,6 +410,8 @@ def _maintenance_overdue(
         "is_neuro",
         "last_dose",
         course_start=course_start,
+        # The doses from the course start on: row numbers count from 0 and the dates are
+        # distinct, so n minus the start's row number.
         doses=per.n - ibis.ifelse(per.is_neuro, per.n_from, per.o_from),
         prev_last=ibis.ifelse(per.last_prev >= course_start, per.last_prev, ibis.null("date")),
     )
@@ -457,10 +469,14 @@ _BUILDERS = {
 }
 
 
-def build_gaps(t: Tables, kb: Knowledge, profile: Profile, as_of: dt.date) -> ir.Table:
+def build_gaps(
+    t: Tables, kb: Knowledge, profile: Profile, as_of: dt.date, *, narrow: bool = False
+) -> ir.Table:
     """One row per flagged person and gap: person_id, gap, rule_id, sources, reasons,
     since (the date of the fact that opened the gap, for the worklist's order), as_of,
-    age_band, care_site, risk_factors. Only people alive and adult on as_of are screened."""
+    age_band, care_site, risk_factors. Only people alive and adult on as_of are screened.
+    ``narrow``: the rules narrow tables to the people they could flag first (``only``),
+    which DuckDB runs faster and Spark cannot plan; the rows are the same."""
     th = thresholds(kb, profile, as_of)
     risk_ids = kb.screening.untested_at_risk.risk_factors
     medicines = {"folic_acid", *(kb.risk_factors["metformin"].trigger.medication or ["metformin"])}
@@ -468,7 +484,8 @@ def build_gaps(t: Tables, kb: Knowledge, profile: Profile, as_of: dt.date) -> ir
         medicines.update(kb.risk_factors[rf_id].trigger.medication or [])
     courses = all_current_courses(t, th, sorted(medicines))
     results = facts.b12_tests(t, th, kb, "person_id", "test", "value_si", "unit_family", "date")
-    ctx = {
+    ctx: Ctx = {
+        "narrow": narrow,
         "courses": courses,
         "rf_facts": risk_factor_facts(t, th, kb, risk_ids, courses),
         "test_dates": facts.b12_tests(t, th, kb, "person_id", "test", "date"),
@@ -490,10 +507,10 @@ def build_gaps(t: Tables, kb: Knowledge, profile: Profile, as_of: dt.date) -> ir
             )
         )
     gaps = ibis.union(*parts, distinct=False)
-    gaps = facts.screened(gaps, t, th, kb)
+    gaps = facts.screened(gaps, t, th, kb, narrow=narrow)
     # The risk factors of the people flagged (most people with one are not).
     rf = ctx["rf_facts"]
-    rf = rf.filter(rf.person_id.isin(gaps.person_id))
+    rf = only(rf, gaps, ctx)
     per_person = rf.group_by("person_id").aggregate(risk_factors=rf.risk_factor.collect().sort())
     out = gaps.left_join(per_person, "person_id").select(
         gaps.person_id,
@@ -527,7 +544,7 @@ def compile_gaps(kb: Knowledge, profile: Profile, as_of: dt.date) -> CompiledGap
         name: ibis.table(ibis.Schema.from_pyarrow(schema), name=f"screen_{name}")
         for name, schema in SCHEMAS.items()
     }
-    expr = build_gaps(t, kb, profile, as_of)
+    expr = build_gaps(t, kb, profile, as_of, narrow=True)
     return CompiledGaps(
         str(ibis.to_sql(expr, dialect="duckdb", pretty=False)), expr.schema().to_pyarrow()
     )
