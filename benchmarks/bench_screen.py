@@ -93,7 +93,7 @@ def _rules_vs_scan(tables: ScreeningTables) -> tuple[float, float, float]:
         plan = compile_gaps(kb, kb.default_profile, DEFAULT_AS_OF)
         compile_s = time.perf_counter() - start
         start = time.perf_counter()
-        con.raw_sql(plan.sql).fetch_arrow_table().cast(plan.schema)  # as screen_tables does
+        plan.run(con)  # as screen_tables runs it
         rules = time.perf_counter() - start
     finally:
         con.disconnect()

@@ -1,5 +1,5 @@
 """The gap rules give the same rows whether or not they first narrow a table to the
-people they could flag (``rules.only``; DuckDB narrows, Spark does not, because Spark
+people they could flag (``facts.only``; DuckDB narrows, Spark does not, because Spark
 copies the narrowing query's plan into every use). Checked on random small populations
 made to trip a shortcut: null dates, duplicate rows, same-day doses by other routes,
 orders ending before they start or begun after the date, several diagnoses with

@@ -45,16 +45,8 @@ from b12dx.screen.model import SCHEMAS
 from b12dx.screen.thresholds import Interval, Tables, Thresholds, thresholds
 
 # The facts the rules share, by name, and "narrow": whether a rule first narrows a table
-# to the people it could flag (``only``).
+# to the people it could flag (``facts.only``).
 Ctx = dict[str, Any]
-
-
-def only(table: ir.Table, people: ir.Table, ctx: Ctx) -> ir.Table:
-    """``table`` narrowed to the people of ``people`` when the plan is narrowed: DuckDB
-    plans it once and reads fewer rows; Spark copies ``people``'s whole plan into every
-    use, and a plan copied into itself grew past the driver's memory, so it is not
-    narrowed there. The rows a rule keeps are the same either way."""
-    return table.filter(table.person_id.isin(people.person_id)) if ctx["narrow"] else table
 
 
 GAPS = (
@@ -72,7 +64,7 @@ def _last_test(ctx: Ctx, candidates: ir.Table) -> ir.Table:
     """(person_id, last_test): the date of the last B12 test on or before as_of of each
     candidate tested, read for the candidates only (a few of the people tested)."""
     tests = ctx["test_dates"]
-    tests = only(tests, candidates, ctx)
+    tests = facts.only(tests, candidates, ctx["narrow"])
     return tests.group_by("person_id").aggregate(last_test=tests.date.max())
 
 
@@ -115,7 +107,7 @@ def _untested_at_risk(t: Tables, th: Thresholds, kb: Knowledge, ctx: Ctx) -> ir.
     )
     # The risk factors' text only for the people with a sign (a few of those at risk).
     rf = ctx["rf_facts"]
-    rf = only(rf, signs, ctx)
+    rf = facts.only(rf, signs, ctx["narrow"])
     risks = rf.group_by("person_id").aggregate(risks=facts.join_texts(rf.fact))
     j = _untested(risks.join(signs, "person_id"), ctx, th)
     return j.select(
@@ -201,6 +193,9 @@ def _deficient_untreated(t: Tables, th: Thresholds, kb: Knowledge, ctx: Ctx) -> 
     r = r.filter(
         r.band == "deficient", r.date + facts.days(th.treatment_days) < ibis.literal(th.as_of)
     )
+    # A recorded diagnosis of B12 deficiency (conditions.yaml b12_deficiency: ICD-10 D51,
+    # E53.8) is deficiency as the engine reads it (status.recorded_diagnosis): untreated a
+    # month after it was recorded, it is the same gap.
     c = t["condition"]
     dx = c.filter(
         c.condition_id == "b12_deficiency",
@@ -220,9 +215,6 @@ def _deficient_untreated(t: Tables, th: Thresholds, kb: Knowledge, ctx: Ctx) -> 
 
     missing = untreated(r, "date")
     by_result = missing.select("person_id", reason=facts.result_text(kb, missing), on=missing.date)
-    # A recorded diagnosis of B12 deficiency (conditions.yaml b12_deficiency: ICD-10 D51,
-    # E53.8) is deficiency as the engine reads it (status.recorded_diagnosis): untreated a
-    # month after it was recorded, it is the same gap.
     # A person is treated for their recorded diagnoses when B12 was first given no later
     # than a month after the latest of them (before it counts too), as the old join of
     # every diagnosis with every dose read it.
@@ -475,7 +467,8 @@ def build_gaps(
     """One row per flagged person and gap: person_id, gap, rule_id, sources, reasons,
     since (the date of the fact that opened the gap, for the worklist's order), as_of,
     age_band, care_site, risk_factors. Only people alive and adult on as_of are screened.
-    ``narrow``: the rules narrow tables to the people they could flag first (``only``),
+    ``narrow``: the rules narrow tables to the people they could flag first
+    (``facts.only``),
     which DuckDB runs faster and Spark cannot plan; the rows are the same."""
     th = thresholds(kb, profile, as_of)
     risk_ids = kb.screening.untested_at_risk.risk_factors
@@ -510,7 +503,7 @@ def build_gaps(
     gaps = facts.screened(gaps, t, th, kb, narrow=narrow)
     # The risk factors of the people flagged (most people with one are not).
     rf = ctx["rf_facts"]
-    rf = only(rf, gaps, ctx)
+    rf = facts.only(rf, gaps, narrow)
     per_person = rf.group_by("person_id").aggregate(risk_factors=rf.risk_factor.collect().sort())
     out = gaps.left_join(per_person, "person_id").select(
         gaps.person_id,
@@ -534,6 +527,10 @@ class CompiledGaps:
 
     sql: str
     schema: pa.Schema
+
+    def run(self, con: Any) -> pa.Table:
+        """The gaps, on an Ibis DuckDB connection holding the ``screen_<table>`` views."""
+        return con.raw_sql(self.sql).fetch_arrow_table().cast(self.schema)
 
 
 def compile_gaps(kb: Knowledge, profile: Profile, as_of: dt.date) -> CompiledGaps:

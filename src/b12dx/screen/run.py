@@ -182,7 +182,7 @@ def screen_tables(
         say("finding the gaps")
         if engine == "duckdb":
             plan = plan or compile_gaps(kb, profile, as_of)
-            gaps = con.raw_sql(plan.sql).fetch_arrow_table().cast(plan.schema)
+            gaps = plan.run(con)
         else:
             gaps = build_gaps(t, kb, profile, as_of).to_pyarrow()
         say("counting per gap, age band and risk factor")
